@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# install.sh: everything bro needs, idempotent and safe to rerun.
+#
+#   1. Debian's chromium (apt) when no Chromium is found;
+#   2. restate-server, pinned, from npm (native binary, --ignore-scripts) into bro's data dir;
+#   3. the bro binary (cargo, --locked) into ~/.cargo/bin (or $BRO_BIN_DIR);
+#   4. shell completions where bash, zsh and fish look for them.
+#
+# Flags: --no-bro   install only what bro runs on (chromium, restate-server), not bro itself.
+set -euo pipefail
+
+RESTATE_VERSION="1.7.12"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/bro"
+restate_dir="$data_dir/restate-server"
+restate_bin="$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server"
+install_bro=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-bro) install_bro=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '==> %s\n' "$*"; }
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. Chromium
+if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then
+  step "chromium: $(chromium --version 2>/dev/null | head -n1 || echo present)"
+else
+  step "chromium: installing Debian's chromium with apt"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  step "chromium: $(chromium --version 2>/dev/null | head -n1)"
+fi
+
+# 2. restate-server (pinned; the native binary is called directly, not the node wrapper)
+if [ -x "$restate_bin" ] && "$restate_bin" --version 2>/dev/null | grep -q "$RESTATE_VERSION"; then
+  step "restate-server $RESTATE_VERSION: already in $restate_dir"
+else
+  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install restate-server (apt-get install nodejs npm)" >&2; exit 1; }
+  step "restate-server $RESTATE_VERSION: installing from npm into $restate_dir"
+  mkdir -p "$restate_dir"
+  (cd "$restate_dir" && [ -f package.json ] || echo '{"name":"bro-restate-server","private":true}' > package.json)
+  (cd "$restate_dir" && npm install --no-fund --no-audit --no-save --ignore-scripts --loglevel=error \
+    "@restatedev/restate-server@$RESTATE_VERSION" >/dev/null)
+  "$restate_bin" --version >/dev/null
+fi
+
+# 3. bro itself
+if [ "$install_bro" -eq 1 ]; then
+  bin_dir="${BRO_BIN_DIR:-$HOME/.cargo/bin}"
+  step "bro: building (release, --locked) and installing into $bin_dir"
+  (cd "$here" && cargo build --release --locked --quiet)
+  mkdir -p "$bin_dir"
+  install -m 0755 "$here/target/release/bro" "$bin_dir/bro.new" && mv -f "$bin_dir/bro.new" "$bin_dir/bro"
+  case ":$PATH:" in *":$bin_dir:"*) ;; *) echo "note: add $bin_dir to your PATH" ;; esac
+
+  # 4. completions
+  bash_dir="${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions"
+  zsh_dir="${XDG_DATA_HOME:-$HOME/.local/share}/zsh/site-functions"
+  fish_dir="${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions"
+  mkdir -p "$bash_dir" "$zsh_dir" "$fish_dir"
+  install -m 0644 "$here/completions/bro.bash" "$bash_dir/bro"
+  install -m 0644 "$here/completions/_bro" "$zsh_dir/_bro"
+  install -m 0644 "$here/completions/bro.fish" "$fish_dir/bro.fish"
+  step "completions: bash, zsh and fish installed"
+fi
+step "done"

@@ -1,0 +1,39 @@
+//! The daemon's HTTP surface. One set of steel routes is served on the TCP port (with the CDP
+//! proxy) and on the Unix socket (with bro's control routes), so the handlers exist once.
+
+pub mod control;
+pub mod error;
+pub mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::cdp_proxy::Sockets;
+use crate::daemon::ingress::Ingress;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub ingress: Ingress,
+    pub sockets: Arc<Sockets>,
+    /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
+    pub api_base: String,
+    pub control: control::ControlState,
+}
+
+/// The router of the TCP port: steel routes and the CDP proxy.
+pub fn tcp_router(state: Arc<AppState>) -> Router {
+    sessions::routes()
+        .fallback(sessions::cdp_or_not_found)
+        .with_state(state)
+}
+
+/// The router of the Unix socket: steel routes and `/bro/v1/...`.
+pub fn unix_router(state: Arc<AppState>) -> Router {
+    sessions::routes()
+        .merge(control::routes())
+        .fallback(sessions::not_found)
+        .with_state(state)
+}

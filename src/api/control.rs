@@ -1,0 +1,69 @@
+//! bro's control routes, on the Unix socket only: daemon status and shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::protocol::control::DaemonStatus;
+
+/// The parts of the status that change while the daemon runs, and the shutdown switch.
+pub struct ControlState {
+    /// The status as of start; restate's pid and restart count are filled in on read.
+    pub base: DaemonStatus,
+    pub restate_pid: Option<Arc<AtomicU32>>,
+    pub restate_restarts: Option<Arc<AtomicU32>>,
+    pub shutdown: CancellationToken,
+    /// Set by a shutdown request that asks to leave the sessions running.
+    pub keep_sessions: std::sync::atomic::AtomicBool,
+}
+
+impl ControlState {
+    /// The current status.
+    pub fn status(&self) -> DaemonStatus {
+        let mut status = self.base.clone();
+        if let Some(pid) = &self.restate_pid {
+            status.restate.pid = Some(pid.load(Ordering::SeqCst));
+        }
+        if let Some(restarts) = &self.restate_restarts {
+            status.restate.restarts = restarts.load(Ordering::SeqCst);
+        }
+        status
+    }
+}
+
+/// `/bro/v1/status` and `/bro/v1/shutdown`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/bro/v1/status", get(status))
+        .route("/bro/v1/shutdown", post(shutdown))
+}
+
+async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
+    Json(st.control.status())
+}
+
+/// Body of `POST /bro/v1/shutdown`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownRequest {
+    #[serde(default)]
+    pub keep_sessions: bool,
+}
+
+async fn shutdown(
+    State(st): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Json<serde_json::Value> {
+    let req: ShutdownRequest = serde_json::from_slice(&body).unwrap_or_default();
+    st.control
+        .keep_sessions
+        .store(req.keep_sessions, Ordering::SeqCst);
+    st.control.shutdown.cancel();
+    Json(serde_json::json!({ "status": "stopping" }))
+}

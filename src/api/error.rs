@@ -1,0 +1,102 @@
+//! `ApiError`: the one place errors become HTTP statuses, always with steel's error body
+//! (`message`, `statusCode`, `error`).
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use hyper::StatusCode;
+
+use crate::daemon::ingress::IngressError;
+use crate::protocol::steel::ErrorBody;
+
+/// Seconds a client at capacity is told to wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Every failure an API handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AtCapacity(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status each variant maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::AtCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<IngressError> for ApiError {
+    fn from(err: IngressError) -> Self {
+        match err {
+            IngressError::NotFound(m) => ApiError::NotFound(m),
+            IngressError::AtCapacity(m) => ApiError::AtCapacity(m),
+            IngressError::Failed(m) => ApiError::Internal(m),
+            e @ IngressError::Unreachable { .. } => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "request failed");
+        }
+        let body = ErrorBody {
+            message: self.to_string(),
+            status_code: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_string(),
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if matches!(self, ApiError::AtCapacity(_)) {
+            let headers = resp.headers_mut();
+            headers.insert("retry-after", RETRY_AFTER_SECS.into());
+            headers.insert("x-should-retry", http::HeaderValue::from_static("true"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_its_status() {
+        let table = [
+            (ApiError::BadRequest(String::new()), 400),
+            (ApiError::NotFound(String::new()), 404),
+            (ApiError::AtCapacity(String::new()), 429),
+            (ApiError::BadGateway(String::new()), 502),
+            (ApiError::Unavailable(String::new()), 503),
+            (ApiError::Internal(String::new()), 500),
+        ];
+        for (err, code) in table {
+            assert_eq!(err.status().as_u16(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn capacity_answers_carry_retry_after() {
+        let resp = ApiError::AtCapacity("full".into()).into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "5");
+    }
+}

@@ -1,0 +1,193 @@
+//! The CDP websocket proxy. A client's upgrade is forwarded to the session's browser with
+//! the path rewritten to `/devtools/browser/<guid>`, `Host` set to the browser's own address
+//! and `Origin` dropped (Chromium rejects foreign ones); after the two `101`s the bytes are
+//! spliced both ways untouched, so there is no frame parsing and no message-size limit (a
+//! full-page screenshot is one 30+ MB message). Ending a session closes its sockets.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::StatusCode;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Headers of the websocket handshake passed through in each direction.
+const REQUEST_HEADERS: [HeaderName; 4] = [
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
+];
+const RESPONSE_HEADERS: [HeaderName; 5] = [
+    header::UPGRADE,
+    header::CONNECTION,
+    header::SEC_WEBSOCKET_ACCEPT,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::SEC_WEBSOCKET_PROTOCOL,
+];
+
+/// Why an upgrade could not be proxied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("not a websocket upgrade request")]
+    NotUpgrade,
+    #[error("the session's browser is not reachable: {0}")]
+    Upstream(String),
+}
+
+/// The browser-level CDP target of one session.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub port: u16,
+    pub ws_path: String,
+}
+
+/// Proxied sockets per session, so that releasing a session closes them.
+#[derive(Default)]
+pub struct Sockets {
+    tokens: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Sockets {
+    /// The token cancelled when session `id` ends.
+    pub fn token(&self, id: &str) -> CancellationToken {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.entry(id.to_string()).or_default().clone()
+    }
+
+    /// Closes every proxied socket of session `id`.
+    pub fn close(&self, id: &str) {
+        let token = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(token) = token {
+            token.cancel();
+        }
+    }
+}
+
+/// True when `headers` ask for a websocket upgrade.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Forwards the upgrade in `req` to `up`, answers the client's `101` and splices the two
+/// connections until either side closes or `cancel` fires.
+pub async fn splice(
+    mut req: http::Request<Body>,
+    up: Upstream,
+    cancel: CancellationToken,
+) -> Result<http::Response<Body>, ProxyError> {
+    if !is_upgrade(req.headers()) || !req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
+        return Err(ProxyError::NotUpgrade);
+    }
+    let upstream_err = |e: &dyn std::fmt::Display| ProxyError::Upstream(e.to_string());
+    let tcp = TcpStream::connect(("127.0.0.1", up.port))
+        .await
+        .map_err(|e| upstream_err(&e))?;
+    let _ = tcp.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| upstream_err(&e))?;
+    tokio::spawn(conn.with_upgrades());
+
+    let mut up_req = http::Request::get(&up.ws_path)
+        .header(header::HOST, format!("127.0.0.1:{}", up.port))
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade");
+    for name in REQUEST_HEADERS {
+        if let Some(value) = req.headers().get(&name) {
+            up_req = up_req.header(name, value);
+        }
+    }
+    let up_req = up_req.body(Empty::new()).map_err(|e| upstream_err(&e))?;
+    let mut up_resp = sender
+        .send_request(up_req)
+        .await
+        .map_err(|e| upstream_err(&e))?;
+    if up_resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::Upstream(format!(
+            "browser answered {}",
+            up_resp.status()
+        )));
+    }
+
+    let mut resp = http::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for name in RESPONSE_HEADERS {
+        if let Some(value) = up_resp.headers().get(&name) {
+            resp = resp.header(name, value.clone());
+        }
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let upstream_upgrade = hyper::upgrade::on(&mut up_resp);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
+            return;
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+            _ = cancel.cancelled() => {}
+        }
+    });
+    resp.body(Body::empty()).map_err(|e| upstream_err(&e))
+}
+
+/// The session id a CDP request names: `?sessionId=` (extra query keys such as `apiKey` are
+/// fine), or a path `/devtools/browser/<id>`.
+pub fn session_id_of(uri: &http::Uri) -> Option<String> {
+    let from_query = uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| match pair.split_once('=') {
+            Some(("sessionId", v)) if !v.is_empty() => Some(v.to_string()),
+            _ => None,
+        })
+    });
+    from_query.or_else(|| {
+        uri.path()
+            .strip_prefix("/devtools/browser/")
+            .map(|rest| rest.trim_end_matches('/').to_string())
+            .filter(|id| !id.is_empty())
+    })
+}
+
+/// A `HeaderValue` for static strings, used by tests and callers.
+pub fn header_value(s: &'static str) -> HeaderValue {
+    HeaderValue::from_static(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_session_id() {
+        let id = |s: &str| session_id_of(&s.parse::<http::Uri>().unwrap());
+        assert_eq!(id("/?sessionId=abc"), Some("abc".into()));
+        assert_eq!(id("/?sessionId=abc&apiKey=k"), Some("abc".into()));
+        assert_eq!(id("/?apiKey=k&sessionId=abc"), Some("abc".into()));
+        assert_eq!(id("/devtools/browser/abc"), Some("abc".into()));
+        assert_eq!(id("/"), None);
+        assert_eq!(id("/?sessionId="), None);
+    }
+
+    #[test]
+    fn release_cancels_the_sessions_sockets() {
+        let sockets = Sockets::default();
+        let token = sockets.token("a");
+        let other = sockets.token("b");
+        sockets.close("a");
+        assert!(token.is_cancelled());
+        assert!(!other.is_cancelled());
+    }
+}

@@ -1,0 +1,272 @@
+//! The command line, as clap derive types. Doc comments are the help text; no I/O here.
+
+pub mod daemon;
+pub mod session;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::protocol::session::SessionStatus;
+
+/// bro: one headless Chromium per session, driven by the steel-browser API.
+///
+/// bro runs a background daemon that starts a Chromium for every session and serves the
+/// steel-browser API and CDP websockets on localhost, so Playwright, Puppeteer and steel-sdk
+/// scripts work unchanged. Session state lives in Restate: a daemon killed at any moment
+/// restarts and finds its sessions again.
+///
+/// Examples:
+///   bro session create                 # prints the session id and its CDP websocket URL
+///   bro session list
+///   bro session kill --all
+#[derive(Debug, Parser)]
+#[command(name = "bro", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run, start, stop or inspect the bro daemon.
+    Daemon(DaemonCommand),
+    /// Create, list, inspect and kill browser sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Print a shell completion script.
+    ///
+    /// Example: bro completions bash > ~/.local/share/bash-completion/completions/bro
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `bro daemon` alone runs the daemon in the foreground (logs on stderr, Ctrl-C stops it).
+///
+/// Examples:
+///   bro daemon --port 3001            # foreground
+///   bro daemon start --max-sessions 20
+///   bro daemon status --json
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DaemonCommand {
+    #[command(subcommand)]
+    pub action: Option<DaemonAction>,
+    #[command(flatten)]
+    pub args: DaemonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonAction {
+    /// Start the daemon in the background; returns once it is healthy.
+    Start(DaemonArgs),
+    /// Stop the daemon; its sessions are released unless --keep-sessions.
+    Stop {
+        /// Leave the browsers running; the next daemon re-adopts them.
+        #[arg(long)]
+        keep_sessions: bool,
+    },
+    /// Show whether the daemon runs, its addresses and its Restate.
+    Status {
+        /// Print JSON (pid, api_url, socket, version, restate.admin_url, ...).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of the daemon.
+#[derive(Debug, Clone, Args)]
+pub struct DaemonArgs {
+    /// TCP port of the steel API and CDP proxy (0 picks a free one).
+    #[arg(long, env = "BRO_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Address of the steel API; keep it on loopback.
+    #[arg(long, env = "BRO_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Most sessions live at once on this machine.
+    #[arg(long, env = "BRO_MAX_SESSIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_sessions: u32,
+    /// Chromium to launch [default: BRO_CHROMIUM, /usr/bin/chromium, then PATH].
+    #[arg(long, value_name = "PATH")]
+    pub chromium: Option<PathBuf>,
+    /// restate-server to supervise [default: BRO_RESTATE_SERVER, bro's install dir, PATH].
+    #[arg(long, value_name = "PATH")]
+    pub restate_server: Option<PathBuf>,
+    /// Use an existing Restate's admin API instead of supervising one (with --restate-ingress-url).
+    #[arg(long, value_name = "URL", requires = "restate_ingress_url")]
+    pub restate_admin_url: Option<String>,
+    /// Use an existing Restate's ingress (with --restate-admin-url).
+    #[arg(long, value_name = "URL", requires = "restate_admin_url")]
+    pub restate_ingress_url: Option<String>,
+    /// This machine's node name in Restate (the key of its Pool).
+    #[arg(long, env = "BRO_NODE", default_value = "local")]
+    pub node: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Start a session: a fresh Chromium with its own profile.
+    ///
+    /// Prints the session id and the CDP websocket URL to give to
+    /// Playwright (chromium.connectOverCDP) or Puppeteer (connect({browserWSEndpoint})).
+    ///
+    /// Examples:
+    ///   bro session create --timeout 10m
+    ///   bro session create --width 1280 --height 720 --user-agent 'my-bot/1.0' --json
+    Create(CreateArgs),
+    /// List sessions, oldest first.
+    ///
+    /// Example: bro session list --status live
+    List {
+        /// Only sessions with this status.
+        #[arg(long, value_parser = clap::value_parser!(SessionStatus))]
+        status: Option<SessionStatus>,
+        /// Print the steel-browser JSON ({"sessions": [...]}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one session; ended sessions stay visible.
+    ///
+    /// Example: bro session get 0b9c1c4e-... --json
+    Get {
+        /// The session id (a UUID).
+        #[arg(value_parser = parse_uuid)]
+        id: String,
+        /// Print the steel-browser JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release sessions: their browsers are stopped and their profiles deleted.
+    ///
+    /// Examples:
+    ///   bro session kill 0b9c1c4e-...
+    ///   bro session kill --all
+    Kill {
+        /// Session ids to release.
+        #[arg(value_parser = parse_uuid, required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Release every session that is not over.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `bro session create`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Release the session after this long (e.g. 90s, 10m, 2h); 0 means never.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    pub timeout: u64,
+    /// Window width in pixels.
+    #[arg(long, requires = "height", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub width: Option<u32>,
+    /// Window height in pixels.
+    #[arg(long, requires = "width", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub height: Option<u32>,
+    /// User-Agent string of the browser.
+    #[arg(long)]
+    pub user_agent: Option<String>,
+    /// Proxy for the browser's traffic (http://, https://, socks5://).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Use this id (a UUID); creating twice with one id returns the same session.
+    #[arg(long, value_parser = parse_uuid)]
+    pub session_id: Option<String>,
+    /// Print the steel-browser JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `10m` → 600000; `0` → 0.
+fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|e| format!("{e} (examples: 90s, 10m, 2h, 0 for none)"))
+}
+
+fn parse_uuid(s: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(s)
+        .map(|u| u.to_string())
+        .map_err(|_| format!("'{s}' is not a session id (a UUID)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn create_parses_timeouts_and_sizes() {
+        let cli = Cli::try_parse_from([
+            "bro",
+            "session",
+            "create",
+            "--timeout",
+            "10m",
+            "--width",
+            "800",
+            "--height",
+            "600",
+        ])
+        .unwrap();
+        let Command::Session(SessionCommand::Create(args)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.timeout, 600_000);
+        assert_eq!((args.width, args.height), (Some(800), Some(600)));
+        let zero = Cli::try_parse_from(["bro", "session", "create", "--timeout", "0"]).unwrap();
+        let Command::Session(SessionCommand::Create(args)) = zero.command else {
+            panic!()
+        };
+        assert_eq!(args.timeout, 0);
+        assert!(Cli::try_parse_from(["bro", "session", "create", "--width", "800"]).is_err());
+        assert!(Cli::try_parse_from(["bro", "session", "create", "--timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn kill_needs_ids_or_all() {
+        assert!(Cli::try_parse_from(["bro", "session", "kill"]).is_err());
+        assert!(Cli::try_parse_from(["bro", "session", "kill", "--all"]).is_ok());
+        assert!(Cli::try_parse_from(["bro", "session", "kill", "nope"]).is_err());
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        assert!(Cli::try_parse_from(["bro", "session", "kill", id, "--all"]).is_err());
+        assert!(Cli::try_parse_from(["bro", "session", "get", id, "--json"]).is_ok());
+    }
+
+    #[test]
+    fn daemon_flags_work_with_and_without_start() {
+        let cli = Cli::try_parse_from(["bro", "daemon", "--port", "0"]).unwrap();
+        let Command::Daemon(d) = cli.command else {
+            panic!()
+        };
+        assert!(d.action.is_none());
+        assert_eq!(d.args.port, 0);
+        let cli = Cli::try_parse_from(["bro", "daemon", "start", "--max-sessions", "3"]).unwrap();
+        let Command::Daemon(DaemonCommand {
+            action: Some(DaemonAction::Start(a)),
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.max_sessions, 3);
+        assert!(Cli::try_parse_from(["bro", "daemon", "--restate-admin-url", "http://x"]).is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! `bro session create|list|get|kill`: build the request, call the daemon, print.
+
+use anyhow::{Result, bail};
+
+use crate::cli::{CreateArgs, SessionCommand};
+use crate::client::{self, ClientError};
+use crate::output;
+use crate::paths::Paths;
+use crate::protocol::session::Dimensions;
+use crate::protocol::steel::CreateSessionRequest;
+
+/// Runs `bro session ...`, starting the daemon when none runs.
+pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
+    let client = client::ensure_daemon(&paths).await?;
+    match cmd {
+        SessionCommand::Create(args) => {
+            let json = args.json;
+            let details = client.create_session(&request(args)).await?;
+            output::session_created(&details, json);
+        }
+        SessionCommand::List { status, json } => {
+            let list = client.list_sessions(status.map(|s| s.as_str())).await?;
+            output::session_list(&list, json);
+        }
+        SessionCommand::Get { id, json } => match client.get_session(&id).await {
+            Ok(details) => output::session(&details, json),
+            Err(e) if e.is_not_found() => bail!("no session with id {id}"),
+            Err(e) => return Err(e.into()),
+        },
+        SessionCommand::Kill { ids, all, json } => kill(&client, ids, all, json).await?,
+    }
+    Ok(())
+}
+
+fn request(args: CreateArgs) -> CreateSessionRequest {
+    CreateSessionRequest {
+        session_id: args.session_id,
+        dimensions: args
+            .width
+            .zip(args.height)
+            .map(|(width, height)| Dimensions { width, height }),
+        user_agent: args.user_agent,
+        proxy_url: args.proxy,
+        timeout: Some(args.timeout),
+    }
+}
+
+async fn kill(
+    client: &client::DaemonClient,
+    ids: Vec<String>,
+    all: bool,
+    json: bool,
+) -> Result<()> {
+    if all {
+        let resp = client.release_all().await?;
+        output::released_all(&resp, json);
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut released = Vec::new();
+    for id in ids {
+        match client.release_session(&id).await {
+            Ok(resp) => released.push(resp),
+            Err(ClientError::Api { status: 404, .. }) => missing.push(id),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    output::released(&released, json);
+    match missing.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("no session with id {one}"),
+        many => bail!("no sessions with ids {}", many.join(", ")),
+    }
+}

@@ -1,0 +1,255 @@
+//! `DaemonClient`: the CLI's (and later the TUI's) only way to the daemon, HTTP over the Unix
+//! socket with hyperlocal. `ensure_daemon` starts a daemon when none answers.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::daemon::lifecycle;
+use crate::paths::Paths;
+use crate::protocol::control::DaemonStatus;
+use crate::protocol::steel::{
+    CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
+    SessionDetails,
+};
+
+/// How long a starting daemon may take to answer (a first restate-server start included).
+pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no bro daemon answers on {0}; start one with `bro daemon start`")]
+    NotRunning(String),
+    #[error("{message}")]
+    Api { status: u16, message: String },
+    #[error("talking to the daemon: {0}")]
+    Transport(String),
+    #[error("the daemon did not start: {0}")]
+    StartFailed(String),
+}
+
+impl ClientError {
+    /// True for a 404 from the API.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
+/// A client of one daemon's control socket.
+#[derive(Clone)]
+pub struct DaemonClient {
+    socket: PathBuf,
+    http: Client<UnixConnector, Full<Bytes>>,
+}
+
+impl DaemonClient {
+    pub fn new(socket: PathBuf) -> Self {
+        DaemonClient {
+            socket,
+            http: Client::unix(),
+        }
+    }
+
+    /// `GET /bro/v1/status`.
+    pub async fn status(&self) -> Result<DaemonStatus, ClientError> {
+        self.request(Method::GET, "/bro/v1/status", None::<&()>)
+            .await
+    }
+
+    /// `POST /bro/v1/shutdown`.
+    pub async fn shutdown(&self, keep_sessions: bool) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "keepSessions": keep_sessions });
+        self.request(Method::POST, "/bro/v1/shutdown", Some(&body))
+            .await
+    }
+
+    /// `POST /v1/sessions`.
+    pub async fn create_session(
+        &self,
+        req: &CreateSessionRequest,
+    ) -> Result<SessionDetails, ClientError> {
+        self.request(Method::POST, "/v1/sessions", Some(req)).await
+    }
+
+    /// `GET /v1/sessions[?status=S]`.
+    pub async fn list_sessions(
+        &self,
+        status: Option<&str>,
+    ) -> Result<MultipleSessions, ClientError> {
+        let path = match status {
+            Some(s) => format!("/v1/sessions?status={s}"),
+            None => "/v1/sessions".to_string(),
+        };
+        self.request(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/sessions/{id}`.
+    pub async fn get_session(&self, id: &str) -> Result<SessionDetails, ClientError> {
+        self.request(Method::GET, &format!("/v1/sessions/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/sessions/{id}/release`.
+    pub async fn release_session(&self, id: &str) -> Result<ReleaseSessionResponse, ClientError> {
+        self.request(
+            Method::POST,
+            &format!("/v1/sessions/{id}/release"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/sessions/release`.
+    pub async fn release_all(&self) -> Result<ReleaseAllResponse, ClientError> {
+        self.request(Method::POST, "/v1/sessions/release", None::<&()>)
+            .await
+    }
+
+    async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Transport(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(Uri::new(&self.socket, path))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = self.http.request(req).await.map_err(|e| {
+            if self.socket.exists() && !is_refused(&e) {
+                ClientError::Transport(e.to_string())
+            } else {
+                ClientError::NotRunning(self.socket.display().to_string())
+            }
+        })?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .to_bytes();
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Transport(format!("unexpected answer: {e}")));
+        }
+        Err(api_error(status, &body))
+    }
+}
+
+fn is_refused(err: &hyper_util::client::legacy::Error) -> bool {
+    let text = format!("{err:?}");
+    text.contains("ConnectionRefused") || text.contains("NotFound")
+}
+
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.message)
+        .unwrap_or_else(|_| format!("{status}: {}", String::from_utf8_lossy(body)));
+    ClientError::Api {
+        status: status.as_u16(),
+        message,
+    }
+}
+
+/// A client of the running daemon; starts one (with default options) when none answers.
+pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
+    let client = DaemonClient::new(paths.socket());
+    if client.status().await.is_ok() {
+        return Ok(client);
+    }
+    paths
+        .create_all()
+        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    // One CLI starts the daemon; the others wait on the lock and then find it running.
+    let _guard = lifecycle::lock_blocking(&paths.start_lock())
+        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    if client.status().await.is_ok() {
+        return Ok(client);
+    }
+    eprintln!(
+        "bro: starting the daemon (log: {})",
+        paths.daemon_log().display()
+    );
+    start_daemon(paths, &[]).await?;
+    Ok(client)
+}
+
+/// Spawns `bro daemon ARGS` in the background (own process group, output to the daemon log)
+/// and waits until it answers on its socket.
+pub async fn start_daemon(paths: &Paths, args: &[String]) -> Result<DaemonStatus, ClientError> {
+    let exe = std::env::current_exe().map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let log_path = paths.daemon_log();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| ClientError::StartFailed(format!("{}: {e}", log_path.display())))?;
+    let log_len = log.metadata().map(|m| m.len()).unwrap_or(0);
+    let log_err = log
+        .try_clone()
+        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let mut child = std::process::Command::new(exe)
+        .arg("daemon")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let client = DaemonClient::new(paths.socket());
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = log_since(&log_path, log_len);
+            return Err(ClientError::StartFailed(format!(
+                "it exited ({status}): {tail}"
+            )));
+        }
+        if let Ok(status) = client.status().await
+            && status.pid == child.id()
+        {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            return Err(ClientError::StartFailed(format!(
+                "no answer within {START_TIMEOUT:?}; see {}",
+                log_path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the daemon logged since `offset`: its last error lines, for a failed start.
+fn log_since(path: &Path, offset: u64) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let new = String::from_utf8_lossy(&text[(offset as usize).min(text.len())..]).into_owned();
+    let errors: Vec<&str> = new.lines().filter(|l| l.starts_with("error: ")).collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        new.lines().collect()
+    } else {
+        errors
+    };
+    lines[lines.len().saturating_sub(3)..]
+        .join("\n")
+        .trim()
+        .to_string()
+}

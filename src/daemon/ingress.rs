@@ -1,0 +1,195 @@
+//! Typed calls into Restate: the `Session` handlers through the ingress, and listings
+//! through the admin SQL introspection API. The API handlers use this and never touch
+//! Chromium themselves.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
+use crate::protocol::session::{SessionOptions, SessionRecord};
+
+/// Why a call into Restate failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngressError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AtCapacity(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("restate is unreachable at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// Client of one Restate's ingress and admin APIs.
+#[derive(Clone)]
+pub struct Ingress {
+    http: reqwest::Client,
+    pub ingress_url: String,
+    pub admin_url: String,
+}
+
+#[derive(Deserialize)]
+struct RestateErrorBody {
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct QueryRows<T> {
+    rows: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    value_utf8: Option<String>,
+}
+
+impl Ingress {
+    pub fn new(ingress_url: String, admin_url: String) -> Self {
+        Ingress {
+            http: reqwest::Client::new(),
+            ingress_url,
+            admin_url,
+        }
+    }
+
+    /// `Session/create`: launches the session's browser, or returns the existing session.
+    pub async fn create(
+        &self,
+        id: &str,
+        options: SessionOptions,
+    ) -> Result<SessionRecord, IngressError> {
+        self.call(
+            &format!("Session/{id}/create"),
+            Some(&CreateCommand { options }),
+            Duration::from_secs(180),
+        )
+        .await
+    }
+
+    /// `Session/release`.
+    pub async fn release(&self, id: &str) -> Result<SessionRecord, IngressError> {
+        self.call(
+            &format!("Session/{id}/release"),
+            None::<&()>,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    /// `Session/get`.
+    pub async fn get(&self, id: &str) -> Result<SessionRecord, IngressError> {
+        self.call(
+            &format!("Session/{id}/get"),
+            None::<&()>,
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// Sends `Session/worker_exited` without waiting for it to run.
+    pub async fn worker_exited(
+        &self,
+        id: &str,
+        pid: u32,
+        reason: String,
+    ) -> Result<(), IngressError> {
+        let url = format!("{}/Session/{id}/worker_exited/send", self.ingress_url);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&WorkerExited { pid, reason })
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(IngressError::Failed(format!(
+                "worker_exited: {}",
+                resp.status()
+            )))
+        }
+    }
+
+    /// Every session record in Restate state (any status).
+    pub async fn list(&self) -> Result<Vec<SessionRecord>, IngressError> {
+        let sql = "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND key = 'record'";
+        let rows: Vec<StateRow> = self.query(sql).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
+            .collect())
+    }
+
+    /// Runs an introspection query; retried briefly because right after a restart the
+    /// query engine can answer "node lookup for partition N failed" (restate-notes §4.6).
+    pub async fn query<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, IngressError> {
+        let url = format!("{}/query", self.admin_url);
+        let mut last = String::new();
+        for attempt in 0..10 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            let resp = self
+                .http
+                .post(&url)
+                .header("accept", "application/json")
+                .json(&serde_json::json!({ "query": sql }))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status().is_success() => {
+                    let rows: QueryRows<T> = r
+                        .json()
+                        .await
+                        .map_err(|e| IngressError::Failed(e.to_string()))?;
+                    return Ok(rows.rows);
+                }
+                Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(IngressError::Unreachable { url, reason: last })
+    }
+
+    async fn call<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, IngressError> {
+        let url = format!("{}/{path}", self.ingress_url);
+        // Handlers without input want no body and no content type.
+        let mut req = self.http.post(&url).timeout(timeout);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| IngressError::Failed(format!("bad answer from {path}: {e}")));
+        }
+        let message = serde_json::from_slice::<RestateErrorBody>(&bytes)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        Err(match status.as_u16() {
+            CODE_NOT_FOUND => IngressError::NotFound(message),
+            CODE_AT_CAPACITY => IngressError::AtCapacity(message),
+            _ => IngressError::Failed(message),
+        })
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> IngressError {
+        IngressError::Unreachable {
+            url: self.ingress_url.clone(),
+            reason: err.to_string(),
+        }
+    }
+}

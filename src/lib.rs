@@ -1,0 +1,23 @@
+//! bro: a local browser-session orchestrator.
+//!
+//! A `bro` CLI talks over a Unix socket to a background `bro daemon`. The daemon runs the
+//! orchestrator as Restate services (state in Restate is the source of truth), starts one
+//! headless Chromium per session, serves the steel-browser HTTP API on localhost and proxies
+//! the CDP websockets of Playwright, Puppeteer and steel-sdk clients.
+//!
+//! Dependencies run one way: `cli` → `client` → `protocol` ← `api` → `orchestrator` → `worker`.
+
+pub mod api;
+pub mod cdp_proxy;
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod orchestrator;
+pub mod output;
+pub mod paths;
+pub mod protocol;
+pub mod telemetry;
+pub mod worker;
+
+/// The version every `bro` binary and daemon reports; the CLI warns when the daemon differs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,53 @@
+//! The `bro` binary: parse the command line, set up logging, dispatch. Errors become one line
+//! on stderr and exit code 1; usage errors exit with 2 (clap).
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use bro::cli::{self, Cli, Command};
+use bro::paths::Paths;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let daemon = matches!(&cli.command, Command::Daemon(d) if d.action.is_none());
+    let level = match (daemon, cli.verbose) {
+        (true, 0) => "info",
+        (false, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    bro::telemetry::init(level);
+    let runtime = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let result = match runtime {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let paths = Paths::from_env()?;
+    match cli.command {
+        Command::Daemon(cmd) => cli::daemon::run(paths, cmd).await,
+        Command::Session(cmd) => cli::session::run(paths, cmd).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "bro", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

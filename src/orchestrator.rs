@@ -1,0 +1,42 @@
+//! The orchestrator as Restate services: the `Session` and `Pool` virtual objects, bound on
+//! one SDK [`Endpoint`]. Handlers are deterministic: clocks, process spawns, kills and file I/O
+//! run only inside `ctx.run`, through the [`WorkerHost`] seam.
+
+pub mod pool;
+pub mod session;
+
+use std::sync::Arc;
+
+use restate_sdk::endpoint::Endpoint;
+
+use crate::cdp_proxy::Sockets;
+use crate::worker::WorkerHost;
+
+/// What the services need from the daemon they run in.
+pub struct Deps {
+    pub host: Arc<dyn WorkerHost>,
+    /// This daemon's node name: its `Pool` key.
+    pub node: String,
+    /// Capacity of this node's `Pool`.
+    pub max_sessions: u32,
+    /// Proxied CDP sockets, closed when their session ends.
+    pub sockets: Arc<Sockets>,
+}
+
+/// The SDK endpoint serving every bro service.
+pub fn endpoint(deps: Arc<Deps>) -> Endpoint {
+    Endpoint::builder()
+        .bind(session::SessionObject {
+            deps: Arc::clone(&deps),
+        })
+        .bind(pool::PoolObject { deps })
+        .build()
+}
+
+/// Unix time in milliseconds; only ever called inside `ctx.run`.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

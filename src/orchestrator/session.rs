@@ -1,0 +1,230 @@
+//! The `Session` virtual object, keyed by session id (a UUID). Its one state value, the
+//! [`SessionRecord`], is the truth about the session; the browser is a side effect of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use restate_sdk::context::RunRetryPolicy;
+use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::orchestrator::pool::PoolObjectClient;
+use crate::orchestrator::{Deps, now_ms};
+use crate::protocol::session::{RECORD_KEY, SessionOptions, SessionRecord, SessionStatus};
+use crate::worker::{LaunchSpec, WorkerError};
+
+/// Input of `Session/create`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateCommand {
+    pub options: SessionOptions,
+}
+
+/// Input of `Session/worker_exited`: which browser exited and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerExited {
+    pub pid: u32,
+    pub reason: String,
+}
+
+/// HTTP-like codes of the terminal errors the API maps to statuses.
+pub const CODE_NOT_FOUND: u16 = 404;
+pub const CODE_AT_CAPACITY: u16 = 429;
+
+/// The `Session` object.
+pub struct SessionObject {
+    pub deps: Arc<Deps>,
+}
+
+#[restate_sdk::object(name = "Session")]
+impl SessionObject {
+    /// Creates the session: a slot from the node's `Pool`, a browser, state `live`, and a
+    /// durable timer for the timeout. Idempotent: an existing session is returned as it is.
+    #[handler(name = "create")]
+    async fn create(
+        &self,
+        ctx: ObjectContext<'_>,
+        cmd: Json<CreateCommand>,
+    ) -> HandlerResult<Json<SessionRecord>> {
+        if let Some(Json(existing)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
+            return Ok(Json(existing));
+        }
+        let id = ctx.key().to_string();
+        let node = self.deps.node.clone();
+        let granted = ctx
+            .object_client::<PoolObjectClient<'_>>(node.clone())
+            .acquire(id.clone())
+            .call()
+            .await?;
+        if !granted.0 {
+            return Err(TerminalError::new_with_code(
+                CODE_AT_CAPACITY,
+                format!(
+                    "at capacity: all {} session slots are in use",
+                    self.deps.max_sessions
+                ),
+            )
+            .into());
+        }
+        let created_at_ms = clock(&ctx).await?;
+        let mut rec = SessionRecord {
+            id: id.clone(),
+            status: SessionStatus::Starting,
+            node,
+            created_at_ms,
+            ended_at_ms: None,
+            options: cmd.0.options,
+            worker: None,
+            reason: None,
+        };
+        ctx.set(RECORD_KEY, Json(rec.clone()));
+
+        let host = Arc::clone(&self.deps.host);
+        let spec = LaunchSpec {
+            session_id: id.clone(),
+            options: rec.options.clone(),
+        };
+        let launched = ctx
+            .run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
+            .name("launch_chromium")
+            .retry_policy(
+                RunRetryPolicy::default()
+                    .initial_delay(Duration::from_millis(200))
+                    .max_attempts(3),
+            )
+            .await;
+        match launched {
+            Ok(Json(worker)) => {
+                rec.worker = Some(worker);
+                rec.status = SessionStatus::Live;
+                ctx.set(RECORD_KEY, Json(rec.clone()));
+                if rec.options.timeout_ms > 0 {
+                    ctx.object_client::<SessionObjectClient<'_>>(id)
+                        .expire()
+                        .send_after(Duration::from_millis(rec.options.timeout_ms));
+                }
+                Ok(Json(rec))
+            }
+            Err(err) => {
+                let reason = format!("launch failed: {}", err.message());
+                Ok(Json(
+                    self.finish(&ctx, rec, SessionStatus::Failed, reason)
+                        .await?,
+                ))
+            }
+        }
+    }
+
+    /// Ends the session on request: browser stopped, dir removed, slot returned. Idempotent.
+    #[handler(name = "release")]
+    async fn release(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
+        let rec = load(&ctx).await?;
+        if rec.status.is_final() {
+            return Ok(Json(rec));
+        }
+        Ok(Json(
+            self.finish(&ctx, rec, SessionStatus::Released, "released".into())
+                .await?,
+        ))
+    }
+
+    /// Fired by the durable timer set at create; ends a session whose timeout passed.
+    #[handler(name = "expire")]
+    async fn expire(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
+        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+            return Ok(());
+        };
+        if !rec.status.is_final() {
+            self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reported by the worker supervisor when the session's browser died or was not found
+    /// after a daemon restart: the session becomes `failed`. Ignored for another browser.
+    #[handler(name = "worker_exited")]
+    async fn worker_exited(
+        &self,
+        ctx: ObjectContext<'_>,
+        exit: Json<WorkerExited>,
+    ) -> HandlerResult<()> {
+        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+            return Ok(());
+        };
+        let same_browser = rec.worker.as_ref().is_some_and(|w| w.pid == exit.0.pid);
+        if !rec.status.is_final() && same_browser {
+            self.finish(&ctx, rec, SessionStatus::Failed, exit.0.reason)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The session's record; 404 for an id never created.
+    #[handler(name = "get")]
+    async fn get(&self, ctx: SharedObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
+        match ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
+            Some(rec) => Ok(rec),
+            None => Err(not_found(ctx.key())),
+        }
+    }
+}
+
+impl SessionObject {
+    /// The one teardown path: browser stopped (inside `ctx.run`), slot returned, final status.
+    async fn finish(
+        &self,
+        ctx: &ObjectContext<'_>,
+        mut rec: SessionRecord,
+        status: SessionStatus,
+        reason: String,
+    ) -> HandlerResult<SessionRecord> {
+        rec.status = SessionStatus::Releasing;
+        ctx.set(RECORD_KEY, Json(rec.clone()));
+        let host = Arc::clone(&self.deps.host);
+        let sockets = Arc::clone(&self.deps.sockets);
+        let (id, worker) = (rec.id.clone(), rec.worker.clone());
+        ctx.run(|| async move {
+            sockets.close(&id);
+            match worker {
+                Some(w) => host.stop(w).await.map_err(worker_error),
+                None => Ok(()),
+            }
+        })
+        .name("stop_chromium")
+        .await?;
+        ctx.object_client::<PoolObjectClient<'_>>(rec.node.clone())
+            .release(rec.id.clone())
+            .call()
+            .await?;
+        rec.ended_at_ms = Some(clock(ctx).await?);
+        rec.status = status;
+        rec.reason = Some(reason);
+        ctx.set(RECORD_KEY, Json(rec.clone()));
+        Ok(rec)
+    }
+}
+
+async fn load(ctx: &ObjectContext<'_>) -> HandlerResult<SessionRecord> {
+    match ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
+        Some(Json(rec)) => Ok(rec),
+        None => Err(not_found(ctx.key())),
+    }
+}
+
+/// The wall clock, journaled so replays see the same time.
+async fn clock(ctx: &ObjectContext<'_>) -> Result<u64, TerminalError> {
+    ctx.run(|| async { Ok(now_ms()) }).name("clock").await
+}
+
+fn not_found(id: &str) -> HandlerError {
+    TerminalError::new_with_code(CODE_NOT_FOUND, format!("session {id} not found")).into()
+}
+
+/// A missing binary is terminal; everything else is retried by Restate.
+fn worker_error(err: WorkerError) -> HandlerError {
+    if err.is_permanent() {
+        TerminalError::new(err.to_string()).into()
+    } else {
+        HandlerError::from(err)
+    }
+}

@@ -1,0 +1,259 @@
+//! Every line the CLI prints: aligned tables for people, `--json` for scripts. The only
+//! module that writes to stdout.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::protocol::control::DaemonStatus;
+use crate::protocol::steel::{
+    MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse, SessionDetails,
+};
+
+/// Prints `value` as pretty JSON.
+pub fn json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => line(&text),
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+/// Prints one line to stdout; a closed pipe (`bro ... | head`) is not an error.
+pub fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+/// A progress note on stderr, for waits the user should know about.
+pub fn progress(text: &str) {
+    eprintln!("bro: {text}…");
+}
+
+/// Rows as columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let fmt_row = |cells: Vec<String>| {
+        let last = cells.len().saturating_sub(1);
+        let parts: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = vec![fmt_row(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| fmt_row(r.clone())));
+    out.join("\n")
+}
+
+/// `4m12s`, `1h02m`, `850ms`.
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn expires_in(d: &SessionDetails) -> String {
+    let open = matches!(d.status.as_str(), "starting" | "live");
+    match (open, d.timeout) {
+        (false, _) => "-".into(),
+        (true, 0) => "never".into(),
+        (true, t) => duration(t.saturating_sub(d.duration)),
+    }
+}
+
+/// `bro session create`.
+pub fn session_created(d: &SessionDetails, as_json: bool) {
+    if as_json {
+        return json(d);
+    }
+    let rows = vec![
+        vec!["session".into(), d.id.clone()],
+        vec!["cdp".into(), d.websocket_url.clone()],
+        vec!["expires in".into(), expires_in(d)],
+    ];
+    line(
+        &table(&["", ""], &rows)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+/// `bro session get`.
+pub fn session(d: &SessionDetails, as_json: bool) {
+    if as_json {
+        return json(d);
+    }
+    let mut rows = vec![
+        vec!["id".into(), d.id.clone()],
+        vec!["status".into(), d.status.clone()],
+        vec!["created".into(), d.created_at.clone()],
+        vec!["duration".into(), duration(d.duration)],
+        vec![
+            "timeout".into(),
+            if d.timeout == 0 {
+                "none".into()
+            } else {
+                duration(d.timeout)
+            },
+        ],
+        vec!["expires in".into(), expires_in(d)],
+        vec![
+            "size".into(),
+            format!("{}x{}", d.dimensions.width, d.dimensions.height),
+        ],
+        vec!["cdp".into(), d.websocket_url.clone()],
+    ];
+    if let Some(ua) = &d.user_agent {
+        rows.push(vec!["user agent".into(), ua.clone()]);
+    }
+    if let Some(proxy) = &d.proxy {
+        rows.push(vec!["proxy".into(), proxy.clone()]);
+    }
+    if let Some(reason) = &d.reason {
+        rows.push(vec!["reason".into(), reason.clone()]);
+    }
+    line(
+        &table(&["", ""], &rows)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+/// `bro session list`.
+pub fn session_list(list: &MultipleSessions, as_json: bool) {
+    if as_json {
+        return json(list);
+    }
+    if list.sessions.is_empty() {
+        return line("no sessions");
+    }
+    let rows: Vec<Vec<String>> = list
+        .sessions
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.status.clone(),
+                duration(d.duration),
+                expires_in(d),
+                d.websocket_url.clone(),
+            ]
+        })
+        .collect();
+    line(&table(
+        &["ID", "STATUS", "AGE", "EXPIRES IN", "CDP URL"],
+        &rows,
+    ));
+}
+
+/// `bro session kill ID...`.
+pub fn released(list: &[ReleaseSessionResponse], as_json: bool) {
+    if as_json {
+        return json(&list);
+    }
+    for r in list {
+        line(&format!(
+            "released {} (after {})",
+            r.session.id,
+            duration(r.session.duration)
+        ));
+    }
+}
+
+/// `bro session kill --all`.
+pub fn released_all(resp: &ReleaseAllResponse, as_json: bool) {
+    if as_json {
+        return json(resp);
+    }
+    line(&resp.message);
+}
+
+/// `bro daemon start`.
+pub fn daemon_started(st: &DaemonStatus) {
+    line(&format!(
+        "bro daemon started (pid {}): api {}  socket {}",
+        st.pid, st.api_url, st.socket
+    ));
+}
+
+/// `bro daemon status`.
+pub fn daemon_status(st: &DaemonStatus, as_json: bool) {
+    if as_json {
+        return json(st);
+    }
+    let restate = match st.restate.pid {
+        Some(pid) => format!(
+            "{} (pid {pid}, restarts {})",
+            st.restate.admin_url, st.restate.restarts
+        ),
+        None => format!("{} (external)", st.restate.admin_url),
+    };
+    let rows = vec![
+        vec![
+            "daemon".into(),
+            format!("running, pid {}, version {}", st.pid, st.version),
+        ],
+        vec!["api".into(), st.api_url.clone()],
+        vec!["socket".into(), st.socket.clone()],
+        vec![
+            "node".into(),
+            format!("{} (max {} sessions)", st.node, st.max_sessions),
+        ],
+        vec!["chromium".into(), st.chromium.clone()],
+        vec!["restate".into(), restate],
+        vec!["ingress".into(), st.restate.ingress_url.clone()],
+        vec!["home".into(), st.home.clone()],
+    ];
+    line(
+        &table(&["", ""], &rows)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["ID", "STATUS"],
+            &[
+                vec!["a".into(), "live".into()],
+                vec!["long-id".into(), "x".into()],
+            ],
+        );
+        assert_eq!(t, "ID       STATUS\na        live\nlong-id  x");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_000), "12s");
+        assert_eq!(duration(252_000), "4m12s");
+        assert_eq!(duration(3_720_000), "1h02m");
+    }
+}

@@ -1,0 +1,168 @@
+//! Every path bro reads or writes. With `BRO_HOME` set, all of them live under that one
+//! directory (each test uses its own); otherwise they come from `directories` (XDG on Linux).
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The directories and files of one bro installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// `BRO_HOME`, when set.
+    pub home: Option<PathBuf>,
+    /// Restate data, session profiles, the installed restate-server.
+    pub data_dir: PathBuf,
+    /// Socket, lock and pid files (0700).
+    pub runtime_dir: PathBuf,
+    /// Logs.
+    pub state_dir: PathBuf,
+    /// `config.toml`.
+    pub config_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves the paths from `BRO_HOME`, else from the platform's directories.
+    pub fn from_env() -> io::Result<Self> {
+        match std::env::var_os("BRO_HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Self::under(std::path::absolute(PathBuf::from(home))?)),
+            None => {
+                let dirs = project_dirs()?;
+                let runtime = dirs
+                    .runtime_dir()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| dirs.data_local_dir().join("run"));
+                Ok(Paths {
+                    home: None,
+                    data_dir: dirs.data_local_dir().to_path_buf(),
+                    runtime_dir: runtime,
+                    state_dir: dirs
+                        .state_dir()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| dirs.data_local_dir().join("state")),
+                    config_dir: dirs.config_dir().to_path_buf(),
+                })
+            }
+        }
+    }
+
+    /// All paths under one directory, as `BRO_HOME` gives.
+    pub fn under(home: PathBuf) -> Self {
+        Paths {
+            data_dir: home.join("data"),
+            runtime_dir: home.join("run"),
+            state_dir: home.join("state"),
+            config_dir: home.join("config"),
+            home: Some(home),
+        }
+    }
+
+    /// The control socket of the daemon.
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join("bro.sock")
+    }
+
+    /// Held (flock) by the running daemon for its whole life.
+    pub fn daemon_lock(&self) -> PathBuf {
+        self.runtime_dir.join("daemon.lock")
+    }
+
+    /// Held by a CLI while it starts a daemon, so two CLIs never start two.
+    pub fn start_lock(&self) -> PathBuf {
+        self.runtime_dir.join("start.lock")
+    }
+
+    /// JSON with the running daemon's pid and addresses.
+    pub fn daemon_info(&self) -> PathBuf {
+        self.runtime_dir.join("daemon.json")
+    }
+
+    /// One directory per session: `profile/`, `tmp/`, `home/`, `worker.json`.
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.data_dir.join("sessions")
+    }
+
+    /// restate-server's base dir, config and port file.
+    pub fn restate_dir(&self) -> PathBuf {
+        self.data_dir.join("restate")
+    }
+
+    /// The daemon's log when it runs in the background.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.state_dir.join("daemon.log")
+    }
+
+    /// restate-server's stdout and stderr.
+    pub fn restate_log(&self) -> PathBuf {
+        self.state_dir.join("restate-server.log")
+    }
+
+    /// Where `install.sh` puts restate-server: bro's data dir without `BRO_HOME`, so an
+    /// install serves every `BRO_HOME` of the user as well.
+    pub fn restate_install_candidates(&self) -> Vec<PathBuf> {
+        const BIN: &str =
+            "restate-server/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server";
+        let mut out = vec![self.data_dir.join(BIN)];
+        if let Ok(dirs) = project_dirs() {
+            let default = dirs.data_local_dir().join(BIN);
+            if !out.contains(&default) {
+                out.push(default);
+            }
+        }
+        out
+    }
+
+    /// Creates the directories bro writes to; the runtime dir is made 0700.
+    pub fn create_all(&self) -> io::Result<()> {
+        for dir in [&self.data_dir, &self.state_dir, &self.config_dir] {
+            std::fs::create_dir_all(dir)?;
+        }
+        create_private_dir(&self.runtime_dir)?;
+        create_private_dir(&self.sessions_dir())
+    }
+}
+
+/// Creates `dir` (and parents) and makes it 0700.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn project_dirs() -> io::Result<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "bro").ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no home directory found; set BRO_HOME",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bro_home_puts_everything_under_one_dir() {
+        let p = Paths::under(PathBuf::from("/tmp/x"));
+        for path in [
+            p.socket(),
+            p.daemon_log(),
+            p.sessions_dir(),
+            p.restate_dir(),
+        ] {
+            assert!(path.starts_with("/tmp/x"), "{path:?}");
+        }
+        assert_eq!(p.socket(), PathBuf::from("/tmp/x/run/bro.sock"));
+    }
+
+    #[test]
+    fn private_dirs_are_0700() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        create_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

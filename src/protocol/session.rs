@@ -1,0 +1,199 @@
+//! The session record: the one value the `Session` virtual object keeps in Restate state.
+//!
+//! Everything the daemon knows about a session lives here, so a daemon that restarts can
+//! re-adopt or reap the session's browser from state alone.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a session. `starting` and `releasing` are transient; `released` and `failed`
+/// are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Starting,
+    Live,
+    Releasing,
+    Released,
+    Failed,
+}
+
+impl SessionStatus {
+    /// The lowercase wire name (`live`, `released`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Starting => "starting",
+            SessionStatus::Live => "live",
+            SessionStatus::Releasing => "releasing",
+            SessionStatus::Released => "released",
+            SessionStatus::Failed => "failed",
+        }
+    }
+
+    /// True once nothing runs for the session any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionStatus::Released | SessionStatus::Failed)
+    }
+
+    /// Every status, in lifecycle order (for `--status` help and parsing).
+    pub const ALL: [SessionStatus; 5] = [
+        SessionStatus::Starting,
+        SessionStatus::Live,
+        SessionStatus::Releasing,
+        SessionStatus::Released,
+        SessionStatus::Failed,
+    ];
+}
+
+impl std::fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SessionStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SessionStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = SessionStatus::ALL.iter().map(|s| s.as_str()).collect();
+                format!(
+                    "unknown status '{s}' (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Browser window size in CSS pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dimensions {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Default for Dimensions {
+    fn default() -> Self {
+        Dimensions {
+            width: 1920,
+            height: 1080,
+        }
+    }
+}
+
+/// The launch options of a session, as accepted by `POST /v1/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<Dimensions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+    /// Milliseconds until the session is released by itself; 0 means never.
+    pub timeout_ms: u64,
+}
+
+/// What the daemon needs to find, probe and kill a session's browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerInfo {
+    /// Pid of the browser process, which is also its process group id.
+    pub pid: u32,
+    /// Start time of the pid in clock ticks since boot (`/proc/PID/stat` field 22), so a
+    /// recycled pid is never mistaken for the browser.
+    pub start_time: u64,
+    /// The browser's DevTools port on 127.0.0.1.
+    pub port: u16,
+    /// Path of the browser-level CDP target, `/devtools/browser/<guid>`.
+    pub ws_path: String,
+    /// The session directory (profile, tmp, home) removed on teardown.
+    pub dir: PathBuf,
+}
+
+/// The state of one session, stored under [`RECORD_KEY`] in its `Session` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    pub id: String,
+    pub status: SessionStatus,
+    /// Name of the node whose `Pool` holds the session's capacity.
+    pub node: String,
+    /// Unix time in milliseconds.
+    pub created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    pub options: SessionOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerInfo>,
+    /// Why the session failed or ended (`timeout`, `released`, `browser exited`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The Restate state key holding a [`SessionRecord`].
+pub const RECORD_KEY: &str = "record";
+
+impl SessionRecord {
+    /// Milliseconds the session has lasted at `now_ms` (final once it ended).
+    pub fn duration_ms(&self, now_ms: u64) -> u64 {
+        self.ended_at_ms
+            .unwrap_or(now_ms)
+            .saturating_sub(self.created_at_ms)
+    }
+
+    /// Milliseconds left before the timeout releases the session, if it has one and is live.
+    pub fn time_left_ms(&self, now_ms: u64) -> Option<u64> {
+        if self.options.timeout_ms == 0 || self.status.is_final() {
+            return None;
+        }
+        Some((self.created_at_ms + self.options.timeout_ms).saturating_sub(now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_its_name() {
+        for st in SessionStatus::ALL {
+            assert_eq!(st.as_str().parse::<SessionStatus>().unwrap(), st);
+            assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{st}\""));
+        }
+        let err = "alive".parse::<SessionStatus>().unwrap_err();
+        assert!(err.contains("live, releasing"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_time_left() {
+        let rec = SessionRecord {
+            id: "x".into(),
+            status: SessionStatus::Live,
+            node: "local".into(),
+            created_at_ms: 1_000,
+            ended_at_ms: None,
+            options: SessionOptions {
+                timeout_ms: 5_000,
+                ..Default::default()
+            },
+            worker: None,
+            reason: None,
+        };
+        assert_eq!(rec.duration_ms(3_000), 2_000);
+        assert_eq!(rec.time_left_ms(3_000), Some(3_000));
+        assert_eq!(rec.time_left_ms(9_000), Some(0));
+        let ended = SessionRecord {
+            status: SessionStatus::Released,
+            ended_at_ms: Some(4_000),
+            ..rec
+        };
+        assert_eq!(ended.duration_ms(10_000), 3_000);
+        assert_eq!(ended.time_left_ms(3_000), None);
+    }
+}

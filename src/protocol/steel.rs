@@ -1,0 +1,212 @@
+//! steel-browser compatible JSON (see `steel-api.md` §3): request bodies and the
+//! `SessionDetails` shape, which carries the union of steel-browser's and the SDK's fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::session::{Dimensions, SessionRecord};
+
+/// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
+pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+
+/// Body of `POST /v1/sessions`. Every field is optional and unknown fields are ignored, as
+/// steel-browser does; fields bro does not act on yet are accepted and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSessionRequest {
+    /// A UUID chosen by the client; creating twice with one id returns the same session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<Dimensions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+    /// Milliseconds; 0 means no timeout; absent means [`DEFAULT_TIMEOUT_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// One session as steel-browser and the steel SDKs expect it (`SessionDetails`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDetails {
+    pub id: String,
+    /// ISO 8601 with milliseconds, UTC.
+    pub created_at: String,
+    /// `starting`, `live`, `releasing`, `released` or `failed`.
+    pub status: String,
+    /// Milliseconds since creation; final once the session ended.
+    pub duration: u64,
+    pub event_count: u64,
+    pub dimensions: Dimensions,
+    /// Milliseconds; 0 means no timeout.
+    pub timeout: u64,
+    pub credits_used: u64,
+    /// `ws://HOST:PORT/?sessionId=ID`, served by bro's CDP proxy.
+    pub websocket_url: String,
+    pub debug_url: String,
+    pub debugger_url: String,
+    pub session_viewer_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The proxy URL with any password replaced by `***`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    pub proxy_tx_bytes: u64,
+    pub proxy_rx_bytes: u64,
+    pub proxy_bytes_used: u64,
+    pub proxy_source: Option<String>,
+    pub optimize_bandwidth: bool,
+    pub headless: bool,
+    pub solve_captcha: bool,
+    pub is_selenium: bool,
+    /// bro's addition: why the session failed or ended, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SessionDetails {
+    /// Builds the steel shape of `rec` as served from `base` (`http://HOST:PORT`).
+    pub fn from_record(rec: &SessionRecord, base: &str, now_ms: u64) -> Self {
+        let ws_base = base.replacen("http", "ws", 1);
+        let proxy = rec.options.proxy_url.as_deref().map(redact_proxy);
+        SessionDetails {
+            id: rec.id.clone(),
+            created_at: iso8601_ms(rec.created_at_ms),
+            status: rec.status.as_str().to_string(),
+            duration: rec.duration_ms(now_ms),
+            event_count: 0,
+            dimensions: rec.options.dimensions.unwrap_or_default(),
+            timeout: rec.options.timeout_ms,
+            credits_used: 0,
+            websocket_url: format!("{ws_base}/?sessionId={}", rec.id),
+            debug_url: format!("{base}/v1/sessions/{}/live-details", rec.id),
+            debugger_url: format!("{base}/v1/devtools/inspector.html"),
+            session_viewer_url: format!("{base}/"),
+            user_agent: rec.options.user_agent.clone(),
+            proxy_source: proxy.as_ref().map(|_| "external".to_string()),
+            proxy,
+            proxy_tx_bytes: 0,
+            proxy_rx_bytes: 0,
+            proxy_bytes_used: 0,
+            optimize_bandwidth: false,
+            headless: true,
+            solve_captcha: false,
+            is_selenium: false,
+            reason: rec.reason.clone(),
+        }
+    }
+}
+
+/// Body of `GET /v1/sessions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MultipleSessions {
+    pub sessions: Vec<SessionDetails>,
+}
+
+/// Body of `POST /v1/sessions/{id}/release`: the released session plus `success`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSessionResponse {
+    pub success: bool,
+    #[serde(flatten)]
+    pub session: SessionDetails,
+}
+
+/// Body of `POST /v1/sessions/release`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseAllResponse {
+    pub success: bool,
+    pub message: String,
+    /// bro's addition: the ids that were released.
+    #[serde(default)]
+    pub released: Vec<String>,
+}
+
+/// The error body of every non-2xx answer: steel-browser's `message` plus Fastify's keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub message: String,
+    pub status_code: u16,
+    pub error: String,
+}
+
+/// `user:secret@host` → `user:***@host`, so proxy credentials never leave the daemon.
+pub fn redact_proxy(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((creds, host)) => match creds.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://{creds}@{host}"),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Formats Unix milliseconds as `2026-11-27T10:27:51.123Z`.
+pub fn iso8601_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::session::{SessionOptions, SessionStatus};
+
+    #[test]
+    fn proxy_passwords_are_redacted() {
+        assert_eq!(redact_proxy("http://u:p@h:1"), "http://u:***@h:1");
+        assert_eq!(redact_proxy("http://h:1"), "http://h:1");
+        assert_eq!(redact_proxy("socks5://u@h"), "socks5://u@h");
+    }
+
+    #[test]
+    fn create_request_ignores_unknown_fields() {
+        let req: CreateSessionRequest =
+            serde_json::from_str(r#"{"blockAds":true,"timeout":1000,"solveCaptcha":false}"#)
+                .unwrap();
+        assert_eq!(req.timeout, Some(1000));
+    }
+
+    #[test]
+    fn details_carry_the_steel_fields() {
+        let rec = SessionRecord {
+            id: "8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e".into(),
+            status: SessionStatus::Live,
+            node: "local".into(),
+            created_at_ms: 1_795_768_602_668,
+            ended_at_ms: None,
+            options: SessionOptions {
+                proxy_url: Some("http://u:pw@proxy:8080".into()),
+                timeout_ms: 60_000,
+                ..Default::default()
+            },
+            worker: None,
+            reason: None,
+        };
+        let d = SessionDetails::from_record(&rec, "http://127.0.0.1:3000", 1_795_768_603_668);
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["createdAt"], "2026-11-27T08:36:42.668Z");
+        assert_eq!(v["duration"], 1000);
+        assert_eq!(v["timeout"], 60000);
+        assert_eq!(
+            v["websocketUrl"],
+            "ws://127.0.0.1:3000/?sessionId=8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e"
+        );
+        assert_eq!(v["proxy"], "http://u:***@proxy:8080");
+        assert_eq!(v["dimensions"]["width"], 1920);
+        for key in [
+            "eventCount",
+            "creditsUsed",
+            "proxyTxBytes",
+            "proxyRxBytes",
+            "debugUrl",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Browser workers: launching, probing and killing one Chromium per session.
+//!
+//! [`WorkerHost`] is the seam between the orchestrator and the machine a browser runs on:
+//! in-process ([`LocalWorkerHost`]) today, an authenticated call to the owning node's daemon
+//! later. Knows nothing of HTTP routes or Restate.
+
+pub mod chromium;
+pub mod process;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{SinkExt, StreamExt};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::protocol::session::{SessionOptions, WorkerInfo};
+
+/// Why a browser could not be launched or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(
+        "chromium not found: {0}. Run ./install.sh (or apt-get install chromium), or pass --chromium PATH"
+    )]
+    ChromiumNotFound(String),
+    #[error("chromium exited during startup ({status}): {log}")]
+    Exited { status: String, log: String },
+    #[error("chromium did not answer on its DevTools port within {0:?}")]
+    NotReady(Duration),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("processes of browser group {0} still run after SIGKILL")]
+    Unkillable(u32),
+}
+
+impl WorkerError {
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+        WorkerError::Io { what, source }
+    }
+
+    /// True when no retry can help (the binary is missing).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, WorkerError::ChromiumNotFound(_))
+    }
+}
+
+/// What to launch: the session id and its options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub session_id: String,
+    pub options: SessionOptions,
+}
+
+/// A browser that exited while it was not being stopped.
+#[derive(Debug, Clone)]
+pub struct WorkerExit {
+    pub session_id: String,
+    pub pid: u32,
+    pub reason: String,
+}
+
+/// Launches and stops browsers on one node. Both operations are idempotent per session id.
+pub trait WorkerHost: Send + Sync + 'static {
+    /// Starts the session's browser and waits until its CDP endpoint answers. A leftover
+    /// browser of the same session (from a launch retried after a crash) is killed first, so a
+    /// retry never leaves two browsers.
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
+
+    /// Stops the browser and removes the session directory: CDP `Browser.close`, then SIGTERM
+    /// to the browser, then SIGKILL to its group; the directory goes once no process is left.
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>>;
+}
+
+/// Browsers as child processes of this daemon, under `sessions_dir/<id>`.
+pub struct LocalWorkerHost {
+    chromium: PathBuf,
+    sessions_dir: PathBuf,
+    http: reqwest::Client,
+    /// Pids being stopped on purpose: their exit is not reported.
+    stopping: Arc<Mutex<HashSet<u32>>>,
+    /// Session ids whose launch is under way, so the reaper leaves their dirs alone.
+    launching: Mutex<HashSet<String>>,
+    exits: mpsc::UnboundedSender<WorkerExit>,
+}
+
+/// The pid and start time of a launched browser, written into its session dir right after
+/// spawn so a retried launch or the reaper can find it.
+#[derive(Debug, Serialize, Deserialize)]
+struct PidFile {
+    pid: u32,
+    start_time: u64,
+}
+
+impl LocalWorkerHost {
+    /// A host launching `chromium`; unexpected browser exits are sent to `exits`.
+    pub fn new(
+        chromium: PathBuf,
+        sessions_dir: PathBuf,
+        exits: mpsc::UnboundedSender<WorkerExit>,
+    ) -> Arc<Self> {
+        Arc::new(LocalWorkerHost {
+            chromium,
+            sessions_dir,
+            http: reqwest::Client::new(),
+            stopping: Arc::new(Mutex::new(HashSet::new())),
+            launching: Mutex::new(HashSet::new()),
+            exits,
+        })
+    }
+
+    /// The directory holding every session dir.
+    pub fn sessions_dir(&self) -> &Path {
+        &self.sessions_dir
+    }
+
+    /// The directory of session `id`.
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.sessions_dir.join(id)
+    }
+
+    /// Every session dir on disk, as (session id, dir).
+    pub fn session_dirs(&self) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.sessions_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                Some((e.file_name().to_str()?.to_string(), e.path()))
+            })
+            .collect()
+    }
+
+    /// True while a launch of `id` runs in this daemon.
+    pub fn is_launching(&self, id: &str) -> bool {
+        lock(&self.launching).contains(id)
+    }
+
+    /// True when the browser of `worker` runs and answers CDP.
+    pub async fn probe(&self, worker: &WorkerInfo) -> bool {
+        if !process::is_alive(worker.pid, worker.start_time) {
+            return false;
+        }
+        let url = format!("http://127.0.0.1:{}/json/version", worker.port);
+        matches!(self.http.get(url).timeout(Duration::from_secs(2)).send().await,
+                 Ok(r) if r.status().is_success())
+    }
+
+    /// Kills whatever browser a session dir's pid file names and removes the dir. Used for a
+    /// retried launch and for orphans no live session owns.
+    pub async fn reap_dir(&self, dir: &Path) -> Result<(), WorkerError> {
+        if let Some(pf) = read_pid_file(dir)
+            && process::is_alive(pf.pid, pf.start_time)
+        {
+            kill_group(pf.pid).await?;
+        }
+        remove_dir(dir).await
+    }
+
+    async fn launch_inner(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
+        let dir = self.session_dir(&spec.session_id);
+        self.reap_dir(&dir).await?;
+        crate::paths::create_private_dir(&dir)
+            .map_err(|e| WorkerError::io("create session dir", e))?;
+        let mut child = chromium::spawn(&self.chromium, &dir, &spec.options)?;
+        let pid = child.id().ok_or_else(|| WorkerError::Exited {
+            status: "before its pid was read".into(),
+            log: chromium::log_tail(&dir),
+        })?;
+        let start_time = process::start_time(pid).unwrap_or_default();
+        let pf = serde_json::to_vec(&PidFile { pid, start_time }).unwrap_or_default();
+        std::fs::write(dir.join("worker.json"), pf)
+            .map_err(|e| WorkerError::io("write worker.json", e))?;
+
+        match chromium::wait_ready(&mut child, &dir, &self.http).await {
+            Ok((port, ws_path)) => {
+                self.watch_child(spec.session_id, pid, child);
+                Ok(WorkerInfo {
+                    pid,
+                    start_time,
+                    port,
+                    ws_path,
+                    dir,
+                })
+            }
+            Err(err) => {
+                drop(child);
+                kill_group(pid).await?;
+                remove_dir(&dir).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// Reaps the child when it exits and reports the exit unless it was stopped on purpose.
+    fn watch_child(&self, session_id: String, pid: u32, mut child: tokio::process::Child) {
+        let exits = self.exits.clone();
+        let stopping = Arc::clone(&self.stopping);
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            if !lock(&stopping).contains(&pid) {
+                let reason = match status {
+                    Ok(s) => format!("browser exited ({s})"),
+                    Err(e) => format!("browser lost: {e}"),
+                };
+                let _ = exits.send(WorkerExit {
+                    session_id,
+                    pid,
+                    reason,
+                });
+            }
+        });
+    }
+
+    async fn stop_inner(&self, worker: WorkerInfo) -> Result<(), WorkerError> {
+        lock(&self.stopping).insert(worker.pid);
+        let result = self.stop_browser(&worker).await;
+        lock(&self.stopping).remove(&worker.pid);
+        result?;
+        remove_dir(&worker.dir).await
+    }
+
+    async fn stop_browser(&self, worker: &WorkerInfo) -> Result<(), WorkerError> {
+        let alive = || process::is_alive(worker.pid, worker.start_time);
+        if !alive() {
+            // Gone already; its group may still hold children.
+            return kill_group(worker.pid).await;
+        }
+        let url = format!("ws://127.0.0.1:{}{}", worker.port, worker.ws_path);
+        let _ = tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&url)).await;
+        if !process::wait_until(Duration::from_secs(2), || !alive()).await {
+            process::signal(worker.pid, Signal::SIGTERM);
+            process::wait_until(Duration::from_secs(1), || !alive()).await;
+        }
+        kill_group(worker.pid).await
+    }
+}
+
+impl WorkerHost for LocalWorkerHost {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
+        Box::pin(async move {
+            let id = spec.session_id.clone();
+            lock(&self.launching).insert(id.clone());
+            let result = self.launch_inner(spec).await;
+            lock(&self.launching).remove(&id);
+            result
+        })
+    }
+
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>> {
+        Box::pin(self.stop_inner(worker))
+    }
+}
+
+/// SIGKILL to the group of `pgid`, then waits until none of its processes is left.
+async fn kill_group(pgid: u32) -> Result<(), WorkerError> {
+    process::signal_group(pgid, Signal::SIGKILL);
+    if process::wait_until(Duration::from_secs(5), || {
+        process::group_members(pgid).is_empty()
+    })
+    .await
+    {
+        Ok(())
+    } else {
+        Err(WorkerError::Unkillable(pgid))
+    }
+}
+
+/// Removes a session dir, retrying while exiting processes still write into it.
+async fn remove_dir(dir: &Path) -> Result<(), WorkerError> {
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| WorkerError::io("remove session dir", e))
+}
+
+/// Asks the browser to close itself over CDP, the one shutdown that leaves no crash dump.
+async fn cdp_browser_close(url: &str) {
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return;
+    };
+    let msg = r#"{"id":1,"method":"Browser.close"}"#;
+    if ws
+        .send(tokio_tungstenite::tungstenite::Message::text(msg))
+        .await
+        .is_ok()
+    {
+        let _ = ws.next().await;
+    }
+}
+
+fn read_pid_file(dir: &Path) -> Option<PidFile> {
+    serde_json::from_slice(&std::fs::read(dir.join("worker.json")).ok()?).ok()
+}
+
+/// Locks a std mutex, recovering the data if a holder panicked (the sets stay valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

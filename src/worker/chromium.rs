@@ -1,0 +1,242 @@
+//! How bro starts Chromium: where the binary is, its command line, its environment, and how
+//! the DevTools endpoint is discovered. The only place that knows Chromium's flags.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::protocol::session::{Dimensions, SessionOptions};
+use crate::worker::WorkerError;
+
+/// Flags every browser gets (see DESIGN.md): headless, quiet on a closed network, no first-run
+/// UI, DevTools on a loopback port the browser picks itself.
+const BASE_FLAGS: &[&str] = &[
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+];
+
+/// How long a browser may take from spawn to answering `/json/version`. Cold starts on a busy
+/// 2-core machine take a few seconds; 50 launches at once took 13.7 s (chromium-notes §1.2).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Finds Chromium: `--chromium`, then `BRO_CHROMIUM`, then `/usr/bin/chromium`, then `PATH`.
+pub fn find(flag: Option<&Path>) -> Result<PathBuf, WorkerError> {
+    if let Some(path) = flag {
+        return executable(path)
+            .ok_or_else(|| WorkerError::ChromiumNotFound(path.display().to_string()));
+    }
+    if let Some(env) = std::env::var_os("BRO_CHROMIUM").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(env);
+        return executable(&path).ok_or_else(|| {
+            WorkerError::ChromiumNotFound(format!("{} (from BRO_CHROMIUM)", path.display()))
+        });
+    }
+    if let Some(path) = executable(Path::new("/usr/bin/chromium")) {
+        return Ok(path);
+    }
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .find_map(|name| search_path(name))
+    .ok_or_else(|| WorkerError::ChromiumNotFound("chromium on PATH".into()))
+}
+
+/// `path` when it is an executable file.
+pub fn executable(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then(|| path.to_path_buf())
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn search_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| executable(&dir.join(name)))
+}
+
+/// The command line for one session's browser, profile under `dir/profile`.
+pub fn args(dir: &Path, opts: &SessionOptions, as_root: bool) -> Vec<String> {
+    let mut args: Vec<String> = BASE_FLAGS.iter().map(|s| s.to_string()).collect();
+    if as_root {
+        // Chromium refuses to run as root with its sandbox (chromium-notes §5.1).
+        args.push("--no-sandbox".into());
+    }
+    args.push(format!("--user-data-dir={}", dir.join("profile").display()));
+    let Dimensions { width, height } = opts.dimensions.unwrap_or_default();
+    args.push(format!("--window-size={width},{height}"));
+    if let Some(ua) = &opts.user_agent {
+        args.push(format!("--user-agent={ua}"));
+    }
+    if let Some(proxy) = &opts.proxy_url {
+        // Chromium takes no credentials in --proxy-server; they are answered over CDP.
+        args.push(format!("--proxy-server={}", strip_credentials(proxy)));
+    }
+    args.push("about:blank".into());
+    args
+}
+
+/// `http://user:pw@host:1` → `http://host:1`.
+fn strip_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Spawns the browser in its own process group with its temp, home and config dirs inside
+/// `dir`, so crash reports and singleton sockets never land in the user's home or `/tmp`.
+pub fn spawn(chromium: &Path, dir: &Path, opts: &SessionOptions) -> Result<Child, WorkerError> {
+    for sub in ["profile", "tmp", "home", "home/.config", "home/.cache"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .map_err(|e| WorkerError::io("create session dir", e))?;
+    }
+    let log = std::fs::File::create(dir.join("chromium.log"))
+        .map_err(|e| WorkerError::io("create chromium.log", e))?;
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut cmd = Command::new(chromium);
+    cmd.args(args(dir, opts, as_root))
+        .env("TMPDIR", dir.join("tmp"))
+        .env("HOME", dir.join("home"))
+        .env("XDG_CONFIG_HOME", dir.join("home/.config"))
+        .env("XDG_CACHE_HOME", dir.join("home/.cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        // Own group: teardown kills the whole tree, and a signal to the daemon's group does
+        // not reach the browsers, which outlive a crashed daemon to be re-adopted.
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.spawn()
+        .map_err(|e| WorkerError::io("spawn chromium", e))
+}
+
+/// Waits for `DevToolsActivePort` (port and browser path) and then for `/json/version` to
+/// answer, which comes about 100 ms after the port is known (chromium-notes §5.3).
+pub async fn wait_ready(
+    child: &mut Child,
+    dir: &Path,
+    http: &reqwest::Client,
+) -> Result<(u16, String), WorkerError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let port_file = dir.join("profile/DevToolsActivePort");
+    let mut endpoint: Option<(u16, String)> = None;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| WorkerError::io("wait chromium", e))?
+        {
+            return Err(WorkerError::Exited {
+                status: status.to_string(),
+                log: log_tail(dir),
+            });
+        }
+        match &endpoint {
+            None => endpoint = read_port_file(&port_file),
+            Some((port, path)) => {
+                let url = format!("http://127.0.0.1:{port}/json/version");
+                if let Ok(resp) = http.get(&url).timeout(Duration::from_secs(2)).send().await
+                    && resp.status().is_success()
+                {
+                    return Ok((*port, path.clone()));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(WorkerError::NotReady(READY_TIMEOUT));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Parses `DevToolsActivePort`: the port, then `/devtools/browser/<guid>`.
+fn read_port_file(path: &Path) -> Option<(u16, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let port = lines.next()?.trim().parse().ok()?;
+    let ws_path = lines.next()?.trim().to_string();
+    ws_path
+        .starts_with("/devtools/browser/")
+        .then_some((port, ws_path))
+}
+
+/// The last lines of the browser's stderr, for error messages.
+pub fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("chromium.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains("dbus")).collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_carries_the_session_options() {
+        let opts = SessionOptions {
+            dimensions: Some(Dimensions {
+                width: 800,
+                height: 600,
+            }),
+            user_agent: Some("bro-test/1".into()),
+            proxy_url: Some("http://u:p@proxy:3128".into()),
+            timeout_ms: 0,
+        };
+        let argv = args(Path::new("/s/1"), &opts, true);
+        for want in [
+            "--headless",
+            "--no-sandbox",
+            "--remote-debugging-port=0",
+            "--user-data-dir=/s/1/profile",
+            "--window-size=800,600",
+            "--user-agent=bro-test/1",
+            "--proxy-server=http://proxy:3128",
+        ] {
+            assert!(argv.iter().any(|a| a == want), "missing {want} in {argv:?}");
+        }
+        assert_eq!(argv.last().map(String::as_str), Some("about:blank"));
+        assert!(
+            !args(Path::new("/s"), &SessionOptions::default(), false)
+                .contains(&"--no-sandbox".into())
+        );
+    }
+
+    #[test]
+    fn reads_the_devtools_port_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("DevToolsActivePort");
+        std::fs::write(&f, "40123\n/devtools/browser/abc\n").unwrap();
+        assert_eq!(
+            read_port_file(&f),
+            Some((40123, "/devtools/browser/abc".into()))
+        );
+        std::fs::write(&f, "401").unwrap();
+        assert_eq!(read_port_file(&f), None);
+    }
+
+    #[test]
+    fn missing_chromium_names_the_path() {
+        let err = find(Some(Path::new("/nonexistent/chromium"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/chromium") && msg.contains("install.sh"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Process facts from `/proc` and signals by pid and process group. Linux only.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+/// State and identity of one process, from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// One-letter state: `R`, `S`, `Z` (zombie), ...
+    pub state: char,
+    pub pgrp: u32,
+    /// Clock ticks since boot at which the process started.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/PID/stat`; `None` when the pid does not exist.
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(3) ppid(4) pgrp(5) ... starttime(22), so index = field - 3.
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The start time of a live (non-zombie) pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).filter(|s| s.state != 'Z').map(|s| s.start_time)
+}
+
+/// True when `pid` runs (not a zombie) and is the same process that started at `start`.
+pub fn is_alive(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start)
+}
+
+/// Pids of the live (non-zombie) processes in process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z'))
+        .collect()
+}
+
+/// Pids of live processes with an argument starting with `prefix`, and that argument.
+pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let arg = cmdline
+                .split(|b| *b == 0)
+                .filter_map(|a| std::str::from_utf8(a).ok())
+                .find(|a| a.starts_with(prefix))?
+                .to_string();
+            start_time(pid).map(|_| (pid, arg))
+        })
+        .collect()
+}
+
+/// Sends `sig` to one pid; a pid that is already gone is not an error.
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid as i32), sig);
+}
+
+/// Sends `sig` to a whole process group; a group that is already gone is not an error.
+pub fn signal_group(pgid: u32, sig: Signal) {
+    let _ = killpg(Pid::from_raw(pgid as i32), sig);
+}
+
+/// Polls until `done()` holds or `limit` passes; returns whether it held.
+pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_names() {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 \
+                    9 0 123456 1000 200 18446744073709551615";
+        let st = parse_stat(line).unwrap();
+        assert_eq!(
+            st,
+            ProcStat {
+                state: 'S',
+                pgrp: 4242,
+                start_time: 123456
+            }
+        );
+    }
+
+    #[test]
+    fn sees_itself_alive() {
+        let me = std::process::id();
+        let st = stat(me).unwrap();
+        assert!(is_alive(me, st.start_time));
+        assert!(!is_alive(me, st.start_time + 1));
+        assert!(stat(u32::MAX - 1).is_none());
+    }
+}
