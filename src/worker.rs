@@ -273,16 +273,27 @@ async fn kill_group(pgid: u32) -> Result<(), WorkerError> {
     }
 }
 
-/// Removes a session dir, retrying while exiting processes still write into it.
+/// Removes a session dir and its temp dir, retrying while exiting processes still write.
 async fn remove_dir(dir: &Path) -> Result<(), WorkerError> {
-    for _ in 0..20 {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+    for path in [chromium::tmp_dir(dir), dir.to_path_buf()] {
+        let mut result = std::fs::remove_dir_all(&path);
+        for _ in 0..20 {
+            match &result {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    result = std::fs::remove_dir_all(&path);
+                }
+                _ => break,
+            }
+        }
+        match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(WorkerError::io("remove session dir", e));
+            }
+            _ => {}
         }
     }
-    std::fs::remove_dir_all(dir).map_err(|e| WorkerError::io("remove session dir", e))
+    Ok(())
 }
 
 /// Asks the browser to close itself over CDP, the one shutdown that leaves no crash dump.

@@ -195,32 +195,47 @@ pub async fn start(binary: PathBuf, paths: &Paths) -> Result<(Supervised, Ports)
     std::fs::create_dir_all(&dir).map_err(io_err("create restate dir"))?;
     let http = reqwest::Client::new();
     let adopted = adoptable(&dir, &http).await;
-    let ports = Ports::load_or_pick(&dir, adopted.is_some());
-    ports.save(&dir)?;
-    let runner = Runner {
-        binary,
-        log: paths.restate_log(),
-        admin_url: format!("http://127.0.0.1:{}", ports.admin),
-        dir,
-        http,
+    // Two bro homes starting at once can both see a default port free; the loser's
+    // restate-server exits at once, and it retries on ports nobody holds.
+    let mut attempt = 0;
+    let (runner, ports, child, pf) = loop {
+        let mut ports = Ports::load_or_pick(&dir, adopted.is_some());
+        if attempt > 0 {
+            ports = Ports {
+                admin: free_port(),
+                ingress: free_port(),
+                fabric: free_port(),
+                ..ports
+            };
+        }
+        ports.save(&dir)?;
+        let runner = Runner {
+            binary: binary.clone(),
+            log: paths.restate_log(),
+            admin_url: format!("http://127.0.0.1:{}", ports.admin),
+            dir: dir.clone(),
+            http: http.clone(),
+        };
+        std::fs::write(
+            dir.join("restate.toml"),
+            config_toml(&dir.join("data"), &ports),
+        )
+        .map_err(io_err("write restate.toml"))?;
+        if let Some(pf) = adopted {
+            tracing::info!(pid = pf.pid, "adopting the running restate-server");
+            break (runner, ports, None, pf);
+        }
+        match runner.spawn().await {
+            Ok((child, pf)) => break (runner, ports, Some(child), pf),
+            Err(RestateError::Exited(status, log)) if attempt < 2 => {
+                tracing::warn!(%status, log = %log.display(), "restate-server exited at start; retrying on other ports");
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
     };
-    std::fs::write(
-        runner.dir.join("restate.toml"),
-        config_toml(&runner.dir.join("data"), &ports),
-    )
-    .map_err(io_err("write restate.toml"))?;
 
     let pid = Arc::new(AtomicU32::new(0));
-    let (child, pf) = match adopted {
-        Some(pf) => {
-            tracing::info!(pid = pf.pid, "adopting the running restate-server");
-            (None, pf)
-        }
-        None => {
-            let (child, pf) = runner.spawn().await?;
-            (Some(child), pf)
-        }
-    };
     pid.store(pf.pid, Ordering::SeqCst);
     let stop = CancellationToken::new();
     let restarts = Arc::new(AtomicU32::new(0));

@@ -100,19 +100,59 @@ fn strip_credentials(url: &str) -> String {
     }
 }
 
-/// Spawns the browser in its own process group with its temp, home and config dirs inside
-/// `dir`, so crash reports and singleton sockets never land in the user's home or `/tmp`.
+/// The browser's `TMPDIR`: `<temp>/bro-<uid>/<hash of the session dir>`. Chromium puts its
+/// singleton socket there, and a socket path may not exceed 107 bytes, which a temp dir
+/// inside `~/.local/share/bro/sessions/<uuid>/` already does. Removed with the session.
+pub fn tmp_dir(session_dir: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    // FNV-1a: stable, and unique enough for the sessions of one user.
+    let hash = session_dir
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        });
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::temp_dir()
+        .join(format!("bro-{uid}"))
+        .join(format!("{hash:016x}"))
+}
+
+/// Creates the session's temp dir inside a 0700 per-user dir that must be ours.
+fn create_tmp_dir(session_dir: &Path) -> Result<PathBuf, WorkerError> {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tmp_dir(session_dir);
+    let base = tmp.parent().unwrap_or(&tmp);
+    crate::paths::create_private_dir(base).map_err(|e| WorkerError::io("create temp dir", e))?;
+    let meta =
+        std::fs::symlink_metadata(base).map_err(|e| WorkerError::io("inspect temp dir", e))?;
+    if meta.file_type().is_symlink() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        let err = std::io::Error::other(format!(
+            "{} is not a directory of this user",
+            base.display()
+        ));
+        return Err(WorkerError::io("create temp dir", err));
+    }
+    crate::paths::create_private_dir(&tmp).map_err(|e| WorkerError::io("create temp dir", e))?;
+    Ok(tmp)
+}
+
+/// Spawns the browser in its own process group with its home and config dirs inside `dir`
+/// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
+/// never land in the user's home or stay in `/tmp`.
 pub fn spawn(chromium: &Path, dir: &Path, opts: &SessionOptions) -> Result<Child, WorkerError> {
-    for sub in ["profile", "tmp", "home", "home/.config", "home/.cache"] {
+    for sub in ["profile", "home", "home/.config", "home/.cache"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| WorkerError::io("create session dir", e))?;
     }
+    let tmp = create_tmp_dir(dir)?;
     let log = std::fs::File::create(dir.join("chromium.log"))
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();
     let mut cmd = Command::new(chromium);
     cmd.args(args(dir, opts, as_root))
-        .env("TMPDIR", dir.join("tmp"))
+        .env("TMPDIR", tmp)
         .env("HOME", dir.join("home"))
         .env("XDG_CONFIG_HOME", dir.join("home/.config"))
         .env("XDG_CACHE_HOME", dir.join("home/.cache"))

@@ -1,0 +1,272 @@
+//! `TestDaemon`: a `bro daemon` in a temp `BRO_HOME`, driven through the real CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// One `TIMEOUT` for every poll in the tests.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A daemon of its own; stopped (and checked for leftovers) by `stop`, killed by `Drop`.
+pub struct TestDaemon {
+    pub home: TempDir,
+    pub status: Value,
+    stopped: bool,
+}
+
+impl TestDaemon {
+    /// Starts `bro daemon start --port 0` in a fresh home.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the daemon with extra flags.
+    pub fn start_with(args: &[&str]) -> Self {
+        check_prerequisites();
+        let home = tempfile::Builder::new()
+            .prefix("bro-it-")
+            .tempdir()
+            .expect("temp dir");
+        let mut daemon = TestDaemon {
+            home,
+            status: Value::Null,
+            stopped: false,
+        };
+        daemon.restart_with(args);
+        daemon
+    }
+
+    /// (Re)starts the daemon on this home.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        let mut argv = vec!["daemon", "start", "--port", "0"];
+        argv.extend_from_slice(args);
+        let out = self.bro(&argv);
+        assert!(
+            out.status.success(),
+            "bro daemon start failed:\n{}",
+            text(&out)
+        );
+        self.status = self.json(&["daemon", "status", "--json"]);
+        self.stopped = false;
+    }
+
+    /// Runs `bro ARGS` with this home.
+    pub fn bro(&self, args: &[&str]) -> Output {
+        bro_in(self.home.path(), args)
+    }
+
+    /// Runs `bro ARGS`, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.bro(args);
+        assert!(out.status.success(), "bro {args:?} failed:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `bro ARGS` (which must print JSON) and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let stdout = self.ok(args);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bro {args:?}: {e}: {stdout}"))
+    }
+
+    /// `bro session create --json ARGS`.
+    pub fn create(&self, args: &[&str]) -> Value {
+        let mut argv = vec!["session", "create", "--json"];
+        argv.extend_from_slice(args);
+        self.json(&argv)
+    }
+
+    /// `bro session get ID --json`.
+    pub fn get(&self, id: &str) -> Value {
+        self.json(&["session", "get", id, "--json"])
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.status["pid"].as_u64().expect("pid") as u32
+    }
+
+    pub fn restate_pid(&self) -> u32 {
+        self.status["restate"]["pid"].as_u64().expect("restate pid") as u32
+    }
+
+    /// The session's dir under the sessions dir.
+    pub fn session_dir(&self, id: &str) -> PathBuf {
+        self.home.path().join("data/sessions").join(id)
+    }
+
+    /// The browser pid the daemon recorded for a session.
+    pub fn browser_pid(&self, id: &str) -> u32 {
+        let pf: Value = serde_json::from_slice(
+            &std::fs::read(self.session_dir(id).join("worker.json")).expect("worker.json"),
+        )
+        .expect("worker.json is JSON");
+        pf["pid"].as_u64().expect("pid") as u32
+    }
+
+    /// Stops the daemon (releasing its sessions) and asserts nothing of it still runs.
+    pub fn stop(mut self) {
+        let out = self.bro(&["daemon", "stop"]);
+        assert!(
+            out.status.success(),
+            "bro daemon stop failed:\n{}",
+            text(&out)
+        );
+        self.stopped = true;
+        let left = wait_for(|| leftovers(self.home.path()).is_empty());
+        assert!(
+            left,
+            "processes left behind: {:?}",
+            leftovers(self.home.path())
+        );
+        let sessions = std::fs::read_dir(self.home.path().join("data/sessions"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(sessions, 0, "session dirs left behind");
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.bro(&["daemon", "stop"]);
+        }
+        // A failed test must not leak: kill what is left of this home, by pid.
+        for pid in leftovers(self.home.path()) {
+            kill(pid, "KILL");
+        }
+    }
+}
+
+/// Runs the `bro` binary with `BRO_HOME=home` (and port 0 for autostarted daemons).
+pub fn bro_in(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bro"))
+        .args(args)
+        .env("BRO_HOME", home)
+        .env("BRO_PORT", "0")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run bro")
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Pids of live processes started for `home`: its daemon (found by its open cwd-independent
+/// marker, the home path in its environment), restate-server and browsers (home in argv).
+pub fn leftovers(home: &Path) -> Vec<u32> {
+    let needle = home.to_string_lossy().into_owned();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && is_live(*pid))
+        .filter(|pid| {
+            let has = |file: &str| {
+                std::fs::read(format!("/proc/{pid}/{file}"))
+                    .map(|b| String::from_utf8_lossy(&b).contains(&needle))
+                    .unwrap_or(false)
+            };
+            has("cmdline") || has("environ")
+        })
+        .collect()
+}
+
+/// True for a pid that exists and is not a zombie.
+pub fn is_live(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+/// Live pids in process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|s| {
+                    let i = s.rfind(')').unwrap_or(0);
+                    let fields: Vec<&str> = s[i + 2..].split_whitespace().collect();
+                    fields.first() != Some(&"Z")
+                        && fields.get(2) == Some(&pgid.to_string().as_str())
+                })
+        })
+        .collect()
+}
+
+/// Sends a signal by pid with `kill(1)`.
+pub fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Polls `cond` every 50 ms until it holds or `TIMEOUT` passes.
+pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// Sends `Browser.getVersion` over a websocket URL and returns the product string.
+pub fn cdp_browser_version(url: &str) -> String {
+    use tokio_tungstenite::tungstenite::{Message, connect};
+    let (mut ws, _) = connect(url).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    ws.send(Message::text(r#"{"id":1,"method":"Browser.getVersion"}"#))
+        .expect("send");
+    loop {
+        let msg = ws.read().expect("read");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["id"] == 1 {
+                return v["result"]["product"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+    }
+}
+
+/// Fails at once, with the install command, when Chromium or restate-server is missing.
+fn check_prerequisites() {
+    let chromium = std::env::var_os("BRO_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.exists(),
+        "Chromium is not installed ({}): run ./install.sh --no-bro",
+        chromium.display()
+    );
+    let restate = std::env::var_os("BRO_RESTATE_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
+        data.join("bro/restate-server/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server")
+    });
+    assert!(
+        restate.exists(),
+        "restate-server is not installed ({}): run ./install.sh --no-bro",
+        restate.display()
+    );
+}

@@ -1,0 +1,111 @@
+//! Sessions end to end: create, CDP through the proxy, kill, timeout, idempotent ids.
+
+use crate::helper::{TestDaemon, cdp_browser_version, group_members, is_live, wait_for};
+
+#[test]
+fn create_connect_kill_leaves_nothing() {
+    let d = TestDaemon::start();
+    let s = d.create(&[
+        "--width",
+        "800",
+        "--height",
+        "600",
+        "--user-agent",
+        "bro-it/1",
+    ]);
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["status"], "live");
+    assert_eq!(s["timeout"], 300_000);
+    assert_eq!(s["dimensions"]["width"], 800);
+    let api = d.status["api_url"].as_str().unwrap();
+    let ws = s["websocketUrl"].as_str().unwrap();
+    assert_eq!(ws, format!("{}/?sessionId={id}", api.replace("http", "ws")));
+
+    // The proxied socket answers, and the steel clients' `&apiKey=` suffix is tolerated.
+    let product = cdp_browser_version(&format!("{ws}&apiKey=anything"));
+    assert!(product.starts_with("Chrome/"), "{product}");
+
+    let pid = d.browser_pid(&id);
+    let dir = d.session_dir(&id);
+    assert!(dir.join("profile").is_dir());
+    assert!(!group_members(pid).is_empty());
+
+    let out = d.ok(&["session", "kill", &id]);
+    assert!(out.contains(&id), "{out}");
+    assert!(
+        group_members(pid).is_empty(),
+        "browser group {pid} still runs"
+    );
+    assert!(!is_live(pid));
+    assert!(!dir.exists(), "profile dir not removed");
+    let after = d.get(&id);
+    assert_eq!(after["status"], "released");
+    d.stop();
+}
+
+#[test]
+fn a_timeout_releases_the_session_by_itself() {
+    let d = TestDaemon::start();
+    let s = d.create(&["--timeout", "2s"]);
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["timeout"], 2000);
+    let pid = d.browser_pid(&id);
+    assert!(
+        wait_for(|| d.get(&id)["status"] == "released"),
+        "not released after its timeout"
+    );
+    assert!(group_members(pid).is_empty());
+    assert!(!d.session_dir(&id).exists());
+    assert_eq!(d.get(&id)["reason"], "timeout");
+    d.stop();
+}
+
+#[test]
+fn creating_twice_with_one_id_gives_one_session_and_one_browser() {
+    let d = TestDaemon::start();
+    let id = "6a0d8a3e-2f0b-4c8e-9f5e-1b2c3d4e5f60";
+    let first = d.create(&["--session-id", id]);
+    let pid = d.browser_pid(id);
+    let second = d.create(&["--session-id", id]);
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["createdAt"], second["createdAt"]);
+    assert_eq!(d.browser_pid(id), pid, "a second browser was launched");
+    let browsers = crate::helper::leftovers(d.home.path())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("--user-data-dir") && !c.contains("--type="))
+        })
+        .count();
+    assert_eq!(browsers, 1, "one browser process expected");
+    let list = d.json(&["session", "list", "--json"]);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
+    d.stop();
+}
+
+#[test]
+fn list_filters_by_status_and_kill_all_releases_everything() {
+    let d = TestDaemon::start();
+    let a = d.create(&[]);
+    let b = d.create(&["--timeout", "0"]);
+    assert_eq!(b["timeout"], 0);
+    d.ok(&["session", "kill", a["id"].as_str().unwrap()]);
+    let live = d.json(&["session", "list", "--status", "live", "--json"]);
+    let ids: Vec<&str> = live["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![b["id"].as_str().unwrap()]);
+    let table = d.ok(&["session", "list"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("released") && table.contains("never"),
+        "{table}"
+    );
+    let all = d.json(&["session", "kill", "--all", "--json"]);
+    assert_eq!(all["released"].as_array().unwrap().len(), 1);
+    assert_eq!(d.get(b["id"].as_str().unwrap())["status"], "released");
+    d.stop();
+}
