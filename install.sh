@@ -43,8 +43,8 @@ else
   command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install restate-server (apt-get install nodejs npm)" >&2; exit 1; }
   step "restate-server $RESTATE_VERSION: installing from npm into $restate_dir"
   mkdir -p "$restate_dir"
-  (cd "$restate_dir" && [ -f package.json ] || echo '{"name":"bro-restate-server","private":true}' > package.json)
-  (cd "$restate_dir" && npm install --no-fund --no-audit --no-save --ignore-scripts --loglevel=error \
+  [ -f "$restate_dir/package.json" ] || echo '{"name":"bro-restate-server","private":true}' > "$restate_dir/package.json"
+  (cd "$restate_dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error \
     "@restatedev/restate-server@$RESTATE_VERSION" >/dev/null)
   "$restate_bin" --version >/dev/null
 fi

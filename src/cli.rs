@@ -202,10 +202,42 @@ fn parse_uuid(s: &str) -> Result<String, String> {
         .map_err(|_| format!("'{s}' is not a session id (a UUID)"))
 }
 
+/// The completion files shipped in `completions/`, by shell.
+pub const COMPLETION_FILES: [(clap_complete::Shell, &str); 5] = [
+    (clap_complete::Shell::Bash, "bro.bash"),
+    (clap_complete::Shell::Zsh, "_bro"),
+    (clap_complete::Shell::Fish, "bro.fish"),
+    (clap_complete::Shell::Elvish, "bro.elv"),
+    (clap_complete::Shell::PowerShell, "_bro.ps1"),
+];
+
+/// The completion script for `shell`, generated from the same definition as `--help`.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "bro", &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// The files in `completions/` are current; `BRO_UPDATE_COMPLETIONS=1 cargo test` rewrites them.
+    #[test]
+    fn completion_files_are_current() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+        for (shell, file) in COMPLETION_FILES {
+            let want = completion_script(shell);
+            let path = dir.join(file);
+            if std::env::var_os("BRO_UPDATE_COMPLETIONS").is_some() {
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read(&path).unwrap_or_default();
+            assert!(have == want, "{} is stale: run BRO_UPDATE_COMPLETIONS=1 cargo test completion", path.display());
+        }
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use bro::cli::{self, Cli, Command};
 use bro::paths::Paths;
@@ -46,7 +46,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(cmd) => cli::daemon::run(paths, cmd).await,
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "bro", &mut std::io::stdout());
+            use std::io::Write;
+            std::io::stdout().write_all(&cli::completion_script(shell))?;
             Ok(())
         }
     }
