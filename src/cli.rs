@@ -235,7 +235,11 @@ mod tests {
                 std::fs::write(&path, &want).unwrap();
             }
             let have = std::fs::read(&path).unwrap_or_default();
-            assert!(have == want, "{} is stale: run BRO_UPDATE_COMPLETIONS=1 cargo test completion", path.display());
+            assert!(
+                have == want,
+                "{} is stale: run BRO_UPDATE_COMPLETIONS=1 cargo test completion",
+                path.display()
+            );
         }
     }
 

@@ -171,7 +171,8 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
 /// A client of the running daemon; starts one (with default options) when none answers.
 pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
     let client = DaemonClient::new(paths.socket());
-    if client.status().await.is_ok() {
+    if let Ok(status) = client.status().await {
+        warn_on_version_skew(&status);
         return Ok(client);
     }
     paths
@@ -189,6 +190,18 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
     );
     start_daemon(paths, &[]).await?;
     Ok(client)
+}
+
+/// Says so when the running daemon is another version of bro than this CLI.
+fn warn_on_version_skew(status: &DaemonStatus) {
+    if status.version != crate::VERSION || status.protocol != crate::protocol::PROTOCOL_VERSION {
+        eprintln!(
+            "bro: warning: the running daemon is bro {} (this is {}); restart it with \
+             `bro daemon stop --keep-sessions && bro daemon start`",
+            status.version,
+            crate::VERSION
+        );
+    }
 }
 
 /// Spawns `bro daemon ARGS` in the background (own process group, output to the daemon log)
