@@ -150,7 +150,7 @@ _bro() {
             return 0
             ;;
         bro__subcmd__daemon)
-            opts="-v -h -V --port --bind --max-sessions --chromium --restate-server --restate-admin-url --restate-ingress-url --node --verbose --help --version start stop status help"
+            opts="-v -h -V --port --bind --max-sessions --chromium --restate-server --restate-admin-url --restate-ingress-url --node --api-key --verbose --help --version start stop status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +185,10 @@ _bro() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -266,7 +270,7 @@ _bro() {
             return 0
             ;;
         bro__subcmd__daemon__subcmd__start)
-            opts="-v -h -V --port --bind --max-sessions --chromium --restate-server --restate-admin-url --restate-ingress-url --node --verbose --help --version"
+            opts="-v -h -V --port --bind --max-sessions --chromium --restate-server --restate-admin-url --restate-ingress-url --node --api-key --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,6 +305,10 @@ _bro() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

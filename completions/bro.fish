@@ -39,6 +39,7 @@ complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subc
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -l restate-admin-url -d 'Use an existing Restate\'s admin API instead of supervising one (with --restate-ingress-url)' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -l restate-ingress-url -d 'Use an existing Restate\'s ingress (with --restate-admin-url)' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -l node -d 'This machine\'s node name in Restate (the key of its Pool)' -r
+complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -l api-key -d 'Require this key from TCP clients (steel-api-key header, or ?apiKey= on websockets); needed to bind a non-loopback address' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -s h -l help -d 'Print help'
 complete -c bro -n "__fish_bro_using_subcommand daemon; and not __fish_seen_subcommand_from start stop status help" -s V -l version -d 'Print version'
@@ -54,6 +55,7 @@ complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcomma
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -l restate-admin-url -d 'Use an existing Restate\'s admin API instead of supervising one (with --restate-ingress-url)' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -l restate-ingress-url -d 'Use an existing Restate\'s ingress (with --restate-admin-url)' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -l node -d 'This machine\'s node name in Restate (the key of its Pool)' -r
+complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -l api-key -d 'Require this key from TCP clients (steel-api-key header, or ?apiKey= on websockets); needed to bind a non-loopback address' -r
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c bro -n "__fish_bro_using_subcommand daemon; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'

@@ -1,6 +1,8 @@
 //! The daemon's HTTP surface. One set of steel routes is served on the TCP port (with the CDP
 //! proxy) and on the Unix socket (with bro's control routes), so the handlers exist once.
 
+pub mod auth;
+pub mod cdp;
 pub mod control;
 pub mod error;
 pub mod sessions;
@@ -21,12 +23,21 @@ pub struct AppState {
     /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
     pub api_base: String,
     pub control: control::ControlState,
+    /// When set, TCP requests must carry it (`steel-api-key` header or `apiKey` query).
+    pub api_key: Option<String>,
+    /// For the daemon's own requests to browsers (`/json/...`).
+    pub http: reqwest::Client,
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.
 pub fn tcp_router(state: Arc<AppState>) -> Router {
     sessions::routes()
-        .fallback(sessions::cdp_or_not_found)
+        .merge(cdp::routes())
+        .fallback(cdp::upgrade_or_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_key,
+        ))
         .with_state(state)
 }
 

@@ -11,7 +11,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::StatusCode;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -159,11 +159,6 @@ pub fn session_id_of(uri: &http::Uri) -> Option<String> {
             .map(|rest| rest.trim_end_matches('/').to_string())
             .filter(|id| !id.is_empty())
     })
-}
-
-/// A `HeaderValue` for static strings, used by tests and callers.
-pub fn header_value(s: &'static str) -> HeaderValue {
-    HeaderValue::from_static(s)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run, start, stop or inspect the bro daemon.
-    Daemon(DaemonCommand),
+    Daemon(Box<DaemonCommand>),
     /// Create, list, inspect and kill browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
@@ -107,6 +107,10 @@ pub struct DaemonArgs {
     /// This machine's node name in Restate (the key of its Pool).
     #[arg(long, env = "BRO_NODE", default_value = "local")]
     pub node: String,
+    /// Require this key from TCP clients (steel-api-key header, or ?apiKey= on websockets);
+    /// needed to bind a non-loopback address.
+    #[arg(long, env = "BRO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,11 +299,10 @@ mod tests {
         assert!(d.action.is_none());
         assert_eq!(d.args.port, 0);
         let cli = Cli::try_parse_from(["bro", "daemon", "start", "--max-sessions", "3"]).unwrap();
-        let Command::Daemon(DaemonCommand {
-            action: Some(DaemonAction::Start(a)),
-            ..
-        }) = cli.command
-        else {
+        let Command::Daemon(d) = cli.command else {
+            panic!()
+        };
+        let Some(DaemonAction::Start(a)) = d.action else {
             panic!()
         };
         assert_eq!(a.max_sessions, 3);

@@ -188,7 +188,7 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
         "bro: starting the daemon (log: {})",
         paths.daemon_log().display()
     );
-    start_daemon(paths, &[]).await?;
+    start_daemon(paths, &[], None).await?;
     Ok(client)
 }
 
@@ -206,7 +206,11 @@ fn warn_on_version_skew(status: &DaemonStatus) {
 
 /// Spawns `bro daemon ARGS` in the background (own process group, output to the daemon log)
 /// and waits until it answers on its socket.
-pub async fn start_daemon(paths: &Paths, args: &[String]) -> Result<DaemonStatus, ClientError> {
+pub async fn start_daemon(
+    paths: &Paths,
+    args: &[String],
+    api_key: Option<&str>,
+) -> Result<DaemonStatus, ClientError> {
     let exe = std::env::current_exe().map_err(|e| ClientError::StartFailed(e.to_string()))?;
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()
@@ -218,7 +222,11 @@ pub async fn start_daemon(paths: &Paths, args: &[String]) -> Result<DaemonStatus
     let log_err = log
         .try_clone()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
-    let mut child = std::process::Command::new(exe)
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(key) = api_key {
+        cmd.env("BRO_API_KEY", key);
+    }
+    let mut child = cmd
         .arg("daemon")
         .args(args)
         .stdin(Stdio::null())

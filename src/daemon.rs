@@ -48,12 +48,21 @@ pub struct DaemonOptions {
     pub restate_server: Option<PathBuf>,
     pub restate_admin_url: Option<String>,
     pub restate_ingress_url: Option<String>,
+    /// Required from TCP clients when set.
+    pub api_key: Option<String>,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT or `POST /bro/v1/shutdown`.
 pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
     paths.create_all().context("creating bro's directories")?;
     let _lock = lifecycle::lock(&paths)?;
+    if !opts.bind.is_loopback() && opts.api_key.is_none() {
+        bail!(
+            "refusing to serve on {} without an API key: anyone who reaches it could drive the \
+             browsers; pass --api-key (or set BRO_API_KEY), or bind 127.0.0.1",
+            opts.bind
+        );
+    }
     let chromium = chromium::find(opts.chromium.as_deref())?;
     let shutdown = CancellationToken::new();
     lifecycle::on_signals(shutdown.clone())?;
@@ -170,6 +179,8 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
             shutdown: shutdown.clone(),
             keep_sessions: AtomicBool::new(false),
         },
+        api_key: opts.api_key.clone(),
+        http: reqwest::Client::new(),
     });
     let tcp_task = tokio::spawn(serve(
         tcp.tap_io(nodelay),

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let paths = Paths::from_env()?;
     match cli.command {
-        Command::Daemon(cmd) => cli::daemon::run(paths, cmd).await,
+        Command::Daemon(cmd) => cli::daemon::run(paths, *cmd).await,
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
         Command::Completions { shell } => {
             use std::io::Write;

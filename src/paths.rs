@@ -121,6 +121,17 @@ impl Paths {
     }
 }
 
+/// A stable 64-bit FNV-1a hash of a path, for short unique names derived from it.
+pub fn path_hash(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+        })
+}
+
 /// Creates `dir` (and parents) and makes it 0700.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new()

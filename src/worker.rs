@@ -5,6 +5,7 @@
 //! later. Knows nothing of HTTP routes or Restate.
 
 pub mod chromium;
+pub mod page;
 pub mod process;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::protocol::session::{SessionOptions, WorkerInfo};
+use crate::protocol::steel::SessionContext;
 
 /// Why a browser could not be launched or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub enum WorkerError {
     },
     #[error("processes of browser group {0} still run after SIGKILL")]
     Unkillable(u32),
+    #[error("applying the session context failed: {0}")]
+    Context(#[from] crate::cdp::CdpError),
 }
 
 impl WorkerError {
@@ -51,11 +55,13 @@ impl WorkerError {
     }
 }
 
-/// What to launch: the session id and its options.
+/// What to launch: the session id, its options, and a context to put in first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchSpec {
     pub session_id: String,
     pub options: SessionOptions,
+    #[serde(default)]
+    pub context: Option<SessionContext>,
 }
 
 /// A browser that exited while it was not being stopped.
@@ -64,6 +70,8 @@ pub struct WorkerExit {
     pub session_id: String,
     pub pid: u32,
     pub reason: String,
+    /// Exited with status 0: closed on purpose (a client's `Browser.close`).
+    pub clean: bool,
 }
 
 /// Launches and stops browsers on one node. Both operations are idempotent per session id.
@@ -179,16 +187,27 @@ impl LocalWorkerHost {
         std::fs::write(dir.join("worker.json"), pf)
             .map_err(|e| WorkerError::io("write worker.json", e))?;
 
-        match chromium::wait_ready(&mut child, &dir, &self.http).await {
+        let ready = match chromium::wait_ready(&mut child, &dir, &self.http).await {
             Ok((port, ws_path)) => {
-                self.watch_child(spec.session_id, pid, child);
-                Ok(WorkerInfo {
+                let worker = WorkerInfo {
                     pid,
                     start_time,
                     port,
                     ws_path,
-                    dir,
-                })
+                    dir: dir.clone(),
+                };
+                match &spec.context {
+                    Some(ctx) => page::apply_context(&worker, ctx).await.map(|()| worker),
+                    None => Ok(worker),
+                }
+                .map_err(WorkerError::from)
+            }
+            Err(err) => Err(err),
+        };
+        match ready {
+            Ok(worker) => {
+                self.watch_child(spec.session_id, pid, child);
+                Ok(worker)
             }
             Err(err) => {
                 drop(child);
@@ -206,7 +225,9 @@ impl LocalWorkerHost {
         tokio::spawn(async move {
             let status = child.wait().await;
             if !lock(&stopping).contains(&pid) {
+                let clean = status.as_ref().is_ok_and(|s| s.success());
                 let reason = match status {
+                    Ok(s) if s.success() => "browser closed by the client".to_string(),
                     Ok(s) => format!("browser exited ({s})"),
                     Err(e) => format!("browser lost: {e}"),
                 };
@@ -214,6 +235,7 @@ impl LocalWorkerHost {
                     session_id,
                     pid,
                     reason,
+                    clean,
                 });
             }
         });

@@ -17,6 +17,8 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AtCapacity(String),
@@ -33,6 +35,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::AtCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -82,6 +85,7 @@ mod tests {
     fn every_variant_has_its_status() {
         let table = [
             (ApiError::BadRequest(String::new()), 400),
+            (ApiError::Unauthorized(String::new()), 401),
             (ApiError::NotFound(String::new()), 404),
             (ApiError::AtCapacity(String::new()), 429),
             (ApiError::BadGateway(String::new()), 502),

@@ -4,19 +4,20 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::api::{ApiError, AppState};
-use crate::cdp_proxy::{self, ProxyError, Upstream};
 use crate::orchestrator::now_ms;
-use crate::protocol::session::{SessionOptions, SessionRecord, SessionStatus};
+use crate::protocol::session::{
+    Dimensions, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
+};
 use crate::protocol::steel::{
     CreateSessionRequest, DEFAULT_TIMEOUT_MS, MultipleSessions, ReleaseAllResponse,
-    ReleaseSessionResponse, SessionDetails,
+    ReleaseSessionResponse, SessionContext, SessionDetails,
 };
+use crate::worker::page;
 
 /// The session routes, shared by the TCP port and the Unix socket.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -26,6 +27,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/sessions/release", post(release_all))
         .route("/v1/sessions/{id}", get(get_one))
         .route("/v1/sessions/{id}/release", post(release))
+        .route("/v1/sessions/{id}/context", get(context))
+        .route("/v1/sessions/{id}/live-details", get(live_details))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -48,8 +51,9 @@ async fn create(
         Some(id) => parse_id(id)?,
         None => uuid::Uuid::new_v4().to_string(),
     };
+    let context = req.session_context.clone();
     let options = options_of(req)?;
-    let rec = st.ingress.create(&id, options).await?;
+    let rec = st.ingress.create(&id, options, context).await?;
     if rec.status == SessionStatus::Failed {
         let reason = rec.reason.as_deref().unwrap_or("unknown reason");
         return Err(ApiError::Internal(format!("session {id} failed: {reason}")));
@@ -78,32 +82,77 @@ fn options_of(req: CreateSessionRequest) -> Result<SessionOptions, ApiError> {
             )));
         }
     }
+    let mobile = req
+        .device_config
+        .as_ref()
+        .is_some_and(|d| d.device == "mobile");
+    let mut ignored = req.ignored_options();
+    if let Some(d) = &req.device_config
+        && !matches!(d.device.as_str(), "desktop" | "mobile")
+    {
+        ignored.push(format!("deviceConfig.device={}", d.device));
+    }
     Ok(SessionOptions {
-        dimensions: req.dimensions,
-        user_agent: req.user_agent.filter(|ua| !ua.is_empty()),
-        proxy_url: req.proxy_url,
+        // steel-browser's mobile minimum size, unless the client chose one.
+        dimensions: req.dimensions.or(mobile.then_some(Dimensions {
+            width: 508,
+            height: 1074,
+        })),
+        user_agent: req.user_agent.clone().filter(|ua| !ua.is_empty()),
+        proxy_url: req.proxy_url.clone(),
         timeout_ms: req.timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
+        block_ads: req.block_ads.unwrap_or(false),
+        ignored,
     })
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ListQuery {
     status: Option<String>,
+    /// The last id of the previous page: this page starts after it.
+    cursor_id: Option<String>,
+    limit: Option<String>,
 }
 
-/// `GET /v1/sessions[?status=live]`, oldest first.
+/// `GET /v1/sessions[?status=live][&cursorId=ID][&limit=N]`, oldest first. A page after the
+/// last one is empty, which is what ends the SDKs' auto-pagination.
 async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<MultipleSessions>, ApiError> {
-    let status = match q.status.as_deref() {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<SessionStatus>().map_err(ApiError::BadRequest)?),
         None => None,
+    };
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit must be a positive integer, got '{l}'"
+                )));
+            }
+        },
+        None => usize::MAX,
     };
     let mut records = st.ingress.list().await?;
     records.retain(|r| status.is_none_or(|s| r.status == s));
     records.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-    let sessions = records.iter().map(|r| details(&st, r)).collect();
+    let start = match q.cursor_id.as_deref().filter(|c| !c.is_empty()) {
+        // An unknown cursor gives an empty page rather than the first one again.
+        Some(cursor) => records
+            .iter()
+            .position(|r| r.id == cursor)
+            .map_or(records.len(), |i| i + 1),
+        None => 0,
+    };
+    let sessions = records
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|r| details(&st, r))
+        .collect();
     Ok(Json(MultipleSessions { sessions }))
 }
 
@@ -158,63 +207,83 @@ async fn release_all(
     }))
 }
 
-/// The TCP fallback: a websocket upgrade is a CDP connection, anything else is a 404.
-pub async fn cdp_or_not_found(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    if !cdp_proxy::is_upgrade(req.headers()) {
-        return not_found_for(&req).into_response();
-    }
-    match proxy(&st, req).await {
-        Ok(resp) => resp,
-        Err(err) => err.into_response(),
-    }
-}
-
-async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
-    let id = match cdp_proxy::session_id_of(req.uri()) {
-        Some(id) => parse_id(&id)?,
-        None => only_live_session(st).await?,
-    };
-    let rec = st.ingress.get(&id).await?;
-    let worker = match (&rec.status, &rec.worker) {
-        (SessionStatus::Live, Some(w)) => w,
-        _ => {
-            return Err(ApiError::NotFound(format!(
-                "session {id} is {}",
-                rec.status
-            )));
+/// The live session `id` and its browser; 404 for an unknown or ended session.
+pub(crate) async fn live_worker(
+    st: &AppState,
+    id: &str,
+) -> Result<(SessionRecord, WorkerInfo), ApiError> {
+    let rec = st.ingress.get(id).await?;
+    match (&rec.status, &rec.worker) {
+        (SessionStatus::Live, Some(w)) => {
+            let w = w.clone();
+            Ok((rec, w))
         }
-    };
-    let up = Upstream {
-        port: worker.port,
-        ws_path: worker.ws_path.clone(),
-    };
-    cdp_proxy::splice(req, up, st.sockets.token(&id))
-        .await
-        .map_err(|e| match e {
-            ProxyError::NotUpgrade => ApiError::BadRequest(e.to_string()),
-            ProxyError::Upstream(_) => ApiError::BadGateway(e.to_string()),
-        })
-}
-
-/// With no `sessionId`, steel-browser's behaviour: the one live session, if there is one.
-async fn only_live_session(st: &AppState) -> Result<String, ApiError> {
-    let live: Vec<_> = st
-        .ingress
-        .list()
-        .await?
-        .into_iter()
-        .filter(|r| r.status == SessionStatus::Live)
-        .collect();
-    match live.as_slice() {
-        [one] => Ok(one.id.clone()),
-        [] => Err(ApiError::NotFound(
-            "no live session; create one with POST /v1/sessions".into(),
-        )),
-        _ => Err(ApiError::BadRequest(format!(
-            "{} sessions are live; name one with ?sessionId=ID",
-            live.len()
+        _ => Err(ApiError::NotFound(format!(
+            "session {id} is {}",
+            rec.status
         ))),
     }
+}
+
+/// `GET /v1/sessions/{id}/context`: the browser's cookies and the storage of its pages.
+async fn context(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionContext>, ApiError> {
+    let id = parse_id(&id)?;
+    let (_, worker) = live_worker(&st, &id).await?;
+    let ctx = page::read_context(&worker)
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("reading the context of session {id}: {e}")))?;
+    Ok(Json(ctx))
+}
+
+/// `GET /v1/sessions/{id}/live-details`, with steel-browser's keys and the SDK's.
+async fn live_details(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let (rec, worker) = live_worker(&st, &id).await?;
+    let pages = page::pages(&st.http, &worker)
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("listing the pages of session {id}: {e}")))?;
+    let version: serde_json::Value = match st
+        .http
+        .get(format!("http://127.0.0.1:{}/json/version", worker.port))
+        .send()
+        .await
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let d = details(&st, &rec);
+    let viewer = d.session_viewer_url.clone();
+    let pages: Vec<serde_json::Value> = pages
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p["id"], "url": p["url"], "title": p["title"],
+                "favicon": p.get("faviconUrl").cloned().unwrap_or(serde_json::Value::Null),
+                "sessionViewerUrl": viewer,
+                "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "pages": pages,
+        "browserState": {
+            "status": d.status,
+            "userAgent": version["User-Agent"],
+            "browserVersion": version["Browser"],
+            "initialDimensions": d.dimensions,
+            "pageCount": pages.len(),
+        },
+        "websocketUrl": d.websocket_url,
+        "wsUrl": d.websocket_url,
+        "sessionViewerUrl": viewer,
+        "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
+    })))
 }
 
 /// The Unix socket's fallback.
@@ -222,7 +291,7 @@ pub async fn not_found(req: Request) -> ApiError {
     not_found_for(&req)
 }
 
-fn not_found_for(req: &Request<Body>) -> ApiError {
+pub(crate) fn not_found_for(req: &Request<Body>) -> ApiError {
     ApiError::NotFound(format!(
         "Route {}:{} not found",
         req.method(),
@@ -230,12 +299,12 @@ fn not_found_for(req: &Request<Body>) -> ApiError {
     ))
 }
 
-fn parse_id(id: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(id)
         .map(|u| u.to_string())
         .map_err(|_| ApiError::BadRequest(format!("session id must be a UUID, got '{id}'")))
 }
 
-fn details(st: &AppState, rec: &SessionRecord) -> SessionDetails {
+pub(crate) fn details(st: &AppState, rec: &SessionRecord) -> SessionDetails {
     SessionDetails::from_record(rec, &st.api_base, now_ms())
 }

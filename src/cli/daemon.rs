@@ -31,10 +31,12 @@ fn options(args: DaemonArgs) -> DaemonOptions {
         restate_server: args.restate_server,
         restate_admin_url: args.restate_admin_url,
         restate_ingress_url: args.restate_ingress_url,
+        api_key: args.api_key,
     }
 }
 
-/// The flags that give a background daemon the same options.
+/// The flags that give a background daemon the same options (the API key goes by
+/// environment, not on a command line every user can read).
 fn to_args(a: &DaemonArgs) -> Vec<String> {
     let mut out = vec![
         format!("--port={}", a.port),
@@ -70,7 +72,7 @@ async fn start(paths: &Paths, args: &DaemonArgs) -> Result<()> {
     }
     let _guard = lifecycle::lock_blocking(&paths.start_lock())?;
     output::progress("starting the bro daemon");
-    let status = client::start_daemon(paths, &to_args(args)).await?;
+    let status = client::start_daemon(paths, &to_args(args), args.api_key.as_deref()).await?;
     output::daemon_started(&status);
     Ok(())
 }

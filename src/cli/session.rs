@@ -42,6 +42,7 @@ fn request(args: CreateArgs) -> CreateSessionRequest {
         user_agent: args.user_agent,
         proxy_url: args.proxy,
         timeout: Some(args.timeout),
+        ..Default::default()
     }
 }
 

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
 use crate::protocol::session::{SessionOptions, SessionRecord};
+use crate::protocol::steel::SessionContext;
 
 /// Why a call into Restate failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,10 +61,11 @@ impl Ingress {
         &self,
         id: &str,
         options: SessionOptions,
+        context: Option<SessionContext>,
     ) -> Result<SessionRecord, IngressError> {
         self.call(
             &format!("Session/{id}/create"),
-            Some(&CreateCommand { options }),
+            Some(&CreateCommand { options, context }),
             Duration::from_secs(180),
         )
         .await
@@ -95,12 +97,13 @@ impl Ingress {
         id: &str,
         pid: u32,
         reason: String,
+        clean: bool,
     ) -> Result<(), IngressError> {
         let url = format!("{}/Session/{id}/worker_exited/send", self.ingress_url);
         let resp = self
             .http
             .post(&url)
-            .json(&WorkerExited { pid, reason })
+            .json(&WorkerExited { pid, reason, clean })
             .timeout(Duration::from_secs(10))
             .send()
             .await

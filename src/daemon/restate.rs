@@ -133,10 +133,11 @@ fn free_port() -> u16 {
 
 /// The config file bro writes for restate-server: loopback only, telemetry off, a fixed node
 /// name (data lives under `<base-dir>/<node-name>`) and a small footprint.
-pub fn config_toml(base_dir: &Path, ports: &Ports) -> String {
+pub fn config_toml(base_dir: &Path, cluster: &str, ports: &Ports) -> String {
     format!(
         r#"# Written by bro at every start; edits are overwritten.
 node-name = "bro"
+cluster-name = "{cluster}"
 base-dir = "{base}"
 bind-address = "127.0.0.1:{fabric}"
 advertised-address = "http://127.0.0.1:{fabric}/"
@@ -156,6 +157,7 @@ memory-size = "128 MiB"
 bind-address = "127.0.0.1:{ingress}"
 "#,
         base = base_dir.display(),
+        cluster = cluster,
         fabric = ports.fabric,
         admin = ports.admin,
         ingress = ports.ingress,
@@ -218,7 +220,7 @@ pub async fn start(binary: PathBuf, paths: &Paths) -> Result<(Supervised, Ports)
         };
         std::fs::write(
             dir.join("restate.toml"),
-            config_toml(&dir.join("data"), &ports),
+            config_toml(&dir.join("data"), &cluster_name(&dir), &ports),
         )
         .map_err(io_err("write restate.toml"))?;
         if let Some(pf) = adopted {
@@ -274,8 +276,8 @@ async fn adoptable(dir: &Path, http: &reqwest::Client) -> Option<PidFile> {
         return None;
     }
     let ports: Ports = serde_json::from_slice(&std::fs::read(dir.join("ports.json")).ok()?).ok()?;
-    let url = format!("http://127.0.0.1:{}/health", ports.admin);
-    if healthy(http, &url).await {
+    let admin_url = format!("http://127.0.0.1:{}", ports.admin);
+    if is_ours(http, &admin_url, &cluster_name(dir)).await {
         return Some(pf);
     }
     // Alive but not answering: stop it so a fresh one can take the data dir.
@@ -313,12 +315,12 @@ impl Runner {
         );
 
         let deadline = Instant::now() + HEALTH_TIMEOUT;
-        let url = format!("{}/health", self.admin_url);
+        let cluster = cluster_name(&self.dir);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(RestateError::Exited(status.to_string(), self.log.clone()));
             }
-            if healthy(&self.http, &url).await {
+            if is_ours(&self.http, &self.admin_url, &cluster).await {
                 return Ok((child, pf));
             }
             if Instant::now() >= deadline {
@@ -330,8 +332,30 @@ impl Runner {
     }
 }
 
-async fn healthy(http: &reqwest::Client, url: &str) -> bool {
-    matches!(http.get(url).timeout(Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
+/// True when the restate-server answering at `admin_url` is healthy and is this home's: its
+/// cluster name says so. Another home's server that won a race for a port answers too, and
+/// must never be taken for ours.
+async fn is_ours(http: &reqwest::Client, admin_url: &str, cluster: &str) -> bool {
+    #[derive(Deserialize)]
+    struct ClusterHealth {
+        cluster_name: String,
+    }
+    let url = format!("{admin_url}/cluster-health");
+    let Ok(resp) = http.get(url).timeout(Duration::from_secs(2)).send().await else {
+        return false;
+    };
+    if !resp.status().is_success() {
+        return false;
+    }
+    resp.json::<ClusterHealth>()
+        .await
+        .is_ok_and(|h| h.cluster_name == cluster)
+}
+
+/// The cluster name of this home's restate-server, derived from its directory.
+pub fn cluster_name(restate_dir: &Path) -> String {
+    let hash = crate::paths::path_hash(restate_dir);
+    format!("bro-{hash:016x}")
 }
 
 /// Watches restate-server and restarts it with backoff until `stop` fires, then stops it.
@@ -444,11 +468,12 @@ mod tests {
             fabric: 3,
             sdk: 4,
         };
-        let toml = config_toml(Path::new("/d"), &ports);
+        let toml = config_toml(Path::new("/d"), "bro-x", &ports);
         assert!(toml.contains("bind-address = \"127.0.0.1:1\""));
         assert!(toml.contains("bind-address = \"127.0.0.1:2\""));
         assert!(toml.contains("disable-telemetry = true"));
         assert!(toml.contains("node-name = \"bro\""));
+        assert!(toml.contains("cluster-name = \"bro-x\""));
         assert!(toml.contains("default-num-partitions = 4"));
         assert!(!toml.contains("0.0.0.0"));
     }

@@ -70,7 +70,7 @@ impl Supervisor {
             } else {
                 let reason = "browser gone after a daemon restart".to_string();
                 self.ingress
-                    .worker_exited(&rec.id, worker.pid, reason)
+                    .worker_exited(&rec.id, worker.pid, reason, false)
                     .await?;
                 done.failed += 1;
             }
@@ -129,6 +129,7 @@ impl Supervisor {
                 session_id: id,
                 pid: worker.pid,
                 reason: "browser exited".into(),
+                clean: false,
             })
             .await;
         }
@@ -138,7 +139,7 @@ impl Supervisor {
         tracing::warn!(session_id = %exit.session_id, pid = exit.pid, reason = %exit.reason, "browser exited");
         if let Err(err) = self
             .ingress
-            .worker_exited(&exit.session_id, exit.pid, exit.reason)
+            .worker_exited(&exit.session_id, exit.pid, exit.reason, exit.clean)
             .await
         {
             tracing::error!(%err, "could not report a browser exit");

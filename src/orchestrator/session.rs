@@ -11,12 +11,16 @@ use serde::{Deserialize, Serialize};
 use crate::orchestrator::pool::PoolObjectClient;
 use crate::orchestrator::{Deps, now_ms};
 use crate::protocol::session::{RECORD_KEY, SessionOptions, SessionRecord, SessionStatus};
+use crate::protocol::steel::SessionContext;
 use crate::worker::{LaunchSpec, WorkerError};
 
 /// Input of `Session/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateCommand {
     pub options: SessionOptions,
+    /// Cookies and localStorage to put in before the session is handed out.
+    #[serde(default)]
+    pub context: Option<SessionContext>,
 }
 
 /// Input of `Session/worker_exited`: which browser exited and why.
@@ -24,6 +28,9 @@ pub struct CreateCommand {
 pub struct WorkerExited {
     pub pid: u32,
     pub reason: String,
+    /// The browser exited on purpose (status 0): the session ends `released`, not `failed`.
+    #[serde(default)]
+    pub clean: bool,
 }
 
 /// HTTP-like codes of the terminal errors the API maps to statuses.
@@ -72,7 +79,7 @@ impl SessionObject {
             node,
             created_at_ms,
             ended_at_ms: None,
-            options: cmd.0.options,
+            options: cmd.0.options.clone(),
             worker: None,
             reason: None,
         };
@@ -82,6 +89,7 @@ impl SessionObject {
         let spec = LaunchSpec {
             session_id: id.clone(),
             options: rec.options.clone(),
+            context: cmd.0.context,
         };
         let launched = ctx
             .run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
@@ -153,8 +161,12 @@ impl SessionObject {
         };
         let same_browser = rec.worker.as_ref().is_some_and(|w| w.pid == exit.0.pid);
         if !rec.status.is_final() && same_browser {
-            self.finish(&ctx, rec, SessionStatus::Failed, exit.0.reason)
-                .await?;
+            let status = if exit.0.clean {
+                SessionStatus::Released
+            } else {
+                SessionStatus::Failed
+            };
+            self.finish(&ctx, rec, status, exit.0.reason).await?;
         }
         Ok(())
     }

@@ -97,6 +97,12 @@ pub struct SessionOptions {
     pub proxy_url: Option<String>,
     /// Milliseconds until the session is released by itself; 0 means never.
     pub timeout_ms: u64,
+    /// Resolve a list of ad and tracker hosts to nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_ads: bool,
+    /// Options the client sent that bro accepted but does not act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
 }
 
 /// What the daemon needs to find, probe and kill a session's browser.

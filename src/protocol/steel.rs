@@ -25,6 +25,75 @@ pub struct CreateSessionRequest {
     /// Milliseconds; 0 means no timeout; absent means [`DEFAULT_TIMEOUT_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_ads: Option<bool>,
+    /// `{"device": "desktop" | "mobile"}`; mobile gives a phone-sized window by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_config: Option<DeviceConfig>,
+    /// Cookies and localStorage to put in the browser before the client connects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_context: Option<SessionContext>,
+    /// Every other field: accepted, and reported back in `ignoredOptions` unless it is off.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `deviceConfig` of a create request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    pub device: String,
+}
+
+/// Cookies and web storage of a browser, as `GET /v1/sessions/{id}/context` returns them
+/// and `sessionContext` takes them (steel-api.md §3.5). Cookies are CDP `Network.Cookie`s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext {
+    #[serde(default)]
+    pub cookies: Vec<serde_json::Value>,
+    /// origin → key → value.
+    #[serde(default)]
+    pub local_storage:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub session_storage:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    #[serde(default, rename = "indexedDB", skip_serializing_if = "Option::is_none")]
+    pub indexed_db: Option<serde_json::Value>,
+}
+
+impl CreateSessionRequest {
+    /// Names of the options sent that bro does not act on (an option set to `false`, `null`,
+    /// an empty value or its default is not counted).
+    pub fn ignored_options(&self) -> Vec<String> {
+        use serde_json::Value;
+        let mut out: Vec<String> = self
+            .other
+            .iter()
+            .filter(|(name, v)| match v {
+                Value::Null => false,
+                // Asking for a headful browser is a request bro does not honour.
+                Value::Bool(false) => name.as_str() == "headless",
+                Value::String(s) => !s.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                // `headless: true` is what bro does anyway.
+                Value::Bool(true) => name.as_str() != "headless",
+                Value::Number(_) => true,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if let Some(ctx) = &self.session_context {
+            if !ctx.session_storage.is_empty() {
+                out.push("sessionContext.sessionStorage".into());
+            }
+            if ctx.indexed_db.as_ref().is_some_and(|v| !v.is_null()) {
+                out.push("sessionContext.indexedDB".into());
+            }
+        }
+        out.sort();
+        out
+    }
 }
 
 /// One session as steel-browser and the steel SDKs expect it (`SessionDetails`).
@@ -64,6 +133,9 @@ pub struct SessionDetails {
     /// bro's addition: why the session failed or ended, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// bro's addition: create options that were accepted but are not supported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_options: Vec<String>,
 }
 
 impl SessionDetails {
@@ -95,6 +167,7 @@ impl SessionDetails {
             solve_captcha: false,
             is_selenium: false,
             reason: rec.reason.clone(),
+            ignored_options: rec.options.ignored.clone(),
         }
     }
 }
@@ -162,6 +235,25 @@ mod tests {
         assert_eq!(redact_proxy("http://u:p@h:1"), "http://u:***@h:1");
         assert_eq!(redact_proxy("http://h:1"), "http://h:1");
         assert_eq!(redact_proxy("socks5://u@h"), "socks5://u@h");
+    }
+
+    #[test]
+    fn unsupported_options_are_reported() {
+        let req: CreateSessionRequest = serde_json::from_str(
+            r#"{"solveCaptcha":true,"headless":true,"isSelenium":false,"region":"",
+                "stealthConfig":{"humanizeInteractions":true},"blockAds":true,
+                "sessionContext":{"sessionStorage":{"https://a":{"k":"v"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            req.ignored_options(),
+            vec![
+                "sessionContext.sessionStorage",
+                "solveCaptcha",
+                "stealthConfig"
+            ]
+        );
+        assert_eq!(req.block_ads, Some(true));
     }
 
     #[test]

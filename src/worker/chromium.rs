@@ -81,12 +81,96 @@ pub fn args(dir: &Path, opts: &SessionOptions, as_root: bool) -> Vec<String> {
     if let Some(ua) = &opts.user_agent {
         args.push(format!("--user-agent={ua}"));
     }
+    if opts.block_ads {
+        args.push(format!("--host-resolver-rules={}", block_rules()));
+    }
     if let Some(proxy) = &opts.proxy_url {
         // Chromium takes no credentials in --proxy-server; they are answered over CDP.
         args.push(format!("--proxy-server={}", strip_credentials(proxy)));
     }
     args.push("about:blank".into());
     args
+}
+
+/// Ad and tracker hosts resolved to nothing with `blockAds` (each with its subdomains).
+const AD_HOSTS: &[&str] = &[
+    "doubleclick.net",
+    "googlesyndication.com",
+    "googleadservices.com",
+    "google-analytics.com",
+    "googletagmanager.com",
+    "googletagservices.com",
+    "adservice.google.com",
+    "2mdn.net",
+    "adnxs.com",
+    "adsrvr.org",
+    "advertising.com",
+    "amazon-adsystem.com",
+    "criteo.com",
+    "criteo.net",
+    "taboola.com",
+    "outbrain.com",
+    "scorecardresearch.com",
+    "quantserve.com",
+    "moatads.com",
+    "rubiconproject.com",
+    "pubmatic.com",
+    "openx.net",
+    "casalemedia.com",
+    "yieldmo.com",
+    "bidswitch.net",
+    "smartadserver.com",
+    "adform.net",
+    "teads.tv",
+    "sharethrough.com",
+    "33across.com",
+    "media.net",
+    "zedo.com",
+    "revcontent.com",
+    "mgid.com",
+    "hotjar.com",
+    "mixpanel.com",
+    "segment.io",
+    "segment.com",
+    "fullstory.com",
+    "crazyegg.com",
+    "mouseflow.com",
+    "clarity.ms",
+    "facebook.net",
+    "connect.facebook.net",
+    "ads-twitter.com",
+    "static.ads-twitter.com",
+    "analytics.twitter.com",
+    "ads.linkedin.com",
+    "px.ads.linkedin.com",
+    "bat.bing.com",
+    "adroll.com",
+    "doubleverify.com",
+    "adsafeprotected.com",
+    "serving-sys.com",
+    "everesttech.net",
+    "demdex.net",
+    "omtrdc.net",
+    "krxd.net",
+    "bluekai.com",
+    "exelator.com",
+    "rlcdn.com",
+    "tapad.com",
+    "agkn.com",
+    "adsymptotic.com",
+    "popads.net",
+    "propellerads.com",
+    "adcash.com",
+    "exoclick.com",
+];
+
+/// `--host-resolver-rules` value that makes every [`AD_HOSTS`] entry fail to resolve.
+fn block_rules() -> String {
+    AD_HOSTS
+        .iter()
+        .flat_map(|h| [format!("MAP {h} ~NOTFOUND"), format!("MAP *.{h} ~NOTFOUND")])
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `http://user:pw@host:1` → `http://host:1`.
@@ -104,15 +188,7 @@ fn strip_credentials(url: &str) -> String {
 /// singleton socket there, and a socket path may not exceed 107 bytes, which a temp dir
 /// inside `~/.local/share/bro/sessions/<uuid>/` already does. Removed with the session.
 pub fn tmp_dir(session_dir: &Path) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    // FNV-1a: stable, and unique enough for the sessions of one user.
-    let hash = session_dir
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .fold(0xcbf29ce484222325_u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-        });
+    let hash = crate::paths::path_hash(session_dir);
     let uid = nix::unistd::geteuid().as_raw();
     std::env::temp_dir()
         .join(format!("bro-{uid}"))
@@ -237,6 +313,7 @@ mod tests {
             user_agent: Some("bro-test/1".into()),
             proxy_url: Some("http://u:p@proxy:3128".into()),
             timeout_ms: 0,
+            ..Default::default()
         };
         let argv = args(Path::new("/s/1"), &opts, true);
         for want in [

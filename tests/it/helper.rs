@@ -228,6 +228,24 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// The status code of one plain HTTP/1.1 request to `base` (`http://127.0.0.1:PORT`).
+pub fn http_status(base: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    let _ = tcp.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Sends `Browser.getVersion` over a websocket URL and returns the product string.
 pub fn cdp_browser_version(url: &str) -> String {
     use tokio_tungstenite::tungstenite::{Message, connect};

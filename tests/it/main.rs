@@ -5,6 +5,7 @@
 mod helper;
 
 mod cli;
+mod compat;
 mod daemon;
 mod recovery;
 mod session;

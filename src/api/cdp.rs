@@ -1,0 +1,151 @@
+//! CDP on the TCP port: websocket upgrades spliced to the session's browser, and
+//! `/json/version` and `/json/list` so `connectOverCDP("http://…")` and Puppeteer's
+//! `browserURL` find their websocket through bro.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::{HeaderMap, Uri};
+use serde_json::Value;
+
+use crate::api::sessions::{live_worker, not_found_for, parse_id};
+use crate::api::{ApiError, AppState};
+use crate::cdp_proxy::{self, ProxyError, Upstream};
+use crate::protocol::session::SessionStatus;
+
+/// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/json/version", get(version))
+        .route("/json/version/", get(version))
+        .route("/json", get(list))
+        .route("/json/", get(list))
+        .route("/json/list", get(list))
+        .route("/json/list/", get(list))
+}
+
+/// The TCP fallback: a websocket upgrade is a CDP connection, anything else is a 404.
+pub async fn upgrade_or_not_found(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    if !cdp_proxy::is_upgrade(req.headers()) {
+        return not_found_for(&req).into_response();
+    }
+    match proxy(&st, req).await {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
+    let id = session_of(st, req.uri()).await?;
+    let (_, worker) = live_worker(st, &id).await?;
+    // Page-level sockets (from `/json/list`) keep their path; everything else is the browser.
+    let ws_path = match req.uri().path() {
+        p if p.starts_with("/devtools/page/") => p.to_string(),
+        _ => worker.ws_path.clone(),
+    };
+    let up = Upstream {
+        port: worker.port,
+        ws_path,
+    };
+    cdp_proxy::splice(req, up, st.sockets.token(&id))
+        .await
+        .map_err(|e| match e {
+            ProxyError::NotUpgrade => ApiError::BadRequest(e.to_string()),
+            ProxyError::Upstream(_) => ApiError::BadGateway(e.to_string()),
+        })
+}
+
+/// `GET /json/version?sessionId=ID`: the browser's answer with `webSocketDebuggerUrl`
+/// pointing at bro.
+async fn version(
+    State(st): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = session_of(&st, &uri).await?;
+    let (_, worker) = live_worker(&st, &id).await?;
+    let mut v = fetch(&st, worker.port, "/json/version").await?;
+    v["webSocketDebuggerUrl"] = Value::String(ws_url(&st, &uri, &headers, "/", &id));
+    Ok(Json(v))
+}
+
+/// `GET /json/list?sessionId=ID`: the browser's targets, their sockets routed through bro.
+async fn list(
+    State(st): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = session_of(&st, &uri).await?;
+    let (_, worker) = live_worker(&st, &id).await?;
+    let mut targets = fetch(&st, worker.port, "/json/list").await?;
+    for t in targets.as_array_mut().into_iter().flatten() {
+        let path = format!("/devtools/page/{}", t["id"].as_str().unwrap_or_default());
+        t["webSocketDebuggerUrl"] = Value::String(ws_url(&st, &uri, &headers, &path, &id));
+        if let Some(obj) = t.as_object_mut() {
+            obj.remove("devtoolsFrontendUrl");
+        }
+    }
+    Ok(Json(targets))
+}
+
+async fn fetch(st: &AppState, port: u16, path: &str) -> Result<Value, ApiError> {
+    let bad =
+        |e: reqwest::Error| ApiError::BadGateway(format!("the browser did not answer {path}: {e}"));
+    st.http
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .map_err(bad)?
+        .json()
+        .await
+        .map_err(bad)
+}
+
+/// `ws://HOST{path}?sessionId=ID`, on the host the client used, keeping its `apiKey`.
+fn ws_url(st: &AppState, uri: &Uri, headers: &HeaderMap, path: &str, id: &str) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| st.api_base.trim_start_matches("http://").to_string());
+    let key = query_value(uri, "apiKey")
+        .map(|k| format!("&apiKey={k}"))
+        .unwrap_or_default();
+    format!("ws://{host}{path}?sessionId={id}{key}")
+}
+
+fn query_value<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name && !v.is_empty() => Some(v),
+            _ => None,
+        })
+}
+
+/// The session a CDP request names, or steel-browser's fallback: the one live session.
+async fn session_of(st: &AppState, uri: &Uri) -> Result<String, ApiError> {
+    if let Some(id) = cdp_proxy::session_id_of(uri) {
+        return parse_id(&id);
+    }
+    let live: Vec<_> = st
+        .ingress
+        .list()
+        .await?
+        .into_iter()
+        .filter(|r| r.status == SessionStatus::Live)
+        .collect();
+    match live.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(ApiError::NotFound(
+            "no live session; create one with POST /v1/sessions".into(),
+        )),
+        _ => Err(ApiError::BadRequest(format!(
+            "{} sessions are live; name one with ?sessionId=ID",
+            live.len()
+        ))),
+    }
+}
