@@ -1,6 +1,7 @@
 //! The daemon's HTTP surface. One set of steel routes is served on the TCP port (with the CDP
 //! proxy) and on the Unix socket (with bro's control routes), so the handlers exist once.
 
+pub mod actions;
 pub mod auth;
 pub mod cdp;
 pub mod control;
@@ -32,6 +33,7 @@ pub struct AppState {
 /// The router of the TCP port: steel routes and the CDP proxy.
 pub fn tcp_router(state: Arc<AppState>) -> Router {
     sessions::routes()
+        .merge(actions::routes())
         .merge(cdp::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -44,6 +46,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
 /// The router of the Unix socket: steel routes and `/bro/v1/...`.
 pub fn unix_router(state: Arc<AppState>) -> Router {
     sessions::routes()
+        .merge(actions::routes())
         .merge(control::routes())
         .fallback(sessions::not_found)
         .with_state(state)

@@ -55,13 +55,13 @@ impl Cdp {
 
     /// Sends `method` without waiting for its answer (which is then skipped). For commands
     /// that answer only after events the caller must handle first, like a `Page.navigate`
-    /// whose request `Fetch` holds.
+    /// whose request `Fetch` holds. Returns the message id.
     pub async fn send_in(
         &mut self,
         session_id: Option<&str>,
         method: &str,
         params: Value,
-    ) -> Result<(), CdpError> {
+    ) -> Result<u64, CdpError> {
         self.next_id += 1;
         let mut msg = json!({ "id": self.next_id, "method": method, "params": params });
         if let Some(s) = session_id {
@@ -70,7 +70,8 @@ impl Cdp {
         self.ws
             .send(Message::text(msg.to_string()))
             .await
-            .map_err(|_| CdpError::Closed)
+            .map_err(|_| CdpError::Closed)?;
+        Ok(self.next_id)
     }
 
     /// Calls `method` in the flat session `session_id` (from `Target.attachToTarget`).
@@ -80,53 +81,25 @@ impl Cdp {
         method: &str,
         params: Value,
     ) -> Result<Value, CdpError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut msg = json!({ "id": id, "method": method, "params": params });
-        if let Some(s) = session_id {
-            msg["sessionId"] = json!(s);
+        let id = self.send_in(session_id, method, params).await?;
+        let reply = self
+            .read_until(self.timeout, method, |m| m["id"] == id)
+            .await?;
+        if let Some(err) = reply.get("error") {
+            let message = err["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string();
+            return Err(CdpError::Call {
+                method: method.to_string(),
+                message,
+            });
         }
-        self.ws
-            .send(Message::text(msg.to_string()))
-            .await
-            .map_err(|_| CdpError::Closed)?;
-        let wait = async {
-            while let Some(frame) = self.ws.next().await {
-                let Ok(Message::Text(text)) = frame else {
-                    continue;
-                };
-                let Ok(reply) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                if reply.get("method").is_some() {
-                    if self.events.len() < 1000 {
-                        self.events.push_back(reply);
-                    }
-                    continue;
-                }
-                if reply["id"] != id {
-                    continue;
-                }
-                if let Some(err) = reply.get("error") {
-                    let message = err["message"]
-                        .as_str()
-                        .unwrap_or("unknown error")
-                        .to_string();
-                    return Err(CdpError::Call {
-                        method: method.to_string(),
-                        message,
-                    });
-                }
-                return Ok(reply["result"].clone());
-            }
-            Err(CdpError::Closed)
-        };
-        tokio::time::timeout(self.timeout, wait)
-            .await
-            .map_err(|_| CdpError::Timeout(method.to_string()))?
+        Ok(reply["result"].clone())
     }
 
-    /// Waits for the next event named `method` in `session_id`, up to `limit`.
+    /// Waits for the next event named `method` in `session_id`, up to `limit`; returns its
+    /// params.
     pub async fn event(
         &mut self,
         session_id: Option<&str>,
@@ -134,27 +107,52 @@ impl Cdp {
         limit: Duration,
     ) -> Result<Value, CdpError> {
         let wanted = |ev: &Value| ev["method"] == method && ev["sessionId"].as_str() == session_id;
-        if let Some(pos) = self.events.iter().position(wanted) {
-            let ev = self.events.remove(pos).unwrap_or_default();
-            return Ok(ev["params"].clone());
+        let ev = self.read_until(limit, method, wanted).await?;
+        Ok(ev["params"].clone())
+    }
+
+    /// The next event of `session_id`, whatever its method.
+    pub async fn next_event(
+        &mut self,
+        session_id: Option<&str>,
+        limit: Duration,
+    ) -> Result<Value, CdpError> {
+        let wanted =
+            |ev: &Value| ev.get("method").is_some() && ev["sessionId"].as_str() == session_id;
+        self.read_until(limit, "waiting for an event", wanted).await
+    }
+
+    /// The first message `pick` takes, from the buffered events first, then from the socket;
+    /// events it leaves are buffered (up to 1000), answers it leaves are dropped.
+    async fn read_until(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pick: impl Fn(&Value) -> bool,
+    ) -> Result<Value, CdpError> {
+        if let Some(pos) = self.events.iter().position(&pick) {
+            return Ok(self.events.remove(pos).unwrap_or_default());
         }
         let wait = async {
             while let Some(frame) = self.ws.next().await {
                 let Ok(Message::Text(text)) = frame else {
                     continue;
                 };
-                let Ok(ev) = serde_json::from_str::<Value>(&text) else {
+                let Ok(msg) = serde_json::from_str::<Value>(&text) else {
                     continue;
                 };
-                if wanted(&ev) {
-                    return Ok(ev["params"].clone());
+                if pick(&msg) {
+                    return Ok(msg);
+                }
+                if msg.get("method").is_some() && self.events.len() < 1000 {
+                    self.events.push_back(msg);
                 }
             }
             Err(CdpError::Closed)
         };
         tokio::time::timeout(limit, wait)
             .await
-            .map_err(|_| CdpError::Timeout(method.to_string()))?
+            .map_err(|_| CdpError::Timeout(what.to_string()))?
     }
 
     /// Opens a page target and attaches to it; returns `(target_id, session_id)`.

@@ -153,12 +153,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
         chromium: chromium.display().to_string(),
-        home: paths
-            .home
-            .as_ref()
-            .unwrap_or(&paths.data_dir)
-            .display()
-            .to_string(),
+        home: paths.display_home(),
         restate: RestateStatus {
             admin_url,
             ingress_url,

@@ -57,6 +57,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// Prints `key  value` lines with the values aligned.
+fn key_values(rows: &[Vec<String>]) {
+    let text = table(&["", ""], rows);
+    line(&text.lines().skip(1).collect::<Vec<_>>().join("\n"));
+}
+
 /// `4m12s`, `1h02m`, `850ms`.
 pub fn duration(ms: u64) -> String {
     let s = ms / 1000;
@@ -87,13 +93,7 @@ pub fn session_created(d: &SessionDetails, as_json: bool) {
         vec!["cdp".into(), d.websocket_url.clone()],
         vec!["expires in".into(), expires_in(d)],
     ];
-    line(
-        &table(&["", ""], &rows)
-            .lines()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    key_values(&rows);
 }
 
 /// `bro session get`.
@@ -130,13 +130,7 @@ pub fn session(d: &SessionDetails, as_json: bool) {
     if let Some(reason) = &d.reason {
         rows.push(vec!["reason".into(), reason.clone()]);
     }
-    line(
-        &table(&["", ""], &rows)
-            .lines()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    key_values(&rows);
 }
 
 /// `bro session list`.
@@ -224,13 +218,7 @@ pub fn daemon_status(st: &DaemonStatus, as_json: bool) {
         vec!["ingress".into(), st.restate.ingress_url.clone()],
         vec!["home".into(), st.home.clone()],
     ];
-    line(
-        &table(&["", ""], &rows)
-            .lines()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    );
+    key_values(&rows);
 }
 
 #[cfg(test)]

@@ -56,6 +56,15 @@ impl Paths {
         }
     }
 
+    /// What to call this bro home in messages: `BRO_HOME`, or the data dir.
+    pub fn display_home(&self) -> String {
+        self.home
+            .as_ref()
+            .unwrap_or(&self.data_dir)
+            .display()
+            .to_string()
+    }
+
     /// The control socket of the daemon.
     pub fn socket(&self) -> PathBuf {
         self.runtime_dir.join("bro.sock")

@@ -4,6 +4,7 @@
 //! in-process ([`LocalWorkerHost`]) today, an authenticated call to the owning node's daemon
 //! later. Knows nothing of HTTP routes or Restate.
 
+pub mod actions;
 pub mod chromium;
 pub mod page;
 pub mod process;

@@ -50,12 +50,7 @@ pub fn lock(paths: &Paths) -> Result<DaemonLock, LockError> {
         Err(_) => {
             let info = read_info(paths);
             Err(LockError::AlreadyRunning {
-                home: paths
-                    .home
-                    .as_ref()
-                    .unwrap_or(&paths.data_dir)
-                    .display()
-                    .to_string(),
+                home: paths.display_home(),
                 pid: info
                     .as_ref()
                     .map_or("unknown".into(), |i| i.pid.to_string()),

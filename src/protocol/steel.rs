@@ -154,8 +154,9 @@ impl SessionDetails {
             credits_used: 0,
             websocket_url: format!("{ws_base}/?sessionId={}", rec.id),
             debug_url: format!("{base}/v1/sessions/{}/live-details", rec.id),
-            debugger_url: format!("{base}/v1/devtools/inspector.html"),
-            session_viewer_url: format!("{base}/"),
+            // bro has no viewer page: these point at what does exist, the session's pages.
+            debugger_url: format!("{base}/json/list?sessionId={}", rec.id),
+            session_viewer_url: format!("{base}/v1/sessions/{}/live-details", rec.id),
             user_agent: rec.options.user_agent.clone(),
             proxy_source: proxy.as_ref().map(|_| "external".to_string()),
             proxy,
@@ -262,6 +263,49 @@ mod tests {
             serde_json::from_str(r#"{"blockAds":true,"timeout":1000,"solveCaptcha":false}"#)
                 .unwrap();
         assert_eq!(req.timeout, Some(1000));
+    }
+
+    fn fixed_record() -> SessionRecord {
+        SessionRecord {
+            id: "8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e".into(),
+            status: SessionStatus::Released,
+            node: "local".into(),
+            created_at_ms: 1_795_768_602_668,
+            ended_at_ms: Some(1_795_768_662_668),
+            options: SessionOptions {
+                dimensions: Some(Dimensions {
+                    width: 1280,
+                    height: 720,
+                }),
+                user_agent: Some("bro-test/1".into()),
+                proxy_url: Some("http://u:pw@proxy:8080".into()),
+                timeout_ms: 300_000,
+                block_ads: true,
+                ignored: vec!["solveCaptcha".into()],
+            },
+            worker: None,
+            reason: Some("released".into()),
+        }
+    }
+
+    /// The JSON shapes clients parse, pinned (`steel-api.md` §3.2, §9).
+    #[test]
+    fn steel_json_shapes() {
+        let base = "http://127.0.0.1:3000";
+        let d = SessionDetails::from_record(&fixed_record(), base, 1_795_768_700_000);
+        insta::assert_json_snapshot!("session_details", d);
+        let release = ReleaseSessionResponse {
+            success: true,
+            session: d.clone(),
+        };
+        insta::assert_json_snapshot!("release_session", release);
+        insta::assert_json_snapshot!("multiple_sessions", MultipleSessions { sessions: vec![d] });
+        let err = ErrorBody {
+            message: "session x not found".into(),
+            status_code: 404,
+            error: "Not Found".into(),
+        };
+        insta::assert_json_snapshot!("error_body", err);
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub async fn apply_context(w: &WorkerInfo, ctx: &SessionContext) -> Result<(), C
         let paused = cdp
             .event(s, "Fetch.requestPaused", Duration::from_secs(10))
             .await?;
-        let body = base64_encode(b"<!doctype html><title>bro</title>");
+        let body = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(b"<!doctype html><title>bro</title>")
+        };
         cdp.call_in(
             s,
             "Fetch.fulfillRequest",
@@ -161,39 +164,9 @@ pub async fn pages(http: &reqwest::Client, w: &WorkerInfo) -> Result<Vec<Value>,
     Ok(list.into_iter().filter(|t| t["type"] == "page").collect())
 }
 
-/// Standard base64, for `Fetch.fulfillRequest` bodies.
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn cookies_lose_output_only_keys() {

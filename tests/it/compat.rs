@@ -28,6 +28,67 @@ fn npm_ci(dir: &Path) {
     );
 }
 
+/// A venv under `target/` with the pinned Python steel-sdk; returns its python.
+fn python_venv(dir: &Path) -> std::path::PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import steel"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return python;
+    }
+    let out = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .output()
+        .expect("python3 is needed");
+    assert!(
+        out.status.success(),
+        "python3 -m venv failed:\n{}",
+        text(&out)
+    );
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(dir.join("requirements.txt"))
+        .output()
+        .expect("pip");
+    assert!(
+        out.status.success(),
+        "pip install -r tests/compat/requirements.txt failed:\n{}",
+        text(&out)
+    );
+    python
+}
+
+#[test]
+fn python_steel_sdk_creates_lists_and_releases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    let python = python_venv(&dir);
+    let d = TestDaemon::start_with(&["--api-key", "py-secret"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let out = Command::new(python)
+        .arg("clients.py")
+        .arg(&api)
+        .arg("py-secret")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clients.py failed:\n{}", text(&out));
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(facts["status"], "released");
+    d.stop();
+}
+
 #[test]
 fn steel_sdk_playwright_and_puppeteer_work_unchanged() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
@@ -36,8 +97,8 @@ fn steel_sdk_playwright_and_puppeteer_work_unchanged() {
     let api = d.status["api_url"].as_str().unwrap().to_string();
 
     // Without the key the TCP API refuses; /v1/health stays open.
-    assert_eq!(crate::helper::http_status(&api, "GET", "/v1/sessions"), 401);
-    assert_eq!(crate::helper::http_status(&api, "GET", "/v1/health"), 200);
+    assert_eq!(crate::helper::http(&api, "GET", "/v1/sessions", "").0, 401);
+    assert_eq!(crate::helper::http(&api, "GET", "/v1/health", "").0, 200);
 
     let out = Command::new("node")
         .arg("clients.mjs")

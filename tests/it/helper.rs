@@ -228,22 +228,55 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// The status code of one plain HTTP/1.1 request to `base` (`http://127.0.0.1:PORT`).
-pub fn http_status(base: &str, method: &str, path: &str) -> u16 {
+/// One plain HTTP/1.1 request with a JSON body to `base` (`http://127.0.0.1:PORT`);
+/// returns the status and the (de-chunked) body.
+pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
     write!(
         tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
-    let mut resp = String::new();
-    let _ = tcp.read_to_string(&mut resp);
-    resp.split_whitespace()
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).expect("read");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header")
+        + 4;
+    let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = &resp[split..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (status, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&data[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 || data.len() < line_end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[(line_end + 4 + size).min(data.len())..];
+    }
+    out
 }
 
 /// Sends `Browser.getVersion` over a websocket URL and returns the product string.

@@ -2,8 +2,11 @@
 //! test has its own `BRO_HOME` and free ports, and checks that it left no process behind.
 //! A missing Chromium or restate-server fails at once with the command that installs it.
 
+#![allow(clippy::unwrap_used)] // a test binary: a failed unwrap is a failed test
+
 mod helper;
 
+mod actions;
 mod cli;
 mod compat;
 mod daemon;

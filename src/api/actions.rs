@@ -1,0 +1,219 @@
+//! steel's quick actions: `POST /v1/scrape`, `/v1/screenshot`, `/v1/pdf` (and their
+//! `/v1/sessions/...` forms). Each runs in a short-lived session that goes through the
+//! orchestrator like any other, or, with bro's `sessionId` field, in a new tab of that live
+//! session.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::sessions::{live_worker, parse_id};
+use crate::api::{ApiError, AppState};
+use crate::protocol::session::SessionOptions;
+use crate::worker::actions::{self, LoadedPage, SCRAPE_JS};
+
+/// Lifetime of the session a quick action runs in, should its release never come.
+const ACTION_SESSION_TIMEOUT_MS: u64 = 120_000;
+
+const FORMATS: [&str; 4] = ["html", "readability", "cleaned_html", "markdown"];
+
+/// The quick action routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/scrape", post(scrape))
+        .route("/v1/screenshot", post(screenshot))
+        .route("/v1/pdf", post(pdf))
+        .route("/v1/sessions/scrape", post(scrape))
+        .route("/v1/sessions/screenshot", post(screenshot))
+        .route("/v1/sessions/pdf", post(pdf))
+}
+
+/// The fields every quick action takes (steel's `ScrapeRequest`, `ScreenshotRequest`,
+/// `PDFRequest`); unknown fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionRequest {
+    url: Option<String>,
+    #[serde(default)]
+    format: Option<Vec<String>>,
+    #[serde(default)]
+    screenshot: bool,
+    #[serde(default)]
+    pdf: bool,
+    #[serde(default)]
+    full_page: bool,
+    #[serde(default)]
+    delay: Option<u64>,
+    #[serde(default)]
+    proxy_url: Option<String>,
+    /// bro's addition: run in a new tab of this live session instead of a new session.
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+fn parse(body: &Bytes) -> Result<ActionRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("a url is required".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
+}
+
+/// The URL to load: `https://` is added when there is no scheme, as steel does.
+fn target_url(req: &ActionRequest) -> Result<String, ApiError> {
+    let raw = req.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    let raw = raw.ok_or_else(|| ApiError::BadRequest("a url is required".into()))?;
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("https://{raw}")
+    };
+    match reqwest::Url::parse(&with_scheme) {
+        Ok(u) if matches!(u.scheme(), "http" | "https" | "file" | "data") => Ok(u.to_string()),
+        _ => Err(ApiError::BadRequest(format!("Invalid URL: {raw}"))),
+    }
+}
+
+/// Loads the page (in a short-lived session or the named one), runs `work`, cleans up.
+async fn with_page<T>(
+    st: &AppState,
+    req: &ActionRequest,
+    work: impl AsyncFnOnce(&mut LoadedPage) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let url = target_url(req)?;
+    let (worker, own_session) = match &req.session_id {
+        Some(id) => (live_worker(st, &parse_id(id)?).await?.1, None),
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let options = SessionOptions {
+                proxy_url: req.proxy_url.clone(),
+                timeout_ms: ACTION_SESSION_TIMEOUT_MS,
+                ..Default::default()
+            };
+            let rec = st.ingress.create(&id, options, None).await?;
+            let Some(worker) = rec.worker else {
+                let reason = rec.reason.unwrap_or_default();
+                return Err(ApiError::Internal(format!(
+                    "the action's session failed: {reason}"
+                )));
+            };
+            (worker, Some(id))
+        }
+    };
+    let result = match actions::load(&worker, &url, req.delay.unwrap_or(0)).await {
+        Ok(mut page) => {
+            let out = work(&mut page).await;
+            page.close().await;
+            out
+        }
+        Err(e) => Err(ApiError::BadGateway(format!("loading {url} failed: {e}"))),
+    };
+    if let Some(id) = own_session
+        && let Err(err) = st.ingress.release(&id).await
+    {
+        tracing::warn!(session_id = %id, %err, "releasing a quick action's session failed");
+    }
+    result
+}
+
+fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ {
+    move |e| ApiError::BadGateway(format!("{what} failed: {e}"))
+}
+
+/// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
+/// optionally a base64 JPEG screenshot and PDF.
+async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let req = parse(&body)?;
+    let formats = req.format.clone().unwrap_or_else(|| vec!["html".into()]);
+    if let Some(bad) = formats.iter().find(|f| !FORMATS.contains(&f.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown format '{bad}' (expected one of: {})",
+            FORMATS.join(", ")
+        )));
+    }
+    let script = format!(
+        "({SCRAPE_JS})({})",
+        serde_json::to_string(&formats).unwrap_or_default()
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let result = with_page(&st, &req, async |page| {
+        let mut out = page.eval(&script).await.map_err(page_error("scraping"))?;
+        out["metadata"]["statusCode"] = json!(page.status_code);
+        if req.screenshot {
+            let jpeg = page
+                .screenshot(req.full_page)
+                .await
+                .map_err(page_error("screenshot"))?;
+            out["screenshot"] = json!(b64.encode(jpeg));
+        }
+        if req.pdf {
+            let pdf = page.pdf().await.map_err(page_error("pdf"))?;
+            out["pdf"] = json!(b64.encode(pdf));
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(result))
+}
+
+/// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
+async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req = parse(&body)?;
+    let jpeg = with_page(&st, &req, async |page| {
+        page.screenshot(req.full_page)
+            .await
+            .map_err(page_error("screenshot"))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
+}
+
+/// `POST /v1/pdf`: the page printed to PDF bytes.
+async fn pdf(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req = parse(&body)?;
+    let pdf = with_page(&st, &req, async |page| {
+        page.pdf().await.map_err(page_error("pdf"))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_a_scheme_and_bad_ones_are_400() {
+        let req = |u: &str| ActionRequest {
+            url: Some(u.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            target_url(&req("example.com")).unwrap(),
+            "https://example.com/"
+        );
+        assert_eq!(
+            target_url(&req("http://127.0.0.1:8/x")).unwrap(),
+            "http://127.0.0.1:8/x"
+        );
+        assert!(matches!(
+            target_url(&req("http://")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            target_url(&req("ftp://x")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            target_url(&ActionRequest::default()),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,141 @@
+//! steel's quick actions as page work over CDP: load a URL in a fresh tab of a session's
+//! browser, then scrape it, take a JPEG screenshot or print it to PDF. The tab is closed
+//! afterwards; the session itself is the caller's to end.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::cdp::{Cdp, CdpError};
+use crate::protocol::session::WorkerInfo;
+use crate::worker::page::browser_url;
+
+/// How long a page may take to load (steel uses the same 30 s).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A tab opened on a URL, with the HTTP status of its document.
+pub struct LoadedPage {
+    cdp: Cdp,
+    target: String,
+    session: String,
+    pub status_code: u16,
+}
+
+/// Opens `url` in a new tab of the worker's browser and waits for its load event (and then
+/// `delay_ms` more).
+pub async fn load(w: &WorkerInfo, url: &str, delay_ms: u64) -> Result<LoadedPage, CdpError> {
+    let mut cdp = Cdp::connect(&browser_url(w)).await?;
+    let (target, session) = cdp.open_page("about:blank").await?;
+    let s = Some(session.as_str());
+    cdp.call_in(s, "Page.enable", json!({})).await?;
+    cdp.call_in(s, "Network.enable", json!({})).await?;
+    let nav = cdp
+        .call_in(s, "Page.navigate", json!({ "url": url }))
+        .await?;
+    if let Some(err) = nav["errorText"].as_str().filter(|e| !e.is_empty()) {
+        let _ = cdp.close_page(&target).await;
+        return Err(CdpError::Call {
+            method: "Page.navigate".into(),
+            message: format!("{url}: {err}"),
+        });
+    }
+    let loader_id = nav["loaderId"].as_str().unwrap_or_default().to_string();
+    let mut status_code = 0;
+    let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+    // The document's response comes before the load event; read its status on the way.
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ev = cdp.next_event(s, left).await?;
+        match ev["method"].as_str() {
+            Some("Network.responseReceived")
+                if ev["params"]["loaderId"] == loader_id.as_str()
+                    && ev["params"]["type"] == "Document" =>
+            {
+                status_code = ev["params"]["response"]["status"].as_u64().unwrap_or(0) as u16;
+            }
+            Some("Page.loadEventFired") => break,
+            _ => {}
+        }
+    }
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms.min(30_000))).await;
+    }
+    Ok(LoadedPage {
+        cdp,
+        target,
+        session,
+        status_code,
+    })
+}
+
+impl LoadedPage {
+    /// Runs `expression` in the page and returns its JSON value.
+    pub async fn eval(&mut self, expression: &str) -> Result<Value, CdpError> {
+        let params =
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true });
+        let r = self
+            .cdp
+            .call_in(Some(&self.session), "Runtime.evaluate", params)
+            .await?;
+        if let Some(ex) = r.get("exceptionDetails") {
+            let message = ex["exception"]["description"]
+                .as_str()
+                .unwrap_or("exception")
+                .to_string();
+            return Err(CdpError::Call {
+                method: "Runtime.evaluate".into(),
+                message,
+            });
+        }
+        Ok(r["result"]["value"].clone())
+    }
+
+    /// A JPEG of the viewport, or of the whole page with `full_page`.
+    pub async fn screenshot(&mut self, full_page: bool) -> Result<Vec<u8>, CdpError> {
+        let mut params = json!({ "format": "jpeg", "quality": 90 });
+        if full_page {
+            let m = self
+                .cdp
+                .call_in(Some(&self.session), "Page.getLayoutMetrics", json!({}))
+                .await?;
+            let size = &m["cssContentSize"];
+            params["captureBeyondViewport"] = json!(true);
+            params["clip"] = json!({ "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1 });
+        }
+        let r = self
+            .cdp
+            .call_in(Some(&self.session), "Page.captureScreenshot", params)
+            .await?;
+        decode(&r["data"])
+    }
+
+    /// The page printed to PDF.
+    pub async fn pdf(&mut self) -> Result<Vec<u8>, CdpError> {
+        let params = json!({ "printBackground": true });
+        let r = self
+            .cdp
+            .call_in(Some(&self.session), "Page.printToPDF", params)
+            .await?;
+        decode(&r["data"])
+    }
+
+    /// Closes the tab.
+    pub async fn close(mut self) {
+        let _ = self.cdp.close_page(&self.target).await;
+    }
+}
+
+fn decode(data: &Value) -> Result<Vec<u8>, CdpError> {
+    use base64::Engine;
+    let text = data.as_str().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| CdpError::Call {
+            method: "decode".into(),
+            message: format!("bad base64 from the browser: {e}"),
+        })
+}
+
+/// The in-page script of `scrape`: content in the requested formats, metadata and links.
+/// Markdown and the readable extract are made in the page from the live DOM.
+pub const SCRAPE_JS: &str = include_str!("scrape.js");
