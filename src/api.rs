@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cdp;
 pub mod control;
 pub mod error;
+pub mod files;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub struct AppState {
 pub fn tcp_router(state: Arc<AppState>) -> Router {
     sessions::routes()
         .merge(actions::routes())
+        .merge(files::routes())
         .merge(cdp::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -47,6 +49,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
 pub fn unix_router(state: Arc<AppState>) -> Router {
     sessions::routes()
         .merge(actions::routes())
+        .merge(files::routes())
         .merge(control::routes())
         .fallback(sessions::not_found)
         .with_state(state)

@@ -214,6 +214,26 @@ fn create_tmp_dir(session_dir: &Path) -> Result<PathBuf, WorkerError> {
     Ok(tmp)
 }
 
+/// Where a session's uploads and the browser's downloads go.
+pub fn files_dir(session_dir: &Path) -> PathBuf {
+    session_dir.join("files")
+}
+
+/// Profile preferences set before the first start: downloads go to the session's files
+/// dir without a prompt.
+fn write_preferences(dir: &Path) -> Result<(), WorkerError> {
+    let files = files_dir(dir);
+    std::fs::create_dir_all(&files).map_err(|e| WorkerError::io("create files dir", e))?;
+    let prefs = serde_json::json!({
+        "download": { "default_directory": files, "prompt_for_download": false },
+        "savefile": { "default_directory": files },
+    });
+    let default = dir.join("profile/Default");
+    std::fs::create_dir_all(&default).map_err(|e| WorkerError::io("create profile", e))?;
+    std::fs::write(default.join("Preferences"), prefs.to_string())
+        .map_err(|e| WorkerError::io("write Preferences", e))
+}
+
 /// Spawns the browser in its own process group with its home and config dirs inside `dir`
 /// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
 /// never land in the user's home or stay in `/tmp`.
@@ -223,6 +243,7 @@ pub fn spawn(chromium: &Path, dir: &Path, opts: &SessionOptions) -> Result<Child
             .map_err(|e| WorkerError::io("create session dir", e))?;
     }
     let tmp = create_tmp_dir(dir)?;
+    write_preferences(dir)?;
     let log = std::fs::File::create(dir.join("chromium.log"))
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();

@@ -3,7 +3,7 @@
 // with a message on the first failure. Run by tests/it/compat.rs.
 import http from "node:http";
 import assert from "node:assert/strict";
-import Steel from "steel-sdk";
+import Steel, { toFile } from "steel-sdk";
 import { chromium } from "playwright-core";
 import puppeteer from "puppeteer-core";
 
@@ -13,8 +13,13 @@ const facts = {};
 
 // A local page to visit: the sessions' browsers reach it over loopback only.
 const server = http.createServer((req, res) => {
+  if (req.url === "/file.txt") {
+    res.setHeader("content-type", "text/plain");
+    res.setHeader("content-disposition", 'attachment; filename="file.txt"');
+    return res.end("downloaded by the browser");
+  }
   res.setHeader("content-type", "text/html");
-  res.end(`<!doctype html><title>bro compat</title><h1>hello from ${req.url}</h1>`);
+  res.end(`<!doctype html><title>bro compat</title><h1>hello from ${req.url}</h1><a id=dl href="/file.txt" download>get</a>`);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
 const page_url = `http://127.0.0.1:${server.address().port}/`;
@@ -54,6 +59,26 @@ try {
   facts.puppeteerTitle = await ppPage.title();
   facts.cookieInB = await ppPage.evaluate(() => document.cookie);
   assert.equal(facts.cookieInB, "");
+
+  // 3b. Files: upload, list, download, zip, delete; a browser download lands there too.
+  const up = await client.sessions.files.upload(b.id, { file: await toFile(Buffer.from("hello files"), "hello.txt"), path: "in/hello.txt" });
+  assert.equal(up.path, "in/hello.txt");
+  assert.equal(up.size, 11);
+  const got = await (await client.sessions.files.download(b.id, "in/hello.txt")).text();
+  assert.equal(got, "hello files");
+  await ppPage.click("#dl");
+  let names = [];
+  for (let i = 0; i < 100 && !names.includes("file.txt"); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    names = (await client.sessions.files.list(b.id)).data.map((f) => f.path);
+  }
+  assert.ok(names.includes("file.txt") && names.includes("in/hello.txt"), JSON.stringify(names));
+  const zip = Buffer.from(await (await client.sessions.files.downloadArchive(b.id)).arrayBuffer());
+  assert.equal(zip.subarray(0, 2).toString(), "PK");
+  await client.sessions.files.delete(b.id, "in/hello.txt");
+  const bad = await client.sessions.files.download(b.id, "../../etc/passwd").catch((e) => e);
+  assert.ok(bad.status === 400 || bad.status === 404, String(bad));
+  facts.files = names.length;
 
   // 4. Auto-pagination ends, and sees both sessions.
   const seen = [];
