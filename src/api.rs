@@ -7,6 +7,7 @@ pub mod cdp;
 pub mod control;
 pub mod error;
 pub mod files;
+pub mod openapi;
 pub mod sessions;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::protocol::session::SessionOptions;
+use crate::protocol::steel::ErrorBody;
 use crate::worker::actions::{self, LoadedPage, SCRAPE_JS};
 
 /// Lifetime of the session a quick action runs in, should its release never come.
@@ -38,9 +39,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 /// The fields every quick action takes (steel's `ScrapeRequest`, `ScreenshotRequest`,
 /// `PDFRequest`); unknown fields are ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ActionRequest {
+pub struct ActionRequest {
     url: Option<String>,
     #[serde(default)]
     format: Option<Vec<String>>,
@@ -129,6 +130,7 @@ fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ 
 
 /// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
 /// optionally a base64 JPEG screenshot and PDF.
+#[utoipa::path(post, path = "/v1/scrape", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "content, metadata, links"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, description = "The page did not load", body = ErrorBody)))]
 async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = parse(&body)?;
     let formats = req.format.clone().unwrap_or_else(|| vec!["html".into()]);
@@ -164,6 +166,7 @@ async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Val
 }
 
 /// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
+#[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req = parse(&body)?;
     let jpeg = with_page(&st, &req, async |page| {
@@ -176,6 +179,7 @@ async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Resp
 }
 
 /// `POST /v1/pdf`: the page printed to PDF bytes.
+#[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn pdf(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req = parse(&body)?;
     let pdf = with_page(&st, &req, async |page| {

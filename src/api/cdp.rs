@@ -15,6 +15,7 @@ use crate::api::sessions::{live_worker, not_found_for, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::cdp_proxy::{self, ProxyError, Upstream};
 use crate::protocol::session::SessionStatus;
+use crate::protocol::steel::ErrorBody;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -60,6 +61,7 @@ async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
 
 /// `GET /json/version?sessionId=ID`: the browser's answer with `webSocketDebuggerUrl`
 /// pointing at bro.
+#[utoipa::path(get, path = "/json/version", tag = "cdp", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one")), responses((status = 200, description = "The browser's /json/version with webSocketDebuggerUrl pointing at bro"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn version(
     State(st): State<Arc<AppState>>,
     uri: Uri,
@@ -73,6 +75,7 @@ async fn version(
 }
 
 /// `GET /json/list?sessionId=ID`: the browser's targets, their sockets routed through bro.
+#[utoipa::path(get, path = "/json/list", tag = "cdp", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one")), responses((status = 200, description = "The browser's targets, their sockets routed through bro"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list(
     State(st): State<Arc<AppState>>,
     uri: Uri,

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::iso8601_ms;
 
 /// The file routes.
@@ -33,7 +34,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// steel's `FileDetails`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileDetails {
     pub path: String,
@@ -106,6 +107,7 @@ fn walk(root: &Path) -> Vec<FileDetails> {
 }
 
 /// `GET /v1/sessions/{id}/files` → `{"data": [FileDetails]}`.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "{\"data\": [FileDetails]}"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
@@ -115,6 +117,7 @@ async fn list(
 }
 
 /// `POST /v1/sessions/{id}/files`: multipart with a `file` part and an optional `path`.
+#[utoipa::path(post, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), request_body(content_type = "multipart/form-data", description = "A `file` part and an optional `path`"), responses((status = 200, body = FileDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn upload(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
@@ -156,6 +159,7 @@ async fn upload(
 }
 
 /// `GET /v1/sessions/{id}/files/{path}`: the file, as an attachment.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)"), ("path" = String, Path, description = "Relative file path")), responses((status = 200, description = "The file"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn download(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
@@ -186,6 +190,7 @@ async fn download(
 }
 
 /// `DELETE /v1/sessions/{id}/files/{path}` → 204.
+#[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)"), ("path" = String, Path, description = "Relative file path")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_one(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
@@ -202,6 +207,7 @@ async fn delete_one(
 }
 
 /// `DELETE /v1/sessions/{id}/files` → 204.
+#[utoipa::path(delete, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_all(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
@@ -215,6 +221,7 @@ async fn delete_all(
 }
 
 /// `GET /v1/sessions/{id}/files.zip`: every file, deflated.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files.zip", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "A zip of every file", content_type = "application/zip"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn archive(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,

@@ -13,6 +13,7 @@ use crate::orchestrator::now_ms;
 use crate::protocol::session::{
     Dimensions, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
+use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::{
     CreateSessionRequest, DEFAULT_TIMEOUT_MS, MultipleSessions, ReleaseAllResponse,
     ReleaseSessionResponse, SessionContext, SessionDetails,
@@ -23,6 +24,7 @@ use crate::worker::page;
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(crate::api::openapi::openapi_json))
         .route("/v1/sessions", post(create).get(list))
         .route("/v1/sessions/release", post(release_all))
         .route("/v1/sessions/{id}", get(get_one))
@@ -31,12 +33,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/sessions/{id}/live-details", get(live_details))
 }
 
+#[utoipa::path(get, path = "/v1/health", tag = "sessions", responses((status = 200, description = "The daemon answers: {\"status\":\"ok\"}")))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `POST /v1/sessions`. An empty body counts as `{}` (the SDKs send a JSON content type with
 /// no body); unknown fields are ignored.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body(content = Option<CreateSessionRequest>, description = "Options; an empty body counts as {}"), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "At capacity; see Retry-After", body = ErrorBody), (status = 500, description = "The browser failed to start", body = ErrorBody), (status = 503, description = "Restate unreachable", body = ErrorBody)))]
 async fn create(
     State(st): State<Arc<AppState>>,
     body: Bytes,
@@ -117,6 +121,7 @@ struct ListQuery {
 
 /// `GET /v1/sessions[?status=live][&cursorId=ID][&limit=N]`, oldest first. A page after the
 /// last one is empty, which is what ends the SDKs' auto-pagination.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(("status" = Option<String>, Query, description = "starting, live, releasing, released or failed"), ("cursorId" = Option<String>, Query, description = "Start after this session id"), ("limit" = Option<u32>, Query, description = "Page size")), responses((status = 200, body = MultipleSessions), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody)))]
 async fn list(
     State(st): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,
@@ -157,6 +162,7 @@ async fn list(
 }
 
 /// `GET /v1/sessions/{id}`; ended sessions stay retrievable.
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_one(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -167,6 +173,7 @@ async fn get_one(
 }
 
 /// `POST /v1/sessions/{id}/release`; idempotent. The body, if any, is ignored.
+#[utoipa::path(post, path = "/v1/sessions/{id}/release", tag = "sessions", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, body = ReleaseSessionResponse), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn release(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -180,6 +187,7 @@ async fn release(
 }
 
 /// `POST /v1/sessions/release`: releases every session that is not over yet.
+#[utoipa::path(post, path = "/v1/sessions/release", tag = "sessions", responses((status = 200, body = ReleaseAllResponse), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody)))]
 async fn release_all(
     State(st): State<Arc<AppState>>,
 ) -> Result<Json<ReleaseAllResponse>, ApiError> {
@@ -226,6 +234,7 @@ pub(crate) async fn live_worker(
 }
 
 /// `GET /v1/sessions/{id}/context`: the browser's cookies and the storage of its pages.
+#[utoipa::path(get, path = "/v1/sessions/{id}/context", tag = "sessions", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, body = SessionContext), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn context(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -239,6 +248,7 @@ async fn context(
 }
 
 /// `GET /v1/sessions/{id}/live-details`, with steel-browser's keys and the SDK's.
+#[utoipa::path(get, path = "/v1/sessions/{id}/live-details", tag = "sessions", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "Pages, browser state, websocketUrl and wsUrl"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn live_details(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,

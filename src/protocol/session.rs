@@ -70,7 +70,7 @@ impl std::str::FromStr for SessionStatus {
 }
 
 /// Browser window size in CSS pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dimensions {
     pub width: u32,
     pub height: u32,

@@ -10,7 +10,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 
 /// Body of `POST /v1/sessions`. Every field is optional and unknown fields are ignored, as
 /// steel-browser does; fields bro does not act on yet are accepted and dropped.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateSessionRequest {
     /// A UUID chosen by the client; creating twice with one id returns the same session.
@@ -35,21 +35,23 @@ pub struct CreateSessionRequest {
     pub session_context: Option<SessionContext>,
     /// Every other field: accepted, and reported back in `ignoredOptions` unless it is off.
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(ignore)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `deviceConfig` of a create request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceConfig {
     pub device: String,
 }
 
 /// Cookies and web storage of a browser, as `GET /v1/sessions/{id}/context` returns them
 /// and `sessionContext` takes them (steel-api.md §3.5). Cookies are CDP `Network.Cookie`s.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionContext {
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub cookies: Vec<serde_json::Value>,
     /// origin → key → value.
     #[serde(default)]
@@ -59,6 +61,7 @@ pub struct SessionContext {
     pub session_storage:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     #[serde(default, rename = "indexedDB", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub indexed_db: Option<serde_json::Value>,
 }
 
@@ -97,7 +100,7 @@ impl CreateSessionRequest {
 }
 
 /// One session as steel-browser and the steel SDKs expect it (`SessionDetails`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionDetails {
     pub id: String,
@@ -174,13 +177,13 @@ impl SessionDetails {
 }
 
 /// Body of `GET /v1/sessions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MultipleSessions {
     pub sessions: Vec<SessionDetails>,
 }
 
 /// Body of `POST /v1/sessions/{id}/release`: the released session plus `success`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseSessionResponse {
     pub success: bool,
     #[serde(flatten)]
@@ -188,7 +191,7 @@ pub struct ReleaseSessionResponse {
 }
 
 /// Body of `POST /v1/sessions/release`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseAllResponse {
     pub success: bool,
     pub message: String,
@@ -198,7 +201,7 @@ pub struct ReleaseAllResponse {
 }
 
 /// The error body of every non-2xx answer: steel-browser's `message` plus Fastify's keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub message: String,

@@ -1,0 +1,87 @@
+//! `GET /v1/openapi.json`: the API described from the Rust types and route annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::api::{actions, cdp, files, sessions};
+use crate::protocol::session::Dimensions;
+use crate::protocol::steel::{
+    CreateSessionRequest, DeviceConfig, ErrorBody, MultipleSessions, ReleaseAllResponse,
+    ReleaseSessionResponse, SessionContext, SessionDetails,
+};
+
+/// The OpenAPI document of bro's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "bro",
+        description = "steel-browser compatible API of a local browser-session orchestrator. \
+                       CDP websockets: upgrade on any path with ?sessionId=ID."
+    ),
+    paths(
+        sessions::health,
+        sessions::create,
+        sessions::list,
+        sessions::get_one,
+        sessions::release,
+        sessions::release_all,
+        sessions::context,
+        sessions::live_details,
+        actions::scrape,
+        actions::screenshot,
+        actions::pdf,
+        files::list,
+        files::upload,
+        files::download,
+        files::delete_one,
+        files::delete_all,
+        files::archive,
+        cdp::version,
+        cdp::list,
+    ),
+    components(schemas(
+        CreateSessionRequest,
+        SessionDetails,
+        MultipleSessions,
+        ReleaseSessionResponse,
+        ReleaseAllResponse,
+        ErrorBody,
+        SessionContext,
+        Dimensions,
+        DeviceConfig,
+        actions::ActionRequest,
+        files::FileDetails,
+    ))
+)]
+pub struct ApiDoc;
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for path in [
+            "/v1/sessions",
+            "/v1/sessions/{id}",
+            "/v1/scrape",
+            "/v1/sessions/{id}/files",
+            "/json/version",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        let details = &doc["components"]["schemas"]["SessionDetails"]["properties"];
+        for field in ["id", "createdAt", "websocketUrl", "timeout"] {
+            assert!(
+                details.get(field).is_some(),
+                "SessionDetails.{field} missing"
+            );
+        }
+    }
+}
