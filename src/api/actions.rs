@@ -114,6 +114,11 @@ async fn with_page<T>(
             page.close().await;
             out
         }
+        // The page itself not loading (DNS, refused, TLS...) is about the URL the client
+        // gave, not a fault of bro: 422. Anything else went wrong on bro's side: 502.
+        Err(e @ crate::cdp::CdpError::Call { .. }) => Err(ApiError::Unprocessable(format!(
+            "loading {url} failed: {e}"
+        ))),
         Err(e) => Err(ApiError::BadGateway(format!("loading {url} failed: {e}"))),
     };
     if let Some(id) = own_session
@@ -130,7 +135,7 @@ fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ 
 
 /// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
 /// optionally a base64 JPEG screenshot and PDF.
-#[utoipa::path(post, path = "/v1/scrape", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "content, metadata, links"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, description = "The page did not load", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/scrape", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "content, metadata, links"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody)))]
 async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = parse(&body)?;
     let formats = req.format.clone().unwrap_or_else(|| vec!["html".into()]);
@@ -166,7 +171,7 @@ async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Val
 }
 
 /// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
-#[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req = parse(&body)?;
     let jpeg = with_page(&st, &req, async |page| {
@@ -179,7 +184,7 @@ async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Resp
 }
 
 /// `POST /v1/pdf`: the page printed to PDF bytes.
-#[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn pdf(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let req = parse(&body)?;
     let pdf = with_page(&st, &req, async |page| {

@@ -21,6 +21,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
     AtCapacity(String),
     #[error("{0}")]
     BadGateway(String),
@@ -37,6 +39,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AtCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +90,7 @@ mod tests {
             (ApiError::BadRequest(String::new()), 400),
             (ApiError::Unauthorized(String::new()), 401),
             (ApiError::NotFound(String::new()), 404),
+            (ApiError::Unprocessable(String::new()), 422),
             (ApiError::AtCapacity(String::new()), 429),
             (ApiError::BadGateway(String::new()), 502),
             (ApiError::Unavailable(String::new()), 503),
