@@ -30,6 +30,8 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// For the daemon's own requests to browsers (`/json/...`).
     pub http: reqwest::Client,
+    /// Timeout of sessions created without one.
+    pub default_timeout_ms: u64,
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.

@@ -1,12 +1,15 @@
 //! The command line, as clap derive types. Doc comments are the help text; no I/O here.
 
 pub mod daemon;
+pub mod doctor;
+pub mod logs;
 pub mod session;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::protocol::session::SessionStatus;
 
@@ -38,6 +41,20 @@ pub enum Command {
     /// Create, list, inspect and kill browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Check that bro can run here: Chromium, restate-server, ports, permissions, disk, daemon.
+    ///
+    /// Every failed check names the command that fixes it; exits 1 when one fails.
+    ///
+    /// Examples:
+    ///   bro doctor
+    ///   bro doctor --chromium /opt/chrome/chrome --json
+    Doctor {
+        #[command(flatten)]
+        args: Box<DaemonArgs>,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     ///
     /// Example: bro completions bash > ~/.local/share/bash-completion/completions/bro
@@ -72,6 +89,19 @@ pub enum DaemonAction {
         #[arg(long)]
         keep_sessions: bool,
     },
+    /// Show the daemon's log and restate-server's, each line marked with its source.
+    ///
+    /// Examples:
+    ///   bro daemon logs -n 100
+    ///   bro daemon logs -f
+    Logs {
+        /// Keep printing new lines until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines of each log to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
     /// Show whether the daemon runs, its addresses and its Restate.
     Status {
         /// Print JSON (pid, api_url, socket, version, restate.admin_url, ...).
@@ -80,23 +110,27 @@ pub enum DaemonAction {
     },
 }
 
-/// Options of the daemon.
+/// Options of the daemon. Each one comes from its flag, else its `BRO_*` variable, else
+/// `config.toml` in bro's config dir, else the default shown.
 #[derive(Debug, Clone, Args)]
 pub struct DaemonArgs {
-    /// TCP port of the steel API and CDP proxy (0 picks a free one).
-    #[arg(long, env = "BRO_PORT", default_value_t = 3000)]
-    pub port: u16,
-    /// Address of the steel API; keep it on loopback.
-    #[arg(long, env = "BRO_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-    /// Most sessions live at once on this machine.
-    #[arg(long, env = "BRO_MAX_SESSIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_sessions: u32,
-    /// Chromium to launch [default: BRO_CHROMIUM, /usr/bin/chromium, then PATH].
-    #[arg(long, value_name = "PATH")]
+    /// TCP port of the steel API and CDP proxy; 0 picks a free one [default: 3000].
+    #[arg(long, env = "BRO_PORT")]
+    pub port: Option<u16>,
+    /// Address of the steel API; keep it on loopback [default: 127.0.0.1].
+    #[arg(long, env = "BRO_BIND")]
+    pub bind: Option<IpAddr>,
+    /// Most sessions live at once on this machine [default: 16].
+    #[arg(long, env = "BRO_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_sessions: Option<u32>,
+    /// Timeout of sessions created without one, e.g. 10m; 0 means none [default: 5m].
+    #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
+    pub default_timeout: Option<u64>,
+    /// Chromium to launch [default: /usr/bin/chromium, then PATH].
+    #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
-    /// restate-server to supervise [default: BRO_RESTATE_SERVER, bro's install dir, PATH].
-    #[arg(long, value_name = "PATH")]
+    /// restate-server to supervise [default: bro's install dir, then PATH].
+    #[arg(long, env = "BRO_RESTATE_SERVER", value_name = "PATH")]
     pub restate_server: Option<PathBuf>,
     /// Use an existing Restate's admin API instead of supervising one (with --restate-ingress-url).
     #[arg(long, value_name = "URL", requires = "restate_ingress_url")]
@@ -104,9 +138,9 @@ pub struct DaemonArgs {
     /// Use an existing Restate's ingress (with --restate-admin-url).
     #[arg(long, value_name = "URL", requires = "restate_admin_url")]
     pub restate_ingress_url: Option<String>,
-    /// This machine's node name in Restate (the key of its Pool).
-    #[arg(long, env = "BRO_NODE", default_value = "local")]
-    pub node: String,
+    /// This machine's node name in Restate, the key of its Pool [default: local].
+    #[arg(long, env = "BRO_NODE")]
+    pub node: Option<String>,
     /// Require this key from TCP clients (steel-api-key header, or ?apiKey= on websockets);
     /// needed to bind a non-loopback address.
     #[arg(long, env = "BRO_API_KEY", hide_env_values = true)]
@@ -140,7 +174,7 @@ pub enum SessionCommand {
     /// Example: bro session get 0b9c1c4e-... --json
     Get {
         /// The session id (a UUID).
-        #[arg(value_parser = parse_uuid)]
+        #[arg(value_parser = parse_uuid, add = ArgValueCandidates::new(live_session_ids))]
         id: String,
         /// Print the steel-browser JSON.
         #[arg(long)]
@@ -153,7 +187,12 @@ pub enum SessionCommand {
     ///   bro session kill --all
     Kill {
         /// Session ids to release.
-        #[arg(value_parser = parse_uuid, required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            value_parser = parse_uuid,
+            required_unless_present = "all",
+            conflicts_with = "all",
+            add = ArgValueCandidates::new(live_session_ids)
+        )]
         ids: Vec<String>,
         /// Release every session that is not over.
         #[arg(long)]
@@ -167,9 +206,10 @@ pub enum SessionCommand {
 /// Options of `bro session create`.
 #[derive(Debug, Clone, Args)]
 pub struct CreateArgs {
-    /// Release the session after this long (e.g. 90s, 10m, 2h); 0 means never.
-    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
-    pub timeout: u64,
+    /// Release the session after this long (e.g. 90s, 10m, 2h); 0 means never
+    /// [default: the daemon's default_timeout, 5m].
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub timeout: Option<u64>,
     /// Window width in pixels.
     #[arg(long, requires = "height", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub width: Option<u32>,
@@ -192,12 +232,7 @@ pub struct CreateArgs {
 
 /// `10m` → 600000; `0` → 0.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    if s.trim() == "0" {
-        return Ok(0);
-    }
-    humantime::parse_duration(s)
-        .map(|d| d.as_millis() as u64)
-        .map_err(|e| format!("{e} (examples: 90s, 10m, 2h, 0 for none)"))
+    crate::config::parse_timeout_ms(s)
 }
 
 fn parse_uuid(s: &str) -> Result<String, String> {
@@ -215,12 +250,45 @@ pub const COMPLETION_FILES: [(clap_complete::Shell, &str); 5] = [
     (clap_complete::Shell::PowerShell, "_bro.ps1"),
 ];
 
-/// The completion script for `shell`, generated from the same definition as `--help`.
+/// The completion script for `shell`: it registers `bro` itself as the completer (`COMPLETE=
+/// <shell> bro ...`), so completions follow the same definition as `--help` and session ids
+/// come live from the daemon.
 pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
-    use clap::CommandFactory;
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "bro", &mut out);
+    if let Some(completer) = clap_complete::env::Shells::builtins().completer(&shell.to_string()) {
+        let _ = completer.write_registration("COMPLETE", "bro", "bro", "bro", &mut out);
+    }
     out
+}
+
+/// Completion candidates for session ids: the open sessions of the running daemon (quietly
+/// none when no daemon answers within a second).
+fn live_session_ids() -> Vec<CompletionCandidate> {
+    let Ok(paths) = crate::paths::Paths::from_env() else {
+        return Vec::new();
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let client = crate::client::DaemonClient::new(paths.socket());
+    let list = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            client.list_sessions(None),
+        )
+        .await
+    });
+    let Ok(Ok(list)) = list else {
+        return Vec::new();
+    };
+    list.sessions
+        .into_iter()
+        .filter(|s| !matches!(s.status.as_str(), "released" | "failed"))
+        .map(|s| CompletionCandidate::new(s.id).help(Some(s.status.into())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -269,13 +337,13 @@ mod tests {
         let Command::Session(SessionCommand::Create(args)) = cli.command else {
             panic!()
         };
-        assert_eq!(args.timeout, 600_000);
+        assert_eq!(args.timeout, Some(600_000));
         assert_eq!((args.width, args.height), (Some(800), Some(600)));
         let zero = Cli::try_parse_from(["bro", "session", "create", "--timeout", "0"]).unwrap();
         let Command::Session(SessionCommand::Create(args)) = zero.command else {
             panic!()
         };
-        assert_eq!(args.timeout, 0);
+        assert_eq!(args.timeout, Some(0));
         assert!(Cli::try_parse_from(["bro", "session", "create", "--width", "800"]).is_err());
         assert!(Cli::try_parse_from(["bro", "session", "create", "--timeout", "soon"]).is_err());
     }
@@ -297,7 +365,7 @@ mod tests {
             panic!()
         };
         assert!(d.action.is_none());
-        assert_eq!(d.args.port, 0);
+        assert_eq!(d.args.port, Some(0));
         let cli = Cli::try_parse_from(["bro", "daemon", "start", "--max-sessions", "3"]).unwrap();
         let Command::Daemon(d) = cli.command else {
             panic!()
@@ -305,7 +373,7 @@ mod tests {
         let Some(DaemonAction::Start(a)) = d.action else {
             panic!()
         };
-        assert_eq!(a.max_sessions, 3);
+        assert_eq!(a.max_sessions, Some(3));
         assert!(Cli::try_parse_from(["bro", "daemon", "--restate-admin-url", "http://x"]).is_err());
     }
 }

@@ -213,6 +213,11 @@ pub async fn start_daemon(
 ) -> Result<DaemonStatus, ClientError> {
     let exe = std::env::current_exe().map_err(|e| ClientError::StartFailed(e.to_string()))?;
     let log_path = paths.daemon_log();
+    crate::paths::rotate_log(
+        &log_path,
+        crate::paths::LOG_MAX_BYTES,
+        crate::paths::LOG_KEEP,
+    );
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -43,8 +43,12 @@ pub struct DaemonOptions {
     pub port: u16,
     pub bind: IpAddr,
     pub max_sessions: u32,
+    /// Timeout of sessions created without one; 0 means none.
+    pub default_timeout_ms: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
+    /// Added to every browser's command line.
+    pub chromium_flags: Vec<String>,
     pub restate_server: Option<PathBuf>,
     pub restate_admin_url: Option<String>,
     pub restate_ingress_url: Option<String>,
@@ -97,7 +101,12 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
 
     // The orchestrator's SDK endpoint (h2c, TCP_NODELAY), registered at every start.
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
-    let host = LocalWorkerHost::new(chromium.clone(), paths.sessions_dir(), exit_tx);
+    let host = LocalWorkerHost::new(
+        chromium.clone(),
+        opts.chromium_flags.clone(),
+        paths.sessions_dir(),
+        exit_tx,
+    );
     let sockets = Arc::new(Sockets::default());
     let deps = Arc::new(Deps {
         host: host.clone(),
@@ -176,6 +185,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         },
         api_key: opts.api_key.clone(),
         http: reqwest::Client::new(),
+        default_timeout_ms: opts.default_timeout_ms,
     });
     let tcp_task = tokio::spawn(serve(
         tcp.tap_io(nodelay),

@@ -12,6 +12,7 @@ pub mod cdp;
 pub mod cdp_proxy;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod daemon;
 pub mod orchestrator;
 pub mod output;

@@ -9,6 +9,8 @@ use bro::cli::{self, Cli, Command};
 use bro::paths::Paths;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash bro -- …` is a shell asking for completions: answer and exit.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let daemon = matches!(&cli.command, Command::Daemon(d) if d.action.is_none());
     let level = match (daemon, cli.verbose) {
@@ -45,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon(cmd) => cli::daemon::run(paths, *cmd).await,
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
+        Command::Doctor { args, json } => cli::doctor::run(paths, *args, json).await,
         Command::Completions { shell } => {
             use std::io::Write;
             std::io::stdout().write_all(&cli::completion_script(shell))?;

@@ -182,6 +182,21 @@ pub fn released_all(resp: &ReleaseAllResponse, as_json: bool) {
     line(&resp.message);
 }
 
+/// `bro doctor`: `✓ name  detail`, and under each `✗` the fix.
+pub fn doctor(checks: &[crate::cli::doctor::Check], as_json: bool) {
+    if as_json {
+        return json(&checks);
+    }
+    let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+    for c in checks {
+        let mark = if c.ok { "✓" } else { "✗" };
+        line(&format!("{mark} {:<width$}  {}", c.check, c.detail));
+        if let Some(fix) = &c.fix {
+            line(&format!("  {:<width$}  fix: {fix}", ""));
+        }
+    }
+}
+
 /// `bro daemon start`.
 pub fn daemon_started(st: &DaemonStatus) {
     line(&format!(

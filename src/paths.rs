@@ -130,6 +130,22 @@ impl Paths {
     }
 }
 
+/// Rotates a log that outgrew `max_bytes`: `log` → `log.1` → … → `log.{keep}` (dropped).
+pub fn rotate_log(log: &Path, max_bytes: u64, keep: u32) {
+    if std::fs::metadata(log).map(|m| m.len()).unwrap_or(0) <= max_bytes {
+        return;
+    }
+    let numbered = |n: u32| PathBuf::from(format!("{}.{n}", log.display()));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = std::fs::rename(log, numbered(1));
+}
+
+/// Logs are rotated past this size, keeping this many old ones.
+pub const LOG_MAX_BYTES: u64 = 10 << 20;
+pub const LOG_KEEP: u32 = 3;
+
 /// A stable 64-bit FNV-1a hash of a path, for short unique names derived from it.
 pub fn path_hash(path: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt;
@@ -175,6 +191,28 @@ mod tests {
             assert!(path.starts_with("/tmp/x"), "{path:?}");
         }
         assert_eq!(p.socket(), PathBuf::from("/tmp/x/run/bro.sock"));
+    }
+
+    #[test]
+    fn logs_rotate_past_their_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("daemon.log");
+        for round in 0..4 {
+            std::fs::write(&log, format!("round {round} {}", "x".repeat(20))).unwrap();
+            rotate_log(&log, 10, 2);
+        }
+        assert!(!log.exists());
+        assert!(
+            std::fs::read_to_string(tmp.path().join("daemon.log.1"))
+                .unwrap()
+                .starts_with("round 3")
+        );
+        assert!(
+            std::fs::read_to_string(tmp.path().join("daemon.log.2"))
+                .unwrap()
+                .starts_with("round 2")
+        );
+        assert!(!tmp.path().join("daemon.log.3").exists());
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub trait WorkerHost: Send + Sync + 'static {
 /// Browsers as child processes of this daemon, under `sessions_dir/<id>`.
 pub struct LocalWorkerHost {
     chromium: PathBuf,
+    /// Extra flags for every browser (`chromium_flags` in config.toml).
+    extra_flags: Vec<String>,
     sessions_dir: PathBuf,
     http: reqwest::Client,
     /// Pids being stopped on purpose: their exit is not reported.
@@ -111,11 +113,13 @@ impl LocalWorkerHost {
     /// A host launching `chromium`; unexpected browser exits are sent to `exits`.
     pub fn new(
         chromium: PathBuf,
+        extra_flags: Vec<String>,
         sessions_dir: PathBuf,
         exits: mpsc::UnboundedSender<WorkerExit>,
     ) -> Arc<Self> {
         Arc::new(LocalWorkerHost {
             chromium,
+            extra_flags,
             sessions_dir,
             http: reqwest::Client::new(),
             stopping: Arc::new(Mutex::new(HashSet::new())),
@@ -178,7 +182,7 @@ impl LocalWorkerHost {
         self.reap_dir(&dir).await?;
         crate::paths::create_private_dir(&dir)
             .map_err(|e| WorkerError::io("create session dir", e))?;
-        let mut child = chromium::spawn(&self.chromium, &dir, &spec.options)?;
+        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &spec.options)?;
         let pid = child.id().ok_or_else(|| WorkerError::Exited {
             status: "before its pid was read".into(),
             log: chromium::log_tail(&dir),

@@ -15,8 +15,8 @@ use crate::protocol::session::{
 };
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::{
-    CreateSessionRequest, DEFAULT_TIMEOUT_MS, MultipleSessions, ReleaseAllResponse,
-    ReleaseSessionResponse, SessionContext, SessionDetails,
+    CreateSessionRequest, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
+    SessionContext, SessionDetails,
 };
 use crate::worker::page;
 
@@ -56,7 +56,7 @@ async fn create(
         None => uuid::Uuid::new_v4().to_string(),
     };
     let context = req.session_context.clone();
-    let options = options_of(req)?;
+    let options = options_of(req, st.default_timeout_ms)?;
     let rec = st.ingress.create(&id, options, context).await?;
     if rec.status == SessionStatus::Failed {
         let reason = rec.reason.as_deref().unwrap_or("unknown reason");
@@ -66,7 +66,10 @@ async fn create(
 }
 
 /// Checks the request's options and applies the defaults.
-fn options_of(req: CreateSessionRequest) -> Result<SessionOptions, ApiError> {
+fn options_of(
+    req: CreateSessionRequest,
+    default_timeout_ms: u64,
+) -> Result<SessionOptions, ApiError> {
     if let Some(d) = req.dimensions
         && !(1..=10_000).contains(&d.width) | !(1..=10_000).contains(&d.height)
     {
@@ -104,7 +107,7 @@ fn options_of(req: CreateSessionRequest) -> Result<SessionOptions, ApiError> {
         })),
         user_agent: req.user_agent.clone().filter(|ua| !ua.is_empty()),
         proxy_url: req.proxy_url.clone(),
-        timeout_ms: req.timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
+        timeout_ms: req.timeout.unwrap_or(default_timeout_ms),
         block_ads: req.block_ads.unwrap_or(false),
         ignored,
     })

@@ -1,61 +1,92 @@
 //! `bro daemon [start|stop|status]`.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{DaemonAction, DaemonArgs, DaemonCommand};
 use crate::client::{self, ClientError, DaemonClient};
+use crate::config;
 use crate::daemon::{self, DaemonOptions, lifecycle};
 use crate::output;
 use crate::paths::Paths;
+use crate::protocol::steel::DEFAULT_TIMEOUT_MS;
 use crate::worker::process;
 
 /// Runs `bro daemon ...`.
 pub async fn run(paths: Paths, cmd: DaemonCommand) -> Result<()> {
     match cmd.action {
-        None => daemon::run(paths, options(cmd.args)).await,
+        None => {
+            let opts = options(&paths, cmd.args)?;
+            daemon::run(paths, opts).await
+        }
         Some(DaemonAction::Start(args)) => start(&paths, &args).await,
         Some(DaemonAction::Stop { keep_sessions }) => stop(&paths, keep_sessions).await,
         Some(DaemonAction::Status { json }) => status(&paths, json).await,
+        Some(DaemonAction::Logs { follow, lines }) => super::logs::run(&paths, lines, follow).await,
     }
 }
 
-fn options(args: DaemonArgs) -> DaemonOptions {
-    DaemonOptions {
-        port: args.port,
-        bind: args.bind,
-        max_sessions: args.max_sessions,
-        node: args.node,
-        chromium: args.chromium,
-        restate_server: args.restate_server,
+/// The daemon's options: each from its flag or `BRO_*` variable, else `config.toml`, else the
+/// built-in default.
+pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> {
+    let file = config::Config::load(&config::path(&paths.config_dir))?;
+    Ok(DaemonOptions {
+        port: args.port.or(file.port).unwrap_or(config::DEFAULT_PORT),
+        bind: args
+            .bind
+            .or(file.bind)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        max_sessions: args
+            .max_sessions
+            .or(file.max_sessions)
+            .unwrap_or(config::DEFAULT_MAX_SESSIONS),
+        default_timeout_ms: args
+            .default_timeout
+            .or(file.default_timeout_ms())
+            .unwrap_or(DEFAULT_TIMEOUT_MS),
+        node: args
+            .node
+            .or(file.node)
+            .unwrap_or_else(|| config::DEFAULT_NODE.to_string()),
+        chromium: args.chromium.or(file.chromium),
+        chromium_flags: file.chromium_flags,
+        restate_server: args.restate_server.or(file.restate_server),
         restate_admin_url: args.restate_admin_url,
         restate_ingress_url: args.restate_ingress_url,
-        api_key: args.api_key,
-    }
+        api_key: args.api_key.or(file.api_key),
+    })
 }
 
-/// The flags that give a background daemon the same options (the API key goes by
-/// environment, not on a command line every user can read).
+/// The flags that give a background daemon the options given here; what is not given, it
+/// resolves itself from its environment and `config.toml`. The API key goes by environment,
+/// not on a command line every user can read.
 fn to_args(a: &DaemonArgs) -> Vec<String> {
-    let mut out = vec![
-        format!("--port={}", a.port),
-        format!("--bind={}", a.bind),
-        format!("--max-sessions={}", a.max_sessions),
-        format!("--node={}", a.node),
-    ];
-    if let Some(p) = &a.chromium {
-        out.push(format!("--chromium={}", p.display()));
-    }
-    if let Some(p) = &a.restate_server {
-        out.push(format!("--restate-server={}", p.display()));
-    }
-    if let Some(u) = &a.restate_admin_url {
-        out.push(format!("--restate-admin-url={u}"));
-    }
-    if let Some(u) = &a.restate_ingress_url {
-        out.push(format!("--restate-ingress-url={u}"));
-    }
+    let mut out = Vec::new();
+    let mut push = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            out.push(format!("--{name}={v}"));
+        }
+    };
+    push("port", a.port.map(|p| p.to_string()));
+    push("bind", a.bind.map(|b| b.to_string()));
+    push("max-sessions", a.max_sessions.map(|m| m.to_string()));
+    push(
+        "default-timeout",
+        a.default_timeout.map(|t| format!("{t}ms")),
+    );
+    push("node", a.node.clone());
+    push(
+        "chromium",
+        a.chromium.as_ref().map(|p| p.display().to_string()),
+    );
+    push(
+        "restate-server",
+        a.restate_server.as_ref().map(|p| p.display().to_string()),
+    );
+    push("restate-admin-url", a.restate_admin_url.clone());
+    push("restate-ingress-url", a.restate_ingress_url.clone());
     out
 }
 

@@ -41,7 +41,7 @@ fn request(args: CreateArgs) -> CreateSessionRequest {
             .map(|(width, height)| Dimensions { width, height }),
         user_agent: args.user_agent,
         proxy_url: args.proxy,
-        timeout: Some(args.timeout),
+        timeout: args.timeout,
         ..Default::default()
     }
 }

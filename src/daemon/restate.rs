@@ -287,6 +287,11 @@ async fn adoptable(dir: &Path, http: &reqwest::Client) -> Option<PidFile> {
 
 impl Runner {
     async fn spawn(&self) -> Result<(Child, PidFile), RestateError> {
+        crate::paths::rotate_log(
+            &self.log,
+            crate::paths::LOG_MAX_BYTES,
+            crate::paths::LOG_KEEP,
+        );
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

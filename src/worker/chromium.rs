@@ -237,7 +237,12 @@ fn write_preferences(dir: &Path) -> Result<(), WorkerError> {
 /// Spawns the browser in its own process group with its home and config dirs inside `dir`
 /// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
 /// never land in the user's home or stay in `/tmp`.
-pub fn spawn(chromium: &Path, dir: &Path, opts: &SessionOptions) -> Result<Child, WorkerError> {
+pub fn spawn(
+    chromium: &Path,
+    extra_flags: &[String],
+    dir: &Path,
+    opts: &SessionOptions,
+) -> Result<Child, WorkerError> {
     for sub in ["profile", "home", "home/.config", "home/.cache"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| WorkerError::io("create session dir", e))?;
@@ -248,7 +253,12 @@ pub fn spawn(chromium: &Path, dir: &Path, opts: &SessionOptions) -> Result<Child
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();
     let mut cmd = Command::new(chromium);
-    cmd.args(args(dir, opts, as_root))
+    let mut argv = args(dir, opts, as_root);
+    // Extra flags go before the initial URL, which must stay last.
+    let url = argv.pop();
+    argv.extend(extra_flags.iter().cloned());
+    argv.extend(url);
+    cmd.args(argv)
         .env("TMPDIR", tmp)
         .env("HOME", dir.join("home"))
         .env("XDG_CONFIG_HOME", dir.join("home/.config"))

@@ -25,25 +25,35 @@ impl TestDaemon {
 
     /// Starts the daemon with extra flags.
     pub fn start_with(args: &[&str]) -> Self {
+        let mut daemon = Self::prepare();
+        daemon.restart_with(args);
+        daemon
+    }
+
+    /// A fresh home with no daemon yet (write its config.toml, then `restart_with`).
+    pub fn prepare() -> Self {
         check_prerequisites();
         let home = tempfile::Builder::new()
             .prefix("bro-it-")
             .tempdir()
             .expect("temp dir");
-        let mut daemon = TestDaemon {
+        TestDaemon {
             home,
             status: Value::Null,
-            stopped: false,
-        };
-        daemon.restart_with(args);
-        daemon
+            stopped: true,
+        }
     }
 
     /// (Re)starts the daemon on this home.
     pub fn restart_with(&mut self, args: &[&str]) {
+        self.restart_with_env(args, &[]);
+    }
+
+    /// (Re)starts the daemon on this home with extra environment variables.
+    pub fn restart_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let mut argv = vec!["daemon", "start", "--port", "0"];
         argv.extend_from_slice(args);
-        let out = self.bro(&argv);
+        let out = bro_env(self.home.path(), &argv, env);
         assert!(
             out.status.success(),
             "bro daemon start failed:\n{}",
@@ -141,13 +151,26 @@ impl Drop for TestDaemon {
 
 /// Runs the `bro` binary with `BRO_HOME=home` (and port 0 for autostarted daemons).
 pub fn bro_in(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bro"))
-        .args(args)
+    bro_env(home, args, &[])
+}
+
+/// `bro_in` with extra environment variables (bro's own `BRO_*` settings are cleared first).
+pub fn bro_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bro"));
+    cmd.args(args)
         .env("BRO_HOME", home)
         .env("BRO_PORT", "0")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run bro")
+        .env_remove("RUST_LOG");
+    for var in [
+        "BRO_MAX_SESSIONS",
+        "BRO_DEFAULT_TIMEOUT",
+        "BRO_API_KEY",
+        "BRO_BIND",
+        "BRO_NODE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied()).output().expect("run bro")
 }
 
 /// stdout and stderr of a finished command, for assertion messages.

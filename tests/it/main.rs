@@ -12,3 +12,4 @@ mod compat;
 mod daemon;
 mod recovery;
 mod session;
+mod tools;

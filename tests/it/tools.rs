@@ -1,0 +1,121 @@
+//! `bro doctor`, `bro daemon logs`, config precedence, completions.
+
+use crate::helper::{TestDaemon, bro_in, text};
+
+#[test]
+fn doctor_passes_here_and_names_the_fix_when_chromium_is_missing() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bro_in(home.path(), &["doctor"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains('✗'), "{stdout}");
+    assert!(stdout.contains("✓ chromium launch"), "{stdout}");
+
+    let out = bro_in(
+        home.path(),
+        &["doctor", "--chromium", "/nonexistent/chromium"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("✗ chromium") && stdout.contains("fix: ./install.sh"),
+        "{stdout}"
+    );
+
+    let out = bro_in(home.path(), &["doctor", "--json"]);
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        checks.as_array().unwrap().iter().all(|c| c["ok"] == true),
+        "{checks}"
+    );
+    assert!(crate::helper::leftovers(home.path()).is_empty());
+}
+
+#[test]
+fn flags_beat_env_beat_config_file() {
+    let mut d = TestDaemon::prepare();
+    let config = d.home.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "max_sessions = 3\ndefault_timeout = \"7s\"\nnode = \"from-file\"\n",
+    )
+    .unwrap();
+
+    d.restart_with_env(&["--node", "from-flag"], &[("BRO_MAX_SESSIONS", "5")]);
+    assert_eq!(d.status["max_sessions"], 5, "env beats the file");
+    assert_eq!(d.status["node"], "from-flag", "a flag beats the file");
+    let s = d.create(&[]);
+    assert_eq!(s["timeout"], 7000, "the file's default_timeout applies");
+    d.ok(&["session", "kill", "--all"]);
+    d.ok(&["daemon", "stop"]);
+
+    d.restart_with_env(&["--max-sessions", "7"], &[("BRO_MAX_SESSIONS", "5")]);
+    assert_eq!(d.status["max_sessions"], 7, "a flag beats env");
+    assert_eq!(d.status["node"], "from-file");
+
+    // A typo in the file is an error that names the file.
+    std::fs::write(config.join("config.toml"), "max_sesions = 3\n").unwrap();
+    let out = d.bro(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("config.toml"),
+        "{}",
+        text(&out)
+    );
+    d.stop();
+}
+
+#[test]
+fn logs_show_daemon_and_restate_lines() {
+    let d = TestDaemon::start();
+    d.create(&[]);
+    let out = d.ok(&["daemon", "logs", "-n", "200"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("daemon  | ") && l.contains("bro daemon ready")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("restate | ")), "{out}");
+    d.stop();
+}
+
+#[test]
+fn bash_completion_loads() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/bro.bash");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p bro", file.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bro"));
+}
+
+#[test]
+fn tab_completes_live_session_ids() {
+    let d = TestDaemon::start();
+    let s = d.create(&[]);
+    let id = s["id"].as_str().unwrap();
+    let complete = |home: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bro"))
+            .args(["--", "bro", "session", "kill", ""])
+            .env("BRO_HOME", home)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_IFS", "\n")
+            .env("_CLAP_COMPLETE_INDEX", "3")
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_COMPLETE_SPACE", "true")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let words = complete(d.home.path());
+    assert!(words.lines().any(|w| w == id), "{words}");
+    d.stop();
+    // No daemon: no ids, no error.
+    let empty = tempfile::tempdir().unwrap();
+    let words = complete(empty.path());
+    assert!(words.lines().all(|w| w.starts_with("--")), "{words}");
+}
