@@ -1,6 +1,7 @@
 //! The daemon's HTTP surface. One set of steel routes is served on the TCP port (with the CDP
 //! proxy) and on the Unix socket (with bro's control routes), so the handlers exist once.
 
+pub mod access;
 pub mod actions;
 pub mod auth;
 pub mod cdp;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Timeout of sessions created without one.
     pub default_timeout_ms: u64,
+    /// The address the TCP port is bound to (for the `Host` check).
+    pub bind: std::net::IpAddr,
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.
@@ -45,6 +48,13 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             auth::require_key,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            access::guard,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            access::MAX_BODY as usize,
+        ))
         .with_state(state)
 }
 
@@ -55,5 +65,8 @@ pub fn unix_router(state: Arc<AppState>) -> Router {
         .merge(files::routes())
         .merge(control::routes())
         .fallback(sessions::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            access::MAX_BODY as usize,
+        ))
         .with_state(state)
 }

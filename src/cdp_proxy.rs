@@ -5,7 +5,8 @@
 //! full-page screenshot is one 30+ MB message). Ending a session closes its sockets.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -47,28 +48,47 @@ pub struct Upstream {
     pub ws_path: String,
 }
 
-/// Proxied sockets per session, so that releasing a session closes them.
+/// Proxied sockets per session: releasing a session closes them, and their traffic marks
+/// the session active (for `inactivityTimeout`).
 #[derive(Default)]
 pub struct Sockets {
-    tokens: Mutex<HashMap<String, CancellationToken>>,
+    links: Mutex<HashMap<String, Link>>,
+}
+
+/// What the sockets of one session share.
+#[derive(Clone, Default)]
+pub struct Link {
+    /// Cancelled when the session ends.
+    pub closed: CancellationToken,
+    /// Unix ms of the last byte either way; 0 before any traffic.
+    pub last_activity: Arc<AtomicU64>,
 }
 
 impl Sockets {
-    /// The token cancelled when session `id` ends.
-    pub fn token(&self, id: &str) -> CancellationToken {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens.entry(id.to_string()).or_default().clone()
+    /// The link of session `id`, for a new socket.
+    pub fn link(&self, id: &str) -> Link {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links.entry(id.to_string()).or_default().clone()
+    }
+
+    /// When session `id` last had CDP traffic, if it had any.
+    pub fn last_activity(&self, id: &str) -> Option<u64> {
+        let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links
+            .get(id)
+            .map(|l| l.last_activity.load(Ordering::Relaxed))
+            .filter(|t| *t > 0)
     }
 
     /// Closes every proxied socket of session `id`.
     pub fn close(&self, id: &str) {
-        let token = self
-            .tokens
+        let link = self
+            .links
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        if let Some(token) = token {
-            token.cancel();
+        if let Some(link) = link {
+            link.closed.cancel();
         }
     }
 }
@@ -86,7 +106,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 pub async fn splice(
     mut req: http::Request<Body>,
     up: Upstream,
-    cancel: CancellationToken,
+    link: Link,
 ) -> Result<http::Response<Body>, ProxyError> {
     if !is_upgrade(req.headers()) || !req.headers().contains_key(header::SEC_WEBSOCKET_KEY) {
         return Err(ProxyError::NotUpgrade);
@@ -135,13 +155,44 @@ pub async fn splice(
         let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) else {
             return;
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let (client_rx, client_tx) = tokio::io::split(TokioIo::new(client));
+        let (upstream_rx, upstream_tx) = tokio::io::split(TokioIo::new(upstream));
+        let activity = &link.last_activity;
+        let both = async {
+            tokio::join!(
+                pump(client_rx, upstream_tx, activity),
+                pump(upstream_rx, client_tx, activity)
+            )
+        };
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-            _ = cancel.cancelled() => {}
+            _ = both => {}
+            _ = link.closed.cancelled() => {}
         }
     });
     resp.body(Body::empty()).map_err(|e| upstream_err(&e))
+}
+
+/// Copies bytes from `r` to `w` until EOF, stamping `activity` on every read. No framing:
+/// a 30 MB screenshot message passes like any other bytes.
+async fn pump<R, W>(mut r: R, mut w: W, activity: &AtomicU64)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                activity.store(crate::now_ms(), Ordering::Relaxed);
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = w.shutdown().await;
 }
 
 /// The session id a CDP request names: `?sessionId=` (extra query keys such as `apiKey` are
@@ -179,10 +230,13 @@ mod tests {
     #[test]
     fn release_cancels_the_sessions_sockets() {
         let sockets = Sockets::default();
-        let token = sockets.token("a");
-        let other = sockets.token("b");
+        let link = sockets.link("a");
+        let other = sockets.link("b");
+        assert_eq!(sockets.last_activity("a"), None);
+        link.last_activity.store(42, Ordering::Relaxed);
+        assert_eq!(sockets.last_activity("a"), Some(42));
         sockets.close("a");
-        assert!(token.is_cancelled());
-        assert!(!other.is_cancelled());
+        assert!(link.closed.is_cancelled());
+        assert!(!other.closed.is_cancelled());
     }
 }

@@ -126,6 +126,9 @@ pub struct DaemonArgs {
     /// Timeout of sessions created without one, e.g. 10m; 0 means none [default: 5m].
     #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
     pub default_timeout: Option<u64>,
+    /// How long ended sessions stay retrievable, e.g. 1h; 0 keeps them [default: 24h].
+    #[arg(long, env = "BRO_RETENTION", value_parser = parse_duration_ms)]
+    pub retention: Option<u64>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -210,6 +213,9 @@ pub struct CreateArgs {
     /// [default: the daemon's default_timeout, 5m].
     #[arg(long, value_parser = parse_duration_ms)]
     pub timeout: Option<u64>,
+    /// Release the session after this long without CDP traffic (e.g. 2m).
+    #[arg(long, value_parser = parse_duration_ms)]
+    pub inactivity_timeout: Option<u64>,
     /// Window width in pixels.
     #[arg(long, requires = "height", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub width: Option<u32>,

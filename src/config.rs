@@ -11,6 +11,7 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_BIND: &str = "127.0.0.1";
 pub const DEFAULT_MAX_SESSIONS: u32 = 16;
 pub const DEFAULT_NODE: &str = "local";
+pub const DEFAULT_RETENTION_MS: u64 = 24 * 3600 * 1000;
 
 /// An example file with every key, for the documentation and `bro doctor`.
 pub const EXAMPLE: &str = r#"# ~/.config/bro/config.toml (or $BRO_HOME/config/config.toml)
@@ -18,6 +19,7 @@ port = 3000                 # steel API and CDP proxy; 0 picks a free port
 bind = "127.0.0.1"          # keep it on loopback unless api_key is set
 max_sessions = 16           # live sessions at once on this machine
 default_timeout = "5m"      # for sessions created without a timeout; "0" = none
+retention = "24h"           # ended sessions stay retrievable this long; "0" = forever
 chromium = "/usr/bin/chromium"
 chromium_flags = ["--lang=en-US"]   # added to every browser's command line
 api_key = "change-me"       # required from TCP clients when set
@@ -33,6 +35,8 @@ pub struct Config {
     pub max_sessions: Option<u32>,
     /// A duration such as `"90s"`, `"10m"`; `"0"` means no timeout.
     pub default_timeout: Option<String>,
+    /// How long ended sessions stay retrievable; `"0"` keeps them.
+    pub retention: Option<String>,
     pub chromium: Option<PathBuf>,
     #[serde(default)]
     pub chromium_flags: Vec<String>,
@@ -78,7 +82,10 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        if let Some(t) = &self.default_timeout {
+        for t in [&self.default_timeout, &self.retention]
+            .into_iter()
+            .flatten()
+        {
             parse_timeout_ms(t)?;
         }
         if let Some(flag) = self.chromium_flags.iter().find(|f| !f.starts_with("--")) {
@@ -90,6 +97,13 @@ impl Config {
             return Err("max_sessions must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// `retention` in milliseconds, if set.
+    pub fn retention_ms(&self) -> Option<u64> {
+        self.retention
+            .as_deref()
+            .and_then(|t| parse_timeout_ms(t).ok())
     }
 
     /// `default_timeout` in milliseconds, if set.

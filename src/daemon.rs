@@ -45,6 +45,8 @@ pub struct DaemonOptions {
     pub max_sessions: u32,
     /// Timeout of sessions created without one; 0 means none.
     pub default_timeout_ms: u64,
+    /// How long ended sessions stay retrievable; 0 means forever.
+    pub retention_ms: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -112,6 +114,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         host: host.clone(),
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
+        retention_ms: opts.retention_ms,
         sockets: Arc::clone(&sockets),
     });
     let sdk_listener = TcpListener::bind(("127.0.0.1", ports.sdk))
@@ -127,7 +130,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
     restate::register(&admin_url, &endpoint_url).await?;
 
     // Recovery before anyone can call: live sessions re-adopted or failed, orphans reaped.
-    let mut sup = supervisor::Supervisor::new(host, ingress.clone());
+    let mut sup = supervisor::Supervisor::new(host, ingress.clone(), Arc::clone(&sockets));
     let done = sup
         .reconcile()
         .await
@@ -186,6 +189,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         api_key: opts.api_key.clone(),
         http: reqwest::Client::new(),
         default_timeout_ms: opts.default_timeout_ms,
+        bind: opts.bind,
     });
     let tcp_task = tokio::spawn(serve(
         tcp.tap_io(nodelay),

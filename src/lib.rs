@@ -21,5 +21,13 @@ pub mod protocol;
 pub mod telemetry;
 pub mod worker;
 
+/// Unix time in milliseconds (the wall clock; Restate handlers read it inside `ctx.run`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 /// The version every `bro` binary and daemon reports; the CLI warns when the daemon differs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,6 +19,8 @@ pub struct Deps {
     pub node: String,
     /// Capacity of this node's `Pool`.
     pub max_sessions: u32,
+    /// How long an ended session's record is kept before it is cleared; 0 = forever.
+    pub retention_ms: u64,
     /// Proxied CDP sockets, closed when their session ends.
     pub sockets: Arc<Sockets>,
 }
@@ -33,10 +35,5 @@ pub fn endpoint(deps: Arc<Deps>) -> Endpoint {
         .build()
 }
 
-/// Unix time in milliseconds; only ever called inside `ctx.run`.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+/// Unix time in milliseconds; in handlers only ever called inside `ctx.run`.
+pub(crate) use crate::now_ms;

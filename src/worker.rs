@@ -65,6 +65,19 @@ pub struct LaunchSpec {
     pub context: Option<SessionContext>,
 }
 
+/// What the host tells the supervisor about its browsers.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// A browser is up for session `session_id`: watch it.
+    Launched {
+        session_id: String,
+        worker: WorkerInfo,
+        options: SessionOptions,
+    },
+    /// A browser exited while it was not being stopped.
+    Exited(WorkerExit),
+}
+
 /// A browser that exited while it was not being stopped.
 #[derive(Debug, Clone)]
 pub struct WorkerExit {
@@ -82,9 +95,10 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// retry never leaves two browsers.
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
 
-    /// Stops the browser and removes the session directory: CDP `Browser.close`, then SIGTERM
-    /// to the browser, then SIGKILL to its group; the directory goes once no process is left.
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>>;
+    /// Stops the browser and removes the session directory. `graceful`: CDP `Browser.close`,
+    /// then SIGTERM to the browser, then SIGKILL to its group; otherwise (a hung or broken
+    /// browser) SIGKILL to the group at once. The directory goes once no process is left.
+    fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>>;
 }
 
 /// Browsers as child processes of this daemon, under `sessions_dir/<id>`.
@@ -98,7 +112,7 @@ pub struct LocalWorkerHost {
     stopping: Arc<Mutex<HashSet<u32>>>,
     /// Session ids whose launch is under way, so the reaper leaves their dirs alone.
     launching: Mutex<HashSet<String>>,
-    exits: mpsc::UnboundedSender<WorkerExit>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
 }
 
 /// The pid and start time of a launched browser, written into its session dir right after
@@ -110,12 +124,12 @@ struct PidFile {
 }
 
 impl LocalWorkerHost {
-    /// A host launching `chromium`; unexpected browser exits are sent to `exits`.
+    /// A host launching `chromium`; launches and unexpected exits are sent to `events`.
     pub fn new(
         chromium: PathBuf,
         extra_flags: Vec<String>,
         sessions_dir: PathBuf,
-        exits: mpsc::UnboundedSender<WorkerExit>,
+        events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Arc<Self> {
         Arc::new(LocalWorkerHost {
             chromium,
@@ -124,7 +138,7 @@ impl LocalWorkerHost {
             http: reqwest::Client::new(),
             stopping: Arc::new(Mutex::new(HashSet::new())),
             launching: Mutex::new(HashSet::new()),
-            exits,
+            events,
         })
     }
 
@@ -211,7 +225,12 @@ impl LocalWorkerHost {
         };
         match ready {
             Ok(worker) => {
-                self.watch_child(spec.session_id, pid, child);
+                self.watch_child(spec.session_id.clone(), pid, child);
+                let _ = self.events.send(WorkerEvent::Launched {
+                    session_id: spec.session_id,
+                    worker: worker.clone(),
+                    options: spec.options,
+                });
                 Ok(worker)
             }
             Err(err) => {
@@ -225,7 +244,7 @@ impl LocalWorkerHost {
 
     /// Reaps the child when it exits and reports the exit unless it was stopped on purpose.
     fn watch_child(&self, session_id: String, pid: u32, mut child: tokio::process::Child) {
-        let exits = self.exits.clone();
+        let events = self.events.clone();
         let stopping = Arc::clone(&self.stopping);
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -236,19 +255,22 @@ impl LocalWorkerHost {
                     Ok(s) => format!("browser exited ({s})"),
                     Err(e) => format!("browser lost: {e}"),
                 };
-                let _ = exits.send(WorkerExit {
+                let _ = events.send(WorkerEvent::Exited(WorkerExit {
                     session_id,
                     pid,
                     reason,
                     clean,
-                });
+                }));
             }
         });
     }
 
-    async fn stop_inner(&self, worker: WorkerInfo) -> Result<(), WorkerError> {
+    async fn stop_inner(&self, worker: WorkerInfo, graceful: bool) -> Result<(), WorkerError> {
         lock(&self.stopping).insert(worker.pid);
-        let result = self.stop_browser(&worker).await;
+        let result = match graceful {
+            true => self.stop_browser(&worker).await,
+            false => kill_group(worker.pid).await,
+        };
         lock(&self.stopping).remove(&worker.pid);
         result?;
         remove_dir(&worker.dir).await
@@ -281,8 +303,8 @@ impl WorkerHost for LocalWorkerHost {
         })
     }
 
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>> {
-        Box::pin(self.stop_inner(worker))
+    fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>> {
+        Box::pin(self.stop_inner(worker, graceful))
     }
 }
 

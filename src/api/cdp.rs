@@ -51,7 +51,7 @@ async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
         port: worker.port,
         ws_path,
     };
-    cdp_proxy::splice(req, up, st.sockets.token(&id))
+    cdp_proxy::splice(req, up, st.sockets.link(&id))
         .await
         .map_err(|e| match e {
             ProxyError::NotUpgrade => ApiError::BadRequest(e.to_string()),

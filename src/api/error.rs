@@ -19,7 +19,11 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
@@ -38,7 +42,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AtCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -89,7 +95,9 @@ mod tests {
         let table = [
             (ApiError::BadRequest(String::new()), 400),
             (ApiError::Unauthorized(String::new()), 401),
+            (ApiError::Forbidden(String::new()), 403),
             (ApiError::NotFound(String::new()), 404),
+            (ApiError::TooLarge(String::new()), 413),
             (ApiError::Unprocessable(String::new()), 422),
             (ApiError::AtCapacity(String::new()), 429),
             (ApiError::BadGateway(String::new()), 502),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,12 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(
             "/v1/sessions/{id}/files",
-            get(list).post(upload).delete(delete_all),
+            get(list)
+                .post(upload)
+                .delete(delete_all)
+                .layer(DefaultBodyLimit::max(
+                    crate::api::access::MAX_UPLOAD as usize,
+                )),
         )
         .route("/v1/sessions/{id}/files.zip", get(archive))
         .route(

@@ -109,6 +109,7 @@ fn options_of(
         proxy_url: req.proxy_url.clone(),
         timeout_ms: req.timeout.unwrap_or(default_timeout_ms),
         block_ads: req.block_ads.unwrap_or(false),
+        inactivity_timeout_ms: req.inactivity_timeout.unwrap_or(0),
         ignored,
     })
 }

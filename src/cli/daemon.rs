@@ -46,6 +46,10 @@ pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> 
             .default_timeout
             .or(file.default_timeout_ms())
             .unwrap_or(DEFAULT_TIMEOUT_MS),
+        retention_ms: args
+            .retention
+            .or(file.retention_ms())
+            .unwrap_or(config::DEFAULT_RETENTION_MS),
         node: args
             .node
             .or(file.node)
@@ -76,6 +80,7 @@ fn to_args(a: &DaemonArgs) -> Vec<String> {
         "default-timeout",
         a.default_timeout.map(|t| format!("{t}ms")),
     );
+    push("retention", a.retention.map(|t| format!("{t}ms")));
     push("node", a.node.clone());
     push(
         "chromium",

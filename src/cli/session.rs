@@ -42,6 +42,7 @@ fn request(args: CreateArgs) -> CreateSessionRequest {
         user_agent: args.user_agent,
         proxy_url: args.proxy,
         timeout: args.timeout,
+        inactivity_timeout: args.inactivity_timeout,
         ..Default::default()
     }
 }

@@ -81,6 +81,16 @@ impl Ingress {
         .await
     }
 
+    /// `Session/idle`: ends a session left without CDP traffic past its `inactivityTimeout`.
+    pub async fn idle(&self, id: &str) -> Result<SessionRecord, IngressError> {
+        self.call(
+            &format!("Session/{id}/idle"),
+            None::<&()>,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
     /// `Session/get`.
     pub async fn get(&self, id: &str) -> Result<SessionRecord, IngressError> {
         self.call(

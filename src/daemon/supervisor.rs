@@ -1,5 +1,6 @@
-//! The worker supervisor: reports browsers that die, re-adopts or fails the sessions state
-//! says are live after a restart, and reaps browsers and dirs no live session owns.
+//! The worker supervisor: reports browsers that die or stop answering CDP, releases sessions
+//! idle past their `inactivityTimeout`, re-adopts or fails the sessions state says are live
+//! after a restart, and reaps browsers and dirs no live session owns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,12 +10,23 @@ use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cdp_proxy::Sockets;
 use crate::daemon::ingress::{Ingress, IngressError};
-use crate::protocol::session::{SessionStatus, WorkerInfo};
-use crate::worker::{LocalWorkerHost, WorkerExit, process};
+use crate::protocol::session::{SessionOptions, SessionStatus, WorkerInfo};
+use crate::worker::{LocalWorkerHost, WorkerEvent, WorkerExit, process};
 
-/// How often the watched browsers' pids are checked.
-const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Why a watched session ends.
+enum Ending {
+    Exited(String),
+    Idle,
+}
+
+/// How often the watched browsers are checked (pid, CDP probe, idleness).
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+/// A CDP probe slower than this is a miss.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
+/// Misses in a row after which a browser counts as hung: detected within ~2 s.
+const MAX_MISSES: u32 = 3;
 /// How often state and the sessions dir are reconciled.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 /// A session dir younger than this is never reaped: its session's state may not be visible
@@ -25,8 +37,33 @@ const REAP_GRACE: Duration = Duration::from_secs(60);
 pub struct Supervisor {
     host: Arc<LocalWorkerHost>,
     ingress: Ingress,
-    /// Live sessions whose browser is watched by pid.
-    watched: HashMap<String, WorkerInfo>,
+    sockets: Arc<Sockets>,
+    http: reqwest::Client,
+    /// Live sessions whose browser is watched.
+    watched: HashMap<String, Watched>,
+}
+
+/// One watched browser.
+#[derive(Debug, Clone)]
+struct Watched {
+    worker: WorkerInfo,
+    /// Release after this long without CDP traffic; 0 = never.
+    inactivity_ms: u64,
+    /// When watching began: the idle clock starts here until traffic arrives.
+    since_ms: u64,
+    /// CDP probes missed in a row.
+    misses: u32,
+}
+
+impl Watched {
+    fn new(worker: WorkerInfo, options: &SessionOptions) -> Self {
+        Watched {
+            worker,
+            inactivity_ms: options.inactivity_timeout_ms,
+            since_ms: crate::now_ms(),
+            misses: 0,
+        }
+    }
 }
 
 /// What one reconciliation did.
@@ -38,10 +75,13 @@ pub struct Reconciled {
 }
 
 impl Supervisor {
-    pub fn new(host: Arc<LocalWorkerHost>, ingress: Ingress) -> Self {
+    pub fn new(host: Arc<LocalWorkerHost>, ingress: Ingress, sockets: Arc<Sockets>) -> Self {
+        let http = reqwest::Client::new();
         Supervisor {
             host,
             ingress,
+            sockets,
+            http,
             watched: HashMap::new(),
         }
     }
@@ -65,7 +105,8 @@ impl Supervisor {
                 continue;
             }
             if self.host.probe(worker).await {
-                self.watched.insert(rec.id.clone(), worker.clone());
+                self.watched
+                    .insert(rec.id.clone(), Watched::new(worker.clone(), &rec.options));
                 done.adopted += 1;
             } else {
                 let reason = "browser gone after a daemon restart".to_string();
@@ -115,23 +156,66 @@ impl Supervisor {
         killed
     }
 
-    /// Reports watched browsers that are gone.
+    /// Checks every watched browser: gone, hung (three missed CDP probes) or idle past its
+    /// `inactivityTimeout`.
     async fn check_watched(&mut self) {
-        let gone: Vec<(String, WorkerInfo)> = self
-            .watched
-            .iter()
-            .filter(|(_, w)| !process::is_alive(w.pid, w.start_time))
-            .map(|(id, w)| (id.clone(), w.clone()))
-            .collect();
-        for (id, worker) in gone {
-            self.watched.remove(&id);
-            self.report(WorkerExit {
-                session_id: id,
-                pid: worker.pid,
-                reason: "browser exited".into(),
-                clean: false,
-            })
-            .await;
+        let probes = self.watched.iter().map(|(id, w)| {
+            let url = format!("http://127.0.0.1:{}/json/version", w.worker.port);
+            let req = self.http.get(url).timeout(PROBE_TIMEOUT).send();
+            async move {
+                (
+                    id.clone(),
+                    matches!(req.await, Ok(r) if r.status().is_success()),
+                )
+            }
+        });
+        let answers = futures_util::future::join_all(probes).await;
+        let now = crate::now_ms();
+        let mut ended = Vec::new();
+        for (id, answered) in answers {
+            let Some(w) = self.watched.get_mut(&id) else {
+                continue;
+            };
+            w.misses = if answered { 0 } else { w.misses + 1 };
+            let idle_since = self
+                .sockets
+                .last_activity(&id)
+                .unwrap_or(w.since_ms)
+                .max(w.since_ms);
+            if !process::is_alive(w.worker.pid, w.worker.start_time) {
+                ended.push((id, Ending::Exited("browser exited".into())));
+            } else if w.misses >= MAX_MISSES {
+                ended.push((
+                    id,
+                    Ending::Exited(format!(
+                        "browser stopped answering CDP ({MAX_MISSES} probes missed)"
+                    )),
+                ));
+            } else if w.inactivity_ms > 0 && now.saturating_sub(idle_since) > w.inactivity_ms {
+                ended.push((id, Ending::Idle));
+            }
+        }
+        for (id, ending) in ended {
+            let Some(w) = self.watched.remove(&id) else {
+                continue;
+            };
+            match ending {
+                Ending::Exited(reason) => {
+                    let exit = WorkerExit {
+                        session_id: id,
+                        pid: w.worker.pid,
+                        reason,
+                        clean: false,
+                    };
+                    self.report(exit).await;
+                }
+                Ending::Idle => {
+                    tracing::info!(session_id = %id, "no CDP traffic for {} ms; releasing", w.inactivity_ms);
+                    if let Err(err) = self.ingress.idle(&id).await {
+                        tracing::error!(session_id = %id, %err, "could not release an idle session");
+                    }
+                }
+            }
         }
     }
 
@@ -146,11 +230,11 @@ impl Supervisor {
         }
     }
 
-    /// Runs until `stop`: reports exits of child browsers as they happen, checks watched
-    /// pids every second and reconciles every 15 seconds.
+    /// Runs until `stop`: watches browsers as they launch, reports exits as they happen,
+    /// checks the watched every 500 ms and reconciles every 15 seconds.
     pub async fn run(
         mut self,
-        mut exits: mpsc::UnboundedReceiver<WorkerExit>,
+        mut events: mpsc::UnboundedReceiver<WorkerEvent>,
         stop: CancellationToken,
     ) {
         let mut watch = tokio::time::interval(WATCH_EVERY);
@@ -159,10 +243,15 @@ impl Supervisor {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                Some(exit) = exits.recv() => {
-                    self.watched.remove(&exit.session_id);
-                    self.report(exit).await;
-                }
+                Some(event) = events.recv() => match event {
+                    WorkerEvent::Launched { session_id, worker, options } => {
+                        self.watched.insert(session_id, Watched::new(worker, &options));
+                    }
+                    WorkerEvent::Exited(exit) => {
+                        self.watched.remove(&exit.session_id);
+                        self.report(exit).await;
+                    }
+                },
                 _ = watch.tick() => self.check_watched().await,
                 _ = reconcile.tick() => {
                     if let Err(err) = self.reconcile().await {

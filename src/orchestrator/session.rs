@@ -148,6 +148,21 @@ impl SessionObject {
         Ok(())
     }
 
+    /// Sent by the worker supervisor when the session had no CDP traffic for its
+    /// `inactivityTimeout`.
+    #[handler(name = "idle")]
+    async fn idle(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
+        let rec = load(&ctx).await?;
+        if rec.status.is_final() {
+            return Ok(Json(rec));
+        }
+        let reason = "inactivity timeout".to_string();
+        Ok(Json(
+            self.finish(&ctx, rec, SessionStatus::Released, reason)
+                .await?,
+        ))
+    }
+
     /// Reported by the worker supervisor when the session's browser died or was not found
     /// after a daemon restart: the session becomes `failed`. Ignored for another browser.
     #[handler(name = "worker_exited")]
@@ -171,7 +186,18 @@ impl SessionObject {
         Ok(())
     }
 
-    /// The session's record; 404 for an id never created.
+    /// Fired a retention period after the session ended: clears its record.
+    #[handler(name = "forget")]
+    async fn forget(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
+        if let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await?
+            && rec.status.is_final()
+        {
+            ctx.clear_all();
+        }
+        Ok(())
+    }
+
+    /// The session's record; 404 for an id never created (or cleared after retention).
     #[handler(name = "get")]
     async fn get(&self, ctx: SharedObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
         match ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
@@ -183,6 +209,7 @@ impl SessionObject {
 
 impl SessionObject {
     /// The one teardown path: browser stopped (inside `ctx.run`), slot returned, final status.
+    /// A session that ends `failed` has a broken browser: it is killed without ceremony.
     async fn finish(
         &self,
         ctx: &ObjectContext<'_>,
@@ -195,10 +222,11 @@ impl SessionObject {
         let host = Arc::clone(&self.deps.host);
         let sockets = Arc::clone(&self.deps.sockets);
         let (id, worker) = (rec.id.clone(), rec.worker.clone());
+        let graceful = status != SessionStatus::Failed;
         ctx.run(|| async move {
             sockets.close(&id);
             match worker {
-                Some(w) => host.stop(w).await.map_err(worker_error),
+                Some(w) => host.stop(w, graceful).await.map_err(worker_error),
                 None => Ok(()),
             }
         })
@@ -212,6 +240,11 @@ impl SessionObject {
         rec.status = status;
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
+        if self.deps.retention_ms > 0 {
+            ctx.object_client::<SessionObjectClient<'_>>(rec.id.clone())
+                .forget()
+                .send_after(Duration::from_millis(self.deps.retention_ms));
+        }
         Ok(rec)
     }
 }

@@ -97,6 +97,9 @@ pub struct SessionOptions {
     pub proxy_url: Option<String>,
     /// Milliseconds until the session is released by itself; 0 means never.
     pub timeout_ms: u64,
+    /// Milliseconds without CDP traffic after which the session is released; 0 means never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inactivity_timeout_ms: u64,
     /// Resolve a list of ad and tracker hosts to nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub block_ads: bool,
@@ -120,6 +123,10 @@ pub struct WorkerInfo {
     pub ws_path: String,
     /// The session directory (profile, tmp, home) removed on teardown.
     pub dir: PathBuf,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The state of one session, stored under [`RECORD_KEY`] in its `Session` object.

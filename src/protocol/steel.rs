@@ -27,6 +27,9 @@ pub struct CreateSessionRequest {
     pub timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_ads: Option<bool>,
+    /// Milliseconds without CDP traffic after which the session is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactivity_timeout: Option<u64>,
     /// `{"device": "desktop" | "mobile"}`; mobile gives a phone-sized window by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_config: Option<DeviceConfig>,
@@ -284,6 +287,7 @@ mod tests {
                 proxy_url: Some("http://u:pw@proxy:8080".into()),
                 timeout_ms: 300_000,
                 block_ads: true,
+                inactivity_timeout_ms: 0,
                 ignored: vec!["solveCaptcha".into()],
             },
             worker: None,

@@ -254,23 +254,37 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
 /// One plain HTTP/1.1 request with a JSON body to `base` (`http://127.0.0.1:PORT`);
 /// returns the status and the (de-chunked) body.
 pub fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let addr = base.trim_start_matches("http://");
+    http_with(base, method, path, &[("Host", addr)], body.as_bytes())
+}
+
+/// `http` with the given headers (`Host` included: none is added).
+pub fn http_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
-    )
-    .expect("send");
+    ));
+    tcp.write_all(head.as_bytes()).expect("send");
+    let _ = tcp.write_all(body);
     let mut resp = Vec::new();
-    tcp.read_to_end(&mut resp).expect("read");
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header")
-        + 4;
+    let _ = tcp.read_to_end(&mut resp);
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, resp);
+    };
+    let split = split + 4;
     let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
     let status = head
         .split_whitespace()

@@ -10,6 +10,8 @@ mod actions;
 mod cli;
 mod compat;
 mod daemon;
+mod health;
+mod hostile;
 mod recovery;
 mod session;
 mod tools;

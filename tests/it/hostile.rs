@@ -1,0 +1,58 @@
+//! Hostile input and access: bad bodies, foreign origins and hosts, websocket upgrades for
+//! sessions that are not live. Never a 5xx.
+
+use crate::helper::{TestDaemon, http, http_with};
+
+#[test]
+fn bad_input_gets_4xx_and_foreign_callers_403() {
+    let d = TestDaemon::start();
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let host = api.trim_start_matches("http://").to_string();
+
+    for (body, want) in [
+        ("{not json", 400),
+        (r#"{"timeout":"soon"}"#, 400),
+        (r#"{"sessionId":"not-a-uuid"}"#, 400),
+        (r#"{"dimensions":{"width":0,"height":10}}"#, 400),
+        (r#"{"proxyUrl":"gopher://x"}"#, 400),
+        ("[]", 400),
+    ] {
+        let (status, out) = http(&api, "POST", "/v1/sessions", body);
+        assert_eq!(status, want, "{body}: {}", String::from_utf8_lossy(&out));
+        let err: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(err["statusCode"], want);
+    }
+    assert_eq!(http(&api, "GET", "/v1/sessions/not-a-uuid", "").0, 400);
+    assert_eq!(http(&api, "GET", "/v1/sessions?limit=-1", "").0, 400);
+    assert_eq!(http(&api, "GET", "/v1/nope", "").0, 404);
+    let big = "x".repeat(2 << 20);
+    assert_eq!(http(&api, "POST", "/v1/sessions", &big).0, 413);
+
+    // A web page in the user's browser, and a DNS-rebound name, are refused.
+    let evil = [("Host", host.as_str()), ("Origin", "https://evil.example")];
+    assert_eq!(http_with(&api, "GET", "/v1/sessions", &evil, b"").0, 403);
+    let local = [("Host", host.as_str()), ("Origin", "http://localhost:5173")];
+    assert_eq!(http_with(&api, "GET", "/v1/sessions", &local, b"").0, 200);
+    let rebound = [("Host", "rebound.example:3000")];
+    assert_eq!(http_with(&api, "GET", "/v1/sessions", &rebound, b"").0, 403);
+
+    // Upgrades for unknown or released sessions are refused before the upgrade.
+    let upgrade = |id: &str| {
+        let path = format!("/?sessionId={id}");
+        let headers = [
+            ("Host", host.as_str()),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ];
+        http_with(&api, "GET", &path, &headers, b"").0
+    };
+    assert_eq!(upgrade("00000000-0000-4000-8000-000000000000"), 404);
+    assert_eq!(upgrade("nope"), 400);
+    let s = d.create(&[]);
+    let id = s["id"].as_str().unwrap();
+    d.ok(&["session", "kill", id]);
+    assert_eq!(upgrade(id), 404);
+    d.stop();
+}
