@@ -174,6 +174,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
             restarts: 0,
             endpoint_url,
         },
+        pool: None,
     };
     let state = Arc::new(AppState {
         ingress: ingress.clone(),

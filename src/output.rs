@@ -226,7 +226,10 @@ pub fn daemon_status(st: &DaemonStatus, as_json: bool) {
         vec!["socket".into(), st.socket.clone()],
         vec![
             "node".into(),
-            format!("{} (max {} sessions)", st.node, st.max_sessions),
+            match &st.pool {
+                Some(p) => format!("{} ({} of {} sessions in use)", st.node, p.used, p.capacity),
+                None => format!("{} (max {} sessions)", st.node, st.max_sessions),
+            },
         ],
         vec!["chromium".into(), st.chromium.clone()],
         vec!["restate".into(), restate],

@@ -45,7 +45,9 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
-    Json(st.control.status())
+    let mut status = st.control.status();
+    status.pool = st.ingress.pool(&status.node).await.ok();
+    Json(status)
 }
 
 /// Body of `POST /bro/v1/shutdown`.

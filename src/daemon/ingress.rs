@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::orchestrator::pool::PoolStatus;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
+use crate::protocol::control::PoolUsage;
 use crate::protocol::session::{SessionOptions, SessionRecord};
 use crate::protocol::steel::SessionContext;
 
@@ -91,6 +93,22 @@ impl Ingress {
         .await
     }
 
+    /// `Pool/{node}/status`: capacity and the sessions holding it.
+    pub async fn pool(&self, node: &str) -> Result<PoolUsage, IngressError> {
+        let status: PoolStatus = self
+            .call(
+                &format!("Pool/{node}/status"),
+                None::<&()>,
+                Duration::from_secs(5),
+            )
+            .await?;
+        Ok(PoolUsage {
+            capacity: status.capacity,
+            used: status.sessions.len() as u32,
+            sessions: status.sessions,
+        })
+    }
+
     /// `Session/get`.
     pub async fn get(&self, id: &str) -> Result<SessionRecord, IngressError> {
         self.call(
@@ -156,13 +174,11 @@ impl Ingress {
                 .send()
                 .await;
             match resp {
-                Ok(r) if r.status().is_success() => {
-                    let rows: QueryRows<T> = r
-                        .json()
-                        .await
-                        .map_err(|e| IngressError::Failed(e.to_string()))?;
-                    return Ok(rows.rows);
-                }
+                // A body cut short (restate-server dying mid-answer) is retried like the rest.
+                Ok(r) if r.status().is_success() => match r.json::<QueryRows<T>>().await {
+                    Ok(rows) => return Ok(rows.rows),
+                    Err(e) => last = format!("unreadable answer: {e}"),
+                },
                 Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
                 Err(e) => last = e.to_string(),
             }

@@ -17,6 +17,18 @@ pub struct DaemonStatus {
     pub chromium: String,
     pub home: String,
     pub restate: RestateStatus,
+    /// This node's capacity and the sessions holding it, from its `Pool` object (absent when
+    /// Restate does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolUsage>,
+}
+
+/// A node's capacity as its `Pool` object holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolUsage {
+    pub capacity: u32,
+    pub used: u32,
+    pub sessions: Vec<String>,
 }
 
 /// The Restate the daemon uses.

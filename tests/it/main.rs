@@ -7,6 +7,7 @@
 mod helper;
 
 mod actions;
+mod chaos;
 mod cli;
 mod compat;
 mod daemon;
