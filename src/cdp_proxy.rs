@@ -62,6 +62,8 @@ pub struct Link {
     pub closed: CancellationToken,
     /// Unix ms of the last byte either way; 0 before any traffic.
     pub last_activity: Arc<AtomicU64>,
+    /// Sockets open now.
+    pub open: Arc<AtomicU64>,
 }
 
 impl Sockets {
@@ -69,6 +71,12 @@ impl Sockets {
     pub fn link(&self, id: &str) -> Link {
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         links.entry(id.to_string()).or_default().clone()
+    }
+
+    /// How many CDP sockets of session `id` are open.
+    pub fn open_count(&self, id: &str) -> u64 {
+        let links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        links.get(id).map_or(0, |l| l.open.load(Ordering::Relaxed))
     }
 
     /// When session `id` last had CDP traffic, if it had any.
@@ -158,6 +166,7 @@ pub async fn splice(
         let (client_rx, client_tx) = tokio::io::split(TokioIo::new(client));
         let (upstream_rx, upstream_tx) = tokio::io::split(TokioIo::new(upstream));
         let activity = &link.last_activity;
+        link.open.fetch_add(1, Ordering::Relaxed);
         let both = async {
             tokio::join!(
                 pump(client_rx, upstream_tx, activity),
@@ -168,6 +177,7 @@ pub async fn splice(
             _ = both => {}
             _ = link.closed.cancelled() => {}
         }
+        link.open.fetch_sub(1, Ordering::Relaxed);
     });
     resp.body(Body::empty()).map_err(|e| upstream_err(&e))
 }

@@ -41,6 +41,11 @@ pub enum Command {
     /// Create, list, inspect and kill browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// A live dashboard: sessions, their browsers, Restate invocations.
+    ///
+    /// Keys: j/k move, tab switches pane, enter shows details, n creates a session, d kills the
+    /// selected one, / filters, ? shows help, q quits.
+    Tui,
     /// Check that bro can run here: Chromium, restate-server, ports, permissions, disk, daemon.
     ///
     /// Every failed check names the command that fixes it; exits 1 when one fails.

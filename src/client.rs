@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::daemon::lifecycle;
 use crate::paths::Paths;
-use crate::protocol::control::DaemonStatus;
+use crate::protocol::control::{DaemonStatus, Dashboard};
 use crate::protocol::steel::{
     CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionDetails,
@@ -63,6 +63,12 @@ impl DaemonClient {
     /// `GET /bro/v1/status`.
     pub async fn status(&self) -> Result<DaemonStatus, ClientError> {
         self.request(Method::GET, "/bro/v1/status", None::<&()>)
+            .await
+    }
+
+    /// `GET /bro/v1/dashboard`.
+    pub async fn dashboard(&self) -> Result<Dashboard, ClientError> {
+        self.request(Method::GET, "/bro/v1/dashboard", None::<&()>)
             .await
     }
 

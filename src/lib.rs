@@ -19,6 +19,7 @@ pub mod output;
 pub mod paths;
 pub mod protocol;
 pub mod telemetry;
+pub mod tui;
 pub mod worker;
 
 /// Unix time in milliseconds (the wall clock; Restate handlers read it inside `ctx.run`).

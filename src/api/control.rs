@@ -10,7 +10,10 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
-use crate::protocol::control::DaemonStatus;
+use crate::protocol::control::{DaemonStatus, Dashboard, SessionRow};
+use crate::protocol::session::SessionStatus;
+use crate::protocol::steel::SessionDetails;
+use crate::worker::process;
 
 /// The parts of the status that change while the daemon runs, and the shutdown switch.
 pub struct ControlState {
@@ -41,13 +44,59 @@ impl ControlState {
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/bro/v1/status", get(status))
+        .route("/bro/v1/dashboard", get(dashboard))
         .route("/bro/v1/shutdown", post(shutdown))
 }
 
 async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
     let mut status = st.control.status();
-    status.pool = st.ingress.pool(&status.node).await.ok();
+    status.pool = st
+        .ingress
+        .pool(&status.node, status.max_sessions)
+        .await
+        .ok();
     Json(status)
+}
+
+/// `GET /bro/v1/dashboard`: status, sessions with their browsers' figures, invocations.
+async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
+    let mut status = st.control.status();
+    let (pool, records, invocations) = tokio::join!(
+        st.ingress.pool(&status.node, status.max_sessions),
+        st.ingress.list(),
+        st.ingress.invocations(40)
+    );
+    status.pool = pool.ok();
+    let restate_ok = records.is_ok();
+    let mut records = records.unwrap_or_default();
+    records.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+    let now = crate::now_ms();
+    let sessions = records
+        .iter()
+        .map(|rec| {
+            let live = rec.status == SessionStatus::Live;
+            let worker = rec.worker.as_ref().filter(|_| live);
+            let (mem_kib, cpu_ticks, processes) =
+                worker.map_or((0, 0, 0), |w| process::group_usage(w.pid));
+            SessionRow {
+                session: SessionDetails::from_record(rec, &st.api_base, now),
+                node: rec.node.clone(),
+                pid: worker.map(|w| w.pid),
+                port: worker.map(|w| w.port),
+                mem_kib,
+                cpu_ticks,
+                processes,
+                clients: st.sockets.open_count(&rec.id) as u32,
+            }
+        })
+        .collect();
+    Json(Dashboard {
+        status,
+        taken_at_ms: now,
+        sessions,
+        invocations: invocations.unwrap_or_default(),
+        restate_ok,
+    })
 }
 
 /// Body of `POST /bro/v1/shutdown`.

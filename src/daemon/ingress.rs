@@ -7,9 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::orchestrator::pool::PoolStatus;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
-use crate::protocol::control::PoolUsage;
+use crate::protocol::control::{InvocationRow, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
 use crate::protocol::steel::SessionContext;
 
@@ -93,19 +92,31 @@ impl Ingress {
         .await
     }
 
-    /// `Pool/{node}/status`: capacity and the sessions holding it.
-    pub async fn pool(&self, node: &str) -> Result<PoolUsage, IngressError> {
-        let status: PoolStatus = self
-            .call(
-                &format!("Pool/{node}/status"),
-                None::<&()>,
-                Duration::from_secs(5),
-            )
-            .await?;
+    /// The invocations that are not completed, and the latest completed ones, newest first.
+    pub async fn invocations(&self, limit: usize) -> Result<Vec<InvocationRow>, IngressError> {
+        let sql = format!(
+            "SELECT id, target, status, retry_count, last_failure, created_at FROM sys_invocation \
+             ORDER BY CASE WHEN status = 'completed' THEN 1 ELSE 0 END, created_at DESC LIMIT {limit}"
+        );
+        self.query(&sql).await
+    }
+
+    /// The sessions holding `node`'s capacity, read from the `Pool` object's state (a read
+    /// through introspection: polling it creates no invocations).
+    pub async fn pool(&self, node: &str, capacity: u32) -> Result<PoolUsage, IngressError> {
+        let node = node.replace('\'', "''");
+        let sql = format!(
+            "SELECT value_utf8 FROM state WHERE service_name = 'Pool' AND service_key = '{node}' AND key = 'sessions'"
+        );
+        let rows: Vec<StateRow> = self.query(&sql).await?;
+        let sessions: Vec<String> = rows
+            .first()
+            .and_then(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
+            .unwrap_or_default();
         Ok(PoolUsage {
-            capacity: status.capacity,
-            used: status.sessions.len() as u32,
-            sessions: status.sessions,
+            capacity,
+            used: sessions.len() as u32,
+            sessions,
         })
     }
 

@@ -23,6 +23,48 @@ pub struct DaemonStatus {
     pub pool: Option<PoolUsage>,
 }
 
+/// Answer of `GET /bro/v1/dashboard`: everything `bro tui` shows, in one snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dashboard {
+    pub status: DaemonStatus,
+    /// Unix ms when the snapshot was taken.
+    pub taken_at_ms: u64,
+    pub sessions: Vec<SessionRow>,
+    pub invocations: Vec<InvocationRow>,
+    /// False when Restate did not answer (sessions and invocations are then empty).
+    pub restate_ok: bool,
+}
+
+/// One session with its browser's process figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub session: crate::protocol::steel::SessionDetails,
+    pub node: String,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    /// Proportional memory (PSS) of the browser's whole process group, in KiB.
+    pub mem_kib: u64,
+    /// CPU time of the group so far, in clock ticks (the TUI turns deltas into %).
+    pub cpu_ticks: u64,
+    pub processes: u32,
+    /// Proxied CDP connections open now.
+    pub clients: u32,
+}
+
+/// One Restate invocation, from `sys_invocation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRow {
+    pub id: String,
+    pub target: String,
+    pub status: String,
+    #[serde(default)]
+    pub retry_count: Option<u64>,
+    #[serde(default)]
+    pub last_failure: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
 /// A node's capacity as its `Pool` object holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolUsage {

@@ -55,6 +55,34 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Proportional memory (PSS, KiB: shared pages split between the processes sharing them, so
+/// browsers add up right), CPU time (clock ticks, user + system) and process count of the
+/// live processes in group `pgid`.
+pub fn group_usage(pgid: u32) -> (u64, u64, u32) {
+    group_members(pgid)
+        .into_iter()
+        .fold((0, 0, 0), |(mem, cpu, n), pid| {
+            let rollup =
+                std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let pss: u64 = rollup
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ticks = stat
+                .rfind(')')
+                .map(|i| {
+                    let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
+                    // utime(14) + stime(15), counted from state(3): indexes 11 and 12.
+                    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                })
+                .unwrap_or(0);
+            (mem + pss, cpu + ticks, n + 1)
+        })
+}
+
 /// Pids of live processes with an argument starting with `prefix`, and that argument.
 pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -16,3 +16,4 @@ mod hostile;
 mod recovery;
 mod session;
 mod tools;
+mod tui;

@@ -1,0 +1,518 @@
+//! Drawing: `impl Widget for &App`, one `render_*` per region, the theme in one place. Pure.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, StatefulWidget, Table, TableState,
+    Widget, Wrap,
+};
+
+use crate::output::duration;
+use crate::tui::app::{App, Mode, Pane, short};
+
+/// The theme.
+mod theme {
+    use ratatui::style::{Color, Modifier, Style};
+    pub const TITLE: Style = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    pub const DIM: Style = Style::new().fg(Color::DarkGray);
+    pub const HEADER: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
+    pub const SELECTED: Style = Style::new().add_modifier(Modifier::REVERSED);
+    pub const GOOD: Style = Style::new().fg(Color::Green);
+    pub const WARN: Style = Style::new().fg(Color::Yellow);
+    pub const BAD: Style = Style::new().fg(Color::Red);
+}
+
+/// The colour of a session or invocation status.
+fn status_style(status: &str) -> Style {
+    match status {
+        "live" | "running" => theme::GOOD,
+        "starting" | "releasing" | "pending" | "scheduled" | "suspended" | "inboxed" | "ready" => {
+            theme::WARN
+        }
+        "failed" | "backing-off" | "paused" => theme::BAD,
+        _ => theme::DIM,
+    }
+}
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(3),
+            Constraint::Min(4),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        render_header(self, header, buf);
+        let [sessions, lower] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
+        render_sessions(self, sessions, buf);
+        if lower.width >= 100 {
+            let [inv, chart] =
+                Layout::horizontal([Constraint::Min(60), Constraint::Length(34)]).areas(lower);
+            render_invocations(self, inv, buf);
+            render_chart(self, chart, buf);
+        } else {
+            render_invocations(self, lower, buf);
+        }
+        render_footer(self, footer, buf);
+        match &self.mode {
+            Mode::Help => render_help(area, buf),
+            Mode::ConfirmKill(id) => render_confirm(id, area, buf),
+            Mode::Details => render_details(self, area, buf),
+            Mode::Normal | Mode::Filter => {}
+        }
+    }
+}
+
+fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" bro ", theme::TITLE));
+    let lines = match (&app.snapshot, &app.down) {
+        (_, Some(why)) => vec![Line::from(vec![
+            Span::styled("daemon not answering ", theme::BAD),
+            Span::styled(format!("({why}); retrying…"), theme::DIM),
+        ])],
+        (None, None) => vec![Line::styled("connecting to the daemon…", theme::DIM)],
+        (Some(snap), None) => {
+            let st = &snap.status;
+            let restate = if snap.restate_ok {
+                Span::styled(format!("restate ✓ {}", st.restate.admin_url), theme::GOOD)
+            } else {
+                Span::styled("restate ✗ not answering".to_string(), theme::BAD)
+            };
+            let (used, cap) = st
+                .pool
+                .as_ref()
+                .map_or((0, st.max_sessions), |p| (p.used, p.capacity));
+            vec![Line::from(vec![
+                Span::raw(format!("daemon ✓ pid {} v{}  ", st.pid, st.version)),
+                Span::styled(st.api_url.clone(), theme::TITLE),
+                Span::raw("  "),
+                restate,
+                Span::raw(format!("  node {} ", st.node)),
+                Span::styled(
+                    format!("{used}/{cap} sessions"),
+                    if used >= cap { theme::BAD } else { theme::GOOD },
+                ),
+                Span::raw("  queue 0"),
+            ])]
+        }
+    };
+    Paragraph::new(lines).block(block).render(area, buf);
+}
+
+fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
+    let rows = app.sessions();
+    let wide = area.width >= 90;
+    let header: Vec<&str> = if wide {
+        vec![
+            "ID", "STATUS", "AGE", "LEFT", "PORT", "PID", "MEM", "CPU", "CDP",
+        ]
+    } else {
+        vec!["ID", "STATUS", "AGE", "LEFT"]
+    };
+    let body: Vec<Row<'_>> = rows
+        .iter()
+        .map(|r| {
+            let s = &r.session;
+            let open = matches!(s.status.as_str(), "starting" | "live");
+            let left = match (open, s.timeout) {
+                (false, _) => "-".to_string(),
+                (true, 0) => "never".to_string(),
+                (true, t) => duration(t.saturating_sub(s.duration)),
+            };
+            let mut cells = vec![
+                Cell::from(short(&s.id).to_string()),
+                Cell::from(Span::styled(s.status.clone(), status_style(&s.status))),
+                Cell::from(duration(s.duration)),
+                Cell::from(left),
+            ];
+            if wide {
+                let cpu = app
+                    .cpu
+                    .get(&s.id)
+                    .map_or("-".to_string(), |c| format!("{c:.0}%"));
+                cells.extend([
+                    Cell::from(r.port.map_or("-".into(), |p| p.to_string())),
+                    Cell::from(r.pid.map_or("-".into(), |p| p.to_string())),
+                    Cell::from(if r.mem_kib > 0 {
+                        format!("{} MiB", r.mem_kib / 1024)
+                    } else {
+                        "-".into()
+                    }),
+                    Cell::from(cpu),
+                    Cell::from(r.clients.to_string()),
+                ]);
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let widths: Vec<Constraint> = if wide {
+        [9, 10, 8, 8, 6, 8, 9, 5, 4]
+            .into_iter()
+            .map(Constraint::Length)
+            .collect()
+    } else {
+        [9, 10, 7, 7].into_iter().map(Constraint::Length).collect()
+    };
+    let title = format!(" sessions ({}) ", rows.len());
+    let table = Table::new(body, widths)
+        .header(Row::new(header).style(theme::HEADER))
+        .block(pane_block(title, app.pane == Pane::Sessions))
+        .row_highlight_style(theme::SELECTED);
+    let mut state = TableState::default();
+    if app.pane == Pane::Sessions && !rows.is_empty() {
+        state.select(Some(app.selected_session));
+    }
+    StatefulWidget::render(table, area, buf, &mut state);
+    if rows.is_empty() && area.height > 3 {
+        let hint = Paragraph::new(Line::styled(
+            "no sessions — press n to create one",
+            theme::DIM,
+        ));
+        hint.render(
+            Rect {
+                x: area.x + 2,
+                y: area.y + 2,
+                width: area.width.saturating_sub(4),
+                height: 1,
+            },
+            buf,
+        );
+    }
+}
+
+fn render_invocations(app: &App, area: Rect, buf: &mut Buffer) {
+    let rows = app.invocations();
+    let wide = area.width >= 80;
+    let body: Vec<Row<'_>> = rows
+        .iter()
+        .map(|i| {
+            let mut cells = vec![
+                Cell::from(short_target(&i.target)),
+                Cell::from(Span::styled(i.status.clone(), status_style(&i.status))),
+                Cell::from(i.retry_count.unwrap_or(0).to_string()),
+            ];
+            if wide {
+                cells.push(Cell::from(i.last_failure.clone().unwrap_or_default()));
+            }
+            Row::new(cells)
+        })
+        .collect();
+    let mut widths = vec![
+        Constraint::Min(24),
+        Constraint::Length(12),
+        Constraint::Length(4),
+    ];
+    let mut header = vec!["TARGET", "STATUS", "TRY"];
+    if wide {
+        widths.push(Constraint::Percentage(40));
+        header.push("LAST FAILURE");
+    }
+    let table = Table::new(body, widths)
+        .header(Row::new(header).style(theme::HEADER))
+        .block(pane_block(
+            format!(" restate invocations ({}) ", rows.len()),
+            app.pane == Pane::Invocations,
+        ))
+        .row_highlight_style(theme::SELECTED);
+    let mut state = TableState::default();
+    if app.pane == Pane::Invocations && !rows.is_empty() {
+        state.select(Some(app.selected_invocation));
+    }
+    StatefulWidget::render(table, area, buf, &mut state);
+}
+
+/// `Session/4f6ca691-61a6-…/create` → `Session/4f6ca691…/create`.
+fn short_target(target: &str) -> String {
+    target
+        .split('/')
+        .map(|part| {
+            if uuid::Uuid::parse_str(part).is_ok() {
+                format!("{}…", short(part))
+            } else {
+                part.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn render_chart(app: &App, area: Rect, buf: &mut Buffer) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" live sessions / memory ");
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let [a, b] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(inner);
+    let width = usize::from(inner.width);
+    let recent: Vec<&(u64, u64)> = app
+        .history
+        .iter()
+        .rev()
+        .take(width)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let live: Vec<u64> = recent.iter().map(|(l, _)| *l).collect();
+    let mem: Vec<u64> = recent.iter().map(|(_, m)| *m).collect();
+    let (now_live, now_mem) = app.history.back().copied().unwrap_or((0, 0));
+    Sparkline::default()
+        .data(&live)
+        .style(theme::GOOD)
+        .render(a, buf);
+    Sparkline::default()
+        .data(&mem)
+        .style(Style::new().fg(Color::Magenta))
+        .render(b, buf);
+    let label = |t: String, r: Rect, buf: &mut Buffer| {
+        Paragraph::new(t)
+            .style(theme::DIM)
+            .render(Rect { height: 1, ..r }, buf)
+    };
+    label(format!("{now_live} live"), a, buf);
+    label(format!("{now_mem} MiB"), b, buf);
+}
+
+fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
+    let line = match (&app.mode, &app.notice) {
+        (Mode::Filter, _) => Line::from(vec![
+            Span::styled("/", theme::TITLE),
+            Span::raw(app.filter.clone()),
+            Span::raw("▏"),
+        ]),
+        (_, Some(n)) => Line::styled(n.clone(), theme::WARN),
+        _ => {
+            let keys = [
+                ("j/k", "move"),
+                ("tab", "pane"),
+                ("enter", "details"),
+                ("n", "new"),
+                ("d", "kill"),
+                ("/", "filter"),
+                ("?", "help"),
+                ("q", "quit"),
+            ];
+            let mut spans = Vec::new();
+            for (k, what) in keys {
+                spans.push(Span::styled(k, theme::TITLE));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            if !app.filter.is_empty() {
+                spans.push(Span::styled(format!("filter: {}", app.filter), theme::WARN));
+            }
+            Line::from(spans)
+        }
+    };
+    Paragraph::new(line).render(area, buf);
+}
+
+fn pane_block(title: String, focused: bool) -> Block<'static> {
+    let style = if focused { theme::TITLE } else { theme::DIM };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(style)
+        .title(Span::styled(title, style))
+}
+
+/// A centered rectangle of at most `w`×`h`.
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn popup(title: &str, lines: Vec<Line<'static>>, w: u16, area: Rect, buf: &mut Buffer) {
+    let rect = centered(area, w, lines.len() as u16 + 2);
+    Clear.render(rect, buf);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme::TITLE)
+        .title(format!(" {title} "));
+    Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .render(rect, buf);
+}
+
+fn render_help(area: Rect, buf: &mut Buffer) {
+    let keys = [
+        ("j / k, ↓ / ↑, wheel", "move the selection"),
+        ("g / G", "first / last row"),
+        ("tab", "switch between sessions and invocations"),
+        ("enter", "details of the selected row"),
+        ("n", "create a session"),
+        ("d", "kill the selected session (asks first)"),
+        ("/", "filter rows (enter or esc to finish)"),
+        ("?", "this help"),
+        ("q, esc, ctrl-c", "quit"),
+    ];
+    let lines = keys
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<22}"), theme::TITLE),
+                Span::raw(*v),
+            ])
+        })
+        .collect();
+    popup("keys", lines, 66, area, buf);
+}
+
+fn render_confirm(id: &str, area: Rect, buf: &mut Buffer) {
+    let lines = vec![
+        Line::from(format!("Kill session {id}?")),
+        Line::from(vec![
+            Span::styled("y", theme::BAD.add_modifier(Modifier::BOLD)),
+            Span::raw(" kill   any other key: keep"),
+        ]),
+    ];
+    popup("kill", lines, 60, area, buf);
+}
+
+fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
+    let field = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<12}"), theme::HEADER),
+            Span::raw(v),
+        ])
+    };
+    let lines = match app.pane {
+        Pane::Sessions => match app.selected_session() {
+            Some(r) => {
+                let s = &r.session;
+                let mut l = vec![
+                    field("id", s.id.clone()),
+                    field("status", s.status.clone()),
+                    field("cdp", s.websocket_url.clone()),
+                    field("created", s.created_at.clone()),
+                    field(
+                        "timeout",
+                        if s.timeout == 0 {
+                            "none".into()
+                        } else {
+                            duration(s.timeout)
+                        },
+                    ),
+                    field(
+                        "size",
+                        format!("{}x{}", s.dimensions.width, s.dimensions.height),
+                    ),
+                    field(
+                        "browser",
+                        format!(
+                            "pid {} port {} · {} processes",
+                            r.pid.map_or("-".into(), |p| p.to_string()),
+                            r.port.map_or("-".into(), |p| p.to_string()),
+                            r.processes
+                        ),
+                    ),
+                ];
+                if let Some(ua) = &s.user_agent {
+                    l.push(field("user agent", ua.clone()));
+                }
+                if let Some(p) = &s.proxy {
+                    l.push(field("proxy", p.clone()));
+                }
+                if let Some(reason) = &s.reason {
+                    l.push(field("reason", reason.clone()));
+                }
+                if !s.ignored_options.is_empty() {
+                    l.push(field("ignored", s.ignored_options.join(", ")));
+                }
+                l
+            }
+            None => vec![],
+        },
+        Pane::Invocations => match app.invocations().get(app.selected_invocation) {
+            Some(i) => vec![
+                field("id", i.id.clone()),
+                field("target", i.target.clone()),
+                field("status", i.status.clone()),
+                field("retries", i.retry_count.unwrap_or(0).to_string()),
+                field("created", i.created_at.clone().unwrap_or_default()),
+                field(
+                    "failure",
+                    i.last_failure.clone().unwrap_or_else(|| "-".into()),
+                ),
+            ],
+            None => vec![],
+        },
+    };
+    popup(
+        "details",
+        lines,
+        area.width.saturating_sub(8).min(110),
+        area,
+        buf,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use crate::tui::app::App;
+    use crate::tui::event::Event;
+    use crate::tui::fixtures;
+
+    fn draw(app: &App, w: u16, h: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| f.render_widget(app, f.area())).unwrap();
+        terminal.backend().to_string()
+    }
+
+    fn with(snapshot: crate::protocol::control::Dashboard) -> App {
+        let mut app = App::default();
+        app.handle_event(Event::Snapshot(Box::new(snapshot)));
+        app
+    }
+
+    #[test]
+    fn empty() {
+        insta::assert_snapshot!(draw(&with(fixtures::empty()), 120, 24));
+    }
+
+    #[test]
+    fn sessions_in_every_status_and_a_retrying_invocation() {
+        insta::assert_snapshot!(draw(&with(fixtures::busy()), 130, 28));
+    }
+
+    #[test]
+    fn daemon_down() {
+        let mut app = with(fixtures::busy());
+        app.handle_event(Event::DaemonDown("connection refused".into()));
+        insta::assert_snapshot!(draw(&app, 120, 24));
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut app = with(fixtures::busy());
+        app.mode = crate::tui::app::Mode::Help;
+        insta::assert_snapshot!(draw(&app, 120, 28));
+    }
+
+    #[test]
+    fn narrow_terminal() {
+        insta::assert_snapshot!(draw(&with(fixtures::busy()), 60, 20));
+    }
+
+    #[test]
+    fn tiny_terminals_never_panic() {
+        let app = with(fixtures::busy());
+        for (w, h) in [(1, 1), (10, 3), (20, 5), (200, 60)] {
+            draw(&app, w, h);
+        }
+    }
+}
