@@ -1,5 +1,6 @@
 //! The command line, as clap derive types. Doc comments are the help text; no I/O here.
 
+pub mod bench;
 pub mod daemon;
 pub mod doctor;
 pub mod logs;
@@ -41,6 +42,13 @@ pub enum Command {
     /// Create, list, inspect and kill browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Measure a session's cost over a raw Chromium launch, the proxy's over direct CDP,
+    /// and bro's memory; starts its own daemon in a temporary home.
+    ///
+    /// Examples:
+    ///   bro bench
+    ///   bro bench --runs 20 --concurrency 10 --sessions 100 --json
+    Bench(bench::BenchArgs),
     /// A live dashboard: sessions, their browsers, Restate invocations.
     ///
     /// Keys: j/k move, tab switches pane, enter shows details, n creates a session, d kills the

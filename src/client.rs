@@ -234,6 +234,9 @@ pub async fn start_daemon(
         .try_clone()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
     let mut cmd = std::process::Command::new(exe);
+    if let Some(home) = &paths.home {
+        cmd.env("BRO_HOME", home);
+    }
     if let Some(key) = api_key {
         cmd.env("BRO_API_KEY", key);
     }

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
         Command::Doctor { args, json } => cli::doctor::run(paths, *args, json).await,
         Command::Tui => bro::tui::run(paths).await,
+        Command::Bench(args) => cli::bench::run(args).await,
         Command::Completions { shell } => {
             use std::io::Write;
             std::io::stdout().write_all(&cli::completion_script(shell))?;

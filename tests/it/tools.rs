@@ -119,3 +119,39 @@ fn tab_completes_live_session_ids() {
     let words = complete(empty.path());
     assert!(words.lines().all(|w| w.starts_with("--")), "{words}");
 }
+
+#[test]
+fn bench_runs_and_cleans_up() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bro_in(
+        home.path(),
+        &[
+            "bench",
+            "--runs",
+            "2",
+            "--sessions",
+            "2",
+            "--concurrency",
+            "2",
+            "--live",
+            "2",
+            "--round-trips",
+            "20",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["raw_launch_ms"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["create_ms"]["p50"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["concurrent"]["failures"], 0, "{r}");
+    assert!(r["memory_kib"]["restate_idle"].as_u64().unwrap() > 0, "{r}");
+    // Its own daemon, restate-server and browsers are gone, and so is its home.
+    let stray = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bro-bench-"))
+        .filter(|e| !crate::helper::leftovers(&e.path()).is_empty())
+        .count();
+    assert_eq!(stray, 0, "bench left processes behind");
+}

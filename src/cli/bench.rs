@@ -1,0 +1,395 @@
+//! `bro bench`: measures, in one run so the ratios are fair, what a session costs over a raw
+//! Chromium launch, what the proxy costs over a direct CDP socket, and what bro's processes
+//! weigh. It starts its own daemon in a temporary home (or uses `--home`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cdp::Cdp;
+use crate::client::{self, DaemonClient};
+use crate::output;
+use crate::paths::Paths;
+use crate::protocol::session::{SessionOptions, WorkerInfo};
+use crate::worker::{LaunchSpec, LocalWorkerHost, WorkerHost, chromium, process};
+
+/// Options of `bro bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Samples of each sequential measurement.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Clients creating sessions at once in the concurrency test.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Sessions created in the concurrency test.
+    #[arg(long, default_value_t = 12)]
+    pub sessions: usize,
+    /// Live sessions for the memory figures.
+    #[arg(long, default_value_t = 10)]
+    pub live: usize,
+    /// CDP round trips measured, direct and through the proxy.
+    #[arg(long, default_value_t = 200)]
+    pub round_trips: usize,
+    /// Use the daemon of this bro home instead of starting one.
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Percentiles of a set of samples, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stats {
+    pub n: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    fn of(mut ms: Vec<f64>) -> Stats {
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| {
+            ms.get(
+                ((q * ms.len() as f64).ceil() as usize)
+                    .saturating_sub(1)
+                    .min(ms.len().saturating_sub(1)),
+            )
+            .copied()
+            .unwrap_or(0.0)
+        };
+        Stats {
+            n: ms.len(),
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark and prints its table (or JSON).
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let temp = match &args.home {
+        Some(_) => None,
+        None => Some(tempfile_dir()?),
+    };
+    let paths = match (&args.home, &temp) {
+        (Some(home), _) => Paths::under(home.clone()),
+        (None, Some(dir)) => Paths::under(dir.clone()),
+        _ => bail!("no home"),
+    };
+    let started_here = temp.is_some();
+    if started_here {
+        paths.create_all()?;
+        output::progress("starting a daemon in a temporary home");
+        let max = (args.sessions.max(args.live) + 2).to_string();
+        client::start_daemon(
+            &paths,
+            &[
+                "--port=0".into(),
+                format!("--max-sessions={max}"),
+                "--default-timeout=10m".into(),
+            ],
+            None,
+        )
+        .await?;
+    }
+    let result = measure(&paths, &args).await;
+    if started_here {
+        let _ = DaemonClient::new(paths.socket()).shutdown(false).await;
+        let gone = process::wait_until(Duration::from_secs(30), || !paths.socket().exists()).await;
+        if gone && let Some(dir) = &temp {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    let report = result?;
+    if args.json {
+        output::json(&report);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("bro-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
+    let status = DaemonClient::new(paths.socket())
+        .status()
+        .await
+        .context("the daemon does not answer")?;
+    let api = status.api_url.clone();
+    let http = reqwest::Client::new();
+    let chromium_path = std::path::PathBuf::from(&status.chromium);
+
+    output::progress("raw Chromium launches");
+    let raw = raw_launches(&chromium_path, paths, args.runs).await?;
+
+    output::progress("sequential creates and releases");
+    let (mut create, mut release) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let s: Value = http
+            .post(format!("{api}/v1/sessions"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        create.push(ms_since(t));
+        let id = s["id"].as_str().unwrap_or_default().to_string();
+        let t = Instant::now();
+        http.post(format!("{api}/v1/sessions/{id}/release"))
+            .send()
+            .await?
+            .error_for_status()?;
+        release.push(ms_since(t));
+    }
+
+    output::progress("concurrent creates");
+    let t = Instant::now();
+    let per_client = args.sessions.div_ceil(args.concurrency.max(1));
+    let clients = (0..args.concurrency.max(1)).map(|_| {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..per_client {
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{api}/v1/sessions"))
+                    .json(&json!({}))
+                    .send()
+                    .await;
+                let ok = matches!(&r, Ok(r) if r.status().is_success());
+                let id = match r {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_string)),
+                    Err(_) => None,
+                };
+                out.push((ms_since(t), ok, id));
+            }
+            out
+        }
+    });
+    let results: Vec<(f64, bool, Option<String>)> = futures_util::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let wall = t.elapsed().as_secs_f64();
+    let failures = results.iter().filter(|r| !r.1).count();
+    let concurrent = Stats::of(results.iter().map(|r| r.0).collect());
+    let created: Vec<String> = results.into_iter().filter_map(|r| r.2).collect();
+    let throughput = created.len() as f64 / wall;
+
+    output::progress("CDP round trips, direct and through the proxy");
+    let probe_id = created.first().cloned().context("no session was created")?;
+    let rec: Value = http
+        .get(format!("{api}/v1/sessions/{probe_id}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let worker = worker_of(paths, &probe_id)?;
+    let direct = round_trips(&crate::worker::page::browser_url(&worker), args.round_trips).await?;
+    let proxied = round_trips(
+        rec["websocketUrl"].as_str().unwrap_or_default(),
+        args.round_trips,
+    )
+    .await?;
+
+    output::progress("memory with live sessions");
+    let idle_daemon = rss_kib(status.pid);
+    let idle_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
+    let mut live = created.clone();
+    while live.len() < args.live {
+        let s: Value = http
+            .post(format!("{api}/v1/sessions"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        live.push(s["id"].as_str().unwrap_or_default().to_string());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let browsers_kib: u64 = live
+        .iter()
+        .filter_map(|id| worker_of(paths, id).ok())
+        .map(|w| process::group_usage(w.pid).0)
+        .sum();
+    let busy_daemon = rss_kib(status.pid);
+    let busy_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
+    http.post(format!("{api}/v1/sessions/release"))
+        .send()
+        .await?;
+
+    let raw_p50 = raw.p50.max(0.001);
+    let create_s = Stats::of(create);
+    Ok(json!({
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "raw_launch_ms": raw,
+        "create_ms": create_s,
+        "release_ms": Stats::of(release),
+        "concurrent": { "clients": args.concurrency, "sessions": args.sessions, "failures": failures,
+                        "per_second": throughput, "latency_ms": concurrent },
+        "cdp_round_trip_ms": { "direct": direct, "proxy": proxied },
+        "memory_kib": { "daemon_idle": idle_daemon, "restate_idle": idle_restate,
+                        "live_sessions": live.len(), "daemon_busy": busy_daemon, "restate_busy": busy_restate,
+                        "browsers_pss": browsers_kib, "per_session_pss": browsers_kib / live.len().max(1) as u64 },
+        "ratios": { "create_p50_over_raw_p50": create_s.p50 / raw_p50,
+                    "proxy_p50_minus_direct_p50_ms": proxied.p50 - direct.p50 },
+    }))
+}
+
+/// Launches with bro's own code path (spawn, DevToolsActivePort, /json/version) and stops.
+async fn raw_launches(
+    chromium_path: &std::path::Path,
+    paths: &Paths,
+    runs: usize,
+) -> Result<Stats> {
+    let scratch = paths.runtime_dir.join("bench-raw");
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let host = LocalWorkerHost::new(
+        chromium::executable(chromium_path).context("chromium")?,
+        Vec::new(),
+        scratch.clone(),
+        tx,
+    );
+    let mut samples = Vec::new();
+    for i in 0..runs {
+        let spec = LaunchSpec {
+            session_id: format!("raw-{i}"),
+            options: SessionOptions::default(),
+            context: None,
+        };
+        let t = Instant::now();
+        let w = host.launch(spec).await?;
+        samples.push(ms_since(t));
+        host.stop(w, true).await?;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(Stats::of(samples))
+}
+
+/// `Runtime.evaluate` round trips over one socket (after a warm-up), in ms.
+async fn round_trips(url: &str, n: usize) -> Result<Stats> {
+    let mut cdp = Cdp::connect(url).await?;
+    let (_, session) = cdp.open_page("about:blank").await?;
+    let params = json!({ "expression": "1+1", "returnByValue": true });
+    for _ in 0..10 {
+        cdp.call_in(Some(&session), "Runtime.evaluate", params.clone())
+            .await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        cdp.call_in(Some(&session), "Runtime.evaluate", params.clone())
+            .await?;
+        samples.push(ms_since(t));
+    }
+    Ok(Stats::of(samples))
+}
+
+fn worker_of(paths: &Paths, id: &str) -> Result<WorkerInfo> {
+    #[derive(serde::Deserialize)]
+    struct PidFile {
+        pid: u32,
+        start_time: u64,
+    }
+    let dir = paths.sessions_dir().join(id);
+    let pf: PidFile = serde_json::from_slice(&std::fs::read(dir.join("worker.json"))?)?;
+    let port_file = std::fs::read_to_string(dir.join("profile/DevToolsActivePort"))?;
+    let mut lines = port_file.lines();
+    let port = lines.next().unwrap_or_default().trim().parse()?;
+    let ws_path = lines.next().unwrap_or_default().trim().to_string();
+    Ok(WorkerInfo {
+        pid: pf.pid,
+        start_time: pf.start_time,
+        port,
+        ws_path,
+        dir,
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn print_table(r: &Value) {
+    let row = |name: &str, s: &Value| {
+        vec![
+            name.to_string(),
+            format!("{:.1}", s["p50"].as_f64().unwrap_or(0.0)),
+            format!("{:.1}", s["p95"].as_f64().unwrap_or(0.0)),
+            format!("{:.1}", s["p99"].as_f64().unwrap_or(0.0)),
+            s["n"].to_string(),
+        ]
+    };
+    let rows = vec![
+        row("raw Chromium launch → CDP ready", &r["raw_launch_ms"]),
+        row("POST /v1/sessions → live", &r["create_ms"]),
+        row("release", &r["release_ms"]),
+        row(
+            &format!("create, {} clients at once", r["concurrent"]["clients"]),
+            &r["concurrent"]["latency_ms"],
+        ),
+        row("CDP round trip, direct", &r["cdp_round_trip_ms"]["direct"]),
+        row(
+            "CDP round trip, through bro",
+            &r["cdp_round_trip_ms"]["proxy"],
+        ),
+    ];
+    output::line(&output::table(&["ms", "p50", "p95", "p99", "n"], &rows));
+    let m = &r["memory_kib"];
+    let mib = |v: &Value| v.as_u64().unwrap_or(0) / 1024;
+    output::line("");
+    output::line(&format!(
+        "concurrent: {} sessions, {:.1}/s, {} failed",
+        r["concurrent"]["sessions"],
+        r["concurrent"]["per_second"].as_f64().unwrap_or(0.0),
+        r["concurrent"]["failures"]
+    ));
+    output::line(&format!(
+        "memory: daemon {} MiB idle, {} MiB with {} live; restate-server {} MiB idle, {} MiB busy; browsers {} MiB PSS ({} MiB per session)",
+        mib(&m["daemon_idle"]),
+        mib(&m["daemon_busy"]),
+        m["live_sessions"],
+        mib(&m["restate_idle"]),
+        mib(&m["restate_busy"]),
+        mib(&m["browsers_pss"]),
+        mib(&m["per_session_pss"])
+    ));
+    output::line(&format!(
+        "ratios: create p50 / raw launch p50 = {:.2}; proxy p50 − direct p50 = {:.3} ms",
+        r["ratios"]["create_p50_over_raw_p50"]
+            .as_f64()
+            .unwrap_or(0.0),
+        r["ratios"]["proxy_p50_minus_direct_p50_ms"]
+            .as_f64()
+            .unwrap_or(0.0)
+    ));
+}
