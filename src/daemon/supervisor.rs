@@ -28,10 +28,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
 /// Misses in a row after which a browser counts as hung: detected within ~2 s.
 const MAX_MISSES: u32 = 3;
 /// How often state and the sessions dir are reconciled.
-const RECONCILE_EVERY: Duration = Duration::from_secs(15);
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// A session dir younger than this is never reaped: its session's state may not be visible
-/// to introspection yet.
-const REAP_GRACE: Duration = Duration::from_secs(60);
+/// to introspection yet. (A launch under way in this daemon is protected on its own.)
+const REAP_GRACE: Duration = Duration::from_secs(10);
 
 /// Supervises the browsers of one node.
 pub struct Supervisor {
@@ -231,7 +231,7 @@ impl Supervisor {
     }
 
     /// Runs until `stop`: watches browsers as they launch, reports exits as they happen,
-    /// checks the watched every 500 ms and reconciles every 15 seconds.
+    /// checks the watched every 500 ms and reconciles every 5 seconds.
     pub async fn run(
         mut self,
         mut events: mpsc::UnboundedReceiver<WorkerEvent>,

@@ -136,10 +136,17 @@ fn check_invariants(d: &TestDaemon, round: usize) -> usize {
         live == dirs && live == browsers && live == pool
     });
     let (live, dirs, browsers, pool) = observe(d);
-    assert!(
-        converged,
-        "round {round}: live sessions {live:?}\n dirs {dirs:?}\n browsers {browsers:?}\n pool {pool:?}"
-    );
+    if !converged {
+        let log =
+            std::fs::read_to_string(d.home.path().join("state/daemon.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let all = d.json(&["session", "list", "--json"]);
+        panic!(
+            "round {round}: live sessions {live:?}\n dirs {dirs:?}\n browsers {browsers:?}\n pool {pool:?}\n\
+             all sessions: {all}\n daemon log (newest first):\n{}",
+            tail.join("\n")
+        );
+    }
     let list = d.json(&["session", "list", "--status", "live", "--json"]);
     for s in list["sessions"].as_array().unwrap() {
         let product = cdp_browser_version(s["websocketUrl"].as_str().unwrap());
