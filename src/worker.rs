@@ -360,6 +360,20 @@ async fn cdp_browser_close(url: &str) {
     }
 }
 
+/// The browser a session dir records: pid file and `DevToolsActivePort` (for tools such as
+/// `bro bench` that look at browsers from outside the daemon).
+pub fn worker_in(dir: &Path) -> Option<WorkerInfo> {
+    let pf = read_pid_file(dir)?;
+    let (port, ws_path) = chromium::read_port_file(&dir.join("profile/DevToolsActivePort"))?;
+    Some(WorkerInfo {
+        pid: pf.pid,
+        start_time: pf.start_time,
+        port,
+        ws_path,
+        dir: dir.to_path_buf(),
+    })
+}
+
 fn read_pid_file(dir: &Path) -> Option<PidFile> {
     serde_json::from_slice(&std::fs::read(dir.join("worker.json")).ok()?).ok()
 }

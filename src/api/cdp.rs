@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::api::sessions::{live_worker, not_found_for, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::cdp_proxy::{self, ProxyError, Upstream};
-use crate::protocol::session::SessionStatus;
+use crate::protocol::session::{SessionStatus, WorkerInfo};
 use crate::protocol::steel::ErrorBody;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
@@ -40,8 +40,7 @@ pub async fn upgrade_or_not_found(State(st): State<Arc<AppState>>, req: Request)
 }
 
 async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
-    let id = session_of(st, req.uri()).await?;
-    let (_, worker) = live_worker(st, &id).await?;
+    let (id, worker) = live_target(st, req.uri()).await?;
     // Page-level sockets (from `/json/list`) keep their path; everything else is the browser.
     let ws_path = match req.uri().path() {
         p if p.starts_with("/devtools/page/") => p.to_string(),
@@ -67,8 +66,7 @@ async fn version(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_of(&st, &uri).await?;
-    let (_, worker) = live_worker(&st, &id).await?;
+    let (id, worker) = live_target(&st, &uri).await?;
     let mut v = fetch(&st, worker.port, "/json/version").await?;
     v["webSocketDebuggerUrl"] = Value::String(ws_url(&st, &uri, &headers, "/", &id));
     Ok(Json(v))
@@ -81,8 +79,7 @@ async fn list(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let id = session_of(&st, &uri).await?;
-    let (_, worker) = live_worker(&st, &id).await?;
+    let (id, worker) = live_target(&st, &uri).await?;
     let mut targets = fetch(&st, worker.port, "/json/list").await?;
     for t in targets.as_array_mut().into_iter().flatten() {
         let path = format!("/devtools/page/{}", t["id"].as_str().unwrap_or_default());
@@ -127,6 +124,13 @@ fn query_value<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
             Some((k, v)) if k == name && !v.is_empty() => Some(v),
             _ => None,
         })
+}
+
+/// The live session a CDP request is for, and its browser.
+async fn live_target(st: &AppState, uri: &Uri) -> Result<(String, WorkerInfo), ApiError> {
+    let id = session_of(st, uri).await?;
+    let (_, worker) = live_worker(st, &id).await?;
+    Ok((id, worker))
 }
 
 /// The session a CDP request names, or steel-browser's fallback: the one live session.

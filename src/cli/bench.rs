@@ -310,24 +310,8 @@ async fn round_trips(url: &str, n: usize) -> Result<Stats> {
 }
 
 fn worker_of(paths: &Paths, id: &str) -> Result<WorkerInfo> {
-    #[derive(serde::Deserialize)]
-    struct PidFile {
-        pid: u32,
-        start_time: u64,
-    }
-    let dir = paths.sessions_dir().join(id);
-    let pf: PidFile = serde_json::from_slice(&std::fs::read(dir.join("worker.json"))?)?;
-    let port_file = std::fs::read_to_string(dir.join("profile/DevToolsActivePort"))?;
-    let mut lines = port_file.lines();
-    let port = lines.next().unwrap_or_default().trim().parse()?;
-    let ws_path = lines.next().unwrap_or_default().trim().to_string();
-    Ok(WorkerInfo {
-        pid: pf.pid,
-        start_time: pf.start_time,
-        port,
-        ws_path,
-        dir,
-    })
+    crate::worker::worker_in(&paths.sessions_dir().join(id))
+        .with_context(|| format!("no browser recorded for session {id}"))
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -313,7 +313,7 @@ pub async fn wait_ready(
 }
 
 /// Parses `DevToolsActivePort`: the port, then `/devtools/browser/<guid>`.
-fn read_port_file(path: &Path) -> Option<(u16, String)> {
+pub(crate) fn read_port_file(path: &Path) -> Option<(u16, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let port = lines.next()?.trim().parse().ok()?;
