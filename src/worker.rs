@@ -9,7 +9,7 @@ pub mod chromium;
 pub mod page;
 pub mod process;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,10 +110,15 @@ pub struct LocalWorkerHost {
     http: reqwest::Client,
     /// Pids being stopped on purpose: their exit is not reported.
     stopping: Arc<Mutex<HashSet<u32>>>,
-    /// Session ids whose launch is under way, so the reaper leaves their dirs alone.
-    launching: Mutex<HashSet<String>>,
+    /// Per session with browser work under way: a gate that runs one launch or stop at a time
+    /// (a retried attempt may start while an abandoned one still runs), and how many wait on
+    /// it. The reaper leaves these sessions' dirs alone.
+    busy: Mutex<HashMap<String, Gate>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
 }
+
+/// A session's turn-taking lock and how many launches or stops hold or wait for it.
+type Gate = (Arc<tokio::sync::Mutex<()>>, usize);
 
 /// The pid and start time of a launched browser, written into its session dir right after
 /// spawn so a retried launch or the reaper can find it.
@@ -137,7 +142,7 @@ impl LocalWorkerHost {
             sessions_dir,
             http: reqwest::Client::new(),
             stopping: Arc::new(Mutex::new(HashSet::new())),
-            launching: Mutex::new(HashSet::new()),
+            busy: Mutex::new(HashMap::new()),
             events,
         })
     }
@@ -167,7 +172,7 @@ impl LocalWorkerHost {
 
     /// True while a launch of `id` runs in this daemon.
     pub fn is_launching(&self, id: &str) -> bool {
-        lock(&self.launching).contains(id)
+        lock(&self.busy).contains_key(id)
     }
 
     /// True when the browser of `worker` runs and answers CDP.
@@ -265,6 +270,36 @@ impl LocalWorkerHost {
         });
     }
 
+    /// Runs `work` for session `id` once no other launch or stop of it runs. Without this, an
+    /// attempt Restate abandoned (its stream broke) and the retry it started could both spawn
+    /// a browser, and one would be left behind.
+    async fn one_at_a_time<T>(&self, id: String, work: impl std::future::Future<Output = T>) -> T {
+        /// Leaves the session's entry when the work ends, or when its future is dropped.
+        struct Leave<'a>(&'a Mutex<HashMap<String, Gate>>, String);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                let mut busy = lock(self.0);
+                if let Some(entry) = busy.get_mut(&self.1) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        busy.remove(&self.1);
+                    }
+                }
+            }
+        }
+        let gate = {
+            let mut busy = lock(&self.busy);
+            let entry = busy
+                .entry(id.clone())
+                .or_insert_with(|| (Arc::default(), 0));
+            entry.1 += 1;
+            Arc::clone(&entry.0)
+        };
+        let _leave = Leave(&self.busy, id);
+        let _turn = gate.lock().await;
+        work.await
+    }
+
     async fn stop_inner(&self, worker: WorkerInfo, graceful: bool) -> Result<(), WorkerError> {
         lock(&self.stopping).insert(worker.pid);
         let result = match graceful {
@@ -294,17 +329,17 @@ impl LocalWorkerHost {
 
 impl WorkerHost for LocalWorkerHost {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
-        Box::pin(async move {
-            let id = spec.session_id.clone();
-            lock(&self.launching).insert(id.clone());
-            let result = self.launch_inner(spec).await;
-            lock(&self.launching).remove(&id);
-            result
-        })
+        let id = spec.session_id.clone();
+        Box::pin(self.one_at_a_time(id, self.launch_inner(spec)))
     }
 
     fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>> {
-        Box::pin(self.stop_inner(worker, graceful))
+        let id = worker
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Box::pin(self.one_at_a_time(id, self.stop_inner(worker, graceful)))
     }
 }
 
