@@ -108,7 +108,8 @@ impl Ingress {
         let sql = format!(
             "SELECT value_utf8 FROM state WHERE service_name = 'Pool' AND service_key = '{node}' AND key = 'sessions'"
         );
-        let rows: Vec<StateRow> = self.query(&sql).await?;
+        // Status answers must stay quick when Restate is down: one attempt, no retries.
+        let rows: Vec<StateRow> = self.query_attempts(&sql, 1).await?;
         let sessions: Vec<String> = rows
             .first()
             .and_then(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
@@ -170,9 +171,17 @@ impl Ingress {
     /// Runs an introspection query; retried briefly because right after a restart the
     /// query engine can answer "node lookup for partition N failed" (restate-notes §4.6).
     pub async fn query<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, IngressError> {
+        self.query_attempts(sql, 10).await
+    }
+
+    async fn query_attempts<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        attempts: u64,
+    ) -> Result<Vec<T>, IngressError> {
         let url = format!("{}/query", self.admin_url);
         let mut last = String::new();
-        for attempt in 0..10 {
+        for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
