@@ -298,7 +298,13 @@ impl Runner {
             .open(&self.log)
             .map_err(io_err("open restate-server.log"))?;
         let log_err = log.try_clone().map_err(io_err("open restate-server.log"))?;
+        // restate-server leaves `invoker-*` dirs in its TMPDIR at every start; keep them in its
+        // own dir (emptied here: the previous server is gone) rather than the user's /tmp.
+        let tmp = self.dir.join("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io_err("create restate tmp dir"))?;
         let mut child = Command::new(&self.binary)
+            .env("TMPDIR", &tmp)
             .arg("--config-file")
             .arg(self.dir.join("restate.toml"))
             .args(["--listen-mode", "tcp", "--no-logo"])
