@@ -81,6 +81,28 @@ fn logs_show_daemon_and_restate_lines() {
 }
 
 #[test]
+fn zsh_and_fish_completions_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (shell, args, file) in [
+        ("zsh", &["-n"][..], "_bro"),
+        ("fish", &["--no-execute"][..], "bro.fish"),
+    ] {
+        let out = std::process::Command::new(shell)
+            .args(args)
+            .arg(dir.join(file))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{shell} is needed for this test (apt-get install zsh fish): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "{shell} cannot parse {file}: {}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
 fn bash_completion_loads() {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/bro.bash");
     let out = std::process::Command::new("bash")
