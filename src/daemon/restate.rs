@@ -84,24 +84,35 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// Ports from `ports.json`, else Restate's defaults; any that is now taken by someone
-    /// else is replaced by a free one. Ports of an adopted restate-server are kept as they are.
+    /// Ports from `ports.json`, else free ones; any that is now taken by someone else is
+    /// replaced by a free one. Ports of an adopted restate-server are kept as they are.
+    ///
+    /// Never Restate's defaults (9070, 8080, 5122): those belong to the user's own Restate,
+    /// and while one home's server restarts, another home could take them from it.
     pub fn load_or_pick(dir: &Path, keep_restate_ports: bool) -> Self {
         let file = dir.join("ports.json");
         let saved: Option<Ports> = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let mut ports = saved.unwrap_or(Ports {
-            admin: 9070,
-            ingress: 8080,
-            fabric: 5122,
+            admin: 0,
+            ingress: 0,
+            fabric: 0,
             sdk: 0,
         });
-        let pick = |p: u16| {
+        // Each free port stays bound until all are picked, so no two of them coincide.
+        let mut held = Vec::new();
+        let mut pick = |p: u16| {
             if p != 0 && port_free(p) {
-                p
-            } else {
-                free_port()
+                return p;
+            }
+            match TcpListener::bind(("127.0.0.1", 0)) {
+                Ok(l) => {
+                    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                    held.push(l);
+                    port
+                }
+                Err(_) => 0,
             }
         };
         if !keep_restate_ports {
