@@ -95,7 +95,7 @@ pub struct DaemonCommand {
 #[derive(Debug, Subcommand)]
 pub enum DaemonAction {
     /// Start the daemon in the background; returns once it is healthy.
-    Start(DaemonArgs),
+    Start(Box<DaemonArgs>),
     /// Stop the daemon; its sessions are released unless --keep-sessions.
     Stop {
         /// Leave the browsers running; the next daemon re-adopts them.
@@ -136,6 +136,12 @@ pub struct DaemonArgs {
     /// Most sessions live at once on this machine [default: 16].
     #[arg(long, env = "BRO_MAX_SESSIONS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_sessions: Option<u32>,
+    /// Most creates that wait for a slot when all are in use; past it, 429 [default: 64].
+    #[arg(long, env = "BRO_MAX_QUEUE", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub max_queue: Option<u32>,
+    /// How long a create waits for a slot before it gets 429, e.g. 30s [default: 30s].
+    #[arg(long, env = "BRO_QUEUE_TIMEOUT", value_parser = parse_duration_ms)]
+    pub queue_timeout: Option<u64>,
     /// Timeout of sessions created without one, e.g. 10m; 0 means none [default: 5m].
     #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
     pub default_timeout: Option<u64>,
@@ -241,6 +247,9 @@ pub struct CreateArgs {
     /// Proxy for the browser's traffic (http://, https://, socks5://).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Fail at once (429) when every slot is in use, rather than wait in the queue.
+    #[arg(long)]
+    pub no_wait: bool,
     /// Use this id (a UUID); creating twice with one id returns the same session.
     #[arg(long, value_parser = parse_uuid)]
     pub session_id: Option<String>,

@@ -80,11 +80,19 @@ impl DaemonClient {
     }
 
     /// `POST /v1/sessions`.
+    /// With `no_wait`, a full node answers 429 at once instead of queueing the create.
     pub async fn create_session(
         &self,
         req: &CreateSessionRequest,
+        no_wait: bool,
     ) -> Result<SessionDetails, ClientError> {
-        self.request(Method::POST, "/v1/sessions", Some(req)).await
+        let headers: &[(&str, &str)] = if no_wait {
+            &[(crate::api::sessions::NO_WAIT_HEADER, "1")]
+        } else {
+            &[]
+        };
+        self.request_with(Method::POST, "/v1/sessions", Some(req), headers)
+            .await
     }
 
     /// `GET /v1/sessions[?status=S]`.
@@ -127,14 +135,28 @@ impl DaemonClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    async fn request_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
         let bytes = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Transport(e.to_string()))?,
             None => Vec::new(),
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(Uri::new(&self.socket, path))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let resp = self.http.request(req).await.map_err(|e| {

@@ -12,12 +12,16 @@ pub const DEFAULT_BIND: &str = "127.0.0.1";
 pub const DEFAULT_MAX_SESSIONS: u32 = 16;
 pub const DEFAULT_NODE: &str = "local";
 pub const DEFAULT_RETENTION_MS: u64 = 24 * 3600 * 1000;
+pub const DEFAULT_MAX_QUEUE: u32 = 64;
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 30_000;
 
 /// An example file with every key, for the documentation and `bro doctor`.
 pub const EXAMPLE: &str = r#"# ~/.config/bro/config.toml (or $BRO_HOME/config/config.toml)
 port = 3000                 # steel API and CDP proxy; 0 picks a free port
 bind = "127.0.0.1"          # keep it on loopback unless api_key is set
 max_sessions = 16           # live sessions at once on this machine
+max_queue = 64              # creates that wait for a slot when all are taken; 0 = none
+queue_timeout = "30s"       # how long a create waits for a slot before it gets 429
 default_timeout = "5m"      # for sessions created without a timeout; "0" = none
 retention = "24h"           # ended sessions stay retrievable this long; "0" = forever
 chromium = "/usr/bin/chromium"
@@ -33,6 +37,9 @@ pub struct Config {
     pub port: Option<u16>,
     pub bind: Option<IpAddr>,
     pub max_sessions: Option<u32>,
+    pub max_queue: Option<u32>,
+    /// A duration such as `"30s"`.
+    pub queue_timeout: Option<String>,
     /// A duration such as `"90s"`, `"10m"`; `"0"` means no timeout.
     pub default_timeout: Option<String>,
     /// How long ended sessions stay retrievable; `"0"` keeps them.
@@ -82,7 +89,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        for t in [&self.default_timeout, &self.retention]
+        for t in [&self.default_timeout, &self.retention, &self.queue_timeout]
             .into_iter()
             .flatten()
         {
@@ -102,6 +109,13 @@ impl Config {
     /// `retention` in milliseconds, if set.
     pub fn retention_ms(&self) -> Option<u64> {
         self.retention
+            .as_deref()
+            .and_then(|t| parse_timeout_ms(t).ok())
+    }
+
+    /// `queue_timeout` in milliseconds, if set.
+    pub fn queue_timeout_ms(&self) -> Option<u64> {
+        self.queue_timeout
             .as_deref()
             .and_then(|t| parse_timeout_ms(t).ok())
     }

@@ -43,6 +43,10 @@ pub struct DaemonOptions {
     pub port: u16,
     pub bind: IpAddr,
     pub max_sessions: u32,
+    /// Most creates waiting for a slot; 0 = no queue.
+    pub max_queue: u32,
+    /// How long a create waits for a slot.
+    pub queue_timeout_ms: u64,
     /// Timeout of sessions created without one; 0 means none.
     pub default_timeout_ms: u64,
     /// How long ended sessions stay retrievable; 0 means forever.
@@ -114,6 +118,8 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         host: host.clone(),
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
+        max_queue: opts.max_queue,
+        queue_timeout_ms: opts.queue_timeout_ms,
         retention_ms: opts.retention_ms,
         sockets: Arc::clone(&sockets),
     });
@@ -128,6 +134,18 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         servers.clone(),
     ));
     restate::register(&admin_url, &endpoint_url).await?;
+
+    // The clients of creates still queued by a previous daemon are gone: end their waits.
+    let dropped = ingress
+        .clear_queue(&opts.node)
+        .await
+        .context("clearing the queue of a previous daemon")?;
+    if dropped > 0 {
+        tracing::info!(
+            dropped,
+            "ended the waits of a previous daemon's queued creates"
+        );
+    }
 
     // Recovery before anyone can call: live sessions re-adopted or failed, orphans reaped.
     let mut sup = supervisor::Supervisor::new(host, ingress.clone(), Arc::clone(&sockets));
@@ -164,6 +182,8 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         socket: paths.socket().display().to_string(),
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
+        max_queue: opts.max_queue,
+        queue_timeout_ms: opts.queue_timeout_ms,
         chromium: chromium.display().to_string(),
         home: paths.display_home(),
         restate: RestateStatus {

@@ -19,6 +19,10 @@ pub struct Deps {
     pub node: String,
     /// Capacity of this node's `Pool`.
     pub max_sessions: u32,
+    /// Most creates waiting for a slot at once; 0 = no queue.
+    pub max_queue: u32,
+    /// How long a create waits in the queue before it gets 429.
+    pub queue_timeout_ms: u64,
     /// How long an ended session's record is kept before it is cleared; 0 = forever.
     pub retention_ms: u64,
     /// Proxied CDP sockets, closed when their session ends.

@@ -227,7 +227,14 @@ pub fn daemon_status(st: &DaemonStatus, as_json: bool) {
         vec![
             "node".into(),
             match &st.pool {
-                Some(p) => format!("{} ({} of {} sessions in use)", st.node, p.used, p.capacity),
+                Some(p) => format!(
+                    "{} ({} of {} sessions in use, {} of {} queued)",
+                    st.node,
+                    p.used,
+                    p.capacity,
+                    p.queued.len(),
+                    p.max_queue
+                ),
                 None => format!("{} (max {} sessions)", st.node, st.max_sessions),
             },
         ],

@@ -80,7 +80,8 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, client: DaemonClien
                 let (client, tx) = (client.clone(), tx.clone());
                 tokio::spawn(async move {
                     let notice = match client
-                        .create_session(&CreateSessionRequest::default())
+                        // Queued like any create when the node is full; the header shows it.
+                        .create_session(&CreateSessionRequest::default(), false)
                         .await
                     {
                         Ok(s) => format!("created {}", s.id),

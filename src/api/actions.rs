@@ -98,7 +98,8 @@ async fn with_page<T>(
                 timeout_ms: ACTION_SESSION_TIMEOUT_MS,
                 ..Default::default()
             };
-            let rec = st.ingress.create(&id, options, None).await?;
+            // Quick actions do not queue: a full node answers 429 at once.
+            let rec = st.ingress.create(&id, options, None, None).await?;
             let Some(worker) = rec.worker else {
                 let reason = rec.reason.unwrap_or_default();
                 return Err(ApiError::Internal(format!(

@@ -52,7 +52,7 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
     let mut status = st.control.status();
     status.pool = st
         .ingress
-        .pool(&status.node, status.max_sessions)
+        .pool(&status.node, status.max_sessions, status.max_queue)
         .await
         .ok();
     Json(status)
@@ -62,7 +62,8 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
 async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     let mut status = st.control.status();
     let (pool, records, invocations) = tokio::join!(
-        st.ingress.pool(&status.node, status.max_sessions),
+        st.ingress
+            .pool(&status.node, status.max_sessions, status.max_queue),
         st.ingress.list(),
         st.ingress.invocations(40)
     );

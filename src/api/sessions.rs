@@ -4,11 +4,15 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use std::time::Duration;
+
 use crate::api::{ApiError, AppState};
+use crate::daemon::ingress::Ingress;
 use crate::orchestrator::now_ms;
 use crate::protocol::session::{
     Dimensions, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
@@ -40,9 +44,10 @@ async fn health() -> Json<serde_json::Value> {
 
 /// `POST /v1/sessions`. An empty body counts as `{}` (the SDKs send a JSON content type with
 /// no body); unknown fields are ignored.
-#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body(content = Option<CreateSessionRequest>, description = "Options; an empty body counts as {}"), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "At capacity; see Retry-After", body = ErrorBody), (status = 500, description = "The browser failed to start", body = ErrorBody), (status = 503, description = "Restate unreachable", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body(content = Option<CreateSessionRequest>, description = "Options; an empty body counts as {}"), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "At capacity: the queue is full, the wait timed out, or x-bro-no-wait was sent; see Retry-After", body = ErrorBody), (status = 500, description = "The browser failed to start", body = ErrorBody), (status = 503, description = "Restate unreachable", body = ErrorBody)))]
 async fn create(
     State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SessionDetails>, ApiError> {
     let req: CreateSessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -57,12 +62,58 @@ async fn create(
     };
     let context = req.session_context.clone();
     let options = options_of(req, st.default_timeout_ms)?;
-    let rec = st.ingress.create(&id, options, context).await?;
+    let no_wait = headers
+        .get(NO_WAIT_HEADER)
+        .is_some_and(|v| !matches!(v.as_bytes(), b"0" | b"false" | b""));
+    let base = &st.control.base;
+    let wait = (!no_wait).then(|| Duration::from_millis(base.queue_timeout_ms));
+    // A client that hangs up while its create waits for a slot leaves the queue.
+    let leave = LeaveOnDrop {
+        ingress: st.ingress.clone(),
+        node: base.node.clone(),
+        id: Some(id.clone()),
+    };
+    let rec = st.ingress.create(&id, options, context, wait).await;
+    leave.disarm();
+    let rec = rec?;
     if rec.status == SessionStatus::Failed {
         let reason = rec.reason.as_deref().unwrap_or("unknown reason");
         return Err(ApiError::Internal(format!("session {id} failed: {reason}")));
     }
     Ok(Json(details(&st, &rec)))
+}
+
+/// Request header asking a create to get 429 at once rather than wait for a slot.
+pub const NO_WAIT_HEADER: &str = "x-bro-no-wait";
+
+/// Sends `Pool/leave` for the session unless disarmed: dropped with the request's future when
+/// the client hangs up.
+struct LeaveOnDrop {
+    ingress: Ingress,
+    node: String,
+    id: Option<String>,
+}
+
+impl LeaveOnDrop {
+    fn disarm(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let (ingress, node) = (self.ingress.clone(), std::mem::take(&mut self.node));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = ingress.leave_queue(&node, &id).await {
+                    tracing::warn!(session = %id, error = %e, "could not take a gone client out of the queue");
+                }
+            });
+        }
+    }
 }
 
 /// Checks the request's options and applies the defaults.

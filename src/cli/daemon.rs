@@ -42,6 +42,14 @@ pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> 
             .max_sessions
             .or(file.max_sessions)
             .unwrap_or(config::DEFAULT_MAX_SESSIONS),
+        max_queue: args
+            .max_queue
+            .or(file.max_queue)
+            .unwrap_or(config::DEFAULT_MAX_QUEUE),
+        queue_timeout_ms: args
+            .queue_timeout
+            .or(file.queue_timeout_ms())
+            .unwrap_or(config::DEFAULT_QUEUE_TIMEOUT_MS),
         default_timeout_ms: args
             .default_timeout
             .or(file.default_timeout_ms())
@@ -76,6 +84,8 @@ fn to_args(a: &DaemonArgs) -> Vec<String> {
     push("port", a.port.map(|p| p.to_string()));
     push("bind", a.bind.map(|b| b.to_string()));
     push("max-sessions", a.max_sessions.map(|m| m.to_string()));
+    push("max-queue", a.max_queue.map(|m| m.to_string()));
+    push("queue-timeout", a.queue_timeout.map(|t| format!("{t}ms")));
     push(
         "default-timeout",
         a.default_timeout.map(|t| format!("{t}ms")),

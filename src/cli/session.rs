@@ -14,8 +14,19 @@ pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
     let client = client::ensure_daemon(&paths).await?;
     match cmd {
         SessionCommand::Create(args) => {
-            let json = args.json;
-            let details = client.create_session(&request(args)).await?;
+            let (json, no_wait) = (args.json, args.no_wait);
+            if !no_wait
+                && let Ok(st) = client.status().await
+                && let Some(pool) = st.pool.filter(|p| p.used >= p.capacity)
+            {
+                output::progress(&format!(
+                    "all {} session slots are in use: waiting in the queue ({} ahead, up to {})",
+                    pool.capacity,
+                    pool.queued.len(),
+                    output::duration(st.queue_timeout_ms)
+                ));
+            }
+            let details = client.create_session(&request(args), no_wait).await?;
             output::session_created(&details, json);
         }
         SessionCommand::List { status, json } => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::orchestrator::pool::Waiter;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
 use crate::protocol::control::{InvocationRow, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
@@ -48,6 +49,12 @@ struct StateRow {
     value_utf8: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct KeyedStateRow {
+    key: String,
+    value_utf8: Option<String>,
+}
+
 impl Ingress {
     pub fn new(ingress_url: String, admin_url: String) -> Self {
         Ingress {
@@ -58,16 +65,35 @@ impl Ingress {
     }
 
     /// `Session/create`: launches the session's browser, or returns the existing session.
+    /// With `wait`, a full node queues the create for up to that long; without, it is 429.
     pub async fn create(
         &self,
         id: &str,
         options: SessionOptions,
         context: Option<SessionContext>,
+        wait: Option<Duration>,
     ) -> Result<SessionRecord, IngressError> {
+        let cmd = CreateCommand {
+            options,
+            context,
+            wait: wait.is_some(),
+        };
+        let timeout = Duration::from_secs(180) + wait.unwrap_or_default();
+        self.call(&format!("Session/{id}/create"), Some(&cmd), timeout)
+            .await
+    }
+
+    /// Sends `Pool/leave`: the client of a waiting create hung up.
+    pub async fn leave_queue(&self, node: &str, id: &str) -> Result<(), IngressError> {
+        self.send(&format!("Pool/{node}/leave"), &id).await
+    }
+
+    /// `Pool/clear_queue`: ends the waits of a previous daemon's clients; how many there were.
+    pub async fn clear_queue(&self, node: &str) -> Result<u32, IngressError> {
         self.call(
-            &format!("Session/{id}/create"),
-            Some(&CreateCommand { options, context }),
-            Duration::from_secs(180),
+            &format!("Pool/{node}/clear_queue"),
+            None::<&()>,
+            Duration::from_secs(30),
         )
         .await
     }
@@ -103,21 +129,34 @@ impl Ingress {
 
     /// The sessions holding `node`'s capacity, read from the `Pool` object's state (a read
     /// through introspection: polling it creates no invocations).
-    pub async fn pool(&self, node: &str, capacity: u32) -> Result<PoolUsage, IngressError> {
+    pub async fn pool(
+        &self,
+        node: &str,
+        capacity: u32,
+        max_queue: u32,
+    ) -> Result<PoolUsage, IngressError> {
         let node = node.replace('\'', "''");
         let sql = format!(
-            "SELECT value_utf8 FROM state WHERE service_name = 'Pool' AND service_key = '{node}' AND key = 'sessions'"
+            "SELECT key, value_utf8 FROM state WHERE service_name = 'Pool' AND service_key = '{node}'"
         );
         // Status answers must stay quick when Restate is down: one attempt, no retries.
-        let rows: Vec<StateRow> = self.query_attempts(&sql, 1).await?;
-        let sessions: Vec<String> = rows
-            .first()
-            .and_then(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
+        let rows: Vec<KeyedStateRow> = self.query_attempts(&sql, 1).await?;
+        let value = |key: &str| rows.iter().find(|r| r.key == key)?.value_utf8.clone();
+        let sessions: Vec<String> = value("sessions")
+            .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default();
+        let queued: Vec<String> = value("queue")
+            .and_then(|v| serde_json::from_str::<Vec<Waiter>>(&v).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.session_id)
+            .collect();
         Ok(PoolUsage {
             capacity,
             used: sessions.len() as u32,
             sessions,
+            max_queue,
+            queued,
         })
     }
 
@@ -139,11 +178,18 @@ impl Ingress {
         reason: String,
         clean: bool,
     ) -> Result<(), IngressError> {
-        let url = format!("{}/Session/{id}/worker_exited/send", self.ingress_url);
+        let exit = WorkerExited { pid, reason, clean };
+        self.send(&format!("Session/{id}/worker_exited"), &exit)
+            .await
+    }
+
+    /// Enqueues a one-way call to `path` without waiting for it to run.
+    async fn send<B: serde::Serialize>(&self, path: &str, body: &B) -> Result<(), IngressError> {
+        let url = format!("{}/{path}/send", self.ingress_url);
         let resp = self
             .http
             .post(&url)
-            .json(&WorkerExited { pid, reason, clean })
+            .json(body)
             .timeout(Duration::from_secs(10))
             .send()
             .await
@@ -151,10 +197,7 @@ impl Ingress {
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(IngressError::Failed(format!(
-                "worker_exited: {}",
-                resp.status()
-            )))
+            Err(IngressError::Failed(format!("{path}: {}", resp.status())))
         }
     }
 

@@ -1,7 +1,10 @@
-//! The `Pool` virtual object, keyed by node name: the capacity of one node and the set of
-//! sessions holding it. A session holds a slot from `acquire` until its `release`.
+//! The `Pool` virtual object, keyed by node name: the capacity of one node, the sessions
+//! holding it, and the FIFO of creates waiting for a slot. A session holds a slot from
+//! `acquire` until its `release`. A waiting create is parked on an awakeable that the Pool
+//! resolves when a slot is handed to it, or rejects when it times out or its client leaves.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -9,50 +12,150 @@ use serde::{Deserialize, Serialize};
 use crate::orchestrator::Deps;
 
 const SESSIONS: &str = "sessions";
+const QUEUE: &str = "queue";
+
+/// Code of the terminal error a waiter gets when its wait is over without a slot.
+pub const CODE_QUEUE_TIMEOUT: u16 = 429;
+/// Code of the terminal error a waiter gets when its client hung up or the daemon restarted.
+pub const CODE_LEFT_QUEUE: u16 = 499;
+
+/// Input of `Pool/acquire`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcquireRequest {
+    pub session_id: String,
+    /// The awakeable to resolve when a slot is handed over; `None` asks not to wait.
+    #[serde(default)]
+    pub awakeable_id: Option<String>,
+}
+
+/// Answer of `Pool/acquire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acquired {
+    /// The slot is the session's now.
+    Granted,
+    /// The session waits in the queue; its awakeable says how the wait ends.
+    Queued,
+    /// No slot and no room (or no wish) to wait.
+    Full,
+}
+
+/// One create waiting for a slot, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub session_id: String,
+    pub awakeable_id: String,
+}
 
 /// Answer of `Pool/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolStatus {
     pub capacity: u32,
     pub sessions: Vec<String>,
+    pub max_queue: u32,
+    pub queue: Vec<String>,
 }
 
-/// The `Pool` object; capacity comes from the daemon serving it.
+/// The `Pool` object; capacity and queue bounds come from the daemon serving it.
 pub struct PoolObject {
     pub deps: Arc<Deps>,
 }
 
 #[restate_sdk::object(name = "Pool")]
 impl PoolObject {
-    /// Takes a slot for `session_id`; `false` when the node is full. Idempotent per session.
+    /// Takes a slot for the session, or queues it (FIFO) when the node is full and the queue
+    /// has room, or answers `Full`. Idempotent per session.
     #[handler(name = "acquire")]
     async fn acquire(
         &self,
         ctx: ObjectContext<'_>,
-        session_id: String,
-    ) -> HandlerResult<Json<bool>> {
-        let mut sessions = load(&ctx).await?;
-        if sessions.contains(&session_id) {
-            return Ok(Json(true));
+        req: Json<AcquireRequest>,
+    ) -> HandlerResult<Json<Acquired>> {
+        let req = req.0;
+        let mut state = State::load(&ctx).await?;
+        if state.sessions.contains(&req.session_id) {
+            return Ok(Json(Acquired::Granted));
         }
-        if sessions.len() as u32 >= self.deps.max_sessions {
-            return Ok(Json(false));
+        if state.queue.iter().any(|w| w.session_id == req.session_id) {
+            return Ok(Json(Acquired::Queued));
         }
-        sessions.push(session_id);
-        ctx.set(SESSIONS, Json(sessions));
-        Ok(Json(true))
+        let free = (state.sessions.len() as u32) < self.deps.max_sessions;
+        let answer = if free && state.queue.is_empty() {
+            state.sessions.push(req.session_id);
+            Acquired::Granted
+        } else {
+            match req.awakeable_id {
+                Some(awakeable_id) if (state.queue.len() as u32) < self.deps.max_queue => {
+                    ctx.object_client::<PoolObjectClient<'_>>(ctx.key())
+                        .expire_waiter(req.session_id.clone())
+                        .send_after(Duration::from_millis(self.deps.queue_timeout_ms));
+                    state.queue.push(Waiter {
+                        session_id: req.session_id,
+                        awakeable_id,
+                    });
+                    Acquired::Queued
+                }
+                _ => Acquired::Full,
+            }
+        };
+        state.drain(&ctx, self.deps.max_sessions);
+        state.save(&ctx);
+        Ok(Json(answer))
     }
 
-    /// Gives the slot of `session_id` back. Idempotent.
+    /// Gives the slot of `session_id` back and hands free slots to the queue's head.
+    /// Idempotent.
     #[handler(name = "release")]
     async fn release(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
-        let mut sessions = load(&ctx).await?;
-        sessions.retain(|s| *s != session_id);
-        ctx.set(SESSIONS, Json(sessions));
+        let mut state = State::load(&ctx).await?;
+        state.sessions.retain(|s| *s != session_id);
+        state.drain(&ctx, self.deps.max_sessions);
+        state.save(&ctx);
         Ok(())
     }
 
-    /// Capacity and the sessions holding it.
+    /// Takes a waiting session out of the queue: its client hung up. No-op for a session
+    /// that is not waiting (it may hold a slot already; it keeps it).
+    #[handler(name = "leave")]
+    async fn leave(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
+        let mut state = State::load(&ctx).await?;
+        state.reject(
+            &ctx,
+            &session_id,
+            CODE_LEFT_QUEUE,
+            "the client left the queue",
+        );
+        state.save(&ctx);
+        Ok(())
+    }
+
+    /// Fired `queue_timeout` after a session was queued: ends its wait if it still waits.
+    #[handler(name = "expire_waiter")]
+    async fn expire_waiter(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
+        let mut state = State::load(&ctx).await?;
+        let message = format!(
+            "at capacity: no session slot came free within the queue timeout ({} s)",
+            self.deps.queue_timeout_ms.div_ceil(1000)
+        );
+        state.reject(&ctx, &session_id, CODE_QUEUE_TIMEOUT, &message);
+        state.save(&ctx);
+        Ok(())
+    }
+
+    /// Ends every wait: called by a starting daemon, whose predecessor's clients are gone.
+    #[handler(name = "clear_queue")]
+    async fn clear_queue(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
+        let mut state = State::load(&ctx).await?;
+        let waiting: Vec<String> = state.queue.iter().map(|w| w.session_id.clone()).collect();
+        for id in &waiting {
+            state.reject(&ctx, id, CODE_LEFT_QUEUE, "the daemon restarted");
+        }
+        state.drain(&ctx, self.deps.max_sessions);
+        state.save(&ctx);
+        Ok(Json(waiting.len() as u32))
+    }
+
+    /// Capacity, the sessions holding it, and the sessions waiting, in order.
     #[handler(name = "status")]
     async fn status(&self, ctx: SharedObjectContext<'_>) -> HandlerResult<Json<PoolStatus>> {
         let sessions = ctx
@@ -60,17 +163,103 @@ impl PoolObject {
             .await?
             .map(|j| j.0)
             .unwrap_or_default();
+        let queue = ctx
+            .get::<Json<Vec<Waiter>>>(QUEUE)
+            .await?
+            .map(|j| j.0)
+            .unwrap_or_default();
         Ok(Json(PoolStatus {
             capacity: self.deps.max_sessions,
             sessions,
+            max_queue: self.deps.max_queue,
+            queue: queue.into_iter().map(|w| w.session_id).collect(),
         }))
     }
 }
 
-async fn load(ctx: &ObjectContext<'_>) -> HandlerResult<Vec<String>> {
-    Ok(ctx
-        .get::<Json<Vec<String>>>(SESSIONS)
-        .await?
-        .map(|j| j.0)
-        .unwrap_or_default())
+/// The Pool's state, loaded and saved whole.
+struct State {
+    sessions: Vec<String>,
+    queue: Vec<Waiter>,
+}
+
+impl State {
+    async fn load(ctx: &ObjectContext<'_>) -> HandlerResult<State> {
+        Ok(State {
+            sessions: ctx
+                .get::<Json<Vec<String>>>(SESSIONS)
+                .await?
+                .map(|j| j.0)
+                .unwrap_or_default(),
+            queue: ctx
+                .get::<Json<Vec<Waiter>>>(QUEUE)
+                .await?
+                .map(|j| j.0)
+                .unwrap_or_default(),
+        })
+    }
+
+    fn save(self, ctx: &ObjectContext<'_>) {
+        ctx.set(SESSIONS, Json(self.sessions));
+        ctx.set(QUEUE, Json(self.queue));
+    }
+
+    /// Hands free slots to the waiters at the queue's head, in order.
+    fn drain(&mut self, ctx: &ObjectContext<'_>, capacity: u32) {
+        for waiter in take_granted(&mut self.sessions, &mut self.queue, capacity) {
+            ctx.resolve_awakeable(&waiter.awakeable_id, true);
+        }
+    }
+
+    /// Ends one waiter's wait with an error; no-op when it does not wait.
+    fn reject(&mut self, ctx: &ObjectContext<'_>, session_id: &str, code: u16, message: &str) {
+        if let Some(i) = self.queue.iter().position(|w| w.session_id == session_id) {
+            let waiter = self.queue.remove(i);
+            ctx.reject_awakeable(
+                &waiter.awakeable_id,
+                TerminalError::new_with_code(code, message),
+            );
+        }
+    }
+}
+
+/// Moves waiters from the queue's head into `sessions` while slots are free; returns them.
+fn take_granted(sessions: &mut Vec<String>, queue: &mut Vec<Waiter>, capacity: u32) -> Vec<Waiter> {
+    let free = (capacity as usize)
+        .saturating_sub(sessions.len())
+        .min(queue.len());
+    let granted: Vec<Waiter> = queue.drain(..free).collect();
+    sessions.extend(granted.iter().map(|w| w.session_id.clone()));
+    granted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(id: &str) -> Waiter {
+        Waiter {
+            session_id: id.into(),
+            awakeable_id: format!("awk-{id}"),
+        }
+    }
+
+    #[test]
+    fn free_slots_go_to_the_head_of_the_queue_in_order() {
+        let mut sessions = vec!["a".to_string()];
+        let mut queue = vec![waiter("b"), waiter("c"), waiter("d")];
+        let granted = take_granted(&mut sessions, &mut queue, 3);
+        assert_eq!(granted, vec![waiter("b"), waiter("c")]);
+        assert_eq!(sessions, ["a", "b", "c"]);
+        assert_eq!(queue, vec![waiter("d")]);
+    }
+
+    #[test]
+    fn a_full_node_grants_nothing() {
+        let mut sessions = vec!["a".to_string(), "b".to_string()];
+        let mut queue = vec![waiter("c")];
+        // Capacity lowered below the sessions held (a restart with a smaller --max-sessions).
+        assert!(take_granted(&mut sessions, &mut queue, 1).is_empty());
+        assert_eq!(queue.len(), 1);
+    }
 }

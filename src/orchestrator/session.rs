@@ -8,7 +8,7 @@ use restate_sdk::context::RunRetryPolicy;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::orchestrator::pool::PoolObjectClient;
+use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
 use crate::orchestrator::{Deps, now_ms};
 use crate::protocol::session::{RECORD_KEY, SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionContext;
@@ -21,6 +21,14 @@ pub struct CreateCommand {
     /// Cookies and localStorage to put in before the session is handed out.
     #[serde(default)]
     pub context: Option<SessionContext>,
+    /// Wait in the node's queue when it is full (up to the queue's bounds), rather than
+    /// failing at once.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Input of `Session/worker_exited`: which browser exited and why.
@@ -57,20 +65,41 @@ impl SessionObject {
         }
         let id = ctx.key().to_string();
         let node = self.deps.node.clone();
-        let granted = ctx
+        // A create that may wait parks on an awakeable the Pool resolves when a slot is its.
+        let (awakeable_id, slot) = if cmd.0.wait && self.deps.max_queue > 0 {
+            let (awakeable_id, slot) = ctx.awakeable::<bool>();
+            (Some(awakeable_id), Some(slot))
+        } else {
+            (None, None)
+        };
+        let acquired = ctx
             .object_client::<PoolObjectClient<'_>>(node.clone())
-            .acquire(id.clone())
+            .acquire(Json(AcquireRequest {
+                session_id: id.clone(),
+                awakeable_id,
+            }))
             .call()
             .await?;
-        if !granted.0 {
-            return Err(TerminalError::new_with_code(
-                CODE_AT_CAPACITY,
-                format!(
-                    "at capacity: all {} session slots are in use",
-                    self.deps.max_sessions
-                ),
-            )
-            .into());
+        match (acquired.0, slot) {
+            (Acquired::Granted, _) => {}
+            (Acquired::Queued, Some(slot)) => {
+                slot.await?;
+            }
+            (Acquired::Queued | Acquired::Full, _) => {
+                return Err(TerminalError::new_with_code(
+                    CODE_AT_CAPACITY,
+                    format!(
+                        "at capacity: all {} session slots are in use{}",
+                        self.deps.max_sessions,
+                        if cmd.0.wait && self.deps.max_queue > 0 {
+                            format!(" and {} creates are waiting", self.deps.max_queue)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                )
+                .into());
+            }
         }
         let created_at_ms = clock(&ctx).await?;
         let mut rec = SessionRecord {

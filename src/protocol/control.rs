@@ -14,6 +14,12 @@ pub struct DaemonStatus {
     /// The node name: key of this daemon's `Pool` and part of every session's state.
     pub node: String,
     pub max_sessions: u32,
+    /// Most creates waiting for a slot at once; 0 = a full node answers 429 at once.
+    #[serde(default)]
+    pub max_queue: u32,
+    /// How long a create waits for a slot before it gets 429.
+    #[serde(default)]
+    pub queue_timeout_ms: u64,
     pub chromium: String,
     pub home: String,
     pub restate: RestateStatus,
@@ -71,6 +77,12 @@ pub struct PoolUsage {
     pub capacity: u32,
     pub used: u32,
     pub sessions: Vec<String>,
+    /// Most creates that may wait for a slot; 0 = no queue.
+    #[serde(default)]
+    pub max_queue: u32,
+    /// Sessions whose creates wait for a slot, first in line first.
+    #[serde(default)]
+    pub queued: Vec<String>,
 }
 
 /// The Restate the daemon uses.

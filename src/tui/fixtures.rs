@@ -130,6 +130,8 @@ fn status(used: u32) -> DaemonStatus {
         socket: "/run/bro/bro.sock".into(),
         node: "local".into(),
         max_sessions: 16,
+        max_queue: 64,
+        queue_timeout_ms: 30_000,
         chromium: "/usr/bin/chromium".into(),
         home: "/home/u/.local/share/bro".into(),
         restate: RestateStatus {
@@ -144,6 +146,8 @@ fn status(used: u32) -> DaemonStatus {
             capacity: 16,
             used,
             sessions: vec![],
+            max_queue: 64,
+            queued: vec![],
         }),
     }
 }

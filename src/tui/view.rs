@@ -83,10 +83,9 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
             } else {
                 Span::styled("restate ✗ not answering".to_string(), theme::BAD)
             };
-            let (used, cap) = st
-                .pool
-                .as_ref()
-                .map_or((0, st.max_sessions), |p| (p.used, p.capacity));
+            let (used, cap, queued) = st.pool.as_ref().map_or((0, st.max_sessions, 0), |p| {
+                (p.used, p.capacity, p.queued.len())
+            });
             vec![Line::from(vec![
                 Span::raw(format!("daemon ✓ pid {} v{}  ", st.pid, st.version)),
                 Span::styled(st.api_url.clone(), theme::TITLE),
@@ -97,7 +96,11 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
                     format!("{used}/{cap} sessions"),
                     if used >= cap { theme::BAD } else { theme::GOOD },
                 ),
-                Span::raw("  queue 0"),
+                Span::raw("  "),
+                Span::styled(
+                    format!("queue {queued}/{}", st.max_queue),
+                    if queued > 0 { theme::WARN } else { theme::DIM },
+                ),
             ])]
         }
     };

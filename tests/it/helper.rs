@@ -266,6 +266,18 @@ pub fn http_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_head(base, method, path, headers, body);
+    (status, body)
+}
+
+/// `http_with` that also returns the response head (lowercased).
+pub fn http_head(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
@@ -282,7 +294,7 @@ pub fn http_with(
     let mut resp = Vec::new();
     let _ = tcp.read_to_end(&mut resp);
     let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return (0, resp);
+        return (0, String::new(), resp);
     };
     let split = split + 4;
     let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
@@ -297,7 +309,7 @@ pub fn http_with(
     } else {
         body.to_vec()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
