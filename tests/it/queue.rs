@@ -75,7 +75,7 @@ fn a_full_node_queues_creates_first_come_first_served_within_bounds() {
     assert_eq!(status, 200, "{b_session}");
     assert_eq!(b_session["id"], b.as_str());
     assert_eq!(b_session["status"], "live");
-    assert_eq!(queued(&d), [c.clone()]);
+    assert_eq!(queued(&d), std::slice::from_ref(&c));
     d.ok(&["session", "kill", &b]);
     let (status, c_session) = c_done.join().unwrap();
     assert_eq!(status, 200, "{c_session}");
