@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cdp_proxy::Sockets;
 use crate::daemon::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionOptions, SessionStatus, WorkerInfo};
-use crate::worker::{LocalWorkerHost, WorkerEvent, WorkerExit, process};
+use crate::worker::{LocalWorkerHost, WorkerEvent, WorkerExit, chromium, process};
 
 /// Why a watched session ends.
 enum Ending {
@@ -130,6 +130,7 @@ impl Supervisor {
             done.reaped += 1;
         }
         done.reaped += self.kill_stray_browsers(&owned);
+        done.reaped += chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE);
         Ok(done)
     }
 

@@ -189,10 +189,7 @@ fn strip_credentials(url: &str) -> String {
 /// inside `~/.local/share/bro/sessions/<uuid>/` already does. Removed with the session.
 pub fn tmp_dir(session_dir: &Path) -> PathBuf {
     let hash = crate::paths::path_hash(session_dir);
-    let uid = nix::unistd::geteuid().as_raw();
-    std::env::temp_dir()
-        .join(format!("bro-{uid}"))
-        .join(format!("{hash:016x}"))
+    tmp_base().join(format!("{hash:016x}"))
 }
 
 /// Creates the session's temp dir inside a 0700 per-user dir that must be ours.
@@ -211,7 +208,59 @@ fn create_tmp_dir(session_dir: &Path) -> Result<PathBuf, WorkerError> {
         return Err(WorkerError::io("create temp dir", err));
     }
     crate::paths::create_private_dir(&tmp).map_err(|e| WorkerError::io("create temp dir", e))?;
+    // Every bro home of this user shares the parent dir: the owner file lets any daemon tell
+    // a temp dir whose session dir is gone (its daemon died mid-teardown) from a live one.
+    std::fs::write(
+        tmp.join(TMP_OWNER_FILE),
+        session_dir.as_os_str().as_encoded_bytes(),
+    )
+    .map_err(|e| WorkerError::io("write temp dir owner", e))?;
     Ok(tmp)
+}
+
+/// The file in a browser's temp dir that names the session dir it belongs to.
+const TMP_OWNER_FILE: &str = "bro-owner";
+
+/// Removes the temp dirs under `base` (`<temp>/bro-<uid>`) whose session dir no longer
+/// exists, and those without an owner file (left by older versions) a day old. Dirs touched
+/// within `grace` are kept. Returns how many were removed.
+pub fn sweep_tmp_dirs(base: &Path, grace: Duration) -> usize {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let age = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default()
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || age(&path) < grace {
+            continue;
+        }
+        let stale = match std::fs::read(path.join(TMP_OWNER_FILE)) {
+            Ok(owner) => {
+                let owner = std::ffi::OsString::from_vec(owner);
+                !Path::new(&owner).exists()
+            }
+            Err(_) => age(&path) > Duration::from_secs(24 * 3600),
+        };
+        if stale && std::fs::remove_dir_all(&path).is_ok() {
+            tracing::info!(dir = %path.display(), "removed a stale browser temp dir");
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The parent of every browser temp dir of this user.
+pub fn tmp_base() -> PathBuf {
+    let uid = nix::unistd::geteuid().as_raw();
+    std::env::temp_dir().join(format!("bro-{uid}"))
 }
 
 /// Where a session's uploads and the browser's downloads go.
@@ -333,6 +382,33 @@ pub fn log_tail(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temp_dirs_are_swept_and_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let sessions = tempfile::tempdir().unwrap();
+        let with_owner = |name: &str, owner: &Path| {
+            let dir = base.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(
+                dir.join(TMP_OWNER_FILE),
+                owner.as_os_str().as_encoded_bytes(),
+            )
+            .unwrap();
+            dir
+        };
+        let live = with_owner("live", sessions.path());
+        let stale = with_owner("stale", &sessions.path().join("gone"));
+        let unowned = base.path().join("unowned");
+        std::fs::create_dir(&unowned).unwrap();
+
+        // Within the grace period nothing goes.
+        assert_eq!(sweep_tmp_dirs(base.path(), Duration::from_secs(3600)), 0);
+        assert_eq!(sweep_tmp_dirs(base.path(), Duration::ZERO), 1);
+        assert!(live.exists());
+        assert!(!stale.exists());
+        assert!(unowned.exists(), "a young dir without an owner is kept");
+    }
 
     #[test]
     fn command_line_carries_the_session_options() {

@@ -56,3 +56,43 @@ fn bad_input_gets_4xx_and_foreign_callers_403() {
     assert_eq!(upgrade(id), 404);
     d.stop();
 }
+
+/// A daemon whose Restate went away answers 503 with a message that says so, and stops
+/// cleanly. Restate here is another home's: bro does not restart a Restate it does not
+/// supervise, so it stays away.
+#[test]
+fn restate_unreachable_is_a_503_that_says_so() {
+    let owner = TestDaemon::start();
+    let admin = owner.status["restate"]["admin_url"].as_str().unwrap();
+    let ingress = owner.status["restate"]["ingress_url"].as_str().unwrap();
+    let guest = TestDaemon::start_with(&[
+        "--restate-admin-url",
+        admin,
+        "--restate-ingress-url",
+        ingress,
+    ]);
+    assert_eq!(guest.status["restate"]["supervised"], false);
+    let api = guest.status["api_url"].as_str().unwrap().to_string();
+    let (status, _) = http(&api, "GET", "/v1/sessions", "");
+    assert_eq!(status, 200);
+
+    owner.stop(); // and with it, the Restate the guest uses
+    for (method, path, body) in [
+        ("POST", "/v1/sessions", "{}"),
+        ("GET", "/v1/sessions", ""),
+        ("GET", &format!("/v1/sessions/{}", uuid::Uuid::new_v4()), ""),
+    ] {
+        let (status, body) = http(&api, method, path, body);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 503, "{method} {path}: {body}");
+        assert!(body.contains("restate is unreachable"), "{body}");
+    }
+    let out = guest.bro(&["session", "list"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("restate is unreachable"),
+        "{}",
+        crate::helper::text(&out)
+    );
+    guest.stop();
+}

@@ -58,3 +58,40 @@ fn a_killed_restate_server_is_restarted_and_creates_work() {
     assert_eq!(d.get(before["id"].as_str().unwrap())["status"], "live");
     d.stop();
 }
+
+/// A browser temp dir whose session dir is gone (a daemon killed mid-teardown) is swept by the
+/// next reconcile of any bro home of the user; a fresh one without an owner is not touched.
+#[test]
+fn stale_browser_temp_dirs_are_swept() {
+    let d = TestDaemon::start();
+    let uid = nix_uid();
+    let base = std::env::temp_dir().join(format!("bro-{uid}"));
+    std::fs::create_dir_all(&base).unwrap();
+    let stale = base.join(format!("it-stale-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("SingletonSocket"), "").unwrap();
+    let gone = d.session_dir(&uuid::Uuid::new_v4().to_string());
+    std::fs::write(stale.join("bro-owner"), gone.to_str().unwrap()).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(&stale)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    assert!(
+        wait_for(|| !stale.exists()),
+        "{} not swept",
+        stale.display()
+    );
+    d.stop();
+}
+
+fn nix_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
