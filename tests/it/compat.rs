@@ -28,52 +28,10 @@ fn npm_ci(dir: &Path) {
     );
 }
 
-/// A venv under `target/` with the pinned Python steel-sdk; returns its python.
-fn python_venv(dir: &Path) -> std::path::PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import steel"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ready {
-        return python;
-    }
-    let out = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .output()
-        .expect("python3 is needed");
-    assert!(
-        out.status.success(),
-        "python3 -m venv failed:\n{}",
-        text(&out)
-    );
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(dir.join("requirements.txt"))
-        .output()
-        .expect("pip");
-    assert!(
-        out.status.success(),
-        "pip install -r tests/compat/requirements.txt failed:\n{}",
-        text(&out)
-    );
-    python
-}
-
 #[test]
 fn python_steel_sdk_creates_lists_and_releases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
-    let python = python_venv(&dir);
+    let python = crate::helper::python_venv();
     let d = TestDaemon::start_with(&["--api-key", "py-secret"]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
     let out = Command::new(python)

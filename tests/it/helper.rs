@@ -370,3 +370,51 @@ fn check_prerequisites() {
         restate.display()
     );
 }
+
+static VENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A venv under `target/` with the pinned Python packages of `tests/compat/requirements.txt`
+/// (steel-sdk, schemathesis); returns its python.
+pub fn python_venv() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-venv");
+    // One test builds it; the others wait for it.
+    let _guard = VENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import steel, schemathesis"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return python;
+    }
+    let out = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .output()
+        .expect("python3 is needed");
+    assert!(
+        out.status.success(),
+        "python3 -m venv failed:\n{}",
+        text(&out)
+    );
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(dir.join("requirements.txt"))
+        .output()
+        .expect("pip");
+    assert!(
+        out.status.success(),
+        "pip install -r tests/compat/requirements.txt failed:\n{}",
+        text(&out)
+    );
+    python
+}

@@ -1,5 +1,6 @@
 //! Hostile input and access: bad bodies, foreign origins and hosts, websocket upgrades for
-//! sessions that are not live. Never a 5xx.
+//! sessions that are not live, a Restate that went away, and schemathesis fuzzing the
+//! OpenAPI description. Never a 5xx, except the 503 that says Restate is unreachable.
 
 use crate::helper::{TestDaemon, http, http_with};
 
@@ -95,4 +96,32 @@ fn restate_unreachable_is_a_503_that_says_so() {
         crate::helper::text(&out)
     );
     guest.stop();
+}
+
+/// schemathesis generates requests for every operation of `/v1/openapi.json` (coverage,
+/// fuzzing and stateful phases): no answer may be a 5xx.
+#[test]
+fn fuzzing_the_openapi_description_finds_no_server_error() {
+    let st = crate::helper::python_venv().with_file_name("st");
+    let d = TestDaemon::start_with(&["--max-sessions", "4", "--queue-timeout", "1s"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(st)
+        .args(["run", &format!("{api}/v1/openapi.json")])
+        .args(["--checks", "not_a_server_error", "--max-examples", "25"])
+        .args(["--workers", "2", "--request-timeout", "60"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let report = crate::helper::text(&out);
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}"
+    );
+    let cases = report
+        .lines()
+        .find(|l| l.contains(" generated, "))
+        .unwrap_or("no summary");
+    println!("schemathesis: {}", cases.trim());
+    d.stop();
 }
