@@ -6,8 +6,11 @@ use std::process::Command;
 
 use crate::helper::{TestDaemon, text};
 
+static NPM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Installs the pinned clients once (never a browser download).
 fn npm_ci(dir: &Path) {
+    let _guard = NPM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if dir.join("node_modules/steel-sdk").exists()
         && dir.join("node_modules/playwright-core").exists()
     {
@@ -70,5 +73,76 @@ fn steel_sdk_playwright_and_puppeteer_work_unchanged() {
     assert_eq!(facts["title"], "bro compat");
     assert_eq!(facts["restoredCookie"], "who=session-a");
     assert_eq!(facts["releasedStatus"], "released");
+    d.stop();
+}
+
+/// The README's `<!-- example: NAME -->` blocks, as (name, code).
+fn readme_examples() -> Vec<(String, String)> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut out = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("<!-- example: ") {
+        rest = &rest[at + "<!-- example: ".len()..];
+        let name = rest[..rest.find(" -->").unwrap()].to_string();
+        let fence = rest.find("```").unwrap();
+        let body = &rest[fence..];
+        let code_start = body.find('\n').unwrap() + 1;
+        let code_len = body[code_start..].find("\n```").unwrap() + 1;
+        out.push((name, body[code_start..code_start + code_len].to_string()));
+        rest = &body[code_start + code_len..];
+    }
+    out
+}
+
+/// Every example in the README runs as it stands, against a daemon of its own.
+#[test]
+fn readme_examples_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    npm_ci(&dir);
+    let python = crate::helper::python_venv();
+    let examples = readme_examples();
+    let names: Vec<&str> = examples.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["playwright.mjs", "puppeteer.mjs", "steel_sessions.py"]
+    );
+
+    let d = TestDaemon::start();
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    // Inside tests/compat, so that node finds the pinned clients in its node_modules.
+    let work = tempfile::Builder::new()
+        .prefix("readme-")
+        .tempdir_in(&dir)
+        .unwrap();
+    for (name, code) in &examples {
+        let file = work.path().join(name);
+        std::fs::write(&file, code).unwrap();
+        let mut cmd = if name.ends_with(".py") {
+            Command::new(&python)
+        } else {
+            Command::new("node")
+        };
+        let out = cmd
+            .arg(&file)
+            .env("BRO_URL", &api)
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README example {name} failed:\n{}",
+            text(&out)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match name.as_str() {
+            "playwright.mjs" => assert!(stdout.contains("hello from bro"), "{stdout}"),
+            "puppeteer.mjs" => assert_eq!(stdout.trim(), "my-bot/1.0"),
+            _ => assert!(stdout.contains(" live ws://"), "{stdout}"),
+        }
+    }
+    // Each example released what it created.
+    let live = d.json(&["session", "list", "--status", "live", "--json"]);
+    assert_eq!(live["sessions"].as_array().unwrap().len(), 0, "{live}");
     d.stop();
 }
