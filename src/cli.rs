@@ -142,6 +142,10 @@ pub struct DaemonArgs {
     /// How long a create waits for a slot before it gets 429, e.g. 30s [default: 30s].
     #[arg(long, env = "BRO_QUEUE_TIMEOUT", value_parser = parse_duration_ms)]
     pub queue_timeout: Option<u64>,
+    /// Keep this many browsers launched and ready: a create without launch options (no
+    /// dimensions, userAgent, proxyUrl or blockAds) takes one in milliseconds [default: 0].
+    #[arg(long, env = "BRO_WARM", value_parser = clap::value_parser!(u32).range(0..=1_000))]
+    pub warm: Option<u32>,
     /// Timeout of sessions created without one, e.g. 10m; 0 means none [default: 5m].
     #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
     pub default_timeout: Option<u64>,

@@ -22,6 +22,7 @@ bind = "127.0.0.1"          # keep it on loopback unless api_key is set
 max_sessions = 16           # live sessions at once on this machine
 max_queue = 64              # creates that wait for a slot when all are taken; 0 = none
 queue_timeout = "30s"       # how long a create waits for a slot before it gets 429
+warm = 2                    # browsers kept launched and ready for creates; 0 = none
 default_timeout = "5m"      # for sessions created without a timeout; "0" = none
 retention = "24h"           # ended sessions stay retrievable this long; "0" = forever
 chromium = "/usr/bin/chromium"
@@ -38,6 +39,7 @@ pub struct Config {
     pub bind: Option<IpAddr>,
     pub max_sessions: Option<u32>,
     pub max_queue: Option<u32>,
+    pub warm: Option<u32>,
     /// A duration such as `"30s"`.
     pub queue_timeout: Option<String>,
     /// A duration such as `"90s"`, `"10m"`; `"0"` means no timeout.

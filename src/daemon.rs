@@ -45,6 +45,8 @@ pub struct DaemonOptions {
     pub max_sessions: u32,
     /// Most creates waiting for a slot; 0 = no queue.
     pub max_queue: u32,
+    /// Ready browsers to keep; 0 = none.
+    pub warm: u32,
     /// How long a create waits for a slot.
     pub queue_timeout_ms: u64,
     /// Timeout of sessions created without one; 0 means none.
@@ -120,6 +122,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         max_sessions: opts.max_sessions,
         max_queue: opts.max_queue,
         queue_timeout_ms: opts.queue_timeout_ms,
+        warm: opts.warm,
         retention_ms: opts.retention_ms,
         sockets: Arc::clone(&sockets),
     });
@@ -148,7 +151,12 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
     }
 
     // Recovery before anyone can call: live sessions re-adopted or failed, orphans reaped.
-    let mut sup = supervisor::Supervisor::new(host, ingress.clone(), Arc::clone(&sockets));
+    let mut sup = supervisor::Supervisor::new(
+        host,
+        opts.node.clone(),
+        ingress.clone(),
+        Arc::clone(&sockets),
+    );
     let done = sup
         .reconcile()
         .await
@@ -159,6 +167,11 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         reaped = done.reaped,
         "reconciled"
     );
+    // The warm pool launches up to --warm (or stops what a larger one left).
+    ingress
+        .warm_fill(&opts.node)
+        .await
+        .context("starting the warm pool")?;
     let sup_stop = CancellationToken::new();
     let sup_task = tokio::spawn(sup.run(exit_rx, sup_stop.clone()));
 
@@ -184,6 +197,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         max_sessions: opts.max_sessions,
         max_queue: opts.max_queue,
         queue_timeout_ms: opts.queue_timeout_ms,
+        warm: opts.warm,
         chromium: chromium.display().to_string(),
         home: paths.display_home(),
         restate: RestateStatus {
@@ -233,6 +247,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
     shutdown.cancelled().await;
     if !state.control.keep_sessions.load(Ordering::SeqCst) {
         release_open_sessions(&ingress).await;
+        stop_warm_pool(&ingress, &opts.node).await;
     }
     servers.cancel();
     sup_stop.cancel();
@@ -266,6 +281,26 @@ async fn release_open_sessions(ingress: &Ingress) {
         if let Err(err) = result {
             tracing::error!(%err, "releasing a session at shutdown failed");
         }
+    }
+}
+
+/// Stops the warm browsers, once the launches under way have landed in the pool (up to 15 s),
+/// so none is left running without a record.
+async fn stop_warm_pool(ingress: &Ingress, node: &str) {
+    for _ in 0..150 {
+        match ingress.warm(node).await {
+            Ok(w) if w.filling.is_empty() => break,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(err) => {
+                tracing::error!(%err, "cannot read the warm pool to stop it");
+                return;
+            }
+        }
+    }
+    match ingress.warm_drain(node).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stopped = n, "stopped the warm browsers"),
+        Err(err) => tracing::error!(%err, "stopping the warm browsers failed"),
     }
 }
 

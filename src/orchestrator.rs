@@ -4,6 +4,7 @@
 
 pub mod pool;
 pub mod session;
+pub mod warm;
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ pub struct Deps {
     pub max_queue: u32,
     /// How long a create waits in the queue before it gets 429.
     pub queue_timeout_ms: u64,
+    /// Ready browsers kept per node (`--warm`); 0 = every create launches.
+    pub warm: u32,
     /// How long an ended session's record is kept before it is cleared; 0 = forever.
     pub retention_ms: u64,
     /// Proxied CDP sockets, closed when their session ends.
@@ -35,7 +38,13 @@ pub fn endpoint(deps: Arc<Deps>) -> Endpoint {
         .bind(session::SessionObject {
             deps: Arc::clone(&deps),
         })
-        .bind(pool::PoolObject { deps })
+        .bind(pool::PoolObject {
+            deps: Arc::clone(&deps),
+        })
+        .bind(warm::WarmObject {
+            deps: Arc::clone(&deps),
+        })
+        .bind(warm::WarmLauncherService { deps })
         .build()
 }
 

@@ -63,6 +63,10 @@ pub struct LaunchSpec {
     pub options: SessionOptions,
     #[serde(default)]
     pub context: Option<SessionContext>,
+    /// A warm pool browser: no session yet, so the supervisor does not watch it until a
+    /// session [claims](WorkerHost::claim) it.
+    #[serde(default)]
+    pub warm: bool,
 }
 
 /// What the host tells the supervisor about its browsers.
@@ -99,6 +103,20 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// then SIGTERM to the browser, then SIGKILL to its group; otherwise (a hung or broken
     /// browser) SIGKILL to the group at once. The directory goes once no process is left.
     fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>>;
+
+    /// Hands a warm browser to a session: checks that it still answers, puts the session's
+    /// context in, and watches it as the session's from now on. An error means the browser is
+    /// unusable; the caller stops it and launches cold.
+    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
+}
+
+/// A warm browser taken by a session: [`WorkerHost::claim`]'s input.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub session_id: String,
+    pub worker: WorkerInfo,
+    pub options: SessionOptions,
+    pub context: Option<SessionContext>,
 }
 
 /// Browsers as child processes of this daemon, under `sessions_dir/<id>`.
@@ -231,11 +249,13 @@ impl LocalWorkerHost {
         match ready {
             Ok(worker) => {
                 self.watch_child(spec.session_id.clone(), pid, child);
-                let _ = self.events.send(WorkerEvent::Launched {
-                    session_id: spec.session_id,
-                    worker: worker.clone(),
-                    options: spec.options,
-                });
+                if !spec.warm {
+                    let _ = self.events.send(WorkerEvent::Launched {
+                        session_id: spec.session_id,
+                        worker: worker.clone(),
+                        options: spec.options,
+                    });
+                }
                 Ok(worker)
             }
             Err(err) => {
@@ -340,6 +360,23 @@ impl WorkerHost for LocalWorkerHost {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Box::pin(self.one_at_a_time(id, self.stop_inner(worker, graceful)))
+    }
+
+    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
+        Box::pin(async move {
+            if !self.probe(&claim.worker).await {
+                return Err(WorkerError::NotReady(Duration::from_secs(2)));
+            }
+            if let Some(ctx) = &claim.context {
+                page::apply_context(&claim.worker, ctx).await?;
+            }
+            let _ = self.events.send(WorkerEvent::Launched {
+                session_id: claim.session_id,
+                worker: claim.worker.clone(),
+                options: claim.options,
+            });
+            Ok(claim.worker)
+        })
     }
 }
 

@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// CDP round trips measured, direct and through the proxy.
     #[arg(long, default_value_t = 200)]
     pub round_trips: usize,
+    /// Full-page screenshots (about 8 MB each) fetched, direct and through the proxy.
+    #[arg(long, default_value_t = 5)]
+    pub screenshots: usize,
+    /// Warm browsers of the daemon bench starts (`--warm`); warm creates are measured when
+    /// the daemon has any.
+    #[arg(long, default_value_t = 2)]
+    pub warm: u32,
     /// Use the daemon of this bro home instead of starting one.
     #[arg(long, value_name = "DIR")]
     pub home: Option<std::path::PathBuf>,
@@ -98,6 +105,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             &[
                 "--port=0".into(),
                 format!("--max-sessions={max}"),
+                format!("--warm={}", args.warm),
                 "--default-timeout=10m".into(),
             ],
             None,
@@ -136,6 +144,10 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let http = reqwest::Client::new();
     let chromium_path = std::path::PathBuf::from(&status.chromium);
 
+    // Dimensions are a launch flag: these creates never take a warm browser.
+    let cold = json!({ "dimensions": { "width": 1280, "height": 800 } });
+    let daemon = DaemonClient::new(paths.socket());
+
     output::progress("raw Chromium launches");
     let raw = raw_launches(&chromium_path, paths, args.runs).await?;
 
@@ -145,7 +157,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         let t = Instant::now();
         let s: Value = http
             .post(format!("{api}/v1/sessions"))
-            .json(&json!({}))
+            .json(&cold)
             .send()
             .await?
             .error_for_status()?
@@ -161,18 +173,26 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         release.push(ms_since(t));
     }
 
+    let warm = match status.warm {
+        0 => None,
+        n => {
+            output::progress("sequential creates from the warm pool");
+            Some(warm_creates(&daemon, &http, &api, n, args.runs).await?)
+        }
+    };
+
     output::progress("concurrent creates");
     let t = Instant::now();
     let per_client = args.sessions.div_ceil(args.concurrency.max(1));
     let clients = (0..args.concurrency.max(1)).map(|_| {
-        let (http, api) = (http.clone(), api.clone());
+        let (http, api, cold) = (http.clone(), api.clone(), cold.clone());
         async move {
             let mut out = Vec::new();
             for _ in 0..per_client {
                 let t = Instant::now();
                 let r = http
                     .post(format!("{api}/v1/sessions"))
-                    .json(&json!({}))
+                    .json(&cold)
                     .send()
                     .await;
                 let ok = matches!(&r, Ok(r) if r.status().is_success());
@@ -216,6 +236,15 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     )
     .await?;
 
+    output::progress("full-page screenshots, direct and through the proxy");
+    let shots_direct =
+        screenshots(&crate::worker::page::browser_url(&worker), args.screenshots).await?;
+    let shots_proxied = screenshots(
+        rec["websocketUrl"].as_str().unwrap_or_default(),
+        args.screenshots,
+    )
+    .await?;
+
     output::progress("memory with live sessions");
     let idle_daemon = rss_kib(status.pid);
     let idle_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
@@ -231,11 +260,18 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         live.push(s["id"].as_str().unwrap_or_default().to_string());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let browsers_kib: u64 = live
+    let dash = daemon.dashboard().await?;
+    let browsers_kib: u64 = dash
+        .sessions
         .iter()
-        .filter_map(|id| worker_of(paths, id).ok())
-        .map(|w| process::group_usage(w.pid).0)
+        .filter(|r| live.contains(&r.session.id))
+        .map(|r| r.mem_kib)
         .sum();
+    let all_live = dash
+        .sessions
+        .iter()
+        .filter(|r| r.session.status == "live")
+        .count();
     let busy_daemon = rss_kib(status.pid);
     let busy_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
     http.post(format!("{api}/v1/sessions/release"))
@@ -251,12 +287,17 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         "release_ms": Stats::of(release),
         "concurrent": { "clients": args.concurrency, "sessions": args.sessions, "failures": failures,
                         "per_second": throughput, "latency_ms": concurrent },
+        "warm_create_ms": warm,
         "cdp_round_trip_ms": { "direct": direct, "proxy": proxied },
+        "screenshot": { "direct": shots_direct, "proxy": shots_proxied },
         "memory_kib": { "daemon_idle": idle_daemon, "restate_idle": idle_restate,
-                        "live_sessions": live.len(), "daemon_busy": busy_daemon, "restate_busy": busy_restate,
+                        "live_sessions": all_live, "daemon_busy": busy_daemon, "restate_busy": busy_restate,
                         "browsers_pss": browsers_kib, "per_session_pss": browsers_kib / live.len().max(1) as u64 },
         "ratios": { "create_p50_over_raw_p50": create_s.p50 / raw_p50,
-                    "proxy_p50_minus_direct_p50_ms": proxied.p50 - direct.p50 },
+                    "warm_create_p50_over_raw_p50": warm.map(|w| w.p50 / raw_p50),
+                    "proxy_p50_minus_direct_p50_ms": proxied.p50 - direct.p50,
+                    "screenshot_proxy_over_direct_throughput":
+                        shots_proxied.mb_per_s / shots_direct.mb_per_s.max(0.001) },
     }))
 }
 
@@ -280,6 +321,7 @@ async fn raw_launches(
             session_id: format!("raw-{i}"),
             options: SessionOptions::default(),
             context: None,
+            warm: false,
         };
         let t = Instant::now();
         let w = host.launch(spec).await?;
@@ -307,6 +349,92 @@ async fn round_trips(url: &str, n: usize) -> Result<Stats> {
         samples.push(ms_since(t));
     }
     Ok(Stats::of(samples))
+}
+
+/// Creates that fit the warm pool, each once the pool is full again (so every one is a hit).
+async fn warm_creates(
+    daemon: &DaemonClient,
+    http: &reqwest::Client,
+    api: &str,
+    target: u32,
+    runs: usize,
+) -> Result<Stats> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let full = async {
+            loop {
+                let ready = daemon
+                    .status()
+                    .await
+                    .ok()
+                    .and_then(|s| s.pool)
+                    .is_some_and(|p| p.warm_ready.len() >= target as usize);
+                if ready {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), full)
+            .await
+            .context("the warm pool did not refill within 30 s")?;
+        let t = Instant::now();
+        let s: Value = http
+            .post(format!("{api}/v1/sessions"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        samples.push(ms_since(t));
+        let id = s["id"].as_str().unwrap_or_default();
+        http.post(format!("{api}/v1/sessions/{id}/release"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    Ok(Stats::of(samples))
+}
+
+/// Throughput of large CDP messages: full-page PNG screenshots of a page of noise.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Throughput {
+    pub n: usize,
+    /// Size of one answer, in MB (10^6 bytes).
+    pub mb: f64,
+    pub p50_ms: f64,
+    /// `mb` over the median time.
+    pub mb_per_s: f64,
+}
+
+async fn screenshots(url: &str, n: usize) -> Result<Throughput> {
+    // A page of random pixels: its PNG does not compress, so each answer is about 8 MB.
+    const PAGE: &str = "data:text/html,<body style=margin:0><canvas id=c width=1280 height=1600>        </canvas><script>const c=document.getElementById('c').getContext('2d');        const d=c.createImageData(1280,1600);crypto.getRandomValues(d.data.subarray(0,65536));        for(let i=65536;i<d.data.length;i+=65536)d.data.copyWithin(i,0,65536);        for(let i=3;i<d.data.length;i+=4)d.data[i]=255;c.putImageData(d,0,0);</script>";
+    let mut cdp = Cdp::connect(url).await?;
+    let (target, session) = cdp.open_page(PAGE).await?;
+    let params = json!({ "format": "png", "captureBeyondViewport": true });
+    let mut bytes = 0;
+    let mut samples = Vec::with_capacity(n);
+    cdp.call_in(Some(&session), "Page.captureScreenshot", params.clone())
+        .await?;
+    for _ in 0..n.max(1) {
+        let t = Instant::now();
+        let shot = cdp
+            .call_in(Some(&session), "Page.captureScreenshot", params.clone())
+            .await?;
+        samples.push(ms_since(t));
+        bytes = shot["data"].as_str().map_or(0, str::len);
+    }
+    let _ = cdp.close_page(&target).await;
+    let stats = Stats::of(samples);
+    let mb = bytes as f64 / 1e6;
+    Ok(Throughput {
+        n: stats.n,
+        mb,
+        p50_ms: stats.p50,
+        mb_per_s: mb / (stats.p50 / 1000.0).max(1e-6),
+    })
 }
 
 fn worker_of(paths: &Paths, id: &str) -> Result<WorkerInfo> {
@@ -337,6 +465,7 @@ fn print_table(r: &Value) {
         row("raw Chromium launch → CDP ready", &r["raw_launch_ms"]),
         row("POST /v1/sessions → live", &r["create_ms"]),
         row("release", &r["release_ms"]),
+        row("POST /v1/sessions → live, warm pool", &r["warm_create_ms"]),
         row(
             &format!("create, {} clients at once", r["concurrent"]["clients"]),
             &r["concurrent"]["latency_ms"],
@@ -367,13 +496,27 @@ fn print_table(r: &Value) {
         mib(&m["browsers_pss"]),
         mib(&m["per_session_pss"])
     ));
+    let shot = |k: &str| {
+        let t = &r["screenshot"][k];
+        format!(
+            "{:.1} MB in {:.1} ms = {:.0} MB/s",
+            t["mb"].as_f64().unwrap_or(0.0),
+            t["p50_ms"].as_f64().unwrap_or(0.0),
+            t["mb_per_s"].as_f64().unwrap_or(0.0)
+        )
+    };
     output::line(&format!(
-        "ratios: create p50 / raw launch p50 = {:.2}; proxy p50 − direct p50 = {:.3} ms",
-        r["ratios"]["create_p50_over_raw_p50"]
-            .as_f64()
-            .unwrap_or(0.0),
-        r["ratios"]["proxy_p50_minus_direct_p50_ms"]
-            .as_f64()
-            .unwrap_or(0.0)
+        "screenshot: direct {}; through bro {}",
+        shot("direct"),
+        shot("proxy")
+    ));
+    let ratio = |k: &str| r["ratios"][k].as_f64().unwrap_or(f64::NAN);
+    output::line(&format!(
+        "ratios: cold create p50 / raw launch p50 = {:.2}; warm create p50 / raw launch p50 = {:.3}; \
+         proxy p50 − direct p50 = {:.3} ms; screenshot throughput proxy / direct = {:.2}",
+        ratio("create_p50_over_raw_p50"),
+        ratio("warm_create_p50_over_raw_p50"),
+        ratio("proxy_p50_minus_direct_p50_ms"),
+        ratio("screenshot_proxy_over_direct_throughput"),
     ));
 }

@@ -42,6 +42,7 @@ pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> 
             .max_sessions
             .or(file.max_sessions)
             .unwrap_or(config::DEFAULT_MAX_SESSIONS),
+        warm: args.warm.or(file.warm).unwrap_or(0),
         max_queue: args
             .max_queue
             .or(file.max_queue)
@@ -85,6 +86,7 @@ fn to_args(a: &DaemonArgs) -> Vec<String> {
     push("bind", a.bind.map(|b| b.to_string()));
     push("max-sessions", a.max_sessions.map(|m| m.to_string()));
     push("max-queue", a.max_queue.map(|m| m.to_string()));
+    push("warm", a.warm.map(|w| w.to_string()));
     push("queue-timeout", a.queue_timeout.map(|t| format!("{t}ms")));
     push(
         "default-timeout",

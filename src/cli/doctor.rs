@@ -129,6 +129,7 @@ async fn check_chromium(
         session_id: "doctor".into(),
         options: SessionOptions::default(),
         context: None,
+        warm: false,
     };
     let started = Instant::now();
     out.push(match host.launch(spec).await {

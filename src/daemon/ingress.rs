@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::orchestrator::pool::Waiter;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
+use crate::orchestrator::warm::{WarmEntry, WarmStatus};
 use crate::protocol::control::{InvocationRow, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
 use crate::protocol::steel::SessionContext;
@@ -51,8 +52,17 @@ struct StateRow {
 
 #[derive(Deserialize)]
 struct KeyedStateRow {
+    service_name: String,
     key: String,
     value_utf8: Option<String>,
+}
+
+/// The value of one object's state key among `rows`, parsed.
+fn state_value<T: DeserializeOwned>(rows: &[KeyedStateRow], service: &str, key: &str) -> Option<T> {
+    let row = rows
+        .iter()
+        .find(|r| r.service_name == service && r.key == key)?;
+    serde_json::from_str(row.value_utf8.as_deref()?).ok()
 }
 
 impl Ingress {
@@ -85,7 +95,7 @@ impl Ingress {
 
     /// Sends `Pool/leave`: the client of a waiting create hung up.
     pub async fn leave_queue(&self, node: &str, id: &str) -> Result<(), IngressError> {
-        self.send(&format!("Pool/{node}/leave"), &id).await
+        self.send(&format!("Pool/{node}/leave"), Some(&id)).await
     }
 
     /// `Pool/clear_queue`: ends the waits of a previous daemon's clients; how many there were.
@@ -135,21 +145,18 @@ impl Ingress {
         capacity: u32,
         max_queue: u32,
     ) -> Result<PoolUsage, IngressError> {
-        let node = node.replace('\'', "''");
-        let sql = format!(
-            "SELECT key, value_utf8 FROM state WHERE service_name = 'Pool' AND service_key = '{node}'"
-        );
         // Status answers must stay quick when Restate is down: one attempt, no retries.
-        let rows: Vec<KeyedStateRow> = self.query_attempts(&sql, 1).await?;
-        let value = |key: &str| rows.iter().find(|r| r.key == key)?.value_utf8.clone();
-        let sessions: Vec<String> = value("sessions")
-            .and_then(|v| serde_json::from_str(&v).ok())
-            .unwrap_or_default();
-        let queued: Vec<String> = value("queue")
-            .and_then(|v| serde_json::from_str::<Vec<Waiter>>(&v).ok())
+        let rows = self.node_state(node, 1).await?;
+        let sessions: Vec<String> = state_value(&rows, "Pool", "sessions").unwrap_or_default();
+        let queued: Vec<String> = state_value::<Vec<Waiter>>(&rows, "Pool", "queue")
             .unwrap_or_default()
             .into_iter()
             .map(|w| w.session_id)
+            .collect();
+        let warm_ready = state_value::<Vec<WarmEntry>>(&rows, "Warm", "ready")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.id)
             .collect();
         Ok(PoolUsage {
             capacity,
@@ -157,7 +164,52 @@ impl Ingress {
             sessions,
             max_queue,
             queued,
+            warm_ready,
         })
+    }
+
+    /// The node's warm pool as its `Warm` object holds it (read through introspection).
+    pub async fn warm(&self, node: &str) -> Result<WarmStatus, IngressError> {
+        let rows = self.node_state(node, 10).await?;
+        Ok(WarmStatus {
+            target: 0,
+            ready: state_value(&rows, "Warm", "ready").unwrap_or_default(),
+            filling: state_value(&rows, "Warm", "filling").unwrap_or_default(),
+        })
+    }
+
+    /// `Warm/fill`, sent: the warm pool launches up to its target.
+    pub async fn warm_fill(&self, node: &str) -> Result<(), IngressError> {
+        self.send(&format!("Warm/{node}/fill"), None::<&()>).await
+    }
+
+    /// `Warm/discard`, sent: a ready browser died.
+    pub async fn warm_discard(&self, node: &str, id: &str) -> Result<(), IngressError> {
+        self.send(&format!("Warm/{node}/discard"), Some(&id)).await
+    }
+
+    /// `Warm/drain`: stops every ready browser; how many there were.
+    pub async fn warm_drain(&self, node: &str) -> Result<u32, IngressError> {
+        self.call(
+            &format!("Warm/{node}/drain"),
+            None::<&()>,
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    /// The state of the node's `Pool` and `Warm` objects, as rows.
+    async fn node_state(
+        &self,
+        node: &str,
+        attempts: u64,
+    ) -> Result<Vec<KeyedStateRow>, IngressError> {
+        let node = node.replace('\'', "''");
+        let sql = format!(
+            "SELECT service_name, key, value_utf8 FROM state \
+             WHERE service_name IN ('Pool', 'Warm') AND service_key = '{node}'"
+        );
+        self.query_attempts(&sql, attempts).await
     }
 
     /// `Session/get`.
@@ -179,21 +231,22 @@ impl Ingress {
         clean: bool,
     ) -> Result<(), IngressError> {
         let exit = WorkerExited { pid, reason, clean };
-        self.send(&format!("Session/{id}/worker_exited"), &exit)
+        self.send(&format!("Session/{id}/worker_exited"), Some(&exit))
             .await
     }
 
     /// Enqueues a one-way call to `path` without waiting for it to run.
-    async fn send<B: serde::Serialize>(&self, path: &str, body: &B) -> Result<(), IngressError> {
+    async fn send<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), IngressError> {
         let url = format!("{}/{path}/send", self.ingress_url);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let mut req = self.http.post(&url).timeout(Duration::from_secs(10));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
         if resp.status().is_success() {
             Ok(())
         } else {

@@ -2,7 +2,7 @@
 //! idle past their `inactivityTimeout`, re-adopts or fails the sessions state says are live
 //! after a restart, and reaps browsers and dirs no live session owns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +36,8 @@ const REAP_GRACE: Duration = Duration::from_secs(10);
 /// Supervises the browsers of one node.
 pub struct Supervisor {
     host: Arc<LocalWorkerHost>,
+    /// This daemon's node name: the key of its `Warm` object.
+    node: String,
     ingress: Ingress,
     sockets: Arc<Sockets>,
     http: reqwest::Client,
@@ -75,10 +77,16 @@ pub struct Reconciled {
 }
 
 impl Supervisor {
-    pub fn new(host: Arc<LocalWorkerHost>, ingress: Ingress, sockets: Arc<Sockets>) -> Self {
+    pub fn new(
+        host: Arc<LocalWorkerHost>,
+        node: String,
+        ingress: Ingress,
+        sockets: Arc<Sockets>,
+    ) -> Self {
         let http = reqwest::Client::new();
         Supervisor {
             host,
+            node,
             ingress,
             sockets,
             http,
@@ -91,11 +99,26 @@ impl Supervisor {
     /// open session owns.
     pub async fn reconcile(&mut self) -> Result<Reconciled, IngressError> {
         let records = self.ingress.list().await?;
+        let warm = self.ingress.warm(&self.node).await?;
         let mut done = Reconciled::default();
-        let mut owned: HashMap<&str, SessionStatus> = HashMap::new();
+        // The names of the dirs under the sessions dir that are spoken for: open sessions'
+        // (a session that took a warm browser lives in that browser's dir), ready warm
+        // browsers and warm launches under way.
+        let mut owned: HashSet<String> = HashSet::new();
+        for entry in &warm.ready {
+            owned.insert(entry.id.clone());
+            if !process::is_alive(entry.worker.pid, entry.worker.start_time) {
+                tracing::warn!(warm_id = %entry.id, "a ready warm browser is gone");
+                self.ingress.warm_discard(&self.node, &entry.id).await?;
+            }
+        }
+        owned.extend(warm.filling.iter().cloned());
         for rec in &records {
             if !rec.status.is_final() {
-                owned.insert(&rec.id, rec.status);
+                owned.insert(rec.id.clone());
+                if let Some(name) = rec.worker.as_ref().and_then(|w| w.dir.file_name()) {
+                    owned.insert(name.to_string_lossy().into_owned());
+                }
             }
             let (SessionStatus::Live, Some(worker)) = (rec.status, &rec.worker) else {
                 self.watched.remove(&rec.id);
@@ -117,7 +140,7 @@ impl Supervisor {
             }
         }
         for (id, dir) in self.host.session_dirs() {
-            if owned.contains_key(id.as_str())
+            if owned.contains(id.as_str())
                 || self.host.is_launching(&id)
                 || younger_than(&dir, REAP_GRACE)
             {
@@ -136,12 +159,12 @@ impl Supervisor {
 
     /// Kills Chromium processes whose profile is under the sessions dir but whose session is
     /// not open (a browser whose dir is already gone, or that was started but never recorded).
-    fn kill_stray_browsers(&self, owned: &HashMap<&str, SessionStatus>) -> usize {
+    fn kill_stray_browsers(&self, owned: &HashSet<String>) -> usize {
         let prefix = format!("--user-data-dir={}/", self.host.sessions_dir().display());
         let mut killed = 0;
         for (pid, arg) in process::with_arg_prefix(&prefix) {
             let id = arg[prefix.len()..].split('/').next().unwrap_or_default();
-            if owned.contains_key(id) || self.host.is_launching(id) {
+            if owned.contains(id) || self.host.is_launching(id) {
                 continue;
             }
             let Some(st) = process::stat(pid) else {
@@ -248,7 +271,17 @@ impl Supervisor {
                     WorkerEvent::Launched { session_id, worker, options } => {
                         self.watched.insert(session_id, Watched::new(worker, &options));
                     }
-                    WorkerEvent::Exited(exit) => {
+                    WorkerEvent::Exited(mut exit) => {
+                        // A browser taken from the warm pool runs in a dir named after its
+                        // warm id: the session it serves is the one watching its pid.
+                        let owner = self
+                            .watched
+                            .iter()
+                            .find(|(_, w)| w.worker.pid == exit.pid)
+                            .map(|(id, _)| id.clone());
+                        if let Some(id) = owner {
+                            exit.session_id = id;
+                        }
                         self.watched.remove(&exit.session_id);
                         self.report(exit).await;
                     }

@@ -9,10 +9,12 @@ use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
+use crate::orchestrator::warm::{self, WarmObjectClient};
 use crate::orchestrator::{Deps, now_ms};
+use crate::protocol::session::WorkerInfo;
 use crate::protocol::session::{RECORD_KEY, SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionContext;
-use crate::worker::{LaunchSpec, WorkerError};
+use crate::worker::{Claim, LaunchSpec, WorkerError};
 
 /// Input of `Session/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +54,49 @@ pub struct SessionObject {
 
 #[restate_sdk::object(name = "Session")]
 impl SessionObject {
+    /// Takes a ready browser from the node's warm pool and claims it for the session; `None`
+    /// when the pool is empty or the browser it gave is unusable (then stopped).
+    async fn claim_warm(
+        &self,
+        ctx: &ObjectContext<'_>,
+        rec: &SessionRecord,
+        context: Option<SessionContext>,
+    ) -> HandlerResult<Option<WorkerInfo>> {
+        let taken = ctx
+            .object_client::<WarmObjectClient<'_>>(rec.node.clone())
+            .take()
+            .call()
+            .await?;
+        let Some(entry) = taken.0 else {
+            return Ok(None);
+        };
+        let host = Arc::clone(&self.deps.host);
+        let claim = Claim {
+            session_id: rec.id.clone(),
+            worker: entry.worker.clone(),
+            options: rec.options.clone(),
+            context,
+        };
+        let claimed = ctx
+            .run(|| async move { host.claim(claim).await.map(Json).map_err(worker_error) })
+            .name("claim_warm_browser")
+            .retry_policy(RunRetryPolicy::default().max_attempts(1))
+            .await;
+        match claimed {
+            Ok(Json(worker)) => Ok(Some(worker)),
+            Err(err) => {
+                tracing::warn!(session_id = %rec.id, error = %err.message(), "a warm browser was unusable; launching cold");
+                let host = Arc::clone(&self.deps.host);
+                ctx.run(
+                    || async move { host.stop(entry.worker, false).await.map_err(worker_error) },
+                )
+                .name("stop_chromium")
+                .await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Creates the session: a slot from the node's `Pool`, a browser, state `live`, and a
     /// durable timer for the timeout. Idempotent: an existing session is returned as it is.
     #[handler(name = "create")]
@@ -114,21 +159,31 @@ impl SessionObject {
         };
         ctx.set(RECORD_KEY, Json(rec.clone()));
 
-        let host = Arc::clone(&self.deps.host);
-        let spec = LaunchSpec {
-            session_id: id.clone(),
-            options: rec.options.clone(),
-            context: cmd.0.context,
+        let context = cmd.0.context;
+        let warm = match self.deps.warm > 0 && warm::fits(&rec.options) {
+            true => self.claim_warm(&ctx, &rec, context.clone()).await?,
+            false => None,
         };
-        let launched = ctx
-            .run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
-            .name("launch_chromium")
-            .retry_policy(
-                RunRetryPolicy::default()
-                    .initial_delay(Duration::from_millis(200))
-                    .max_attempts(3),
-            )
-            .await;
+        let launched = match warm {
+            Some(worker) => Ok(Json(worker)),
+            None => {
+                let host = Arc::clone(&self.deps.host);
+                let spec = LaunchSpec {
+                    session_id: id.clone(),
+                    options: rec.options.clone(),
+                    context,
+                    warm: false,
+                };
+                ctx.run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
+                    .name("launch_chromium")
+                    .retry_policy(
+                        RunRetryPolicy::default()
+                            .initial_delay(Duration::from_millis(200))
+                            .max_attempts(3),
+                    )
+                    .await
+            }
+        };
         match launched {
             Ok(Json(worker)) => {
                 rec.worker = Some(worker);
@@ -295,7 +350,7 @@ fn not_found(id: &str) -> HandlerError {
 }
 
 /// A missing binary is terminal; everything else is retried by Restate.
-fn worker_error(err: WorkerError) -> HandlerError {
+pub(crate) fn worker_error(err: WorkerError) -> HandlerError {
     if err.is_permanent() {
         TerminalError::new(err.to_string()).into()
     } else {

@@ -20,6 +20,9 @@ pub struct DaemonStatus {
     /// How long a create waits for a slot before it gets 429.
     #[serde(default)]
     pub queue_timeout_ms: u64,
+    /// Ready browsers the warm pool keeps (`--warm`).
+    #[serde(default)]
+    pub warm: u32,
     pub chromium: String,
     pub home: String,
     pub restate: RestateStatus,
@@ -83,6 +86,9 @@ pub struct PoolUsage {
     /// Sessions whose creates wait for a slot, first in line first.
     #[serde(default)]
     pub queued: Vec<String>,
+    /// Warm browsers ready to be taken now, by id (the name of their dir), oldest first.
+    #[serde(default)]
+    pub warm_ready: Vec<String>,
 }
 
 /// The Restate the daemon uses.

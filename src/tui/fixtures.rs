@@ -132,6 +132,7 @@ fn status(used: u32) -> DaemonStatus {
         max_sessions: 16,
         max_queue: 64,
         queue_timeout_ms: 30_000,
+        warm: 0,
         chromium: "/usr/bin/chromium".into(),
         home: "/home/u/.local/share/bro".into(),
         restate: RestateStatus {
@@ -148,6 +149,7 @@ fn status(used: u32) -> DaemonStatus {
             sessions: vec![],
             max_queue: 64,
             queued: vec![],
+            warm_ready: vec![],
         }),
     }
 }

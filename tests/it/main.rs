@@ -18,3 +18,4 @@ mod recovery;
 mod session;
 mod tools;
 mod tui;
+mod warm;
