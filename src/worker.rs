@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -99,10 +98,10 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// retry never leaves two browsers.
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
 
-    /// Stops the browser and removes the session directory. `graceful`: CDP `Browser.close`,
-    /// then SIGTERM to the browser, then SIGKILL to its group; otherwise (a hung or broken
-    /// browser) SIGKILL to the group at once. The directory goes once no process is left.
-    fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>>;
+    /// Stops the browser and removes the session directory: SIGKILL to the browser's process
+    /// group, and the directory goes once no process of it is left. The profile is thrown
+    /// away, so a graceful `Browser.close` would only cost time (about 100 ms a release).
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>>;
 
     /// Hands a warm browser to a session: checks that it still answers, puts the session's
     /// context in, and watches it as the session's from now on. An error means the browser is
@@ -320,30 +319,12 @@ impl LocalWorkerHost {
         work.await
     }
 
-    async fn stop_inner(&self, worker: WorkerInfo, graceful: bool) -> Result<(), WorkerError> {
+    async fn stop_inner(&self, worker: WorkerInfo) -> Result<(), WorkerError> {
         lock(&self.stopping).insert(worker.pid);
-        let result = match graceful {
-            true => self.stop_browser(&worker).await,
-            false => kill_group(worker.pid).await,
-        };
+        let result = kill_group(worker.pid).await;
         lock(&self.stopping).remove(&worker.pid);
         result?;
         remove_dir(&worker.dir).await
-    }
-
-    async fn stop_browser(&self, worker: &WorkerInfo) -> Result<(), WorkerError> {
-        let alive = || process::is_alive(worker.pid, worker.start_time);
-        if !alive() {
-            // Gone already; its group may still hold children.
-            return kill_group(worker.pid).await;
-        }
-        let url = format!("ws://127.0.0.1:{}{}", worker.port, worker.ws_path);
-        let _ = tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&url)).await;
-        if !process::wait_until(Duration::from_secs(2), || !alive()).await {
-            process::signal(worker.pid, Signal::SIGTERM);
-            process::wait_until(Duration::from_secs(1), || !alive()).await;
-        }
-        kill_group(worker.pid).await
     }
 }
 
@@ -353,13 +334,13 @@ impl WorkerHost for LocalWorkerHost {
         Box::pin(self.one_at_a_time(id, self.launch_inner(spec)))
     }
 
-    fn stop(&self, worker: WorkerInfo, graceful: bool) -> BoxFuture<'_, Result<(), WorkerError>> {
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>> {
         let id = worker
             .dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Box::pin(self.one_at_a_time(id, self.stop_inner(worker, graceful)))
+        Box::pin(self.one_at_a_time(id, self.stop_inner(worker)))
     }
 
     fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
@@ -415,21 +396,6 @@ async fn remove_dir(dir: &Path) -> Result<(), WorkerError> {
         }
     }
     Ok(())
-}
-
-/// Asks the browser to close itself over CDP, the one shutdown that leaves no crash dump.
-async fn cdp_browser_close(url: &str) {
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
-        return;
-    };
-    let msg = r#"{"id":1,"method":"Browser.close"}"#;
-    if ws
-        .send(tokio_tungstenite::tungstenite::Message::text(msg))
-        .await
-        .is_ok()
-    {
-        let _ = ws.next().await;
-    }
 }
 
 /// The browser a session dir records: pid file and `DevToolsActivePort` (for tools such as

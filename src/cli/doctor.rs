@@ -135,7 +135,7 @@ async fn check_chromium(
     out.push(match host.launch(spec).await {
         Ok(worker) => {
             let ms = started.elapsed().as_millis();
-            let _ = host.stop(worker, true).await;
+            let _ = host.stop(worker).await;
             pass("chromium launch", format!("headless, CDP ready in {ms} ms"))
         }
         Err(e) => fail(

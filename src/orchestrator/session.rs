@@ -87,11 +87,9 @@ impl SessionObject {
             Err(err) => {
                 tracing::warn!(session_id = %rec.id, error = %err.message(), "a warm browser was unusable; launching cold");
                 let host = Arc::clone(&self.deps.host);
-                ctx.run(
-                    || async move { host.stop(entry.worker, false).await.map_err(worker_error) },
-                )
-                .name("stop_chromium")
-                .await?;
+                ctx.run(|| async move { host.stop(entry.worker).await.map_err(worker_error) })
+                    .name("stop_chromium")
+                    .await?;
                 Ok(None)
             }
         }
@@ -293,7 +291,6 @@ impl SessionObject {
 
 impl SessionObject {
     /// The one teardown path: browser stopped (inside `ctx.run`), slot returned, final status.
-    /// A session that ends `failed` has a broken browser: it is killed without ceremony.
     async fn finish(
         &self,
         ctx: &ObjectContext<'_>,
@@ -306,11 +303,10 @@ impl SessionObject {
         let host = Arc::clone(&self.deps.host);
         let sockets = Arc::clone(&self.deps.sockets);
         let (id, worker) = (rec.id.clone(), rec.worker.clone());
-        let graceful = status != SessionStatus::Failed;
         ctx.run(|| async move {
             sockets.close(&id);
             match worker {
-                Some(w) => host.stop(w, graceful).await.map_err(worker_error),
+                Some(w) => host.stop(w).await.map_err(worker_error),
                 None => Ok(()),
             }
         })
