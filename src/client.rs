@@ -16,11 +16,12 @@ use serde::de::DeserializeOwned;
 
 use crate::daemon::lifecycle;
 use crate::paths::Paths;
-use crate::protocol::control::{DaemonStatus, Dashboard};
+use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry};
 use crate::protocol::steel::{
     CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionDetails,
 };
+use crate::worker::page::Preview;
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -80,6 +81,18 @@ impl DaemonClient {
     }
 
     /// `POST /v1/sessions`.
+    /// `GET /bro/v1/sessions/{id}/preview?width=W`.
+    pub async fn preview(&self, id: &str, width: u32) -> Result<Preview, ClientError> {
+        let path = format!("/bro/v1/sessions/{id}/preview?width={width}");
+        self.request(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `GET /bro/v1/invocations/{id}/journal`.
+    pub async fn journal(&self, invocation_id: &str) -> Result<Vec<JournalEntry>, ClientError> {
+        let path = format!("/bro/v1/invocations/{invocation_id}/journal");
+        self.request(Method::GET, &path, None::<&()>).await
+    }
+
     /// With `no_wait`, a full node answers 429 at once instead of queueing the create.
     pub async fn create_session(
         &self,

@@ -15,11 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+use base64::Engine;
 use crossterm::event::{
     DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream, KeyEventKind,
     MouseEventKind,
 };
 use futures_util::StreamExt;
+use image::DynamicImage;
+use ratatui_image::picker::Picker;
+use ratatui_image::protocol::StatefulProtocol;
+use ratatui_image::{Resize, StatefulImage};
 use tokio::sync::mpsc;
 
 use crate::client::DaemonClient;
@@ -30,6 +35,8 @@ use event::{Action, Event};
 
 /// How often the dashboard refreshes.
 const REFRESH: Duration = Duration::from_millis(500);
+/// How often the preview pane takes a new picture of the selected session's page.
+const PREVIEW_EVERY: Duration = Duration::from_millis(1000);
 
 /// Runs the dashboard until `q`. The terminal is restored on exit and on panic.
 pub async fn run(paths: Paths) -> Result<()> {
@@ -39,24 +46,60 @@ pub async fn run(paths: Paths) -> Result<()> {
         Err(_) => DaemonClient::new(paths.socket()),
     };
     let mut terminal = ratatui::init();
+    // Sixel, kitty or iTerm2 pictures where the terminal answers for them, half blocks
+    // elsewhere (asked once, before the event stream starts reading the terminal).
+    let picker = match std::env::var("BRO_TUI_GRAPHICS").as_deref() {
+        Ok("halfblocks") => Picker::halfblocks(),
+        _ => Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks()),
+    };
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
-    let result = event_loop(&mut terminal, client).await;
+    let result = event_loop(&mut terminal, client, picker).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     result
 }
 
-async fn event_loop(terminal: &mut ratatui::DefaultTerminal, client: DaemonClient) -> Result<()> {
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    client: DaemonClient,
+    picker: Picker,
+) -> Result<()> {
     let mut app = App::default();
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(REFRESH);
+    let mut preview_tick = tokio::time::interval(PREVIEW_EVERY);
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let (pictures_tx, mut pictures) = mpsc::unbounded_channel::<(String, DynamicImage)>();
     let fetching = Arc::new(AtomicBool::new(false));
+    let previewing = Arc::new(AtomicBool::new(false));
+    // The picture of the session the preview shows: the only drawing state outside `App`.
+    let mut picture: Option<(String, StatefulProtocol)> = None;
     loop {
-        terminal.draw(|frame| frame.render_widget(&app, frame.area()))?;
+        terminal.draw(|frame| {
+            frame.render_widget(&app, frame.area());
+            if let (Some(area), Some(target), Some((of, protocol))) = (
+                view::preview_picture_area(&app, frame.area()),
+                app.preview_target(),
+                picture.as_mut(),
+            ) && of == target
+            {
+                let scaled = StatefulImage::default().resize(Resize::Scale(None));
+                frame.render_stateful_widget(scaled, area, protocol);
+            }
+        })?;
         let event = tokio::select! {
             _ = tick.tick() => {
                 fetch(&client, &tx, &fetching);
+                continue;
+            }
+            _ = preview_tick.tick() => {
+                if let Some(id) = app.preview_target() {
+                    fetch_preview(&client, id, &tx, &pictures_tx, &previewing);
+                }
+                continue;
+            }
+            Some((id, image)) = pictures.recv() => {
+                picture = Some((id, picker.new_resize_protocol(image)));
                 continue;
             }
             Some(ev) = rx.recv() => ev,
@@ -90,6 +133,19 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, client: DaemonClien
                     let _ = tx.send(Event::Notice(notice));
                 });
             }
+            Some(Action::FetchJournal(id)) => {
+                let (client, tx) = (client.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let event = match client.journal(&id).await {
+                        Ok(entries) => Event::Journal {
+                            invocation_id: id,
+                            entries,
+                        },
+                        Err(e) => Event::Notice(format!("journal: {e}")),
+                    };
+                    let _ = tx.send(event);
+                });
+            }
             Some(Action::KillSession(id)) => {
                 let (client, tx) = (client.clone(), tx.clone());
                 tokio::spawn(async move {
@@ -102,6 +158,45 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, client: DaemonClien
             }
         }
     }
+}
+
+/// Asks the daemon for a picture of the session's page in the background (one at a time):
+/// its URL and title go to `App`, the decoded picture to the drawing side.
+fn fetch_preview(
+    client: &DaemonClient,
+    id: &str,
+    tx: &mpsc::UnboundedSender<Event>,
+    pictures: &mpsc::UnboundedSender<(String, DynamicImage)>,
+    busy: &Arc<AtomicBool>,
+) {
+    if busy.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (client, id, tx, pictures, busy) = (
+        client.clone(),
+        id.to_string(),
+        tx.clone(),
+        pictures.clone(),
+        Arc::clone(busy),
+    );
+    tokio::spawn(async move {
+        let answer = tokio::time::timeout(Duration::from_secs(5), client.preview(&id, 640)).await;
+        if let Ok(Ok(p)) = answer {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(p.jpeg.as_bytes())
+                .ok()
+                .and_then(|bytes| image::load_from_memory(&bytes).ok());
+            if let Some(image) = decoded {
+                let _ = pictures.send((id.clone(), image));
+            }
+            let _ = tx.send(Event::Preview {
+                session_id: id,
+                url: p.url,
+                title: p.title,
+            });
+        }
+        busy.store(false, Ordering::SeqCst);
+    });
 }
 
 /// Asks the daemon for a snapshot in the background (one at a time).

@@ -3,17 +3,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use axum::extract::State;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
-use crate::protocol::control::{DaemonStatus, Dashboard, SessionRow};
+use crate::api::{ApiError, AppState};
+use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry, SessionRow};
 use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::SessionDetails;
-use crate::worker::process;
+use crate::worker::{page, process};
 
 /// The parts of the status that change while the daemon runs, and the shutdown switch.
 pub struct ControlState {
@@ -46,6 +48,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/bro/v1/status", get(status))
         .route("/bro/v1/dashboard", get(dashboard))
         .route("/bro/v1/shutdown", post(shutdown))
+        .route("/bro/v1/sessions/{id}/preview", get(preview))
+        .route("/bro/v1/invocations/{id}/journal", get(journal))
 }
 
 async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
@@ -118,4 +122,34 @@ async fn shutdown(
         .store(req.keep_sessions, Ordering::SeqCst);
     st.control.shutdown.cancel();
     Json(serde_json::json!({ "status": "stopping" }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PreviewQuery {
+    /// Widest the picture may be, in CSS pixels.
+    width: Option<u32>,
+}
+
+/// `GET /bro/v1/sessions/{id}/preview[?width=W]`: the live session's page as a JPEG, with its
+/// URL and title, for `bro tui`'s preview pane.
+async fn preview(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<page::Preview>, ApiError> {
+    let (_, worker) = crate::api::sessions::live_worker(&st, &id).await?;
+    let width = q.width.unwrap_or(640).clamp(64, 1920);
+    tokio::time::timeout(Duration::from_secs(5), page::preview(&worker, width))
+        .await
+        .map_err(|_| ApiError::BadGateway("the browser did not answer within 5 s".into()))?
+        .map(Json)
+        .map_err(|e| ApiError::BadGateway(format!("preview failed: {e}")))
+}
+
+/// `GET /bro/v1/invocations/{id}/journal`: the entries of one Restate invocation.
+async fn journal(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<JournalEntry>>, ApiError> {
+    Ok(Json(st.ingress.journal(&id).await?))
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::orchestrator::pool::Waiter;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
 use crate::orchestrator::warm::{WarmEntry, WarmStatus};
-use crate::protocol::control::{InvocationRow, PoolUsage};
+use crate::protocol::control::{InvocationRow, JournalEntry, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
 use crate::protocol::steel::SessionContext;
 
@@ -135,6 +135,20 @@ impl Ingress {
              ORDER BY CASE WHEN status = 'completed' THEN 1 ELSE 0 END, created_at DESC LIMIT {limit}"
         );
         self.query(&sql).await
+    }
+
+    /// The journal of one invocation, in order.
+    pub async fn journal(&self, invocation_id: &str) -> Result<Vec<JournalEntry>, IngressError> {
+        if !invocation_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT index, entry_type, name FROM sys_journal WHERE id = '{invocation_id}' ORDER BY index"
+        );
+        self.query_attempts(&sql, 1).await
     }
 
     /// The sessions holding `node`'s capacity, read from the `Pool` object's state (a read

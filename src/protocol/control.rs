@@ -104,3 +104,14 @@ pub struct RestateStatus {
     /// The URL restate-server calls the daemon's services on.
     pub endpoint_url: String,
 }
+
+/// One entry of an invocation's journal, from `sys_journal` (for `bro tui`'s details).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub index: u64,
+    /// `Command: Run`, `Notification: Call`, ...
+    pub entry_type: String,
+    /// The name given to a `ctx.run`, a call's target, ...
+    #[serde(default)]
+    pub name: Option<String>,
+}

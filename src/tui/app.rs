@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::protocol::control::{Dashboard, InvocationRow, SessionRow};
+use crate::protocol::control::{Dashboard, InvocationRow, JournalEntry, SessionRow};
 use crate::tui::event::{Action, Event};
 
 /// Samples kept for the chart (one per snapshot, two a second: about three minutes).
@@ -48,6 +48,12 @@ pub struct App {
     /// CPU % of each session's browser, from the last two snapshots.
     pub cpu: HashMap<String, f64>,
     last_ticks: HashMap<String, (u64, u64)>,
+    /// Whether the preview pane is shown (`p` toggles it).
+    pub show_preview: bool,
+    /// URL and title of the last preview: (session id, url, title).
+    pub preview: Option<(String, String, String)>,
+    /// The journal shown in an invocation's details: (invocation id, entries).
+    pub journal: Option<(String, Vec<JournalEntry>)>,
 }
 
 impl Default for App {
@@ -64,6 +70,9 @@ impl Default for App {
             history: VecDeque::new(),
             cpu: HashMap::new(),
             last_ticks: HashMap::new(),
+            show_preview: true,
+            preview: None,
+            journal: None,
         }
     }
 }
@@ -108,6 +117,17 @@ impl App {
         self.sessions().get(self.selected_session).copied()
     }
 
+    /// The session the preview pane shows: the selected one, while it is live.
+    pub fn preview_target(&self) -> Option<&str> {
+        let row = self.selected_session()?;
+        (self.show_preview && row.session.status == "live").then_some(row.session.id.as_str())
+    }
+
+    /// The selected invocation, if any.
+    pub fn selected_invocation(&self) -> Option<&InvocationRow> {
+        self.invocations().get(self.selected_invocation).copied()
+    }
+
     /// Applies one event; returns the effect to run, if any.
     pub fn handle_event(&mut self, event: Event) -> Option<Action> {
         match event {
@@ -128,6 +148,21 @@ impl App {
                 None
             }
             Event::Key(key) => self.key(key),
+            Event::Preview {
+                session_id,
+                url,
+                title,
+            } => {
+                self.preview = Some((session_id, url, title));
+                None
+            }
+            Event::Journal {
+                invocation_id,
+                entries,
+            } => {
+                self.journal = Some((invocation_id, entries));
+                None
+            }
         }
     }
 
@@ -210,15 +245,24 @@ impl App {
                     Pane::Invocations => Pane::Sessions,
                 }
             }
-            KeyCode::Enter => {
-                let has_row = match self.pane {
-                    Pane::Sessions => self.selected_session().is_some(),
-                    Pane::Invocations => !self.invocations().is_empty(),
-                };
-                if has_row {
-                    self.mode = Mode::Details;
+            KeyCode::Enter => match self.pane {
+                Pane::Sessions => {
+                    if self.selected_session().is_some() {
+                        self.mode = Mode::Details;
+                    }
                 }
-            }
+                Pane::Invocations => {
+                    if let Some(inv) = self.selected_invocation() {
+                        let id = inv.id.clone();
+                        self.mode = Mode::Details;
+                        if self.journal.as_ref().is_none_or(|(j, _)| *j != id) {
+                            self.journal = None;
+                        }
+                        return Some(Action::FetchJournal(id));
+                    }
+                }
+            },
+            KeyCode::Char('p') => self.show_preview = !self.show_preview,
             KeyCode::Char('n') => return Some(Action::CreateSession),
             KeyCode::Char('d') => {
                 if self.pane == Pane::Sessions
@@ -358,6 +402,35 @@ mod tests {
         let id = "1b2f6a0e-7d2f-4a51-9b0e-3f1d2c4b5a01";
         assert!((app.cpu[id] - 50.0).abs() < 0.01, "{:?}", app.cpu);
         assert_eq!(app.history.len(), 2);
+    }
+
+    #[test]
+    fn preview_follows_the_selected_live_session_and_p_toggles_it() {
+        let mut app = app();
+        let first = app.selected_session().unwrap().session.id.clone();
+        assert_eq!(app.preview_target(), Some(first.as_str()));
+        app.handle_event(key(KeyCode::Char('p')));
+        assert_eq!(app.preview_target(), None);
+        app.handle_event(key(KeyCode::Char('p')));
+        app.handle_event(key(KeyCode::Char('G')));
+        assert_eq!(app.preview_target(), None, "an ended session has no page");
+    }
+
+    #[test]
+    fn enter_on_an_invocation_asks_for_its_journal() {
+        let mut app = app();
+        app.handle_event(key(KeyCode::Tab));
+        let id = app.selected_invocation().unwrap().id.clone();
+        assert_eq!(
+            app.handle_event(key(KeyCode::Enter)),
+            Some(Action::FetchJournal(id.clone()))
+        );
+        assert_eq!(app.mode, Mode::Details);
+        app.handle_event(Event::Journal {
+            invocation_id: id.clone(),
+            entries: vec![],
+        });
+        assert_eq!(app.journal, Some((id, vec![])));
     }
 
     #[test]

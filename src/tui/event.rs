@@ -2,7 +2,7 @@
 
 use crossterm::event::KeyEvent;
 
-use crate::protocol::control::Dashboard;
+use crate::protocol::control::{Dashboard, JournalEntry};
 
 /// An input to [`super::app::App::handle_event`].
 #[derive(Debug, Clone)]
@@ -16,6 +16,17 @@ pub enum Event {
     DaemonDown(String),
     /// The result of an action, for the status line.
     Notice(String),
+    /// What a session's page shows now (the picture itself goes to the drawing side).
+    Preview {
+        session_id: String,
+        url: String,
+        title: String,
+    },
+    /// The journal of an invocation, asked for by [`Action::FetchJournal`].
+    Journal {
+        invocation_id: String,
+        entries: Vec<JournalEntry>,
+    },
 }
 
 /// An effect the TUI loop runs (the only I/O besides drawing).
@@ -24,4 +35,6 @@ pub enum Action {
     Quit,
     CreateSession,
     KillSession(String),
+    /// Load the journal of this invocation for its details.
+    FetchJournal(String),
 }

@@ -36,27 +36,85 @@ fn status_style(status: &str) -> Style {
     }
 }
 
+/// The regions of the screen.
+struct Areas {
+    header: Rect,
+    sessions: Rect,
+    /// The preview pane, on terminals wide enough for it beside the sessions table.
+    preview: Option<Rect>,
+    invocations: Rect,
+    chart: Option<Rect>,
+    footer: Rect,
+}
+
+/// Columns the sessions table keeps before a preview pane is given room.
+const TABLE_WIDTH: u16 = 90;
+
+fn layout(app: &App, area: Rect) -> Areas {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(4),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let [top, lower] =
+        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
+    let (sessions, preview) = if app.show_preview && top.width >= TABLE_WIDTH + 40 {
+        let [table, preview] = Layout::horizontal([
+            Constraint::Min(TABLE_WIDTH),
+            Constraint::Length((top.width - TABLE_WIDTH).min(90)),
+        ])
+        .areas(top);
+        (table, Some(preview))
+    } else {
+        (top, None)
+    };
+    let (invocations, chart) = if lower.width >= 100 {
+        let [inv, chart] =
+            Layout::horizontal([Constraint::Min(60), Constraint::Length(34)]).areas(lower);
+        (inv, Some(chart))
+    } else {
+        (lower, None)
+    };
+    Areas {
+        header,
+        sessions,
+        preview,
+        invocations,
+        chart,
+        footer,
+    }
+}
+
+/// Where the page's picture goes inside the preview pane (below its title and URL lines),
+/// when the pane is shown. The drawing loop renders the picture there after the rest.
+pub fn preview_picture_area(app: &App, area: Rect) -> Option<Rect> {
+    if !matches!(app.mode, Mode::Normal | Mode::Filter) {
+        return None; // an overlay covers the screen
+    }
+    let pane = layout(app, area).preview?;
+    let inner = Block::default().borders(Borders::ALL).inner(pane);
+    let picture = Rect {
+        y: inner.y + 2,
+        height: inner.height.saturating_sub(2),
+        ..inner
+    };
+    (picture.width > 0 && picture.height > 0).then_some(picture)
+}
+
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let [header, body, footer] = Layout::vertical([
-            Constraint::Length(3),
-            Constraint::Min(4),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        render_header(self, header, buf);
-        let [sessions, lower] =
-            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
-        render_sessions(self, sessions, buf);
-        if lower.width >= 100 {
-            let [inv, chart] =
-                Layout::horizontal([Constraint::Min(60), Constraint::Length(34)]).areas(lower);
-            render_invocations(self, inv, buf);
-            render_chart(self, chart, buf);
-        } else {
-            render_invocations(self, lower, buf);
+        let areas = layout(self, area);
+        render_header(self, areas.header, buf);
+        render_sessions(self, areas.sessions, buf);
+        if let Some(pane) = areas.preview {
+            render_preview(self, pane, buf);
         }
-        render_footer(self, footer, buf);
+        render_invocations(self, areas.invocations, buf);
+        if let Some(chart) = areas.chart {
+            render_chart(self, chart, buf);
+        }
+        render_footer(self, areas.footer, buf);
         match &self.mode {
             Mode::Help => render_help(area, buf),
             Mode::ConfirmKill(id) => render_confirm(id, area, buf),
@@ -188,6 +246,44 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
     }
 }
 
+/// The preview pane's frame and text; the picture is drawn into it by the caller.
+fn render_preview(app: &App, area: Rect, buf: &mut Buffer) {
+    let target = app.preview_target();
+    let title = match target {
+        Some(id) => format!(" page of {} ", short(id)),
+        None => " page ".to_string(),
+    };
+    let block = pane_block(title, false);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let lines = match (target, &app.preview) {
+        (None, _) => vec![Line::styled(
+            "select a live session to see its page",
+            theme::DIM,
+        )],
+        (Some(id), Some((of, url, title))) if of == id => vec![
+            Line::styled(
+                if title.is_empty() {
+                    "(no title)".to_string()
+                } else {
+                    title.clone()
+                },
+                theme::TITLE,
+            ),
+            Line::styled(
+                if url.is_empty() {
+                    "(no page open)".to_string()
+                } else {
+                    url.clone()
+                },
+                theme::DIM,
+            ),
+        ],
+        (Some(_), _) => vec![Line::styled("taking a screenshot…", theme::DIM)],
+    };
+    Paragraph::new(lines).render(inner, buf);
+}
+
 fn render_invocations(app: &App, area: Rect, buf: &mut Buffer) {
     let rows = app.invocations();
     let wide = area.width >= 80;
@@ -297,6 +393,7 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
                 ("enter", "details"),
                 ("n", "new"),
                 ("d", "kill"),
+                ("p", "preview"),
                 ("/", "filter"),
                 ("?", "help"),
                 ("q", "quit"),
@@ -437,18 +534,42 @@ fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
             }
             None => vec![],
         },
-        Pane::Invocations => match app.invocations().get(app.selected_invocation) {
-            Some(i) => vec![
-                field("id", i.id.clone()),
-                field("target", i.target.clone()),
-                field("status", i.status.clone()),
-                field("retries", i.retry_count.unwrap_or(0).to_string()),
-                field("created", i.created_at.clone().unwrap_or_default()),
-                field(
-                    "failure",
-                    i.last_failure.clone().unwrap_or_else(|| "-".into()),
-                ),
-            ],
+        Pane::Invocations => match app.selected_invocation() {
+            Some(i) => {
+                let mut l = vec![
+                    field("id", i.id.clone()),
+                    field("target", i.target.clone()),
+                    field("status", i.status.clone()),
+                    field("retries", i.retry_count.unwrap_or(0).to_string()),
+                    field("created", i.created_at.clone().unwrap_or_default()),
+                    field(
+                        "failure",
+                        i.last_failure.clone().unwrap_or_else(|| "-".into()),
+                    ),
+                    Line::styled("journal", theme::HEADER),
+                ];
+                match &app.journal {
+                    Some((of, entries)) if *of == i.id => {
+                        if entries.is_empty() {
+                            l.push(Line::styled("  (no entries kept)", theme::DIM));
+                        }
+                        let rows = usize::from(area.height.saturating_sub(14)).max(3);
+                        let skipped = entries.len().saturating_sub(rows);
+                        if skipped > 0 {
+                            l.push(Line::styled(format!("  … {skipped} earlier"), theme::DIM));
+                        }
+                        for e in entries.iter().skip(skipped) {
+                            l.push(Line::from(vec![
+                                Span::styled(format!("  {:>3} ", e.index), theme::DIM),
+                                Span::raw(format!("{:<24}", e.entry_type)),
+                                Span::styled(e.name.clone().unwrap_or_default(), theme::TITLE),
+                            ]));
+                        }
+                    }
+                    _ => l.push(Line::styled("  loading…", theme::DIM)),
+                }
+                l
+            }
             None => vec![],
         },
     };
@@ -509,6 +630,77 @@ mod tests {
     #[test]
     fn narrow_terminal() {
         insta::assert_snapshot!(draw(&with(fixtures::busy()), 60, 20));
+    }
+
+    #[test]
+    fn preview_pane_with_a_picture() {
+        use image::{ImageBuffer, Rgb};
+        use ratatui_image::picker::Picker;
+        use ratatui_image::{Resize, StatefulImage};
+
+        let mut app = with(fixtures::busy());
+        let id = app.selected_session().unwrap().session.id.clone();
+        app.handle_event(Event::Preview {
+            session_id: id,
+            url: "https://example.com/".into(),
+            title: "Example Domain".into(),
+        });
+        // A fixed picture, through the same PNG decoding as a real preview: a white page with
+        // a dark header band and a blue box.
+        let img = ImageBuffer::from_fn(160, 90, |x, y| match (x, y) {
+            (_, 0..=14) => Rgb([30u8, 30, 30]),
+            (40..=119, 30..=69) => Rgb([40, 90, 200]),
+            _ => Rgb([250, 250, 250]),
+        });
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let picture = image::load_from_memory(&png).unwrap();
+        let mut protocol = Picker::halfblocks().new_resize_protocol(picture);
+
+        let mut terminal = Terminal::new(TestBackend::new(150, 30)).unwrap();
+        terminal
+            .draw(|f| {
+                f.render_widget(&app, f.area());
+                let area = super::preview_picture_area(&app, f.area()).unwrap();
+                f.render_stateful_widget(
+                    StatefulImage::default().resize(Resize::Scale(None)),
+                    area,
+                    &mut protocol,
+                );
+            })
+            .unwrap();
+        insta::assert_snapshot!(terminal.backend().to_string());
+    }
+
+    #[test]
+    fn invocation_details_with_its_journal() {
+        use crate::protocol::control::JournalEntry;
+        use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+        let mut app = with(fixtures::busy());
+        app.handle_event(Event::Key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE)));
+        let id = app.selected_invocation().unwrap().id.clone();
+        app.handle_event(Event::Key(KeyEvent::new(
+            KeyCode::Enter,
+            KeyModifiers::NONE,
+        )));
+        let entry = |index, entry_type: &str, name: Option<&str>| JournalEntry {
+            index,
+            entry_type: entry_type.into(),
+            name: name.map(str::to_string),
+        };
+        app.handle_event(Event::Journal {
+            invocation_id: id,
+            entries: vec![
+                entry(0, "Command: Input", None),
+                entry(1, "Command: GetLazyState", None),
+                entry(2, "Command: Call", Some("Pool/local/acquire")),
+                entry(3, "Command: Run", Some("launch_chromium")),
+                entry(4, "Notification: Run", Some("launch_chromium")),
+            ],
+        });
+        insta::assert_snapshot!(draw(&app, 120, 30));
     }
 
     #[test]

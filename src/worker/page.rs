@@ -174,3 +174,60 @@ mod tests {
         assert_eq!(c, json!({"name":"a","value":"b"}));
     }
 }
+
+/// What a session's browser shows now: its first page's URL and title, and a JPEG of its
+/// viewport at most `max_width` CSS pixels wide.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Preview {
+    pub url: String,
+    pub title: String,
+    /// Base64 of the JPEG; empty when the browser has no page.
+    pub jpeg: String,
+}
+
+/// Takes a [`Preview`] over a CDP connection of its own, straight to the browser (so it is
+/// not client traffic: it neither keeps the session from idling nor shows as a client).
+pub async fn preview(w: &WorkerInfo, max_width: u32) -> Result<Preview, CdpError> {
+    let mut cdp = Cdp::connect(&browser_url(w)).await?;
+    let targets = cdp.call("Target.getTargets", json!({})).await?;
+    let infos = targets["targetInfos"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(page) = infos.iter().find(|t| t["type"] == "page") else {
+        return Ok(Preview {
+            url: String::new(),
+            title: String::new(),
+            jpeg: String::new(),
+        });
+    };
+    let text = |key: &str| page[key].as_str().unwrap_or_default().to_string();
+    let target_id = text("targetId");
+    let session = cdp.attach(&target_id).await?;
+    let metrics = cdp
+        .call_in(Some(&session), "Page.getLayoutMetrics", json!({}))
+        .await?;
+    let viewport = &metrics["cssLayoutViewport"];
+    let width = viewport["clientWidth"].as_f64().unwrap_or(1280.0).max(1.0);
+    let height = viewport["clientHeight"].as_f64().unwrap_or(720.0).max(1.0);
+    let scale = (f64::from(max_width) / width).min(1.0);
+    let shot = cdp
+        .call_in(
+            Some(&session),
+            "Page.captureScreenshot",
+            json!({
+                "format": "jpeg",
+                "quality": 60,
+                "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": scale },
+            }),
+        )
+        .await;
+    let _ = cdp
+        .call("Target.detachFromTarget", json!({ "sessionId": session }))
+        .await;
+    Ok(Preview {
+        url: text("url"),
+        title: text("title"),
+        jpeg: shot?["data"].as_str().unwrap_or_default().to_string(),
+    })
+}
