@@ -137,7 +137,13 @@ async fn preview(
     Path(id): Path<String>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Json<page::Preview>, ApiError> {
-    let (_, worker) = crate::api::sessions::live_worker(&st, &id).await?;
+    // Read from state, not through `Session/get`: a preview a second would flood the
+    // invocations pane.
+    let rec = st.ingress.record(&id).await?;
+    let worker = match (rec.status, rec.worker) {
+        (SessionStatus::Live, Some(w)) => w,
+        (status, _) => return Err(ApiError::NotFound(format!("session {id} is {status}"))),
+    };
     let width = q.width.unwrap_or(640).clamp(64, 1920);
     tokio::time::timeout(Duration::from_secs(5), page::preview(&worker, width))
         .await

@@ -268,6 +268,18 @@ impl Ingress {
         }
     }
 
+    /// One session's record, read through introspection (no invocation: for polling).
+    pub async fn record(&self, id: &str) -> Result<SessionRecord, IngressError> {
+        let key = id.replace('\'', "''");
+        let sql = format!(
+            "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND service_key = '{key}' AND key = 'record'"
+        );
+        let rows: Vec<StateRow> = self.query_attempts(&sql, 1).await?;
+        rows.into_iter()
+            .find_map(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
+            .ok_or_else(|| IngressError::NotFound(format!("session {id} not found")))
+    }
+
     /// Every session record in Restate state (any status).
     pub async fn list(&self) -> Result<Vec<SessionRecord>, IngressError> {
         let sql = "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND key = 'record'";

@@ -1,4 +1,5 @@
-//! `bro tui` end to end under tmux: create a session with `n`, see it, kill it with `d`, quit.
+//! `bro tui` end to end under tmux: create a session with `n`, see it and its page preview,
+//! kill it with `d`, quit.
 
 use std::process::Command;
 
@@ -17,7 +18,7 @@ fn drive_the_dashboard_with_keys() {
     let d = TestDaemon::start();
     let name = format!("bro-it-tui-{}", std::process::id());
     let cmd = format!(
-        "BRO_HOME={} BRO_PORT=0 {} tui",
+        "BRO_HOME={} BRO_PORT=0 BRO_TUI_GRAPHICS=halfblocks {} tui",
         d.home.path().display(),
         env!("CARGO_BIN_EXE_bro")
     );
@@ -27,7 +28,7 @@ fn drive_the_dashboard_with_keys() {
         "-s",
         &name,
         "-x",
-        "120",
+        "150",
         "-y",
         "30",
         &cmd,
@@ -46,6 +47,12 @@ fn drive_the_dashboard_with_keys() {
     let id = list["sessions"][0]["id"].as_str().unwrap().to_string();
     let row = format!("{}  live", &id[..8]);
     assert!(shows("sessions (1)") && shows(&row), "{}", screen());
+    // The preview pane shows the selected session's page: its URL comes from a screenshot.
+    assert!(
+        shows(&format!("page of {}", &id[..8])) && shows("about:blank"),
+        "{}",
+        screen()
+    );
 
     tmux(&["send-keys", "-t", &name, "d"]);
     assert!(shows("Kill session"), "{}", screen());
