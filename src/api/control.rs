@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, AppState};
-use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry, SessionRow};
+use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry, SessionRow, WorkerRow};
 use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::SessionDetails;
 use crate::worker::{page, process};
@@ -65,17 +65,19 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
 /// `GET /bro/v1/dashboard`: status, sessions with their browsers' figures, invocations.
 async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     let mut status = st.control.status();
-    let (pool, records, invocations) = tokio::join!(
+    let (pool, records, invocations, warm) = tokio::join!(
         st.ingress
             .pool(&status.node, status.max_sessions, status.max_queue),
         st.ingress.list(),
-        st.ingress.invocations(40)
+        st.ingress.invocations(40),
+        st.ingress.warm(&status.node, 1)
     );
     status.pool = pool.ok();
     let restate_ok = records.is_ok();
     let mut records = records.unwrap_or_default();
     records.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
     let now = crate::now_ms();
+    let mut workers = Vec::new();
     let sessions = records
         .iter()
         .map(|rec| {
@@ -83,6 +85,16 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
             let worker = rec.worker.as_ref().filter(|_| live);
             let (mem_kib, cpu_ticks, processes) =
                 worker.map_or((0, 0, 0), |w| process::group_usage(w.pid));
+            if let Some(w) = worker {
+                workers.push(WorkerRow {
+                    pid: w.pid,
+                    port: w.port,
+                    session: Some(rec.id.clone()),
+                    processes,
+                    mem_kib,
+                    cpu_ticks,
+                });
+            }
             SessionRow {
                 session: SessionDetails::from_record(rec, &st.api_base, now),
                 node: rec.node.clone(),
@@ -95,12 +107,24 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
             }
         })
         .collect();
+    for entry in warm.map(|w| w.ready).unwrap_or_default() {
+        let (mem_kib, cpu_ticks, processes) = process::group_usage(entry.worker.pid);
+        workers.push(WorkerRow {
+            pid: entry.worker.pid,
+            port: entry.worker.port,
+            session: None,
+            processes,
+            mem_kib,
+            cpu_ticks,
+        });
+    }
     Json(Dashboard {
         status,
         taken_at_ms: now,
         sessions,
         invocations: invocations.unwrap_or_default(),
         restate_ok,
+        workers,
     })
 }
 

@@ -183,8 +183,8 @@ impl Ingress {
     }
 
     /// The node's warm pool as its `Warm` object holds it (read through introspection).
-    pub async fn warm(&self, node: &str) -> Result<WarmStatus, IngressError> {
-        let rows = self.node_state(node, 10).await?;
+    pub async fn warm(&self, node: &str, attempts: u64) -> Result<WarmStatus, IngressError> {
+        let rows = self.node_state(node, attempts).await?;
         Ok(WarmStatus {
             target: 0,
             ready: state_value(&rows, "Warm", "ready").unwrap_or_default(),

@@ -42,6 +42,23 @@ pub struct Dashboard {
     pub invocations: Vec<InvocationRow>,
     /// False when Restate did not answer (sessions and invocations are then empty).
     pub restate_ok: bool,
+    /// The browsers running on this node: live sessions' and the warm pool's.
+    #[serde(default)]
+    pub workers: Vec<WorkerRow>,
+}
+
+/// One browser process group and what it weighs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub pid: u32,
+    pub port: u16,
+    /// The session it serves; `None` for a warm browser waiting in the pool.
+    pub session: Option<String>,
+    pub processes: u32,
+    /// Proportional memory (PSS) of the group, in KiB.
+    pub mem_kib: u64,
+    /// CPU time of the group so far, in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 /// One session with its browser's process figures.

@@ -48,6 +48,8 @@ pub struct App {
     /// CPU % of each session's browser, from the last two snapshots.
     pub cpu: HashMap<String, f64>,
     last_ticks: HashMap<String, (u64, u64)>,
+    /// Whether the top table lists browser processes instead of sessions (`w` toggles it).
+    pub show_workers: bool,
     /// Whether the preview pane is shown (`p` toggles it).
     pub show_preview: bool,
     /// URL and title of the last preview: (session id, url, title).
@@ -70,6 +72,7 @@ impl Default for App {
             history: VecDeque::new(),
             cpu: HashMap::new(),
             last_ticks: HashMap::new(),
+            show_workers: false,
             show_preview: true,
             preview: None,
             journal: None,
@@ -170,16 +173,25 @@ impl App {
         self.down = None;
         let mut cpu = HashMap::new();
         let mut ticks = HashMap::new();
-        for row in &snap.sessions {
-            let id = row.session.id.clone();
+        // Sessions by id, browsers by `pid:N` (a warm browser has no session yet).
+        let samples = snap
+            .sessions
+            .iter()
+            .map(|r| (r.session.id.clone(), r.cpu_ticks))
+            .chain(
+                snap.workers
+                    .iter()
+                    .map(|w| (format!("pid:{}", w.pid), w.cpu_ticks)),
+            );
+        for (id, now_ticks) in samples {
             if let Some((prev_ticks, prev_at)) = self.last_ticks.get(&id)
                 && snap.taken_at_ms > *prev_at
             {
                 let secs = (snap.taken_at_ms - prev_at) as f64 / 1000.0;
-                let used = row.cpu_ticks.saturating_sub(*prev_ticks) as f64 / TICKS_PER_SEC;
+                let used = now_ticks.saturating_sub(*prev_ticks) as f64 / TICKS_PER_SEC;
                 cpu.insert(id.clone(), 100.0 * used / secs);
             }
-            ticks.insert(id, (row.cpu_ticks, snap.taken_at_ms));
+            ticks.insert(id, (now_ticks, snap.taken_at_ms));
         }
         self.cpu = cpu;
         self.last_ticks = ticks;
@@ -263,6 +275,7 @@ impl App {
                 }
             },
             KeyCode::Char('p') => self.show_preview = !self.show_preview,
+            KeyCode::Char('w') => self.show_workers = !self.show_workers,
             KeyCode::Char('n') => return Some(Action::CreateSession),
             KeyCode::Char('d') => {
                 if self.pane == Pane::Sessions

@@ -1,7 +1,7 @@
 //! Dashboards for the TUI's tests: fixed data, no clock.
 
 use crate::protocol::control::{
-    DaemonStatus, Dashboard, InvocationRow, PoolUsage, RestateStatus, SessionRow,
+    DaemonStatus, Dashboard, InvocationRow, PoolUsage, RestateStatus, SessionRow, WorkerRow,
 };
 use crate::protocol::session::{SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionDetails;
@@ -101,12 +101,18 @@ pub fn busy() -> Dashboard {
             created_at: Some("2026-11-27T08:36:39.000Z".into()),
         },
     ];
+    let workers = vec![
+        worker(4100, Some("1b2f6a0e-7d2f-4a51-9b0e-3f1d2c4b5a01")),
+        worker(4101, Some("2c3d4e5f-7d2f-4a51-9b0e-3f1d2c4b5a02")),
+        worker(4120, None),
+    ];
     Dashboard {
         status: status(2),
         taken_at_ms: 1_795_768_660_000,
         sessions,
         invocations,
         restate_ok: true,
+        workers,
     }
 }
 
@@ -118,6 +124,7 @@ pub fn empty() -> Dashboard {
         sessions: vec![],
         invocations: vec![],
         restate_ok: true,
+        workers: vec![],
     }
 }
 
@@ -151,5 +158,20 @@ fn status(used: u32) -> DaemonStatus {
             queued: vec![],
             warm_ready: vec![],
         }),
+    }
+}
+
+fn worker(pid: u32, session: Option<&str>) -> WorkerRow {
+    WorkerRow {
+        pid,
+        port: (pid + 36000) as u16,
+        session: session.map(str::to_string),
+        processes: 9,
+        mem_kib: if session.is_some() {
+            180 * 1024
+        } else {
+            150 * 1024
+        },
+        cpu_ticks: 0,
     }
 }

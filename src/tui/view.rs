@@ -106,7 +106,11 @@ impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let areas = layout(self, area);
         render_header(self, areas.header, buf);
-        render_sessions(self, areas.sessions, buf);
+        if self.show_workers {
+            render_workers(self, areas.sessions, buf);
+        } else {
+            render_sessions(self, areas.sessions, buf);
+        }
         if let Some(pane) = areas.preview {
             render_preview(self, pane, buf);
         }
@@ -158,6 +162,16 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
                 Span::styled(
                     format!("queue {queued}/{}", st.max_queue),
                     if queued > 0 { theme::WARN } else { theme::DIM },
+                ),
+                Span::styled(
+                    match st.warm {
+                        0 => String::new(),
+                        n => format!(
+                            "  warm {}/{n}",
+                            st.pool.as_ref().map_or(0, |p| p.warm_ready.len())
+                        ),
+                    },
+                    theme::DIM,
                 ),
             ])]
         }
@@ -244,6 +258,43 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
             buf,
         );
     }
+}
+
+/// The browsers of this node, one process group each: live sessions' and the warm pool's.
+fn render_workers(app: &App, area: Rect, buf: &mut Buffer) {
+    let workers = app
+        .snapshot
+        .as_ref()
+        .map(|s| s.workers.as_slice())
+        .unwrap_or_default();
+    let body: Vec<Row<'_>> = workers
+        .iter()
+        .map(|w| {
+            let owner = match &w.session {
+                Some(id) => Span::raw(short(id).to_string()),
+                None => Span::styled("warm", theme::WARN),
+            };
+            let cpu = app
+                .cpu
+                .get(&format!("pid:{}", w.pid))
+                .map_or("-".to_string(), |c| format!("{c:.0}%"));
+            Row::new(vec![
+                Cell::from(w.pid.to_string()),
+                Cell::from(owner),
+                Cell::from(w.port.to_string()),
+                Cell::from(w.processes.to_string()),
+                Cell::from(format!("{} MiB", w.mem_kib / 1024)),
+                Cell::from(cpu),
+            ])
+        })
+        .collect();
+    let widths = [8, 10, 7, 7, 10, 6].map(Constraint::Length);
+    let total: u64 = workers.iter().map(|w| w.mem_kib).sum::<u64>() / 1024;
+    let title = format!(" browsers ({}, {total} MiB) ", workers.len());
+    let table = Table::new(body, widths)
+        .header(Row::new(["PID", "FOR", "PORT", "PROCS", "MEM", "CPU"]).style(theme::HEADER))
+        .block(pane_block(title, app.pane == Pane::Sessions));
+    Widget::render(table, area, buf);
 }
 
 /// The preview pane's frame and text; the picture is drawn into it by the caller.
@@ -394,6 +445,7 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
                 ("n", "new"),
                 ("d", "kill"),
                 ("p", "preview"),
+                ("w", "browsers"),
                 ("/", "filter"),
                 ("?", "help"),
                 ("q", "quit"),
@@ -450,7 +502,12 @@ fn render_help(area: Rect, buf: &mut Buffer) {
         ("j / k, ↓ / ↑, wheel", "move the selection"),
         ("g / G", "first / last row"),
         ("tab", "switch between sessions and invocations"),
-        ("enter", "details of the selected row"),
+        (
+            "enter",
+            "details: a session's options, an invocation's journal",
+        ),
+        ("p", "show / hide the selected session's page"),
+        ("w", "browsers (sessions' and warm) instead of sessions"),
         ("n", "create a session"),
         ("d", "kill the selected session (asks first)"),
         ("/", "filter rows (enter or esc to finish)"),
@@ -466,7 +523,7 @@ fn render_help(area: Rect, buf: &mut Buffer) {
             ])
         })
         .collect();
-    popup("keys", lines, 66, area, buf);
+    popup("keys", lines, 80, area, buf);
 }
 
 fn render_confirm(id: &str, area: Rect, buf: &mut Buffer) {
@@ -701,6 +758,14 @@ mod tests {
             ],
         });
         insta::assert_snapshot!(draw(&app, 120, 30));
+    }
+
+    #[test]
+    fn workers_view() {
+        let mut app = with(fixtures::busy());
+        app.show_workers = true;
+        app.show_preview = false;
+        insta::assert_snapshot!(draw(&app, 120, 24));
     }
 
     #[test]
