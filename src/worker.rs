@@ -79,6 +79,8 @@ pub enum WorkerEvent {
     },
     /// A browser exited while it was not being stopped.
     Exited(WorkerExit),
+    /// A browser was stopped on purpose: stop watching it.
+    Stopped { pid: u32 },
 }
 
 /// A browser that exited while it was not being stopped.
@@ -321,6 +323,8 @@ impl LocalWorkerHost {
 
     async fn stop_inner(&self, worker: WorkerInfo) -> Result<(), WorkerError> {
         lock(&self.stopping).insert(worker.pid);
+        // Unwatched before it dies, so its death is not reported as a crash.
+        let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
         let result = kill_group(worker.pid).await;
         lock(&self.stopping).remove(&worker.pid);
         result?;

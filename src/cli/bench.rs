@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub live: usize,
     /// CDP round trips measured, direct and through the proxy.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     pub round_trips: usize,
     /// Full-page screenshots (about 8 MB each) fetched, direct and through the proxy.
     #[arg(long, default_value_t = 5)]
@@ -148,12 +148,12 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let cold = json!({ "dimensions": { "width": 1280, "height": 800 } });
     let daemon = DaemonClient::new(paths.socket());
 
-    output::progress("raw Chromium launches");
-    let raw = raw_launches(&chromium_path, paths, args.runs).await?;
-
-    output::progress("sequential creates and releases");
-    let (mut create, mut release) = (Vec::new(), Vec::new());
-    for _ in 0..args.runs {
+    // Raw launches and creates alternate, so both see the same machine.
+    output::progress("raw Chromium launches and sequential creates, alternating");
+    let raw_host = RawHost::new(&chromium_path, paths)?;
+    let (mut raw, mut create, mut release) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..args.runs {
+        raw.push(raw_host.launch_and_stop(i).await?);
         let t = Instant::now();
         let s: Value = http
             .post(format!("{api}/v1/sessions"))
@@ -172,6 +172,8 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
             .error_for_status()?;
         release.push(ms_since(t));
     }
+    drop(raw_host);
+    let raw = Stats::of(raw);
 
     let warm = match status.warm {
         0 => None,
@@ -180,6 +182,34 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
             Some(warm_creates(&daemon, &http, &api, n, args.runs).await?)
         }
     };
+
+    output::progress("CDP round trips, direct and through the proxy");
+    // On a quiet machine: one session of its own, before the concurrency test fills it.
+    let rec: Value = http
+        .post(format!("{api}/v1/sessions"))
+        .json(&cold)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let probe_id = rec["id"].as_str().unwrap_or_default().to_string();
+    let worker = worker_of(paths, &probe_id)?;
+    let direct_url = crate::worker::page::browser_url(&worker);
+    let proxy_url = rec["websocketUrl"].as_str().unwrap_or_default();
+    let mut pair = CdpPair::open(&direct_url, proxy_url, "about:blank").await?;
+    let (direct, proxied) = pair.round_trips(args.round_trips).await?;
+    pair.close().await;
+
+    output::progress("full-page screenshots, direct and through the proxy");
+    let mut pair = CdpPair::open(&direct_url, proxy_url, NOISE_PAGE).await?;
+    let (shots_direct, shots_proxied) = pair.screenshots(args.screenshots).await?;
+    pair.close().await;
+
+    http.post(format!("{api}/v1/sessions/{probe_id}/release"))
+        .send()
+        .await?
+        .error_for_status()?;
 
     output::progress("concurrent creates");
     let t = Instant::now();
@@ -219,31 +249,6 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let concurrent = Stats::of(results.iter().map(|r| r.0).collect());
     let created: Vec<String> = results.into_iter().filter_map(|r| r.2).collect();
     let throughput = created.len() as f64 / wall;
-
-    output::progress("CDP round trips, direct and through the proxy");
-    let probe_id = created.first().cloned().context("no session was created")?;
-    let rec: Value = http
-        .get(format!("{api}/v1/sessions/{probe_id}"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let worker = worker_of(paths, &probe_id)?;
-    let direct = round_trips(&crate::worker::page::browser_url(&worker), args.round_trips).await?;
-    let proxied = round_trips(
-        rec["websocketUrl"].as_str().unwrap_or_default(),
-        args.round_trips,
-    )
-    .await?;
-
-    output::progress("full-page screenshots, direct and through the proxy");
-    let shots_direct =
-        screenshots(&crate::worker::page::browser_url(&worker), args.screenshots).await?;
-    let shots_proxied = screenshots(
-        rec["websocketUrl"].as_str().unwrap_or_default(),
-        args.screenshots,
-    )
-    .await?;
 
     output::progress("memory with live sessions");
     let idle_daemon = rss_kib(status.pid);
@@ -302,21 +307,27 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
 }
 
 /// Launches with bro's own code path (spawn, DevToolsActivePort, /json/version) and stops.
-async fn raw_launches(
-    chromium_path: &std::path::Path,
-    paths: &Paths,
-    runs: usize,
-) -> Result<Stats> {
-    let scratch = paths.runtime_dir.join("bench-raw");
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let host = LocalWorkerHost::new(
-        chromium::executable(chromium_path).context("chromium")?,
-        Vec::new(),
-        scratch.clone(),
-        tx,
-    );
-    let mut samples = Vec::new();
-    for i in 0..runs {
+/// Launches browsers with bro's flags outside any daemon: the baseline.
+struct RawHost {
+    host: std::sync::Arc<LocalWorkerHost>,
+    scratch: std::path::PathBuf,
+}
+
+impl RawHost {
+    fn new(chromium_path: &std::path::Path, paths: &Paths) -> Result<RawHost> {
+        let scratch = paths.runtime_dir.join("bench-raw");
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = LocalWorkerHost::new(
+            chromium::executable(chromium_path).context("chromium")?,
+            Vec::new(),
+            scratch.clone(),
+            tx,
+        );
+        Ok(RawHost { host, scratch })
+    }
+
+    /// Milliseconds from spawn to CDP ready; the browser is stopped after.
+    async fn launch_and_stop(&self, i: usize) -> Result<f64> {
         let spec = LaunchSpec {
             session_id: format!("raw-{i}"),
             options: SessionOptions::default(),
@@ -324,31 +335,107 @@ async fn raw_launches(
             warm: false,
         };
         let t = Instant::now();
-        let w = host.launch(spec).await?;
-        samples.push(ms_since(t));
-        host.stop(w).await?;
+        let w = self.host.launch(spec).await?;
+        let ms = ms_since(t);
+        self.host.stop(w).await?;
+        Ok(ms)
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(Stats::of(samples))
 }
 
-/// `Runtime.evaluate` round trips over one socket (after a warm-up), in ms.
-async fn round_trips(url: &str, n: usize) -> Result<Stats> {
-    let mut cdp = Cdp::connect(url).await?;
-    let (_, session) = cdp.open_page("about:blank").await?;
-    let params = json!({ "expression": "1+1", "returnByValue": true });
-    for _ in 0..10 {
-        cdp.call_in(Some(&session), "Runtime.evaluate", params.clone())
-            .await?;
+impl Drop for RawHost {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
+}
+
+/// A page of random pixels: its PNG does not compress, so each screenshot is about 8 MB.
+const NOISE_PAGE: &str = "data:text/html,<body style=margin:0><canvas id=c width=1280 height=1600>\
+    </canvas><script>const c=document.getElementById('c').getContext('2d');\
+    const d=c.createImageData(1280,1600);crypto.getRandomValues(d.data.subarray(0,65536));\
+    for(let i=65536;i<d.data.length;i+=65536)d.data.copyWithin(i,0,65536);\
+    for(let i=3;i<d.data.length;i+=4)d.data[i]=255;c.putImageData(d,0,0);</script>";
+
+/// One page of one browser, reached twice: straight over its DevTools socket and through
+/// bro's proxy. Measurements alternate between the two, so both see the same page and load.
+struct CdpPair {
+    direct: (Cdp, String),
+    proxy: (Cdp, String),
+    target: String,
+}
+
+impl CdpPair {
+    async fn open(direct_url: &str, proxy_url: &str, page: &str) -> Result<CdpPair> {
+        let mut direct = Cdp::connect(direct_url).await?;
+        let (target, direct_session) = direct.open_page(page).await?;
+        let loaded = "new Promise(r => document.readyState === 'complete' ? r(1) : addEventListener('load', () => r(1)))";
+        direct
+            .call_in(
+                Some(&direct_session),
+                "Runtime.evaluate",
+                json!({ "expression": loaded, "awaitPromise": true }),
+            )
+            .await?;
+        let mut proxy = Cdp::connect(proxy_url).await?;
+        let proxy_session = proxy.attach(&target).await?;
+        Ok(CdpPair {
+            direct: (direct, direct_session),
+            proxy: (proxy, proxy_session),
+            target,
+        })
+    }
+
+    /// Times one call on each side; returns (direct ms, proxy ms) and the proxy's answer.
+    async fn both(&mut self, method: &str, params: &Value) -> Result<(f64, f64, Value)> {
+        let (cdp, session) = &mut self.direct;
         let t = Instant::now();
-        cdp.call_in(Some(&session), "Runtime.evaluate", params.clone())
+        cdp.call_in(Some(session.as_str()), method, params.clone())
             .await?;
-        samples.push(ms_since(t));
+        let direct = ms_since(t);
+        let (cdp, session) = &mut self.proxy;
+        let t = Instant::now();
+        let answer = cdp
+            .call_in(Some(session.as_str()), method, params.clone())
+            .await?;
+        Ok((direct, ms_since(t), answer))
     }
-    Ok(Stats::of(samples))
+
+    /// `Runtime.evaluate` round trips, alternating.
+    async fn round_trips(&mut self, n: usize) -> Result<(Stats, Stats)> {
+        let params = json!({ "expression": "1+1", "returnByValue": true });
+        for _ in 0..10 {
+            self.both("Runtime.evaluate", &params).await?;
+        }
+        let (mut direct, mut proxy) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let (d, p, _) = self.both("Runtime.evaluate", &params).await?;
+            direct.push(d);
+            proxy.push(p);
+        }
+        Ok((Stats::of(direct), Stats::of(proxy)))
+    }
+
+    /// Full-page PNG screenshots, alternating.
+    async fn screenshots(&mut self, n: usize) -> Result<(Throughput, Throughput)> {
+        let params = json!({
+            "format": "png",
+            "captureBeyondViewport": true,
+            "clip": { "x": 0, "y": 0, "width": 1280, "height": 1600, "scale": 1 },
+        });
+        self.both("Page.captureScreenshot", &params).await?;
+        let (mut direct, mut proxy, mut bytes) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..n.max(1) {
+            let (d, p, answer) = self.both("Page.captureScreenshot", &params).await?;
+            direct.push(d);
+            proxy.push(p);
+            bytes = answer["data"].as_str().map_or(0, str::len);
+        }
+        let mb = bytes as f64 / 1e6;
+        Ok((Throughput::of(mb, direct), Throughput::of(mb, proxy)))
+    }
+
+    async fn close(mut self) {
+        let _ = self.direct.0.close_page(&self.target).await;
+    }
 }
 
 /// Creates that fit the warm pool, each once the pool is full again (so every one is a hit).
@@ -378,6 +465,9 @@ async fn warm_creates(
         tokio::time::timeout(Duration::from_secs(30), full)
             .await
             .context("the warm pool did not refill within 30 s")?;
+        // A browser that has just come up still starts its helper processes: measure against
+        // a settled pool, as a pool between bursts of creates is.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let t = Instant::now();
         let s: Value = http
             .post(format!("{api}/v1/sessions"))
@@ -408,33 +498,16 @@ pub struct Throughput {
     pub mb_per_s: f64,
 }
 
-async fn screenshots(url: &str, n: usize) -> Result<Throughput> {
-    // A page of random pixels: its PNG does not compress, so each answer is about 8 MB.
-    const PAGE: &str = "data:text/html,<body style=margin:0><canvas id=c width=1280 height=1600>        </canvas><script>const c=document.getElementById('c').getContext('2d');        const d=c.createImageData(1280,1600);crypto.getRandomValues(d.data.subarray(0,65536));        for(let i=65536;i<d.data.length;i+=65536)d.data.copyWithin(i,0,65536);        for(let i=3;i<d.data.length;i+=4)d.data[i]=255;c.putImageData(d,0,0);</script>";
-    let mut cdp = Cdp::connect(url).await?;
-    let (target, session) = cdp.open_page(PAGE).await?;
-    let params = json!({ "format": "png", "captureBeyondViewport": true });
-    let mut bytes = 0;
-    let mut samples = Vec::with_capacity(n);
-    cdp.call_in(Some(&session), "Page.captureScreenshot", params.clone())
-        .await?;
-    for _ in 0..n.max(1) {
-        let t = Instant::now();
-        let shot = cdp
-            .call_in(Some(&session), "Page.captureScreenshot", params.clone())
-            .await?;
-        samples.push(ms_since(t));
-        bytes = shot["data"].as_str().map_or(0, str::len);
+impl Throughput {
+    fn of(mb: f64, ms: Vec<f64>) -> Throughput {
+        let stats = Stats::of(ms);
+        Throughput {
+            n: stats.n,
+            mb,
+            p50_ms: stats.p50,
+            mb_per_s: mb / (stats.p50 / 1000.0).max(1e-6),
+        }
     }
-    let _ = cdp.close_page(&target).await;
-    let stats = Stats::of(samples);
-    let mb = bytes as f64 / 1e6;
-    Ok(Throughput {
-        n: stats.n,
-        mb,
-        p50_ms: stats.p50,
-        mb_per_s: mb / (stats.p50 / 1000.0).max(1e-6),
-    })
 }
 
 fn worker_of(paths: &Paths, id: &str) -> Result<WorkerInfo> {

@@ -271,6 +271,9 @@ impl Supervisor {
                     WorkerEvent::Launched { session_id, worker, options } => {
                         self.watched.insert(session_id, Watched::new(worker, &options));
                     }
+                    WorkerEvent::Stopped { pid } => {
+                        self.watched.retain(|_, w| w.worker.pid != pid);
+                    }
                     WorkerEvent::Exited(mut exit) => {
                         // A browser taken from the warm pool runs in a dir named after its
                         // warm id: the session it serves is the one watching its pid.

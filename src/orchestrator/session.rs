@@ -82,6 +82,11 @@ impl SessionObject {
             .name("claim_warm_browser")
             .retry_policy(RunRetryPolicy::default().max_attempts(1))
             .await;
+        // The pool refills once the claim is done, so its next launch does not compete with
+        // this create for the CPU.
+        ctx.object_client::<WarmObjectClient<'_>>(rec.node.clone())
+            .fill()
+            .send();
         match claimed {
             Ok(Json(worker)) => Ok(Some(worker)),
             Err(err) => {

@@ -53,7 +53,8 @@ pub struct WarmObject {
 #[restate_sdk::object(name = "Warm")]
 impl WarmObject {
     /// Hands out the oldest ready browser (its dir touched first, so the reaper leaves it
-    /// alone until the session that takes it is recorded), and starts a refill.
+    /// alone until the session that takes it is recorded). The taker asks for the refill once
+    /// its session is live, so the next launch does not compete with its create for the CPU.
     #[handler(name = "take")]
     async fn take(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<Option<WarmEntry>>> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
@@ -69,9 +70,6 @@ impl WarmObject {
         .name("touch_dir")
         .await?;
         ctx.set(READY, Json(ready));
-        ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
-            .fill()
-            .send();
         Ok(Json(Some(entry)))
     }
 
