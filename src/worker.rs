@@ -42,7 +42,13 @@ pub enum WorkerError {
     Unkillable(u32),
     #[error("applying the session context failed: {0}")]
     Context(#[from] crate::cdp::CdpError),
+    /// The browser answered the context's CDP calls with an error: the context is at fault.
+    #[error("{CONTEXT_REFUSED}: {0}")]
+    ContextRefused(String),
 }
+
+/// Start of the reason of a session whose `sessionContext` the browser refused.
+pub const CONTEXT_REFUSED: &str = "the browser refused the sessionContext";
 
 impl WorkerError {
     pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
@@ -51,7 +57,18 @@ impl WorkerError {
 
     /// True when no retry can help (the binary is missing).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, WorkerError::ChromiumNotFound(_))
+        matches!(
+            self,
+            WorkerError::ChromiumNotFound(_) | WorkerError::ContextRefused(_)
+        )
+    }
+
+    /// A failed context call: refused (the browser answered with an error), or lost.
+    fn context(err: crate::cdp::CdpError) -> Self {
+        match err {
+            crate::cdp::CdpError::Call { .. } => WorkerError::ContextRefused(err.to_string()),
+            other => WorkerError::Context(other),
+        }
     }
 }
 
@@ -243,7 +260,7 @@ impl LocalWorkerHost {
                     Some(ctx) => page::apply_context(&worker, ctx).await.map(|()| worker),
                     None => Ok(worker),
                 }
-                .map_err(WorkerError::from)
+                .map_err(WorkerError::context)
             }
             Err(err) => Err(err),
         };
@@ -353,7 +370,9 @@ impl WorkerHost for LocalWorkerHost {
                 return Err(WorkerError::NotReady(Duration::from_secs(2)));
             }
             if let Some(ctx) = &claim.context {
-                page::apply_context(&claim.worker, ctx).await?;
+                page::apply_context(&claim.worker, ctx)
+                    .await
+                    .map_err(WorkerError::context)?;
             }
             let _ = self.events.send(WorkerEvent::Launched {
                 session_id: claim.session_id,

@@ -44,7 +44,7 @@ async fn health() -> Json<serde_json::Value> {
 
 /// `POST /v1/sessions`. An empty body counts as `{}` (the SDKs send a JSON content type with
 /// no body); unknown fields are ignored.
-#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body(content = Option<CreateSessionRequest>, description = "Options; an empty body counts as {}"), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "At capacity: the queue is full, the wait timed out, or x-bro-no-wait was sent; see Retry-After", body = ErrorBody), (status = 500, description = "The browser failed to start", body = ErrorBody), (status = 503, description = "Restate unreachable", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body(content = Option<CreateSessionRequest>, description = "Options; an empty body counts as {}"), responses((status = 200, body = SessionDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "At capacity: the queue is full, the wait timed out, or x-bro-no-wait was sent; see Retry-After", body = ErrorBody), (status = 422, description = "The browser refused the sessionContext", body = ErrorBody), (status = 500, description = "The browser failed to start", body = ErrorBody), (status = 503, description = "Restate unreachable", body = ErrorBody)))]
 async fn create(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -61,6 +61,9 @@ async fn create(
         None => uuid::Uuid::new_v4().to_string(),
     };
     let context = req.session_context.clone();
+    if let Some(ctx) = &context {
+        ctx.check().map_err(ApiError::BadRequest)?;
+    }
     let options = options_of(req, st.default_timeout_ms)?;
     let no_wait = headers
         .get(NO_WAIT_HEADER)
@@ -78,7 +81,13 @@ async fn create(
     let rec = rec?;
     if rec.status == SessionStatus::Failed {
         let reason = rec.reason.as_deref().unwrap_or("unknown reason");
-        return Err(ApiError::Internal(format!("session {id} failed: {reason}")));
+        let message = format!("session {id} failed: {reason}");
+        // The browser refused what the client sent: the client's to fix, not a server error.
+        return Err(if reason.contains(crate::worker::CONTEXT_REFUSED) {
+            ApiError::Unprocessable(message)
+        } else {
+            ApiError::Internal(message)
+        });
     }
     Ok(Json(details(&st, &rec)))
 }

@@ -155,21 +155,10 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     for i in 0..args.runs {
         raw.push(raw_host.launch_and_stop(i).await?);
         let t = Instant::now();
-        let s: Value = http
-            .post(format!("{api}/v1/sessions"))
-            .json(&cold)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let s = create_session(&http, &api, &cold).await?;
         create.push(ms_since(t));
-        let id = s["id"].as_str().unwrap_or_default().to_string();
         let t = Instant::now();
-        http.post(format!("{api}/v1/sessions/{id}/release"))
-            .send()
-            .await?
-            .error_for_status()?;
+        release_session(&http, &api, &s).await?;
         release.push(ms_since(t));
     }
     drop(raw_host);
@@ -185,14 +174,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
 
     output::progress("CDP round trips, direct and through the proxy");
     // On a quiet machine: one session of its own, before the concurrency test fills it.
-    let rec: Value = http
-        .post(format!("{api}/v1/sessions"))
-        .json(&cold)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let rec = create_session(&http, &api, &cold).await?;
     let probe_id = rec["id"].as_str().unwrap_or_default().to_string();
     let worker = worker_of(paths, &probe_id)?;
     let direct_url = crate::worker::page::browser_url(&worker);
@@ -206,10 +188,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let (shots_direct, shots_proxied) = pair.screenshots(args.screenshots).await?;
     pair.close().await;
 
-    http.post(format!("{api}/v1/sessions/{probe_id}/release"))
-        .send()
-        .await?
-        .error_for_status()?;
+    release_session(&http, &api, &rec).await?;
 
     output::progress("concurrent creates");
     let t = Instant::now();
@@ -255,13 +234,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let idle_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
     let mut live = created.clone();
     while live.len() < args.live {
-        let s: Value = http
-            .post(format!("{api}/v1/sessions"))
-            .json(&json!({}))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let s = create_session(&http, &api, &json!({})).await?;
         live.push(s["id"].as_str().unwrap_or_default().to_string());
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -438,6 +411,28 @@ impl CdpPair {
     }
 }
 
+/// `POST /v1/sessions` with `body`; the session's JSON.
+async fn create_session(http: &reqwest::Client, api: &str, body: &Value) -> Result<Value> {
+    Ok(http
+        .post(format!("{api}/v1/sessions"))
+        .json(body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
+
+/// `POST /v1/sessions/{id}/release` for a session's JSON.
+async fn release_session(http: &reqwest::Client, api: &str, session: &Value) -> Result<()> {
+    let id = session["id"].as_str().unwrap_or_default();
+    http.post(format!("{api}/v1/sessions/{id}/release"))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
 /// Creates that fit the warm pool, each once the pool is full again (so every one is a hit).
 async fn warm_creates(
     daemon: &DaemonClient,
@@ -469,20 +464,9 @@ async fn warm_creates(
         // a settled pool, as a pool between bursts of creates is.
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let t = Instant::now();
-        let s: Value = http
-            .post(format!("{api}/v1/sessions"))
-            .json(&json!({}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let s = create_session(http, api, &json!({})).await?;
         samples.push(ms_since(t));
-        let id = s["id"].as_str().unwrap_or_default();
-        http.post(format!("{api}/v1/sessions/{id}/release"))
-            .send()
-            .await?
-            .error_for_status()?;
+        release_session(http, api, &s).await?;
     }
     Ok(Stats::of(samples))
 }

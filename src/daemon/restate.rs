@@ -155,14 +155,17 @@ advertised-address = "http://127.0.0.1:{fabric}/"
 disable-telemetry = true
 log-filter = "warn,restate=info"
 log-disable-ansi-codes = true
-default-num-partitions = 4
-rocksdb-total-memory-size = "256 MiB"
+default-num-partitions = 2
+rocksdb-total-memory-size = "128 MiB"
+# bro keeps its own records in state; Restate's copies of finished calls go after an hour.
+default-journal-retention = "1h"
+default-idempotency-retention = "1h"
 
 [admin]
 bind-address = "127.0.0.1:{admin}"
 
 [admin.query-engine]
-memory-size = "128 MiB"
+memory-size = "64 MiB"
 
 [ingress]
 bind-address = "127.0.0.1:{ingress}"
@@ -496,7 +499,7 @@ mod tests {
         assert!(toml.contains("disable-telemetry = true"));
         assert!(toml.contains("node-name = \"bro\""));
         assert!(toml.contains("cluster-name = \"bro-x\""));
-        assert!(toml.contains("default-num-partitions = 4"));
+        assert!(toml.contains("default-num-partitions = 2"));
         assert!(!toml.contains("0.0.0.0"));
     }
 

@@ -68,6 +68,50 @@ pub struct SessionContext {
     pub indexed_db: Option<serde_json::Value>,
 }
 
+impl SessionContext {
+    /// Checks that every cookie has the shape of a CDP `Network.CookieParam`: an object with
+    /// string `name` and `value`, string `domain`, `path` and `url` when given, and a numeric
+    /// `expires`. The browser judges the rest.
+    pub fn check(&self) -> Result<(), String> {
+        use serde_json::Value;
+        for (i, cookie) in self.cookies.iter().enumerate() {
+            let Some(obj) = cookie.as_object() else {
+                return Err(format!("sessionContext.cookies[{i}] must be an object"));
+            };
+            for key in ["name", "value"] {
+                if !obj.get(key).is_some_and(Value::is_string) {
+                    return Err(format!(
+                        "sessionContext.cookies[{i}].{key} must be a string"
+                    ));
+                }
+            }
+            for key in [
+                "domain",
+                "path",
+                "url",
+                "sameSite",
+                "priority",
+                "sourceScheme",
+            ] {
+                if obj.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
+                    return Err(format!(
+                        "sessionContext.cookies[{i}].{key} must be a string"
+                    ));
+                }
+            }
+            if obj
+                .get("expires")
+                .is_some_and(|v| !v.is_number() && !v.is_null())
+            {
+                return Err(format!(
+                    "sessionContext.cookies[{i}].expires must be a number"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl CreateSessionRequest {
     /// Names of the options sent that bro does not act on (an option set to `false`, `null`,
     /// an empty value or its default is not counted).

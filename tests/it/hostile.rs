@@ -17,6 +17,16 @@ fn bad_input_gets_4xx_and_foreign_callers_403() {
         (r#"{"dimensions":{"width":0,"height":10}}"#, 400),
         (r#"{"proxyUrl":"gopher://x"}"#, 400),
         ("[]", 400),
+        (
+            r#"{"sessionContext":{"cookies":[{"name":1,"value":"v"}]}}"#,
+            400,
+        ),
+        (r#"{"sessionContext":{"cookies":["a=b"]}}"#, 400),
+        // Well-formed, but the browser refuses it (found by schemathesis): the client's fault.
+        (
+            r#"{"sessionContext":{"cookies":[{"name":"a","value":"b","domain":"x.test","httpOnly":"yes"}]}}"#,
+            422,
+        ),
     ] {
         let (status, out) = http(&api, "POST", "/v1/sessions", body);
         assert_eq!(status, want, "{body}: {}", String::from_utf8_lossy(&out));
