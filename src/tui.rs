@@ -206,10 +206,10 @@ fn fetch(client: &DaemonClient, tx: &mpsc::UnboundedSender<Event>, fetching: &Ar
     }
     let (client, tx, fetching) = (client.clone(), tx.clone(), Arc::clone(fetching));
     tokio::spawn(async move {
-        let event = match tokio::time::timeout(Duration::from_secs(3), client.dashboard()).await {
+        let event = match tokio::time::timeout(Duration::from_secs(5), client.dashboard()).await {
             Ok(Ok(snap)) => Event::Snapshot(Box::new(snap)),
             Ok(Err(e)) => Event::DaemonDown(e.to_string()),
-            Err(_) => Event::DaemonDown("no answer within 3 s".into()),
+            Err(_) => Event::DaemonDown("no answer within 5 s".into()),
         };
         let _ = tx.send(event);
         fetching.store(false, Ordering::SeqCst);

@@ -144,8 +144,11 @@ pub struct LocalWorkerHost {
     extra_flags: Vec<String>,
     sessions_dir: PathBuf,
     http: reqwest::Client,
-    /// Pids being stopped on purpose: their exit is not reported.
+    /// Pids being stopped on purpose: their exit is not reported. A child of this daemon
+    /// leaves the set when it is reaped; an adopted browser when its stop is done.
     stopping: Arc<Mutex<HashSet<u32>>>,
+    /// Pids of the browsers this daemon spawned and has not reaped yet.
+    children: Arc<Mutex<HashSet<u32>>>,
     /// Per session with browser work under way: a gate that runs one launch or stop at a time
     /// (a retried attempt may start while an abandoned one still runs), and how many wait on
     /// it. The reaper leaves these sessions' dirs alone.
@@ -178,6 +181,7 @@ impl LocalWorkerHost {
             sessions_dir,
             http: reqwest::Client::new(),
             stopping: Arc::new(Mutex::new(HashSet::new())),
+            children: Arc::new(Mutex::new(HashSet::new())),
             busy: Mutex::new(HashMap::new()),
             events,
         })
@@ -204,6 +208,11 @@ impl LocalWorkerHost {
                 Some((e.file_name().to_str()?.to_string(), e.path()))
             })
             .collect()
+    }
+
+    /// True while the browser `pid` is being stopped on purpose.
+    pub fn is_stopping(&self, pid: u32) -> bool {
+        lock(&self.stopping).contains(&pid)
     }
 
     /// True while a launch of `id` runs in this daemon.
@@ -289,9 +298,12 @@ impl LocalWorkerHost {
     fn watch_child(&self, session_id: String, pid: u32, mut child: tokio::process::Child) {
         let events = self.events.clone();
         let stopping = Arc::clone(&self.stopping);
+        let children = Arc::clone(&self.children);
+        lock(&children).insert(pid);
         tokio::spawn(async move {
             let status = child.wait().await;
-            if !lock(&stopping).contains(&pid) {
+            lock(&children).remove(&pid);
+            if !lock(&stopping).remove(&pid) {
                 let clean = status.as_ref().is_ok_and(|s| s.success());
                 let reason = match status {
                     Ok(s) if s.success() => "browser closed by the client".to_string(),
@@ -343,7 +355,10 @@ impl LocalWorkerHost {
         // Unwatched before it dies, so its death is not reported as a crash.
         let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
         let result = kill_group(worker.pid).await;
-        lock(&self.stopping).remove(&worker.pid);
+        if !lock(&self.children).contains(&worker.pid) {
+            // Not ours to reap (adopted after a restart), or reaped already.
+            lock(&self.stopping).remove(&worker.pid);
+        }
         result?;
         remove_dir(&worker.dir).await
     }

@@ -77,14 +77,25 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     let mut records = records.unwrap_or_default();
     records.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
     let now = crate::now_ms();
+    let warm = warm.map(|w| w.ready).unwrap_or_default();
+    // Every browser's figures from one pass over /proc.
+    let pids: Vec<u32> = records
+        .iter()
+        .filter(|r| r.status == SessionStatus::Live)
+        .filter_map(|r| r.worker.as_ref().map(|w| w.pid))
+        .chain(warm.iter().map(|e| e.worker.pid))
+        .collect();
+    let usage = tokio::task::spawn_blocking(move || process::usage_by_group(&pids))
+        .await
+        .unwrap_or_default();
+    let usage_of = |pid: u32| usage.get(&pid).copied().unwrap_or_default();
     let mut workers = Vec::new();
     let sessions = records
         .iter()
         .map(|rec| {
             let live = rec.status == SessionStatus::Live;
             let worker = rec.worker.as_ref().filter(|_| live);
-            let (mem_kib, cpu_ticks, processes) =
-                worker.map_or((0, 0, 0), |w| process::group_usage(w.pid));
+            let (mem_kib, cpu_ticks, processes) = worker.map_or((0, 0, 0), |w| usage_of(w.pid));
             if let Some(w) = worker {
                 workers.push(WorkerRow {
                     pid: w.pid,
@@ -107,8 +118,8 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
             }
         })
         .collect();
-    for entry in warm.map(|w| w.ready).unwrap_or_default() {
-        let (mem_kib, cpu_ticks, processes) = process::group_usage(entry.worker.pid);
+    for entry in warm {
+        let (mem_kib, cpu_ticks, processes) = usage_of(entry.worker.pid);
         workers.push(WorkerRow {
             pid: entry.worker.pid,
             port: entry.worker.port,

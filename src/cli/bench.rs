@@ -148,6 +148,10 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let cold = json!({ "dimensions": { "width": 1280, "height": 800 } });
     let daemon = DaemonClient::new(paths.socket());
 
+    // Idle: before this run has created anything.
+    let idle_daemon = rss_kib(status.pid);
+    let idle_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
+
     // Raw launches and creates alternate, so both see the same machine.
     output::progress("raw Chromium launches and sequential creates, alternating");
     let raw_host = RawHost::new(&chromium_path, paths)?;
@@ -230,8 +234,6 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let throughput = created.len() as f64 / wall;
 
     output::progress("memory with live sessions");
-    let idle_daemon = rss_kib(status.pid);
-    let idle_restate = status.restate.pid.map(rss_kib).unwrap_or(0);
     let mut live = created.clone();
     while live.len() < args.live {
         let s = create_session(&http, &api, &json!({})).await?;

@@ -206,6 +206,9 @@ impl Supervisor {
                 .last_activity(&id)
                 .unwrap_or(w.since_ms)
                 .max(w.since_ms);
+            if self.host.is_stopping(w.worker.pid) {
+                continue; // its session is ending it
+            }
             if !process::is_alive(w.worker.pid, w.worker.start_time) {
                 ended.push((id, Ending::Exited("browser exited".into())));
             } else if w.misses >= MAX_MISSES {
