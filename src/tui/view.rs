@@ -412,21 +412,18 @@ fn render_chart(app: &App, area: Rect, buf: &mut Buffer) {
     let live: Vec<u64> = recent.iter().map(|(l, _)| *l).collect();
     let mem: Vec<u64> = recent.iter().map(|(_, m)| *m).collect();
     let (now_live, now_mem) = app.history.back().copied().unwrap_or((0, 0));
-    Sparkline::default()
-        .data(&live)
-        .style(theme::GOOD)
-        .render(a, buf);
-    Sparkline::default()
-        .data(&mem)
-        .style(Style::new().fg(Color::Magenta))
-        .render(b, buf);
-    let label = |t: String, r: Rect, buf: &mut Buffer| {
-        Paragraph::new(t)
-            .style(theme::DIM)
-            .render(Rect { height: 1, ..r }, buf)
+    // Each half: a label line, then its sparkline below it (never drawn over each other).
+    let half = |r: Rect, label: String, data: &[u64], style: Style, buf: &mut Buffer| {
+        let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(r);
+        Paragraph::new(label).style(theme::DIM).render(top, buf);
+        Sparkline::default()
+            .data(data)
+            .style(style)
+            .render(rest, buf);
     };
-    label(format!("{now_live} live"), a, buf);
-    label(format!("{now_mem} MiB"), b, buf);
+    half(a, format!("{now_live} live"), &live, theme::GOOD, buf);
+    let memory = Style::new().fg(Color::Magenta);
+    half(b, format!("{now_mem} MiB"), &mem, memory, buf);
 }
 
 fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
