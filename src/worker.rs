@@ -355,6 +355,7 @@ impl LocalWorkerHost {
         // Unwatched before it dies, so its death is not reported as a crash.
         let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
         let result = kill_group(worker.pid).await;
+        kill_crash_handlers(&worker.dir);
         if !lock(&self.children).contains(&worker.pid) {
             // Not ours to reap (adopted after a restart), or reaped already.
             lock(&self.stopping).remove(&worker.pid);
@@ -410,6 +411,16 @@ async fn kill_group(pgid: u32) -> Result<(), WorkerError> {
         Ok(())
     } else {
         Err(WorkerError::Unkillable(pgid))
+    }
+}
+
+/// SIGKILLs the browser's two `chrome_crashpad_handler`s. They double-fork out of its
+/// process group (chromium-notes §5.4) and would linger for a moment after it; their crash
+/// database is inside the session dir, which names them.
+fn kill_crash_handlers(dir: &Path) {
+    let prefix = format!("--database={}/", dir.display());
+    for (pid, _) in process::with_arg_prefix(&prefix) {
+        process::signal(pid, Signal::SIGKILL);
     }
 }
 
