@@ -288,7 +288,7 @@ async fn release_open_sessions(ingress: &Ingress) {
 /// so none is left running without a record.
 async fn stop_warm_pool(ingress: &Ingress, node: &str) {
     for _ in 0..150 {
-        match ingress.warm(node, 10).await {
+        match ingress.warm(node).await {
             Ok(w) if w.filling.is_empty() => break,
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             Err(err) => {

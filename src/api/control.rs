@@ -65,14 +65,14 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
 /// `GET /bro/v1/dashboard`: status, sessions with their browsers' figures, invocations.
 async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     let mut status = st.control.status();
-    let (pool, records, invocations, warm) = tokio::join!(
+    let (node, records, invocations) = tokio::join!(
         st.ingress
-            .pool(&status.node, status.max_sessions, status.max_queue),
+            .pool_and_warm(&status.node, status.max_sessions, status.max_queue),
         st.ingress.list(),
         st.ingress.invocations(40),
-        st.ingress.warm(&status.node, 1)
     );
-    status.pool = pool.ok();
+    let (pool, warm) = node.ok().unzip();
+    status.pool = pool;
     let restate_ok = records.is_ok();
     let mut records = records.unwrap_or_default();
     records.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::orchestrator::pool::Waiter;
 use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
-use crate::orchestrator::warm::{WarmEntry, WarmStatus};
+use crate::orchestrator::warm::WarmStatus;
 use crate::protocol::control::{InvocationRow, JournalEntry, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
 use crate::protocol::steel::SessionContext;
@@ -55,6 +55,15 @@ struct KeyedStateRow {
     service_name: String,
     key: String,
     value_utf8: Option<String>,
+}
+
+/// The `Warm` object's state among `rows`.
+fn warm_status(rows: &[KeyedStateRow]) -> WarmStatus {
+    WarmStatus {
+        target: 0,
+        ready: state_value(rows, "Warm", "ready").unwrap_or_default(),
+        filling: state_value(rows, "Warm", "filling").unwrap_or_default(),
+    }
 }
 
 /// The value of one object's state key among `rows`, parsed.
@@ -159,6 +168,16 @@ impl Ingress {
         capacity: u32,
         max_queue: u32,
     ) -> Result<PoolUsage, IngressError> {
+        Ok(self.pool_and_warm(node, capacity, max_queue).await?.0)
+    }
+
+    /// [`Ingress::pool`] and the warm pool's browsers, from one query.
+    pub async fn pool_and_warm(
+        &self,
+        node: &str,
+        capacity: u32,
+        max_queue: u32,
+    ) -> Result<(PoolUsage, WarmStatus), IngressError> {
         // Status answers must stay quick when Restate is down: one attempt, no retries.
         let rows = self.node_state(node, 1).await?;
         let sessions: Vec<String> = state_value(&rows, "Pool", "sessions").unwrap_or_default();
@@ -167,29 +186,21 @@ impl Ingress {
             .into_iter()
             .map(|w| w.session_id)
             .collect();
-        let warm_ready = state_value::<Vec<WarmEntry>>(&rows, "Warm", "ready")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        Ok(PoolUsage {
+        let warm = warm_status(&rows);
+        let usage = PoolUsage {
             capacity,
             used: sessions.len() as u32,
             sessions,
             max_queue,
             queued,
-            warm_ready,
-        })
+            warm_ready: warm.ready.iter().map(|e| e.id.clone()).collect(),
+        };
+        Ok((usage, warm))
     }
 
     /// The node's warm pool as its `Warm` object holds it (read through introspection).
-    pub async fn warm(&self, node: &str, attempts: u64) -> Result<WarmStatus, IngressError> {
-        let rows = self.node_state(node, attempts).await?;
-        Ok(WarmStatus {
-            target: 0,
-            ready: state_value(&rows, "Warm", "ready").unwrap_or_default(),
-            filling: state_value(&rows, "Warm", "filling").unwrap_or_default(),
-        })
+    pub async fn warm(&self, node: &str) -> Result<WarmStatus, IngressError> {
+        Ok(warm_status(&self.node_state(node, 10).await?))
     }
 
     /// `Warm/fill`, sent: the warm pool launches up to its target.

@@ -99,7 +99,7 @@ impl Supervisor {
     /// open session owns.
     pub async fn reconcile(&mut self) -> Result<Reconciled, IngressError> {
         let records = self.ingress.list().await?;
-        let warm = self.ingress.warm(&self.node, 10).await?;
+        let warm = self.ingress.warm(&self.node).await?;
         let mut done = Reconciled::default();
         // The names of the dirs under the sessions dir that are spoken for: open sessions'
         // (a session that took a warm browser lives in that browser's dir), ready warm
