@@ -93,13 +93,12 @@ impl WarmObject {
                 .send();
             filling.push(id);
         }
-        while ready.len() > target {
-            if let Some(extra) = ready.pop() {
-                stop(&ctx, &self.deps, extra.worker).await?;
-            }
-        }
+        let extra = ready.split_off(target.min(ready.len()));
         ctx.set(READY, Json(ready));
         ctx.set(FILLING, Json(filling));
+        for entry in extra {
+            stop(&ctx, &self.deps, entry.worker).await?;
+        }
         Ok(())
     }
 
@@ -137,9 +136,11 @@ impl WarmObject {
     async fn discard(&self, ctx: ObjectContext<'_>, id: String) -> HandlerResult<()> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
         if let Some(i) = ready.iter().position(|e| e.id == id) {
+            // Out of the list before its dir goes: a reader of the state never sees a ready
+            // browser whose dir is gone.
             let entry = ready.remove(i);
-            stop(&ctx, &self.deps, entry.worker).await?;
             ctx.set(READY, Json(ready));
+            stop(&ctx, &self.deps, entry.worker).await?;
             ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
                 .fill()
                 .send();
@@ -151,10 +152,10 @@ impl WarmObject {
     #[handler(name = "drain")]
     async fn drain(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
         let ready = load::<WarmEntry>(&ctx, READY).await?;
+        ctx.set(READY, Json(Vec::<WarmEntry>::new()));
         for entry in &ready {
             stop(&ctx, &self.deps, entry.worker.clone()).await?;
         }
-        ctx.set(READY, Json(Vec::<WarmEntry>::new()));
         Ok(Json(ready.len() as u32))
     }
 

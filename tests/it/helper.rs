@@ -108,11 +108,15 @@ impl TestDaemon {
 
     /// The browser pid the daemon recorded for a session.
     pub fn browser_pid(&self, id: &str) -> u32 {
-        let pf: Value = serde_json::from_slice(
-            &std::fs::read(self.session_dir(id).join("worker.json")).expect("worker.json"),
-        )
-        .expect("worker.json is JSON");
-        pf["pid"].as_u64().expect("pid") as u32
+        self.recorded_pid(id)
+            .unwrap_or_else(|| panic!("no worker.json in {}", self.session_dir(id).display()))
+    }
+
+    /// The browser pid recorded in a session (or warm browser) dir, if the dir is still there.
+    pub fn recorded_pid(&self, id: &str) -> Option<u32> {
+        let bytes = std::fs::read(self.session_dir(id).join("worker.json")).ok()?;
+        let pf: Value = serde_json::from_slice(&bytes).expect("worker.json is JSON");
+        Some(pf["pid"].as_u64().expect("pid") as u32)
     }
 
     /// Stops the daemon (releasing its sessions) and asserts nothing of it still runs.

@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 
 use crate::helper::{TestDaemon, cdp_browser_version, group_members, is_live, kill, wait_for};
 
-/// The ready warm browsers, by id (their dir's name), with their pids.
+/// The ready warm browsers, by id (their dir's name), with their pids. A browser being
+/// discarded may still be listed for a moment after its dir is gone: it is not counted.
 fn warm_browsers(d: &TestDaemon) -> BTreeMap<String, u32> {
     let st = d.json(&["daemon", "status", "--json"]);
     st["pool"]["warm_ready"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|id| {
+        .filter_map(|id| {
             let id = id.as_str().unwrap().to_string();
-            let pid = d.browser_pid(&id);
-            (id, pid)
+            let pid = d.recorded_pid(&id)?;
+            Some((id, pid))
         })
         .collect()
 }
