@@ -25,6 +25,11 @@ use crate::worker::process;
 /// The restate-server version bro is built and tested against (install.sh installs it).
 pub const RESTATE_VERSION: &str = "1.7.12";
 
+/// restate-server's jemalloc settings, unless the user's environment has its own: one arena,
+/// and freed pages go back to the system at once, not after further allocations (which an
+/// idle server does not make). Measured here: 4–7 MiB less idle RSS.
+const MALLOC_CONF: &str = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0";
+
 /// How long a starting restate-server may take to answer `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -317,8 +322,12 @@ impl Runner {
         let tmp = self.dir.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err("create restate tmp dir"))?;
-        let mut child = Command::new(&self.binary)
-            .env("TMPDIR", &tmp)
+        let mut command = Command::new(&self.binary);
+        command.env("TMPDIR", &tmp);
+        if std::env::var_os("MALLOC_CONF").is_none() {
+            command.env("MALLOC_CONF", MALLOC_CONF);
+        }
+        let mut child = command
             .arg("--config-file")
             .arg(self.dir.join("restate.toml"))
             .args(["--listen-mode", "tcp", "--no-logo"])
