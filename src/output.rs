@@ -74,6 +74,28 @@ pub fn duration(ms: u64) -> String {
     }
 }
 
+/// `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
+/// The session's proxy (credentials redacted) and, once counted, the bytes it carried.
+pub fn proxy(d: &SessionDetails) -> Option<String> {
+    let url = d.proxy.as_ref()?;
+    Some(match d.proxy_bytes_used {
+        0 => url.clone(),
+        _ => format!(
+            "{url}  ({} sent, {} received)",
+            bytes(d.proxy_tx_bytes),
+            bytes(d.proxy_rx_bytes)
+        ),
+    })
+}
+
 fn expires_in(d: &SessionDetails) -> String {
     let open = matches!(d.status.as_str(), "starting" | "live");
     match (open, d.timeout) {
@@ -124,8 +146,8 @@ pub fn session(d: &SessionDetails, as_json: bool) {
     if let Some(ua) = &d.user_agent {
         rows.push(vec!["user agent".into(), ua.clone()]);
     }
-    if let Some(proxy) = &d.proxy {
-        rows.push(vec!["proxy".into(), proxy.clone()]);
+    if let Some(proxy) = proxy(d) {
+        rows.push(vec!["proxy".into(), proxy]);
     }
     if let Some(reason) = &d.reason {
         rows.push(vec!["reason".into(), reason.clone()]);
@@ -268,5 +290,12 @@ mod tests {
         assert_eq!(duration(12_000), "12s");
         assert_eq!(duration(252_000), "4m12s");
         assert_eq!(duration(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3_482), "3.4 KiB");
+        assert_eq!(bytes(12_582_912), "12.0 MiB");
     }
 }

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod chromium;
 pub mod page;
 pub mod process;
+pub mod proxy_hop;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,8 +20,9 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::protocol::session::{SessionOptions, WorkerInfo};
+use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
+use proxy_hop::{ProxyHops, Upstream};
 
 /// Why a browser could not be launched or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +122,8 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// Stops the browser and removes the session directory: SIGKILL to the browser's process
     /// group, and the directory goes once no process of it is left. The profile is thrown
     /// away, so a graceful `Browser.close` would only cost time (about 100 ms a release).
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>>;
+    /// Returns the bytes its proxy hop carried, if it had one.
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, WorkerError>>;
 
     /// Hands a warm browser to a session: checks that it still answers, puts the session's
     /// context in, and watches it as the session's from now on. An error means the browser is
@@ -154,6 +157,8 @@ pub struct LocalWorkerHost {
     /// it. The reaper leaves these sessions' dirs alone.
     busy: Mutex<HashMap<String, Gate>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
+    /// The local hops in front of upstream proxies with credentials.
+    hops: ProxyHops,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -184,6 +189,7 @@ impl LocalWorkerHost {
             children: Arc::new(Mutex::new(HashSet::new())),
             busy: Mutex::new(HashMap::new()),
             events,
+            hops: ProxyHops::default(),
         })
     }
 
@@ -233,6 +239,9 @@ impl LocalWorkerHost {
     /// Kills whatever browser a session dir's pid file names and removes the dir. Used for a
     /// retried launch and for orphans no live session owns.
     pub async fn reap_dir(&self, dir: &Path) -> Result<(), WorkerError> {
+        if let Some(name) = dir.file_name() {
+            self.hops.close(&name.to_string_lossy());
+        }
         if let Some(pf) = read_pid_file(dir)
             && process::is_alive(pf.pid, pf.start_time)
         {
@@ -242,11 +251,30 @@ impl LocalWorkerHost {
     }
 
     async fn launch_inner(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
+        let id = spec.session_id.clone();
+        let launched = self.launch_browser(spec).await;
+        if launched.is_err() {
+            self.hops.close(&id);
+        }
+        launched
+    }
+
+    async fn launch_browser(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
         let dir = self.session_dir(&spec.session_id);
         self.reap_dir(&dir).await?;
         crate::paths::create_private_dir(&dir)
             .map_err(|e| WorkerError::io("create session dir", e))?;
-        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &spec.options)?;
+        // A proxy with credentials is reached through a local hop that adds them.
+        let mut options = spec.options.clone();
+        if let Some(upstream) = options.proxy_url.as_deref().and_then(Upstream::of) {
+            let port = self
+                .hops
+                .open(&dir, upstream, 0)
+                .await
+                .map_err(|e| WorkerError::io("open the local proxy hop", e))?;
+            options.proxy_url = Some(format!("http://127.0.0.1:{port}"));
+        }
+        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options)?;
         let pid = child.id().ok_or_else(|| WorkerError::Exited {
             status: "before its pid was read".into(),
             log: chromium::log_tail(&dir),
@@ -350,7 +378,7 @@ impl LocalWorkerHost {
         work.await
     }
 
-    async fn stop_inner(&self, worker: WorkerInfo) -> Result<(), WorkerError> {
+    async fn stop_inner(&self, worker: WorkerInfo) -> Result<Option<ProxyBytes>, WorkerError> {
         lock(&self.stopping).insert(worker.pid);
         // Unwatched before it dies, so its death is not reported as a crash.
         let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
@@ -361,7 +389,29 @@ impl LocalWorkerHost {
             lock(&self.stopping).remove(&worker.pid);
         }
         result?;
-        remove_dir(&worker.dir).await
+        let bytes = worker
+            .dir
+            .file_name()
+            .and_then(|name| self.hops.close(&name.to_string_lossy()));
+        remove_dir(&worker.dir).await?;
+        Ok(bytes)
+    }
+
+    /// Reopens the proxy hop of a browser adopted after a daemon restart, on the port the
+    /// browser was launched with. Nothing to do for a session without one.
+    pub async fn resume(
+        &self,
+        worker: &WorkerInfo,
+        options: &SessionOptions,
+    ) -> Result<(), WorkerError> {
+        match options.proxy_url.as_deref().and_then(Upstream::of) {
+            Some(upstream) => self
+                .hops
+                .reopen(&worker.dir, upstream)
+                .await
+                .map_err(|e| WorkerError::io("reopen the local proxy hop", e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -371,7 +421,7 @@ impl WorkerHost for LocalWorkerHost {
         Box::pin(self.one_at_a_time(id, self.launch_inner(spec)))
     }
 
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<(), WorkerError>> {
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, WorkerError>> {
         let id = worker
             .dir
             .file_name()

@@ -148,6 +148,14 @@ fn options_of(
                 crate::protocol::steel::redact_proxy(proxy)
             )));
         }
+        let with_user = url::Url::parse(proxy).is_ok_and(|u| !u.username().is_empty());
+        if with_user && !proxy.starts_with("http://") {
+            return Err(ApiError::BadRequest(format!(
+                "proxyUrl '{}': credentials work with http:// proxies only (Chromium cannot \
+                 authenticate to socks proxies, and bro's hop does not speak TLS to an https one)",
+                crate::protocol::steel::redact_proxy(proxy)
+            )));
+        }
     }
     let mobile = req
         .device_config

@@ -127,16 +127,23 @@ impl Supervisor {
             if self.watched.contains_key(&rec.id) {
                 continue;
             }
-            if self.host.probe(worker).await {
-                self.watched
-                    .insert(rec.id.clone(), Watched::new(worker.clone(), &rec.options));
-                done.adopted += 1;
-            } else {
-                let reason = "browser gone after a daemon restart".to_string();
+            let adopted = match self.host.probe(worker).await {
+                true => self
+                    .host
+                    .resume(worker, &rec.options)
+                    .await
+                    .map_err(|e| format!("browser adopted, but {e}")),
+                false => Err("browser gone after a daemon restart".to_string()),
+            };
+            if let Err(reason) = adopted {
                 self.ingress
                     .worker_exited(&rec.id, worker.pid, reason, false)
                     .await?;
                 done.failed += 1;
+            } else {
+                self.watched
+                    .insert(rec.id.clone(), Watched::new(worker.clone(), &rec.options));
+                done.adopted += 1;
             }
         }
         for (id, dir) in self.host.session_dirs() {

@@ -92,9 +92,14 @@ impl SessionObject {
             Err(err) => {
                 tracing::warn!(session_id = %rec.id, error = %err.message(), "a warm browser was unusable; launching cold");
                 let host = Arc::clone(&self.deps.host);
-                ctx.run(|| async move { host.stop(entry.worker).await.map_err(worker_error) })
-                    .name("stop_chromium")
-                    .await?;
+                ctx.run(|| async move {
+                    host.stop(entry.worker)
+                        .await
+                        .map(drop)
+                        .map_err(worker_error)
+                })
+                .name("stop_chromium")
+                .await?;
                 Ok(None)
             }
         }
@@ -159,6 +164,7 @@ impl SessionObject {
             options: cmd.0.options.clone(),
             worker: None,
             reason: None,
+            proxy_bytes: None,
         };
         ctx.set(RECORD_KEY, Json(rec.clone()));
 
@@ -308,15 +314,17 @@ impl SessionObject {
         let host = Arc::clone(&self.deps.host);
         let sockets = Arc::clone(&self.deps.sockets);
         let (id, worker) = (rec.id.clone(), rec.worker.clone());
-        ctx.run(|| async move {
-            sockets.close(&id);
-            match worker {
-                Some(w) => host.stop(w).await.map_err(worker_error),
-                None => Ok(()),
-            }
-        })
-        .name("stop_chromium")
-        .await?;
+        let Json(proxy_bytes) = ctx
+            .run(|| async move {
+                sockets.close(&id);
+                match worker {
+                    Some(w) => host.stop(w).await.map(Json).map_err(worker_error),
+                    None => Ok(Json(None)),
+                }
+            })
+            .name("stop_chromium")
+            .await?;
+        rec.proxy_bytes = proxy_bytes;
         ctx.object_client::<PoolObjectClient<'_>>(rec.node.clone())
             .release(rec.id.clone())
             .call()

@@ -222,7 +222,7 @@ impl WarmLauncherService {
 /// Stops a warm browser without ceremony (no client ever saw it), inside `ctx.run`.
 async fn stop(ctx: &ObjectContext<'_>, deps: &Deps, worker: WorkerInfo) -> HandlerResult<()> {
     let host = Arc::clone(&deps.host);
-    ctx.run(|| async move { host.stop(worker).await.map_err(worker_error) })
+    ctx.run(|| async move { host.stop(worker).await.map(drop).map_err(worker_error) })
         .name("stop_chromium")
         .await?;
     Ok(())

@@ -147,6 +147,17 @@ pub struct SessionRecord {
     /// Why the session failed or ended (`timeout`, `released`, `browser exited`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Bytes through the local hop to an upstream proxy with credentials, counted since the
+    /// session (or, after a daemon restart, its adoption) began; set when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_bytes: Option<ProxyBytes>,
+}
+
+/// Bytes a session's browser sent to (`tx`) and got from (`rx`) its upstream proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyBytes {
+    pub tx: u64,
+    pub rx: u64,
 }
 
 /// The Restate state key holding a [`SessionRecord`].
@@ -197,6 +208,7 @@ mod tests {
             },
             worker: None,
             reason: None,
+            proxy_bytes: None,
         };
         assert_eq!(rec.duration_ms(3_000), 2_000);
         assert_eq!(rec.time_left_ms(3_000), Some(3_000));

@@ -193,6 +193,7 @@ impl SessionDetails {
     pub fn from_record(rec: &SessionRecord, base: &str, now_ms: u64) -> Self {
         let ws_base = base.replacen("http", "ws", 1);
         let proxy = rec.options.proxy_url.as_deref().map(redact_proxy);
+        let bytes = rec.proxy_bytes.unwrap_or_default();
         SessionDetails {
             id: rec.id.clone(),
             created_at: iso8601_ms(rec.created_at_ms),
@@ -210,9 +211,9 @@ impl SessionDetails {
             user_agent: rec.options.user_agent.clone(),
             proxy_source: proxy.as_ref().map(|_| "external".to_string()),
             proxy,
-            proxy_tx_bytes: 0,
-            proxy_rx_bytes: 0,
-            proxy_bytes_used: 0,
+            proxy_tx_bytes: bytes.tx,
+            proxy_rx_bytes: bytes.rx,
+            proxy_bytes_used: bytes.tx + bytes.rx,
             optimize_bandwidth: false,
             headless: true,
             solve_captcha: false,
@@ -279,7 +280,7 @@ pub fn iso8601_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::session::{SessionOptions, SessionStatus};
+    use crate::protocol::session::{ProxyBytes, SessionOptions, SessionStatus};
 
     #[test]
     fn proxy_passwords_are_redacted() {
@@ -336,6 +337,10 @@ mod tests {
             },
             worker: None,
             reason: Some("released".into()),
+            proxy_bytes: Some(ProxyBytes {
+                tx: 1200,
+                rx: 34000,
+            }),
         }
     }
 
@@ -374,6 +379,7 @@ mod tests {
             },
             worker: None,
             reason: None,
+            proxy_bytes: None,
         };
         let d = SessionDetails::from_record(&rec, "http://127.0.0.1:3000", 1_795_768_603_668);
         let v = serde_json::to_value(&d).unwrap();

@@ -58,6 +58,7 @@ pub fn busy() -> Dashboard {
                 worker: None,
                 reason: (*status == SessionStatus::Failed)
                     .then(|| "browser exited (signal: 9)".into()),
+                proxy_bytes: None,
             };
             SessionRow {
                 session: SessionDetails::from_record(

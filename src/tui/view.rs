@@ -575,8 +575,8 @@ fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
                 if let Some(ua) = &s.user_agent {
                     l.push(field("user agent", ua.clone()));
                 }
-                if let Some(p) = &s.proxy {
-                    l.push(field("proxy", p.clone()));
+                if let Some(p) = crate::output::proxy(s) {
+                    l.push(field("proxy", p));
                 }
                 if let Some(reason) = &s.reason {
                     l.push(field("reason", reason.clone()));

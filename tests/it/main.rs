@@ -13,6 +13,7 @@ mod compat;
 mod daemon;
 mod health;
 mod hostile;
+mod proxy;
 mod queue;
 mod recovery;
 mod session;

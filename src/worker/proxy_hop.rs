@@ -1,0 +1,380 @@
+//! The local hop in front of an upstream proxy that needs credentials.
+//!
+//! Chromium's `--proxy-server` takes no `user:password@`, and answering its auth challenges
+//! over CDP would intercept every request of every page. So a session whose `proxyUrl` is an
+//! `http://user:password@host:port` proxy gets a listener on 127.0.0.1 that the browser uses as
+//! its proxy. For each connection the hop reads the first request head (a `CONNECT` for https
+//! sites, an absolute-form request for plain http), adds `Proxy-Authorization: Basic …`, sends
+//! it to the upstream and then splices bytes both ways, counting them: steel's
+//! `proxyTxBytes` (browser → upstream) and `proxyRxBytes` (upstream → browser). Plain http
+//! requests go one per connection (`Connection: close`), so each carries the credentials.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::session::ProxyBytes;
+
+/// Longest request head the hop reads before giving up on a connection.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// File in the session dir naming the hop's port, so a restarted daemon reopens it there.
+const PORT_FILE: &str = "proxy-hop.json";
+
+/// An upstream proxy with credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    host: String,
+    port: u16,
+    /// `Basic <base64(user:password)>`.
+    authorization: String,
+}
+
+impl Upstream {
+    /// The upstream of a `proxyUrl` that needs the hop: `http://` with a user name. Other
+    /// proxies go to Chromium as they are.
+    pub fn of(proxy_url: &str) -> Option<Upstream> {
+        let url = url::Url::parse(proxy_url).ok()?;
+        if url.scheme() != "http" || url.username().is_empty() {
+            return None;
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = format!(
+            "{}:{}",
+            decode(url.username()),
+            decode(url.password().unwrap_or(""))
+        );
+        Some(Upstream {
+            host: url.host_str()?.trim_matches(['[', ']']).to_string(),
+            port: url.port_or_known_default()?,
+            authorization: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    tx: AtomicU64,
+    rx: AtomicU64,
+}
+
+impl Counters {
+    fn bytes(&self) -> ProxyBytes {
+        ProxyBytes {
+            tx: self.tx.load(Ordering::Relaxed),
+            rx: self.rx.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Hop {
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+}
+
+/// The hops of this daemon's sessions, by session dir name.
+#[derive(Default)]
+pub struct ProxyHops {
+    hops: Mutex<HashMap<String, Hop>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PortFile {
+    port: u16,
+}
+
+impl ProxyHops {
+    /// Opens the hop of session dir `dir` on `port` (0: any free port) and records the port in
+    /// the dir; returns the port. A hop already open for the dir is closed first.
+    pub async fn open(&self, dir: &Path, upstream: Upstream, port: u16) -> std::io::Result<u16> {
+        let name = dir_name(dir);
+        self.close(&name);
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        let pf = serde_json::to_vec(&PortFile { port }).unwrap_or_default();
+        std::fs::write(dir.join(PORT_FILE), pf)?;
+        let hop = Hop {
+            counters: Arc::default(),
+            stop: CancellationToken::new(),
+        };
+        tokio::spawn(serve(
+            listener,
+            Arc::new(upstream),
+            Arc::clone(&hop.counters),
+            hop.stop.clone(),
+        ));
+        lock(&self.hops).insert(name, hop);
+        Ok(port)
+    }
+
+    /// Reopens the hop of an adopted session on the port its dir records, unless it is open.
+    pub async fn reopen(&self, dir: &Path, upstream: Upstream) -> std::io::Result<()> {
+        if lock(&self.hops).contains_key(&dir_name(dir)) {
+            return Ok(());
+        }
+        let pf: PortFile = serde_json::from_slice(&std::fs::read(dir.join(PORT_FILE))?)
+            .map_err(std::io::Error::other)?;
+        self.open(dir, upstream, pf.port).await.map(|_| ())
+    }
+
+    /// Closes the hop of session dir `name` (its connections end); the bytes it carried.
+    pub fn close(&self, name: &str) -> Option<ProxyBytes> {
+        let hop = lock(&self.hops).remove(name)?;
+        hop.stop.cancel();
+        Some(hop.counters.bytes())
+    }
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn serve(
+    listener: TcpListener,
+    upstream: Arc<Upstream>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    loop {
+        let client = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(err) => {
+                    tracing::warn!(%err, "proxy hop: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (upstream, counters, stop) =
+            (Arc::clone(&upstream), Arc::clone(&counters), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                result = relay(client, &upstream, &counters) => {
+                    if let Err(err) = result {
+                        tracing::debug!(%err, "proxy hop: connection ended");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One browser connection: its first request head goes upstream with the credentials, then
+/// bytes flow both ways until either side closes.
+async fn relay(
+    mut client: TcpStream,
+    upstream: &Upstream,
+    counters: &Counters,
+) -> std::io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let mut buf = Vec::with_capacity(4096);
+    let head_len = loop {
+        if let Some(end) = find_head_end(&buf) {
+            break end;
+        }
+        if buf.len() >= MAX_HEAD {
+            client
+                .write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+                )
+                .await?;
+            return Ok(());
+        }
+        let mut chunk = [0u8; 4096];
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut server = match TcpStream::connect((upstream.host.as_str(), upstream.port)).await {
+        Ok(server) => server,
+        Err(err) => {
+            let body = format!("bro: cannot reach the upstream proxy: {err}\n");
+            let reply = format!(
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            client.write_all(reply.as_bytes()).await?;
+            return Ok(());
+        }
+    };
+    let _ = server.set_nodelay(true);
+    let head = with_credentials(&buf[..head_len], &upstream.authorization);
+    server.write_all(&head).await?;
+    server.write_all(&buf[head_len..]).await?;
+    counters.tx.fetch_add(
+        (head.len() + buf.len() - head_len) as u64,
+        Ordering::Relaxed,
+    );
+
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    let up = pump(&mut client_rx, &mut server_tx, &counters.tx);
+    let down = pump(&mut server_rx, &mut client_tx, &counters.rx);
+    let (up, down) = tokio::join!(up, down);
+    up.and(down)
+}
+
+/// Copies until end of input, counting, then shuts the output's write side.
+async fn pump(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    counter: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Length of the request head (through its blank line), once it is all in `buf`.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// The head with the client's own `Proxy-Authorization` (and, for plain http, its
+/// connection headers) replaced by ours. Plain http requests end their connection after one
+/// exchange, so that every request reaches the upstream with the credentials.
+fn with_credentials(head: &[u8], authorization: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let request_line = lines.next().unwrap_or_default();
+    let connect = request_line.starts_with("CONNECT ");
+    let mut out = format!("{request_line}\r\nProxy-Authorization: {authorization}\r\n");
+    for line in lines {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        let dropped = name.eq_ignore_ascii_case("proxy-authorization")
+            || (!connect
+                && (name.eq_ignore_ascii_case("connection")
+                    || name.eq_ignore_ascii_case("proxy-connection")
+                    || name.eq_ignore_ascii_case("keep-alive")));
+        if !dropped {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    if !connect {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_proxies_with_a_user_need_the_hop() {
+        let up = Upstream::of("http://us%40er:p%3Ass@proxy.example:3128").unwrap();
+        assert_eq!(up.host, "proxy.example");
+        assert_eq!(up.port, 3128);
+        let encoded = up.authorization.strip_prefix("Basic ").unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        assert_eq!(decoded, b"us@er:p:ss");
+        assert_eq!(Upstream::of("http://u@[::1]").unwrap().port, 80);
+        assert_eq!(Upstream::of("http://proxy:3128"), None);
+        assert_eq!(Upstream::of("socks5://u:p@proxy:1080"), None);
+        assert_eq!(Upstream::of("not a url"), None);
+    }
+
+    #[test]
+    fn heads_get_the_credentials_and_plain_requests_close() {
+        let connect = with_credentials(
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic old\r\n\r\n",
+            "Basic new",
+        );
+        assert_eq!(
+            String::from_utf8(connect).unwrap(),
+            "CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Basic new\r\nHost: example.com:443\r\nProxy-Connection: keep-alive\r\n\r\n"
+        );
+        let get = with_credentials(
+            b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n",
+            "Basic new",
+        );
+        assert_eq!(
+            String::from_utf8(get).unwrap(),
+            "GET http://example.com/ HTTP/1.1\r\nProxy-Authorization: Basic new\r\nHost: example.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_reaches_the_upstream_with_credentials_and_is_counted() {
+        // A fake upstream that records the head it got and answers it.
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_port = upstream.local_addr().unwrap().port();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut buf = Vec::new();
+            while find_head_end(&buf).is_none() {
+                let mut chunk = [0u8; 1024];
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+                .await
+                .unwrap();
+            String::from_utf8(buf).unwrap()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let hops = ProxyHops::default();
+        let upstream = Upstream::of(&format!("http://user:pw@127.0.0.1:{up_port}")).unwrap();
+        let port = hops.open(dir.path(), upstream, 0).await.unwrap();
+
+        let mut browser = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        browser
+            .write_all(b"GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        browser.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
+        let head = seen.await.unwrap();
+        assert!(
+            head.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"),
+            "{head}"
+        );
+
+        let bytes = hops.close(&dir_name(dir.path())).unwrap();
+        assert_eq!(bytes.rx, answer.len() as u64);
+        assert_eq!(bytes.tx, head.len() as u64);
+        assert!(hops.close(&dir_name(dir.path())).is_none());
+        // The port is recorded for a restarted daemon.
+        let pf: PortFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(PORT_FILE)).unwrap()).unwrap();
+        assert_eq!(pf.port, port);
+    }
+}
