@@ -248,7 +248,8 @@ pub struct CreateArgs {
     /// User-Agent string of the browser.
     #[arg(long)]
     pub user_agent: Option<String>,
-    /// Proxy for the browser's traffic (http://, https://, socks5://).
+    /// Proxy for the browser's traffic (http://, https://, socks4://, socks5://); an
+    /// http:// proxy may carry credentials, e.g. http://user:password@proxy.example:3128.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Fail at once (429) when every slot is in use, rather than wait in the queue.
