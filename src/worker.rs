@@ -157,7 +157,7 @@ pub struct LocalWorkerHost {
     /// it. The reaper leaves these sessions' dirs alone.
     busy: Mutex<HashMap<String, Gate>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
-    /// The local hops in front of upstream proxies with credentials.
+    /// The local hops in front of sessions' http:// proxies.
     hops: ProxyHops,
 }
 
@@ -264,7 +264,8 @@ impl LocalWorkerHost {
         self.reap_dir(&dir).await?;
         crate::paths::create_private_dir(&dir)
             .map_err(|e| WorkerError::io("create session dir", e))?;
-        // A proxy with credentials is reached through a local hop that adds them.
+        // An http:// proxy is reached through a local hop, which adds its credentials (Chromium
+        // takes none) and counts the bytes.
         let mut options = spec.options.clone();
         if let Some(upstream) = options.proxy_url.as_deref().and_then(Upstream::of) {
             let port = self

@@ -147,7 +147,7 @@ pub struct SessionRecord {
     /// Why the session failed or ended (`timeout`, `released`, `browser exited`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Bytes through the local hop to an upstream proxy with credentials, counted since the
+    /// Bytes through the local hop to the session's http:// proxy, counted since the
     /// session (or, after a daemon restart, its adoption) began; set when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_bytes: Option<ProxyBytes>,

@@ -85,9 +85,9 @@ pub fn args(dir: &Path, opts: &SessionOptions, as_root: bool) -> Vec<String> {
         args.push(format!("--host-resolver-rules={}", block_rules()));
     }
     if let Some(proxy) = &opts.proxy_url {
-        // Chromium takes no credentials in --proxy-server: a proxy with credentials comes
-        // here as bro's local hop (`proxy_hop`), which adds them. Stripped all the same so
-        // that none reach the command line, where any local user could read them.
+        // Chromium takes no credentials in --proxy-server: an http:// proxy comes here as
+        // bro's local hop (`proxy_hop`), which adds them. Stripped all the same so that none
+        // reach the command line, where any local user could read them.
         args.push(format!("--proxy-server={}", strip_credentials(proxy)));
     }
     args.push("about:blank".into());

@@ -1,13 +1,14 @@
-//! The local hop in front of an upstream proxy that needs credentials.
+//! The local hop in front of a session's `http://` upstream proxy.
 //!
 //! Chromium's `--proxy-server` takes no `user:password@`, and answering its auth challenges
 //! over CDP would intercept every request of every page. So a session whose `proxyUrl` is an
-//! `http://user:password@host:port` proxy gets a listener on 127.0.0.1 that the browser uses as
-//! its proxy. For each connection the hop reads the first request head (a `CONNECT` for https
-//! sites, an absolute-form request for plain http), adds `Proxy-Authorization: Basic …`, sends
-//! it to the upstream and then splices bytes both ways, counting them: steel's
-//! `proxyTxBytes` (browser → upstream) and `proxyRxBytes` (upstream → browser). Plain http
-//! requests go one per connection (`Connection: close`), so each carries the credentials.
+//! `http://` proxy gets a listener on 127.0.0.1 that the browser uses as its proxy. For each
+//! connection the hop reads the first request head (a `CONNECT` for https sites, an
+//! absolute-form request for plain http), adds `Proxy-Authorization: Basic …` when the URL has
+//! credentials, sends it to the upstream and then splices bytes both ways, counting them:
+//! steel's `proxyTxBytes` (browser → upstream) and `proxyRxBytes` (upstream → browser). With
+//! credentials, plain http requests go one per connection (`Connection: close`), so each
+//! carries them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -29,21 +30,21 @@ const MAX_HEAD: usize = 64 * 1024;
 /// File in the session dir naming the hop's port, so a restarted daemon reopens it there.
 const PORT_FILE: &str = "proxy-hop.json";
 
-/// An upstream proxy with credentials.
+/// An `http://` upstream proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     host: String,
     port: u16,
-    /// `Basic <base64(user:password)>`.
-    authorization: String,
+    /// `Basic <base64(user:password)>`, when the URL has credentials.
+    authorization: Option<String>,
 }
 
 impl Upstream {
-    /// The upstream of a `proxyUrl` that needs the hop: `http://` with a user name. Other
+    /// The upstream of a `proxyUrl` that goes through the hop: an `http://` one. Other
     /// proxies go to Chromium as they are.
     pub fn of(proxy_url: &str) -> Option<Upstream> {
         let url = url::Url::parse(proxy_url).ok()?;
-        if url.scheme() != "http" || url.username().is_empty() {
+        if url.scheme() != "http" {
             return None;
         }
         let decode = |s: &str| {
@@ -59,10 +60,12 @@ impl Upstream {
         Some(Upstream {
             host: url.host_str()?.trim_matches(['[', ']']).to_string(),
             port: url.port_or_known_default()?,
-            authorization: format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            ),
+            authorization: (!url.username().is_empty()).then(|| {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                )
+            }),
         })
     }
 }
@@ -220,7 +223,10 @@ async fn relay(
         }
     };
     let _ = server.set_nodelay(true);
-    let head = with_credentials(&buf[..head_len], &upstream.authorization);
+    let head = match &upstream.authorization {
+        Some(authorization) => with_credentials(&buf[..head_len], authorization),
+        None => buf[..head_len].to_vec(),
+    };
     server.write_all(&head).await?;
     server.write_all(&buf[head_len..]).await?;
     counters.tx.fetch_add(
@@ -291,17 +297,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_http_proxies_with_a_user_need_the_hop() {
+    fn http_proxies_go_through_the_hop_with_their_credentials() {
         let up = Upstream::of("http://us%40er:p%3Ass@proxy.example:3128").unwrap();
         assert_eq!(up.host, "proxy.example");
         assert_eq!(up.port, 3128);
-        let encoded = up.authorization.strip_prefix("Basic ").unwrap();
+        let encoded = up.authorization.unwrap();
+        let encoded = encoded.strip_prefix("Basic ").unwrap();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .unwrap();
         assert_eq!(decoded, b"us@er:p:ss");
         assert_eq!(Upstream::of("http://u@[::1]").unwrap().port, 80);
-        assert_eq!(Upstream::of("http://proxy:3128"), None);
+        assert_eq!(
+            Upstream::of("http://proxy:3128").unwrap().authorization,
+            None
+        );
         assert_eq!(Upstream::of("socks5://u:p@proxy:1080"), None);
         assert_eq!(Upstream::of("not a url"), None);
     }
@@ -328,9 +338,11 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }
 
-    #[tokio::test]
-    async fn a_request_reaches_the_upstream_with_credentials_and_is_counted() {
-        // A fake upstream that records the head it got and answers it.
+    /// Sends one plain-http request through a hop to a fake upstream at `proxy_url`'s host
+    /// (its port replaced); returns the head the upstream got, the answer, and the count.
+    async fn through_a_hop(
+        proxy_url: &str,
+    ) -> (String, String, ProxyBytes, u16, tempfile::TempDir) {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up_port = upstream.local_addr().unwrap().port();
         let seen = tokio::spawn(async move {
@@ -348,7 +360,7 @@ mod tests {
         });
         let dir = tempfile::tempdir().unwrap();
         let hops = ProxyHops::default();
-        let upstream = Upstream::of(&format!("http://user:pw@127.0.0.1:{up_port}")).unwrap();
+        let upstream = Upstream::of(&format!("{proxy_url}:{up_port}")).unwrap();
         let port = hops.open(dir.path(), upstream, 0).await.unwrap();
 
         let mut browser = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -358,20 +370,36 @@ mod tests {
             .unwrap();
         let mut answer = String::new();
         browser.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
         let head = seen.await.unwrap();
+        let bytes = hops.close(&dir_name(dir.path())).unwrap();
+        assert!(hops.close(&dir_name(dir.path())).is_none());
+        (head, answer, bytes, port, dir)
+    }
+
+    #[tokio::test]
+    async fn a_request_reaches_the_upstream_with_credentials_and_is_counted() {
+        let (head, answer, bytes, port, dir) = through_a_hop("http://user:pw@127.0.0.1").await;
+        assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
         assert!(
             head.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"),
             "{head}"
         );
-
-        let bytes = hops.close(&dir_name(dir.path())).unwrap();
         assert_eq!(bytes.rx, answer.len() as u64);
         assert_eq!(bytes.tx, head.len() as u64);
-        assert!(hops.close(&dir_name(dir.path())).is_none());
         // The port is recorded for a restarted daemon.
         let pf: PortFile =
             serde_json::from_slice(&std::fs::read(dir.path().join(PORT_FILE)).unwrap()).unwrap();
         assert_eq!(pf.port, port);
+    }
+
+    #[tokio::test]
+    async fn without_credentials_the_request_passes_as_it_is_and_is_counted() {
+        let (head, answer, bytes, _, _dir) = through_a_hop("http://127.0.0.1").await;
+        assert_eq!(
+            head,
+            "GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\n\r\n"
+        );
+        assert_eq!(bytes.rx, answer.len() as u64);
+        assert_eq!(bytes.tx, head.len() as u64);
     }
 }
