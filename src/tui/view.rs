@@ -184,7 +184,7 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
     let wide = area.width >= 90;
     let header: Vec<&str> = if wide {
         vec![
-            "ID", "STATUS", "AGE", "LEFT", "PORT", "PID", "MEM", "CPU", "CDP",
+            "ID", "STATUS", "AGE", "LEFT", "NODE", "PORT", "PID", "MEM", "CPU", "CDP",
         ]
     } else {
         vec!["ID", "STATUS", "AGE", "LEFT"]
@@ -211,6 +211,7 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
                     .get(&s.id)
                     .map_or("-".to_string(), |c| format!("{c:.0}%"));
                 cells.extend([
+                    Cell::from(r.node.clone()),
                     Cell::from(r.port.map_or("-".into(), |p| p.to_string())),
                     Cell::from(r.pid.map_or("-".into(), |p| p.to_string())),
                     Cell::from(if r.mem_kib > 0 {
@@ -226,7 +227,7 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
         })
         .collect();
     let widths: Vec<Constraint> = if wide {
-        [9, 10, 8, 8, 6, 8, 9, 5, 4]
+        [9, 10, 8, 8, 8, 6, 8, 9, 5, 4]
             .into_iter()
             .map(Constraint::Length)
             .collect()
