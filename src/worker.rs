@@ -242,10 +242,13 @@ impl LocalWorkerHost {
         if let Some(name) = dir.file_name() {
             self.hops.close(&name.to_string_lossy());
         }
-        if let Some(pf) = read_pid_file(dir)
-            && process::is_alive(pf.pid, pf.start_time)
-        {
-            kill_group(pf.pid).await?;
+        if let Some(pf) = read_pid_file(dir) {
+            if process::is_alive(pf.pid, pf.start_time) {
+                kill_group(pf.pid).await?;
+            }
+            // An orphan's handlers may outlive its group (a fresh launch has no pid file and
+            // skips this scan of /proc).
+            kill_crash_handlers(dir);
         }
         remove_dir(dir).await
     }
