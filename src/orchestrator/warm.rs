@@ -136,8 +136,8 @@ impl WarmObject {
     async fn discard(&self, ctx: ObjectContext<'_>, id: String) -> HandlerResult<()> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
         if let Some(i) = ready.iter().position(|e| e.id == id) {
-            // Out of the list before its dir goes: a reader of the state never sees a ready
-            // browser whose dir is gone.
+            // Out of the list before its dir goes. Restate applies the write when its entry
+            // commits, which may be after the stop: a reader can still see it for a moment.
             let entry = ready.remove(i);
             ctx.set(READY, Json(ready));
             stop(&ctx, &self.deps, entry.worker).await?;
