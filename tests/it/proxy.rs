@@ -127,6 +127,18 @@ fn open_tab(ws_url: &str, url: &str) {
     }
 }
 
+/// Opens `url` in the session behind `ws_url` and waits until `up` answered it, authorized.
+fn load_through(up: &Upstream, ws_url: &str, url: &str) {
+    open_tab(ws_url, url);
+    let request_line = format!("GET {url} HTTP/1.1");
+    assert!(
+        wait_for(|| up.saw(&request_line)),
+        "authorized {:?}, refused {:?}",
+        up.authorized.lock().unwrap(),
+        up.refused.lock().unwrap()
+    );
+}
+
 #[test]
 fn credentials_go_through_the_local_hop_and_survive_a_daemon_restart() {
     let up = Upstream::start("user", "p@ss");
@@ -168,15 +180,10 @@ fn credentials_go_through_the_local_hop_and_survive_a_daemon_restart() {
         "{cmdline}"
     );
 
-    open_tab(
+    load_through(
+        &up,
         s["websocketUrl"].as_str().unwrap(),
         "http://site.test/first",
-    );
-    assert!(
-        wait_for(|| up.saw("GET http://site.test/first HTTP/1.1")),
-        "authorized {:?}, refused {:?}",
-        up.authorized.lock().unwrap(),
-        up.refused.lock().unwrap()
     );
 
     // The daemon dies; the browser lives on, and the restarted daemon reopens its hop.
@@ -184,15 +191,10 @@ fn credentials_go_through_the_local_hop_and_survive_a_daemon_restart() {
     d.restart_with(&[]);
     let back = d.get(&id);
     assert_eq!(back["status"], "live", "{back}");
-    open_tab(
+    load_through(
+        &up,
         back["websocketUrl"].as_str().unwrap(),
         "http://site.test/second",
-    );
-    assert!(
-        wait_for(|| up.saw("GET http://site.test/second HTTP/1.1")),
-        "authorized {:?}, refused {:?}",
-        up.authorized.lock().unwrap(),
-        up.refused.lock().unwrap()
     );
     assert!(up.refused.lock().unwrap().is_empty());
 
