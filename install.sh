@@ -4,9 +4,13 @@
 #   1. Debian's chromium (apt) when no Chromium is found;
 #   2. restate-server, pinned, from npm (native binary, --ignore-scripts) into bro's data dir;
 #   3. the bro binary (cargo, --locked) into ~/.cargo/bin (or $BRO_BIN_DIR);
-#   4. shell completions where bash, zsh and fish look for them.
+#   4. shell completions where bash, zsh and fish look for them;
+#   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
+#      (the completions), python3's venv (the Python steel-sdk, schemathesis), node and npm
+#      (the JS clients). Each is installed with apt only when it is missing.
 #
-# Flags: --no-bro   install only what bro runs on (chromium, restate-server), not bro itself.
+# Flags: --no-bro      install only what bro runs on (chromium, restate-server), not bro itself.
+#        --test-deps   also install what `cargo test --locked` needs.
 set -euo pipefail
 
 RESTATE_VERSION="1.7.12"
@@ -15,16 +19,26 @@ data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/bro"
 restate_dir="$data_dir/restate-server"
 restate_bin="$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server"
 install_bro=1
+test_deps=0
 for arg in "$@"; do
   case "$arg" in
     --no-bro) install_bro=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --test-deps) test_deps=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 step() { printf '==> %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# apt packages, installed together and only when something is missing.
+apt_install() {
+  [ "$#" -gt 0 ] || return 0
+  command -v apt-get >/dev/null 2>&1 || { echo "install.sh: please install: $*" >&2; exit 1; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 # 1. Chromium
 if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then
@@ -67,5 +81,26 @@ if [ "$install_bro" -eq 1 ]; then
   install -m 0644 "$here/completions/_bro" "$zsh_dir/_bro"
   install -m 0644 "$here/completions/bro.fish" "$fish_dir/bro.fish"
   step "completions: bash, zsh and fish installed"
+fi
+# 5. What the tests drive besides bro (only with --test-deps)
+if [ "$test_deps" -eq 1 ]; then
+  missing=()
+  for tool in tmux zsh fish; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  if command -v python3 >/dev/null 2>&1; then
+    # Debian's python3 lacks venv and ensurepip until python3-venv is installed.
+    probe="$(mktemp -d)"
+    python3 -m venv "$probe/v" >/dev/null 2>&1 || missing+=(python3-venv)
+    rm -rf "$probe"
+  else
+    missing+=(python3-venv)
+  fi
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    step "test tools: installing ${missing[*]} with apt"
+    apt_install "${missing[@]}"
+  fi
+  step "test tools: tmux, zsh, fish, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null)"
 fi
 step "done"

@@ -35,6 +35,8 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
+    /// Bytes each session's files dir may hold; an upload past it is refused with 413.
+    pub files_quota: u64,
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.
@@ -58,6 +60,30 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Who sent a request, by the door it came in: the owner on the 0600 Unix socket, or anyone
+/// who can reach the TCP port. A few things (loading `file://` URLs) are the owner's only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Owner,
+    Tcp,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Only the Unix router inserts it; a TCP request cannot forge an extension.
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::Tcp))
+    }
+}
+
 /// The router of the Unix socket: steel routes and `/bro/v1/...`.
 pub fn unix_router(state: Arc<AppState>) -> Router {
     sessions::routes()
@@ -65,6 +91,7 @@ pub fn unix_router(state: Arc<AppState>) -> Router {
         .merge(files::routes())
         .merge(control::routes())
         .fallback(sessions::not_found)
+        .layer(axum::Extension(Caller::Owner))
         .layer(axum::extract::DefaultBodyLimit::max(
             access::MAX_BODY as usize,
         ))

@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Why a CDP call failed.
@@ -35,7 +36,21 @@ pub struct Cdp {
 impl Cdp {
     /// Connects to `ws://127.0.0.1:PORT/devtools/browser/<guid>`.
     pub async fn connect(url: &str) -> Result<Self, CdpError> {
-        let connect = tokio_tungstenite::connect_async(url);
+        Self::connect_with(url, None).await
+    }
+
+    /// [`Cdp::connect`] with an 8 KiB read buffer instead of 128 KiB, for a connection held
+    /// for a browser's whole life that carries few and small messages (`worker::downloads`
+    /// keeps one per browser): with many sessions the default buffers add up.
+    pub async fn connect_lean(url: &str) -> Result<Self, CdpError> {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 << 10)
+            .write_buffer_size(0);
+        Self::connect_with(url, Some(config)).await
+    }
+
+    async fn connect_with(url: &str, config: Option<WebSocketConfig>) -> Result<Self, CdpError> {
+        let connect = tokio_tungstenite::connect_async_with_config(url, config, false);
         let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect)
             .await
             .map_err(|_| CdpError::Timeout("connect".into()))?

@@ -96,7 +96,9 @@ pub struct DaemonCommand {
 pub enum DaemonAction {
     /// Start the daemon in the background; returns once it is healthy.
     Start(Box<DaemonArgs>),
-    /// Stop the daemon; its sessions are released unless --keep-sessions.
+    /// Stop the daemon: its sessions are released and every browser it started is stopped,
+    /// unless --keep-sessions. Done within about 30 s whatever state the sessions are in;
+    /// this command gives up after 60 s, naming the daemon's pid.
     Stop {
         /// Leave the browsers running; the next daemon re-adopts them.
         #[arg(long)]
@@ -139,19 +141,26 @@ pub struct DaemonArgs {
     /// Most creates that wait for a slot when all are in use; past it, 429 [default: 64].
     #[arg(long, env = "BRO_MAX_QUEUE", value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub max_queue: Option<u32>,
-    /// How long a create waits for a slot before it gets 429, e.g. 30s [default: 30s].
-    #[arg(long, env = "BRO_QUEUE_TIMEOUT", value_parser = parse_duration_ms)]
+    /// How long a create waits for a slot before it gets 429, e.g. 30s; at most 1h
+    /// [default: 30s].
+    #[arg(long, env = "BRO_QUEUE_TIMEOUT", value_parser = crate::config::parse_queue_timeout)]
     pub queue_timeout: Option<u64>,
     /// Keep this many browsers launched and ready: a create without launch options (no
     /// dimensions, userAgent, proxyUrl or blockAds) takes one in milliseconds [default: 0].
     #[arg(long, env = "BRO_WARM", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     pub warm: Option<u32>,
-    /// Timeout of sessions created without one, e.g. 10m; 0 means none [default: 5m].
-    #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = parse_duration_ms)]
+    /// Timeout of sessions created without one, e.g. 10m; at most 7d; 0 means none
+    /// [default: 5m].
+    #[arg(long, env = "BRO_DEFAULT_TIMEOUT", value_parser = crate::config::parse_default_timeout)]
     pub default_timeout: Option<u64>,
-    /// How long ended sessions stay retrievable, e.g. 1h; 0 keeps them [default: 24h].
-    #[arg(long, env = "BRO_RETENTION", value_parser = parse_duration_ms)]
+    /// How long ended sessions stay retrievable, e.g. 1h; at most 90d; 0 keeps them
+    /// [default: 24h].
+    #[arg(long, env = "BRO_RETENTION", value_parser = crate::config::parse_retention)]
     pub retention: Option<u64>,
+    /// Bytes each session's files (uploads and the browser's downloads) may take, e.g. 512MiB
+    /// or 2GiB; past it uploads get 413 and downloads are stopped [default: 1GiB].
+    #[arg(long, env = "BRO_FILES_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
+    pub files_quota: Option<u64>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -164,8 +173,9 @@ pub struct DaemonArgs {
     /// Use an existing Restate's ingress (with --restate-admin-url).
     #[arg(long, value_name = "URL", requires = "restate_admin_url")]
     pub restate_ingress_url: Option<String>,
-    /// This machine's node name in Restate, the key of its Pool [default: local].
-    #[arg(long, env = "BRO_NODE")]
+    /// This machine's node name in Restate, the key of its Pool: letters, digits, '-', '_'
+    /// and '.' [default: local].
+    #[arg(long, env = "BRO_NODE", value_parser = parse_node)]
     pub node: Option<String>,
     /// Require this key from TCP clients (steel-api-key header, or ?apiKey= on websockets);
     /// needed to bind a non-loopback address.
@@ -266,6 +276,10 @@ pub struct CreateArgs {
 /// `10m` → 600000; `0` → 0.
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
     crate::config::parse_timeout_ms(s)
+}
+
+fn parse_node(s: &str) -> Result<String, String> {
+    crate::config::check_node(s).map(|()| s.to_string())
 }
 
 fn parse_uuid(s: &str) -> Result<String, String> {

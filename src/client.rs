@@ -299,13 +299,36 @@ pub async fn start_daemon(
             return Ok(status);
         }
         if Instant::now() >= deadline {
+            // Not left starting on its own: told to stop (its ordered shutdown stops what it
+            // started), killed if it has not within the grace.
+            let stopped = stop_child(&mut child).await;
             return Err(ClientError::StartFailed(format!(
-                "no answer within {START_TIMEOUT:?}; see {}",
+                "no answer within {START_TIMEOUT:?}, so it was {stopped}; see {}",
                 log_path.display()
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Stops a daemon child that did not come up: SIGTERM, up to [`STOP_GRACE`] for it to exit,
+/// then SIGKILL. Says which it took.
+async fn stop_child(child: &mut std::process::Child) -> &'static str {
+    use nix::sys::signal::{Signal, kill};
+    const STOP_GRACE: Duration = Duration::from_secs(30);
+    // Our own unreaped child: its pid cannot have been reused.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return "stopped";
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    "killed"
 }
 
 /// What the daemon logged since `offset`: its last error lines, for a failed start.

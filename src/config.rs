@@ -15,6 +15,26 @@ pub const DEFAULT_RETENTION_MS: u64 = 24 * 3600 * 1000;
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
 pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 30_000;
 
+/// The bounds of each setting: a value past one is refused at start with a message that names
+/// it, never taken on and then failed on at run time.
+pub const MAX_SESSIONS_LIMIT: u32 = 10_000;
+pub const MAX_QUEUE_LIMIT: u32 = 100_000;
+pub const MAX_WARM: u32 = 1_000;
+/// The longest `queue_timeout`: 1 hour.
+pub const MAX_QUEUE_TIMEOUT_MS: u64 = 3600 * 1000;
+/// The longest `default_timeout`: 7 days, as for a session's own `timeout`.
+pub const MAX_DEFAULT_TIMEOUT_MS: u64 = crate::protocol::session::MAX_TIMEOUT_MS;
+/// The longest `retention`: 90 days.
+pub const MAX_RETENTION_MS: u64 = 90 * 24 * 3600 * 1000;
+/// The longest node name, in bytes.
+pub const MAX_NODE_LEN: usize = 64;
+/// Bytes a session's files (uploads and the browser's downloads) may take: 1 GiB.
+pub const DEFAULT_FILES_QUOTA: u64 = 1 << 30;
+/// The smallest files quota: below it a single ordinary download would not fit.
+pub const MIN_FILES_QUOTA: u64 = 1 << 20;
+/// The largest files quota (16 TiB): a bound that still catches a typo of a few zeros.
+pub const MAX_FILES_QUOTA: u64 = 16 << 40;
+
 /// An example file with every key, for the documentation and `bro doctor`.
 pub const EXAMPLE: &str = r#"# ~/.config/bro/config.toml (or $BRO_HOME/config/config.toml)
 port = 3000                 # steel API and CDP proxy; 0 picks a free port
@@ -29,6 +49,7 @@ chromium = "/usr/bin/chromium"
 chromium_flags = ["--lang=en-US"]   # added to every browser's command line
 api_key = "change-me"       # required from TCP clients when set
 node = "local"              # this machine's node name in Restate
+files_quota = "1GiB"        # bytes of uploads and downloads each session may keep
 "#;
 
 /// The settings a `config.toml` may hold; unknown keys are an error, so typos do not pass.
@@ -52,6 +73,25 @@ pub struct Config {
     pub restate_server: Option<PathBuf>,
     pub api_key: Option<String>,
     pub node: Option<String>,
+    /// Bytes per session's files: `"512MiB"`, `"1GiB"`, or a number of bytes.
+    pub files_quota: Option<Size>,
+}
+
+/// A size in `config.toml`: a number of bytes, or a string such as `"512MiB"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(n) => check_files_quota(*n),
+            Size::Text(s) => parse_files_quota(s),
+        }
+    }
 }
 
 /// Why the config file could not be used.
@@ -91,19 +131,41 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), String> {
-        for t in [&self.default_timeout, &self.retention, &self.queue_timeout]
-            .into_iter()
-            .flatten()
-        {
-            parse_timeout_ms(t)?;
+        type Parse = fn(&str) -> Result<u64, String>;
+        let durations: [(&str, &Option<String>, Parse); 3] = [
+            (
+                "default_timeout",
+                &self.default_timeout,
+                parse_default_timeout,
+            ),
+            ("retention", &self.retention, parse_retention),
+            ("queue_timeout", &self.queue_timeout, parse_queue_timeout),
+        ];
+        for (key, value, parse) in durations {
+            if let Some(v) = value {
+                parse(v).map_err(|e| format!("{key}: {e}"))?;
+            }
         }
         if let Some(flag) = self.chromium_flags.iter().find(|f| !f.starts_with("--")) {
             return Err(format!(
                 "chromium_flags: '{flag}' is not a flag (flags start with --)"
             ));
         }
-        if self.max_sessions == Some(0) {
-            return Err("max_sessions must be at least 1".into());
+        let counts = [
+            ("max_sessions", self.max_sessions, 1, MAX_SESSIONS_LIMIT),
+            ("max_queue", self.max_queue, 0, MAX_QUEUE_LIMIT),
+            ("warm", self.warm, 0, MAX_WARM),
+        ];
+        for (key, value, min, max) in counts {
+            if let Some(n) = value {
+                check_count(n, min, max).map_err(|e| format!("{key}: {e}"))?;
+            }
+        }
+        if let Some(node) = &self.node {
+            check_node(node).map_err(|e| format!("node: {e}"))?;
+        }
+        if let Some(size) = &self.files_quota {
+            size.bytes().map_err(|e| format!("files_quota: {e}"))?;
         }
         Ok(())
     }
@@ -128,6 +190,79 @@ impl Config {
             .as_deref()
             .and_then(|t| parse_timeout_ms(t).ok())
     }
+
+    /// `files_quota` in bytes, if set.
+    pub fn files_quota(&self) -> Option<u64> {
+        self.files_quota.as_ref().and_then(|s| s.bytes().ok())
+    }
+}
+
+/// `"512MiB"` → 536870912. Binary units `KiB`, `MiB`, `GiB`, `TiB` (also `K`, `M`, `G`, `T`,
+/// as `df -h` prints them), decimal units `KB`, `MB`, `GB`, `TB`, a fraction (`"1.5GiB"`), or
+/// plain bytes; case does not matter.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("'{s}' is not a size (examples: 512MiB, 1GiB, 1073741824)");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = (&t[..split], t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    if let Ok(n) = number.parse::<u64>() {
+        return n.checked_mul(scale).ok_or_else(bad);
+    }
+    let x: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = x * scale as f64;
+    // Exact below 2^53 bytes (8 PiB), far past any quota bro accepts.
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// A files quota from its text, within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
+pub fn parse_files_quota(s: &str) -> Result<u64, String> {
+    check_files_quota(parse_size(s)?)
+}
+
+fn check_files_quota(bytes: u64) -> Result<u64, String> {
+    if (MIN_FILES_QUOTA..=MAX_FILES_QUOTA).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "a files quota of {} is out of range: it must be between {} and {}",
+            format_size(bytes),
+            format_size(MIN_FILES_QUOTA),
+            format_size(MAX_FILES_QUOTA)
+        ))
+    }
+}
+
+/// `1073741824` → `"1 GiB"`, `1572864` → `"1.5 MiB"`, `100` → `"100 B"`: for messages.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut value = bytes as f64;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{:.1} {}", value, UNITS[unit])
+    }
 }
 
 /// `"10m"` → 600000; `"0"` → 0.
@@ -135,9 +270,59 @@ pub fn parse_timeout_ms(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
         return Ok(0);
     }
-    humantime::parse_duration(s.trim())
-        .map(|d| d.as_millis() as u64)
-        .map_err(|e| format!("'{s}' is not a duration: {e} (examples: 90s, 10m, 2h, 0 for none)"))
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("'{s}' is not a duration: {e} (examples: 90s, 10m, 2h, 0 for none)")
+    })?;
+    u64::try_from(d.as_millis()).map_err(|_| format!("'{s}' is far too long"))
+}
+
+/// A duration no longer than `max_ms`.
+fn parse_bounded_ms(s: &str, max_ms: u64) -> Result<u64, String> {
+    let ms = parse_timeout_ms(s)?;
+    if ms > max_ms {
+        return Err(format!(
+            "'{s}' is longer than the most bro takes, {}",
+            crate::protocol::session::human_ms(max_ms)
+        ));
+    }
+    Ok(ms)
+}
+
+/// `queue_timeout` / `--queue-timeout`: up to [`MAX_QUEUE_TIMEOUT_MS`].
+pub fn parse_queue_timeout(s: &str) -> Result<u64, String> {
+    parse_bounded_ms(s, MAX_QUEUE_TIMEOUT_MS)
+}
+
+/// `default_timeout` / `--default-timeout`: up to [`MAX_DEFAULT_TIMEOUT_MS`]; 0 = none.
+pub fn parse_default_timeout(s: &str) -> Result<u64, String> {
+    parse_bounded_ms(s, MAX_DEFAULT_TIMEOUT_MS)
+}
+
+/// `retention` / `--retention`: up to [`MAX_RETENTION_MS`]; 0 = forever.
+pub fn parse_retention(s: &str) -> Result<u64, String> {
+    parse_bounded_ms(s, MAX_RETENTION_MS)
+}
+
+/// A count within `min..=max`.
+pub fn check_count(n: u32, min: u32, max: u32) -> Result<(), String> {
+    if !(min..=max).contains(&n) {
+        return Err(format!("must be from {min} to {max}, got {n}"));
+    }
+    Ok(())
+}
+
+/// A node name: 1 to [`MAX_NODE_LEN`] letters, digits, `-`, `_` or `.` (it is a key in Restate
+/// and part of its URLs).
+pub fn check_node(node: &str) -> Result<(), String> {
+    let ok_chars = node
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if node.is_empty() || node.len() > MAX_NODE_LEN || !ok_chars {
+        return Err(format!(
+            "'{node}' is not a node name: 1 to {MAX_NODE_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
 }
 
 /// The config file of a bro home.
@@ -155,7 +340,116 @@ mod tests {
         assert_eq!(c.port, Some(3000));
         assert_eq!(c.default_timeout_ms(), Some(300_000));
         assert_eq!(c.chromium_flags, vec!["--lang=en-US"]);
+        assert_eq!(c.files_quota(), Some(DEFAULT_FILES_QUOTA));
         c.check().unwrap();
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_and_decimal_units() {
+        for (text, bytes) in [
+            ("1073741824", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("1 gib", 1 << 30),
+            ("512MiB", 512 << 20),
+            ("512M", 512 << 20),
+            ("1.5GiB", 3 << 29),
+            ("2KB", 2000),
+            ("3GB", 3_000_000_000),
+            ("1T", 1 << 40),
+            ("7b", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "GiB",
+            "-1GiB",
+            "1 GiBs",
+            "1e3",
+            "lots",
+            "1.2.3M",
+            "99999999999999999999",
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains("is not a size"), "{bad}: {err}");
+        }
+        assert_eq!(format_size(1 << 30), "1 GiB");
+        assert_eq!(format_size(3 << 19), "1.5 MiB");
+        assert_eq!(format_size(100), "100 B");
+    }
+
+    #[test]
+    fn the_files_quota_is_bounded() {
+        assert_eq!(parse_files_quota("1GiB"), Ok(DEFAULT_FILES_QUOTA));
+        let small = parse_files_quota("1KiB").unwrap_err();
+        assert!(small.contains("between 1 MiB and 16 TiB"), "{small}");
+        assert!(parse_files_quota("17TiB").is_err());
+        let c: Config = toml::from_str("files_quota = 2097152\n").unwrap();
+        assert_eq!(c.files_quota(), Some(2 << 20));
+        let c: Config = toml::from_str("files_quota = \"4MiB\"\n").unwrap();
+        assert_eq!(c.files_quota(), Some(4 << 20));
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.toml");
+        std::fs::write(&file, "files_quota = \"10\"\n").unwrap();
+        let err = Config::load(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("files_quota") && err.contains("out of range"),
+            "{err}"
+        );
+    }
+
+    /// Every number and duration has a bound, and the error names it.
+    #[test]
+    fn settings_past_their_bounds_are_errors_naming_the_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.toml");
+        for (text, want) in [
+            (
+                "max_sessions = 10001",
+                "max_sessions: must be from 1 to 10000",
+            ),
+            ("max_sessions = 0", "max_sessions: must be from 1 to 10000"),
+            ("max_queue = 100001", "max_queue: must be from 0 to 100000"),
+            ("warm = 4294967295", "warm: must be from 0 to 1000"),
+            (
+                "queue_timeout = \"61m\"",
+                "queue_timeout: '61m' is longer than the most bro takes, 1h",
+            ),
+            (
+                "default_timeout = \"8d\"",
+                "default_timeout: '8d' is longer than the most bro takes, 7days",
+            ),
+            (
+                "retention = \"91d\"",
+                "retention: '91d' is longer than the most bro takes",
+            ),
+            (
+                "retention = \"999999999999y\"",
+                "retention: '999999999999y'",
+            ),
+            ("node = \"a/b\"", "node: 'a/b' is not a node name"),
+        ] {
+            std::fs::write(&file, format!("{text}\n")).unwrap();
+            let err = Config::load(&file).unwrap_err().to_string();
+            assert!(
+                err.contains(want) && err.contains("config.toml"),
+                "{text}: {err}"
+            );
+        }
+        for text in [
+            "max_sessions = 10000",
+            "max_queue = 100000",
+            "warm = 1000",
+            "queue_timeout = \"1h\"",
+            "default_timeout = \"7d\"",
+            "retention = \"90d\"",
+            "node = \"rack-1.a_b\"",
+        ] {
+            std::fs::write(&file, format!("{text}\n")).unwrap();
+            Config::load(&file).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        assert_eq!(parse_default_timeout("7d"), Ok(MAX_DEFAULT_TIMEOUT_MS));
+        assert!(parse_default_timeout("7d 1ms").is_err());
     }
 
     #[test]

@@ -9,16 +9,20 @@
 //! 7. on SIGTERM or a shutdown request: release the sessions (unless asked to keep them),
 //!    stop serving, stop restate.
 
+pub mod identity;
 pub mod ingress;
 pub mod lifecycle;
 pub mod restate;
 pub mod supervisor;
+pub mod sweep;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
@@ -35,7 +39,7 @@ use crate::paths::Paths;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::protocol::{PROTOCOL_VERSION, session::SessionStatus};
 use crate::worker::{LocalWorkerHost, chromium};
-use ingress::Ingress;
+use ingress::{Ingress, RestateAddr};
 
 /// Everything `bro daemon` is configured with.
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ pub struct DaemonOptions {
     pub default_timeout_ms: u64,
     /// How long ended sessions stay retrievable; 0 means forever.
     pub retention_ms: u64,
+    /// Bytes each session's files dir may hold (uploads and the browser's downloads).
+    pub files_quota: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -64,10 +70,155 @@ pub struct DaemonOptions {
     pub api_key: Option<String>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT or `POST /bro/v1/shutdown`.
+impl DaemonOptions {
+    /// Every setting within the bound bro can honour (flags and `config.toml` are checked as
+    /// they are read; this covers every other way in). The message names the bound.
+    pub fn check(&self) -> Result<(), String> {
+        use crate::config::{self as c, check_count};
+        use crate::protocol::session::check_ms;
+        check_count(self.max_sessions, 1, c::MAX_SESSIONS_LIMIT)
+            .map_err(|e| format!("max_sessions: {e}"))?;
+        check_count(self.max_queue, 0, c::MAX_QUEUE_LIMIT)
+            .map_err(|e| format!("max_queue: {e}"))?;
+        check_count(self.warm, 0, c::MAX_WARM).map_err(|e| format!("warm: {e}"))?;
+        check_ms(
+            "queue_timeout",
+            self.queue_timeout_ms,
+            c::MAX_QUEUE_TIMEOUT_MS,
+        )?;
+        check_ms(
+            "default_timeout",
+            self.default_timeout_ms,
+            c::MAX_DEFAULT_TIMEOUT_MS,
+        )?;
+        check_ms("retention", self.retention_ms, c::MAX_RETENTION_MS)?;
+        c::check_node(&self.node).map_err(|e| format!("node: {e}"))?;
+        Ok(())
+    }
+}
+
+/// How long a stopping daemon spends releasing its sessions through Restate before it stops
+/// their browsers itself.
+const RELEASE_BUDGET: Duration = Duration::from_secs(8);
+/// How long the servers and background tasks get to finish once told to stop.
+const TASKS_BUDGET: Duration = Duration::from_secs(3);
+/// How long killing the browsers left in the sessions dir may take.
+const REAP_BUDGET: Duration = Duration::from_secs(6);
+
+/// Runs the daemon until SIGTERM/SIGINT or `POST /bro/v1/shutdown`. A start that fails at any
+/// step stops what it had started (restate-server, the browsers it launched) before it
+/// returns the error.
 pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
+    opts.check().map_err(anyhow::Error::msg)?;
     paths.create_all().context("creating bro's directories")?;
+    // Held until the undo of a failed start is done, so no other daemon of this home can
+    // adopt the restate-server or the browsers the undo is about to stop.
     let _lock = lifecycle::lock(&paths)?;
+    let mut started = Started::new(&paths);
+    let result = run_inner(paths, opts, &mut started).await;
+    if result.is_err() {
+        started.undo().await;
+    }
+    result
+}
+
+/// What a start has brought up so far, undone when a later step fails.
+struct Started {
+    restate: Option<restate::Supervised>,
+    host: Option<Arc<LocalWorkerHost>>,
+    /// Handed to the services as [`Deps::stopping`].
+    stopping: CancellationToken,
+    /// Stops the servers (API, socket, SDK endpoint).
+    servers: CancellationToken,
+    /// Stops the background tasks (supervisor, download watcher, sweep).
+    background: CancellationToken,
+    /// The session dirs there before this start (a previous daemon's kept sessions): a failed
+    /// start leaves them alone.
+    before: HashSet<String>,
+}
+
+/// What the daemon reads of the supervised restate-server that [`Started`] holds.
+struct RestateHandle {
+    pid: Arc<AtomicU32>,
+    restarts: Arc<AtomicU32>,
+}
+
+impl Started {
+    fn new(paths: &Paths) -> Self {
+        let before = std::fs::read_dir(paths.sessions_dir())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        Started {
+            restate: None,
+            host: None,
+            stopping: CancellationToken::new(),
+            servers: CancellationToken::new(),
+            background: CancellationToken::new(),
+            before,
+        }
+    }
+
+    /// Keeps the supervised restate-server, so a failed start stops it.
+    fn hold(&mut self, sup: Option<restate::Supervised>) -> Option<RestateHandle> {
+        let handle = sup.as_ref().map(|s| RestateHandle {
+            pid: Arc::clone(&s.pid),
+            restarts: Arc::clone(&s.restarts),
+        });
+        self.restate = sup;
+        handle
+    }
+
+    async fn stop_restate(&mut self) {
+        if let Some(sup) = self.restate.take() {
+            sup.stop().await;
+        }
+    }
+
+    /// Kills the browsers under the sessions dir (all of them, or only those this start
+    /// launched), each directly by the pid its dir records (and only when that pid is still
+    /// the dir's browser). The dirs stay: the next start's reconciliation removes or
+    /// quarantines each as its record says.
+    async fn stop_browsers(&self, all: bool) -> usize {
+        let Some(host) = &self.host else {
+            return 0;
+        };
+        let dirs: Vec<_> = host
+            .session_dirs()
+            .into_iter()
+            .filter(|(name, _)| all || !self.before.contains(name))
+            .collect();
+        let stops = dirs.iter().map(|(name, dir)| async move {
+            if let Err(err) = host.stop_orphan(dir).await {
+                tracing::error!(session = %name, %err, "stopping a browser failed");
+            }
+        });
+        if tokio::time::timeout(REAP_BUDGET, futures_util::future::join_all(stops))
+            .await
+            .is_err()
+        {
+            tracing::error!("stopping the browsers left took longer than {REAP_BUDGET:?}");
+        }
+        dirs.len()
+    }
+
+    /// After a failed start: launches under way give up, restate-server stops, and the
+    /// browsers this start launched are stopped.
+    async fn undo(&mut self) {
+        self.stopping.cancel();
+        self.servers.cancel();
+        self.background.cancel();
+        self.stop_restate().await;
+        let stopped = self.stop_browsers(false).await;
+        tracing::info!(
+            browser_dirs = stopped,
+            "the start failed; stopped what it had started"
+        );
+    }
+}
+
+async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> Result<()> {
     if !opts.bind.is_loopback() && opts.api_key.is_none() {
         bail!(
             "refusing to serve on {} without an API key: anyone who reaches it could drive the \
@@ -75,37 +226,50 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
             opts.bind
         );
     }
+    if let Some(key) = &opts.api_key {
+        api::auth::check_key(key).map_err(anyhow::Error::msg)?;
+    }
     let chromium = chromium::find(opts.chromium.as_deref())?;
     let shutdown = CancellationToken::new();
     lifecycle::on_signals(shutdown.clone())?;
 
-    // Restate: supervised, or an existing one.
-    let (supervised, ports) = match (&opts.restate_admin_url, &opts.restate_ingress_url) {
-        (Some(_), Some(_)) => {
-            std::fs::create_dir_all(paths.restate_dir())?;
-            (
-                None,
-                restate::Ports::load_or_pick(&paths.restate_dir(), true),
+    // The API port before anything is started: a port in use fails the start at once.
+    let tcp = TcpListener::bind((opts.bind, opts.port))
+        .await
+        .with_context(|| {
+            format!(
+                "port {} on {} is in use; pass --port to pick another",
+                opts.port, opts.bind
             )
-        }
-        (None, None) => {
-            let binary = restate::find_binary(opts.restate_server.as_deref(), &paths)?;
-            let (sup, ports) = restate::start(binary, &paths).await?;
-            (Some(sup), ports)
-        }
-        _ => {
-            bail!("--restate-admin-url and --restate-ingress-url go together; pass both or neither")
-        }
-    };
+        })?;
+
+    // Restate: supervised, or an existing one. Either way it must sign its calls to the SDK
+    // endpoint with bro's key (an external one is configured with `identity.pem`).
+    crate::paths::create_private_dir(&paths.restate_dir())?;
+    let identity = identity::Identity::load_or_create(&paths.restate_dir())?;
+    let (supervised, admin, ingress_addr) =
+        match (&opts.restate_admin_url, &opts.restate_ingress_url) {
+            (Some(admin), Some(ingress)) => (
+                None,
+                RestateAddr::parse(admin).map_err(anyhow::Error::msg)?,
+                RestateAddr::parse(ingress).map_err(anyhow::Error::msg)?,
+            ),
+            (None, None) => {
+                let binary = restate::find_binary(opts.restate_server.as_deref(), &paths)?;
+                let sup = restate::start(binary, &paths, &identity).await?;
+                let admin = RestateAddr::Unix(sup.sockets.admin.clone());
+                let ingress = RestateAddr::Unix(sup.sockets.ingress.clone());
+                (Some(sup), admin, ingress)
+            }
+            _ => bail!(
+                "--restate-admin-url and --restate-ingress-url go together; pass both or neither"
+            ),
+        };
+    // From here on a failed start stops the restate-server it started.
+    let supervised = started.hold(supervised);
+    let ports = restate::Ports::load_or_pick(&paths.restate_dir());
     ports.save(&paths.restate_dir())?;
-    let (admin_url, ingress_url) = match &supervised {
-        Some(s) => (s.admin_url.clone(), s.ingress_url.clone()),
-        None => (
-            opts.restate_admin_url.clone().unwrap_or_default(),
-            opts.restate_ingress_url.clone().unwrap_or_default(),
-        ),
-    };
-    let ingress = Ingress::new(ingress_url.clone(), admin_url.clone());
+    let ingress = Ingress::new(ingress_addr.clone(), admin.clone());
 
     // The orchestrator's SDK endpoint (h2c, TCP_NODELAY), registered at every start.
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
@@ -115,6 +279,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         paths.sessions_dir(),
         exit_tx,
     );
+    started.host = Some(Arc::clone(&host));
     let sockets = Arc::new(Sockets::default());
     let deps = Arc::new(Deps {
         host: host.clone(),
@@ -125,18 +290,19 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         warm: opts.warm,
         retention_ms: opts.retention_ms,
         sockets: Arc::clone(&sockets),
+        stopping: started.stopping.clone(),
     });
     let sdk_listener = TcpListener::bind(("127.0.0.1", ports.sdk))
         .await
         .with_context(|| format!("binding the SDK endpoint on 127.0.0.1:{}", ports.sdk))?;
     let endpoint_url = format!("http://127.0.0.1:{}/", sdk_listener.local_addr()?.port());
-    let servers = CancellationToken::new();
+    let servers = started.servers.clone();
     let sdk_task = tokio::spawn(serve_sdk(
         sdk_listener,
-        orchestrator::endpoint(deps),
+        orchestrator::endpoint(deps, &identity.public_key)?,
         servers.clone(),
     ));
-    restate::register(&admin_url, &endpoint_url).await?;
+    restate::register(&admin, &endpoint_url).await?;
 
     // The clients of creates still queued by a previous daemon are gone: end their waits.
     let dropped = ingress
@@ -156,6 +322,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         opts.node.clone(),
         ingress.clone(),
         Arc::clone(&sockets),
+        paths.quarantine_dir(),
     );
     let done = sup
         .reconcile()
@@ -165,6 +332,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         adopted = done.adopted,
         failed = done.failed,
         reaped = done.reaped,
+        quarantined = done.quarantined,
         "reconciled"
     );
     // The warm pool launches up to --warm (or stops what a larger one left).
@@ -172,18 +340,24 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         .warm_fill(&opts.node)
         .await
         .context("starting the warm pool")?;
-    let sup_stop = CancellationToken::new();
+    let sup_stop = started.background.clone();
     let sup_task = tokio::spawn(sup.run(exit_rx, sup_stop.clone()));
+    // The browsers' downloads stop when a session's files pass --files-quota.
+    let quota_task = tokio::spawn(crate::worker::downloads::watch(
+        paths.sessions_dir(),
+        opts.files_quota,
+        sup_stop.clone(),
+    ));
 
-    // The TCP API and the Unix socket.
-    let tcp = TcpListener::bind((opts.bind, opts.port))
-        .await
-        .with_context(|| {
-            format!(
-                "port {} on {} is in use; pass --port to pick another",
-                opts.port, opts.bind
-            )
-        })?;
+    // Sessions and slots that killed invocations left half done are repaired.
+    let sweep_task = tokio::spawn(sweep::run(
+        ingress.clone(),
+        opts.node.clone(),
+        opts.retention_ms,
+        sup_stop.clone(),
+    ));
+
+    // The TCP API (bound first of all) and the Unix socket.
     let api_port = tcp.local_addr()?.port();
     let api_base = format!("http://{}:{api_port}", url_host(opts.bind));
     let socket = bind_socket(&paths)?;
@@ -201,8 +375,9 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         chromium: chromium.display().to_string(),
         home: paths.display_home(),
         restate: RestateStatus {
-            admin_url,
-            ingress_url,
+            admin_url: admin.to_string(),
+            ingress_url: ingress_addr.to_string(),
+            identity_key: identity.public_key.clone(),
             pid: None,
             supervised: supervised.is_some(),
             restarts: 0,
@@ -225,6 +400,7 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
         http: reqwest::Client::new(),
         default_timeout_ms: opts.default_timeout_ms,
         bind: opts.bind,
+        files_quota: opts.files_quota,
     });
     let tcp_task = tokio::spawn(serve(
         tcp.tap_io(nodelay),
@@ -245,20 +421,61 @@ pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
     tracing::info!(api = %api_base, socket = %info.socket, "bro daemon ready");
 
     shutdown.cancelled().await;
-    if !state.control.keep_sessions.load(Ordering::SeqCst) {
-        release_open_sessions(&ingress).await;
-        stop_warm_pool(&ingress, &opts.node).await;
+    // Bounded whatever state the sessions are in: the releases through Restate get
+    // RELEASE_BUDGET, then every browser left is stopped directly by its pid.
+    let keep = state.control.keep_sessions.load(Ordering::SeqCst);
+    if !keep {
+        // Launches under way give up now (their sessions end `failed`); none starts.
+        started.stopping.cancel();
+        let released = tokio::time::timeout(RELEASE_BUDGET, async {
+            release_open_sessions(&ingress).await;
+            stop_warm_pool(&ingress, &opts.node).await;
+        })
+        .await;
+        if released.is_err() {
+            tracing::warn!(
+                "releasing the sessions through Restate took longer than {RELEASE_BUDGET:?}; \
+                 stopping their browsers directly"
+            );
+        }
     }
     servers.cancel();
     sup_stop.cancel();
-    let _ = tokio::join!(tcp_task, unix_task, sup_task, sdk_task);
-    if let Some(sup) = supervised {
-        sup.stop().await;
+    join_within(
+        vec![
+            tcp_task, unix_task, sup_task, sdk_task, quota_task, sweep_task,
+        ],
+        TASKS_BUDGET,
+    )
+    .await;
+    if !keep {
+        let left = started.stop_browsers(true).await;
+        if left > 0 {
+            tracing::warn!(
+                browser_dirs = left,
+                "stopped the browsers Restate had not released"
+            );
+        }
     }
+    started.stop_restate().await;
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.daemon_info());
     tracing::info!("bro daemon stopped");
     Ok(())
+}
+
+/// Waits for `tasks` up to `budget`, then aborts those still running.
+async fn join_within(tasks: Vec<tokio::task::JoinHandle<()>>, budget: Duration) {
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    if tokio::time::timeout(budget, futures_util::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("servers still busy after {budget:?}; closing them");
+        for a in aborts {
+            a.abort();
+        }
+    }
 }
 
 /// Releases every open session, so a stopped daemon leaves no browser behind.

@@ -7,8 +7,11 @@ pub mod session;
 pub mod warm;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use restate_sdk::endpoint::Endpoint;
+use restate_sdk::endpoint::{Endpoint, ServiceOptions};
+use restate_sdk::service::IntoServiceDefinition;
+use tokio_util::sync::CancellationToken;
 
 use crate::cdp_proxy::Sockets;
 use crate::worker::WorkerHost;
@@ -30,22 +33,63 @@ pub struct Deps {
     pub retention_ms: u64,
     /// Proxied CDP sockets, closed when their session ends.
     pub sockets: Arc<Sockets>,
+    /// Cancelled when the daemon stops and releases its sessions: launches and claims under
+    /// way give up at once (their sessions end `failed`), and no new one starts.
+    pub stopping: CancellationToken,
 }
 
-/// The SDK endpoint serving every bro service.
-pub fn endpoint(deps: Arc<Deps>) -> Endpoint {
-    Endpoint::builder()
-        .bind(session::SessionObject {
-            deps: Arc::clone(&deps),
-        })
-        .bind(pool::PoolObject {
-            deps: Arc::clone(&deps),
-        })
-        .bind(warm::WarmObject {
-            deps: Arc::clone(&deps),
-        })
-        .bind(warm::WarmLauncherService { deps })
-        .build()
+/// How Restate retries an invocation of any bro handler that fails with a retryable error
+/// (a panic, a lost connection, a daemon that is down): 250 ms doubling up to 10 s, 30
+/// attempts in all (about 4 minutes), then the invocation is killed, never paused: a paused
+/// one would hold its `Session` or `Pool` for good. Handlers do not count on it: each
+/// `ctx.run` has its own bounded policy, and a handler that gets an error after its session
+/// exists marks the session `failed` and frees its slot. The periodic sweep
+/// (`daemon::sweep`) repairs what a killed invocation leaves half done.
+pub const INVOCATION_MAX_ATTEMPTS: u64 = 30;
+
+fn retry_policy() -> ServiceOptions {
+    ServiceOptions::new()
+        .retry_policy_initial_interval(Duration::from_millis(250))
+        .retry_policy_exponentiation_factor(2.0)
+        .retry_policy_max_interval(Duration::from_secs(10))
+        .retry_policy_max_attempts(INVOCATION_MAX_ATTEMPTS)
+        .retry_policy_kill_on_max_attempts()
+}
+
+/// The SDK endpoint serving every bro service, to callers that prove they are bro's
+/// restate-server: requests must be signed with the private half of `identity_key` (a
+/// `publickeyv1_…` key); anything else is refused before it reaches a handler.
+pub fn endpoint(deps: Arc<Deps>, identity_key: &str) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::builder()
+        .identity_key(identity_key)
+        .map_err(|e| anyhow::anyhow!("bro's identity key {identity_key}: {e}"))?
+        .bind(
+            session::SessionObject {
+                deps: Arc::clone(&deps),
+            }
+            .into_service_definition()
+            .options(retry_policy()),
+        )
+        .bind(
+            pool::PoolObject {
+                deps: Arc::clone(&deps),
+            }
+            .into_service_definition()
+            .options(retry_policy()),
+        )
+        .bind(
+            warm::WarmObject {
+                deps: Arc::clone(&deps),
+            }
+            .into_service_definition()
+            .options(retry_policy()),
+        )
+        .bind(
+            warm::WarmLauncherService { deps }
+                .into_service_definition()
+                .options(retry_policy()),
+        )
+        .build())
 }
 
 /// Unix time in milliseconds; in handlers only ever called inside `ctx.run`.

@@ -90,6 +90,12 @@ impl Paths {
         self.data_dir.join("sessions")
     }
 
+    /// Session dirs the reaper moved aside instead of deleting, for lack of evidence that
+    /// their session is over (0700; `bro doctor` lists them).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.data_dir.join("quarantine")
+    }
+
     /// restate-server's base dir, config and port file.
     pub fn restate_dir(&self) -> PathBuf {
         self.data_dir.join("restate")
@@ -120,12 +126,16 @@ impl Paths {
         out
     }
 
-    /// Creates the directories bro writes to; the runtime dir is made 0700.
+    /// Creates the directories bro writes to. The data dir (Restate's store with proxy
+    /// passwords and cookies, the session profiles, bro's key), the state dir (logs name
+    /// sessions and pages) and the runtime dir (the control socket) are 0700 whatever the
+    /// umask; an existing one is tightened.
     pub fn create_all(&self) -> io::Result<()> {
-        for dir in [&self.data_dir, &self.state_dir, &self.config_dir] {
-            std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(&self.config_dir)?;
+        for dir in [&self.data_dir, &self.state_dir, &self.runtime_dir] {
+            create_private_dir(dir)?;
         }
-        create_private_dir(&self.runtime_dir)?;
+        create_private_dir(&self.restate_dir())?;
         create_private_dir(&self.sessions_dir())
     }
 }

@@ -6,6 +6,9 @@
 
 pub mod actions;
 pub mod chromium;
+pub mod downloads;
+pub mod files;
+pub mod kill;
 pub mod page;
 pub mod process;
 pub mod proxy_hop;
@@ -16,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -40,13 +42,28 @@ pub enum WorkerError {
         what: &'static str,
         source: std::io::Error,
     },
-    #[error("processes of browser group {0} still run after SIGKILL")]
-    Unkillable(u32),
+    /// Processes of the browser outlived SIGKILL (stuck in the kernel, say).
+    #[error(
+        "processes {pids:?} of the browser of {} still run after SIGKILL; its dir is left in place",
+        dir.display()
+    )]
+    Unkillable { dir: PathBuf, pids: Vec<u32> },
+    /// A process of the browser may not be signalled: it runs as another user.
+    #[error(
+        "not permitted to kill process {pid} of the browser of {} (it runs as another user); \
+         stop it as that user",
+        dir.display()
+    )]
+    NotPermitted { pid: u32, dir: PathBuf },
     #[error("applying the session context failed: {0}")]
     Context(#[from] crate::cdp::CdpError),
     /// The browser answered the context's CDP calls with an error: the context is at fault.
     #[error("{CONTEXT_REFUSED}: {0}")]
     ContextRefused(String),
+    /// An id or dir that is not one of bro's session dirs: never turned into a path, never
+    /// deleted. Only a forged call can send one, so no retry can fix it.
+    #[error("refusing to touch {0}: not a session dir of bro's (sessions/<uuid>)")]
+    NotOurs(String),
 }
 
 /// Start of the reason of a session whose `sessionContext` the browser refused.
@@ -61,7 +78,11 @@ impl WorkerError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            WorkerError::ChromiumNotFound(_) | WorkerError::ContextRefused(_)
+            WorkerError::ChromiumNotFound(_)
+                | WorkerError::ContextRefused(_)
+                | WorkerError::NotOurs(_)
+                | WorkerError::Unkillable { .. }
+                | WorkerError::NotPermitted { .. }
         )
     }
 
@@ -122,7 +143,9 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// Stops the browser and removes the session directory: SIGKILL to the browser's process
     /// group, and the directory goes once no process of it is left. The profile is thrown
     /// away, so a graceful `Browser.close` would only cost time (about 100 ms a release).
-    /// Returns the bytes its proxy hop carried, if it had one.
+    /// Only a browser that is provably the session's is killed (see [`kill`]): a recorded
+    /// pid that now names another process is left alone. Returns the bytes its proxy hop
+    /// carried, if it had one.
     fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, WorkerError>>;
 
     /// Hands a warm browser to a session: checks that it still answers, puts the session's
@@ -164,12 +187,30 @@ pub struct LocalWorkerHost {
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
 type Gate = (Arc<tokio::sync::Mutex<()>>, usize);
 
-/// The pid and start time of a launched browser, written into its session dir right after
-/// spawn so a retried launch or the reaper can find it.
-#[derive(Debug, Serialize, Deserialize)]
+/// The pid and start time of a launched browser, written into its session dir (`worker.json`)
+/// right after spawn so a retried launch or the reaper can find it, and whom the dir serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PidFile {
     pid: u32,
     start_time: u64,
+    /// Launched for the warm pool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    warm: bool,
+    /// The session the browser serves: the dir's own at launch, the claiming session's for a
+    /// warm browser. (Missing in unclaimed warm dirs and in dirs of older bros.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+}
+
+/// Whom a session dir says it belongs to, from its `worker.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirOwner {
+    /// It serves this session.
+    Session(String),
+    /// A warm browser no session has claimed: nothing in it was ever a client's.
+    Warm,
+    /// It does not say (no or an unreadable `worker.json`): the session of its name, if any.
+    Unknown,
 }
 
 impl LocalWorkerHost {
@@ -198,9 +239,20 @@ impl LocalWorkerHost {
         &self.sessions_dir
     }
 
-    /// The directory of session `id`.
-    pub fn session_dir(&self, id: &str) -> PathBuf {
-        self.sessions_dir.join(id)
+    /// The directory of session `id`, which must be a UUID in its canonical form: an id
+    /// reaches here from Restate state and handler inputs, and `sessions_dir.join("/etc")`
+    /// or `join("../..")` would point anywhere.
+    pub fn session_dir(&self, id: &str) -> Result<PathBuf, WorkerError> {
+        if !is_session_id(id) {
+            return Err(WorkerError::NotOurs(format!("session id {id:?}")));
+        }
+        Ok(self.sessions_dir.join(id))
+    }
+
+    /// Checks that `dir` is `sessions_dir/<uuid>` (a [`WorkerInfo::dir`] comes from Restate
+    /// state, so it is checked where it is acted on).
+    fn own_dir(&self, dir: &Path) -> Result<(), WorkerError> {
+        owned_session_dir(&self.sessions_dir, dir)
     }
 
     /// Every session dir on disk, as (session id, dir).
@@ -237,20 +289,40 @@ impl LocalWorkerHost {
     }
 
     /// Kills whatever browser a session dir's pid file names and removes the dir. Used for a
-    /// retried launch and for orphans no live session owns.
+    /// retried launch and for orphans whose session is provably over.
     pub async fn reap_dir(&self, dir: &Path) -> Result<(), WorkerError> {
+        self.stop_orphan(dir).await?;
+        remove_dir(&self.sessions_dir, dir).await
+    }
+
+    /// Stops the browser of a session dir that no live session watches, and its proxy hop;
+    /// the dir itself stays. The browser is killed only when it is provably the dir's (see
+    /// [`kill`]).
+    pub async fn stop_orphan(&self, dir: &Path) -> Result<(), WorkerError> {
+        self.own_dir(dir)?;
         if let Some(name) = dir.file_name() {
             self.hops.close(&name.to_string_lossy());
         }
-        if let Some(pf) = read_pid_file(dir) {
-            if process::is_alive(pf.pid, pf.start_time) {
-                kill_group(pf.pid).await?;
-            }
-            // An orphan's handlers may outlive its group (a fresh launch has no pid file and
-            // skips this scan of /proc).
-            kill_crash_handlers(dir);
+        // A fresh launch finds no dir and skips the scan of /proc.
+        if dir.exists() {
+            let recorded = read_pid_file(dir).map(|pf| kill::Recorded {
+                pid: pf.pid,
+                start_time: pf.start_time,
+            });
+            kill::kill_browser(recorded, dir).await?;
         }
-        remove_dir(dir).await
+        Ok(())
+    }
+
+    /// Whom session dir `dir` says it belongs to.
+    pub fn dir_owner(&self, dir: &Path) -> DirOwner {
+        match read_pid_file(dir) {
+            Some(PidFile {
+                session: Some(id), ..
+            }) => DirOwner::Session(id),
+            Some(PidFile { warm: true, .. }) => DirOwner::Warm,
+            _ => DirOwner::Unknown,
+        }
     }
 
     async fn launch_inner(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
@@ -263,7 +335,7 @@ impl LocalWorkerHost {
     }
 
     async fn launch_browser(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
-        let dir = self.session_dir(&spec.session_id);
+        let dir = self.session_dir(&spec.session_id)?;
         self.reap_dir(&dir).await?;
         crate::paths::create_private_dir(&dir)
             .map_err(|e| WorkerError::io("create session dir", e))?;
@@ -283,10 +355,15 @@ impl LocalWorkerHost {
             status: "before its pid was read".into(),
             log: chromium::log_tail(&dir),
         })?;
-        let start_time = process::start_time(pid).unwrap_or_default();
-        let pf = serde_json::to_vec(&PidFile { pid, start_time }).unwrap_or_default();
-        std::fs::write(dir.join("worker.json"), pf)
-            .map_err(|e| WorkerError::io("write worker.json", e))?;
+        // A zombie counts: a browser that died at once is still known by its start time.
+        let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or_default();
+        let pf = PidFile {
+            pid,
+            start_time,
+            warm: spec.warm,
+            session: (!spec.warm).then(|| spec.session_id.clone()),
+        };
+        write_pid_file(&dir, &pf)?;
 
         let ready = match chromium::wait_ready(&mut child, &dir, &self.http).await {
             Ok((port, ws_path)) => {
@@ -319,8 +396,9 @@ impl LocalWorkerHost {
             }
             Err(err) => {
                 drop(child);
-                kill_group(pid).await?;
-                remove_dir(&dir).await?;
+                let recorded = kill::Recorded { pid, start_time };
+                kill::kill_browser(Some(recorded), &dir).await?;
+                remove_dir(&self.sessions_dir, &dir).await?;
                 Err(err)
             }
         }
@@ -383,11 +461,15 @@ impl LocalWorkerHost {
     }
 
     async fn stop_inner(&self, worker: WorkerInfo) -> Result<Option<ProxyBytes>, WorkerError> {
+        self.own_dir(&worker.dir)?;
         lock(&self.stopping).insert(worker.pid);
         // Unwatched before it dies, so its death is not reported as a crash.
         let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
-        let result = kill_group(worker.pid).await;
-        kill_crash_handlers(&worker.dir);
+        let recorded = kill::Recorded {
+            pid: worker.pid,
+            start_time: worker.start_time,
+        };
+        let result = kill::kill_browser(Some(recorded), &worker.dir).await;
         if !lock(&self.children).contains(&worker.pid) {
             // Not ours to reap (adopted after a restart), or reaped already.
             lock(&self.stopping).remove(&worker.pid);
@@ -397,7 +479,7 @@ impl LocalWorkerHost {
             .dir
             .file_name()
             .and_then(|name| self.hops.close(&name.to_string_lossy()));
-        remove_dir(&worker.dir).await?;
+        remove_dir(&self.sessions_dir, &worker.dir).await?;
         Ok(bytes)
     }
 
@@ -436,6 +518,16 @@ impl WorkerHost for LocalWorkerHost {
 
     fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
         Box::pin(async move {
+            self.own_dir(&claim.worker.dir)?;
+            // The dir says whose it is before any client can use it, so the reaper never
+            // takes it for an unused warm browser.
+            let pf = PidFile {
+                pid: claim.worker.pid,
+                start_time: claim.worker.start_time,
+                warm: true,
+                session: Some(claim.session_id.clone()),
+            };
+            write_pid_file(&claim.worker.dir, &pf)?;
             if !self.probe(&claim.worker).await {
                 return Err(WorkerError::NotReady(Duration::from_secs(2)));
             }
@@ -454,33 +546,40 @@ impl WorkerHost for LocalWorkerHost {
     }
 }
 
-/// SIGKILL to the group of `pgid`, then waits until none of its processes is left.
-async fn kill_group(pgid: u32) -> Result<(), WorkerError> {
-    process::signal_group(pgid, Signal::SIGKILL);
-    if process::wait_until(Duration::from_secs(5), || {
-        process::group_members(pgid).is_empty()
-    })
-    .await
-    {
-        Ok(())
-    } else {
-        Err(WorkerError::Unkillable(pgid))
-    }
+/// True for a UUID in its canonical (lowercase, hyphenated) form: the only names of session
+/// and warm browser dirs.
+pub fn is_session_id(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
 }
 
-/// SIGKILLs the browser's two `chrome_crashpad_handler`s. They double-fork out of its
-/// process group (chromium-notes §5.4) and would linger for a moment after it; their crash
-/// database is inside the session dir, which names them.
-fn kill_crash_handlers(dir: &Path) {
-    let prefix = format!("--database={}/", dir.display());
-    for (pid, _) in process::with_arg_prefix(&prefix) {
-        process::signal(pid, Signal::SIGKILL);
+/// Checks that `dir` is exactly `sessions_dir/<uuid>`: no `..`, no other parent, no
+/// symlinked session dir (its target could be anywhere).
+fn owned_session_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> {
+    let not_ours = || WorkerError::NotOurs(dir.display().to_string());
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(not_ours)?;
+    if !is_session_id(name) || dir.parent() != Some(sessions_dir) {
+        return Err(not_ours());
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(not_ours()),
+        _ => Ok(()),
     }
 }
 
 /// Removes a session dir and its temp dir, retrying while exiting processes still write.
-async fn remove_dir(dir: &Path) -> Result<(), WorkerError> {
-    for path in [chromium::tmp_dir(dir), dir.to_path_buf()] {
+/// Checked just before the delete: only `sessions_dir/<uuid>` is ever removed.
+async fn remove_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> {
+    owned_session_dir(sessions_dir, dir)?;
+    let tmp = chromium::tmp_dir(dir);
+    // The temp dir only when its parent is this user's own (not a planted link).
+    let tmp = tmp
+        .parent()
+        .is_some_and(chromium::tmp_base_is_ours)
+        .then_some(tmp);
+    for path in tmp.into_iter().chain([dir.to_path_buf()]) {
         let mut result = std::fs::remove_dir_all(&path);
         for _ in 0..20 {
             match &result {
@@ -519,7 +618,71 @@ fn read_pid_file(dir: &Path) -> Option<PidFile> {
     serde_json::from_slice(&std::fs::read(dir.join("worker.json")).ok()?).ok()
 }
 
+/// Writes `worker.json` whole or not at all (a new file renamed over the old), so a crash
+/// never leaves a dir that does not say whose it is.
+fn write_pid_file(dir: &Path, pf: &PidFile) -> Result<(), WorkerError> {
+    let bytes = serde_json::to_vec(pf)
+        .map_err(|e| WorkerError::io("write worker.json", std::io::Error::other(e)))?;
+    let tmp = dir.join("worker.json.new");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, dir.join("worker.json")))
+        .map_err(|e| WorkerError::io("write worker.json", e))
+}
+
 /// Locks a std mutex, recovering the data if a holder panicked (the sets stay valid).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_canonical_uuids_are_session_ids() {
+        assert!(is_session_id("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69"));
+        for bad in [
+            "",
+            "/etc",
+            "..",
+            "../../tmp",
+            "0B9C1C4E-7D2F-4A51-9B0E-3F1D2C4B5A69",
+            "0b9c1c4e7d2f4a519b0e3f1d2c4b5a69",
+            "{0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69}",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69/..",
+        ] {
+            assert!(!is_session_id(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_session_dirs_of_bros_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let sessions = root.path().join("sessions");
+        let victim = root.path().join("victim");
+        std::fs::create_dir_all(&sessions).unwrap();
+        std::fs::create_dir_all(&victim).unwrap();
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        for dir in [
+            victim.clone(),
+            sessions.join("..").join("victim"),
+            sessions.join(id).join("..").join("..").join("victim"),
+            PathBuf::from("/"),
+            sessions.clone(),
+        ] {
+            let err = remove_dir(&sessions, &dir).await.unwrap_err();
+            assert!(matches!(err, WorkerError::NotOurs(_)), "{dir:?}: {err}");
+            assert!(err.is_permanent());
+        }
+        // A session dir that is a symlink to elsewhere is not followed.
+        std::os::unix::fs::symlink(&victim, sessions.join(id)).unwrap();
+        assert!(remove_dir(&sessions, &sessions.join(id)).await.is_err());
+        assert!(victim.exists());
+        std::fs::remove_file(sessions.join(id)).unwrap();
+        // The real thing goes.
+        std::fs::create_dir_all(sessions.join(id).join("profile")).unwrap();
+        remove_dir(&sessions, &sessions.join(id)).await.unwrap();
+        assert!(!sessions.join(id).exists());
+        assert!(victim.exists());
+    }
 }

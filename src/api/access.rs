@@ -11,10 +11,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, AppState};
 
-/// Largest request body on every route but file uploads.
+/// Largest request body on every route but file uploads, which the session's files quota
+/// bounds instead (`api::files`).
 pub const MAX_BODY: u64 = 1 << 20;
-/// Largest file upload.
-pub const MAX_UPLOAD: u64 = 512 << 20;
 
 /// Refuses foreign origins and hosts, and bodies over the limit, before any handler runs.
 pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -36,18 +35,14 @@ pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         return ApiError::Forbidden(format!("the Host '{host}' is not this bro's address"))
             .into_response();
     }
-    let limit = if req.uri().path().contains("/files") {
-        MAX_UPLOAD
-    } else {
-        MAX_BODY
-    };
+    let upload = req.uri().path().contains("/files");
     let length = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > limit) {
-        return ApiError::TooLarge(format!("request bodies are limited to {limit} bytes"))
+    if !upload && length.is_some_and(|n| n > MAX_BODY) {
+        return ApiError::TooLarge(format!("request bodies are limited to {MAX_BODY} bytes"))
             .into_response();
     }
     next.run(req).await

@@ -15,7 +15,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::sessions::{live_worker, parse_id};
+use crate::api::Caller;
+use crate::api::sessions::{browser_failed, live_worker, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::protocol::session::SessionOptions;
 use crate::protocol::steel::ErrorBody;
@@ -51,7 +52,9 @@ pub struct ActionRequest {
     pdf: bool,
     #[serde(default)]
     full_page: bool,
+    /// ms to wait after the page loaded, at most 30000.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 30_000)]
     delay: Option<u64>,
     #[serde(default)]
     proxy_url: Option<String>,
@@ -67,8 +70,13 @@ fn parse(body: &Bytes) -> Result<ActionRequest, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))
 }
 
-/// The URL to load: `https://` is added when there is no scheme, as steel does.
-fn target_url(req: &ActionRequest) -> Result<String, ApiError> {
+/// The longest `delay` (ms to wait after the page loads) a quick action takes.
+const MAX_DELAY_MS: u64 = 30_000;
+
+/// The URL to load: `https://` is added when there is no scheme, as steel does. `file://`
+/// only for the owner on bro's Unix socket: over TCP, any local process (or a web page that
+/// got past the Origin check) could read the user's files through the browser.
+fn target_url(req: &ActionRequest, caller: Caller) -> Result<String, ApiError> {
     let raw = req.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
     let raw = raw.ok_or_else(|| ApiError::BadRequest("a url is required".into()))?;
     let with_scheme = if raw.contains("://") {
@@ -77,6 +85,12 @@ fn target_url(req: &ActionRequest) -> Result<String, ApiError> {
         format!("https://{raw}")
     };
     match reqwest::Url::parse(&with_scheme) {
+        Ok(u) if u.scheme() == "file" && caller != Caller::Owner => {
+            Err(ApiError::BadRequest(format!(
+                "{raw}: file:// URLs are loaded only for requests on bro's Unix socket \
+                 (the owner's); over TCP they would let any local process read your files"
+            )))
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https" | "file" | "data") => Ok(u.to_string()),
         _ => Err(ApiError::BadRequest(format!("Invalid URL: {raw}"))),
     }
@@ -85,10 +99,17 @@ fn target_url(req: &ActionRequest) -> Result<String, ApiError> {
 /// Loads the page (in a short-lived session or the named one), runs `work`, cleans up.
 async fn with_page<T>(
     st: &AppState,
+    caller: Caller,
     req: &ActionRequest,
     work: impl AsyncFnOnce(&mut LoadedPage) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let url = target_url(req)?;
+    let url = target_url(req, caller)?;
+    let delay = req.delay.unwrap_or(0);
+    if delay > MAX_DELAY_MS {
+        return Err(ApiError::BadRequest(format!(
+            "delay must be at most {MAX_DELAY_MS} ms, got {delay}"
+        )));
+    }
     let (worker, own_session) = match &req.session_id {
         Some(id) => (live_worker(st, &parse_id(id)?).await?.1, None),
         None => {
@@ -109,7 +130,7 @@ async fn with_page<T>(
             (worker, Some(id))
         }
     };
-    let result = match actions::load(&worker, &url, req.delay.unwrap_or(0)).await {
+    let result = match actions::load(&worker, &url, delay).await {
         Ok(mut page) => {
             let out = work(&mut page).await;
             page.close().await;
@@ -122,12 +143,18 @@ async fn with_page<T>(
         ))),
         Err(e) => Err(ApiError::BadGateway(format!("loading {url} failed: {e}"))),
     };
-    if let Some(id) = own_session
-        && let Err(err) = st.ingress.release(&id).await
+    if let Some(id) = &own_session
+        && let Err(err) = st.ingress.release(id).await
     {
         tracing::warn!(session_id = %id, %err, "releasing a quick action's session failed");
     }
-    result
+    // In a client's live session that ended meanwhile, the browser's failure is a 404.
+    match (result, &req.session_id) {
+        (Err(ApiError::BadGateway(what)), Some(id)) if own_session.is_none() => {
+            Err(browser_failed(st, &parse_id(id)?, what).await)
+        }
+        (result, _) => result,
+    }
 }
 
 fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ {
@@ -137,7 +164,11 @@ fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ 
 /// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
 /// optionally a base64 JPEG screenshot and PDF.
 #[utoipa::path(post, path = "/v1/scrape", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "content, metadata, links"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody)))]
-async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn scrape(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let req = parse(&body)?;
     let formats = req.format.clone().unwrap_or_else(|| vec!["html".into()]);
     if let Some(bad) = formats.iter().find(|f| !FORMATS.contains(&f.as_str())) {
@@ -151,7 +182,7 @@ async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Val
         serde_json::to_string(&formats).unwrap_or_default()
     );
     let b64 = base64::engine::general_purpose::STANDARD;
-    let result = with_page(&st, &req, async |page| {
+    let result = with_page(&st, caller, &req, async |page| {
         let mut out = page.eval(&script).await.map_err(page_error("scraping"))?;
         out["metadata"]["statusCode"] = json!(page.status_code);
         if req.screenshot {
@@ -173,9 +204,13 @@ async fn scrape(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Val
 
 /// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
 #[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
-async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn screenshot(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req = parse(&body)?;
-    let jpeg = with_page(&st, &req, async |page| {
+    let jpeg = with_page(&st, caller, &req, async |page| {
         page.screenshot(req.full_page)
             .await
             .map_err(page_error("screenshot"))
@@ -186,9 +221,13 @@ async fn screenshot(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Resp
 
 /// `POST /v1/pdf`: the page printed to PDF bytes.
 #[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
-async fn pdf(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn pdf(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req = parse(&body)?;
-    let pdf = with_page(&st, &req, async |page| {
+    let pdf = with_page(&st, caller, &req, async |page| {
         page.pdf().await.map_err(page_error("pdf"))
     })
     .await?;
@@ -206,24 +245,33 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            target_url(&req("example.com")).unwrap(),
+            target_url(&req("example.com"), Caller::Tcp).unwrap(),
             "https://example.com/"
         );
         assert_eq!(
-            target_url(&req("http://127.0.0.1:8/x")).unwrap(),
+            target_url(&req("http://127.0.0.1:8/x"), Caller::Tcp).unwrap(),
             "http://127.0.0.1:8/x"
         );
         assert!(matches!(
-            target_url(&req("http://")),
+            target_url(&req("http://"), Caller::Tcp),
             Err(ApiError::BadRequest(_))
         ));
         assert!(matches!(
-            target_url(&req("ftp://x")),
+            target_url(&req("ftp://x"), Caller::Tcp),
             Err(ApiError::BadRequest(_))
         ));
         assert!(matches!(
-            target_url(&ActionRequest::default()),
+            target_url(&ActionRequest::default(), Caller::Tcp),
             Err(ApiError::BadRequest(_))
         ));
+        // file:// only for the owner on the Unix socket.
+        assert!(matches!(
+            target_url(&req("file:///etc/passwd"), Caller::Tcp),
+            Err(ApiError::BadRequest(m)) if m.contains("Unix socket")
+        ));
+        assert_eq!(
+            target_url(&req("file:///etc/hosts"), Caller::Owner).unwrap(),
+            "file:///etc/hosts"
+        );
     }
 }

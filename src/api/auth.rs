@@ -10,6 +10,26 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, AppState};
 
+/// The shortest API key bro accepts: a key is the only thing between the TCP port and the
+/// browsers (and the files they can read), so `""` or `"abc"` must not count as one.
+pub const MIN_API_KEY_LEN: usize = 16;
+
+/// Checks a configured API key: present means at least [`MIN_API_KEY_LEN`] characters, with
+/// no whitespace or control characters (which a header could not carry intact).
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.chars().count() < MIN_API_KEY_LEN {
+        return Err(format!(
+            "the API key is too short ({} characters): use at least {MIN_API_KEY_LEN}, e.g. \
+             `openssl rand -hex 24`; leave it unset for no key on a loopback port",
+            key.chars().count()
+        ));
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the API key may not hold spaces or control characters".into());
+    }
+    Ok(())
+}
+
 /// Rejects requests without the daemon's key (when it has one); `/v1/health` stays open.
 pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(key) = st.api_key.as_deref() else {
@@ -52,6 +72,21 @@ fn same(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_short_and_odd_keys_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "fifteen-chars-x",
+            "sixteen chars xx",
+            "sixteen-chars\nxx",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key("sixteen-chars-xx").is_ok());
+        assert!(check_key("").unwrap_err().contains("at least 16"));
+    }
 
     #[test]
     fn keys_come_from_header_or_query() {

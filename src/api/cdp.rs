@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use http::{HeaderMap, Uri};
 use serde_json::Value;
 
-use crate::api::sessions::{live_worker, not_found_for, parse_id};
+use crate::api::sessions::{browser_failed, live_worker, not_found_for, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::cdp_proxy::{self, ProxyError, Upstream};
 use crate::protocol::session::{SessionStatus, WorkerInfo};
@@ -50,12 +50,11 @@ async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
         port: worker.port,
         ws_path,
     };
-    cdp_proxy::splice(req, up, st.sockets.link(&id))
-        .await
-        .map_err(|e| match e {
-            ProxyError::NotUpgrade => ApiError::BadRequest(e.to_string()),
-            ProxyError::Upstream(_) => ApiError::BadGateway(e.to_string()),
-        })
+    match cdp_proxy::splice(req, up, st.sockets.link(&id)).await {
+        Ok(resp) => Ok(resp),
+        Err(e @ ProxyError::NotUpgrade) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e @ ProxyError::Upstream(_)) => Err(browser_failed(st, &id, e.to_string()).await),
+    }
 }
 
 /// `GET /json/version?sessionId=ID`: the browser's answer with `webSocketDebuggerUrl`
@@ -67,7 +66,10 @@ async fn version(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (id, worker) = live_target(&st, &uri).await?;
-    let mut v = fetch(&st, worker.port, "/json/version").await?;
+    let mut v = match fetch(&st, worker.port, "/json/version").await {
+        Ok(v) => v,
+        Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
+    };
     v["webSocketDebuggerUrl"] = Value::String(ws_url(&st, &uri, &headers, "/", &id));
     Ok(Json(v))
 }
@@ -80,7 +82,10 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (id, worker) = live_target(&st, &uri).await?;
-    let mut targets = fetch(&st, worker.port, "/json/list").await?;
+    let mut targets = match fetch(&st, worker.port, "/json/list").await {
+        Ok(v) => v,
+        Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
+    };
     for t in targets.as_array_mut().into_iter().flatten() {
         let path = format!("/devtools/page/{}", t["id"].as_str().unwrap_or_default());
         t["webSocketDebuggerUrl"] = Value::String(ws_url(&st, &uri, &headers, &path, &id));

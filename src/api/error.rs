@@ -59,6 +59,7 @@ impl From<IngressError> for ApiError {
         match err {
             IngressError::NotFound(m) => ApiError::NotFound(m),
             IngressError::AtCapacity(m) => ApiError::AtCapacity(m),
+            IngressError::BadInput(m) => ApiError::BadRequest(m),
             IngressError::Failed(m) => ApiError::Internal(m),
             e @ IngressError::Unreachable { .. } => ApiError::Unavailable(e.to_string()),
         }

@@ -1,13 +1,21 @@
 //! Per-session files (`/v1/sessions/{id}/files...`): uploads, the browser's downloads, and
 //! their listing, download, deletion and zip. They live in the session's directory and go
 //! with it when the session ends (steel-browser keeps one global folder instead).
+//!
+//! Bytes stream both ways: an upload goes to disk chunk by chunk (`files/upload.rs`), a
+//! download and `files.zip` are read in bounded chunks (`files/stream.rs`); file system calls
+//! run on blocking threads. The session's files, uploads and downloads together, are bounded by the files
+//! quota (`--files-quota`): uploads past it get 413 here, downloads are stopped by the worker
+//! (`worker::downloads`).
 
-use std::path::{Component, Path, PathBuf};
+mod stream;
+mod upload;
+
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +26,7 @@ use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::iso8601_ms;
+use crate::worker::{chromium, downloads, files};
 
 /// The file routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -27,9 +36,8 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(list)
                 .post(upload)
                 .delete(delete_all)
-                .layer(DefaultBodyLimit::max(
-                    crate::api::access::MAX_UPLOAD as usize,
-                )),
+                // An upload is bounded by the session's files quota while it streams to disk.
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/sessions/{id}/files.zip", get(archive))
         .route(
@@ -47,120 +55,128 @@ pub struct FileDetails {
     pub last_modified: String,
 }
 
-/// The files directory of a live session (created on first use).
-async fn files_dir(st: &AppState, id: &str) -> Result<PathBuf, ApiError> {
-    let id = parse_id(id)?;
-    let (_, worker) = live_worker(st, &id).await?;
-    let dir = crate::worker::chromium::files_dir(&worker.dir);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::Internal(format!("files dir: {e}")))?;
-    Ok(dir)
+impl From<files::Entry> for FileDetails {
+    fn from(e: files::Entry) -> Self {
+        FileDetails {
+            path: e.path,
+            size: e.size,
+            last_modified: iso8601_ms(e.modified_ms),
+        }
+    }
 }
 
-/// A client's relative path, refused when absolute, with `..`, or with a NUL.
+/// steel's file list, with the session's quota: `used` counts uploads still arriving, and
+/// `downloadsStopped` says why the browser's downloads are refused, while they are.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileList {
+    data: Vec<FileDetails>,
+    quota: u64,
+    used: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    downloads_stopped: Option<String>,
+}
+
+/// The session dir and files dir of a live session (the files dir created on first use). The
+/// id is checked first, then the session: a bad id is 400, an unknown or ended session 404.
+async fn session_files(st: &AppState, id: &str) -> Result<(PathBuf, PathBuf), ApiError> {
+    let id = parse_id(id)?;
+    let (_, worker) = live_worker(st, &id).await?;
+    let dir = chromium::files_dir(&worker.dir);
+    let check = dir.clone();
+    let made = blocking(move || {
+        // Never its parents: a session that ended meanwhile took its dir with it, and must not
+        // get it back.
+        match std::fs::create_dir(&check) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        // The root of every name a client gives: a link here would lead all of them away.
+        if std::fs::symlink_metadata(&check)?.is_dir() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{} is not a directory",
+                check.display()
+            )))
+        }
+    })
+    .await?;
+    match made {
+        Ok(()) => Ok((worker.dir, dir)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(ApiError::NotFound(format!("session {id} ended")))
+        }
+        Err(e) => Err(ApiError::Internal(format!("files dir: {e}"))),
+    }
+}
+
+/// Runs blocking file system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("file task failed: {e}")))
+}
+
+/// A client's file name as a path inside the files dir; 400 when it could leave it.
 fn safe_path(raw: &str) -> Result<PathBuf, ApiError> {
-    let bad = || {
+    files::relative(raw).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "Invalid path provided: '{}'",
             raw.replace('\0', "\\0")
         ))
-    };
-    if raw.is_empty() || raw.contains('\0') {
-        return Err(bad());
-    }
-    let path = Path::new(raw);
-    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(bad());
-    }
-    Ok(path.to_path_buf())
-}
-
-fn details(root: &Path, file: &Path) -> Option<FileDetails> {
-    let meta = std::fs::metadata(file).ok()?;
-    let modified = meta
-        .modified()
-        .ok()?
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    Some(FileDetails {
-        path: file.strip_prefix(root).ok()?.to_string_lossy().into_owned(),
-        size: meta.len(),
-        last_modified: iso8601_ms(modified),
     })
 }
 
-/// Every regular file under `dir`, newest first.
-fn walk(root: &Path) -> Vec<FileDetails> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => out.extend(details(root, &path)),
-                _ => {}
-            }
+/// The answer to a failed file system call on the client's file `raw`.
+fn path_error(raw: &str, err: io::Error) -> ApiError {
+    match err.kind() {
+        io::ErrorKind::NotFound => ApiError::NotFound(format!("no file '{raw}' in this session")),
+        io::ErrorKind::InvalidInput | io::ErrorKind::IsADirectory => {
+            ApiError::BadRequest(format!("Invalid path provided: '{raw}': {err}"))
         }
+        // O_NOFOLLOW on a symlink.
+        _ if err.raw_os_error() == Some(nix::libc::ELOOP) => {
+            ApiError::BadRequest(format!("Invalid path provided: '{raw}' is a symlink"))
+        }
+        _ => ApiError::Internal(format!("'{raw}': {err}")),
     }
-    out.sort_by(|a, b| {
-        b.last_modified
-            .cmp(&a.last_modified)
-            .then(a.path.cmp(&b.path))
-    });
-    out
 }
 
-/// `GET /v1/sessions/{id}/files` → `{"data": [FileDetails]}`.
-#[utoipa::path(get, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "{\"data\": [FileDetails]}"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// `GET /v1/sessions/{id}/files` → `{"data": [FileDetails], "quota", "used", "downloadsStopped"?}`.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "{\"data\": [FileDetails], \"quota\": bytes, \"used\": bytes, \"downloadsStopped\": why, while downloads are stopped}"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn list(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let dir = files_dir(&st, &id).await?;
-    Ok(Json(serde_json::json!({ "data": walk(&dir) })))
+) -> Result<Response, ApiError> {
+    let (session_dir, dir) = session_files(&st, &id).await?;
+    let (entries, used, stopped) = blocking(move || {
+        (
+            files::list(&dir),
+            files::usage(&dir),
+            downloads::stopped(&session_dir),
+        )
+    })
+    .await?;
+    let body = FileList {
+        data: entries.into_iter().map(FileDetails::from).collect(),
+        quota: st.files_quota,
+        used,
+        downloads_stopped: stopped.map(|s| s.message),
+    };
+    Ok(Json(body).into_response())
 }
 
 /// `POST /v1/sessions/{id}/files`: multipart with a `file` part and an optional `path`.
-#[utoipa::path(post, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), request_body(content_type = "multipart/form-data", description = "A `file` part and an optional `path`"), responses((status = 200, body = FileDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/sessions/{id}/files", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), request_body(content_type = "multipart/form-data", description = "A `file` part and an optional `path`"), responses((status = 200, body = FileDetails), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "The file would pass the session's files quota", body = ErrorBody)))]
 async fn upload(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-    mut form: Multipart,
-) -> Result<Json<FileDetails>, ApiError> {
-    let dir = files_dir(&st, &id).await?;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("Request must be multipart/form-data: {e}"))
-    };
-    let (mut name, mut data, mut path) = (None, None, None);
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        match field.name() {
-            Some("file") => {
-                if field.file_name().is_none() && field.content_type().is_none() {
-                    return Err(ApiError::BadRequest(
-                        "upload the file's bytes as the `file` part; fetching a URL is not supported".into(),
-                    ));
-                }
-                name = field.file_name().map(str::to_string);
-                data = Some(field.bytes().await.map_err(bad)?);
-            }
-            Some("path") => path = Some(field.text().await.map_err(bad)?),
-            _ => {}
-        }
-    }
-    let data =
-        data.ok_or_else(|| ApiError::BadRequest("No file provided: send a `file` part".into()))?;
-    let rel = safe_path(path.as_deref().or(name.as_deref()).unwrap_or("upload"))?;
-    let target = dir.join(&rel);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| ApiError::Internal(format!("saving {}: {e}", rel.display())))?;
-    }
-    std::fs::write(&target, &data)
-        .map_err(|e| ApiError::Internal(format!("saving {}: {e}", rel.display())))?;
-    details(&dir, &target)
-        .map(Json)
-        .ok_or_else(|| ApiError::Internal("the saved file vanished".into()))
+    req: Request,
+) -> Response {
+    upload::receive(&st, &id, req).await
 }
 
 /// `GET /v1/sessions/{id}/files/{path}`: the file, as an attachment.
@@ -169,19 +185,31 @@ async fn download(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let dir = files_dir(&st, &id).await?;
+    let (_, dir) = session_files(&st, &id).await?;
     let rel = safe_path(&raw)?;
-    let file = dir.join(&rel);
-    let Some(info) = details(&dir, &file).filter(|_| file.is_file()) else {
-        return Err(ApiError::NotFound(format!(
-            "no file '{raw}' in session {id}"
-        )));
+    let opened = {
+        let rel = rel.clone();
+        blocking(move || -> io::Result<_> {
+            let path = files::resolve(&dir, &rel, false)?;
+            let file = files::open_nofollow(&path)?;
+            let meta = file.metadata()?;
+            if !meta.is_file() {
+                return Err(io::ErrorKind::NotFound.into());
+            }
+            Ok((file, meta))
+        })
+        .await?
     };
-    let bytes =
-        std::fs::read(&file).map_err(|e| ApiError::Internal(format!("reading {raw}: {e}")))?;
+    let (file, meta) = opened.map_err(|e| path_error(&raw, e))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| iso8601_ms(d.as_millis() as u64))
+        .unwrap_or_default();
     let name = rel
         .file_name()
-        .map(|n| n.to_string_lossy().replace('"', ""))
+        .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], ""))
         .unwrap_or_default();
     let headers = [
         (header::CONTENT_TYPE, mime_of(&rel).to_string()),
@@ -189,9 +217,10 @@ async fn download(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}\""),
         ),
-        (header::LAST_MODIFIED, info.last_modified),
+        (header::LAST_MODIFIED, modified),
+        (header::CONTENT_LENGTH, meta.len().to_string()),
     ];
-    Ok((headers, Body::from(bytes)).into_response())
+    Ok((headers, stream::file_body(file, meta.len())).into_response())
 }
 
 /// `DELETE /v1/sessions/{id}/files/{path}` → 204.
@@ -200,15 +229,21 @@ async fn delete_one(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let dir = files_dir(&st, &id).await?;
-    let file = dir.join(safe_path(&raw)?);
-    match std::fs::remove_file(&file) {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(format!(
-            "no file '{raw}' in session {id}"
-        ))),
-        Err(e) => Err(ApiError::Internal(format!("deleting {raw}: {e}"))),
-    }
+    let (session_dir, dir) = session_files(&st, &id).await?;
+    let rel = safe_path(&raw)?;
+    blocking(move || -> io::Result<()> {
+        let path = files::resolve(&dir, &rel, false)?;
+        // Only files: `remove_file` on a symlink removes the link, never its target.
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        std::fs::remove_file(path)?;
+        downloads::clear_stopped(&session_dir);
+        Ok(())
+    })
+    .await?
+    .map_err(|e| path_error(&raw, e))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/sessions/{id}/files` → 204.
@@ -217,33 +252,37 @@ async fn delete_all(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let dir = files_dir(&st, &id).await?;
-    std::fs::remove_dir_all(&dir)
-        .map_err(|e| ApiError::Internal(format!("deleting files: {e}")))?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::Internal(format!("deleting files: {e}")))?;
+    let (session_dir, dir) = session_files(&st, &id).await?;
+    // remove_dir_all does not follow symlinks: a planted link goes, its target stays.
+    blocking(move || {
+        std::fs::remove_dir_all(&dir)?;
+        match std::fs::create_dir(&dir) {
+            // The session ended meanwhile: its dir is gone, which is not to be undone.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        downloads::clear_stopped(&session_dir);
+        Ok::<_, io::Error>(())
+    })
+    .await?
+    .map_err(|e| ApiError::Internal(format!("deleting files: {e}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /v1/sessions/{id}/files.zip`: every file, deflated.
-#[utoipa::path(get, path = "/v1/sessions/{id}/files.zip", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "A zip of every file", content_type = "application/zip"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// `GET /v1/sessions/{id}/files.zip`: every file, deflated, streamed as it is written.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files.zip", tag = "files", params(("id" = String, Path, description = "Session id (a UUID)")), responses((status = 200, description = "A zip of every file", content_type = "application/zip"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, description = "Too many zips being written at once", body = ErrorBody)))]
 async fn archive(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let dir = files_dir(&st, &id).await?;
-    let zip_err =
-        |e: &dyn std::fmt::Display| ApiError::Internal(format!("building files.zip: {e}"));
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for f in walk(&dir) {
-        let bytes = std::fs::read(dir.join(&f.path)).map_err(|e| zip_err(&e))?;
-        zip.start_file(f.path.as_str(), options)
-            .map_err(|e| zip_err(&e))?;
-        std::io::Write::write_all(&mut zip, &bytes).map_err(|e| zip_err(&e))?;
-    }
-    let bytes = zip.finish().map_err(|e| zip_err(&e))?.into_inner();
+    let (_, dir) = session_files(&st, &id).await?;
+    let permit = stream::ZIPS.try_acquire().map_err(|_| {
+        ApiError::AtCapacity(format!(
+            "{} files.zip downloads are being written (the most at once, across sessions); \
+             try again when one is done",
+            stream::MAX_ZIPS
+        ))
+    })?;
     let headers = [
         (header::CONTENT_TYPE, "application/zip".to_string()),
         (
@@ -251,7 +290,7 @@ async fn archive(
             "attachment; filename=\"files.zip\"".to_string(),
         ),
     ];
-    Ok((headers, Body::from(bytes)).into_response())
+    Ok((headers, stream::zip_body(dir, permit, stream::ZIP_STALL)).into_response())
 }
 
 /// A content type from the file extension.
@@ -287,8 +326,20 @@ mod tests {
     #[test]
     fn paths_that_escape_are_refused() {
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "a\0b", "./a"] {
-            assert!(safe_path(bad).is_err(), "{bad:?}");
+            let err = safe_path(bad).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+            assert!(!err.to_string().contains('\0'));
         }
         assert_eq!(safe_path("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
+    }
+
+    #[test]
+    fn symlinks_are_client_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("l")).unwrap();
+        let err = files::open_nofollow(&tmp.path().join("l")).unwrap_err();
+        assert_eq!(path_error("l", err).status(), 400);
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(path_error("x", missing).status(), 404);
     }
 }

@@ -130,14 +130,6 @@ fn options_of(
     req: CreateSessionRequest,
     default_timeout_ms: u64,
 ) -> Result<SessionOptions, ApiError> {
-    if let Some(d) = req.dimensions
-        && !(1..=10_000).contains(&d.width) | !(1..=10_000).contains(&d.height)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "dimensions must be between 1 and 10000 pixels, got {}x{}",
-            d.width, d.height
-        )));
-    }
     if let Some(proxy) = &req.proxy_url {
         let ok = ["http://", "https://", "socks4://", "socks5://"]
             .iter()
@@ -145,6 +137,12 @@ fn options_of(
         if !ok {
             return Err(ApiError::BadRequest(format!(
                 "proxyUrl must start with http://, https://, socks4:// or socks5://, got '{}'",
+                crate::protocol::steel::redact_proxy(proxy)
+            )));
+        }
+        if !url::Url::parse(proxy).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty())) {
+            return Err(ApiError::BadRequest(format!(
+                "proxyUrl '{}' is not a URL with a host",
                 crate::protocol::steel::redact_proxy(proxy)
             )));
         }
@@ -167,7 +165,7 @@ fn options_of(
     {
         ignored.push(format!("deviceConfig.device={}", d.device));
     }
-    Ok(SessionOptions {
+    let options = SessionOptions {
         // steel-browser's mobile minimum size, unless the client chose one.
         dimensions: req.dimensions.or(mobile.then_some(Dimensions {
             width: 508,
@@ -179,7 +177,10 @@ fn options_of(
         block_ads: req.block_ads.unwrap_or(false),
         inactivity_timeout_ms: req.inactivity_timeout.unwrap_or(0),
         ignored,
-    })
+    };
+    // Every option within the bounds bro can honour (timeouts, sizes, lengths).
+    options.check().map_err(ApiError::BadRequest)?;
+    Ok(options)
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +289,16 @@ async fn release_all(
 }
 
 /// The live session `id` and its browser; 404 for an unknown or ended session.
+/// The error for a call to a live session's browser that failed: 404 when the session ended
+/// meanwhile (its teardown marks it `releasing` before the browser goes, so a browser that
+/// vanished under the call shows here), else 502 with `what`.
+pub(crate) async fn browser_failed(st: &AppState, id: &str, what: String) -> ApiError {
+    match live_worker(st, id).await {
+        Err(ended @ ApiError::NotFound(_)) => ended,
+        _ => ApiError::BadGateway(what),
+    }
+}
+
 pub(crate) async fn live_worker(
     st: &AppState,
     id: &str,
@@ -313,9 +324,13 @@ async fn context(
 ) -> Result<Json<SessionContext>, ApiError> {
     let id = parse_id(&id)?;
     let (_, worker) = live_worker(&st, &id).await?;
-    let ctx = page::read_context(&worker)
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("reading the context of session {id}: {e}")))?;
+    let ctx = match page::read_context(&worker).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let what = format!("reading the context of session {id}: {e}");
+            return Err(browser_failed(&st, &id, what).await);
+        }
+    };
     Ok(Json(ctx))
 }
 
@@ -327,9 +342,13 @@ async fn live_details(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let (rec, worker) = live_worker(&st, &id).await?;
-    let pages = page::pages(&st.http, &worker)
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("listing the pages of session {id}: {e}")))?;
+    let pages = match page::pages(&st.http, &worker).await {
+        Ok(pages) => pages,
+        Err(e) => {
+            let what = format!("listing the pages of session {id}: {e}");
+            return Err(browser_failed(&st, &id, what).await);
+        }
+    };
     let version: serde_json::Value = match st
         .http
         .get(format!("http://127.0.0.1:{}/json/version", worker.port))

@@ -156,8 +156,8 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     output::progress("raw Chromium launches and sequential creates, alternating");
     let raw_host = RawHost::new(&chromium_path, paths)?;
     let (mut raw, mut create, mut release) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..args.runs {
-        raw.push(raw_host.launch_and_stop(i).await?);
+    for _ in 0..args.runs {
+        raw.push(raw_host.launch_and_stop().await?);
         let t = Instant::now();
         let s = create_session(&http, &api, &cold).await?;
         create.push(ms_since(t));
@@ -302,9 +302,10 @@ impl RawHost {
     }
 
     /// Milliseconds from spawn to CDP ready; the browser is stopped after.
-    async fn launch_and_stop(&self, i: usize) -> Result<f64> {
+    async fn launch_and_stop(&self) -> Result<f64> {
         let spec = LaunchSpec {
-            session_id: format!("raw-{i}"),
+            // A dir name the host accepts: only UUIDs become session dirs.
+            session_id: uuid::Uuid::new_v4().to_string(),
             options: SessionOptions::default(),
             context: None,
             warm: false,

@@ -59,6 +59,10 @@ pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> 
             .retention
             .or(file.retention_ms())
             .unwrap_or(config::DEFAULT_RETENTION_MS),
+        files_quota: args
+            .files_quota
+            .or(file.files_quota())
+            .unwrap_or(config::DEFAULT_FILES_QUOTA),
         node: args
             .node
             .or(file.node)
@@ -93,6 +97,7 @@ fn to_args(a: &DaemonArgs) -> Vec<String> {
         a.default_timeout.map(|t| format!("{t}ms")),
     );
     push("retention", a.retention.map(|t| format!("{t}ms")));
+    push("files-quota", a.files_quota.map(|b| b.to_string()));
     push("node", a.node.clone());
     push(
         "chromium",
@@ -125,26 +130,51 @@ async fn start(paths: &Paths, args: &DaemonArgs) -> Result<()> {
     Ok(())
 }
 
+/// How long `bro daemon stop` waits for the daemon to answer on its socket.
+const STOP_ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long it waits for the daemon to exit. The daemon bounds its own shutdown at about
+/// 30 s: releases through Restate, then the browsers left directly, then restate-server.
+const STOP_WAIT: Duration = Duration::from_secs(60);
+
 async fn stop(paths: &Paths, keep_sessions: bool) -> Result<()> {
     let client = DaemonClient::new(paths.socket());
-    let status = match client.status().await {
-        Ok(st) => st,
-        Err(ClientError::NotRunning(_)) => {
+    let wedged = |what: &str| {
+        let pid = lifecycle::read_info(paths).map_or("?".to_string(), |i| i.pid.to_string());
+        anyhow::anyhow!(
+            "the daemon (pid {pid}) did not answer {what} within {}s on {}; `kill {pid}` stops \
+             it (releasing its sessions), or `kill -KILL {pid}` if it does not exit; the next \
+             `bro daemon start` takes over or cleans up what it left",
+            STOP_ASK_TIMEOUT.as_secs(),
+            paths.socket().display()
+        )
+    };
+    let status = match tokio::time::timeout(STOP_ASK_TIMEOUT, client.status()).await {
+        Ok(Ok(st)) => st,
+        Ok(Err(ClientError::NotRunning(_))) => {
             output::line("no bro daemon is running");
             return Ok(());
         }
-        Err(e) => return Err(e.into()),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err(wedged("a status request")),
     };
     let start = process::start_time(status.pid);
-    client.shutdown(keep_sessions).await?;
-    let gone = process::wait_until(Duration::from_secs(60), || {
+    match tokio::time::timeout(STOP_ASK_TIMEOUT, client.shutdown(keep_sessions)).await {
+        Ok(answer) => {
+            answer?;
+        }
+        Err(_) => return Err(wedged("the stop request")),
+    }
+    let gone = process::wait_until(STOP_WAIT, || {
         start.is_none_or(|s| !process::is_alive(status.pid, s))
     })
     .await;
     if !gone {
         bail!(
-            "the daemon (pid {}) is still running 60 s after the stop request",
-            status.pid
+            "the daemon (pid {pid}) is still running {}s after the stop request; `kill -KILL \
+             {pid}` ends it; the next `bro daemon start` takes over or cleans up what it \
+             left",
+            STOP_WAIT.as_secs(),
+            pid = status.pid
         );
     }
     output::line(&format!("bro daemon stopped (pid {})", status.pid));

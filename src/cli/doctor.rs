@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::DaemonArgs;
 use crate::client::DaemonClient;
 use crate::daemon::restate::{self, RESTATE_VERSION};
+use crate::daemon::supervisor::quarantine;
 use crate::output;
 use crate::paths::Paths;
 use crate::protocol::session::SessionOptions;
@@ -26,6 +27,9 @@ pub struct Check {
     /// The command or step that fixes a failed check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    /// The file or dir the check is about (a quarantined session dir).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 fn pass(check: &'static str, detail: impl Into<String>) -> Check {
@@ -34,6 +38,7 @@ fn pass(check: &'static str, detail: impl Into<String>) -> Check {
         ok: true,
         detail: detail.into(),
         fix: None,
+        path: None,
     }
 }
 
@@ -43,6 +48,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
         ok: false,
         detail: detail.into(),
         fix: Some(fix.into()),
+        path: None,
     }
 }
 
@@ -88,6 +94,7 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     checks.push(check_private_dir(&paths.runtime_dir));
     checks.push(check_disk(&paths));
     checks.extend(check_daemon(status.as_ref()).await);
+    checks.extend(check_quarantine(&paths));
 
     let failed = checks.iter().filter(|c| !c.ok).count();
     output::doctor(&checks, json);
@@ -126,7 +133,8 @@ async fn check_chromium(
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let host = LocalWorkerHost::new(path, flags.unwrap_or_default(), scratch.clone(), tx);
     let spec = LaunchSpec {
-        session_id: "doctor".into(),
+        // Only a UUID names a session dir.
+        session_id: uuid::Uuid::new_v4().to_string(),
         options: SessionOptions::default(),
         context: None,
         warm: false,
@@ -260,8 +268,16 @@ async fn check_daemon(status: Option<&crate::protocol::control::DaemonStatus>) -
         "daemon",
         format!("running, pid {}, api {}", st.pid, st.api_url),
     )];
-    let url = format!("{}/health", st.restate.admin_url);
-    let http = reqwest::Client::new();
+    // bro's own restate-server answers on a Unix socket inside the 0700 restate dir.
+    let admin = match crate::daemon::ingress::RestateAddr::parse(&st.restate.admin_url) {
+        Ok(admin) => admin,
+        Err(e) => {
+            out.push(fail("restate", e, "bro daemon stop && bro daemon start"));
+            return out;
+        }
+    };
+    let url = admin.url("/health");
+    let http = admin.client();
     out.push(
         match http.get(&url).timeout(Duration::from_secs(3)).send().await {
             Ok(r) if r.status().is_success() => {
@@ -280,4 +296,127 @@ async fn check_daemon(status: Option<&crate::protocol::control::DaemonStatus>) -
         },
     );
     out
+}
+
+/// `text` as one POSIX shell word: single-quoted, with each `'` written `'\''`.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The session dirs the reaper moved aside for lack of evidence, and the Restate records the
+/// daemon could not parse: each is a ✗ until a human has looked.
+fn check_quarantine(paths: &Paths) -> Vec<Check> {
+    let root = paths.quarantine_dir();
+    let mut out = Vec::new();
+    for q in quarantine::list(&root) {
+        let shown = q.path.display().to_string();
+        let detail = match &q.note {
+            Some(note) => {
+                let at = std::time::UNIX_EPOCH
+                    + Duration::from_millis(note.at_ms.min(crate::protocol::steel::MAX_TIME_MS));
+                format!(
+                    "{shown}: {} was moved aside at {}: {}",
+                    note.from.display(),
+                    humantime::format_rfc3339_seconds(at),
+                    note.reason
+                )
+            }
+            None => format!("{shown}: moved aside (no note)"),
+        };
+        let fix = format!(
+            "its profile and files (uploads, downloads: {shown}/files) are kept; when you are sure \
+             nothing in it is needed: rm -rf {}",
+            shell_quote(&shown)
+        );
+        let mut check = fail("quarantine", detail, fix);
+        check.path = Some(shown);
+        out.push(check);
+    }
+    let sessions = paths.sessions_dir();
+    for bad in quarantine::read_unreadable(&root) {
+        let id = bad.what.strip_prefix("Session ").unwrap_or_default();
+        let fix = if id.is_empty() {
+            "it was written by another bro version: run that version, or stop the daemon with \
+             its sessions released and start again"
+                .to_string()
+        } else {
+            format!(
+                "it was written by another bro version: run that version to end the session; \
+                 until then bro leaves {} and its browser alone",
+                sessions.join(id).display()
+            )
+        };
+        out.push(fail(
+            "restate record",
+            format!("{} does not parse: {}", bad.what, bad.error),
+            fix,
+        ));
+    }
+    if out.is_empty() {
+        out.push(pass(
+            "quarantine",
+            format!("nothing quarantined ({})", root.display()),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_paths_stay_one_shell_word() {
+        assert_eq!(shell_quote("/a b"), "'/a b'");
+        assert_eq!(shell_quote("/x'y"), r"'/x'\''y'");
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf %s {}", shell_quote("/x'; echo pwned '")),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/x'; echo pwned '");
+    }
+
+    #[test]
+    fn quarantined_dirs_and_unreadable_records_are_failed_checks_with_a_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::under(tmp.path().to_path_buf());
+        let checks = check_quarantine(&paths);
+        assert_eq!(checks.len(), 1);
+        assert!(checks[0].ok, "{checks:?}");
+
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        let dir = paths.sessions_dir().join(id);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        let moved = quarantine::move_aside(&dir, &paths.quarantine_dir(), "no record").unwrap();
+        let bad = quarantine::Unreadable {
+            what: format!("Session {id}"),
+            error: "unknown variant `hibernating`".into(),
+        };
+        quarantine::write_unreadable(&paths.quarantine_dir(), &[bad]).unwrap();
+
+        let checks = check_quarantine(&paths);
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        let q = &checks[0];
+        assert_eq!((q.check, q.ok), ("quarantine", false));
+        let shown = moved.display().to_string();
+        assert_eq!(q.path.as_deref(), Some(shown.as_str()));
+        assert!(q.detail.contains("no record"), "{q:?}");
+        assert!(
+            q.fix
+                .as_deref()
+                .unwrap()
+                .contains(&format!("rm -rf {}", shell_quote(&shown))),
+            "{q:?}"
+        );
+        let r = &checks[1];
+        assert_eq!((r.check, r.ok), ("restate record", false));
+        assert!(r.detail.contains("hibernating"), "{r:?}");
+        assert!(r.fix.as_deref().unwrap().contains(id), "{r:?}");
+        let json = serde_json::to_value(&checks).unwrap();
+        assert_eq!(json[0]["path"], shown.as_str());
+        assert!(json[1].get("path").is_none());
+    }
 }

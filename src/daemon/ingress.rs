@@ -2,13 +2,16 @@
 //! through the admin SQL introspection API. The API handlers use this and never touch
 //! Chromium themselves.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::orchestrator::pool::Waiter;
-use crate::orchestrator::session::{CODE_AT_CAPACITY, CODE_NOT_FOUND, CreateCommand, WorkerExited};
+use crate::orchestrator::session::{
+    CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CreateCommand, WorkerExited,
+};
 use crate::orchestrator::warm::WarmStatus;
 use crate::protocol::control::{InvocationRow, JournalEntry, PoolUsage};
 use crate::protocol::session::{SessionOptions, SessionRecord};
@@ -21,18 +24,80 @@ pub enum IngressError {
     NotFound(String),
     #[error("{0}")]
     AtCapacity(String),
+    /// A handler refused its input (a terminal error with code 400): the caller's fault.
+    #[error("{0}")]
+    BadInput(String),
     #[error("{0}")]
     Failed(String),
     #[error("restate is unreachable at {url}: {reason}")]
     Unreachable { url: String, reason: String },
 }
 
+/// Where one of Restate's HTTP APIs listens: a Unix socket (bro's own restate-server, which
+/// opens no TCP port: only processes of bro's user that can enter its 0700 dir reach it) or
+/// a URL (an external Restate given by `--restate-admin-url`/`--restate-ingress-url`).
+/// Written `unix:/abs/path.sock` or `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestateAddr {
+    Unix(PathBuf),
+    Http(String),
+}
+
+impl RestateAddr {
+    /// Parses `unix:/abs/path` or an `http(s)://` URL.
+    pub fn parse(text: &str) -> Result<RestateAddr, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{text}: a unix: address needs an absolute path"));
+            }
+            return Ok(RestateAddr::Unix(path));
+        }
+        let url = url::Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!(
+                "{text}: expected http://HOST:PORT, https://… or unix:/path/to.sock"
+            ));
+        }
+        Ok(RestateAddr::Http(text.trim_end_matches('/').to_string()))
+    }
+
+    /// The URL of `path` (which starts with `/`) on this API.
+    pub fn url(&self, path: &str) -> String {
+        match self {
+            // The host is only the `Host` header; the connection goes to the socket.
+            RestateAddr::Unix(_) => format!("http://localhost{path}"),
+            RestateAddr::Http(base) => format!("{base}{path}"),
+        }
+    }
+
+    /// An HTTP client that reaches this API.
+    pub fn client(&self) -> reqwest::Client {
+        let builder = reqwest::Client::builder();
+        let builder = match self {
+            RestateAddr::Unix(path) => builder.unix_socket(path.clone()),
+            RestateAddr::Http(_) => builder,
+        };
+        builder.build().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RestateAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestateAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            RestateAddr::Http(url) => f.write_str(url),
+        }
+    }
+}
+
 /// Client of one Restate's ingress and admin APIs.
 #[derive(Clone)]
 pub struct Ingress {
-    http: reqwest::Client,
-    pub ingress_url: String,
-    pub admin_url: String,
+    ingress_http: reqwest::Client,
+    admin_http: reqwest::Client,
+    pub ingress: RestateAddr,
+    pub admin: RestateAddr,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +131,64 @@ fn warm_status(rows: &[KeyedStateRow]) -> WarmStatus {
     }
 }
 
+/// Why one object's state key among `rows` does not parse as a `T`; `None` when it does or
+/// is not there.
+fn state_error<T: DeserializeOwned>(
+    rows: &[KeyedStateRow],
+    service: &str,
+    key: &str,
+) -> Option<String> {
+    let row = rows
+        .iter()
+        .find(|r| r.service_name == service && r.key == key)?;
+    let text = match row.value_utf8.as_deref() {
+        Some(text) => text,
+        None => return Some(format!("{service} state '{key}' is not UTF-8")),
+    };
+    serde_json::from_str::<T>(text)
+        .err()
+        .map(|e| format!("{service} state '{key}' does not parse: {e}"))
+}
+
+#[derive(Deserialize)]
+struct KeyedValueRow {
+    service_key: String,
+    value_utf8: Option<String>,
+}
+
+/// Session records as Restate holds them: those that parse, and those that do not.
+#[derive(Debug, Default)]
+pub struct Records {
+    pub records: Vec<SessionRecord>,
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
+/// A session record that exists but cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRecord {
+    /// The `Session` object's key: the session id.
+    pub key: String,
+    pub error: String,
+}
+
+fn parse_records(rows: Vec<KeyedValueRow>) -> Records {
+    let mut out = Records::default();
+    for row in rows {
+        let parsed = match row.value_utf8.as_deref() {
+            Some(text) => serde_json::from_str(text).map_err(|e| e.to_string()),
+            None => Err("the value is not UTF-8".to_string()),
+        };
+        match parsed {
+            Ok(rec) => out.records.push(rec),
+            Err(error) => out.unreadable.push(UnreadableRecord {
+                key: row.service_key,
+                error,
+            }),
+        }
+    }
+    out
+}
+
 /// The value of one object's state key among `rows`, parsed.
 fn state_value<T: DeserializeOwned>(rows: &[KeyedStateRow], service: &str, key: &str) -> Option<T> {
     let row = rows
@@ -75,11 +198,12 @@ fn state_value<T: DeserializeOwned>(rows: &[KeyedStateRow], service: &str, key: 
 }
 
 impl Ingress {
-    pub fn new(ingress_url: String, admin_url: String) -> Self {
+    pub fn new(ingress: RestateAddr, admin: RestateAddr) -> Self {
         Ingress {
-            http: reqwest::Client::new(),
-            ingress_url,
-            admin_url,
+            ingress_http: ingress.client(),
+            admin_http: admin.client(),
+            ingress,
+            admin,
         }
     }
 
@@ -203,6 +327,19 @@ impl Ingress {
         Ok(warm_status(&self.node_state(node, 10).await?))
     }
 
+    /// [`Ingress::warm`], with why the `Warm` state does not parse when it does not (an
+    /// unreadable pool must not pass for an empty one).
+    pub async fn warm_checked(
+        &self,
+        node: &str,
+    ) -> Result<(WarmStatus, Option<String>), IngressError> {
+        let rows = self.node_state(node, 10).await?;
+        let error =
+            state_error::<Vec<crate::orchestrator::warm::WarmEntry>>(&rows, "Warm", "ready")
+                .or_else(|| state_error::<Vec<String>>(&rows, "Warm", "filling"));
+        Ok((warm_status(&rows), error))
+    }
+
     /// `Warm/fill`, sent: the warm pool launches up to its target.
     pub async fn warm_fill(&self, node: &str) -> Result<(), IngressError> {
         self.send(&format!("Warm/{node}/fill"), None::<&()>).await
@@ -260,14 +397,29 @@ impl Ingress {
             .await
     }
 
+    /// Sends `Session/repair` (see `daemon::sweep`) without waiting for it to run.
+    pub async fn repair(&self, id: &str) -> Result<(), IngressError> {
+        self.send(&format!("Session/{id}/repair"), None::<&()>)
+            .await
+    }
+
+    /// Sends `Session/forget`: clears an ended session's record.
+    pub async fn forget(&self, id: &str) -> Result<(), IngressError> {
+        self.send(&format!("Session/{id}/forget"), None::<&()>)
+            .await
+    }
+
     /// Enqueues a one-way call to `path` without waiting for it to run.
     async fn send<B: serde::Serialize>(
         &self,
         path: &str,
         body: Option<&B>,
     ) -> Result<(), IngressError> {
-        let url = format!("{}/{path}/send", self.ingress_url);
-        let mut req = self.http.post(&url).timeout(Duration::from_secs(10));
+        let url = self.ingress.url(&format!("/{path}/send"));
+        let mut req = self
+            .ingress_http
+            .post(&url)
+            .timeout(Duration::from_secs(10));
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -291,14 +443,23 @@ impl Ingress {
             .ok_or_else(|| IngressError::NotFound(format!("session {id} not found")))
     }
 
-    /// Every session record in Restate state (any status).
+    /// Every session record in Restate state (any status) that parses. The ones that do not
+    /// are left out here (logged at debug); the supervisor reports them ([`Ingress::list_all`]).
     pub async fn list(&self) -> Result<Vec<SessionRecord>, IngressError> {
-        let sql = "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND key = 'record'";
-        let rows: Vec<StateRow> = self.query(sql).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
-            .collect())
+        let all = self.list_all().await?;
+        for bad in &all.unreadable {
+            tracing::debug!(session_id = %bad.key, error = %bad.error, "a session record does not parse");
+        }
+        Ok(all.records)
+    }
+
+    /// Every session record in Restate state, and the ones this bro cannot parse (another
+    /// version's format, say): a record that does not parse must never pass for a missing
+    /// one, or its session's dir would look orphaned.
+    pub async fn list_all(&self) -> Result<Records, IngressError> {
+        let sql = "SELECT service_key, value_utf8 FROM state WHERE service_name = 'Session' AND key = 'record'";
+        let rows: Vec<KeyedValueRow> = self.query(sql).await?;
+        Ok(parse_records(rows))
     }
 
     /// Runs an introspection query; retried briefly because right after a restart the
@@ -312,14 +473,14 @@ impl Ingress {
         sql: &str,
         attempts: u64,
     ) -> Result<Vec<T>, IngressError> {
-        let url = format!("{}/query", self.admin_url);
+        let url = self.admin.url("/query");
         let mut last = String::new();
         for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
             let resp = self
-                .http
+                .admin_http
                 .post(&url)
                 .header("accept", "application/json")
                 .json(&serde_json::json!({ "query": sql }))
@@ -336,7 +497,10 @@ impl Ingress {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(IngressError::Unreachable { url, reason: last })
+        Err(IngressError::Unreachable {
+            url: self.admin.to_string(),
+            reason: last,
+        })
     }
 
     async fn call<B: serde::Serialize, T: DeserializeOwned>(
@@ -345,9 +509,9 @@ impl Ingress {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, IngressError> {
-        let url = format!("{}/{path}", self.ingress_url);
+        let url = self.ingress.url(&format!("/{path}"));
         // Handlers without input want no body and no content type.
-        let mut req = self.http.post(&url).timeout(timeout);
+        let mut req = self.ingress_http.post(&url).timeout(timeout);
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -363,6 +527,7 @@ impl Ingress {
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
         Err(match status.as_u16() {
             CODE_NOT_FOUND => IngressError::NotFound(message),
+            CODE_BAD_INPUT => IngressError::BadInput(message),
             CODE_AT_CAPACITY => IngressError::AtCapacity(message),
             _ => IngressError::Failed(message),
         })
@@ -370,8 +535,53 @@ impl Ingress {
 
     fn unreachable(&self, err: &reqwest::Error) -> IngressError {
         IngressError::Unreachable {
-            url: self.ingress_url.clone(),
+            url: self.ingress.to_string(),
             reason: err.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod record_parsing_tests {
+    use super::*;
+
+    #[test]
+    fn records_that_do_not_parse_are_reported_not_dropped() {
+        let good = r#"{"id":"a","status":"live","node":"local","createdAtMs":1,"options":{"timeoutMs":0}}"#;
+        let rows = vec![
+            KeyedValueRow {
+                service_key: "a".into(),
+                value_utf8: Some(good.into()),
+            },
+            KeyedValueRow {
+                service_key: "b".into(),
+                value_utf8: Some(r#"{"id":"b","status":"hibernating"}"#.into()),
+            },
+            KeyedValueRow {
+                service_key: "c".into(),
+                value_utf8: None,
+            },
+        ];
+        let parsed = parse_records(rows);
+        assert_eq!(parsed.records.len(), 1, "{parsed:?}");
+        assert_eq!(parsed.records[0].id, "a");
+        let keys: Vec<&str> = parsed.unreadable.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["b", "c"]);
+        assert!(!parsed.unreadable[0].error.is_empty());
+    }
+
+    #[test]
+    fn a_warm_state_that_does_not_parse_says_so() {
+        let row = |key: &str, value: &str| KeyedStateRow {
+            service_name: "Warm".into(),
+            key: key.into(),
+            value_utf8: Some(value.into()),
+        };
+        let ok = [row("ready", "[]"), row("filling", r#"["x"]"#)];
+        assert_eq!(state_error::<Vec<String>>(&ok, "Warm", "filling"), None);
+        assert_eq!(state_error::<Vec<String>>(&ok, "Warm", "absent"), None);
+        let bad = [row("filling", r#"{"new":"format"}"#)];
+        let err = state_error::<Vec<String>>(&bad, "Warm", "filling").unwrap();
+        assert!(err.contains("filling"), "{err}");
     }
 }

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::identity::Identity;
+use crate::daemon::ingress::RestateAddr;
 use crate::paths::Paths;
 use crate::worker::chromium::{executable, search_path};
 use crate::worker::process;
@@ -51,6 +53,12 @@ pub enum RestateError {
     },
     #[error("registering bro's services with Restate failed: {0}")]
     Register(String),
+    #[error(
+        "restate-server's socket path {0} is longer than Unix sockets allow ({MAX_SOCKET_PATH} bytes); use a shorter BRO_HOME or data dir"
+    )]
+    SocketPath(PathBuf),
+    #[error("bro's request-identity key: {0}")]
+    Identity(#[from] crate::daemon::identity::IdentityError),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> RestateError {
@@ -78,58 +86,27 @@ pub fn find_binary(flag: Option<&Path>, paths: &Paths) -> Result<PathBuf, Restat
         })
 }
 
-/// The loopback ports of one bro's restate-server and SDK endpoint, kept across restarts in
-/// `ports.json` so Restate keeps calling the endpoint at the URL it was registered with.
+/// The loopback port of the SDK endpoint, kept across restarts in `ports.json` so Restate
+/// keeps calling it at the URL it was registered with. (restate-server itself listens on Unix
+/// sockets only; fields of older files, its TCP ports, are ignored.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
-    pub admin: u16,
-    pub ingress: u16,
-    pub fabric: u16,
     pub sdk: u16,
 }
 
 impl Ports {
-    /// Ports from `ports.json`, else free ones; any that is now taken by someone else is
-    /// replaced by a free one. Ports of an adopted restate-server are kept as they are.
-    ///
-    /// Never Restate's defaults (9070, 8080, 5122): those belong to the user's own Restate,
-    /// and while one home's server restarts, another home could take them from it.
-    pub fn load_or_pick(dir: &Path, keep_restate_ports: bool) -> Self {
-        let file = dir.join("ports.json");
-        let saved: Option<Ports> = std::fs::read(&file)
+    /// The port from `ports.json` when it is still free, else a free one.
+    pub fn load_or_pick(dir: &Path) -> Self {
+        let saved: Option<Ports> = std::fs::read(dir.join("ports.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let mut ports = saved.unwrap_or(Ports {
-            admin: 0,
-            ingress: 0,
-            fabric: 0,
-            sdk: 0,
-        });
-        // Each free port stays bound until all are picked, so no two of them coincide.
-        let mut held = Vec::new();
-        let mut pick = |p: u16| {
-            if p != 0 && port_free(p) {
-                return p;
-            }
-            match TcpListener::bind(("127.0.0.1", 0)) {
-                Ok(l) => {
-                    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-                    held.push(l);
-                    port
-                }
-                Err(_) => 0,
-            }
-        };
-        if !keep_restate_ports {
-            ports.admin = pick(ports.admin);
-            ports.ingress = pick(ports.ingress);
-            ports.fabric = pick(ports.fabric);
+        match saved {
+            Some(p) if p.sdk != 0 && port_free(p.sdk) => p,
+            _ => Ports { sdk: free_port() },
         }
-        ports.sdk = pick(ports.sdk);
-        ports
     }
 
-    /// Saves the ports for the next start.
+    /// Saves the port for the next start.
     pub fn save(&self, dir: &Path) -> Result<(), RestateError> {
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         std::fs::write(dir.join("ports.json"), bytes).map_err(io_err("write ports.json"))
@@ -147,16 +124,46 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
-/// The config file bro writes for restate-server: loopback only, telemetry off, a fixed node
-/// name (data lives under `<base-dir>/<node-name>`) and a small footprint.
-pub fn config_toml(base_dir: &Path, cluster: &str, ports: &Ports) -> String {
+/// The longest path a Unix socket can have (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The Unix sockets restate-server opens with `--listen-mode unix`: in
+/// `<base-dir>/<node-name>/`, inside bro's 0700 restate dir.
+#[derive(Debug, Clone)]
+pub struct Sockets {
+    pub admin: PathBuf,
+    pub ingress: PathBuf,
+}
+
+impl Sockets {
+    fn of(restate_dir: &Path) -> Result<Sockets, RestateError> {
+        let node_dir = restate_dir.join("data").join(NODE_NAME);
+        let sockets = Sockets {
+            admin: node_dir.join("admin.sock"),
+            ingress: node_dir.join("ingress.sock"),
+        };
+        // fabric.sock is the longest name of the three.
+        let longest = node_dir.join("fabric.sock");
+        if longest.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(RestateError::SocketPath(longest));
+        }
+        Ok(sockets)
+    }
+}
+
+/// restate-server's node name: its data lives in `<base-dir>/<node-name>/`, so it is fixed
+/// (it defaults to the hostname, which would strand the data when that changes).
+const NODE_NAME: &str = "bro";
+
+/// The config file bro writes for restate-server: no TCP port (`--listen-mode unix` on the
+/// command line), calls to the SDK endpoint signed with bro's key, telemetry off, a fixed
+/// node name and a small footprint.
+pub fn config_toml(base_dir: &Path, cluster: &str, identity_key: &Path) -> String {
     format!(
         r#"# Written by bro at every start; edits are overwritten.
-node-name = "bro"
+node-name = "{NODE_NAME}"
 cluster-name = "{cluster}"
-base-dir = "{base}"
-bind-address = "127.0.0.1:{fabric}"
-advertised-address = "http://127.0.0.1:{fabric}/"
+base-dir = {base}
 disable-telemetry = true
 log-filter = "warn,restate=info"
 log-disable-ansi-codes = true
@@ -166,21 +173,30 @@ rocksdb-total-memory-size = "128 MiB"
 default-journal-retention = "1h"
 default-idempotency-retention = "1h"
 
-[admin]
-bind-address = "127.0.0.1:{admin}"
+# Retries end: an invocation failing every attempt is killed (never paused, which would hold
+# its Session or Pool for good). bro's services declare the same policy themselves.
+[default-retry-policy]
+initial-interval = "250ms"
+exponentiation-factor = 2.0
+max-interval = "10s"
+max-attempts = 30
+on-max-attempts = "kill"
 
 [admin.query-engine]
 memory-size = "64 MiB"
 
-[ingress]
-bind-address = "127.0.0.1:{ingress}"
+[worker.invoker]
+# Every call to bro's SDK endpoint is signed; the endpoint refuses unsigned ones.
+request-identity-private-key-pem-file = {key}
 "#,
-        base = base_dir.display(),
-        cluster = cluster,
-        fabric = ports.fabric,
-        admin = ports.admin,
-        ingress = ports.ingress,
+        base = toml_string(base_dir),
+        key = toml_string(identity_key),
     )
+}
+
+/// A path as a TOML string, quoted and escaped.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
 }
 
 /// Pid and start time of the supervised restate-server, for adoption by the next daemon.
@@ -192,8 +208,7 @@ struct PidFile {
 
 /// A supervised restate-server.
 pub struct Supervised {
-    pub admin_url: String,
-    pub ingress_url: String,
+    pub sockets: Sockets,
     /// Current pid (changes on restart).
     pub pid: Arc<AtomicU32>,
     pub restarts: Arc<AtomicU32>,
@@ -205,54 +220,46 @@ struct Runner {
     binary: PathBuf,
     dir: PathBuf,
     log: PathBuf,
-    admin_url: String,
+    admin: RestateAddr,
     http: reqwest::Client,
 }
 
 /// Starts (or adopts) restate-server for `paths` and supervises it until [`Supervised::stop`].
-/// Returns once admin `/health` answers, with the ports in use (the SDK endpoint's included).
-pub async fn start(binary: PathBuf, paths: &Paths) -> Result<(Supervised, Ports), RestateError> {
+/// Returns once its admin API answers on its socket.
+pub async fn start(
+    binary: PathBuf,
+    paths: &Paths,
+    identity: &Identity,
+) -> Result<Supervised, RestateError> {
     let dir = paths.restate_dir();
-    std::fs::create_dir_all(&dir).map_err(io_err("create restate dir"))?;
-    let http = reqwest::Client::new();
-    let adopted = adoptable(&dir, &http).await;
-    // Two bro homes starting at once can both see a default port free; the loser's
-    // restate-server exits at once, and it retries on ports nobody holds.
-    let mut attempt = 0;
-    let (runner, ports, child, pf) = loop {
-        let mut ports = Ports::load_or_pick(&dir, adopted.is_some());
-        if attempt > 0 {
-            ports = Ports {
-                admin: free_port(),
-                ingress: free_port(),
-                fabric: free_port(),
-                ..ports
-            };
-        }
-        ports.save(&dir)?;
-        let runner = Runner {
-            binary: binary.clone(),
-            log: paths.restate_log(),
-            admin_url: format!("http://127.0.0.1:{}", ports.admin),
-            dir: dir.clone(),
-            http: http.clone(),
-        };
-        std::fs::write(
-            dir.join("restate.toml"),
-            config_toml(&dir.join("data"), &cluster_name(&dir), &ports),
-        )
-        .map_err(io_err("write restate.toml"))?;
-        if let Some(pf) = adopted {
+    crate::paths::create_private_dir(&dir).map_err(io_err("create restate dir"))?;
+    let sockets = Sockets::of(&dir)?;
+    let admin = RestateAddr::Unix(sockets.admin.clone());
+    let http = admin.client();
+    std::fs::write(
+        dir.join("restate.toml"),
+        config_toml(
+            &dir.join("data"),
+            &cluster_name(&dir),
+            &identity.private_key_file,
+        ),
+    )
+    .map_err(io_err("write restate.toml"))?;
+    let runner = Runner {
+        binary,
+        log: paths.restate_log(),
+        admin,
+        dir: dir.clone(),
+        http,
+    };
+    let (child, pf) = match adoptable(&dir, &runner.http, &runner.admin).await {
+        Some(pf) => {
             tracing::info!(pid = pf.pid, "adopting the running restate-server");
-            break (runner, ports, None, pf);
+            (None, pf)
         }
-        match runner.spawn().await {
-            Ok((child, pf)) => break (runner, ports, Some(child), pf),
-            Err(RestateError::Exited(status, log)) if attempt < 2 => {
-                tracing::warn!(%status, log = %log.display(), "restate-server exited at start; retrying on other ports");
-                attempt += 1;
-            }
-            Err(err) => return Err(err),
+        None => {
+            let (child, pf) = runner.spawn().await?;
+            (Some(child), pf)
         }
     };
 
@@ -260,7 +267,6 @@ pub async fn start(binary: PathBuf, paths: &Paths) -> Result<(Supervised, Ports)
     pid.store(pf.pid, Ordering::SeqCst);
     let stop = CancellationToken::new();
     let restarts = Arc::new(AtomicU32::new(0));
-    let admin_url = runner.admin_url.clone();
     let task = tokio::spawn(supervise(
         runner,
         child,
@@ -269,15 +275,13 @@ pub async fn start(binary: PathBuf, paths: &Paths) -> Result<(Supervised, Ports)
         Arc::clone(&restarts),
         stop.clone(),
     ));
-    let sup = Supervised {
-        admin_url,
-        ingress_url: format!("http://127.0.0.1:{}", ports.ingress),
+    Ok(Supervised {
+        sockets,
         pid,
         restarts,
         task,
         stop,
-    };
-    Ok((sup, ports))
+    })
 }
 
 impl Supervised {
@@ -289,17 +293,16 @@ impl Supervised {
 }
 
 /// A restate-server left by a previous daemon that still runs and answers.
-async fn adoptable(dir: &Path, http: &reqwest::Client) -> Option<PidFile> {
+async fn adoptable(dir: &Path, http: &reqwest::Client, admin: &RestateAddr) -> Option<PidFile> {
     let pf: PidFile = serde_json::from_slice(&std::fs::read(dir.join("restate.pid")).ok()?).ok()?;
     if !process::is_alive(pf.pid, pf.start_time) {
         return None;
     }
-    let ports: Ports = serde_json::from_slice(&std::fs::read(dir.join("ports.json")).ok()?).ok()?;
-    let admin_url = format!("http://127.0.0.1:{}", ports.admin);
-    if is_ours(http, &admin_url, &cluster_name(dir)).await {
+    if is_ours(http, admin, &cluster_name(dir)).await {
         return Some(pf);
     }
-    // Alive but not answering: stop it so a fresh one can take the data dir.
+    // Alive but not answering on its socket (hung, or an older bro's server on TCP ports):
+    // stop it so a fresh one can take the data dir.
     terminate(pf).await;
     None
 }
@@ -319,6 +322,11 @@ impl Runner {
         let log_err = log.try_clone().map_err(io_err("open restate-server.log"))?;
         // restate-server leaves `invoker-*` dirs in its TMPDIR at every start; keep them in its
         // own dir (emptied here: the previous server is gone) rather than the user's /tmp.
+        // A killed server leaves its sockets behind; binding over them would fail.
+        let node_dir = self.dir.join("data").join(NODE_NAME);
+        for name in ["admin.sock", "ingress.sock", "fabric.sock"] {
+            let _ = std::fs::remove_file(node_dir.join(name));
+        }
         let tmp = self.dir.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err("create restate tmp dir"))?;
@@ -330,7 +338,9 @@ impl Runner {
         let mut child = command
             .arg("--config-file")
             .arg(self.dir.join("restate.toml"))
-            .args(["--listen-mode", "tcp", "--no-logo"])
+            // Unix sockets only: no TCP port that other users, or web pages through a
+            // browser, could reach. The sockets are inside bro's 0700 restate dir.
+            .args(["--listen-mode", "unix", "--no-logo"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -354,7 +364,7 @@ impl Runner {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(RestateError::Exited(status.to_string(), self.log.clone()));
             }
-            if is_ours(&self.http, &self.admin_url, &cluster).await {
+            if is_ours(&self.http, &self.admin, &cluster).await {
                 return Ok((child, pf));
             }
             if Instant::now() >= deadline {
@@ -366,15 +376,14 @@ impl Runner {
     }
 }
 
-/// True when the restate-server answering at `admin_url` is healthy and is this home's: its
-/// cluster name says so. Another home's server that won a race for a port answers too, and
-/// must never be taken for ours.
-async fn is_ours(http: &reqwest::Client, admin_url: &str, cluster: &str) -> bool {
+/// True when the restate-server answering at `admin` is healthy and is this home's: its
+/// cluster name says so (a server of another home must never be taken for ours).
+async fn is_ours(http: &reqwest::Client, admin: &RestateAddr, cluster: &str) -> bool {
     #[derive(Deserialize)]
     struct ClusterHealth {
         cluster_name: String,
     }
-    let url = format!("{admin_url}/cluster-health");
+    let url = admin.url("/cluster-health");
     let Ok(resp) = http.get(url).timeout(Duration::from_secs(2)).send().await else {
         return false;
     };
@@ -470,13 +479,13 @@ async fn terminate(pf: PidFile) {
 
 /// Registers the SDK endpoint at `endpoint_url` (always with `force`, which re-discovers the
 /// services when they changed; see restate-notes §4.4).
-pub async fn register(admin_url: &str, endpoint_url: &str) -> Result<(), RestateError> {
-    let http = reqwest::Client::new();
+pub async fn register(admin: &RestateAddr, endpoint_url: &str) -> Result<(), RestateError> {
+    let http = admin.client();
     let body = serde_json::json!({ "uri": endpoint_url, "force": true });
     let mut last = String::new();
     for _ in 0..50 {
         match http
-            .post(format!("{admin_url}/deployments"))
+            .post(admin.url("/deployments"))
             .json(&body)
             .send()
             .await
@@ -487,6 +496,14 @@ pub async fn register(admin_url: &str, endpoint_url: &str) -> Result<(), Restate
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The endpoint refusing discovery means the Restate does not sign with bro's key (an
+    // external Restate configured without it, or with another).
+    if last.contains("401") || last.contains("identity") {
+        last.push_str(
+            "; that Restate does not sign its calls with bro's key: set its \
+             [worker.invoker] request-identity-private-key-pem-file to bro's identity.pem",
+        );
+    }
     Err(RestateError::Register(last))
 }
 
@@ -495,39 +512,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_loopback_and_small() {
-        let ports = Ports {
-            admin: 1,
-            ingress: 2,
-            fabric: 3,
-            sdk: 4,
-        };
-        let toml = config_toml(Path::new("/d"), "bro-x", &ports);
-        assert!(toml.contains("bind-address = \"127.0.0.1:1\""));
-        assert!(toml.contains("bind-address = \"127.0.0.1:2\""));
+    fn config_opens_no_port_and_signs_calls() {
+        let toml = config_toml(Path::new("/d \"q\""), "bro-x", Path::new("/k/identity.pem"));
+        let parsed: toml::Table = toml.parse().unwrap();
+        assert_eq!(parsed["base-dir"].as_str(), Some("/d \"q\""));
+        assert_eq!(
+            parsed["worker"]["invoker"]["request-identity-private-key-pem-file"].as_str(),
+            Some("/k/identity.pem")
+        );
+        assert!(!toml.contains("bind-address"), "{toml}");
         assert!(toml.contains("disable-telemetry = true"));
         assert!(toml.contains("node-name = \"bro\""));
         assert!(toml.contains("cluster-name = \"bro-x\""));
         assert!(toml.contains("default-num-partitions = 2"));
-        assert!(!toml.contains("0.0.0.0"));
     }
 
     #[test]
-    fn taken_ports_are_replaced() {
+    fn a_taken_sdk_port_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let taken = held.local_addr().unwrap().port();
-        let saved = Ports {
-            admin: taken,
-            ingress: taken,
-            fabric: taken,
-            sdk: taken,
-        };
-        saved.save(tmp.path()).unwrap();
-        let ports = Ports::load_or_pick(tmp.path(), false);
-        assert!(ports.admin != taken && ports.ingress != taken && ports.sdk != taken);
-        let kept = Ports::load_or_pick(tmp.path(), true);
-        assert_eq!(kept.admin, taken, "an adopted server keeps its ports");
+        Ports { sdk: taken }.save(tmp.path()).unwrap();
+        assert_ne!(Ports::load_or_pick(tmp.path()).sdk, taken);
+        drop(held);
+        assert_eq!(Ports::load_or_pick(tmp.path()).sdk, taken);
+    }
+
+    #[test]
+    fn a_socket_path_too_long_is_refused_with_a_fix() {
+        let long = PathBuf::from(format!("/{}", "x".repeat(100)));
+        let err = Sockets::of(&long).unwrap_err();
+        assert!(err.to_string().contains("shorter BRO_HOME"), "{err}");
+        assert!(Sockets::of(Path::new("/tmp/bro/data/restate")).is_ok());
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! The worker supervisor: reports browsers that die or stop answering CDP, releases sessions
 //! idle past their `inactivityTimeout`, re-adopts or fails the sessions state says are live
-//! after a restart, and reaps browsers and dirs no live session owns.
+//! after a restart, and reaps browsers and dirs whose session is provably over, or moves
+//! them aside when nothing proves it ([`evidence`], [`quarantine`]).
 
-use std::collections::{HashMap, HashSet};
+pub mod evidence;
+pub mod quarantine;
+mod reaper;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +48,18 @@ pub struct Supervisor {
     http: reqwest::Client,
     /// Live sessions whose browser is watched.
     watched: HashMap<String, Watched>,
+    /// Where dirs without evidence go ([`quarantine`]).
+    quarantine_dir: PathBuf,
+    /// The unparsable state last reported (`None` before the first reconciliation).
+    unreadable: Option<Vec<quarantine::Unreadable>>,
+    /// Dirs judged for quarantine, and when first: acted on only once the verdict has held
+    /// for [`QUARANTINE_CONFIRM`] over several passes, so one odd answer from Restate (an
+    /// empty listing right after it restarted, say) cannot stop every live browser.
+    suspects: HashMap<String, std::time::Instant>,
 }
+
+/// How long a quarantine verdict must hold, over later reconciliations, before it is acted on.
+pub(crate) const QUARANTINE_CONFIRM: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// One watched browser.
 #[derive(Debug, Clone)]
@@ -74,6 +90,7 @@ pub struct Reconciled {
     pub adopted: usize,
     pub failed: usize,
     pub reaped: usize,
+    pub quarantined: usize,
 }
 
 impl Supervisor {
@@ -82,6 +99,7 @@ impl Supervisor {
         node: String,
         ingress: Ingress,
         sockets: Arc<Sockets>,
+        quarantine_dir: PathBuf,
     ) -> Self {
         let http = reqwest::Client::new();
         Supervisor {
@@ -91,35 +109,29 @@ impl Supervisor {
             sockets,
             http,
             watched: HashMap::new(),
+            quarantine_dir,
+            unreadable: None,
+            suspects: HashMap::new(),
         }
     }
 
     /// Re-adopts every session state says is live whose browser still runs (same pid and
-    /// start time, CDP answering), fails the others, and reaps browsers and dirs that no
-    /// open session owns.
+    /// start time, CDP answering), fails the others, reaps the browsers and dirs whose
+    /// session is provably over and quarantines those nothing proves anything about (see
+    /// [`evidence`]). A query that fails changes nothing.
     pub async fn reconcile(&mut self) -> Result<Reconciled, IngressError> {
-        let records = self.ingress.list().await?;
-        let warm = self.ingress.warm(&self.node).await?;
+        let listing = self.ingress.list_all().await?;
+        let (warm, warm_error) = self.ingress.warm_checked(&self.node).await?;
+        self.report_unreadable(&listing.unreadable, warm_error.as_deref());
+        let records = &listing.records;
         let mut done = Reconciled::default();
-        // The names of the dirs under the sessions dir that are spoken for: open sessions'
-        // (a session that took a warm browser lives in that browser's dir), ready warm
-        // browsers and warm launches under way.
-        let mut owned: HashSet<String> = HashSet::new();
         for entry in &warm.ready {
-            owned.insert(entry.id.clone());
             if !process::is_alive(entry.worker.pid, entry.worker.start_time) {
                 tracing::warn!(warm_id = %entry.id, "a ready warm browser is gone");
                 self.ingress.warm_discard(&self.node, &entry.id).await?;
             }
         }
-        owned.extend(warm.filling.iter().cloned());
-        for rec in &records {
-            if !rec.status.is_final() {
-                owned.insert(rec.id.clone());
-                if let Some(name) = rec.worker.as_ref().and_then(|w| w.dir.file_name()) {
-                    owned.insert(name.to_string_lossy().into_owned());
-                }
-            }
+        for rec in records {
             let (SessionStatus::Live, Some(worker)) = (rec.status, &rec.worker) else {
                 self.watched.remove(&rec.id);
                 continue;
@@ -146,45 +158,12 @@ impl Supervisor {
                 done.adopted += 1;
             }
         }
-        for (id, dir) in self.host.session_dirs() {
-            if owned.contains(id.as_str())
-                || self.host.is_launching(&id)
-                || younger_than(&dir, REAP_GRACE)
-            {
-                continue;
-            }
-            tracing::info!(session_id = %id, "reaping a session dir no open session owns");
-            if let Err(err) = self.host.reap_dir(&dir).await {
-                tracing::warn!(session_id = %id, %err, "reaping failed");
-            }
-            done.reaped += 1;
-        }
-        done.reaped += self.kill_stray_browsers(&owned);
+        let warm = warm_error.is_none().then_some(&warm);
+        let ev = evidence::Evidence::new(records, &listing.unreadable, warm);
+        self.judge_dirs(&ev, &mut done).await;
+        done.reaped += self.kill_stray_browsers(&ev);
         done.reaped += chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE);
         Ok(done)
-    }
-
-    /// Kills Chromium processes whose profile is under the sessions dir but whose session is
-    /// not open (a browser whose dir is already gone, or that was started but never recorded).
-    fn kill_stray_browsers(&self, owned: &HashSet<String>) -> usize {
-        let prefix = format!("--user-data-dir={}/", self.host.sessions_dir().display());
-        let mut killed = 0;
-        for (pid, arg) in process::with_arg_prefix(&prefix) {
-            let id = arg[prefix.len()..].split('/').next().unwrap_or_default();
-            if owned.contains(id) || self.host.is_launching(id) {
-                continue;
-            }
-            let Some(st) = process::stat(pid) else {
-                continue;
-            };
-            if younger_than(&self.host.session_dir(id), REAP_GRACE) {
-                continue;
-            }
-            tracing::info!(pid, session_id = %id, "killing a browser no open session owns");
-            process::signal_group(st.pgrp, Signal::SIGKILL);
-            killed += 1;
-        }
-        killed
     }
 
     /// Checks every watched browser: gone, hung (three missed CDP probes) or idle past its

@@ -88,7 +88,11 @@ impl PoolObject {
                 Some(awakeable_id) if (state.queue.len() as u32) < self.deps.max_queue => {
                     ctx.object_client::<PoolObjectClient<'_>>(ctx.key())
                         .expire_waiter(req.session_id.clone())
-                        .send_after(Duration::from_millis(self.deps.queue_timeout_ms));
+                        .send_after(Duration::from_millis(
+                            self.deps
+                                .queue_timeout_ms
+                                .min(crate::config::MAX_QUEUE_TIMEOUT_MS),
+                        ));
                     state.queue.push(Waiter {
                         session_id: req.session_id,
                         awakeable_id,

@@ -7,12 +7,15 @@ use std::time::Duration;
 use restate_sdk::context::RunRetryPolicy;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
 use crate::orchestrator::warm::{self, WarmObjectClient};
 use crate::orchestrator::{Deps, now_ms};
 use crate::protocol::session::WorkerInfo;
-use crate::protocol::session::{RECORD_KEY, SessionOptions, SessionRecord, SessionStatus};
+use crate::protocol::session::{
+    MAX_TIMEOUT_MS, RECORD_KEY, SessionOptions, SessionRecord, SessionStatus,
+};
 use crate::protocol::steel::SessionContext;
 use crate::worker::{Claim, LaunchSpec, WorkerError};
 
@@ -44,6 +47,7 @@ pub struct WorkerExited {
 }
 
 /// HTTP-like codes of the terminal errors the API maps to statuses.
+pub const CODE_BAD_INPUT: u16 = 400;
 pub const CODE_NOT_FOUND: u16 = 404;
 pub const CODE_AT_CAPACITY: u16 = 429;
 
@@ -61,7 +65,7 @@ impl SessionObject {
         ctx: &ObjectContext<'_>,
         rec: &SessionRecord,
         context: Option<SessionContext>,
-    ) -> HandlerResult<Option<WorkerInfo>> {
+    ) -> Result<Option<WorkerInfo>, TerminalError> {
         let taken = ctx
             .object_client::<WarmObjectClient<'_>>(rec.node.clone())
             .take()
@@ -71,6 +75,7 @@ impl SessionObject {
             return Ok(None);
         };
         let host = Arc::clone(&self.deps.host);
+        let stopping = self.deps.stopping.clone();
         let claim = Claim {
             session_id: rec.id.clone(),
             worker: entry.worker.clone(),
@@ -78,7 +83,12 @@ impl SessionObject {
             context,
         };
         let claimed = ctx
-            .run(|| async move { host.claim(claim).await.map(Json).map_err(worker_error) })
+            .run(|| async move {
+                let claimed = host.claim(claim);
+                bounded(&stopping, CLAIM_LIMIT, "claiming a warm browser", claimed)
+                    .await
+                    .map(Json)
+            })
             .name("claim_warm_browser")
             .retry_policy(RunRetryPolicy::default().max_attempts(1))
             .await;
@@ -91,15 +101,8 @@ impl SessionObject {
             Ok(Json(worker)) => Ok(Some(worker)),
             Err(err) => {
                 tracing::warn!(session_id = %rec.id, error = %err.message(), "a warm browser was unusable; launching cold");
-                let host = Arc::clone(&self.deps.host);
-                ctx.run(|| async move {
-                    host.stop(entry.worker)
-                        .await
-                        .map(drop)
-                        .map_err(worker_error)
-                })
-                .name("stop_chromium")
-                .await?;
+                // Out of the pool's state already: the reaper stops what is left of it.
+                warm::stop(ctx, &self.deps, entry.worker).await;
                 Ok(None)
             }
         }
@@ -117,6 +120,19 @@ impl SessionObject {
             return Ok(Json(existing));
         }
         let id = ctx.key().to_string();
+        // The key names the session's dir: only a UUID may become one.
+        if !crate::worker::is_session_id(&id) {
+            return Err(TerminalError::new_with_code(
+                CODE_BAD_INPUT,
+                format!("session id must be a UUID, got {id:?}"),
+            )
+            .into());
+        }
+        // Input past a bound (a timer too far out, say) would fail on every retry while the
+        // object is held: refuse it before anything is taken.
+        if let Err(message) = cmd.0.options.check() {
+            return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
+        }
         let node = self.deps.node.clone();
         // A create that may wait parks on an awakeable the Pool resolves when a slot is its.
         let (awakeable_id, slot) = if cmd.0.wait && self.deps.max_queue > 0 {
@@ -168,50 +184,26 @@ impl SessionObject {
         };
         ctx.set(RECORD_KEY, Json(rec.clone()));
 
-        let context = cmd.0.context;
-        let warm = match self.deps.warm > 0 && warm::fits(&rec.options) {
-            true => self.claim_warm(&ctx, &rec, context.clone()).await?,
-            false => None,
-        };
-        let launched = match warm {
-            Some(worker) => Ok(Json(worker)),
-            None => {
-                let host = Arc::clone(&self.deps.host);
-                let spec = LaunchSpec {
-                    session_id: id.clone(),
-                    options: rec.options.clone(),
-                    context,
-                    warm: false,
-                };
-                ctx.run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
-                    .name("launch_chromium")
-                    .retry_policy(
-                        RunRetryPolicy::default()
-                            .initial_delay(Duration::from_millis(200))
-                            .max_attempts(3),
-                    )
-                    .await
-            }
-        };
-        match launched {
-            Ok(Json(worker)) => {
+        // The session holds a slot from here: whatever goes wrong ends it `failed` with its
+        // reason and its slot freed, never an invocation failing with it left `starting`.
+        match self.start_browser(&ctx, &rec, cmd.0.context).await {
+            Ok(worker) => {
                 rec.worker = Some(worker);
                 rec.status = SessionStatus::Live;
                 ctx.set(RECORD_KEY, Json(rec.clone()));
                 if rec.options.timeout_ms > 0 {
                     ctx.object_client::<SessionObjectClient<'_>>(id)
                         .expire()
-                        .send_after(Duration::from_millis(rec.options.timeout_ms));
+                        .send_after(Duration::from_millis(
+                            rec.options.timeout_ms.min(MAX_TIMEOUT_MS),
+                        ));
                 }
                 Ok(Json(rec))
             }
-            Err(err) => {
-                let reason = format!("launch failed: {}", err.message());
-                Ok(Json(
-                    self.finish(&ctx, rec, SessionStatus::Failed, reason)
-                        .await?,
-                ))
-            }
+            Err(reason) => Ok(Json(
+                self.finish(&ctx, rec, SessionStatus::Failed, reason)
+                    .await?,
+            )),
         }
     }
 
@@ -279,6 +271,54 @@ impl SessionObject {
         Ok(())
     }
 
+    /// Sent by the daemon's sweep for a session that a killed invocation (Restate gave up on
+    /// it after its retries) may have left half done. Runs with the object's lock, so no other
+    /// invocation of the session is under way: a session still `starting` or `releasing` is
+    /// abandoned (`failed`, slot freed; the reaper stops a browser left in its dir), a `live`
+    /// one past its timeout is released, and the slot of one that ended or never was is
+    /// returned. Anything else is left as it is.
+    #[handler(name = "repair")]
+    async fn repair(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
+        let id = ctx.key().to_string();
+        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+            // Its create was killed before it wrote a record: at most a slot to return.
+            ctx.object_client::<PoolObjectClient<'_>>(self.deps.node.clone())
+                .release(id)
+                .call()
+                .await?;
+            return Ok(());
+        };
+        match rec.status {
+            SessionStatus::Starting | SessionStatus::Releasing => {
+                let what = match rec.status {
+                    SessionStatus::Starting => "start",
+                    _ => "release",
+                };
+                tracing::warn!(session_id = %id, "abandoning a session whose {what} was given up");
+                let reason = format!(
+                    "abandoned: its {what} failed and was given up after repeated retries \
+                     (see the daemon log)"
+                );
+                self.finish(&ctx, rec, SessionStatus::Failed, reason)
+                    .await?;
+            }
+            SessionStatus::Live => {
+                let now = clock(&ctx).await?;
+                if rec.time_left_ms(now) == Some(0) {
+                    self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
+                        .await?;
+                }
+            }
+            SessionStatus::Released | SessionStatus::Failed => {
+                ctx.object_client::<PoolObjectClient<'_>>(rec.node)
+                    .release(id)
+                    .call()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Fired a retention period after the session ended: clears its record.
     #[handler(name = "forget")]
     async fn forget(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
@@ -301,34 +341,89 @@ impl SessionObject {
 }
 
 impl SessionObject {
+    /// The session's browser: a warm one when one fits, else a cold launch. `Err` says why
+    /// there is none (the launch's bounded retries spent, the daemon stopping, a callee that
+    /// failed for good); the caller ends the session with it.
+    async fn start_browser(
+        &self,
+        ctx: &ObjectContext<'_>,
+        rec: &SessionRecord,
+        context: Option<SessionContext>,
+    ) -> Result<WorkerInfo, String> {
+        if self.deps.warm > 0 && warm::fits(&rec.options) {
+            match self.claim_warm(ctx, rec, context.clone()).await {
+                Ok(Some(worker)) => return Ok(worker),
+                Ok(None) => {}
+                Err(err) => return Err(format!("taking a warm browser failed: {}", err.message())),
+            }
+        }
+        let host = Arc::clone(&self.deps.host);
+        let stopping = self.deps.stopping.clone();
+        let spec = LaunchSpec {
+            session_id: rec.id.clone(),
+            options: rec.options.clone(),
+            context,
+            warm: false,
+        };
+        ctx.run(|| async move {
+            let launched = host.launch(spec);
+            bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
+                .await
+                .map(Json)
+        })
+        .name("launch_chromium")
+        .retry_policy(launch_policy())
+        .await
+        .map(|Json(worker)| worker)
+        .map_err(|err| format!("launch failed: {}", err.message()))
+    }
+
     /// The one teardown path: browser stopped (inside `ctx.run`), slot returned, final status.
+    /// It always ends the session: a browser that cannot be stopped makes it `failed` (the
+    /// reaper kills what is left once no open session owns its dir), and a slot that cannot be
+    /// returned is said in the reason (the sweep returns it later).
     async fn finish(
         &self,
         ctx: &ObjectContext<'_>,
         mut rec: SessionRecord,
-        status: SessionStatus,
-        reason: String,
+        mut status: SessionStatus,
+        mut reason: String,
     ) -> HandlerResult<SessionRecord> {
         rec.status = SessionStatus::Releasing;
         ctx.set(RECORD_KEY, Json(rec.clone()));
         let host = Arc::clone(&self.deps.host);
         let sockets = Arc::clone(&self.deps.sockets);
         let (id, worker) = (rec.id.clone(), rec.worker.clone());
-        let Json(proxy_bytes) = ctx
+        let stopped = ctx
             .run(|| async move {
                 sockets.close(&id);
                 match worker {
-                    Some(w) => host.stop(w).await.map(Json).map_err(worker_error),
+                    Some(w) => timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
+                        .await
+                        .map(Json),
                     None => Ok(Json(None)),
                 }
             })
             .name("stop_chromium")
-            .await?;
-        rec.proxy_bytes = proxy_bytes;
-        ctx.object_client::<PoolObjectClient<'_>>(rec.node.clone())
+            .retry_policy(stop_policy())
+            .await;
+        match stopped {
+            Ok(Json(proxy_bytes)) => rec.proxy_bytes = proxy_bytes,
+            Err(err) => {
+                tracing::error!(session_id = %rec.id, error = %err.message(), "stopping a browser failed for good");
+                status = SessionStatus::Failed;
+                reason = format!("{reason}; stopping its browser failed: {}", err.message());
+            }
+        }
+        if let Err(err) = ctx
+            .object_client::<PoolObjectClient<'_>>(rec.node.clone())
             .release(rec.id.clone())
             .call()
-            .await?;
+            .await
+        {
+            tracing::error!(session_id = %rec.id, error = %err.message(), "returning a slot failed");
+            reason = format!("{reason}; returning its slot failed: {}", err.message());
+        }
         rec.ended_at_ms = Some(clock(ctx).await?);
         rec.status = status;
         rec.reason = Some(reason);
@@ -336,7 +431,9 @@ impl SessionObject {
         if self.deps.retention_ms > 0 {
             ctx.object_client::<SessionObjectClient<'_>>(rec.id.clone())
                 .forget()
-                .send_after(Duration::from_millis(self.deps.retention_ms));
+                .send_after(Duration::from_millis(
+                    self.deps.retention_ms.min(crate::config::MAX_RETENTION_MS),
+                ));
         }
         Ok(rec)
     }
@@ -356,6 +453,63 @@ async fn clock(ctx: &ObjectContext<'_>) -> Result<u64, TerminalError> {
 
 fn not_found(id: &str) -> HandlerError {
     TerminalError::new_with_code(CODE_NOT_FOUND, format!("session {id} not found")).into()
+}
+
+/// How long one launch may take inside its `ctx.run` (Chromium's own start is bounded by
+/// `READY_TIMEOUT`): a `ctx.run` that never returned would hold the session until Restate
+/// aborted the attempt, and then run again.
+const LAUNCH_LIMIT: Duration = Duration::from_secs(60);
+/// How long one stop may take (SIGKILL, the group gone, the dir removed).
+pub(crate) const STOP_LIMIT: Duration = Duration::from_secs(20);
+/// How long claiming a warm browser may take (a probe, the context over CDP).
+const CLAIM_LIMIT: Duration = Duration::from_secs(40);
+
+/// A launch is tried 3 times, 200 ms then 400 ms apart; then the session is `failed`.
+fn launch_policy() -> RunRetryPolicy {
+    RunRetryPolicy::default()
+        .initial_delay(Duration::from_millis(200))
+        .max_attempts(3)
+}
+
+/// A stop is tried up to 5 times within a minute; then the session is `failed` and the reaper
+/// has what is left.
+pub(crate) fn stop_policy() -> RunRetryPolicy {
+    RunRetryPolicy::default()
+        .initial_delay(Duration::from_millis(200))
+        .max_attempts(5)
+        .max_duration(Duration::from_secs(60))
+}
+
+/// `work` within `limit`; a timeout is a retryable error.
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, WorkerError>>,
+) -> Result<T, HandlerError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result.map_err(worker_error),
+        Err(_) => Err(HandlerError::from(format!(
+            "{what} did not finish within {limit:?}"
+        ))),
+    }
+}
+
+/// [`timed`], and given up at once (for good: no retry) when the daemon stops.
+pub(crate) async fn bounded<T>(
+    stopping: &CancellationToken,
+    limit: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, WorkerError>>,
+) -> Result<T, HandlerError> {
+    if stopping.is_cancelled() {
+        return Err(TerminalError::new(format!("{what}: the daemon is stopping")).into());
+    }
+    tokio::select! {
+        () = stopping.cancelled() => {
+            Err(TerminalError::new(format!("{what}: the daemon is stopping")).into())
+        }
+        result = timed(limit, what, work) => result,
+    }
 }
 
 /// A missing binary is terminal; everything else is retried by Restate.

@@ -14,7 +14,7 @@ use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::orchestrator::Deps;
-use crate::orchestrator::session::worker_error;
+use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed};
 use crate::protocol::session::{SessionOptions, WorkerInfo};
 use crate::worker::LaunchSpec;
 
@@ -97,7 +97,7 @@ impl WarmObject {
         ctx.set(READY, Json(ready));
         ctx.set(FILLING, Json(filling));
         for entry in extra {
-            stop(&ctx, &self.deps, entry.worker).await?;
+            stop(&ctx, &self.deps, entry.worker).await;
         }
         Ok(())
     }
@@ -114,7 +114,7 @@ impl WarmObject {
             ready.push(entry);
             ctx.set(READY, Json(ready));
         } else {
-            stop(&ctx, &self.deps, entry.worker).await?;
+            stop(&ctx, &self.deps, entry.worker).await;
         }
         Ok(())
     }
@@ -140,7 +140,7 @@ impl WarmObject {
             // commits, which may be after the stop: a reader can still see it for a moment.
             let entry = ready.remove(i);
             ctx.set(READY, Json(ready));
-            stop(&ctx, &self.deps, entry.worker).await?;
+            stop(&ctx, &self.deps, entry.worker).await;
             ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
                 .fill()
                 .send();
@@ -154,7 +154,7 @@ impl WarmObject {
         let ready = load::<WarmEntry>(&ctx, READY).await?;
         ctx.set(READY, Json(Vec::<WarmEntry>::new()));
         for entry in &ready {
-            stop(&ctx, &self.deps, entry.worker.clone()).await?;
+            stop(&ctx, &self.deps, entry.worker.clone()).await;
         }
         Ok(Json(ready.len() as u32))
     }
@@ -189,6 +189,12 @@ impl WarmLauncherService {
     #[handler(name = "launch")]
     async fn launch(&self, ctx: Context<'_>, req: Json<LaunchRequest>) -> HandlerResult<()> {
         let LaunchRequest { node, id } = req.0;
+        // The id names the browser's dir: only a UUID may become one.
+        if !crate::worker::is_session_id(&id) {
+            return Err(
+                TerminalError::new(format!("warm browser id must be a UUID, got {id:?}")).into(),
+            );
+        }
         let host = Arc::clone(&self.deps.host);
         let spec = LaunchSpec {
             session_id: id.clone(),
@@ -196,8 +202,14 @@ impl WarmLauncherService {
             context: None,
             warm: true,
         };
+        let stopping = self.deps.stopping.clone();
         let launched = ctx
-            .run(|| async move { host.launch(spec).await.map(Json).map_err(worker_error) })
+            .run(|| async move {
+                let launched = host.launch(spec);
+                bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
+                    .await
+                    .map(Json)
+            })
             .name("launch_chromium")
             .retry_policy(
                 RunRetryPolicy::default()
@@ -219,13 +231,27 @@ impl WarmLauncherService {
     }
 }
 
-/// Stops a warm browser without ceremony (no client ever saw it), inside `ctx.run`.
-async fn stop(ctx: &ObjectContext<'_>, deps: &Deps, worker: WorkerInfo) -> HandlerResult<()> {
+/// How long one warm launch may take inside its `ctx.run`.
+const LAUNCH_LIMIT: Duration = Duration::from_secs(60);
+
+/// Stops a warm browser without ceremony (no client ever saw it), inside `ctx.run`, with
+/// bounded retries. A browser that cannot be stopped is out of the pool's state by now, so
+/// the reaper stops it: the handler goes on.
+pub(crate) async fn stop(ctx: &ObjectContext<'_>, deps: &Deps, worker: WorkerInfo) {
     let host = Arc::clone(&deps.host);
-    ctx.run(|| async move { host.stop(worker).await.map(drop).map_err(worker_error) })
+    let pid = worker.pid;
+    let stopped = ctx
+        .run(|| async move {
+            timed(STOP_LIMIT, "stopping Chromium", host.stop(worker))
+                .await
+                .map(drop)
+        })
         .name("stop_chromium")
-        .await?;
-    Ok(())
+        .retry_policy(stop_policy())
+        .await;
+    if let Err(err) = stopped {
+        tracing::error!(pid, error = %err.message(), "stopping a warm browser failed; the reaper will");
+    }
 }
 
 async fn load<T: serde::de::DeserializeOwned + Serialize + 'static>(

@@ -113,6 +113,9 @@ pub struct PoolUsage {
 pub struct RestateStatus {
     pub admin_url: String,
     pub ingress_url: String,
+    /// The public key restate-server signs its calls to the SDK endpoint with.
+    #[serde(default)]
+    pub identity_key: String,
     /// Pid of the supervised restate-server; `None` when an existing Restate is used.
     pub pid: Option<u32>,
     pub supervised: bool,

@@ -72,7 +72,9 @@ impl std::str::FromStr for SessionStatus {
 /// Browser window size in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dimensions {
+    #[schema(minimum = 1, maximum = 10_000)]
     pub width: u32,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub height: u32,
 }
 
@@ -106,6 +108,83 @@ pub struct SessionOptions {
     /// Options the client sent that bro accepted but does not act on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
+}
+
+/// The most a session's `timeout` and `inactivityTimeout` may be: 7 days, in milliseconds.
+/// Longer durable timers are refused rather than half-honoured.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Bounds of each of a session's window `dimensions`, in pixels. (Chromium draws its headless
+/// window at least 500 px wide whatever is asked.)
+pub const MIN_DIMENSION: u32 = 1;
+pub const MAX_DIMENSION: u32 = 10_000;
+/// The longest `userAgent` and `proxyUrl`, in bytes.
+pub const MAX_USER_AGENT_LEN: usize = 1024;
+pub const MAX_PROXY_URL_LEN: usize = 2048;
+
+impl SessionOptions {
+    /// Checks every option against the bound bro can honour; the message names the option
+    /// and its bound. The API answers it as a 400, and `Session/create` refuses input that
+    /// slipped past the API with a terminal error rather than failing on every retry.
+    pub fn check(&self) -> Result<(), String> {
+        check_ms("timeout", self.timeout_ms, MAX_TIMEOUT_MS)?;
+        check_ms(
+            "inactivityTimeout",
+            self.inactivity_timeout_ms,
+            MAX_TIMEOUT_MS,
+        )?;
+        if let Some(d) = self.dimensions {
+            check_dimension("dimensions.width", u64::from(d.width))?;
+            check_dimension("dimensions.height", u64::from(d.height))?;
+        }
+        if let Some(ua) = &self.user_agent {
+            check_text("userAgent", ua, MAX_USER_AGENT_LEN)?;
+        }
+        if let Some(proxy) = &self.proxy_url {
+            check_text("proxyUrl", proxy, MAX_PROXY_URL_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+/// `name` in milliseconds must be within `0..=max` (0 meaning none).
+pub fn check_ms(name: &str, ms: u64, max: u64) -> Result<(), String> {
+    if ms > max {
+        return Err(format!(
+            "{name} must be at most {max} ms ({}), got {ms}",
+            human_ms(max)
+        ));
+    }
+    Ok(())
+}
+
+/// A window dimension must be within `MIN_DIMENSION..=MAX_DIMENSION`.
+pub fn check_dimension(name: &str, px: u64) -> Result<(), String> {
+    if !(u64::from(MIN_DIMENSION)..=u64::from(MAX_DIMENSION)).contains(&px) {
+        return Err(format!(
+            "{name} must be from {MIN_DIMENSION} to {MAX_DIMENSION} pixels, got {px}"
+        ));
+    }
+    Ok(())
+}
+
+/// A string option must be at most `max` bytes and free of control characters (it ends up on
+/// the browser's command line).
+fn check_text(name: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!(
+            "{name} must be at most {max} bytes, got {}",
+            text.len()
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("{name} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// `604800000` → `7d`, for messages that name a bound.
+pub fn human_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 /// What the daemon needs to find, probe and kill a session's browser.
@@ -176,7 +255,11 @@ impl SessionRecord {
         if self.options.timeout_ms == 0 || self.status.is_final() {
             return None;
         }
-        Some((self.created_at_ms + self.options.timeout_ms).saturating_sub(now_ms))
+        Some(
+            self.created_at_ms
+                .saturating_add(self.options.timeout_ms)
+                .saturating_sub(now_ms),
+        )
     }
 }
 

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::session::{Dimensions, SessionRecord};
+use crate::protocol::session::{
+    Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, check_dimension,
+    check_ms,
+};
 
 /// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
@@ -16,19 +19,36 @@ pub struct CreateSessionRequest {
     /// A UUID chosen by the client; creating twice with one id returns the same session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Window size; each side 1 to 10000 pixels.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_dimensions"
+    )]
     pub dimensions: Option<Dimensions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
-    /// Milliseconds; 0 means no timeout; absent means [`DEFAULT_TIMEOUT_MS`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Milliseconds, at most 604800000 (7 days); 0 means no timeout; absent means
+    /// [`DEFAULT_TIMEOUT_MS`].
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_timeout"
+    )]
+    #[schema(minimum = 0, maximum = 604_800_000)]
     pub timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_ads: Option<bool>,
-    /// Milliseconds without CDP traffic after which the session is released.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Milliseconds without CDP traffic after which the session is released, at most
+    /// 604800000 (7 days); 0 means never.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_inactivity_timeout"
+    )]
+    #[schema(minimum = 0, maximum = 604_800_000)]
     pub inactivity_timeout: Option<u64>,
     /// `{"device": "desktop" | "mobile"}`; mobile gives a phone-sized window by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,6 +60,86 @@ pub struct CreateSessionRequest {
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(ignore)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn de_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_bounded_ms(d, "timeout")
+}
+
+fn de_inactivity_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_bounded_ms(d, "inactivityTimeout")
+}
+
+/// A millisecond option: a whole number from 0 to [`MAX_TIMEOUT_MS`]; anything else (negative,
+/// fractional, a string, too large) is an error that names the option and its bound.
+fn de_bounded_ms<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    name: &str,
+) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(value) = Option::<serde_json::Value>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    let ms = whole_number(&value).ok_or_else(|| {
+        D::Error::custom(format!(
+            "{name} must be a whole number of milliseconds from 0 to {MAX_TIMEOUT_MS} (7 days), \
+             got {value}"
+        ))
+    })?;
+    check_ms(name, ms, MAX_TIMEOUT_MS).map_err(D::Error::custom)?;
+    Ok(Some(ms))
+}
+
+/// `dimensions`: `{"width": W, "height": H}`, each a whole number of pixels within bounds.
+fn de_dimensions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dimensions>, D::Error> {
+    use serde::de::Error;
+    let Some(value) = Option::<serde_json::Value>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    let side = |key: &str| -> Result<u32, D::Error> {
+        let name = format!("dimensions.{key}");
+        let v = value.get(key).ok_or_else(|| {
+            D::Error::custom(format!(
+                "{name} is missing (dimensions takes width and height, {MIN_DIMENSION} to \
+                 {MAX_DIMENSION} pixels each)"
+            ))
+        })?;
+        let px = whole_number(v).ok_or_else(|| {
+            D::Error::custom(format!(
+                "{name} must be a whole number of pixels from {MIN_DIMENSION} to \
+                 {MAX_DIMENSION}, got {v}"
+            ))
+        })?;
+        check_dimension(&name, px).map_err(D::Error::custom)?;
+        u32::try_from(px).map_err(D::Error::custom)
+    };
+    if !value.is_object() {
+        return Err(D::Error::custom(format!(
+            "dimensions must be an object {{\"width\": W, \"height\": H}}, got {value}"
+        )));
+    }
+    Ok(Some(Dimensions {
+        width: side("width")?,
+        height: side("height")?,
+    }))
+}
+
+/// A non-negative whole JSON number (`1000` or `1000.0`) as u64; `None` for anything else.
+fn whole_number(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19)
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    }
 }
 
 /// `deviceConfig` of a create request.
@@ -271,9 +371,13 @@ pub fn redact_proxy(url: &str) -> String {
     }
 }
 
-/// Formats Unix milliseconds as `2026-11-27T10:27:51.123Z`.
+/// The last millisecond of year 9999: RFC 3339 has four year digits.
+pub const MAX_TIME_MS: u64 = 253_402_300_799_999;
+
+/// Formats Unix milliseconds as `2026-11-27T10:27:51.123Z` (clamped to year 9999, so a
+/// corrupt time can neither overflow nor panic the formatter).
 pub fn iso8601_ms(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(MAX_TIME_MS));
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -146,6 +146,7 @@ fn status(used: u32) -> DaemonStatus {
         restate: RestateStatus {
             admin_url: "http://127.0.0.1:9070".into(),
             ingress_url: "http://127.0.0.1:8080".into(),
+            identity_key: "publickeyv1_test".into(),
             pid: Some(4001),
             supervised: true,
             restarts: 0,

@@ -194,15 +194,22 @@ pub fn tmp_dir(session_dir: &Path) -> PathBuf {
     tmp_base().join(format!("{hash:016x}"))
 }
 
+/// True when `base` (`<temp>/bro-<uid>`) is a real directory of this user, not a link or a
+/// dir another user planted in a shared temp dir: only then does bro create, read or delete
+/// anything under it.
+pub fn tmp_base_is_ours(base: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(base).is_ok_and(|meta| {
+        meta.file_type().is_dir() && meta.uid() == nix::unistd::geteuid().as_raw()
+    })
+}
+
 /// Creates the session's temp dir inside a 0700 per-user dir that must be ours.
 fn create_tmp_dir(session_dir: &Path) -> Result<PathBuf, WorkerError> {
-    use std::os::unix::fs::MetadataExt;
     let tmp = tmp_dir(session_dir);
     let base = tmp.parent().unwrap_or(&tmp);
     crate::paths::create_private_dir(base).map_err(|e| WorkerError::io("create temp dir", e))?;
-    let meta =
-        std::fs::symlink_metadata(base).map_err(|e| WorkerError::io("inspect temp dir", e))?;
-    if meta.file_type().is_symlink() || meta.uid() != nix::unistd::geteuid().as_raw() {
+    if !tmp_base_is_ours(base) {
         let err = std::io::Error::other(format!(
             "{} is not a directory of this user",
             base.display()
@@ -228,6 +235,9 @@ const TMP_OWNER_FILE: &str = "bro-owner";
 /// within `grace` are kept. Returns how many were removed.
 pub fn sweep_tmp_dirs(base: &Path, grace: Duration) -> usize {
     use std::os::unix::ffi::OsStringExt;
+    if !tmp_base_is_ours(base) {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir(base) else {
         return 0;
     };

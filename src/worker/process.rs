@@ -108,7 +108,7 @@ pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = cmdline(pid)?;
             let arg = cmdline
                 .split(|b| *b == 0)
                 .filter_map(|a| std::str::from_utf8(a).ok())
@@ -119,6 +119,49 @@ pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// The raw command line of `pid` (arguments separated by NUL bytes); `None` when it cannot
+/// be read (gone, or hidden from this user) or the process is another user's. bro's
+/// browsers run as bro's user, so a process of anyone else that names a session dir in its
+/// arguments is an impostor (any user can start `sleep --user-data-dir=<dir>/profile`):
+/// never a reason to signal it, nor to fail a stop on its `EPERM`.
+pub fn cmdline(pid: u32) -> Option<Vec<u8>> {
+    if !is_mine(pid) {
+        return None;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// True when `pid` runs as this process's effective user (its real and effective uids, from
+/// `/proc/PID/status`, which holds them even for a process that is not dumpable).
+pub fn is_mine(pid: u32) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|ids| {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            // Real and effective: a setuid process of another user is not ours either.
+            ids.len() >= 2 && ids[..2].iter().all(|id| id.parse() == Ok(me))
+        })
+        .unwrap_or(false)
+}
+
+/// True when `cmdline` holds `needle` at the start of an argument, or of a space-separated
+/// word of one (Chromium's child processes rewrite their arguments into one string joined
+/// by spaces), and, with `whole`, ending it as well.
+pub fn cmdline_has(cmdline: &[u8], needle: &str, whole: bool) -> bool {
+    let needle = needle.as_bytes();
+    let bound = |b: Option<&u8>| matches!(b, None | Some(0) | Some(b' '));
+    (0..cmdline.len()).any(|at| {
+        cmdline[at..].starts_with(needle)
+            && (at == 0 || bound(cmdline.get(at - 1)))
+            && (!whole || bound(cmdline.get(at + needle.len())))
+    })
+}
+
 /// Sends `sig` to one pid; a pid that is already gone is not an error.
 pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);
@@ -127,6 +170,24 @@ pub fn signal(pid: u32, sig: Signal) {
 /// Sends `sig` to a whole process group; a group that is already gone is not an error.
 pub fn signal_group(pgid: u32, sig: Signal) {
     let _ = killpg(Pid::from_raw(pgid as i32), sig);
+}
+
+/// [`signal`] that reports a refusal (`EPERM`: another user's process). A pid already gone
+/// is not an error.
+pub fn try_signal(pid: u32, sig: Signal) -> Result<(), nix::errno::Errno> {
+    match kill(Pid::from_raw(pid as i32), sig) {
+        Err(nix::errno::Errno::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// [`signal_group`] that reports a refusal (`EPERM`: no member could be signalled). A group
+/// already gone is not an error.
+pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno> {
+    match killpg(Pid::from_raw(pgid as i32), sig) {
+        Err(nix::errno::Errno::ESRCH) => Ok(()),
+        other => other,
+    }
 }
 
 /// Polls until `done()` holds or `limit` passes; returns whether it held.
@@ -160,6 +221,35 @@ mod tests {
                 start_time: 123456
             }
         );
+    }
+
+    #[test]
+    fn finds_arguments_separate_or_joined() {
+        let separate = b"/usr/lib/chromium/chromium\0--headless\0--user-data-dir=/s/a b/profile\0about:blank\0";
+        assert!(cmdline_has(
+            separate,
+            "--user-data-dir=/s/a b/profile",
+            true
+        ));
+        assert!(!cmdline_has(separate, "--user-data-dir=/s/a b/prof", true));
+        assert!(cmdline_has(separate, "--user-data-dir=/s/a b/", false));
+        // A renderer: every argument in one string, joined by spaces.
+        let joined =
+            b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/s/1/profile --lang=en\0";
+        assert!(cmdline_has(joined, "--user-data-dir=/s/1/profile", true));
+        assert!(!cmdline_has(joined, "--user-data-dir=/s/1/profile2", true));
+        assert!(!cmdline_has(joined, "--user-data-dir=/s/1", true));
+        // Not inside another argument.
+        let inside = b"tail\0-f\0x--user-data-dir=/s/1/profile\0";
+        assert!(!cmdline_has(inside, "--user-data-dir=/s/1/profile", true));
+        assert!(!cmdline_has(b"", "--x", false));
+    }
+
+    #[test]
+    fn its_own_processes_are_mine() {
+        assert!(is_mine(std::process::id()));
+        assert!(cmdline(std::process::id()).is_some());
+        assert!(!is_mine(u32::MAX - 1));
     }
 
     #[test]

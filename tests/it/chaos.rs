@@ -149,7 +149,21 @@ fn check_invariants(d: &TestDaemon, round: usize) -> usize {
     }
     let list = d.json(&["session", "list", "--status", "live", "--json"]);
     for s in list["sessions"].as_array().unwrap() {
-        let product = cdp_browser_version(s["websocketUrl"].as_str().unwrap());
+        let url = s["websocketUrl"].as_str().unwrap().to_string();
+        let product = std::panic::catch_unwind(|| cdp_browser_version(&url)).unwrap_or_else(|_| {
+            // Say why: the session's record now, and what the daemon logged.
+            let id = s["id"].as_str().unwrap();
+            let now = d.bro(&["session", "get", id, "--json"]);
+            let log =
+                std::fs::read_to_string(d.home.path().join("state/daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "round {round}: live session {id} refused its CDP connection; now: {}\n\
+                 daemon log (newest first):\n{}",
+                crate::helper::text(&now),
+                tail.join("\n")
+            )
+        });
         assert!(
             product.starts_with("Chrome/"),
             "round {round}: live session {} does not answer",

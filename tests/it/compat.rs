@@ -35,12 +35,12 @@ fn npm_ci(dir: &Path) {
 fn python_steel_sdk_creates_lists_and_releases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
     let python = crate::helper::python_venv();
-    let d = TestDaemon::start_with(&["--api-key", "py-secret"]);
+    let d = TestDaemon::start_with(&["--api-key", "py-secret-0123456789"]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
     let out = Command::new(python)
         .arg("clients.py")
         .arg(&api)
-        .arg("py-secret")
+        .arg("py-secret-0123456789")
         .current_dir(&dir)
         .output()
         .unwrap();
@@ -54,7 +54,7 @@ fn python_steel_sdk_creates_lists_and_releases() {
 fn steel_sdk_playwright_and_puppeteer_work_unchanged() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
     npm_ci(&dir);
-    let d = TestDaemon::start_with(&["--api-key", "it-secret"]);
+    let d = TestDaemon::start_with(&["--api-key", "it-secret-0123456789"]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
 
     // Without the key the TCP API refuses; /v1/health stays open.
@@ -64,7 +64,7 @@ fn steel_sdk_playwright_and_puppeteer_work_unchanged() {
     let out = Command::new("node")
         .arg("clients.mjs")
         .arg(&api)
-        .arg("it-secret")
+        .arg("it-secret-0123456789")
         .current_dir(&dir)
         .output()
         .expect("node is needed for the compatibility tests");

@@ -153,6 +153,23 @@ impl Drop for TestDaemon {
     }
 }
 
+/// `unix:` addresses of `owner`'s restate-server sockets, through links in a temp dir (kept
+/// alive by the returned guard): a guest daemon's command line must not name the owner's
+/// home, or the owner's leftover check would count the guest as its own.
+pub fn restate_links(owner: &TestDaemon) -> (TempDir, String, String) {
+    let links = tempfile::tempdir().expect("temp dir");
+    let link = |key: &str| {
+        let target = owner.status["restate"][key]
+            .as_str()
+            .expect("restate address");
+        let path = links.path().join(key);
+        std::os::unix::fs::symlink(target.trim_start_matches("unix:"), &path).expect("symlink");
+        format!("unix:{}", path.display())
+    };
+    let (admin, ingress) = (link("admin_url"), link("ingress_url"));
+    (links, admin, ingress)
+}
+
 /// Runs the `bro` binary with `BRO_HOME=home` (and port 0 for autostarted daemons).
 pub fn bro_in(home: &Path, args: &[&str]) -> Output {
     bro_env(home, args, &[])

@@ -74,9 +74,19 @@ fn bad_input_gets_4xx_and_foreign_callers_403() {
 #[test]
 fn restate_unreachable_is_a_503_that_says_so() {
     let owner = TestDaemon::start();
-    let admin = owner.status["restate"]["admin_url"].as_str().unwrap();
-    let ingress = owner.status["restate"]["ingress_url"].as_str().unwrap();
-    let guest = TestDaemon::start_with(&[
+    let (_links, admin, ingress) = crate::helper::restate_links(&owner);
+    let (admin, ingress) = (admin.as_str(), ingress.as_str());
+    // An external Restate signs its calls with its own key; the guest must verify that one
+    // (without it, the guest's endpoint refuses the owner's Restate: tested in plane.rs).
+    let mut guest = TestDaemon::prepare();
+    let key_dir = guest.home.path().join("data/restate");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    std::fs::copy(
+        owner.home.path().join("data/restate/identity.pem"),
+        key_dir.join("identity.pem"),
+    )
+    .unwrap();
+    guest.restart_with(&[
         "--restate-admin-url",
         admin,
         "--restate-ingress-url",

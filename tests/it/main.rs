@@ -7,12 +7,15 @@
 mod helper;
 
 mod actions;
+mod bounds;
 mod chaos;
 mod cli;
 mod compat;
 mod daemon;
+mod files;
 mod health;
 mod hostile;
+mod private;
 mod proxy;
 mod queue;
 mod recovery;
