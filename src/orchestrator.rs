@@ -46,12 +46,15 @@ pub struct Deps {
 /// exists marks the session `failed` and frees its slot. The periodic sweep
 /// (`daemon::sweep`) repairs what a killed invocation leaves half done.
 pub const INVOCATION_MAX_ATTEMPTS: u64 = 30;
+/// The first retry's delay; each next one doubles, up to [`RETRY_MAX_INTERVAL`].
+pub const RETRY_INITIAL_INTERVAL: Duration = Duration::from_millis(250);
+pub const RETRY_MAX_INTERVAL: Duration = Duration::from_secs(10);
 
 fn retry_policy() -> ServiceOptions {
     ServiceOptions::new()
-        .retry_policy_initial_interval(Duration::from_millis(250))
+        .retry_policy_initial_interval(RETRY_INITIAL_INTERVAL)
         .retry_policy_exponentiation_factor(2.0)
-        .retry_policy_max_interval(Duration::from_secs(10))
+        .retry_policy_max_interval(RETRY_MAX_INTERVAL)
         .retry_policy_max_attempts(INVOCATION_MAX_ATTEMPTS)
         .retry_policy_kill_on_max_attempts()
 }

@@ -324,7 +324,7 @@ impl Ingress {
 
     /// The node's warm pool as its `Warm` object holds it (read through introspection).
     pub async fn warm(&self, node: &str) -> Result<WarmStatus, IngressError> {
-        Ok(warm_status(&self.node_state(node, 10).await?))
+        Ok(self.warm_checked(node).await?.0)
     }
 
     /// [`Ingress::warm`], with why the `Warm` state does not parse when it does not (an

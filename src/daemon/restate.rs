@@ -175,11 +175,12 @@ default-idempotency-retention = "1h"
 
 # Retries end: an invocation failing every attempt is killed (never paused, which would hold
 # its Session or Pool for good). bro's services declare the same policy themselves.
+# The services declare the same policy (orchestrator::retry_policy); this covers the rest.
 [default-retry-policy]
-initial-interval = "250ms"
+initial-interval = "{initial_ms}ms"
 exponentiation-factor = 2.0
-max-interval = "10s"
-max-attempts = 30
+max-interval = "{max_ms}ms"
+max-attempts = {attempts}
 on-max-attempts = "kill"
 
 [admin.query-engine]
@@ -191,6 +192,9 @@ request-identity-private-key-pem-file = {key}
 "#,
         base = toml_string(base_dir),
         key = toml_string(identity_key),
+        initial_ms = crate::orchestrator::RETRY_INITIAL_INTERVAL.as_millis(),
+        max_ms = crate::orchestrator::RETRY_MAX_INTERVAL.as_millis(),
+        attempts = crate::orchestrator::INVOCATION_MAX_ATTEMPTS,
     )
 }
 
@@ -520,6 +524,11 @@ mod tests {
             parsed["worker"]["invoker"]["request-identity-private-key-pem-file"].as_str(),
             Some("/k/identity.pem")
         );
+        let retry = &parsed["default-retry-policy"];
+        assert_eq!(retry["max-attempts"].as_integer(), Some(30));
+        assert_eq!(retry["on-max-attempts"].as_str(), Some("kill"));
+        assert_eq!(retry["initial-interval"].as_str(), Some("250ms"));
+        assert_eq!(retry["max-interval"].as_str(), Some("10000ms"));
         assert!(!toml.contains("bind-address"), "{toml}");
         assert!(toml.contains("disable-telemetry = true"));
         assert!(toml.contains("node-name = \"bro\""));

@@ -160,13 +160,7 @@ fn options_are_honoured_at_their_bounds_and_refused_past_them() {
     );
     let status = d.json(&["daemon", "status", "--json"]);
     assert_eq!(status["pool"]["used"], 0, "{status}");
-    let started = Instant::now();
-    d.stop();
-    assert!(
-        started.elapsed() < QUICK,
-        "daemon stop took {:?}",
-        started.elapsed()
-    );
+    stop_quickly(d);
 }
 
 #[test]
@@ -323,13 +317,7 @@ fn stop_while_a_launch_hangs_returns_in_time_and_leaves_nothing() {
     let s = d.create(&[]);
     let pid = d.browser_pid(s["id"].as_str().unwrap());
     crate::helper::kill(pid, "STOP");
-    let started = Instant::now();
-    d.stop();
-    assert!(
-        started.elapsed() < QUICK,
-        "daemon stop took {:?}",
-        started.elapsed()
-    );
+    stop_quickly(d);
     assert!(!is_live(pid), "the frozen browser {pid} is still there");
 }
 
@@ -430,4 +418,15 @@ fn fresh_home() -> tempfile::TempDir {
         .prefix("bro-it-")
         .tempdir()
         .unwrap()
+}
+
+/// `daemon stop`, which must return within [`QUICK`] and leave nothing.
+fn stop_quickly(d: TestDaemon) {
+    let started = Instant::now();
+    d.stop();
+    assert!(
+        started.elapsed() < QUICK,
+        "daemon stop took {:?}",
+        started.elapsed()
+    );
 }
