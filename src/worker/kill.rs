@@ -397,7 +397,16 @@ mod tests {
         let pid = browser.id();
         wait_for_members(pid);
         let probe = format!("{pid}:{}:{}", start_of(pid), dir.path().display());
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        // A copy of this test binary that `nobody` can run: the checkout may be in a dir
+        // only root can enter (a `mktemp -d` clone is 0700).
+        use std::os::unix::fs::PermissionsExt;
+        let exe_dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = exe_dir.path().join("probe");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(&exe)
+            .current_dir("/")
             .args([
                 "--exact",
                 "worker::kill::tests::other_user_probe",
