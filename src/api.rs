@@ -16,13 +16,16 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::cdp_proxy::Sockets;
-use crate::daemon::ingress::Ingress;
+use crate::host::WorkerHost;
+use crate::orchestrator::ingress::Ingress;
 
 pub use error::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
     pub ingress: Ingress,
+    /// The one door to the browsers: pages, context, previews, quick actions, usage.
+    pub host: Arc<dyn WorkerHost>,
     pub sockets: Arc<Sockets>,
     /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
     pub api_base: String,

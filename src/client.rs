@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::daemon::lifecycle;
+use crate::host::Preview;
 use crate::paths::Paths;
 use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry};
 use crate::protocol::steel::{
     CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionDetails,
 };
-use crate::worker::page::Preview;
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);

@@ -10,7 +10,6 @@
 //!    stop serving, stop restate.
 
 pub mod identity;
-pub mod ingress;
 pub mod lifecycle;
 pub mod restate;
 pub mod supervisor;
@@ -34,12 +33,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
+use crate::orchestrator::ingress::{Ingress, RestateAddr};
 use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::protocol::{PROTOCOL_VERSION, session::SessionStatus};
 use crate::worker::{LocalWorkerHost, chromium};
-use ingress::{Ingress, RestateAddr};
 
 /// Everything `bro daemon` is configured with.
 #[derive(Debug, Clone)]
@@ -185,7 +184,7 @@ impl Started {
             return 0;
         };
         let dirs: Vec<_> = host
-            .session_dirs()
+            .dirs()
             .into_iter()
             .filter(|(name, _)| all || !self.before.contains(name))
             .collect();
@@ -269,7 +268,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
     let supervised = started.hold(supervised);
     let ports = restate::Ports::load_or_pick(&paths.restate_dir());
     ports.save(&paths.restate_dir())?;
-    let ingress = Ingress::new(ingress_addr.clone(), admin.clone());
+    let ingress = Ingress::new(ingress_addr.clone(), admin.clone()).map_err(anyhow::Error::msg)?;
 
     // The orchestrator's SDK endpoint (h2c, TCP_NODELAY), registered at every start.
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
@@ -277,6 +276,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         chromium.clone(),
         opts.chromium_flags.clone(),
         paths.sessions_dir(),
+        paths.quarantine_dir(),
         exit_tx,
     );
     started.host = Some(Arc::clone(&host));
@@ -289,7 +289,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         queue_timeout_ms: opts.queue_timeout_ms,
         warm: opts.warm,
         retention_ms: opts.retention_ms,
-        sockets: Arc::clone(&sockets),
+        events: Arc::clone(&sockets) as Arc<dyn orchestrator::SessionEvents>,
         stopping: started.stopping.clone(),
     });
     let sdk_listener = TcpListener::bind(("127.0.0.1", ports.sdk))
@@ -318,7 +318,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
 
     // Recovery before anyone can call: live sessions re-adopted or failed, orphans reaped.
     let mut sup = supervisor::Supervisor::new(
-        host,
+        Arc::clone(&host) as Arc<dyn crate::host::WorkerHost>,
         opts.node.clone(),
         ingress.clone(),
         Arc::clone(&sockets),
@@ -387,6 +387,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
     };
     let state = Arc::new(AppState {
         ingress: ingress.clone(),
+        host: Arc::clone(&host) as Arc<dyn crate::host::WorkerHost>,
         sockets,
         api_base: api_base.clone(),
         control: ControlState {

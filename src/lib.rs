@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod host;
 pub mod orchestrator;
 pub mod output;
 pub mod paths;

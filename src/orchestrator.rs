@@ -2,6 +2,7 @@
 //! one SDK [`Endpoint`]. Handlers are deterministic: clocks, process spawns, kills and file I/O
 //! run only inside `ctx.run`, through the [`WorkerHost`] seam.
 
+pub mod ingress;
 pub mod pool;
 pub mod session;
 pub mod warm;
@@ -10,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use restate_sdk::endpoint::{Endpoint, ServiceOptions};
+
+use crate::protocol::session::SessionId;
 use restate_sdk::service::IntoServiceDefinition;
 use tokio_util::sync::CancellationToken;
 
-use crate::cdp_proxy::Sockets;
-use crate::worker::WorkerHost;
+use crate::host::WorkerHost;
 
 /// What the services need from the daemon they run in.
 pub struct Deps {
@@ -31,11 +33,18 @@ pub struct Deps {
     pub warm: u32,
     /// How long an ended session's record is kept before it is cleared; 0 = forever.
     pub retention_ms: u64,
-    /// Proxied CDP sockets, closed when their session ends.
-    pub sockets: Arc<Sockets>,
+    /// Told when a session ends, before its browser is stopped (the CDP proxy closes the
+    /// session's client sockets).
+    pub events: Arc<dyn SessionEvents>,
     /// Cancelled when the daemon stops and releases its sessions: launches and claims under
     /// way give up at once (their sessions end `failed`), and no new one starts.
     pub stopping: CancellationToken,
+}
+
+/// What the services tell the rest of the daemon as sessions change.
+pub trait SessionEvents: Send + Sync + 'static {
+    /// Session `id` is ending: its browser is about to be stopped.
+    fn ended(&self, id: &SessionId);
 }
 
 /// How Restate retries an invocation of any bro handler that fails with a retryable error

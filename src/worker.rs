@@ -1,8 +1,8 @@
-//! Browser workers: launching, probing and killing one Chromium per session.
+//! Browser workers: launching, probing and killing one Chromium per session, and everything
+//! else done to a browser or its files.
 //!
-//! [`WorkerHost`] is the seam between the orchestrator and the machine a browser runs on:
-//! in-process ([`LocalWorkerHost`]) today, an authenticated call to the owning node's daemon
-//! later. Knows nothing of HTTP routes or Restate.
+//! [`LocalWorkerHost`] is the [`WorkerHost`] of this machine: browsers as child processes of
+//! this daemon. Knows nothing of HTTP routes or Restate.
 
 pub mod actions;
 pub mod chromium;
@@ -12,6 +12,7 @@ pub mod kill;
 pub mod page;
 pub mod process;
 pub mod proxy_hop;
+pub mod quarantine;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,11 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
+use crate::host::{
+    BrowserPages, Claim, DirOwner, HostError, HostErrorKind, LaunchSpec, PageInfo, PageOutput,
+    PageWork, Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
+};
+use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
 use proxy_hop::{ProxyHops, Upstream};
 
@@ -95,80 +100,14 @@ impl WorkerError {
     }
 }
 
-/// What to launch: the session id, its options, and a context to put in first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LaunchSpec {
-    pub session_id: String,
-    pub options: SessionOptions,
-    #[serde(default)]
-    pub context: Option<SessionContext>,
-    /// A warm pool browser: no session yet, so the supervisor does not watch it until a
-    /// session [claims](WorkerHost::claim) it.
-    #[serde(default)]
-    pub warm: bool,
-}
-
-/// What the host tells the supervisor about its browsers.
-#[derive(Debug, Clone)]
-pub enum WorkerEvent {
-    /// A browser is up for session `session_id`: watch it.
-    Launched {
-        session_id: String,
-        worker: WorkerInfo,
-        options: SessionOptions,
-    },
-    /// A browser exited while it was not being stopped.
-    Exited(WorkerExit),
-    /// A browser was stopped on purpose: stop watching it.
-    Stopped { pid: u32 },
-}
-
-/// A browser that exited while it was not being stopped.
-#[derive(Debug, Clone)]
-pub struct WorkerExit {
-    pub session_id: String,
-    pub pid: u32,
-    pub reason: String,
-    /// Exited with status 0: closed on purpose (a client's `Browser.close`).
-    pub clean: bool,
-}
-
-/// Launches and stops browsers on one node. Both operations are idempotent per session id.
-pub trait WorkerHost: Send + Sync + 'static {
-    /// Starts the session's browser and waits until its CDP endpoint answers. A leftover
-    /// browser of the same session (from a launch retried after a crash) is killed first, so a
-    /// retry never leaves two browsers.
-    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
-
-    /// Stops the browser and removes the session directory: SIGKILL to the browser's process
-    /// group, and the directory goes once no process of it is left. The profile is thrown
-    /// away, so a graceful `Browser.close` would only cost time (about 100 ms a release).
-    /// Only a browser that is provably the session's is killed (see [`kill`]): a recorded
-    /// pid that now names another process is left alone. Returns the bytes its proxy hop
-    /// carried, if it had one.
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, WorkerError>>;
-
-    /// Hands a warm browser to a session: checks that it still answers, puts the session's
-    /// context in, and watches it as the session's from now on. An error means the browser is
-    /// unusable; the caller stops it and launches cold.
-    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>>;
-}
-
-/// A warm browser taken by a session: [`WorkerHost::claim`]'s input.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    pub session_id: String,
-    pub worker: WorkerInfo,
-    pub options: SessionOptions,
-    pub context: Option<SessionContext>,
-}
-
 /// Browsers as child processes of this daemon, under `sessions_dir/<id>`.
 pub struct LocalWorkerHost {
     chromium: PathBuf,
     /// Extra flags for every browser (`chromium_flags` in config.toml).
     extra_flags: Vec<String>,
     sessions_dir: PathBuf,
+    /// Where session dirs nothing proves over are moved aside ([`quarantine`]).
+    quarantine_dir: PathBuf,
     http: reqwest::Client,
     /// Pids being stopped on purpose: their exit is not reported. A child of this daemon
     /// leaves the set when it is reaped; an adopted browser when its stop is done.
@@ -202,29 +141,20 @@ struct PidFile {
     session: Option<String>,
 }
 
-/// Whom a session dir says it belongs to, from its `worker.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DirOwner {
-    /// It serves this session.
-    Session(String),
-    /// A warm browser no session has claimed: nothing in it was ever a client's.
-    Warm,
-    /// It does not say (no or an unreadable `worker.json`): the session of its name, if any.
-    Unknown,
-}
-
 impl LocalWorkerHost {
     /// A host launching `chromium`; launches and unexpected exits are sent to `events`.
     pub fn new(
         chromium: PathBuf,
         extra_flags: Vec<String>,
         sessions_dir: PathBuf,
+        quarantine_dir: PathBuf,
         events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Arc<Self> {
         Arc::new(LocalWorkerHost {
             chromium,
             extra_flags,
             sessions_dir,
+            quarantine_dir,
             http: reqwest::Client::new(),
             stopping: Arc::new(Mutex::new(HashSet::new())),
             children: Arc::new(Mutex::new(HashSet::new())),
@@ -234,16 +164,11 @@ impl LocalWorkerHost {
         })
     }
 
-    /// The directory holding every session dir.
-    pub fn sessions_dir(&self) -> &Path {
-        &self.sessions_dir
-    }
-
     /// The directory of session `id`, which must be a UUID in its canonical form: an id
     /// reaches here from Restate state and handler inputs, and `sessions_dir.join("/etc")`
     /// or `join("../..")` would point anywhere.
     pub fn session_dir(&self, id: &str) -> Result<PathBuf, WorkerError> {
-        if !is_session_id(id) {
+        if SessionId::parse(id).is_err() {
             return Err(WorkerError::NotOurs(format!("session id {id:?}")));
         }
         Ok(self.sessions_dir.join(id))
@@ -255,8 +180,8 @@ impl LocalWorkerHost {
         owned_session_dir(&self.sessions_dir, dir)
     }
 
-    /// Every session dir on disk, as (session id, dir).
-    pub fn session_dirs(&self) -> Vec<(String, PathBuf)> {
+    /// Every entry of the sessions dir, as (name, path).
+    pub fn dirs(&self) -> Vec<(String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.sessions_dir) else {
             return Vec::new();
         };
@@ -268,24 +193,10 @@ impl LocalWorkerHost {
             .collect()
     }
 
-    /// True while the browser `pid` is being stopped on purpose.
-    pub fn is_stopping(&self, pid: u32) -> bool {
-        lock(&self.stopping).contains(&pid)
-    }
-
-    /// True while a launch of `id` runs in this daemon.
-    pub fn is_launching(&self, id: &str) -> bool {
-        lock(&self.busy).contains_key(id)
-    }
-
-    /// True when the browser of `worker` runs and answers CDP.
-    pub async fn probe(&self, worker: &WorkerInfo) -> bool {
-        if !process::is_alive(worker.pid, worker.start_time) {
-            return false;
-        }
-        let url = format!("http://127.0.0.1:{}/json/version", worker.port);
-        matches!(self.http.get(url).timeout(Duration::from_secs(2)).send().await,
-                 Ok(r) if r.status().is_success())
+    /// True when the browser of `worker` runs and answers CDP within `timeout`.
+    async fn answers(&self, worker: &WorkerInfo, timeout: Duration) -> bool {
+        process::is_alive(worker.pid, worker.start_time)
+            && chromium::answers(&self.http, worker.port, timeout).await
     }
 
     /// Kills whatever browser a session dir's pid file names and removes the dir. Used for a
@@ -314,19 +225,8 @@ impl LocalWorkerHost {
         Ok(())
     }
 
-    /// Whom session dir `dir` says it belongs to.
-    pub fn dir_owner(&self, dir: &Path) -> DirOwner {
-        match read_pid_file(dir) {
-            Some(PidFile {
-                session: Some(id), ..
-            }) => DirOwner::Session(id),
-            Some(PidFile { warm: true, .. }) => DirOwner::Warm,
-            _ => DirOwner::Unknown,
-        }
-    }
-
     async fn launch_inner(&self, spec: LaunchSpec) -> Result<WorkerInfo, WorkerError> {
-        let id = spec.session_id.clone();
+        let id = spec.session_id.to_string();
         let launched = self.launch_browser(spec).await;
         if launched.is_err() {
             self.hops.close(&id);
@@ -361,7 +261,7 @@ impl LocalWorkerHost {
             pid,
             start_time,
             warm: spec.warm,
-            session: (!spec.warm).then(|| spec.session_id.clone()),
+            session: (!spec.warm).then(|| spec.session_id.to_string()),
         };
         write_pid_file(&dir, &pf)?;
 
@@ -405,7 +305,7 @@ impl LocalWorkerHost {
     }
 
     /// Reaps the child when it exits and reports the exit unless it was stopped on purpose.
-    fn watch_child(&self, session_id: String, pid: u32, mut child: tokio::process::Child) {
+    fn watch_child(&self, session_id: SessionId, pid: u32, mut child: tokio::process::Child) {
         let events = self.events.clone();
         let stopping = Arc::clone(&self.stopping);
         let children = Arc::clone(&self.children);
@@ -483,9 +383,72 @@ impl LocalWorkerHost {
         Ok(bytes)
     }
 
+    async fn claim_inner(&self, claim: Claim) -> Result<WorkerInfo, WorkerError> {
+        self.own_dir(&claim.worker.dir)?;
+        // The dir says whose it is before any client can use it, so the reaper never takes it
+        // for an unused warm browser.
+        let pf = PidFile {
+            pid: claim.worker.pid,
+            start_time: claim.worker.start_time,
+            warm: true,
+            session: Some(claim.session_id.to_string()),
+        };
+        write_pid_file(&claim.worker.dir, &pf)?;
+        let timeout = Duration::from_secs(2);
+        if !self.answers(&claim.worker, timeout).await {
+            return Err(WorkerError::NotReady(timeout));
+        }
+        if let Some(ctx) = &claim.context {
+            page::apply_context(&claim.worker, ctx)
+                .await
+                .map_err(WorkerError::context)?;
+        }
+        let _ = self.events.send(WorkerEvent::Launched {
+            session_id: claim.session_id,
+            worker: claim.worker.clone(),
+            options: claim.options,
+        });
+        Ok(claim.worker)
+    }
+
+    /// Kills the browsers whose profile is under the sessions dir when their dir is gone and
+    /// `keep` does not name them (a dir deleted or quarantined under a browser that outlived
+    /// it). A browser whose dir exists is judged with its dir.
+    fn kill_strays(&self, keep: &HashSet<String>) -> usize {
+        let prefix = format!("--user-data-dir={}/", self.sessions_dir.display());
+        let mut killed = 0;
+        for (pid, arg) in process::with_arg_prefix(&prefix) {
+            let id = arg[prefix.len()..].split('/').next().unwrap_or_default();
+            if keep.contains(id) || self.is_busy(id) || self.sessions_dir.join(id).exists() {
+                continue;
+            }
+            let Some(st) = process::stat(pid) else {
+                continue;
+            };
+            // Its command line names a profile under the sessions dir, so it is one of bro's
+            // browsers: its group goes with it when it leads one (as bro starts browsers),
+            // otherwise it goes alone.
+            let sent = if st.pgrp == pid {
+                process::try_signal_group(pid, nix::sys::signal::Signal::SIGKILL)
+            } else {
+                process::try_signal(pid, nix::sys::signal::Signal::SIGKILL)
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::info!(pid, session_id = %id, "killed a browser whose dir is gone");
+                    killed += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(pid, session_id = %id, %err, "cannot kill a browser whose dir is gone")
+                }
+            }
+        }
+        killed
+    }
+
     /// Reopens the proxy hop of a browser adopted after a daemon restart, on the port the
     /// browser was launched with. Nothing to do for a session without one.
-    pub async fn resume(
+    async fn resume_hop(
         &self,
         worker: &WorkerInfo,
         options: &SessionOptions,
@@ -502,54 +465,232 @@ impl LocalWorkerHost {
 }
 
 impl WorkerHost for LocalWorkerHost {
-    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
-        let id = spec.session_id.clone();
-        Box::pin(self.one_at_a_time(id, self.launch_inner(spec)))
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
+        let id = spec.session_id.to_string();
+        Box::pin(async move { Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?) })
     }
 
-    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, WorkerError>> {
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>> {
         let id = worker
             .dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Box::pin(self.one_at_a_time(id, self.stop_inner(worker)))
+        Box::pin(async move { Ok(self.one_at_a_time(id, self.stop_inner(worker)).await?) })
     }
 
-    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, WorkerError>> {
+    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
+        Box::pin(async move { Ok(self.claim_inner(claim).await?) })
+    }
+
+    fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.answers(&worker, timeout).await })
+    }
+
+    fn alive(&self, worker: &WorkerInfo) -> bool {
+        process::is_alive(worker.pid, worker.start_time)
+    }
+
+    fn resume(
+        &self,
+        worker: WorkerInfo,
+        options: SessionOptions,
+    ) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move { Ok(self.resume_hop(&worker, &options).await?) })
+    }
+
+    fn context(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<SessionContext, HostError>> {
         Box::pin(async move {
-            self.own_dir(&claim.worker.dir)?;
-            // The dir says whose it is before any client can use it, so the reaper never
-            // takes it for an unused warm browser.
-            let pf = PidFile {
-                pid: claim.worker.pid,
-                start_time: claim.worker.start_time,
-                warm: true,
-                session: Some(claim.session_id.clone()),
-            };
-            write_pid_file(&claim.worker.dir, &pf)?;
-            if !self.probe(&claim.worker).await {
-                return Err(WorkerError::NotReady(Duration::from_secs(2)));
-            }
-            if let Some(ctx) = &claim.context {
-                page::apply_context(&claim.worker, ctx)
-                    .await
-                    .map_err(WorkerError::context)?;
-            }
-            let _ = self.events.send(WorkerEvent::Launched {
-                session_id: claim.session_id,
-                worker: claim.worker.clone(),
-                options: claim.options,
-            });
-            Ok(claim.worker)
+            self.own_dir(&worker.dir)?;
+            page::read_context(&worker).await.map_err(page_error)
         })
+    }
+
+    fn pages(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<BrowserPages, HostError>> {
+        Box::pin(async move {
+            self.own_dir(&worker.dir)?;
+            let pages = page::pages(&self.http, &worker)
+                .await
+                .map_err(page_error)?
+                .iter()
+                .map(|p| {
+                    let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+                    PageInfo {
+                        id: text("id"),
+                        url: text("url"),
+                        title: text("title"),
+                        favicon: p["faviconUrl"].as_str().map(str::to_string),
+                    }
+                })
+                .collect();
+            let version = chromium::version(&self.http, worker.port).await;
+            Ok(BrowserPages {
+                pages,
+                user_agent: version.as_ref().and_then(|v| v.user_agent.clone()),
+                browser_version: version.and_then(|v| v.browser),
+            })
+        })
+    }
+
+    fn preview(
+        &self,
+        worker: WorkerInfo,
+        max_width: u32,
+    ) -> BoxFuture<'_, Result<Preview, HostError>> {
+        Box::pin(async move {
+            self.own_dir(&worker.dir)?;
+            page::preview(&worker, max_width).await.map_err(page_error)
+        })
+    }
+
+    fn act(
+        &self,
+        worker: WorkerInfo,
+        work: PageWork,
+    ) -> BoxFuture<'_, Result<PageOutput, HostError>> {
+        Box::pin(async move {
+            self.own_dir(&worker.dir)?;
+            actions::run(&worker, &work).await
+        })
+    }
+
+    fn usage(&self, pids: Vec<u32>) -> BoxFuture<'_, HashMap<u32, Usage>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || process::usage_by_group(&pids))
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(pid, (mem_kib, cpu_ticks, processes))| {
+                    let usage = Usage {
+                        mem_kib,
+                        cpu_ticks,
+                        processes,
+                    };
+                    (pid, usage)
+                })
+                .collect()
+        })
+    }
+
+    fn session_dirs(&self) -> Vec<SessionDir> {
+        self.dirs()
+            .into_iter()
+            .filter(|(id, dir)| {
+                // Only `<uuid>` dirs (not files, not symlinks) are bro's; the rest is not
+                // touched.
+                let real_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+                SessionId::parse(id).is_ok() && real_dir
+            })
+            .map(|(id, dir)| SessionDir {
+                owner: dir_owner(&dir),
+                busy: self.is_busy(&id) || younger_than(&dir, REAP_GRACE),
+                id,
+            })
+            .collect()
+    }
+
+    fn is_busy(&self, id: &str) -> bool {
+        lock(&self.busy).contains_key(id)
+    }
+
+    fn is_stopping(&self, pid: u32) -> bool {
+        lock(&self.stopping).contains(&pid)
+    }
+
+    fn reap(&self, id: String) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let dir = self.session_dir(&id)?;
+            Ok(self.reap_dir(&dir).await?)
+        })
+    }
+
+    fn quarantine(&self, id: String, reason: String) -> BoxFuture<'_, Result<String, HostError>> {
+        Box::pin(async move {
+            let dir = self.session_dir(&id)?;
+            let mut reason = reason;
+            if let Err(err) = self.stop_orphan(&dir).await {
+                reason = format!("{reason}; its browser could not be stopped: {err}");
+            }
+            let root = self.quarantine_dir.clone();
+            let to =
+                tokio::task::spawn_blocking(move || quarantine::move_aside(&dir, &root, &reason))
+                    .await
+                    .map_err(|e| HostError::new(HostErrorKind::Retryable, e.to_string()))?
+                    .map_err(|e| {
+                        HostError::new(
+                            HostErrorKind::Retryable,
+                            format!("could not move the dir into quarantine: {e}"),
+                        )
+                    })?;
+            Ok(to.display().to_string())
+        })
+    }
+
+    fn sweep_strays(&self, keep: Vec<String>) -> usize {
+        let keep: HashSet<String> = keep.into_iter().collect();
+        self.kill_strays(&keep) + chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE)
     }
 }
 
-/// True for a UUID in its canonical (lowercase, hyphenated) form: the only names of session
-/// and warm browser dirs.
-pub fn is_session_id(id: &str) -> bool {
-    uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+/// A host for tools that launch browsers outside any daemon (`bro doctor`, `bro bench`): its
+/// dirs go under `scratch`, and nothing watches its browsers.
+pub fn scratch_host(
+    chromium: PathBuf,
+    extra_flags: Vec<String>,
+    scratch: &Path,
+) -> Arc<dyn WorkerHost> {
+    let (events, _) = mpsc::unbounded_channel();
+    LocalWorkerHost::new(
+        chromium,
+        extra_flags,
+        scratch.to_path_buf(),
+        scratch.join("quarantine"),
+        events,
+    )
+}
+
+/// A session dir younger than this is never reaped: its session's state may not be visible
+/// to introspection yet. (A launch under way in this daemon is protected on its own.)
+pub const REAP_GRACE: Duration = Duration::from_secs(10);
+
+/// True when `path` changed less than `age` ago.
+fn younger_than(path: &Path, age: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .is_some_and(|elapsed| elapsed < age)
+}
+
+/// Whom session dir `dir` says it belongs to.
+fn dir_owner(dir: &Path) -> DirOwner {
+    match read_pid_file(dir) {
+        Some(PidFile {
+            session: Some(id), ..
+        }) => DirOwner::Session(id),
+        Some(PidFile { warm: true, .. }) => DirOwner::Warm,
+        _ => DirOwner::Unknown,
+    }
+}
+
+/// A failed page call as a host error: the browser refusing it is [`HostErrorKind::Refused`].
+pub(crate) fn page_error(err: crate::cdp::CdpError) -> HostError {
+    let kind = match err {
+        crate::cdp::CdpError::Call { .. } => HostErrorKind::Refused,
+        _ => HostErrorKind::Retryable,
+    };
+    HostError::new(kind, err.to_string())
+}
+
+impl From<WorkerError> for HostError {
+    fn from(err: WorkerError) -> Self {
+        let kind = match &err {
+            WorkerError::ContextRefused(_) => HostErrorKind::Refused,
+            e if e.is_permanent() => HostErrorKind::Permanent,
+            _ => HostErrorKind::Retryable,
+        };
+        HostError::new(kind, err.to_string())
+    }
 }
 
 /// Checks that `dir` is exactly `sessions_dir/<uuid>`: no `..`, no other parent, no
@@ -560,7 +701,7 @@ fn owned_session_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError>
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(not_ours)?;
-    if !is_session_id(name) || dir.parent() != Some(sessions_dir) {
+    if SessionId::parse(name).is_err() || dir.parent() != Some(sessions_dir) {
         return Err(not_ours());
     }
     match std::fs::symlink_metadata(dir) {
@@ -637,23 +778,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_canonical_uuids_are_session_ids() {
-        assert!(is_session_id("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69"));
-        for bad in [
-            "",
-            "/etc",
-            "..",
-            "../../tmp",
-            "0B9C1C4E-7D2F-4A51-9B0E-3F1D2C4B5A69",
-            "0b9c1c4e7d2f4a519b0e3f1d2c4b5a69",
-            "{0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69}",
-            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69/..",
-        ] {
-            assert!(!is_session_id(bad), "{bad:?}");
-        }
-    }
 
     #[tokio::test]
     async fn only_session_dirs_of_bros_are_removed() {

@@ -18,9 +18,10 @@ use serde_json::{Value, json};
 use crate::api::Caller;
 use crate::api::sessions::{browser_failed, live_worker, parse_id};
 use crate::api::{ApiError, AppState};
-use crate::protocol::session::SessionOptions;
+use crate::host::{HostErrorKind, PageOutput, PageWork};
+use crate::orchestrator::ingress::IngressError;
+use crate::protocol::session::{SessionId, SessionOptions};
 use crate::protocol::steel::ErrorBody;
-use crate::worker::actions::{self, LoadedPage, SCRAPE_JS};
 
 /// Lifetime of the session a quick action runs in, should its release never come.
 const ACTION_SESSION_TIMEOUT_MS: u64 = 120_000;
@@ -96,13 +97,14 @@ fn target_url(req: &ActionRequest, caller: Caller) -> Result<String, ApiError> {
     }
 }
 
-/// Loads the page (in a short-lived session or the named one), runs `work`, cleans up.
-async fn with_page<T>(
+/// Loads the page (in a short-lived session or the named one), takes what `take` asks for
+/// from it, cleans up.
+async fn with_page(
     st: &AppState,
     caller: Caller,
     req: &ActionRequest,
-    work: impl AsyncFnOnce(&mut LoadedPage) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
+    take: PageWork,
+) -> Result<PageOutput, ApiError> {
     let url = target_url(req, caller)?;
     let delay = req.delay.unwrap_or(0);
     if delay > MAX_DELAY_MS {
@@ -113,14 +115,22 @@ async fn with_page<T>(
     let (worker, own_session) = match &req.session_id {
         Some(id) => (live_worker(st, &parse_id(id)?).await?.1, None),
         None => {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = SessionId::random();
             let options = SessionOptions {
                 proxy_url: req.proxy_url.clone(),
                 timeout_ms: ACTION_SESSION_TIMEOUT_MS,
                 ..Default::default()
             };
             // Quick actions do not queue: a full node answers 429 at once.
-            let rec = st.ingress.create(&id, options, None, None).await?;
+            let rec = match st.ingress.create(&id, options, None, None).await {
+                Ok(rec) => rec,
+                Err(IngressError::Failed(reason) | IngressError::Refused(reason)) => {
+                    return Err(ApiError::Internal(format!(
+                        "the action's session failed: {reason}"
+                    )));
+                }
+                Err(err) => return Err(err.into()),
+            };
             let Some(worker) = rec.worker else {
                 let reason = rec.reason.unwrap_or_default();
                 return Err(ApiError::Internal(format!(
@@ -130,19 +140,17 @@ async fn with_page<T>(
             (worker, Some(id))
         }
     };
-    let result = match actions::load(&worker, &url, delay).await {
-        Ok(mut page) => {
-            let out = work(&mut page).await;
-            page.close().await;
-            out
-        }
-        // The page itself not loading (DNS, refused, TLS...) is about the URL the client
-        // gave, not a fault of bro: 422. Anything else went wrong on bro's side: 502.
-        Err(e @ crate::cdp::CdpError::Call { .. }) => Err(ApiError::Unprocessable(format!(
-            "loading {url} failed: {e}"
-        ))),
-        Err(e) => Err(ApiError::BadGateway(format!("loading {url} failed: {e}"))),
+    let work = PageWork {
+        url,
+        delay_ms: delay,
+        ..take
     };
+    // The page itself not loading (DNS, refused, TLS...) is about the URL the client gave,
+    // not a fault of bro: 422. Anything else went wrong on bro's side: 502.
+    let result = st.host.act(worker, work).await.map_err(|e| match e.kind {
+        HostErrorKind::Refused => ApiError::Unprocessable(e.message),
+        _ => ApiError::BadGateway(e.message),
+    });
     if let Some(id) = &own_session
         && let Err(err) = st.ingress.release(id).await
     {
@@ -157,8 +165,16 @@ async fn with_page<T>(
     }
 }
 
-fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ {
-    move |e| ApiError::BadGateway(format!("{what} failed: {e}"))
+/// What a quick action takes from its page, besides loading it.
+fn take(scrape: Option<Vec<String>>, screenshot: bool, full_page: bool, pdf: bool) -> PageWork {
+    PageWork {
+        url: String::new(),
+        delay_ms: 0,
+        scrape,
+        screenshot,
+        full_page,
+        pdf,
+    }
 }
 
 /// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
@@ -177,29 +193,18 @@ async fn scrape(
             FORMATS.join(", ")
         )));
     }
-    let script = format!(
-        "({SCRAPE_JS})({})",
-        serde_json::to_string(&formats).unwrap_or_default()
-    );
     let b64 = base64::engine::general_purpose::STANDARD;
-    let result = with_page(&st, caller, &req, async |page| {
-        let mut out = page.eval(&script).await.map_err(page_error("scraping"))?;
-        out["metadata"]["statusCode"] = json!(page.status_code);
-        if req.screenshot {
-            let jpeg = page
-                .screenshot(req.full_page)
-                .await
-                .map_err(page_error("screenshot"))?;
-            out["screenshot"] = json!(b64.encode(jpeg));
-        }
-        if req.pdf {
-            let pdf = page.pdf().await.map_err(page_error("pdf"))?;
-            out["pdf"] = json!(b64.encode(pdf));
-        }
-        Ok(out)
-    })
-    .await?;
-    Ok(Json(result))
+    let work = take(Some(formats), req.screenshot, req.full_page, req.pdf);
+    let page = with_page(&st, caller, &req, work).await?;
+    let mut out = page.scraped.unwrap_or_default();
+    out["metadata"]["statusCode"] = json!(page.status_code);
+    if let Some(jpeg) = page.screenshot {
+        out["screenshot"] = json!(b64.encode(jpeg));
+    }
+    if let Some(pdf) = page.pdf {
+        out["pdf"] = json!(b64.encode(pdf));
+    }
+    Ok(Json(out))
 }
 
 /// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
@@ -210,12 +215,11 @@ async fn screenshot(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = parse(&body)?;
-    let jpeg = with_page(&st, caller, &req, async |page| {
-        page.screenshot(req.full_page)
-            .await
-            .map_err(page_error("screenshot"))
-    })
-    .await?;
+    let work = take(None, true, req.full_page, false);
+    let jpeg = with_page(&st, caller, &req, work)
+        .await?
+        .screenshot
+        .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
 }
 
@@ -227,10 +231,11 @@ async fn pdf(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = parse(&body)?;
-    let pdf = with_page(&st, caller, &req, async |page| {
-        page.pdf().await.map_err(page_error("pdf"))
-    })
-    .await?;
+    let work = take(None, false, false, true);
+    let pdf = with_page(&st, caller, &req, work)
+        .await?
+        .pdf
+        .unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
 }
 

@@ -13,8 +13,10 @@ use serde_json::Value;
 
 use crate::api::sessions::{browser_failed, live_worker, not_found_for, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::cdp_proxy::Sockets;
 use crate::cdp_proxy::{self, ProxyError, Upstream};
-use crate::protocol::session::{SessionStatus, WorkerInfo};
+use crate::orchestrator::SessionEvents;
+use crate::protocol::session::{SessionId, SessionStatus, WorkerInfo};
 use crate::protocol::steel::ErrorBody;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
@@ -131,15 +133,22 @@ fn query_value<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
         })
 }
 
+/// A session that ends takes its proxied sockets with it.
+impl SessionEvents for Sockets {
+    fn ended(&self, id: &SessionId) {
+        self.close(id);
+    }
+}
+
 /// The live session a CDP request is for, and its browser.
-async fn live_target(st: &AppState, uri: &Uri) -> Result<(String, WorkerInfo), ApiError> {
+async fn live_target(st: &AppState, uri: &Uri) -> Result<(SessionId, WorkerInfo), ApiError> {
     let id = session_of(st, uri).await?;
     let (_, worker) = live_worker(st, &id).await?;
     Ok((id, worker))
 }
 
 /// The session a CDP request names, or steel-browser's fallback: the one live session.
-async fn session_of(st: &AppState, uri: &Uri) -> Result<String, ApiError> {
+async fn session_of(st: &AppState, uri: &Uri) -> Result<SessionId, ApiError> {
     if let Some(id) = cdp_proxy::session_id_of(uri) {
         return parse_id(&id);
     }

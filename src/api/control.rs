@@ -12,10 +12,10 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, AppState};
+use crate::host::Preview;
 use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry, SessionRow, WorkerRow};
 use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::SessionDetails;
-use crate::worker::{page, process};
 
 /// The parts of the status that change while the daemon runs, and the shutdown switch.
 pub struct ControlState {
@@ -85,10 +85,11 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
         .filter_map(|r| r.worker.as_ref().map(|w| w.pid))
         .chain(warm.iter().map(|e| e.worker.pid))
         .collect();
-    let usage = tokio::task::spawn_blocking(move || process::usage_by_group(&pids))
-        .await
-        .unwrap_or_default();
-    let usage_of = |pid: u32| usage.get(&pid).copied().unwrap_or_default();
+    let usage = st.host.usage(pids).await;
+    let usage_of = |pid: u32| {
+        let u = usage.get(&pid).copied().unwrap_or_default();
+        (u.mem_kib, u.cpu_ticks, u.processes)
+    };
     let mut workers = Vec::new();
     let sessions = records
         .iter()
@@ -100,7 +101,7 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
                 workers.push(WorkerRow {
                     pid: w.pid,
                     port: w.port,
-                    session: Some(rec.id.clone()),
+                    session: Some(rec.id.to_string()),
                     processes,
                     mem_kib,
                     cpu_ticks,
@@ -171,7 +172,8 @@ async fn preview(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<PreviewQuery>,
-) -> Result<Json<page::Preview>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
+    let id = crate::api::sessions::parse_id(&id)?;
     // Read from state, not through `Session/get`: a preview a second would flood the
     // invocations pane.
     let rec = st.ingress.record(&id).await?;
@@ -180,7 +182,7 @@ async fn preview(
         (status, _) => return Err(ApiError::NotFound(format!("session {id} is {status}"))),
     };
     let width = q.width.unwrap_or(640).clamp(64, 1920);
-    tokio::time::timeout(Duration::from_secs(5), page::preview(&worker, width))
+    tokio::time::timeout(Duration::from_secs(5), st.host.preview(worker, width))
         .await
         .map_err(|_| ApiError::BadGateway("the browser did not answer within 5 s".into()))?
         .map(Json)

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use hyper::StatusCode;
 
-use crate::daemon::ingress::IngressError;
+use crate::orchestrator::ingress::IngressError;
 use crate::protocol::steel::ErrorBody;
 
 /// Seconds a client at capacity is told to wait before retrying.
@@ -60,6 +60,7 @@ impl From<IngressError> for ApiError {
             IngressError::NotFound(m) => ApiError::NotFound(m),
             IngressError::AtCapacity(m) => ApiError::AtCapacity(m),
             IngressError::BadInput(m) => ApiError::BadRequest(m),
+            IngressError::Refused(m) => ApiError::Unprocessable(m),
             IngressError::Failed(m) => ApiError::Internal(m),
             e @ IngressError::Unreachable { .. } => ApiError::Unavailable(e.to_string()),
         }

@@ -12,17 +12,16 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use crate::api::{ApiError, AppState};
-use crate::daemon::ingress::Ingress;
+use crate::orchestrator::ingress::Ingress;
 use crate::orchestrator::now_ms;
 use crate::protocol::session::{
-    Dimensions, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
+    Dimensions, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::{
     CreateSessionRequest, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionContext, SessionDetails,
 };
-use crate::worker::page;
 
 /// The session routes, shared by the TCP port and the Unix socket.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -58,7 +57,7 @@ async fn create(
     };
     let id = match &req.session_id {
         Some(id) => parse_id(id)?,
-        None => uuid::Uuid::new_v4().to_string(),
+        None => SessionId::random(),
     };
     let context = req.session_context.clone();
     if let Some(ctx) = &context {
@@ -76,20 +75,11 @@ async fn create(
         node: base.node.clone(),
         id: Some(id.clone()),
     };
+    // A session that failed is an error of its kind: the browser refusing the client's
+    // context is 422, anything else 500.
     let rec = st.ingress.create(&id, options, context, wait).await;
     leave.disarm();
-    let rec = rec?;
-    if rec.status == SessionStatus::Failed {
-        let reason = rec.reason.as_deref().unwrap_or("unknown reason");
-        let message = format!("session {id} failed: {reason}");
-        // The browser refused what the client sent: the client's to fix, not a server error.
-        return Err(if reason.contains(crate::worker::CONTEXT_REFUSED) {
-            ApiError::Unprocessable(message)
-        } else {
-            ApiError::Internal(message)
-        });
-    }
-    Ok(Json(details(&st, &rec)))
+    Ok(Json(details(&st, &rec?)))
 }
 
 /// Request header asking a create to get 429 at once rather than wait for a slot.
@@ -100,7 +90,7 @@ pub const NO_WAIT_HEADER: &str = "x-bro-no-wait";
 struct LeaveOnDrop {
     ingress: Ingress,
     node: String,
-    id: Option<String>,
+    id: Option<SessionId>,
 }
 
 impl LeaveOnDrop {
@@ -276,7 +266,7 @@ async fn release_all(
     let mut released = Vec::new();
     for (rec, result) in open.iter().zip(results) {
         match result {
-            Ok(_) => released.push(rec.id.clone()),
+            Ok(_) => released.push(rec.id.to_string()),
             Err(e) => return Err(ApiError::Internal(format!("releasing {}: {e}", rec.id))),
         }
     }
@@ -288,20 +278,20 @@ async fn release_all(
     }))
 }
 
-/// The live session `id` and its browser; 404 for an unknown or ended session.
 /// The error for a call to a live session's browser that failed: 404 when the session ended
 /// meanwhile (its teardown marks it `releasing` before the browser goes, so a browser that
 /// vanished under the call shows here), else 502 with `what`.
-pub(crate) async fn browser_failed(st: &AppState, id: &str, what: String) -> ApiError {
+pub(crate) async fn browser_failed(st: &AppState, id: &SessionId, what: String) -> ApiError {
     match live_worker(st, id).await {
         Err(ended @ ApiError::NotFound(_)) => ended,
         _ => ApiError::BadGateway(what),
     }
 }
 
+/// The live session `id` and its browser; 404 for an unknown or ended session.
 pub(crate) async fn live_worker(
     st: &AppState,
-    id: &str,
+    id: &SessionId,
 ) -> Result<(SessionRecord, WorkerInfo), ApiError> {
     let rec = st.ingress.get(id).await?;
     match (&rec.status, &rec.worker) {
@@ -324,7 +314,7 @@ async fn context(
 ) -> Result<Json<SessionContext>, ApiError> {
     let id = parse_id(&id)?;
     let (_, worker) = live_worker(&st, &id).await?;
-    let ctx = match page::read_context(&worker).await {
+    let ctx = match st.host.context(worker).await {
         Ok(ctx) => ctx,
         Err(e) => {
             let what = format!("reading the context of session {id}: {e}");
@@ -342,30 +332,22 @@ async fn live_details(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let (rec, worker) = live_worker(&st, &id).await?;
-    let pages = match page::pages(&st.http, &worker).await {
-        Ok(pages) => pages,
+    let browser = match st.host.pages(worker).await {
+        Ok(browser) => browser,
         Err(e) => {
             let what = format!("listing the pages of session {id}: {e}");
             return Err(browser_failed(&st, &id, what).await);
         }
     };
-    let version: serde_json::Value = match st
-        .http
-        .get(format!("http://127.0.0.1:{}/json/version", worker.port))
-        .send()
-        .await
-    {
-        Ok(r) => r.json().await.unwrap_or_default(),
-        Err(_) => serde_json::Value::Null,
-    };
     let d = details(&st, &rec);
     let viewer = d.session_viewer_url.clone();
-    let pages: Vec<serde_json::Value> = pages
+    let pages: Vec<serde_json::Value> = browser
+        .pages
         .iter()
         .map(|p| {
             serde_json::json!({
-                "id": p["id"], "url": p["url"], "title": p["title"],
-                "favicon": p.get("faviconUrl").cloned().unwrap_or(serde_json::Value::Null),
+                "id": p.id, "url": p.url, "title": p.title,
+                "favicon": p.favicon,
                 "sessionViewerUrl": viewer,
                 "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
             })
@@ -375,8 +357,8 @@ async fn live_details(
         "pages": pages,
         "browserState": {
             "status": d.status,
-            "userAgent": version["User-Agent"],
-            "browserVersion": version["Browser"],
+            "userAgent": browser.user_agent,
+            "browserVersion": browser.browser_version,
             "initialDimensions": d.dimensions,
             "pageCount": pages.len(),
         },
@@ -400,10 +382,8 @@ pub(crate) fn not_found_for(req: &Request<Body>) -> ApiError {
     ))
 }
 
-pub(crate) fn parse_id(id: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::BadRequest(format!("session id must be a UUID, got '{id}'")))
+pub(crate) fn parse_id(id: &str) -> Result<SessionId, ApiError> {
+    SessionId::from_client(id).map_err(ApiError::BadRequest)
 }
 
 pub(crate) fn details(st: &AppState, rec: &SessionRecord) -> SessionDetails {

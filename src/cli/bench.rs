@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 
 use crate::cdp::Cdp;
 use crate::client::{self, DaemonClient};
+use crate::host::{LaunchSpec, WorkerHost};
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::session::{SessionOptions, WorkerInfo};
-use crate::worker::{LaunchSpec, LocalWorkerHost, WorkerHost, chromium, process};
+use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
+use crate::worker::{chromium, process};
 
 /// Options of `bro bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -284,19 +285,17 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
 /// Launches with bro's own code path (spawn, DevToolsActivePort, /json/version) and stops.
 /// Launches browsers with bro's flags outside any daemon: the baseline.
 struct RawHost {
-    host: std::sync::Arc<LocalWorkerHost>,
+    host: std::sync::Arc<dyn WorkerHost>,
     scratch: std::path::PathBuf,
 }
 
 impl RawHost {
     fn new(chromium_path: &std::path::Path, paths: &Paths) -> Result<RawHost> {
         let scratch = paths.runtime_dir.join("bench-raw");
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let host = LocalWorkerHost::new(
+        let host = crate::worker::scratch_host(
             chromium::executable(chromium_path).context("chromium")?,
             Vec::new(),
-            scratch.clone(),
-            tx,
+            &scratch,
         );
         Ok(RawHost { host, scratch })
     }
@@ -304,8 +303,7 @@ impl RawHost {
     /// Milliseconds from spawn to CDP ready; the browser is stopped after.
     async fn launch_and_stop(&self) -> Result<f64> {
         let spec = LaunchSpec {
-            // A dir name the host accepts: only UUIDs become session dirs.
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id: SessionId::random(),
             options: SessionOptions::default(),
             context: None,
             warm: false,

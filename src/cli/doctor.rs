@@ -9,11 +9,12 @@ use serde::Serialize;
 use crate::cli::DaemonArgs;
 use crate::client::DaemonClient;
 use crate::daemon::restate::{self, RESTATE_VERSION};
-use crate::daemon::supervisor::quarantine;
+use crate::host::LaunchSpec;
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::session::SessionOptions;
-use crate::worker::{LaunchSpec, LocalWorkerHost, WorkerHost, chromium};
+use crate::protocol::session::{SessionId, SessionOptions};
+use crate::worker::chromium;
+use crate::worker::quarantine;
 
 /// Free disk below which profiles may not fit (an idle profile is ~10 MB, a busy one far more).
 const MIN_FREE_BYTES: u64 = 1 << 30;
@@ -130,11 +131,9 @@ async fn check_chromium(
     let scratch = paths
         .runtime_dir
         .join(format!("doctor-{}", std::process::id()));
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let host = LocalWorkerHost::new(path, flags.unwrap_or_default(), scratch.clone(), tx);
+    let host = crate::worker::scratch_host(path, flags.unwrap_or_default(), &scratch);
     let spec = LaunchSpec {
-        // Only a UUID names a session dir.
-        session_id: uuid::Uuid::new_v4().to_string(),
+        session_id: SessionId::random(),
         options: SessionOptions::default(),
         context: None,
         warm: false,
@@ -269,7 +268,7 @@ async fn check_daemon(status: Option<&crate::protocol::control::DaemonStatus>) -
         format!("running, pid {}, api {}", st.pid, st.api_url),
     )];
     // bro's own restate-server answers on a Unix socket inside the 0700 restate dir.
-    let admin = match crate::daemon::ingress::RestateAddr::parse(&st.restate.admin_url) {
+    let admin = match crate::orchestrator::ingress::RestateAddr::parse(&st.restate.admin_url) {
         Ok(admin) => admin,
         Err(e) => {
             out.push(fail("restate", e, "bro daemon stop && bro daemon start"));
@@ -391,10 +390,7 @@ mod tests {
         let dir = paths.sessions_dir().join(id);
         std::fs::create_dir_all(dir.join("files")).unwrap();
         let moved = quarantine::move_aside(&dir, &paths.quarantine_dir(), "no record").unwrap();
-        let bad = quarantine::Unreadable {
-            what: format!("Session {id}"),
-            error: "unknown variant `hibernating`".into(),
-        };
+        let bad = quarantine::Unreadable::state_of("Session", id, "unknown variant `hibernating`");
         quarantine::write_unreadable(&paths.quarantine_dir(), &[bad]).unwrap();
 
         let checks = check_quarantine(&paths);

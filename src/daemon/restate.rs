@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::identity::Identity;
-use crate::daemon::ingress::RestateAddr;
+use crate::orchestrator::ingress::RestateAddr;
 use crate::paths::Paths;
 use crate::worker::chromium::{executable, search_path};
 use crate::worker::process;

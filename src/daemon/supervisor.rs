@@ -4,21 +4,20 @@
 //! them aside when nothing proves it ([`evidence`], [`quarantine`]).
 
 pub mod evidence;
-pub mod quarantine;
 mod reaper;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cdp_proxy::Sockets;
-use crate::daemon::ingress::{Ingress, IngressError};
-use crate::protocol::session::{SessionOptions, SessionStatus, WorkerInfo};
-use crate::worker::{LocalWorkerHost, WorkerEvent, WorkerExit, chromium, process};
+use crate::host::{WorkerEvent, WorkerExit, WorkerHost};
+use crate::orchestrator::ingress::{Ingress, IngressError};
+use crate::protocol::session::{SessionId, SessionOptions, SessionStatus, WorkerInfo};
+use crate::worker::quarantine;
 
 /// Why a watched session ends.
 enum Ending {
@@ -34,22 +33,20 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
 const MAX_MISSES: u32 = 3;
 /// How often state and the sessions dir are reconciled.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// A session dir younger than this is never reaped: its session's state may not be visible
-/// to introspection yet. (A launch under way in this daemon is protected on its own.)
-const REAP_GRACE: Duration = Duration::from_secs(10);
+/// How long a CDP probe of an adopted browser may take.
+const ADOPT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Supervises the browsers of one node.
 pub struct Supervisor {
-    host: Arc<LocalWorkerHost>,
+    host: Arc<dyn WorkerHost>,
     /// This daemon's node name: the key of its `Warm` object.
     node: String,
     ingress: Ingress,
     sockets: Arc<Sockets>,
-    http: reqwest::Client,
     /// Live sessions whose browser is watched.
-    watched: HashMap<String, Watched>,
-    /// Where dirs without evidence go ([`quarantine`]).
-    quarantine_dir: PathBuf,
+    watched: HashMap<SessionId, Watched>,
+    /// Where the list of records that do not parse is written ([`quarantine`]).
+    quarantine_dir: std::path::PathBuf,
     /// The unparsable state last reported (`None` before the first reconciliation).
     unreadable: Option<Vec<quarantine::Unreadable>>,
     /// Dirs judged for quarantine, and when first: acted on only once the verdict has held
@@ -95,19 +92,17 @@ pub struct Reconciled {
 
 impl Supervisor {
     pub fn new(
-        host: Arc<LocalWorkerHost>,
+        host: Arc<dyn WorkerHost>,
         node: String,
         ingress: Ingress,
         sockets: Arc<Sockets>,
-        quarantine_dir: PathBuf,
+        quarantine_dir: std::path::PathBuf,
     ) -> Self {
-        let http = reqwest::Client::new();
         Supervisor {
             host,
             node,
             ingress,
             sockets,
-            http,
             watched: HashMap::new(),
             quarantine_dir,
             unreadable: None,
@@ -126,7 +121,7 @@ impl Supervisor {
         let records = &listing.records;
         let mut done = Reconciled::default();
         for entry in &warm.ready {
-            if !process::is_alive(entry.worker.pid, entry.worker.start_time) {
+            if !self.host.alive(&entry.worker) {
                 tracing::warn!(warm_id = %entry.id, "a ready warm browser is gone");
                 self.ingress.warm_discard(&self.node, &entry.id).await?;
             }
@@ -139,10 +134,10 @@ impl Supervisor {
             if self.watched.contains_key(&rec.id) {
                 continue;
             }
-            let adopted = match self.host.probe(worker).await {
+            let adopted = match self.host.probe(worker.clone(), ADOPT_PROBE_TIMEOUT).await {
                 true => self
                     .host
-                    .resume(worker, &rec.options)
+                    .resume(worker.clone(), rec.options.clone())
                     .await
                     .map_err(|e| format!("browser adopted, but {e}")),
                 false => Err("browser gone after a daemon restart".to_string()),
@@ -161,8 +156,7 @@ impl Supervisor {
         let warm = warm_error.is_none().then_some(&warm);
         let ev = evidence::Evidence::new(records, &listing.unreadable, warm);
         self.judge_dirs(&ev, &mut done).await;
-        done.reaped += self.kill_stray_browsers(&ev);
-        done.reaped += chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE);
+        done.reaped += self.host.sweep_strays(ev.kept());
         Ok(done)
     }
 
@@ -170,14 +164,8 @@ impl Supervisor {
     /// `inactivityTimeout`.
     async fn check_watched(&mut self) {
         let probes = self.watched.iter().map(|(id, w)| {
-            let url = format!("http://127.0.0.1:{}/json/version", w.worker.port);
-            let req = self.http.get(url).timeout(PROBE_TIMEOUT).send();
-            async move {
-                (
-                    id.clone(),
-                    matches!(req.await, Ok(r) if r.status().is_success()),
-                )
-            }
+            let probe = self.host.probe(w.worker.clone(), PROBE_TIMEOUT);
+            async move { (id.clone(), probe.await) }
         });
         let answers = futures_util::future::join_all(probes).await;
         let now = crate::now_ms();
@@ -195,7 +183,7 @@ impl Supervisor {
             if self.host.is_stopping(w.worker.pid) {
                 continue; // its session is ending it
             }
-            if !process::is_alive(w.worker.pid, w.worker.start_time) {
+            if !self.host.alive(&w.worker) {
                 ended.push((id, Ending::Exited("browser exited".into())));
             } else if w.misses >= MAX_MISSES {
                 ended.push((
@@ -287,12 +275,4 @@ impl Supervisor {
             }
         }
     }
-}
-
-fn younger_than(path: &std::path::Path, age: Duration) -> bool {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|elapsed| elapsed < age)
 }

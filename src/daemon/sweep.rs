@@ -16,8 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::ingress::{Ingress, IngressError};
-use crate::protocol::session::{SessionRecord, SessionStatus};
+use crate::orchestrator::ingress::{Ingress, IngressError};
+use crate::protocol::session::{SessionId, SessionRecord, SessionStatus};
 
 /// How often the sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -79,12 +79,21 @@ async fn sweep(ingress: &Ingress, node: &str, retention_ms: u64) -> Result<Plan,
         now_ms: crate::now_ms(),
         retention_ms,
     });
-    for id in &plan.repair {
+    // Only session ids are sent anywhere (a slot's holder is whatever the Pool's state says).
+    for id in plan
+        .repair
+        .iter()
+        .filter_map(|id| SessionId::parse(id).ok())
+    {
         tracing::warn!(session_id = %id, "repairing a session an invocation left half done");
-        ingress.repair(id).await?;
+        ingress.repair(&id).await?;
     }
-    for id in &plan.forget {
-        ingress.forget(id).await?;
+    for id in plan
+        .forget
+        .iter()
+        .filter_map(|id| SessionId::parse(id).ok())
+    {
+        ingress.forget(&id).await?;
     }
     Ok(plan)
 }
@@ -146,14 +155,14 @@ fn plan(input: &Inputs<'_>) -> Plan {
                             .saturating_add(OVERDUE_GRACE_MS)
                             < input.now_ms
                     });
-                if forgotten && !input.busy.contains(&rec.id) {
-                    plan.forget.push(rec.id.clone());
+                if forgotten && !input.busy.contains(rec.id.as_str()) {
+                    plan.forget.push(rec.id.to_string());
                 }
             }
         }
     }
     for id in input.slots {
-        let holder = input.records.iter().find(|r| r.id == *id);
+        let holder = input.records.iter().find(|r| r.id == id.as_str());
         let over = match holder {
             Some(rec) => rec.status.is_final(),
             None => !input.unreadable.contains(id),
@@ -170,9 +179,28 @@ mod tests {
     use super::*;
     use crate::protocol::session::SessionOptions;
 
-    fn rec(id: &str, status: SessionStatus, created: u64, timeout: u64) -> SessionRecord {
+    /// The same id for the same name, within one test thread: the plan speaks in ids, the
+    /// test in names.
+    fn id(name: &str) -> SessionId {
+        thread_local! {
+            static IDS: std::cell::RefCell<std::collections::HashMap<String, SessionId>> =
+                Default::default();
+        }
+        IDS.with(|ids| {
+            ids.borrow_mut()
+                .entry(name.to_string())
+                .or_insert_with(SessionId::random)
+                .clone()
+        })
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| id(n).to_string()).collect()
+    }
+
+    fn rec(name: &str, status: SessionStatus, created: u64, timeout: u64) -> SessionRecord {
         SessionRecord {
-            id: id.into(),
+            id: id(name),
             status,
             node: "local".into(),
             created_at_ms: created,
@@ -184,6 +212,7 @@ mod tests {
             worker: None,
             reason: None,
             proxy_bytes: None,
+            refused: false,
         }
     }
 
@@ -205,15 +234,11 @@ mod tests {
                 ..rec("other-node", SessionStatus::Starting, 1_000, 0)
             },
         ];
-        let busy: HashSet<String> = ["starting-busy", "live-overdue-busy"]
+        let busy: HashSet<String> = ids(&["starting-busy", "live-overdue-busy"])
             .into_iter()
-            .map(String::from)
             .collect();
-        let unreadable: HashSet<String> = ["garbled".to_string()].into_iter().collect();
-        let slots: Vec<String> = ["starting-dead", "ended-holding", "no-record", "garbled"]
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let unreadable: HashSet<String> = ids(&["garbled"]).into_iter().collect();
+        let slots = ids(&["starting-dead", "ended-holding", "no-record", "garbled"]);
         let plan = plan(&Inputs {
             records: &records,
             unreadable: &unreadable,
@@ -225,14 +250,14 @@ mod tests {
         });
         assert_eq!(
             plan.repair,
-            [
+            ids(&[
                 "starting-dead",
                 "releasing-dead",
                 "live-overdue",
                 "ended-holding",
                 "no-record"
-            ]
+            ])
         );
-        assert_eq!(plan.forget, ["ended-old"]);
+        assert_eq!(plan.forget, ids(&["ended-old"]));
     }
 }

@@ -9,15 +9,14 @@ use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::host::{Claim, HostError, HostErrorKind, LaunchSpec};
 use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
 use crate::orchestrator::warm::{self, WarmObjectClient};
 use crate::orchestrator::{Deps, now_ms};
-use crate::protocol::session::WorkerInfo;
 use crate::protocol::session::{
-    MAX_TIMEOUT_MS, RECORD_KEY, SessionOptions, SessionRecord, SessionStatus,
+    MAX_TIMEOUT_MS, RECORD_KEY, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
 use crate::protocol::steel::SessionContext;
-use crate::worker::{Claim, LaunchSpec, WorkerError};
 
 /// Input of `Session/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +49,8 @@ pub struct WorkerExited {
 pub const CODE_BAD_INPUT: u16 = 400;
 pub const CODE_NOT_FOUND: u16 = 404;
 pub const CODE_AT_CAPACITY: u16 = 429;
+/// The browser refused what the client sent (a `sessionContext`).
+pub const CODE_REFUSED: u16 = 422;
 
 /// The `Session` object.
 pub struct SessionObject {
@@ -119,15 +120,9 @@ impl SessionObject {
         if let Some(Json(existing)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
             return Ok(Json(existing));
         }
-        let id = ctx.key().to_string();
         // The key names the session's dir: only a UUID may become one.
-        if !crate::worker::is_session_id(&id) {
-            return Err(TerminalError::new_with_code(
-                CODE_BAD_INPUT,
-                format!("session id must be a UUID, got {id:?}"),
-            )
-            .into());
-        }
+        let id = SessionId::parse(ctx.key())
+            .map_err(|message| TerminalError::new_with_code(CODE_BAD_INPUT, message))?;
         // Input past a bound (a timer too far out, say) would fail on every retry while the
         // object is held: refuse it before anything is taken.
         if let Err(message) = cmd.0.options.check() {
@@ -144,7 +139,7 @@ impl SessionObject {
         let acquired = ctx
             .object_client::<PoolObjectClient<'_>>(node.clone())
             .acquire(Json(AcquireRequest {
-                session_id: id.clone(),
+                session_id: id.to_string(),
                 awakeable_id,
             }))
             .call()
@@ -181,6 +176,7 @@ impl SessionObject {
             worker: None,
             reason: None,
             proxy_bytes: None,
+            refused: false,
         };
         ctx.set(RECORD_KEY, Json(rec.clone()));
 
@@ -192,7 +188,7 @@ impl SessionObject {
                 rec.status = SessionStatus::Live;
                 ctx.set(RECORD_KEY, Json(rec.clone()));
                 if rec.options.timeout_ms > 0 {
-                    ctx.object_client::<SessionObjectClient<'_>>(id)
+                    ctx.object_client::<SessionObjectClient<'_>>(id.to_string())
                         .expire()
                         .send_after(Duration::from_millis(
                             rec.options.timeout_ms.min(MAX_TIMEOUT_MS),
@@ -200,10 +196,13 @@ impl SessionObject {
                 }
                 Ok(Json(rec))
             }
-            Err(reason) => Ok(Json(
-                self.finish(&ctx, rec, SessionStatus::Failed, reason)
-                    .await?,
-            )),
+            Err(failure) => {
+                rec.refused = failure.refused;
+                Ok(Json(
+                    self.finish(&ctx, rec, SessionStatus::Failed, failure.reason)
+                        .await?,
+                ))
+            }
         }
     }
 
@@ -349,12 +348,12 @@ impl SessionObject {
         ctx: &ObjectContext<'_>,
         rec: &SessionRecord,
         context: Option<SessionContext>,
-    ) -> Result<WorkerInfo, String> {
+    ) -> Result<WorkerInfo, Failure> {
         if self.deps.warm > 0 && warm::fits(&rec.options) {
             match self.claim_warm(ctx, rec, context.clone()).await {
                 Ok(Some(worker)) => return Ok(worker),
                 Ok(None) => {}
-                Err(err) => return Err(format!("taking a warm browser failed: {}", err.message())),
+                Err(err) => return Err(Failure::of("taking a warm browser failed", &err)),
             }
         }
         let host = Arc::clone(&self.deps.host);
@@ -375,7 +374,7 @@ impl SessionObject {
         .retry_policy(launch_policy())
         .await
         .map(|Json(worker)| worker)
-        .map_err(|err| format!("launch failed: {}", err.message()))
+        .map_err(|err| Failure::of("launch failed", &err))
     }
 
     /// The one teardown path: browser stopped (inside `ctx.run`), slot returned, final status.
@@ -392,11 +391,11 @@ impl SessionObject {
         rec.status = SessionStatus::Releasing;
         ctx.set(RECORD_KEY, Json(rec.clone()));
         let host = Arc::clone(&self.deps.host);
-        let sockets = Arc::clone(&self.deps.sockets);
+        let events = Arc::clone(&self.deps.events);
         let (id, worker) = (rec.id.clone(), rec.worker.clone());
         let stopped = ctx
             .run(|| async move {
-                sockets.close(&id);
+                events.ended(&id);
                 match worker {
                     Some(w) => timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
                         .await
@@ -417,7 +416,7 @@ impl SessionObject {
         }
         if let Err(err) = ctx
             .object_client::<PoolObjectClient<'_>>(rec.node.clone())
-            .release(rec.id.clone())
+            .release(rec.id.to_string())
             .call()
             .await
         {
@@ -429,13 +428,29 @@ impl SessionObject {
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
         if self.deps.retention_ms > 0 {
-            ctx.object_client::<SessionObjectClient<'_>>(rec.id.clone())
+            ctx.object_client::<SessionObjectClient<'_>>(rec.id.to_string())
                 .forget()
                 .send_after(Duration::from_millis(
                     self.deps.retention_ms.min(crate::config::MAX_RETENTION_MS),
                 ));
         }
         Ok(rec)
+    }
+}
+
+/// Why a session got no browser.
+struct Failure {
+    reason: String,
+    /// The browser refused the client's context: the client's fault.
+    refused: bool,
+}
+
+impl Failure {
+    fn of(what: &str, err: &TerminalError) -> Self {
+        Failure {
+            reason: format!("{what}: {}", err.message()),
+            refused: err.code() == CODE_REFUSED,
+        }
     }
 }
 
@@ -484,7 +499,7 @@ pub(crate) fn stop_policy() -> RunRetryPolicy {
 pub(crate) async fn timed<T>(
     limit: Duration,
     what: &str,
-    work: impl std::future::Future<Output = Result<T, WorkerError>>,
+    work: impl std::future::Future<Output = Result<T, HostError>>,
 ) -> Result<T, HandlerError> {
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result.map_err(worker_error),
@@ -499,7 +514,7 @@ pub(crate) async fn bounded<T>(
     stopping: &CancellationToken,
     limit: Duration,
     what: &str,
-    work: impl std::future::Future<Output = Result<T, WorkerError>>,
+    work: impl std::future::Future<Output = Result<T, HostError>>,
 ) -> Result<T, HandlerError> {
     if stopping.is_cancelled() {
         return Err(TerminalError::new(format!("{what}: the daemon is stopping")).into());
@@ -512,11 +527,12 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// A missing binary is terminal; everything else is retried by Restate.
-pub(crate) fn worker_error(err: WorkerError) -> HandlerError {
-    if err.is_permanent() {
-        TerminalError::new(err.to_string()).into()
-    } else {
-        HandlerError::from(err)
+/// What no retry can fix (a missing binary, a refused context) is terminal; everything else is
+/// retried.
+pub(crate) fn worker_error(err: HostError) -> HandlerError {
+    match err.kind {
+        HostErrorKind::Refused => TerminalError::new_with_code(CODE_REFUSED, err.message).into(),
+        HostErrorKind::Permanent => TerminalError::new(err.message).into(),
+        HostErrorKind::Retryable => HandlerError::from(err),
     }
 }

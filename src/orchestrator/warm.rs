@@ -13,10 +13,10 @@ use restate_sdk::context::RunRetryPolicy;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::host::LaunchSpec;
 use crate::orchestrator::Deps;
 use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed};
-use crate::protocol::session::{SessionOptions, WorkerInfo};
-use crate::worker::LaunchSpec;
+use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
 
 const READY: &str = "ready";
 const FILLING: &str = "filling";
@@ -190,14 +190,14 @@ impl WarmLauncherService {
     async fn launch(&self, ctx: Context<'_>, req: Json<LaunchRequest>) -> HandlerResult<()> {
         let LaunchRequest { node, id } = req.0;
         // The id names the browser's dir: only a UUID may become one.
-        if !crate::worker::is_session_id(&id) {
+        let Ok(session_id) = SessionId::parse(&id) else {
             return Err(
                 TerminalError::new(format!("warm browser id must be a UUID, got {id:?}")).into(),
             );
-        }
+        };
         let host = Arc::clone(&self.deps.host);
         let spec = LaunchSpec {
-            session_id: id.clone(),
+            session_id,
             options: SessionOptions::default(),
             context: None,
             warm: true,

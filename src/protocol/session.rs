@@ -69,6 +69,81 @@ impl std::str::FromStr for SessionStatus {
     }
 }
 
+/// A session's id: a UUID in its canonical form (lowercase, hyphenated). It names the
+/// session's `Session` object in Restate and its dir on disk, so nothing else may be one: a
+/// value that is not a canonical UUID never deserializes into a `SessionId`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id.
+    pub fn random() -> Self {
+        SessionId(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// `text` when it is a UUID in its canonical form; ids from Restate keys, state and dir
+    /// names are checked with this.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match uuid::Uuid::parse_str(text) {
+            Ok(u) if u.hyphenated().to_string() == text => Ok(SessionId(text.to_string())),
+            _ => Err(format!("session id must be a UUID, got {text:?}")),
+        }
+    }
+
+    /// A client's id in any form a UUID may be written in (upper case, no hyphens, braces),
+    /// made canonical.
+    pub fn from_client(text: &str) -> Result<Self, String> {
+        uuid::Uuid::parse_str(text)
+            .map(|u| SessionId(u.hyphenated().to_string()))
+            .map_err(|_| format!("session id must be a UUID, got '{text}'"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        SessionId::parse(&text)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(id: SessionId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for SessionId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SessionId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Browser window size in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dimensions {
@@ -212,7 +287,7 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionRecord {
-    pub id: String,
+    pub id: SessionId,
     pub status: SessionStatus,
     /// Name of the node whose `Pool` holds the session's capacity.
     pub node: String,
@@ -230,6 +305,10 @@ pub struct SessionRecord {
     /// session (or, after a daemon restart, its adoption) began; set when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_bytes: Option<ProxyBytes>,
+    /// It failed because the browser refused what the client sent (its `sessionContext`):
+    /// the client's fault, not bro's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 /// Bytes a session's browser sent to (`tx`) and got from (`rx`) its upstream proxy.
@@ -278,9 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn only_canonical_uuids_are_session_ids() {
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        assert_eq!(SessionId::parse(id).unwrap().as_str(), id);
+        for bad in [
+            "",
+            "/etc",
+            "..",
+            "../../tmp",
+            "0B9C1C4E-7D2F-4A51-9B0E-3F1D2C4B5A69",
+            "0b9c1c4e7d2f4a519b0e3f1d2c4b5a69",
+            "{0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69}",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69/..",
+        ] {
+            assert!(SessionId::parse(bad).is_err(), "{bad:?}");
+            assert!(
+                serde_json::from_value::<SessionId>(bad.into()).is_err(),
+                "{bad:?}"
+            );
+        }
+        // A client may write it any way a UUID is written; it is made canonical.
+        let upper = SessionId::from_client("0B9C1C4E-7D2F-4A51-9B0E-3F1D2C4B5A69").unwrap();
+        assert_eq!(upper.as_str(), id);
+        assert!(SessionId::from_client("../x").is_err());
+        assert_eq!(serde_json::to_string(&upper).unwrap(), format!("\"{id}\""));
+    }
+
+    #[test]
     fn durations_and_time_left() {
         let rec = SessionRecord {
-            id: "x".into(),
+            id: SessionId::random(),
             status: SessionStatus::Live,
             node: "local".into(),
             created_at_ms: 1_000,
@@ -292,6 +398,7 @@ mod tests {
             worker: None,
             reason: None,
             proxy_bytes: None,
+            refused: false,
         };
         assert_eq!(rec.duration_ms(3_000), 2_000);
         assert_eq!(rec.time_left_ms(3_000), Some(3_000));

@@ -295,7 +295,7 @@ impl SessionDetails {
         let proxy = rec.options.proxy_url.as_deref().map(redact_proxy);
         let bytes = rec.proxy_bytes.unwrap_or_default();
         SessionDetails {
-            id: rec.id.clone(),
+            id: rec.id.to_string(),
             created_at: iso8601_ms(rec.created_at_ms),
             status: rec.status.as_str().to_string(),
             duration: rec.duration_ms(now_ms),
@@ -384,7 +384,7 @@ pub fn iso8601_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::session::{ProxyBytes, SessionOptions, SessionStatus};
+    use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, SessionStatus};
 
     #[test]
     fn proxy_passwords_are_redacted() {
@@ -422,7 +422,7 @@ mod tests {
 
     fn fixed_record() -> SessionRecord {
         SessionRecord {
-            id: "8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e".into(),
+            id: SessionId::parse("8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e").unwrap(),
             status: SessionStatus::Released,
             node: "local".into(),
             created_at_ms: 1_795_768_602_668,
@@ -445,6 +445,7 @@ mod tests {
                 tx: 1200,
                 rx: 34000,
             }),
+            refused: false,
         }
     }
 
@@ -471,7 +472,7 @@ mod tests {
     #[test]
     fn details_carry_the_steel_fields() {
         let rec = SessionRecord {
-            id: "8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e".into(),
+            id: SessionId::parse("8c1f0a54-5f7e-4a8c-9d1e-0f6a1b2c3d4e").unwrap(),
             status: SessionStatus::Live,
             node: "local".into(),
             created_at_ms: 1_795_768_602_668,
@@ -484,6 +485,7 @@ mod tests {
             worker: None,
             reason: None,
             proxy_bytes: None,
+            refused: false,
         };
         let d = SessionDetails::from_record(&rec, "http://127.0.0.1:3000", 1_795_768_603_668);
         let v = serde_json::to_value(&d).unwrap();

@@ -46,7 +46,7 @@ pub fn busy() -> Dashboard {
         .map(|(i, (id, status, timeout))| {
             let live = *status == SessionStatus::Live;
             let rec = SessionRecord {
-                id: id.to_string(),
+                id: crate::protocol::session::SessionId::parse(id).expect("fixture ids are UUIDs"),
                 status: *status,
                 node: "local".into(),
                 created_at_ms: 1_795_768_600_000 + i as u64 * 1000,
@@ -59,6 +59,7 @@ pub fn busy() -> Dashboard {
                 reason: (*status == SessionStatus::Failed)
                     .then(|| "browser exited (signal: 9)".into()),
                 proxy_bytes: None,
+                refused: false,
             };
             SessionRow {
                 session: SessionDetails::from_record(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cdp::{Cdp, CdpError};
+use crate::host::{HostError, HostErrorKind, PageOutput, PageWork};
 use crate::protocol::session::WorkerInfo;
 use crate::worker::page::browser_url;
 
@@ -139,3 +140,49 @@ fn decode(data: &Value) -> Result<Vec<u8>, CdpError> {
 /// The in-page script of `scrape`: content in the requested formats, metadata and links.
 /// Markdown and the readable extract are made in the page from the live DOM.
 pub const SCRAPE_JS: &str = include_str!("scrape.js");
+
+/// Runs a quick action: loads the page, takes what `work` asks for, closes the tab. A page
+/// that does not load because of the URL (DNS, refused, TLS…) is [`HostErrorKind::Refused`];
+/// every other failure is the browser's.
+pub async fn run(w: &WorkerInfo, work: &PageWork) -> Result<PageOutput, HostError> {
+    let mut page = load(w, &work.url, work.delay_ms).await.map_err(|e| {
+        let err = crate::worker::page_error(e);
+        HostError::new(
+            err.kind,
+            format!("loading {} failed: {}", work.url, err.message),
+        )
+    })?;
+    let out = take(&mut page, work).await;
+    page.close().await;
+    out
+}
+
+/// What `work` asks of a loaded page; the first step that fails ends it.
+async fn take(page: &mut LoadedPage, work: &PageWork) -> Result<PageOutput, HostError> {
+    let failed = |what: &str| {
+        let what = what.to_string();
+        move |e: CdpError| HostError::new(HostErrorKind::Retryable, format!("{what} failed: {e}"))
+    };
+    let mut out = PageOutput {
+        status_code: page.status_code,
+        ..PageOutput::default()
+    };
+    if let Some(formats) = &work.scrape {
+        let script = format!(
+            "({SCRAPE_JS})({})",
+            serde_json::to_string(formats).unwrap_or_default()
+        );
+        out.scraped = Some(page.eval(&script).await.map_err(failed("scraping"))?);
+    }
+    if work.screenshot {
+        out.screenshot = Some(
+            page.screenshot(work.full_page)
+                .await
+                .map_err(failed("screenshot"))?,
+        );
+    }
+    if work.pdf {
+        out.pdf = Some(page.pdf().await.map_err(failed("pdf"))?);
+    }
+    Ok(out)
+}

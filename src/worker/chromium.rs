@@ -335,6 +335,34 @@ pub fn spawn(
         .map_err(|e| WorkerError::io("spawn chromium", e))
 }
 
+/// True when the browser on DevTools port `port` answers `/json/version` within `timeout`:
+/// the one check that a browser is up and serving CDP.
+pub async fn answers(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
+    let url = format!("http://127.0.0.1:{port}/json/version");
+    matches!(http.get(url).timeout(timeout).send().await, Ok(r) if r.status().is_success())
+}
+
+/// What a browser says of itself on `/json/version`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Version {
+    #[serde(rename = "Browser")]
+    pub browser: Option<String>,
+    #[serde(rename = "User-Agent")]
+    pub user_agent: Option<String>,
+}
+
+/// The browser's `/json/version`, or `None` when it does not answer within 5 s.
+pub async fn version(http: &reqwest::Client, port: u16) -> Option<Version> {
+    let url = format!("http://127.0.0.1:{port}/json/version");
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
 /// Waits for `DevToolsActivePort` (port and browser path) and then for `/json/version` to
 /// answer, which comes about 100 ms after the port is known (chromium-notes §5.3).
 pub async fn wait_ready(
@@ -358,10 +386,7 @@ pub async fn wait_ready(
         match &endpoint {
             None => endpoint = read_port_file(&port_file),
             Some((port, path)) => {
-                let url = format!("http://127.0.0.1:{port}/json/version");
-                if let Ok(resp) = http.get(&url).timeout(Duration::from_secs(2)).send().await
-                    && resp.status().is_success()
-                {
+                if answers(http, *port, Duration::from_secs(2)).await {
                     return Ok((*port, path.clone()));
                 }
             }

@@ -306,6 +306,7 @@ mod tests {
             PathBuf::from("/nonexistent/chromium"),
             Vec::new(),
             sessions,
+            tmp.path().join("quarantine"),
             tx,
         );
         (tmp, host, dir)

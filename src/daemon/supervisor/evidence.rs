@@ -26,10 +26,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::daemon::ingress::UnreadableRecord;
+use crate::host::DirOwner;
+use crate::orchestrator::ingress::UnreadableRecord;
 use crate::orchestrator::warm::WarmStatus;
 use crate::protocol::session::SessionRecord;
-use crate::worker::DirOwner;
 
 /// What Restate's state says, reduced to what the rules need.
 #[derive(Debug, Default, Clone)]
@@ -55,9 +55,9 @@ impl Evidence {
         let mut ev = Evidence::default();
         for rec in records {
             let done = rec.status.is_final();
-            ev.sessions.insert(rec.id.clone(), done);
+            ev.sessions.insert(rec.id.to_string(), done);
             if !done {
-                ev.open_dirs.insert(rec.id.clone());
+                ev.open_dirs.insert(rec.id.to_string());
                 if let Some(name) = rec.worker.as_ref().and_then(|w| w.dir.file_name()) {
                     ev.open_dirs.insert(name.to_string_lossy().into_owned());
                 }
@@ -72,6 +72,18 @@ impl Evidence {
                 .collect()
         });
         ev
+    }
+
+    /// Every dir name whose browser must be left alone even when its dir is gone: the dirs
+    /// open sessions and the warm pool run in, and the ids of records that do not parse.
+    pub fn kept(&self) -> Vec<String> {
+        let warm = self.warm.iter().flatten();
+        self.open_dirs
+            .iter()
+            .chain(warm)
+            .chain(&self.unreadable)
+            .cloned()
+            .collect()
     }
 
     /// True when `name` is spoken for by an open session or the warm pool. (Used for stray
@@ -156,7 +168,7 @@ mod tests {
 
     fn record(id: &str, status: SessionStatus, dir: Option<&str>) -> SessionRecord {
         SessionRecord {
-            id: id.into(),
+            id: crate::protocol::session::SessionId::parse(id).unwrap(),
             status,
             node: "local".into(),
             created_at_ms: 0,
@@ -165,6 +177,7 @@ mod tests {
             worker: dir.map(worker),
             reason: None,
             proxy_bytes: None,
+            refused: false,
         }
     }
 

@@ -1,23 +1,28 @@
-//! Typed calls into Restate: the `Session` handlers through the ingress, and listings
-//! through the admin SQL introspection API. The API handlers use this and never touch
-//! Chromium themselves.
+//! Typed calls into Restate: the orchestrator's handlers through the ingress, with the
+//! clients restate-sdk generates from the handler definitions (so a handler's name and its
+//! caller cannot drift), and listings through the admin SQL introspection API. The API uses
+//! this and never touches Chromium itself.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use restate_sdk::ingress::{CallResponse, ClientError, SendResponse};
+use restate_sdk::serde::Json;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::orchestrator::pool::Waiter;
+use crate::orchestrator::pool::{PoolObjectIngressClient, Waiter};
 use crate::orchestrator::session::{
-    CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CreateCommand, WorkerExited,
+    CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CODE_REFUSED, CreateCommand,
+    SessionObjectIngressClient, WorkerExited,
 };
-use crate::orchestrator::warm::WarmStatus;
+use crate::orchestrator::warm::{WarmObjectIngressClient, WarmStatus};
 use crate::protocol::control::{InvocationRow, JournalEntry, PoolUsage};
-use crate::protocol::session::{SessionOptions, SessionRecord};
+use crate::protocol::session::{SessionId, SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionContext;
 
-/// Why a call into Restate failed.
+/// Why a call into Restate failed, by kind: the API maps each to one HTTP status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngressError {
     #[error("{0}")]
@@ -27,10 +32,43 @@ pub enum IngressError {
     /// A handler refused its input (a terminal error with code 400): the caller's fault.
     #[error("{0}")]
     BadInput(String),
+    /// The browser refused what the client sent (a `sessionContext`): the client's fault too,
+    /// but well-formed input.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Failed(String),
     #[error("restate is unreachable at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+}
+
+/// The generated clients over [`Http`].
+type Transport = restate_sdk::ingress::Client<Http>;
+
+/// The generated clients' HTTP transport: reqwest over the ingress's Unix socket or URL.
+/// (restate-sdk's own `reqwest-client` feature would pull in reqwest's TLS stack.)
+#[derive(Clone)]
+pub struct Http(reqwest::Client);
+
+impl restate_sdk::ingress::RequestExecutor for Http {
+    type Error = reqwest::Error;
+
+    async fn execute(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, reqwest::Error> {
+        let request = reqwest::Request::try_from(request)?;
+        let response = self.0.execute(request).await?;
+        let mut out = http::Response::builder()
+            .status(response.status())
+            .version(response.version());
+        if let Some(headers) = out.headers_mut() {
+            *headers = response.headers().clone();
+        }
+        let body = response.bytes().await?;
+        // Status, version and headers came from a valid response: the builder cannot fail.
+        Ok(out.body(body).unwrap_or_default())
+    }
 }
 
 /// Where one of Restate's HTTP APIs listens: a Unix socket (bro's own restate-server, which
@@ -94,7 +132,7 @@ impl std::fmt::Display for RestateAddr {
 /// Client of one Restate's ingress and admin APIs.
 #[derive(Clone)]
 pub struct Ingress {
-    ingress_http: reqwest::Client,
+    transport: Transport,
     admin_http: reqwest::Client,
     pub ingress: RestateAddr,
     pub admin: RestateAddr,
@@ -198,20 +236,42 @@ fn state_value<T: DeserializeOwned>(rows: &[KeyedStateRow], service: &str, key: 
 }
 
 impl Ingress {
-    pub fn new(ingress: RestateAddr, admin: RestateAddr) -> Self {
-        Ingress {
-            ingress_http: ingress.client(),
+    /// A client of the ingress and admin APIs at these addresses; an ingress URL the
+    /// generated clients cannot take as their base (one with a query) is refused.
+    pub fn new(ingress: RestateAddr, admin: RestateAddr) -> Result<Self, String> {
+        let base: http::Uri = ingress
+            .url("/")
+            .parse()
+            .map_err(|e| format!("restate ingress {ingress}: {e}"))?;
+        let transport = Transport::new(base, Http(ingress.client()))
+            .map_err(|e| format!("restate ingress {ingress}: {e}"))?;
+        Ok(Ingress {
+            transport,
             admin_http: admin.client(),
             ingress,
             admin,
-        }
+        })
+    }
+
+    fn session(&self, id: &SessionId) -> SessionObjectIngressClient<Http> {
+        SessionObjectIngressClient::from_client(self.transport.clone(), id.as_str())
+    }
+
+    fn pool_of(&self, node: &str) -> PoolObjectIngressClient<Http> {
+        PoolObjectIngressClient::from_client(self.transport.clone(), node)
+    }
+
+    fn warm_of(&self, node: &str) -> WarmObjectIngressClient<Http> {
+        WarmObjectIngressClient::from_client(self.transport.clone(), node)
     }
 
     /// `Session/create`: launches the session's browser, or returns the existing session.
     /// With `wait`, a full node queues the create for up to that long; without, it is 429.
+    /// A session that ended `failed` is an error: [`IngressError::Refused`] when the browser
+    /// refused the client's context, else [`IngressError::Failed`].
     pub async fn create(
         &self,
-        id: &str,
+        id: &SessionId,
         options: SessionOptions,
         context: Option<SessionContext>,
         wait: Option<Duration>,
@@ -222,43 +282,44 @@ impl Ingress {
             wait: wait.is_some(),
         };
         let timeout = Duration::from_secs(180) + wait.unwrap_or_default();
-        self.call(&format!("Session/{id}/create"), Some(&cmd), timeout)
-            .await
+        let rec = self
+            .call(timeout, self.session(id).create(Json(cmd)).call())
+            .await?
+            .into_inner();
+        if rec.status != SessionStatus::Failed {
+            return Ok(rec);
+        }
+        let reason = rec.reason.as_deref().unwrap_or("unknown reason");
+        let message = format!("session {id} failed: {reason}");
+        Err(if rec.refused {
+            IngressError::Refused(message)
+        } else {
+            IngressError::Failed(message)
+        })
     }
 
     /// Sends `Pool/leave`: the client of a waiting create hung up.
-    pub async fn leave_queue(&self, node: &str, id: &str) -> Result<(), IngressError> {
-        self.send(&format!("Pool/{node}/leave"), Some(&id)).await
+    pub async fn leave_queue(&self, node: &str, id: &SessionId) -> Result<(), IngressError> {
+        self.send(self.pool_of(node).leave(id.to_string()).send())
+            .await
     }
 
     /// `Pool/clear_queue`: ends the waits of a previous daemon's clients; how many there were.
     pub async fn clear_queue(&self, node: &str) -> Result<u32, IngressError> {
-        self.call(
-            &format!("Pool/{node}/clear_queue"),
-            None::<&()>,
-            Duration::from_secs(30),
-        )
-        .await
+        let call = self.pool_of(node).clear_queue().call();
+        Ok(self.call(Duration::from_secs(30), call).await?.into_inner())
     }
 
     /// `Session/release`.
-    pub async fn release(&self, id: &str) -> Result<SessionRecord, IngressError> {
-        self.call(
-            &format!("Session/{id}/release"),
-            None::<&()>,
-            Duration::from_secs(60),
-        )
-        .await
+    pub async fn release(&self, id: &SessionId) -> Result<SessionRecord, IngressError> {
+        let call = self.session(id).release().call();
+        Ok(self.call(Duration::from_secs(60), call).await?.into_inner())
     }
 
     /// `Session/idle`: ends a session left without CDP traffic past its `inactivityTimeout`.
-    pub async fn idle(&self, id: &str) -> Result<SessionRecord, IngressError> {
-        self.call(
-            &format!("Session/{id}/idle"),
-            None::<&()>,
-            Duration::from_secs(60),
-        )
-        .await
+    pub async fn idle(&self, id: &SessionId) -> Result<SessionRecord, IngressError> {
+        let call = self.session(id).idle().call();
+        Ok(self.call(Duration::from_secs(60), call).await?.into_inner())
     }
 
     /// The invocations that are not completed, and the latest completed ones, newest first.
@@ -342,22 +403,19 @@ impl Ingress {
 
     /// `Warm/fill`, sent: the warm pool launches up to its target.
     pub async fn warm_fill(&self, node: &str) -> Result<(), IngressError> {
-        self.send(&format!("Warm/{node}/fill"), None::<&()>).await
+        self.send(self.warm_of(node).fill().send()).await
     }
 
     /// `Warm/discard`, sent: a ready browser died.
     pub async fn warm_discard(&self, node: &str, id: &str) -> Result<(), IngressError> {
-        self.send(&format!("Warm/{node}/discard"), Some(&id)).await
+        self.send(self.warm_of(node).discard(id.to_string()).send())
+            .await
     }
 
     /// `Warm/drain`: stops every ready browser; how many there were.
     pub async fn warm_drain(&self, node: &str) -> Result<u32, IngressError> {
-        self.call(
-            &format!("Warm/{node}/drain"),
-            None::<&()>,
-            Duration::from_secs(60),
-        )
-        .await
+        let call = self.warm_of(node).drain().call();
+        Ok(self.call(Duration::from_secs(60), call).await?.into_inner())
     }
 
     /// The state of the node's `Pool` and `Warm` objects, as rows.
@@ -375,65 +433,50 @@ impl Ingress {
     }
 
     /// `Session/get`.
-    pub async fn get(&self, id: &str) -> Result<SessionRecord, IngressError> {
-        self.call(
-            &format!("Session/{id}/get"),
-            None::<&()>,
-            Duration::from_secs(10),
-        )
-        .await
+    pub async fn get(&self, id: &SessionId) -> Result<SessionRecord, IngressError> {
+        let call = self.session(id).get().call();
+        Ok(self.call(Duration::from_secs(10), call).await?.into_inner())
     }
 
     /// Sends `Session/worker_exited` without waiting for it to run.
     pub async fn worker_exited(
         &self,
-        id: &str,
+        id: &SessionId,
         pid: u32,
         reason: String,
         clean: bool,
     ) -> Result<(), IngressError> {
         let exit = WorkerExited { pid, reason, clean };
-        self.send(&format!("Session/{id}/worker_exited"), Some(&exit))
+        self.send(self.session(id).worker_exited(Json(exit)).send())
             .await
     }
 
     /// Sends `Session/repair` (see `daemon::sweep`) without waiting for it to run.
-    pub async fn repair(&self, id: &str) -> Result<(), IngressError> {
-        self.send(&format!("Session/{id}/repair"), None::<&()>)
-            .await
+    pub async fn repair(&self, id: &SessionId) -> Result<(), IngressError> {
+        self.send(self.session(id).repair().send()).await
     }
 
     /// Sends `Session/forget`: clears an ended session's record.
-    pub async fn forget(&self, id: &str) -> Result<(), IngressError> {
-        self.send(&format!("Session/{id}/forget"), None::<&()>)
-            .await
+    pub async fn forget(&self, id: &SessionId) -> Result<(), IngressError> {
+        self.send(self.session(id).forget().send()).await
     }
 
-    /// Enqueues a one-way call to `path` without waiting for it to run.
-    async fn send<B: serde::Serialize>(
+    /// Enqueues a one-way call without waiting for it to run.
+    async fn send<Res>(
         &self,
-        path: &str,
-        body: Option<&B>,
+        send: impl Future<Output = Result<SendResponse<Http, Res>, ClientError>>,
     ) -> Result<(), IngressError> {
-        let url = self.ingress.url(&format!("/{path}/send"));
-        let mut req = self
-            .ingress_http
-            .post(&url)
-            .timeout(Duration::from_secs(10));
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(IngressError::Failed(format!("{path}: {}", resp.status())))
+        match tokio::time::timeout(Duration::from_secs(10), send).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(self.client_error(err)),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
     /// One session's record, read through introspection (no invocation: for polling).
-    pub async fn record(&self, id: &str) -> Result<SessionRecord, IngressError> {
-        let key = id.replace('\'', "''");
+    pub async fn record(&self, id: &SessionId) -> Result<SessionRecord, IngressError> {
+        // A `SessionId` is a UUID: nothing in it can end the SQL string.
+        let key = id.as_str();
         let sql = format!(
             "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND service_key = '{key}' AND key = 'record'"
         );
@@ -503,40 +546,49 @@ impl Ingress {
         })
     }
 
-    async fn call<B: serde::Serialize, T: DeserializeOwned>(
+    /// Runs a call within `timeout` and reads its answer.
+    async fn call<Res: restate_sdk::serde::Deserialize>(
         &self,
-        path: &str,
-        body: Option<&B>,
         timeout: Duration,
-    ) -> Result<T, IngressError> {
-        let url = self.ingress.url(&format!("/{path}"));
-        // Handlers without input want no body and no content type.
-        let mut req = self.ingress_http.post(&url).timeout(timeout);
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| IngressError::Failed(format!("bad answer from {path}: {e}")));
-        }
-        let message = serde_json::from_slice::<RestateErrorBody>(&bytes)
-            .map(|b| b.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        Err(match status.as_u16() {
-            CODE_NOT_FOUND => IngressError::NotFound(message),
-            CODE_BAD_INPUT => IngressError::BadInput(message),
-            CODE_AT_CAPACITY => IngressError::AtCapacity(message),
-            _ => IngressError::Failed(message),
-        })
+        call: impl Future<Output = Result<CallResponse<Http, Res>, ClientError>>,
+    ) -> Result<Res, IngressError> {
+        let answer = match tokio::time::timeout(timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => return Err(self.timed_out()),
+        };
+        answer
+            .and_then(CallResponse::into_body)
+            .map_err(|err| self.client_error(err))
     }
 
-    fn unreachable(&self, err: &reqwest::Error) -> IngressError {
+    /// What a failed call means: the handler's terminal error code picks the kind.
+    fn client_error(&self, err: ClientError) -> IngressError {
+        let reason = err.to_string();
+        match err {
+            ClientError::Status { status, response } => {
+                let message = serde_json::from_slice::<RestateErrorBody>(response.body())
+                    .map(|b| b.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(response.body()).into_owned());
+                match status.as_u16() {
+                    CODE_NOT_FOUND => IngressError::NotFound(message),
+                    CODE_BAD_INPUT => IngressError::BadInput(message),
+                    CODE_AT_CAPACITY => IngressError::AtCapacity(message),
+                    CODE_REFUSED => IngressError::Refused(message),
+                    _ => IngressError::Failed(message),
+                }
+            }
+            ClientError::Transport { .. } => IngressError::Unreachable {
+                url: self.ingress.to_string(),
+                reason,
+            },
+            _ => IngressError::Failed(format!("bad answer from restate: {reason}")),
+        }
+    }
+
+    fn timed_out(&self) -> IngressError {
         IngressError::Unreachable {
             url: self.ingress.to_string(),
-            reason: err.to_string(),
+            reason: "no answer in time".into(),
         }
     }
 }
@@ -547,11 +599,19 @@ mod record_parsing_tests {
 
     #[test]
     fn records_that_do_not_parse_are_reported_not_dropped() {
-        let good = r#"{"id":"a","status":"live","node":"local","createdAtMs":1,"options":{"timeoutMs":0}}"#;
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        let good = format!(
+            r#"{{"id":"{id}","status":"live","node":"local","createdAtMs":1,"options":{{"timeoutMs":0}}}}"#
+        );
         let rows = vec![
             KeyedValueRow {
-                service_key: "a".into(),
-                value_utf8: Some(good.into()),
+                service_key: id.into(),
+                value_utf8: Some(good),
+            },
+            // An id that is not a session's never passes for one.
+            KeyedValueRow {
+                service_key: "d".into(),
+                value_utf8: Some(r#"{"id":"../d","status":"live","node":"local","createdAtMs":1,"options":{"timeoutMs":0}}"#.into()),
             },
             KeyedValueRow {
                 service_key: "b".into(),
@@ -564,9 +624,9 @@ mod record_parsing_tests {
         ];
         let parsed = parse_records(rows);
         assert_eq!(parsed.records.len(), 1, "{parsed:?}");
-        assert_eq!(parsed.records[0].id, "a");
+        assert_eq!(parsed.records[0].id, id);
         let keys: Vec<&str> = parsed.unreadable.iter().map(|u| u.key.as_str()).collect();
-        assert_eq!(keys, ["b", "c"]);
+        assert_eq!(keys, ["d", "b", "c"]);
         assert!(!parsed.unreadable[0].error.is_empty());
     }
 

@@ -42,6 +42,16 @@ pub struct Unreadable {
     pub error: String,
 }
 
+impl Unreadable {
+    /// The state of Restate object `service` keyed `key` that did not parse.
+    pub fn state_of(service: &str, key: &str, error: impl Into<String>) -> Self {
+        Unreadable {
+            what: format!("{service} {key}"),
+            error: error.into(),
+        }
+    }
+}
+
 /// Moves `dir` into `root` as `<id>-<UTC time>` (a `.N` suffix when that exists), writes its
 /// note, and returns where it went. The move is a rename: `root` is on the same file system
 /// as the sessions dir (both are in bro's data dir).

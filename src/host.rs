@@ -1,0 +1,271 @@
+//! The one door to browsers: [`WorkerHost`].
+//!
+//! Everything the orchestrator, the API and the supervisor do to a browser or its files goes
+//! through this trait: launch, claim, stop, probe, reap, the session's context, its pages, a
+//! preview, quick actions, files and usage figures. Today its one implementation runs the
+//! browsers as child processes of this daemon (`worker::LocalWorkerHost`); with several
+//! machines, a remote host will forward the same calls to the daemon of the node that owns the
+//! session. So every input and output here is plain data that serializes (no borrowed
+//! handles, no paths the caller opens itself), and errors carry a [`HostErrorKind`] rather than
+//! a local error type.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
+use crate::protocol::steel::SessionContext;
+
+/// What kind of failure a host reports: what decides a retry and an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostErrorKind {
+    /// The browser refused what the client sent (a context it would not take, a URL that did
+    /// not load): the client's to fix, and no retry helps.
+    Refused,
+    /// No retry can help (the Chromium binary is missing, a process survives SIGKILL, an id
+    /// that is not one of bro's session dirs).
+    Permanent,
+    /// It may work when tried again (a browser not ready yet, a lost CDP connection).
+    Retryable,
+}
+
+/// A failure of a [`WorkerHost`] call, as it would cross the network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct HostError {
+    pub kind: HostErrorKind,
+    pub message: String,
+}
+
+impl HostError {
+    pub fn new(kind: HostErrorKind, message: impl Into<String>) -> Self {
+        HostError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// True when no retry can help.
+    pub fn is_permanent(&self) -> bool {
+        self.kind != HostErrorKind::Retryable
+    }
+
+    /// The same failure, its message prefixed with what was being done.
+    pub fn context(self, what: &str) -> Self {
+        HostError {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
+/// What to launch: the session id, its options, and a context to put in first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub session_id: SessionId,
+    pub options: SessionOptions,
+    #[serde(default)]
+    pub context: Option<SessionContext>,
+    /// A warm pool browser: no session yet, so the supervisor does not watch it until a
+    /// session [claims](WorkerHost::claim) it.
+    #[serde(default)]
+    pub warm: bool,
+}
+
+/// A warm browser taken by a session: [`WorkerHost::claim`]'s input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    pub session_id: SessionId,
+    pub worker: WorkerInfo,
+    pub options: SessionOptions,
+    pub context: Option<SessionContext>,
+}
+
+/// What a host tells the supervisor of its node about its browsers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WorkerEvent {
+    /// A browser is up for session `session_id`: watch it.
+    Launched {
+        session_id: SessionId,
+        worker: WorkerInfo,
+        options: SessionOptions,
+    },
+    /// A browser exited while it was not being stopped.
+    Exited(WorkerExit),
+    /// A browser was stopped on purpose: stop watching it.
+    Stopped { pid: u32 },
+}
+
+/// A browser that exited while it was not being stopped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerExit {
+    pub session_id: SessionId,
+    pub pid: u32,
+    pub reason: String,
+    /// Exited with status 0: closed on purpose (a client's `Browser.close`).
+    pub clean: bool,
+}
+
+/// A page target of a session's browser, as `live-details` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageInfo {
+    pub id: String,
+    pub url: String,
+    pub title: String,
+    /// The page's icon, when the browser knows one.
+    pub favicon: Option<String>,
+}
+
+/// What a session's browser shows: its pages and what it says of itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserPages {
+    pub pages: Vec<PageInfo>,
+    /// `User-Agent` of `/json/version`, when it answered.
+    pub user_agent: Option<String>,
+    /// `Browser` of `/json/version` (`Chrome/…`), when it answered.
+    pub browser_version: Option<String>,
+}
+
+/// What a session's browser shows now: its first page's URL and title, and a JPEG of its
+/// viewport at most `max_width` CSS pixels wide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub url: String,
+    pub title: String,
+    /// Base64 of the JPEG; empty when the browser has no page.
+    pub jpeg: String,
+}
+
+/// A quick action: load `url` in a new tab, wait `delay_ms`, then take what is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageWork {
+    pub url: String,
+    pub delay_ms: u64,
+    /// Scrape the page in these formats (`html`, `markdown`, …).
+    pub scrape: Option<Vec<String>>,
+    /// A JPEG screenshot; `full_page` for all of it, not only the viewport.
+    pub screenshot: bool,
+    pub full_page: bool,
+    pub pdf: bool,
+}
+
+/// What a quick action took from the page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PageOutput {
+    /// HTTP status of the page's document (0 when it had none, as for `data:`).
+    pub status_code: u16,
+    /// The scrape: content per format, metadata and links.
+    pub scraped: Option<serde_json::Value>,
+    pub screenshot: Option<Vec<u8>>,
+    pub pdf: Option<Vec<u8>>,
+}
+
+/// Memory, CPU time and process count of one browser's process group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub mem_kib: u64,
+    pub cpu_ticks: u64,
+    pub processes: u32,
+}
+
+/// A session dir on a host, as the supervisor judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDir {
+    /// The dir's name: a session or warm browser id.
+    pub id: String,
+    pub owner: DirOwner,
+    /// A launch or stop of it runs, or it is too young to judge: leave it alone.
+    pub busy: bool,
+}
+
+/// Whom a session dir says it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirOwner {
+    /// It serves this session.
+    Session(String),
+    /// A warm browser no session has claimed: nothing in it was ever a client's.
+    Warm,
+    /// It does not say (no or an unreadable `worker.json`): the session of its name, if any.
+    Unknown,
+}
+
+/// Launches, stops and reaches into the browsers of one node. Launch and stop are idempotent
+/// per session id.
+pub trait WorkerHost: Send + Sync + 'static {
+    /// Starts the session's browser and waits until its CDP endpoint answers. A leftover
+    /// browser of the same session (from a launch retried after a crash) is killed first, so a
+    /// retry never leaves two browsers.
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, HostError>>;
+
+    /// Hands a warm browser to a session: checks that it still answers, puts the session's
+    /// context in, and watches it as the session's from now on. An error means the browser is
+    /// unusable; the caller stops it and launches cold.
+    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, HostError>>;
+
+    /// Stops the browser and removes the session directory. Only a browser that is provably
+    /// the session's is killed. Returns the bytes its proxy hop carried, if it had one.
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>>;
+
+    /// True when the browser runs (same pid and start time) and answers CDP within `timeout`.
+    fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool>;
+
+    /// True when the browser's process runs (same pid and start time); no CDP call.
+    fn alive(&self, worker: &WorkerInfo) -> bool;
+
+    /// Takes up a browser this host did not launch in this life (adopted after a daemon
+    /// restart): reopens its proxy hop, on the port it was launched with.
+    fn resume(
+        &self,
+        worker: WorkerInfo,
+        options: SessionOptions,
+    ) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// The browser's cookies and the storage of its pages.
+    fn context(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<SessionContext, HostError>>;
+
+    /// The browser's pages and version.
+    fn pages(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<BrowserPages, HostError>>;
+
+    /// A [`Preview`] of the browser's first page, over a connection of the host's own (not
+    /// client traffic: it neither keeps the session from idling nor shows as a client).
+    fn preview(
+        &self,
+        worker: WorkerInfo,
+        max_width: u32,
+    ) -> BoxFuture<'_, Result<Preview, HostError>>;
+
+    /// Runs a quick action in a new tab of the browser; the tab is closed afterwards. A page
+    /// that does not load is [`HostErrorKind::Refused`].
+    fn act(
+        &self,
+        worker: WorkerInfo,
+        work: PageWork,
+    ) -> BoxFuture<'_, Result<PageOutput, HostError>>;
+
+    /// The figures of each browser named by its pid (the leader of its process group).
+    fn usage(&self, pids: Vec<u32>) -> BoxFuture<'_, HashMap<u32, Usage>>;
+
+    /// Every session dir on this host, for the supervisor to judge.
+    fn session_dirs(&self) -> Vec<SessionDir>;
+
+    /// True while a launch or stop of `id` runs on this host.
+    fn is_busy(&self, id: &str) -> bool;
+
+    /// True while the browser `pid` is being stopped on purpose.
+    fn is_stopping(&self, pid: u32) -> bool;
+
+    /// Kills whatever browser the session dir `id` records and removes the dir: for dirs whose
+    /// session is provably over.
+    fn reap(&self, id: String) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Stops the browser of dir `id` (only if provably its) and moves the dir aside into the
+    /// host's quarantine with a note saying why; where it went.
+    fn quarantine(&self, id: String, reason: String) -> BoxFuture<'_, Result<String, HostError>>;
+
+    /// Kills the browsers whose session dir is gone unless `keep` names their id, and removes
+    /// browser temp dirs whose session dir is gone; how many of both.
+    fn sweep_strays(&self, keep: Vec<String>) -> usize;
+}
