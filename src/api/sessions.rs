@@ -22,7 +22,7 @@ use crate::protocol::steel::{
     CreateSessionRequest, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionContext, SessionDetails,
 };
-use crate::worker::page;
+use crate::worker::{chromium, page};
 
 /// The session routes, shared by the TCP port and the Unix socket.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -351,7 +351,7 @@ async fn live_details(
     };
     let version: serde_json::Value = match st
         .http
-        .get(format!("http://127.0.0.1:{}/json/version", worker.port))
+        .get(chromium::devtools_url(worker.port, "/json/version"))
         .send()
         .await
     {

@@ -170,14 +170,8 @@ impl Supervisor {
     /// `inactivityTimeout`.
     async fn check_watched(&mut self) {
         let probes = self.watched.iter().map(|(id, w)| {
-            let url = format!("http://127.0.0.1:{}/json/version", w.worker.port);
-            let req = self.http.get(url).timeout(PROBE_TIMEOUT).send();
-            async move {
-                (
-                    id.clone(),
-                    matches!(req.await, Ok(r) if r.status().is_success()),
-                )
-            }
+            let answered = chromium::answers(&self.http, w.worker.port, PROBE_TIMEOUT);
+            async move { (id.clone(), answered.await) }
         });
         let answers = futures_util::future::join_all(probes).await;
         let now = crate::now_ms();

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
 use crate::protocol::session::{Dimensions, SessionOptions};
+use crate::wait::Poll;
 use crate::worker::WorkerError;
 
 /// Flags every browser gets (see DESIGN.md): headless, quiet on a closed network, no first-run
@@ -335,6 +336,20 @@ pub fn spawn(
         .map_err(|e| WorkerError::io("spawn chromium", e))
 }
 
+/// The URL of `path` (`/json/version`, `/json/list`) on the DevTools endpoint at `port`.
+pub fn devtools_url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// True when the DevTools endpoint at `port` answers `GET /json/version` with a success
+/// within `timeout`: the one check that a browser is up and serving CDP.
+pub async fn answers(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
+    let req = http
+        .get(devtools_url(port, "/json/version"))
+        .timeout(timeout);
+    matches!(req.send().await, Ok(r) if r.status().is_success())
+}
+
 /// Waits for `DevToolsActivePort` (port and browser path) and then for `/json/version` to
 /// answer, which comes about 100 ms after the port is known (chromium-notes §5.3).
 pub async fn wait_ready(
@@ -342,9 +357,9 @@ pub async fn wait_ready(
     dir: &Path,
     http: &reqwest::Client,
 ) -> Result<(u16, String), WorkerError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
     let port_file = dir.join("profile/DevToolsActivePort");
     let mut endpoint: Option<(u16, String)> = None;
+    let poll = Poll::new(READY_TIMEOUT, Duration::from_millis(10));
     loop {
         if let Some(status) = child
             .try_wait()
@@ -358,18 +373,14 @@ pub async fn wait_ready(
         match &endpoint {
             None => endpoint = read_port_file(&port_file),
             Some((port, path)) => {
-                let url = format!("http://127.0.0.1:{port}/json/version");
-                if let Ok(resp) = http.get(&url).timeout(Duration::from_secs(2)).send().await
-                    && resp.status().is_success()
-                {
+                if answers(http, *port, Duration::from_secs(2)).await {
                     return Ok((*port, path.clone()));
                 }
             }
         }
-        if Instant::now() >= deadline {
+        if !poll.again().await {
             return Err(WorkerError::NotReady(READY_TIMEOUT));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
