@@ -182,27 +182,17 @@ pub async fn splice(
     resp.body(Body::empty()).map_err(|e| upstream_err(&e))
 }
 
-/// Copies bytes from `r` to `w` until EOF, stamping `activity` on every read. No framing:
-/// a 30 MB screenshot message passes like any other bytes.
+/// Copies bytes from `r` to `w` until either side ends, stamping `activity` on every chunk,
+/// and then closes `w`. No framing (see [`crate::pump`]).
 async fn pump<R, W>(mut r: R, mut w: W, activity: &AtomicU64)
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                activity.store(crate::now_ms(), Ordering::Relaxed);
-                if w.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        }
+    let stamp = |_| activity.store(crate::now_ms(), Ordering::Relaxed);
+    if crate::pump::pump(&mut r, &mut w, stamp).await.is_err() {
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
     }
-    let _ = w.shutdown().await;
 }
 
 /// The session id a CDP request names: `?sessionId=` (extra query keys such as `apiKey` are

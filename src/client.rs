@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,6 +22,7 @@ use crate::protocol::steel::{
     CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
     SessionDetails,
 };
+use crate::wait::{Poll, wait_for};
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -285,7 +286,7 @@ pub async fn start_daemon(
         .spawn()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
     let client = DaemonClient::new(paths.socket());
-    let deadline = Instant::now() + START_TIMEOUT;
+    let poll = Poll::new(START_TIMEOUT, Duration::from_millis(50));
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let tail = log_since(&log_path, log_len);
@@ -298,7 +299,7 @@ pub async fn start_daemon(
         {
             return Ok(status);
         }
-        if Instant::now() >= deadline {
+        if !poll.again().await {
             // Not left starting on its own: told to stop (its ordered shutdown stops what it
             // started), killed if it has not within the grace.
             let stopped = stop_child(&mut child).await;
@@ -307,7 +308,6 @@ pub async fn start_daemon(
                 log_path.display()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -319,12 +319,9 @@ async fn stop_child(child: &mut std::process::Child) -> &'static str {
     // Our own unreaped child: its pid cannot have been reused.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = kill(pid, Signal::SIGTERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return "stopped";
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let exited = || matches!(child.try_wait(), Ok(Some(_)));
+    if wait_for(STOP_GRACE, Duration::from_millis(100), exited).await {
+        return "stopped";
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -505,15 +505,18 @@ async fn release_open_sessions(ingress: &Ingress) {
 /// Stops the warm browsers, once the launches under way have landed in the pool (up to 15 s),
 /// so none is left running without a record.
 async fn stop_warm_pool(ingress: &Ingress, node: &str) {
-    for _ in 0..150 {
+    let (limit, every) = (Duration::from_secs(15), Duration::from_millis(100));
+    let landed = crate::wait::wait_until(limit, every, || async move {
         match ingress.warm(node).await {
-            Ok(w) if w.filling.is_empty() => break,
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            Err(err) => {
-                tracing::error!(%err, "cannot read the warm pool to stop it");
-                return;
-            }
+            Ok(w) if w.filling.is_empty() => std::ops::ControlFlow::Break(Ok(())),
+            Ok(_) => std::ops::ControlFlow::Continue(()),
+            Err(err) => std::ops::ControlFlow::Break(Err(err)),
         }
+    })
+    .await;
+    if let std::ops::ControlFlow::Break(Err(err)) = landed {
+        tracing::error!(%err, "cannot read the warm pool to stop it");
+        return;
     }
     match ingress.warm_drain(node).await {
         Ok(0) => {}

@@ -19,8 +19,10 @@ pub mod orchestrator;
 pub mod output;
 pub mod paths;
 pub mod protocol;
+pub mod pump;
 pub mod telemetry;
 pub mod tui;
+pub mod wait;
 pub mod worker;
 
 /// Unix time in milliseconds (the wall clock; Restate handlers read it inside `ctx.run`).

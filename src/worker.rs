@@ -15,6 +15,7 @@ pub mod proxy_hop;
 pub mod quarantine;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ use crate::host::{
 };
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
+use crate::wait::wait_until;
 use proxy_hop::{ProxyHops, Upstream};
 
 /// Why a browser could not be launched or stopped.
@@ -710,6 +712,9 @@ fn owned_session_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError>
     }
 }
 
+/// How long removing a session dir is retried while exiting processes still write in it.
+const REMOVE_WAIT: Duration = Duration::from_secs(1);
+
 /// Removes a session dir and its temp dir, retrying while exiting processes still write.
 /// Checked just before the delete: only `sessions_dir/<uuid>` is ever removed.
 async fn remove_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> {
@@ -721,21 +726,16 @@ async fn remove_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> 
         .is_some_and(chromium::tmp_base_is_ours)
         .then_some(tmp);
     for path in tmp.into_iter().chain([dir.to_path_buf()]) {
-        let mut result = std::fs::remove_dir_all(&path);
-        for _ in 0..20 {
-            match &result {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    result = std::fs::remove_dir_all(&path);
-                }
-                _ => break,
+        let path = &path;
+        let removed = wait_until(REMOVE_WAIT, Duration::from_millis(50), || async move {
+            match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => ControlFlow::Continue(e),
+                _ => ControlFlow::Break(()),
             }
-        }
-        match result {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(WorkerError::io("remove session dir", e));
-            }
-            _ => {}
+        })
+        .await;
+        if let ControlFlow::Continue(e) = removed {
+            return Err(WorkerError::io("remove session dir", e));
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ use crate::cdp_proxy::{self, ProxyError, Upstream};
 use crate::orchestrator::SessionEvents;
 use crate::protocol::session::{SessionId, SessionStatus, WorkerInfo};
 use crate::protocol::steel::ErrorBody;
+use crate::worker::chromium;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -102,7 +103,7 @@ async fn fetch(st: &AppState, port: u16, path: &str) -> Result<Value, ApiError> 
     let bad =
         |e: reqwest::Error| ApiError::BadGateway(format!("the browser did not answer {path}: {e}"));
     st.http
-        .get(format!("http://127.0.0.1:{port}{path}"))
+        .get(chromium::devtools_url(port, path))
         .send()
         .await
         .map_err(bad)?

@@ -2,6 +2,7 @@
 //! Chromium launch, what the proxy costs over a direct CDP socket, and what bro's processes
 //! weigh. It starts its own daemon in a temporary home (or uses `--home`).
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +15,7 @@ use crate::host::{LaunchSpec, WorkerHost};
 use crate::output;
 use crate::paths::Paths;
 use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
+use crate::wait::wait_until;
 use crate::worker::{chromium, process};
 
 /// Options of `bro bench`.
@@ -116,7 +118,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let result = measure(&paths, &args).await;
     if started_here {
         let _ = DaemonClient::new(paths.socket()).shutdown(false).await;
-        let gone = process::wait_until(Duration::from_secs(30), || !paths.socket().exists()).await;
+        let gone = crate::wait::wait_for(Duration::from_secs(30), process::EXIT_POLL, || {
+            !paths.socket().exists()
+        })
+        .await;
         if gone && let Some(dir) = &temp {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -444,8 +449,10 @@ async fn warm_creates(
 ) -> Result<Stats> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let full = async {
-            loop {
+        let full = wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async move {
                 let ready = daemon
                     .status()
                     .await
@@ -453,14 +460,16 @@ async fn warm_creates(
                     .and_then(|s| s.pool)
                     .is_some_and(|p| p.warm_ready.len() >= target as usize);
                 if ready {
-                    return;
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), full)
-            .await
-            .context("the warm pool did not refill within 30 s")?;
+            },
+        )
+        .await;
+        if full.is_continue() {
+            bail!("the warm pool did not refill within 30 s");
+        }
         // A browser that has just come up still starts its helper processes: measure against
         // a settled pool, as a pool between bursts of creates is.
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -501,12 +510,7 @@ fn worker_of(paths: &Paths, id: &str) -> Result<WorkerInfo> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    process::kib(pid, "status", "VmRSS").unwrap_or(0)
 }
 
 fn print_table(r: &Value) {

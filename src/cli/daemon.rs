@@ -164,7 +164,7 @@ async fn stop(paths: &Paths, keep_sessions: bool) -> Result<()> {
         }
         Err(_) => return Err(wedged("the stop request")),
     }
-    let gone = process::wait_until(STOP_WAIT, || {
+    let gone = crate::wait::wait_for(STOP_WAIT, process::EXIT_POLL, || {
         start.is_none_or(|s| !process::is_alive(status.pid, s))
     })
     .await;

@@ -7,6 +7,7 @@
 //! invocations keep going.
 
 use std::net::TcpListener;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::identity::Identity;
 use crate::orchestrator::ingress::RestateAddr;
 use crate::paths::Paths;
+use crate::wait::{Poll, wait_until};
 use crate::worker::chromium::{executable, search_path};
 use crate::worker::process;
 
@@ -34,6 +36,10 @@ const MALLOC_CONF: &str = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0";
 
 /// How long a starting restate-server may take to answer `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long registering the SDK endpoint is retried (the server may still be opening its
+/// admin API, or the endpoint its listener).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why Restate could not be started or reached.
 #[derive(Debug, thiserror::Error)]
@@ -362,8 +368,8 @@ impl Runner {
             serde_json::to_vec(&pf).unwrap_or_default(),
         );
 
-        let deadline = Instant::now() + HEALTH_TIMEOUT;
         let cluster = cluster_name(&self.dir);
+        let poll = Poll::new(HEALTH_TIMEOUT, Duration::from_millis(20));
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(RestateError::Exited(status.to_string(), self.log.clone()));
@@ -371,11 +377,10 @@ impl Runner {
             if is_ours(&self.http, &self.admin, &cluster).await {
                 return Ok((child, pf));
             }
-            if Instant::now() >= deadline {
+            if !poll.again().await {
                 terminate(pf).await;
                 return Err(RestateError::Unhealthy(HEALTH_TIMEOUT, self.log.clone()));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -470,14 +475,14 @@ async fn wait_exit(child: &mut Option<Child>, pf: PidFile) -> String {
 
 /// SIGTERM, up to 10 s for a clean exit, then SIGKILL.
 async fn terminate(pf: PidFile) {
-    let alive = || process::is_alive(pf.pid, pf.start_time);
-    if !alive() {
+    let gone = || !process::is_alive(pf.pid, pf.start_time);
+    if gone() {
         return;
     }
     process::signal(pf.pid, Signal::SIGTERM);
-    if !process::wait_until(Duration::from_secs(10), || !alive()).await {
+    if !crate::wait::wait_for(Duration::from_secs(10), process::EXIT_POLL, gone).await {
         process::signal_group(pf.pid, Signal::SIGKILL);
-        process::wait_until(Duration::from_secs(2), || !alive()).await;
+        crate::wait::wait_for(Duration::from_secs(2), process::EXIT_POLL, gone).await;
     }
 }
 
@@ -486,20 +491,27 @@ async fn terminate(pf: PidFile) {
 pub async fn register(admin: &RestateAddr, endpoint_url: &str) -> Result<(), RestateError> {
     let http = admin.client();
     let body = serde_json::json!({ "uri": endpoint_url, "force": true });
-    let mut last = String::new();
-    for _ in 0..50 {
+    let (http, body, every) = (&http, &body, Duration::from_millis(100));
+    let tried = wait_until(REGISTER_TIMEOUT, every, || async move {
         match http
             .post(admin.url("/deployments"))
             .json(&body)
             .send()
             .await
         {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
-            Err(e) => last = e.to_string(),
+            Ok(r) if r.status().is_success() => ControlFlow::Break(()),
+            Ok(r) => ControlFlow::Continue(format!(
+                "{}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => ControlFlow::Continue(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    let ControlFlow::Continue(mut last) = tried else {
+        return Ok(());
+    };
     // The endpoint refusing discovery means the Restate does not sign with bro's key (an
     // external Restate configured without it, or with another).
     if last.contains("401") || last.contains("identity") {

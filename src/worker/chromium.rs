@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
 use crate::protocol::session::{Dimensions, SessionOptions};
+use crate::wait::Poll;
 use crate::worker::WorkerError;
 
 /// Flags every browser gets (see DESIGN.md): headless, quiet on a closed network, no first-run
@@ -335,11 +336,18 @@ pub fn spawn(
         .map_err(|e| WorkerError::io("spawn chromium", e))
 }
 
-/// True when the browser on DevTools port `port` answers `/json/version` within `timeout`:
-/// the one check that a browser is up and serving CDP.
+/// The URL of `path` (`/json/version`, `/json/list`) on the DevTools endpoint at `port`.
+pub fn devtools_url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+/// True when the DevTools endpoint at `port` answers `GET /json/version` with a success
+/// within `timeout`: the one check that a browser is up and serving CDP.
 pub async fn answers(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
-    let url = format!("http://127.0.0.1:{port}/json/version");
-    matches!(http.get(url).timeout(timeout).send().await, Ok(r) if r.status().is_success())
+    let req = http
+        .get(devtools_url(port, "/json/version"))
+        .timeout(timeout);
+    matches!(req.send().await, Ok(r) if r.status().is_success())
 }
 
 /// What a browser says of itself on `/json/version`.
@@ -353,9 +361,8 @@ pub struct Version {
 
 /// The browser's `/json/version`, or `None` when it does not answer within 5 s.
 pub async fn version(http: &reqwest::Client, port: u16) -> Option<Version> {
-    let url = format!("http://127.0.0.1:{port}/json/version");
     let resp = http
-        .get(url)
+        .get(devtools_url(port, "/json/version"))
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -370,9 +377,9 @@ pub async fn wait_ready(
     dir: &Path,
     http: &reqwest::Client,
 ) -> Result<(u16, String), WorkerError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
     let port_file = dir.join("profile/DevToolsActivePort");
     let mut endpoint: Option<(u16, String)> = None;
+    let poll = Poll::new(READY_TIMEOUT, Duration::from_millis(10));
     loop {
         if let Some(status) = child
             .try_wait()
@@ -391,10 +398,9 @@ pub async fn wait_ready(
                 }
             }
         }
-        if Instant::now() >= deadline {
+        if !poll.again().await {
             return Err(WorkerError::NotReady(READY_TIMEOUT));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -71,11 +71,7 @@ pub fn identify(pid: u32, start_time: u64, dir: &Path) -> Identity {
 pub fn naming_dir(dir: &Path) -> Vec<(u32, process::ProcStat)> {
     let profile = profile_arg(dir);
     let crash_db = crash_db_prefix(dir);
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    process::pids()
         .filter_map(|pid| {
             let cmd = process::cmdline(pid)?;
             let names = process::cmdline_has(&cmd, &profile, true)
@@ -150,7 +146,7 @@ pub async fn kill_browser(recorded: Option<Recorded>, dir: &Path) -> Result<(), 
     if groups.is_empty() && pids.is_empty() {
         return Ok(());
     }
-    if process::wait_until(KILL_WAIT, || left().is_empty()).await {
+    if crate::wait::wait_for(KILL_WAIT, process::EXIT_POLL, || left().is_empty()).await {
         return Ok(());
     }
     Err(WorkerError::Unkillable {

@@ -1,9 +1,12 @@
 //! Process facts from `/proc` and signals by pid and process group. Linux only.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+
+/// How often a wait for processes to exit looks again (with [`crate::wait::wait_for`]).
+pub const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// State and identity of one process, from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,21 +20,55 @@ pub struct ProcStat {
 
 /// Reads `/proc/PID/stat`; `None` when the pid does not exist.
 pub fn stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    parse_stat(&read(pid, "stat")?)
 }
 
-/// Parses a `/proc/PID/stat` line. The command name may hold spaces and parentheses, so the
-/// fields are counted from the last `)`.
+/// `/proc/PID/<file>` as text; `None` when the pid (or the file) does not exist.
+fn read(pid: u32, file: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()
+}
+
+/// The value of line `key` in a `/proc/PID/<file>` of `Key:  value` lines (`status`,
+/// `smaps_rollup`), trimmed.
+fn field(pid: u32, file: &str, key: &str) -> Option<String> {
+    let text = read(pid, file)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// A size in KiB from a `/proc/PID/<file>` line such as `VmRSS:  1234 kB` (key `VmRSS`).
+pub fn kib(pid: u32, file: &str, key: &str) -> Option<u64> {
+    field(pid, file, key)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Parses a `/proc/PID/stat` line.
 fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(3) ppid(4) pgrp(5) ... starttime(22), so index = field - 3.
+    let fields = stat_fields(text)?;
+    // From state (field 3): pgrp (5) is index 2, starttime (22) index 19.
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
+}
+
+/// The fields of a `/proc/PID/stat` line after the command name, from `state` (field 3) on.
+/// The name may hold spaces and parentheses, so they are counted from the last `)`.
+fn stat_fields(text: &str) -> Option<Vec<&str>> {
+    Some(text[text.rfind(')')? + 1..].split_whitespace().collect())
+}
+
+/// The pids in `/proc` now (none when it cannot be read).
+pub fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
 }
 
 /// The start time of a live (non-zombie) pid.
@@ -46,11 +83,7 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
 
 /// Pids of the live (non-zombie) processes in process group `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    pids()
         .filter(|pid| stat(*pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z'))
         .collect()
 }
@@ -67,33 +100,21 @@ pub fn group_usage(pgid: u32) -> (u64, u64, u32) {
 pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, (u64, u64, u32)> {
     let wanted: std::collections::HashSet<u32> = pgids.iter().copied().collect();
     let mut out = std::collections::HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    for pid in pids() {
+        let Some(text) = read(pid, "stat") else {
             continue;
         };
-        let Some(close) = stat.rfind(')') else {
+        let (Some(st), Some(f)) = (parse_stat(&text), stat_fields(&text)) else {
             continue;
         };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // Counted from state (field 3): pgrp (5) is index 2; utime (14), stime (15) are 11, 12.
-        let Some(pgrp) = f.get(2).and_then(|v| v.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !wanted.contains(&pgrp) || f.first() == Some(&"Z") {
+        let pgrp = st.pgrp;
+        if !wanted.contains(&pgrp) || st.state == 'Z' {
             continue;
         }
+        // From state (field 3): utime (14) and stime (15) are indexes 11 and 12.
         let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let ticks = field(11) + field(12);
-        let rollup =
-            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-        let pss: u64 = rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
+        let pss = kib(pid, "smaps_rollup", "Pss").unwrap_or(0);
         let entry = out.entry(pgrp).or_insert((0, 0, 0));
         *entry = (entry.0 + pss, entry.1 + ticks, entry.2 + 1);
     }
@@ -102,11 +123,7 @@ pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, (u64, u64
 
 /// Pids of live processes with an argument starting with `prefix`, and that argument.
 pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    pids()
         .filter_map(|pid| {
             let cmdline = cmdline(pid)?;
             let arg = cmdline
@@ -135,12 +152,7 @@ pub fn cmdline(pid: u32) -> Option<Vec<u8>> {
 /// `/proc/PID/status`, which holds them even for a process that is not dumpable).
 pub fn is_mine(pid: u32) -> bool {
     let me = nix::unistd::geteuid().as_raw();
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
+    field(pid, "status", "Uid")
         .map(|ids| {
             let ids: Vec<&str> = ids.split_whitespace().collect();
             // Real and effective: a setuid process of another user is not ours either.
@@ -187,20 +199,6 @@ pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno>
     match killpg(Pid::from_raw(pgid as i32), sig) {
         Err(nix::errno::Errno::ESRCH) => Ok(()),
         other => other,
-    }
-}
-
-/// Polls until `done()` holds or `limit` passes; returns whether it held.
-pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

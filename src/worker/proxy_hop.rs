@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lock;
 use crate::protocol::session::ProxyBytes;
+use crate::pump::pump;
 
 /// Longest request head the hop reads before giving up on a connection.
 const MAX_HEAD: usize = 64 * 1024;
@@ -236,25 +237,15 @@ async fn relay(
 
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
-    let up = pump(&mut client_rx, &mut server_tx, &counters.tx);
-    let down = pump(&mut server_rx, &mut client_tx, &counters.rx);
+    let up = pump(&mut client_rx, &mut server_tx, counting(&counters.tx));
+    let down = pump(&mut server_rx, &mut client_tx, counting(&counters.rx));
     let (up, down) = tokio::join!(up, down);
     up.and(down)
 }
 
-/// Copies until end of input, counting, then shuts the output's write side.
-async fn pump(
-    from: &mut (impl AsyncReadExt + Unpin),
-    to: &mut (impl AsyncWriteExt + Unpin),
-    counter: &AtomicU64,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
-        to.write_all(&buf[..n]).await?;
+/// Adds every chunk a pump passes to `counter`.
+fn counting(counter: &AtomicU64) -> impl FnMut(usize) + '_ {
+    move |n| {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }

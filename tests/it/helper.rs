@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use bro::worker::process;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -209,10 +210,7 @@ pub fn text(out: &Output) -> String {
 pub fn leftovers(home: &Path) -> Vec<u32> {
     let needle = home.to_string_lossy().into_owned();
     let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    process::pids()
         .filter(|pid| *pid != me && is_live(*pid))
         .filter(|pid| {
             let has = |file: &str| {
@@ -227,29 +225,41 @@ pub fn leftovers(home: &Path) -> Vec<u32> {
 
 /// True for a pid that exists and is not a zombie.
 pub fn is_live(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
+    process::start_time(pid).is_some()
 }
 
 /// Live pids in process group `pgid`.
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
+    process::group_members(pgid)
+}
+
+/// TCP ports `pid` listens on: its socket inodes matched against `/proc/net/tcp{,6}`.
+pub fn listen_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .into_iter()
         .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .is_some_and(|s| {
-                    let i = s.rfind(')').unwrap_or(0);
-                    let fields: Vec<&str> = s[i + 2..].split_whitespace().collect();
-                    fields.first() != Some(&"Z")
-                        && fields.get(2) == Some(&pgid.to_string().as_str())
-                })
+        .filter_map(|e| {
+            let target = std::fs::read_link(e.ok()?.path()).ok()?;
+            let t = target.to_str()?;
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
         })
-        .collect()
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is f[1] (ADDR:PORT in hex), st is f[3] (0A = LISTEN), inode f[9].
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports
 }
 
 /// Sends a signal by pid with `kill(1)`.

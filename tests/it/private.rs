@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::helper::{TestDaemon, http};
+use crate::helper::{TestDaemon, http, listen_ports};
 
 /// The hostile calls: launch a warm browser "in" the victim dir, create a session keyed by
 /// its (encoded) path, and ask for the service manifest.
@@ -43,7 +43,7 @@ fn nothing_but_restate_reaches_the_plane_and_no_id_becomes_a_foreign_path() {
     std::fs::write(victim.join("precious"), "keep me").unwrap();
 
     // restate-server listens on no TCP port at all.
-    let restate_ports = tcp_listen_ports(d.restate_pid());
+    let restate_ports = listen_ports(d.restate_pid());
     assert!(
         restate_ports.is_empty(),
         "restate-server listens on TCP {restate_ports:?}"
@@ -62,7 +62,7 @@ fn nothing_but_restate_reaches_the_plane_and_no_id_becomes_a_foreign_path() {
         .parse()
         .unwrap();
     let api_port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
-    let mut daemon_ports = tcp_listen_ports(d.daemon_pid());
+    let mut daemon_ports = listen_ports(d.daemon_pid());
     daemon_ports.sort();
     let mut expected = vec![api_port, sdk_port];
     expected.sort();
@@ -180,31 +180,6 @@ fn connect_probe(path: &str, as_nobody: bool) -> String {
     }
     let out = cmd.output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// TCP ports `pid` listens on: its socket inodes matched against `/proc/net/tcp{,6}`.
-fn tcp_listen_ports(pid: u32) -> Vec<u16> {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| {
-            let target = std::fs::read_link(e.ok()?.path()).ok()?;
-            let t = target.to_str()?;
-            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-        })
-        .collect();
-    let mut ports = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // local_address is f[1] (ADDR:PORT in hex), st is f[3] (0A = LISTEN), inode f[9].
-            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
-                let port = f[1].rsplit(':').next().unwrap();
-                ports.push(u16::from_str_radix(port, 16).unwrap());
-            }
-        }
-    }
-    ports
 }
 
 async fn h2c_post(port: u16, path: &str, body: &str) -> (u16, String) {

@@ -179,13 +179,7 @@ fn the_reaper_spares_an_unrelated_group_on_a_recorded_pid() {
         .spawn()
         .unwrap();
     let pid = bystander.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = bro::worker::process::stat(pid).unwrap().start_time;
     std::fs::create_dir_all(dir.join("files")).unwrap();
     let pf = format!(r#"{{"pid":{pid},"start_time":{start},"session":"{id}"}}"#);
     std::fs::write(dir.join("worker.json"), pf).unwrap();
