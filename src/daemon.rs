@@ -19,7 +19,6 @@ pub mod sweep;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -38,64 +37,9 @@ use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::protocol::{PROTOCOL_VERSION, session::SessionStatus};
+use crate::settings::{Settings, millis};
 use crate::worker::{LocalWorkerHost, chromium};
 use ingress::{Ingress, RestateAddr};
-
-/// Everything `bro daemon` is configured with.
-#[derive(Debug, Clone)]
-pub struct DaemonOptions {
-    pub port: u16,
-    pub bind: IpAddr,
-    pub max_sessions: u32,
-    /// Most creates waiting for a slot; 0 = no queue.
-    pub max_queue: u32,
-    /// Ready browsers to keep; 0 = none.
-    pub warm: u32,
-    /// How long a create waits for a slot.
-    pub queue_timeout_ms: u64,
-    /// Timeout of sessions created without one; 0 means none.
-    pub default_timeout_ms: u64,
-    /// How long ended sessions stay retrievable; 0 means forever.
-    pub retention_ms: u64,
-    /// Bytes each session's files dir may hold (uploads and the browser's downloads).
-    pub files_quota: u64,
-    pub node: String,
-    pub chromium: Option<PathBuf>,
-    /// Added to every browser's command line.
-    pub chromium_flags: Vec<String>,
-    pub restate_server: Option<PathBuf>,
-    pub restate_admin_url: Option<String>,
-    pub restate_ingress_url: Option<String>,
-    /// Required from TCP clients when set.
-    pub api_key: Option<String>,
-}
-
-impl DaemonOptions {
-    /// Every setting within the bound bro can honour (flags and `config.toml` are checked as
-    /// they are read; this covers every other way in). The message names the bound.
-    pub fn check(&self) -> Result<(), String> {
-        use crate::config::{self as c, check_count};
-        use crate::protocol::session::check_ms;
-        check_count(self.max_sessions, 1, c::MAX_SESSIONS_LIMIT)
-            .map_err(|e| format!("max_sessions: {e}"))?;
-        check_count(self.max_queue, 0, c::MAX_QUEUE_LIMIT)
-            .map_err(|e| format!("max_queue: {e}"))?;
-        check_count(self.warm, 0, c::MAX_WARM).map_err(|e| format!("warm: {e}"))?;
-        check_ms(
-            "queue_timeout",
-            self.queue_timeout_ms,
-            c::MAX_QUEUE_TIMEOUT_MS,
-        )?;
-        check_ms(
-            "default_timeout",
-            self.default_timeout_ms,
-            c::MAX_DEFAULT_TIMEOUT_MS,
-        )?;
-        check_ms("retention", self.retention_ms, c::MAX_RETENTION_MS)?;
-        c::check_node(&self.node).map_err(|e| format!("node: {e}"))?;
-        Ok(())
-    }
-}
 
 /// How long a stopping daemon spends releasing its sessions through Restate before it stops
 /// their browsers itself.
@@ -108,7 +52,7 @@ const REAP_BUDGET: Duration = Duration::from_secs(6);
 /// Runs the daemon until SIGTERM/SIGINT or `POST /bro/v1/shutdown`. A start that fails at any
 /// step stops what it had started (restate-server, the browsers it launched) before it
 /// returns the error.
-pub async fn run(paths: Paths, opts: DaemonOptions) -> Result<()> {
+pub async fn run(paths: Paths, opts: Settings) -> Result<()> {
     opts.check().map_err(anyhow::Error::msg)?;
     paths.create_all().context("creating bro's directories")?;
     // Held until the undo of a failed start is done, so no other daemon of this home can
@@ -218,7 +162,7 @@ impl Started {
     }
 }
 
-async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> Result<()> {
+async fn run_inner(paths: Paths, opts: Settings, started: &mut Started) -> Result<()> {
     if !opts.bind.is_loopback() && opts.api_key.is_none() {
         bail!(
             "refusing to serve on {} without an API key: anyone who reaches it could drive the \
@@ -227,7 +171,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         );
     }
     if let Some(key) = &opts.api_key {
-        api::auth::check_key(key).map_err(anyhow::Error::msg)?;
+        api::auth::check_key(key.expose()).map_err(anyhow::Error::msg)?;
     }
     let chromium = chromium::find(opts.chromium.as_deref())?;
     let shutdown = CancellationToken::new();
@@ -286,9 +230,9 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
         max_queue: opts.max_queue,
-        queue_timeout_ms: opts.queue_timeout_ms,
+        queue_timeout_ms: millis(opts.queue_timeout),
         warm: opts.warm,
-        retention_ms: opts.retention_ms,
+        retention_ms: millis(opts.retention),
         sockets: Arc::clone(&sockets),
         stopping: started.stopping.clone(),
     });
@@ -353,7 +297,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
     let sweep_task = tokio::spawn(sweep::run(
         ingress.clone(),
         opts.node.clone(),
-        opts.retention_ms,
+        millis(opts.retention),
         sup_stop.clone(),
     ));
 
@@ -370,7 +314,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         node: opts.node.clone(),
         max_sessions: opts.max_sessions,
         max_queue: opts.max_queue,
-        queue_timeout_ms: opts.queue_timeout_ms,
+        queue_timeout_ms: millis(opts.queue_timeout),
         warm: opts.warm,
         chromium: chromium.display().to_string(),
         home: paths.display_home(),
@@ -396,9 +340,9 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
             shutdown: shutdown.clone(),
             keep_sessions: AtomicBool::new(false),
         },
-        api_key: opts.api_key.clone(),
+        api_key: opts.api_key(),
         http: reqwest::Client::new(),
-        default_timeout_ms: opts.default_timeout_ms,
+        default_timeout_ms: millis(opts.default_timeout),
         bind: opts.bind,
         files_quota: opts.files_quota,
     });

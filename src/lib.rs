@@ -18,6 +18,7 @@ pub mod orchestrator;
 pub mod output;
 pub mod paths;
 pub mod protocol;
+pub mod settings;
 pub mod telemetry;
 pub mod tui;
 pub mod worker;
