@@ -315,7 +315,7 @@ pub fn check_count(n: u32, min: u32, max: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// The count setting `key` within its bound (see [`COUNTS`]); the message names both.
+/// The count setting `key` within its bound (see `COUNTS`); the message names both.
 pub fn check_named_count(key: &str, n: u32) -> Result<(), String> {
     let (min, max) = COUNTS
         .iter()
