@@ -8,11 +8,13 @@ pub mod session;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::protocol::session::SessionStatus;
+use crate::settings::Overrides;
 
 /// bro: one headless Chromium per session, driven by the steel-browser API.
 ///
@@ -90,6 +92,10 @@ pub struct DaemonCommand {
     pub action: Option<DaemonAction>,
     #[command(flatten)]
     pub args: DaemonArgs,
+    /// Read the resolved settings as JSON on stdin instead (how `bro daemon start` hands them
+    /// to the daemon it spawns, the API key included, which no command line may carry).
+    #[arg(long, hide = true)]
+    pub settings_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +187,42 @@ pub struct DaemonArgs {
     /// needed to bind a non-loopback address.
     #[arg(long, env = "BRO_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+impl DaemonArgs {
+    /// The settings given by `BRO_*` variables alone, parsed and checked as their flags are
+    /// (for a daemon started with flags of bro's own choosing, as `bro bench` does).
+    pub fn from_env() -> Result<DaemonArgs, clap::Error> {
+        #[derive(Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            args: DaemonArgs,
+        }
+        EnvOnly::try_parse_from(["bro"]).map(|e| e.args)
+    }
+}
+
+impl From<DaemonArgs> for Overrides {
+    fn from(a: DaemonArgs) -> Self {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        Overrides {
+            port: a.port,
+            bind: a.bind,
+            max_sessions: a.max_sessions,
+            max_queue: a.max_queue,
+            warm: a.warm,
+            queue_timeout: ms(a.queue_timeout),
+            default_timeout: ms(a.default_timeout),
+            retention: ms(a.retention),
+            files_quota: a.files_quota,
+            node: a.node,
+            chromium: a.chromium,
+            restate_server: a.restate_server,
+            restate_admin_url: a.restate_admin_url,
+            restate_ingress_url: a.restate_ingress_url,
+            api_key: a.api_key,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

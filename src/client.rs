@@ -1,6 +1,7 @@
 //! `DaemonClient`: the CLI's (and later the TUI's) only way to the daemon, HTTP over the Unix
 //! socket with hyperlocal. `ensure_daemon` starts a daemon when none answers.
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +24,7 @@ use crate::protocol::steel::{
     SessionDetails,
 };
 use crate::wait::{Poll, wait_for};
+use crate::settings::Settings;
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -230,7 +232,7 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
         "bro: starting the daemon (log: {})",
         paths.daemon_log().display()
     );
-    start_daemon(paths, &[], None).await?;
+    start_daemon(paths, None).await?;
     Ok(client)
 }
 
@@ -246,14 +248,20 @@ fn warn_on_version_skew(status: &DaemonStatus) {
     }
 }
 
-/// Spawns `bro daemon ARGS` in the background (own process group, output to the daemon log)
-/// and waits until it answers on its socket.
+/// Spawns `bro daemon` in the background (own process group, output to the daemon log) and
+/// waits until it answers on its socket. With `settings`, the daemon gets them resolved, as
+/// JSON on its stdin: nothing is rebuilt as flags, and the API key is on no command line and in
+/// no environment that `ps` shows. Without, it resolves its own from its environment and
+/// `config.toml`, as `bro daemon` in the foreground does.
 pub async fn start_daemon(
     paths: &Paths,
-    args: &[String],
-    api_key: Option<&str>,
+    settings: Option<&Settings>,
 ) -> Result<DaemonStatus, ClientError> {
     let exe = std::env::current_exe().map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let handoff = settings
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
     let log_path = paths.daemon_log();
     crate::paths::rotate_log(
         &log_path,
@@ -273,18 +281,25 @@ pub async fn start_daemon(
     if let Some(home) = &paths.home {
         cmd.env("BRO_HOME", home);
     }
-    if let Some(key) = api_key {
-        cmd.env("BRO_API_KEY", key);
+    cmd.arg("daemon");
+    if handoff.is_some() {
+        // The key is in the settings; a copy inherited from this shell is not passed on.
+        cmd.arg("--settings-stdin")
+            .env_remove("BRO_API_KEY")
+            .stdin(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null());
     }
     let mut child = cmd
-        .arg("daemon")
-        .args(args)
-        .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .process_group(0)
         .spawn()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    if let (Some(json), Some(mut stdin)) = (handoff, child.stdin.take()) {
+        // A daemon that exits before reading is reported below, with its log.
+        let _ = stdin.write_all(&json);
+    }
     let client = DaemonClient::new(paths.socket());
     let poll = Poll::new(START_TIMEOUT, Duration::from_millis(50));
     loop {

@@ -1,25 +1,32 @@
 //! `config.toml` in bro's config dir: the daemon's settings, below flags and environment
 //! variables in precedence (flags > `BRO_*` env > file > built-in defaults). Loaded once.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 /// The built-in defaults, as the documentation gives them.
 pub const DEFAULT_PORT: u16 = 3000;
-pub const DEFAULT_BIND: &str = "127.0.0.1";
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_MAX_SESSIONS: u32 = 16;
 pub const DEFAULT_NODE: &str = "local";
 pub const DEFAULT_RETENTION_MS: u64 = 24 * 3600 * 1000;
 pub const DEFAULT_MAX_QUEUE: u32 = 64;
 pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_WARM: u32 = 0;
 
 /// The bounds of each setting: a value past one is refused at start with a message that names
 /// it, never taken on and then failed on at run time.
 pub const MAX_SESSIONS_LIMIT: u32 = 10_000;
 pub const MAX_QUEUE_LIMIT: u32 = 100_000;
 pub const MAX_WARM: u32 = 1_000;
+/// Each count setting with its least and most value.
+const COUNTS: [(&str, u32, u32); 3] = [
+    ("max_sessions", 1, MAX_SESSIONS_LIMIT),
+    ("max_queue", 0, MAX_QUEUE_LIMIT),
+    ("warm", 0, MAX_WARM),
+];
 /// The longest `queue_timeout`: 1 hour.
 pub const MAX_QUEUE_TIMEOUT_MS: u64 = 3600 * 1000;
 /// The longest `default_timeout`: 7 days, as for a session's own `timeout`.
@@ -146,19 +153,15 @@ impl Config {
                 parse(v).map_err(|e| format!("{key}: {e}"))?;
             }
         }
-        if let Some(flag) = self.chromium_flags.iter().find(|f| !f.starts_with("--")) {
-            return Err(format!(
-                "chromium_flags: '{flag}' is not a flag (flags start with --)"
-            ));
-        }
+        check_chromium_flags(&self.chromium_flags)?;
         let counts = [
-            ("max_sessions", self.max_sessions, 1, MAX_SESSIONS_LIMIT),
-            ("max_queue", self.max_queue, 0, MAX_QUEUE_LIMIT),
-            ("warm", self.warm, 0, MAX_WARM),
+            ("max_sessions", self.max_sessions),
+            ("max_queue", self.max_queue),
+            ("warm", self.warm),
         ];
-        for (key, value, min, max) in counts {
+        for (key, value) in counts {
             if let Some(n) = value {
-                check_count(n, min, max).map_err(|e| format!("{key}: {e}"))?;
+                check_named_count(key, n)?;
             }
         }
         if let Some(node) = &self.node {
@@ -236,7 +239,8 @@ pub fn parse_files_quota(s: &str) -> Result<u64, String> {
     check_files_quota(parse_size(s)?)
 }
 
-fn check_files_quota(bytes: u64) -> Result<u64, String> {
+/// A files quota within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
+pub fn check_files_quota(bytes: u64) -> Result<u64, String> {
     if (MIN_FILES_QUOTA..=MAX_FILES_QUOTA).contains(&bytes) {
         Ok(bytes)
     } else {
@@ -309,6 +313,25 @@ pub fn check_count(n: u32, min: u32, max: u32) -> Result<(), String> {
         return Err(format!("must be from {min} to {max}, got {n}"));
     }
     Ok(())
+}
+
+/// The count setting `key` within its bound (see `COUNTS`); the message names both.
+pub fn check_named_count(key: &str, n: u32) -> Result<(), String> {
+    let (min, max) = COUNTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or((0, u32::MAX), |(_, min, max)| (*min, *max));
+    check_count(n, min, max).map_err(|e| format!("{key}: {e}"))
+}
+
+/// Extra Chromium flags: each one a `--flag`.
+pub fn check_chromium_flags(flags: &[String]) -> Result<(), String> {
+    match flags.iter().find(|f| !f.starts_with("--")) {
+        Some(flag) => Err(format!(
+            "chromium_flags: '{flag}' is not a flag (flags start with --)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A node name: 1 to [`MAX_NODE_LEN`] letters, digits, `-`, `_` or `.` (it is a key in Restate

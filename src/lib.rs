@@ -20,6 +20,7 @@ pub mod output;
 pub mod paths;
 pub mod protocol;
 pub mod pump;
+pub mod settings;
 pub mod telemetry;
 pub mod tui;
 pub mod wait;

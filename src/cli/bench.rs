@@ -10,11 +10,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cdp::Cdp;
+use crate::cli::DaemonArgs;
 use crate::client::{self, DaemonClient};
+use crate::config;
 use crate::host::{LaunchSpec, WorkerHost};
 use crate::output;
 use crate::paths::Paths;
 use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
+use crate::settings::{Overrides, Settings};
 use crate::wait::wait_until;
 use crate::worker::{chromium, process};
 
@@ -102,18 +105,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if started_here {
         paths.create_all()?;
         output::progress("starting a daemon in a temporary home");
-        let max = (args.sessions.max(args.live) + 2).to_string();
-        client::start_daemon(
-            &paths,
-            &[
-                "--port=0".into(),
-                format!("--max-sessions={max}"),
-                format!("--warm={}", args.warm),
-                "--default-timeout=10m".into(),
-            ],
-            None,
-        )
-        .await?;
+        // bench's own choices over the `BRO_*` variables, over the (empty) home's file.
+        let mut over: Overrides = DaemonArgs::from_env()?.into();
+        over.port = Some(0);
+        over.max_sessions =
+            Some(u32::try_from(args.sessions.max(args.live) + 2).unwrap_or(u32::MAX));
+        over.warm = Some(args.warm);
+        over.default_timeout = Some(Duration::from_secs(600));
+        let file = config::Config::load(&config::path(&paths.config_dir))?;
+        let settings = Settings::merge(over, file).map_err(anyhow::Error::msg)?;
+        client::start_daemon(&paths, Some(&settings)).await?;
     }
     let result = measure(&paths, &args).await;
     if started_here {

@@ -1,6 +1,5 @@
 //! `bro daemon [start|stop|status]`.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -8,111 +7,54 @@ use anyhow::{Context, Result, bail};
 use crate::cli::{DaemonAction, DaemonArgs, DaemonCommand};
 use crate::client::{self, ClientError, DaemonClient};
 use crate::config;
-use crate::daemon::{self, DaemonOptions, lifecycle};
+use crate::daemon::{self, lifecycle};
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::steel::DEFAULT_TIMEOUT_MS;
+use crate::settings::Settings;
 use crate::worker::process;
 
 /// Runs `bro daemon ...`.
 pub async fn run(paths: Paths, cmd: DaemonCommand) -> Result<()> {
     match cmd.action {
         None => {
-            let opts = options(&paths, cmd.args)?;
-            daemon::run(paths, opts).await
+            let settings = if cmd.settings_stdin {
+                settings_from_stdin().await?
+            } else {
+                settings(&paths, cmd.args)?
+            };
+            daemon::run(paths, settings).await
         }
-        Some(DaemonAction::Start(args)) => start(&paths, &args).await,
+        Some(DaemonAction::Start(args)) => start(&paths, *args).await,
         Some(DaemonAction::Stop { keep_sessions }) => stop(&paths, keep_sessions).await,
         Some(DaemonAction::Status { json }) => status(&paths, json).await,
         Some(DaemonAction::Logs { follow, lines }) => super::logs::run(&paths, lines, follow).await,
     }
 }
 
-/// The daemon's options: each from its flag or `BRO_*` variable, else `config.toml`, else the
-/// built-in default.
-pub(crate) fn options(paths: &Paths, args: DaemonArgs) -> Result<DaemonOptions> {
+/// The daemon's settings: each from its flag or `BRO_*` variable (in `args`), else
+/// `config.toml`, else the built-in default. `bro daemon`, `bro daemon start` and
+/// `bro doctor` all resolve through here.
+pub(crate) fn settings(paths: &Paths, args: DaemonArgs) -> Result<Settings> {
     let file = config::Config::load(&config::path(&paths.config_dir))?;
-    Ok(DaemonOptions {
-        port: args.port.or(file.port).unwrap_or(config::DEFAULT_PORT),
-        bind: args
-            .bind
-            .or(file.bind)
-            .unwrap_or(IpAddr::from([127, 0, 0, 1])),
-        max_sessions: args
-            .max_sessions
-            .or(file.max_sessions)
-            .unwrap_or(config::DEFAULT_MAX_SESSIONS),
-        warm: args.warm.or(file.warm).unwrap_or(0),
-        max_queue: args
-            .max_queue
-            .or(file.max_queue)
-            .unwrap_or(config::DEFAULT_MAX_QUEUE),
-        queue_timeout_ms: args
-            .queue_timeout
-            .or(file.queue_timeout_ms())
-            .unwrap_or(config::DEFAULT_QUEUE_TIMEOUT_MS),
-        default_timeout_ms: args
-            .default_timeout
-            .or(file.default_timeout_ms())
-            .unwrap_or(DEFAULT_TIMEOUT_MS),
-        retention_ms: args
-            .retention
-            .or(file.retention_ms())
-            .unwrap_or(config::DEFAULT_RETENTION_MS),
-        files_quota: args
-            .files_quota
-            .or(file.files_quota())
-            .unwrap_or(config::DEFAULT_FILES_QUOTA),
-        node: args
-            .node
-            .or(file.node)
-            .unwrap_or_else(|| config::DEFAULT_NODE.to_string()),
-        chromium: args.chromium.or(file.chromium),
-        chromium_flags: file.chromium_flags,
-        restate_server: args.restate_server.or(file.restate_server),
-        restate_admin_url: args.restate_admin_url,
-        restate_ingress_url: args.restate_ingress_url,
-        api_key: args.api_key.or(file.api_key),
-    })
+    Settings::merge(args.into(), file).map_err(anyhow::Error::msg)
 }
 
-/// The flags that give a background daemon the options given here; what is not given, it
-/// resolves itself from its environment and `config.toml`. The API key goes by environment,
-/// not on a command line every user can read.
-fn to_args(a: &DaemonArgs) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut push = |name: &str, value: Option<String>| {
-        if let Some(v) = value {
-            out.push(format!("--{name}={v}"));
-        }
-    };
-    push("port", a.port.map(|p| p.to_string()));
-    push("bind", a.bind.map(|b| b.to_string()));
-    push("max-sessions", a.max_sessions.map(|m| m.to_string()));
-    push("max-queue", a.max_queue.map(|m| m.to_string()));
-    push("warm", a.warm.map(|w| w.to_string()));
-    push("queue-timeout", a.queue_timeout.map(|t| format!("{t}ms")));
-    push(
-        "default-timeout",
-        a.default_timeout.map(|t| format!("{t}ms")),
-    );
-    push("retention", a.retention.map(|t| format!("{t}ms")));
-    push("files-quota", a.files_quota.map(|b| b.to_string()));
-    push("node", a.node.clone());
-    push(
-        "chromium",
-        a.chromium.as_ref().map(|p| p.display().to_string()),
-    );
-    push(
-        "restate-server",
-        a.restate_server.as_ref().map(|p| p.display().to_string()),
-    );
-    push("restate-admin-url", a.restate_admin_url.clone());
-    push("restate-ingress-url", a.restate_ingress_url.clone());
-    out
+/// Most bytes of settings a spawned daemon reads on its stdin (they take about 1 KiB).
+const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// The settings `bro daemon start` wrote on this daemon's stdin, read once.
+async fn settings_from_stdin() -> Result<Settings> {
+    use tokio::io::AsyncReadExt;
+    let mut json = Vec::new();
+    tokio::io::stdin()
+        .take(MAX_SETTINGS_BYTES)
+        .read_to_end(&mut json)
+        .await
+        .context("reading the settings on stdin")?;
+    serde_json::from_slice(&json).context("reading the settings on stdin")
 }
 
-async fn start(paths: &Paths, args: &DaemonArgs) -> Result<()> {
+async fn start(paths: &Paths, args: DaemonArgs) -> Result<()> {
     paths.create_all().context("creating bro's directories")?;
     let existing = DaemonClient::new(paths.socket());
     if let Ok(st) = existing.status().await {
@@ -123,9 +65,10 @@ async fn start(paths: &Paths, args: &DaemonArgs) -> Result<()> {
             st.socket
         );
     }
+    let settings = settings(paths, args)?;
     let _guard = lifecycle::lock_blocking(&paths.start_lock())?;
     output::progress("starting the bro daemon");
-    let status = client::start_daemon(paths, &to_args(args), args.api_key.as_deref()).await?;
+    let status = client::start_daemon(paths, Some(&settings)).await?;
     output::daemon_started(&status);
     Ok(())
 }

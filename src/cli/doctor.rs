@@ -56,7 +56,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
 /// Runs every check; fails (exit 1) when one fails.
 pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     let mut checks = Vec::new();
-    let opts = match super::daemon::options(&paths, args) {
+    let opts = match super::daemon::settings(&paths, args) {
         Ok(o) => {
             let file = crate::config::path(&paths.config_dir);
             let detail = if file.exists() {

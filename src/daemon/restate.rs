@@ -71,16 +71,11 @@ fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> RestateError {
     move |source| RestateError::Io { what, source }
 }
 
-/// Finds restate-server: flag, then `BRO_RESTATE_SERVER`, then bro's install dir, then `PATH`.
+/// Finds restate-server: the configured path (`--restate-server`, `BRO_RESTATE_SERVER` or
+/// `config.toml`, as the settings resolved it), then bro's install dir, then `PATH`.
 pub fn find_binary(flag: Option<&Path>, paths: &Paths) -> Result<PathBuf, RestateError> {
     if let Some(path) = flag {
         return executable(path).ok_or_else(|| RestateError::NotFound(path.display().to_string()));
-    }
-    if let Some(env) = std::env::var_os("BRO_RESTATE_SERVER").filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(env);
-        return executable(&path).ok_or_else(|| {
-            RestateError::NotFound(format!("{} from BRO_RESTATE_SERVER", path.display()))
-        });
     }
     let candidates = paths.restate_install_candidates();
     candidates

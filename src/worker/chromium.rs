@@ -30,17 +30,12 @@ const BASE_FLAGS: &[&str] = &[
 /// 2-core machine take a few seconds; 50 launches at once took 13.7 s (chromium-notes §1.2).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// Finds Chromium: `--chromium`, then `BRO_CHROMIUM`, then `/usr/bin/chromium`, then `PATH`.
+/// Finds Chromium: the configured path (`--chromium`, `BRO_CHROMIUM` or `config.toml`, as
+/// the settings resolved it), then `/usr/bin/chromium`, then `PATH`.
 pub fn find(flag: Option<&Path>) -> Result<PathBuf, WorkerError> {
     if let Some(path) = flag {
         return executable(path)
             .ok_or_else(|| WorkerError::ChromiumNotFound(path.display().to_string()));
-    }
-    if let Some(env) = std::env::var_os("BRO_CHROMIUM").filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(env);
-        return executable(&path).ok_or_else(|| {
-            WorkerError::ChromiumNotFound(format!("{} (from BRO_CHROMIUM)", path.display()))
-        });
     }
     if let Some(path) = executable(Path::new("/usr/bin/chromium")) {
         return Ok(path);

@@ -331,3 +331,33 @@ fn unix_http(socket: &str, method: &str, path: &str, body: &str) -> (u16, String
         .unwrap_or(0);
     (status, text)
 }
+
+/// The API key reaches a background daemon on its stdin with the other settings: neither its
+/// command line nor its environment (what `ps e` shows) holds it, whether it came from
+/// `--api-key` or from `BRO_API_KEY` in the starting shell.
+#[test]
+fn the_api_key_is_in_no_argv_or_environ_of_the_daemon() {
+    let key = "a-secret-key-nobody-may-read";
+    let mut d = TestDaemon::prepare();
+    let by_flag: (&[&str], &[(&str, &str)]) = (&["--api-key", key], &[]);
+    let by_env: (&[&str], &[(&str, &str)]) = (&[], &[("BRO_API_KEY", key)]);
+    for (args, env) in [by_flag, by_env] {
+        d.restart_with_env(args, env);
+        let pid = d.daemon_pid();
+        for file in ["cmdline", "environ"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(key),
+                "the key is in the daemon's {file} ({args:?} {env:?})"
+            );
+        }
+        // And the daemon does require it.
+        let api = d.status["api_url"].as_str().unwrap().to_string();
+        let (status, _) = http(&api, "GET", "/v1/sessions", "");
+        assert_eq!(status, 401, "{args:?} {env:?}");
+        let out = d.bro(&["daemon", "stop"]);
+        assert!(out.status.success(), "{}", crate::helper::text(&out));
+    }
+    d.restart_with(&[]);
+    d.stop();
+}

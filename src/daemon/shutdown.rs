@@ -1,0 +1,133 @@
+//! The ordered shutdown, undoing the phases of the start in reverse: the sessions are
+//! released through Restate (unless kept) while everything still serves, then the API, the
+//! background tasks and the SDK endpoint stop, then the browsers left, then restate-server,
+//! then the published files. Every step has its budget, so a stop ends whatever state the
+//! sessions are in.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::orchestrator::ingress::Ingress;
+use super::started::Started;
+use super::startup::ApiPhase;
+use crate::paths::Paths;
+use crate::protocol::session::SessionStatus;
+
+/// How long a stopping daemon spends releasing its sessions through Restate before it stops
+/// their browsers itself.
+const RELEASE_BUDGET: Duration = Duration::from_secs(8);
+/// How long the servers and background tasks get to finish once told to stop.
+const TASKS_BUDGET: Duration = Duration::from_secs(3);
+
+/// Stops what the start brought up, in reverse order. `background` holds the tasks of
+/// recovery and the orchestrator's SDK endpoint; all are joined within one [`TASKS_BUDGET`].
+pub(super) async fn shutdown(
+    paths: &Paths,
+    node: &str,
+    ingress: &Ingress,
+    api: ApiPhase,
+    background: Vec<JoinHandle<()>>,
+    started: &mut Started,
+) {
+    // Bounded whatever state the sessions are in: the releases through Restate get
+    // RELEASE_BUDGET, then every browser left is stopped directly by its pid.
+    let keep = api.state.control.keep_sessions.load(Ordering::SeqCst);
+    if !keep {
+        // Launches under way give up now (their sessions end `failed`); none starts.
+        started.stopping.cancel();
+        let released = tokio::time::timeout(RELEASE_BUDGET, async {
+            release_open_sessions(ingress).await;
+            stop_warm_pool(ingress, node).await;
+        })
+        .await;
+        if released.is_err() {
+            tracing::warn!(
+                "releasing the sessions through Restate took longer than {RELEASE_BUDGET:?}; \
+                 stopping their browsers directly"
+            );
+        }
+    }
+    started.servers.cancel();
+    started.background.cancel();
+    let mut tasks = api.tasks;
+    tasks.extend(background);
+    join_within(tasks, TASKS_BUDGET).await;
+    if !keep {
+        let left = started.stop_browsers(true).await;
+        if left > 0 {
+            tracing::warn!(
+                browser_dirs = left,
+                "stopped the browsers Restate had not released"
+            );
+        }
+    }
+    started.stop_restate().await;
+    let _ = std::fs::remove_file(paths.socket());
+    let _ = std::fs::remove_file(paths.daemon_info());
+    tracing::info!("bro daemon stopped");
+}
+
+/// Waits for `tasks` up to `budget`, then aborts those still running.
+async fn join_within(tasks: Vec<JoinHandle<()>>, budget: Duration) {
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    if tokio::time::timeout(budget, futures_util::future::join_all(tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("servers still busy after {budget:?}; closing them");
+        for a in aborts {
+            a.abort();
+        }
+    }
+}
+
+/// Releases every open session, so a stopped daemon leaves no browser behind.
+async fn release_open_sessions(ingress: &Ingress) {
+    let open = match ingress.list().await {
+        Ok(records) => records
+            .into_iter()
+            .filter(|r| !r.status.is_final())
+            .collect::<Vec<_>>(),
+        Err(err) => {
+            tracing::error!(%err, "cannot list sessions to release them");
+            return;
+        }
+    };
+    let releases = open
+        .iter()
+        .filter(|r| r.status != SessionStatus::Releasing)
+        .map(|r| ingress.release(&r.id));
+    for result in futures_util::future::join_all(releases).await {
+        if let Err(err) = result {
+            tracing::error!(%err, "releasing a session at shutdown failed");
+        }
+    }
+}
+
+/// Stops the warm browsers, once the launches under way have landed in the pool (up to 15 s),
+/// so none is left running without a record.
+async fn stop_warm_pool(ingress: &Ingress, node: &str) {
+    let (limit, every) = (
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(100),
+    );
+    let landed = crate::wait::wait_until(limit, every, || async move {
+        match ingress.warm(node).await {
+            Ok(w) if w.filling.is_empty() => std::ops::ControlFlow::Break(Ok(())),
+            Ok(_) => std::ops::ControlFlow::Continue(()),
+            Err(err) => std::ops::ControlFlow::Break(Err(err)),
+        }
+    })
+    .await;
+    if let std::ops::ControlFlow::Break(Err(err)) = landed {
+        tracing::error!(%err, "cannot read the warm pool to stop it");
+        return;
+    }
+    match ingress.warm_drain(node).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stopped = n, "stopped the warm browsers"),
+        Err(err) => tracing::error!(%err, "stopping the warm browsers failed"),
+    }
+}

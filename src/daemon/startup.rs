@@ -1,0 +1,393 @@
+//! The phases of a start, in order: preflight (the API port bound first of all), Restate,
+//! the orchestrator, recovery, the API. Each returns the handle the shutdown needs and
+//! records in [`Started`] what a failed start must stop. Also the one place the daemon's
+//! shared parts are built: [`worker_host`], [`deps`], [`supervisor`], [`app_state`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::identity::Identity;
+use crate::orchestrator::ingress::{Ingress, RestateAddr};
+use super::serve::{bind_socket, nodelay, serve, serve_sdk, url_host};
+use super::started::{RestateHandle, Started};
+use super::supervisor::Supervisor;
+use super::{lifecycle, restate, sweep};
+use crate::api::{self, AppState, control::ControlState};
+use crate::cdp_proxy::Sockets;
+use crate::orchestrator::{self, Deps};
+use crate::paths::Paths;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::control::{DaemonStatus, RestateStatus};
+use crate::settings::{Settings, millis};
+use crate::host::{WorkerEvent, WorkerHost};
+use crate::worker::{LocalWorkerHost, chromium};
+
+/// What the checks before anything starts leave: the browser to launch, the token that
+/// stops the daemon, and the API port, bound first so a port in use fails the start at once.
+pub(super) struct Preflight {
+    pub(super) chromium: PathBuf,
+    pub(super) shutdown: CancellationToken,
+    pub(super) tcp: TcpListener,
+}
+
+/// Refuses settings bro cannot serve safely, finds Chromium, listens for the stop signals and
+/// binds the API port. Nothing is started yet, so nothing is to undo.
+pub(super) async fn preflight(settings: &Settings) -> Result<Preflight> {
+    if !settings.bind.is_loopback() && settings.api_key.is_none() {
+        bail!(
+            "refusing to serve on {} without an API key: anyone who reaches it could drive the \
+             browsers; pass --api-key (or set BRO_API_KEY), or bind 127.0.0.1",
+            settings.bind
+        );
+    }
+    if let Some(key) = &settings.api_key {
+        api::auth::check_key(key.expose()).map_err(anyhow::Error::msg)?;
+    }
+    let chromium = chromium::find(settings.chromium.as_deref())?;
+    let shutdown = CancellationToken::new();
+    lifecycle::on_signals(shutdown.clone())?;
+    let tcp = TcpListener::bind((settings.bind, settings.port))
+        .await
+        .with_context(|| {
+            format!(
+                "port {} on {} is in use; pass --port to pick another",
+                settings.port, settings.bind
+            )
+        })?;
+    Ok(Preflight {
+        chromium,
+        shutdown,
+        tcp,
+    })
+}
+
+/// The Restate the daemon uses, supervised or existing.
+pub(super) struct RestatePhase {
+    pub(super) identity: Identity,
+    pub(super) admin: RestateAddr,
+    pub(super) ingress_addr: RestateAddr,
+    pub(super) ingress: Ingress,
+    /// The supervised restate-server's pid and restarts (`None` for an existing Restate).
+    pub(super) supervised: Option<RestateHandle>,
+    pub(super) ports: restate::Ports,
+}
+
+/// Starts restate-server (or adopts an existing Restate). Either way it must sign its calls
+/// to the SDK endpoint with bro's key (an external one is configured with `identity.pem`).
+/// From here on a failed start stops the restate-server it started ([`Started::hold`]).
+pub(super) async fn restate(
+    paths: &Paths,
+    settings: &Settings,
+    started: &mut Started,
+) -> Result<RestatePhase> {
+    crate::paths::create_private_dir(&paths.restate_dir())?;
+    let identity = Identity::load_or_create(&paths.restate_dir())?;
+    let (supervised, admin, ingress_addr) =
+        match (&settings.restate_admin_url, &settings.restate_ingress_url) {
+            (Some(admin), Some(ingress)) => (
+                None,
+                RestateAddr::parse(admin).map_err(anyhow::Error::msg)?,
+                RestateAddr::parse(ingress).map_err(anyhow::Error::msg)?,
+            ),
+            (None, None) => {
+                let binary = restate::find_binary(settings.restate_server.as_deref(), paths)?;
+                let sup = restate::start(binary, paths, &identity).await?;
+                let admin = RestateAddr::Unix(sup.sockets.admin.clone());
+                let ingress = RestateAddr::Unix(sup.sockets.ingress.clone());
+                (Some(sup), admin, ingress)
+            }
+            _ => bail!(
+                "--restate-admin-url and --restate-ingress-url go together; pass both or neither"
+            ),
+        };
+    let supervised = started.hold(supervised);
+    let ports = restate::Ports::load_or_pick(&paths.restate_dir());
+    ports.save(&paths.restate_dir())?;
+    let ingress = Ingress::new(ingress_addr.clone(), admin.clone()).map_err(anyhow::Error::msg)?;
+    Ok(RestatePhase {
+        identity,
+        admin,
+        ingress_addr,
+        ingress,
+        supervised,
+        ports,
+    })
+}
+
+/// The orchestrator's parts the later phases share.
+pub(super) struct OrchestratorPhase {
+    pub(super) host: Arc<LocalWorkerHost>,
+    pub(super) sockets: Arc<Sockets>,
+    pub(super) endpoint_url: String,
+    pub(super) sdk_task: JoinHandle<()>,
+}
+
+/// Serves the orchestrator's SDK endpoint (h2c, TCP_NODELAY) and registers it with Restate,
+/// at every start. A failed start stops the browsers launched from here on. Also returns the
+/// browsers' exits, for the supervisor that [`recovery`] starts.
+pub(super) async fn orchestrator(
+    paths: &Paths,
+    settings: &Settings,
+    chromium: PathBuf,
+    restate: &RestatePhase,
+    started: &mut Started,
+) -> Result<(OrchestratorPhase, mpsc::UnboundedReceiver<WorkerEvent>)> {
+    let (exit_tx, exits) = mpsc::unbounded_channel();
+    let host = worker_host(paths, settings, chromium, exit_tx);
+    started.host = Some(Arc::clone(&host));
+    let sockets = Arc::new(Sockets::default());
+    let deps = deps(settings, &host, &sockets, started);
+    let sdk_listener = TcpListener::bind(("127.0.0.1", restate.ports.sdk))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the SDK endpoint on 127.0.0.1:{}",
+                restate.ports.sdk
+            )
+        })?;
+    let endpoint_url = format!("http://127.0.0.1:{}/", sdk_listener.local_addr()?.port());
+    let sdk_task = tokio::spawn(serve_sdk(
+        sdk_listener,
+        orchestrator::endpoint(deps, &restate.identity.public_key)?,
+        started.servers.clone(),
+    ));
+    restate::register(&restate.admin, &endpoint_url).await?;
+    let phase = OrchestratorPhase {
+        host,
+        sockets,
+        endpoint_url,
+        sdk_task,
+    };
+    Ok((phase, exits))
+}
+
+/// Recovery before anyone can call: a previous daemon's queued creates are ended, live
+/// sessions re-adopted or failed, orphans reaped, the warm pool filled; then the background
+/// tasks start (supervisor, download quota, sweep). Returns them, for the shutdown to join.
+pub(super) async fn recovery(
+    paths: &Paths,
+    settings: &Settings,
+    restate: &RestatePhase,
+    orch: &OrchestratorPhase,
+    exits: mpsc::UnboundedReceiver<WorkerEvent>,
+    started: &Started,
+) -> Result<Vec<JoinHandle<()>>> {
+    let ingress = &restate.ingress;
+    // The clients of creates still queued by a previous daemon are gone: end their waits.
+    let dropped = ingress
+        .clear_queue(&settings.node)
+        .await
+        .context("clearing the queue of a previous daemon")?;
+    if dropped > 0 {
+        tracing::info!(
+            dropped,
+            "ended the waits of a previous daemon's queued creates"
+        );
+    }
+    let mut sup = supervisor(
+        paths,
+        settings,
+        Arc::clone(&orch.host) as Arc<dyn WorkerHost>,
+        ingress,
+        Arc::clone(&orch.sockets),
+    );
+    let done = sup
+        .reconcile()
+        .await
+        .context("reconciling sessions with Restate state")?;
+    tracing::info!(
+        adopted = done.adopted,
+        failed = done.failed,
+        reaped = done.reaped,
+        quarantined = done.quarantined,
+        "reconciled"
+    );
+    // The warm pool launches up to --warm (or stops what a larger one left).
+    ingress
+        .warm_fill(&settings.node)
+        .await
+        .context("starting the warm pool")?;
+    let stop = started.background.clone();
+    let sup_task = tokio::spawn(sup.run(exits, stop.clone()));
+    // The browsers' downloads stop when a session's files pass --files-quota.
+    let quota_task = tokio::spawn(crate::worker::downloads::watch(
+        paths.sessions_dir(),
+        settings.files_quota,
+        stop.clone(),
+    ));
+    // Sessions and slots that killed invocations left half done are repaired.
+    let sweep_task = tokio::spawn(sweep::run(
+        ingress.clone(),
+        settings.node.clone(),
+        millis(settings.retention),
+        stop,
+    ));
+    Ok(vec![sup_task, quota_task, sweep_task])
+}
+
+/// The API as served: its state (the shutdown reads `keep_sessions` there) and its tasks.
+pub(super) struct ApiPhase {
+    pub(super) state: Arc<AppState>,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+}
+
+/// Serves the TCP API (on the port bound in [`preflight`]) and the Unix socket, then
+/// publishes `daemon.json`.
+pub(super) fn api(
+    paths: &Paths,
+    settings: &Settings,
+    pre: Preflight,
+    restate: &RestatePhase,
+    orch: &OrchestratorPhase,
+    started: &Started,
+) -> Result<ApiPhase> {
+    let api_port = pre.tcp.local_addr()?.port();
+    let api_base = format!("http://{}:{api_port}", url_host(settings.bind));
+    let socket = bind_socket(paths)?;
+    let status = DaemonStatus {
+        pid: std::process::id(),
+        version: crate::VERSION.to_string(),
+        protocol: PROTOCOL_VERSION,
+        api_url: api_base.clone(),
+        socket: paths.socket().display().to_string(),
+        node: settings.node.clone(),
+        max_sessions: settings.max_sessions,
+        max_queue: settings.max_queue,
+        queue_timeout_ms: millis(settings.queue_timeout),
+        warm: settings.warm,
+        chromium: pre.chromium.display().to_string(),
+        home: paths.display_home(),
+        restate: RestateStatus {
+            admin_url: restate.admin.to_string(),
+            ingress_url: restate.ingress_addr.to_string(),
+            identity_key: restate.identity.public_key.clone(),
+            pid: None,
+            supervised: restate.supervised.is_some(),
+            restarts: 0,
+            endpoint_url: orch.endpoint_url.clone(),
+        },
+        pool: None,
+    };
+    let state = app_state(
+        settings,
+        status,
+        api_base.clone(),
+        restate,
+        Arc::clone(&orch.host) as Arc<dyn WorkerHost>,
+        Arc::clone(&orch.sockets),
+        pre.shutdown,
+    );
+    let servers = &started.servers;
+    let tcp_task = tokio::spawn(serve(
+        pre.tcp.tap_io(nodelay),
+        api::tcp_router(state.clone()),
+        servers.clone(),
+    ));
+    let unix_task = tokio::spawn(serve(
+        socket,
+        api::unix_router(state.clone()),
+        servers.clone(),
+    ));
+    let info = lifecycle::DaemonInfo {
+        pid: std::process::id(),
+        api_url: api_base.clone(),
+        socket: paths.socket().display().to_string(),
+    };
+    lifecycle::write_info(paths, &info)?;
+    tracing::info!(api = %api_base, socket = %info.socket, "bro daemon ready");
+    Ok(ApiPhase {
+        state,
+        tasks: vec![tcp_task, unix_task],
+    })
+}
+
+/// The host that launches and stops this machine's browsers.
+fn worker_host(
+    paths: &Paths,
+    settings: &Settings,
+    chromium: PathBuf,
+    exits: mpsc::UnboundedSender<WorkerEvent>,
+) -> Arc<LocalWorkerHost> {
+    LocalWorkerHost::new(
+        chromium,
+        settings.chromium_flags.clone(),
+        paths.sessions_dir(),
+        paths.quarantine_dir(),
+        exits,
+    )
+}
+
+/// What the Restate services run with (times in ms, as they count).
+fn deps(
+    settings: &Settings,
+    host: &Arc<LocalWorkerHost>,
+    sockets: &Arc<Sockets>,
+    started: &Started,
+) -> Arc<Deps> {
+    Arc::new(Deps {
+        host: host.clone(),
+        node: settings.node.clone(),
+        max_sessions: settings.max_sessions,
+        max_queue: settings.max_queue,
+        queue_timeout_ms: millis(settings.queue_timeout),
+        warm: settings.warm,
+        retention_ms: millis(settings.retention),
+        events: Arc::clone(sockets) as Arc<dyn orchestrator::SessionEvents>,
+        stopping: started.stopping.clone(),
+    })
+}
+
+/// The worker supervisor: reconciliation at start, then liveness and reaping.
+fn supervisor(
+    paths: &Paths,
+    settings: &Settings,
+    host: Arc<dyn WorkerHost>,
+    ingress: &Ingress,
+    sockets: Arc<Sockets>,
+) -> Supervisor {
+    Supervisor::new(
+        host,
+        settings.node.clone(),
+        ingress.clone(),
+        sockets,
+        paths.quarantine_dir(),
+    )
+}
+
+/// The state every API handler shares (times in ms, as the handlers count).
+fn app_state(
+    settings: &Settings,
+    status: DaemonStatus,
+    api_base: String,
+    restate: &RestatePhase,
+    host: Arc<dyn WorkerHost>,
+    sockets: Arc<Sockets>,
+    shutdown: CancellationToken,
+) -> Arc<AppState> {
+    Arc::new(AppState {
+        ingress: restate.ingress.clone(),
+        host,
+        sockets,
+        api_base,
+        control: ControlState {
+            base: status,
+            restate_pid: restate.supervised.as_ref().map(|s| Arc::clone(&s.pid)),
+            restate_restarts: restate.supervised.as_ref().map(|s| Arc::clone(&s.restarts)),
+            shutdown,
+            keep_sessions: AtomicBool::new(false),
+        },
+        api_key: settings.api_key(),
+        http: reqwest::Client::new(),
+        default_timeout_ms: millis(settings.default_timeout),
+        bind: settings.bind,
+        files_quota: settings.files_quota,
+    })
+}

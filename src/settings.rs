@@ -1,0 +1,363 @@
+//! `Settings`: what a daemon runs with, merged once (flag > `BRO_*` variable > `config.toml` >
+//! built-in default) and checked against every bound in one place.
+//!
+//! A background daemon is handed its settings already resolved, as JSON on its stdin: never
+//! rebuilt as flags, and never with the API key on a command line or in an environment that
+//! `ps` shows. Depends on `config` and `protocol` only, never on the daemon, API or worker.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Config};
+use crate::protocol::session::check_ms;
+use crate::protocol::steel::DEFAULT_TIMEOUT_MS;
+
+/// Everything `bro daemon` runs with, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// TCP port of the steel API and CDP proxy; 0 picks a free one.
+    pub port: u16,
+    pub bind: IpAddr,
+    pub max_sessions: u32,
+    /// Most creates waiting for a slot; 0 = no queue.
+    pub max_queue: u32,
+    /// Ready browsers to keep; 0 = none.
+    pub warm: u32,
+    /// How long a create waits for a slot.
+    pub queue_timeout: Duration,
+    /// Timeout of sessions created without one; zero means none.
+    pub default_timeout: Duration,
+    /// How long ended sessions stay retrievable; zero means forever.
+    pub retention: Duration,
+    /// Bytes each session's files dir may hold (uploads and the browser's downloads).
+    pub files_quota: u64,
+    pub node: String,
+    pub chromium: Option<PathBuf>,
+    /// Added to every browser's command line.
+    pub chromium_flags: Vec<String>,
+    pub restate_server: Option<PathBuf>,
+    pub restate_admin_url: Option<String>,
+    pub restate_ingress_url: Option<String>,
+    /// Required from TCP clients when set.
+    pub api_key: Option<Secret>,
+}
+
+/// A secret (the API key): kept out of `Debug` output, so no log line shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The settings given on the command line, each from its flag or else its `BRO_*` variable
+/// (clap merges those two); `None` leaves it to `config.toml` and then the default.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub max_sessions: Option<u32>,
+    pub max_queue: Option<u32>,
+    pub warm: Option<u32>,
+    pub queue_timeout: Option<Duration>,
+    pub default_timeout: Option<Duration>,
+    pub retention: Option<Duration>,
+    pub files_quota: Option<u64>,
+    pub node: Option<String>,
+    pub chromium: Option<PathBuf>,
+    pub restate_server: Option<PathBuf>,
+    pub restate_admin_url: Option<String>,
+    pub restate_ingress_url: Option<String>,
+    pub api_key: Option<String>,
+}
+
+impl Settings {
+    /// The one merge: each setting from `over` (flag or `BRO_*`), else `file`, else the
+    /// default; then every bound is checked.
+    pub fn merge(over: Overrides, file: Config) -> Result<Settings, String> {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        let settings = Settings {
+            port: over.port.or(file.port).unwrap_or(config::DEFAULT_PORT),
+            bind: over.bind.or(file.bind).unwrap_or(config::DEFAULT_BIND),
+            max_sessions: over
+                .max_sessions
+                .or(file.max_sessions)
+                .unwrap_or(config::DEFAULT_MAX_SESSIONS),
+            max_queue: over
+                .max_queue
+                .or(file.max_queue)
+                .unwrap_or(config::DEFAULT_MAX_QUEUE),
+            warm: over.warm.or(file.warm).unwrap_or(config::DEFAULT_WARM),
+            queue_timeout: over
+                .queue_timeout
+                .or(ms(file.queue_timeout_ms()))
+                .unwrap_or(Duration::from_millis(config::DEFAULT_QUEUE_TIMEOUT_MS)),
+            default_timeout: over
+                .default_timeout
+                .or(ms(file.default_timeout_ms()))
+                .unwrap_or(Duration::from_millis(DEFAULT_TIMEOUT_MS)),
+            retention: over
+                .retention
+                .or(ms(file.retention_ms()))
+                .unwrap_or(Duration::from_millis(config::DEFAULT_RETENTION_MS)),
+            files_quota: over
+                .files_quota
+                .or(file.files_quota())
+                .unwrap_or(config::DEFAULT_FILES_QUOTA),
+            node: over
+                .node
+                .or(file.node)
+                .unwrap_or_else(|| config::DEFAULT_NODE.to_string()),
+            chromium: over.chromium.or(file.chromium),
+            chromium_flags: file.chromium_flags,
+            restate_server: over.restate_server.or(file.restate_server),
+            restate_admin_url: over.restate_admin_url,
+            restate_ingress_url: over.restate_ingress_url,
+            api_key: over.api_key.or(file.api_key).map(Secret),
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Every setting within the bound bro can honour. Flags and `config.toml` are checked as
+    /// they are read; this covers every other way in (the library, the JSON a background
+    /// daemon reads). The message names the setting and its bound.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("max_sessions", self.max_sessions),
+            ("max_queue", self.max_queue),
+            ("warm", self.warm),
+        ] {
+            config::check_named_count(key, value)?;
+        }
+        for (key, value, max) in [
+            (
+                "queue_timeout",
+                self.queue_timeout,
+                config::MAX_QUEUE_TIMEOUT_MS,
+            ),
+            (
+                "default_timeout",
+                self.default_timeout,
+                config::MAX_DEFAULT_TIMEOUT_MS,
+            ),
+            ("retention", self.retention, config::MAX_RETENTION_MS),
+        ] {
+            check_ms(key, millis(value), max)?;
+        }
+        config::check_node(&self.node).map_err(|e| format!("node: {e}"))?;
+        config::check_files_quota(self.files_quota).map_err(|e| format!("files_quota: {e}"))?;
+        config::check_chromium_flags(&self.chromium_flags)?;
+        Ok(())
+    }
+
+    /// The API key, for the structs that hold it as a plain string.
+    pub fn api_key(&self) -> Option<String> {
+        self.api_key.as_ref().map(|k| k.expose().to_string())
+    }
+}
+
+/// `d` in whole milliseconds, for the structs that count in ms (saturating: every bound is far
+/// below `u64::MAX` ms).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Config {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn nothing_given_is_the_documented_defaults() {
+        let s = Settings::merge(Overrides::default(), Config::default()).unwrap();
+        assert_eq!(s.port, 3000);
+        assert_eq!(s.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(s.max_sessions, 16);
+        assert_eq!(s.max_queue, 64);
+        assert_eq!(s.warm, 0);
+        assert_eq!(s.queue_timeout, Duration::from_secs(30));
+        assert_eq!(s.default_timeout, Duration::from_secs(300));
+        assert_eq!(s.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(s.files_quota, 1 << 30);
+        assert_eq!(s.node, "local");
+        assert_eq!(
+            (s.chromium, s.restate_server, s.api_key),
+            (None, None, None)
+        );
+    }
+
+    /// A flag (or its `BRO_*` variable, which clap puts in the same place) beats the file,
+    /// which beats the default; durations arrive as durations.
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let f = file(
+            "port = 4000\nmax_sessions = 3\nqueue_timeout = \"2m\"\nretention = \"0\"\n\
+             default_timeout = \"90s\"\nnode = \"from-file\"\napi_key = \"from-the-file-key\"\n\
+             chromium = \"/file/chromium\"\nchromium_flags = [\"--lang=de\"]\n",
+        );
+        let over = Overrides {
+            port: Some(5000),
+            queue_timeout: Some(Duration::from_millis(1500)),
+            node: Some("from-flag".into()),
+            chromium: Some("/flag/chromium".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::merge(over, f).unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.max_sessions, 3);
+        assert_eq!(s.max_queue, config::DEFAULT_MAX_QUEUE);
+        assert_eq!(s.queue_timeout, Duration::from_millis(1500));
+        assert_eq!(s.default_timeout, Duration::from_secs(90));
+        assert_eq!(s.retention, Duration::ZERO);
+        assert_eq!(s.node, "from-flag");
+        assert_eq!(s.chromium, Some(PathBuf::from("/flag/chromium")));
+        assert_eq!(s.chromium_flags, vec!["--lang=de"]);
+        assert_eq!(s.api_key(), Some("from-the-file-key".into()));
+    }
+
+    /// The bounds of settings that arrive by neither flag nor file (a library caller, the
+    /// JSON a background daemon reads), each refused with a message naming it and its bound.
+    #[test]
+    fn each_bound_is_checked_with_its_message() {
+        let ok = Settings::merge(Overrides::default(), Config::default()).unwrap();
+        let cases: Vec<(Settings, &str)> = vec![
+            (
+                Settings {
+                    max_sessions: 0,
+                    ..ok.clone()
+                },
+                "max_sessions: must be from 1 to 10000, got 0",
+            ),
+            (
+                Settings {
+                    max_sessions: 10_001,
+                    ..ok.clone()
+                },
+                "max_sessions: must be from 1 to 10000, got 10001",
+            ),
+            (
+                Settings {
+                    max_queue: 100_001,
+                    ..ok.clone()
+                },
+                "max_queue: must be from 0 to 100000, got 100001",
+            ),
+            (
+                Settings {
+                    warm: 1_001,
+                    ..ok.clone()
+                },
+                "warm: must be from 0 to 1000, got 1001",
+            ),
+            (
+                Settings {
+                    queue_timeout: Duration::from_millis(3_600_001),
+                    ..ok.clone()
+                },
+                "queue_timeout must be at most 3600000 ms (1h), got 3600001",
+            ),
+            (
+                Settings {
+                    default_timeout: Duration::from_millis(604_800_001),
+                    ..ok.clone()
+                },
+                "default_timeout must be at most 604800000 ms (7days), got 604800001",
+            ),
+            (
+                Settings {
+                    retention: Duration::from_secs(91 * 24 * 3600),
+                    ..ok.clone()
+                },
+                "retention must be at most 7776000000 ms (2months 29days 2h 52m 48s), got 7862400000",
+            ),
+            (
+                Settings {
+                    retention: Duration::MAX,
+                    ..ok.clone()
+                },
+                "retention must be at most 7776000000 ms",
+            ),
+            (
+                Settings {
+                    node: "a/b".into(),
+                    ..ok.clone()
+                },
+                "node: 'a/b' is not a node name",
+            ),
+            (
+                Settings {
+                    files_quota: 10,
+                    ..ok.clone()
+                },
+                "files_quota: a files quota of 10 B is out of range",
+            ),
+            (
+                Settings {
+                    chromium_flags: vec!["lang=en".into()],
+                    ..ok.clone()
+                },
+                "chromium_flags: 'lang=en' is not a flag",
+            ),
+        ];
+        for (settings, want) in cases {
+            let err = settings.check().unwrap_err();
+            assert!(err.contains(want), "want {want:?}, got {err:?}");
+        }
+        let at_bounds = Settings {
+            max_sessions: 10_000,
+            max_queue: 100_000,
+            warm: 1_000,
+            queue_timeout: Duration::from_secs(3600),
+            default_timeout: Duration::from_secs(7 * 24 * 3600),
+            retention: Duration::from_secs(90 * 24 * 3600),
+            ..ok
+        };
+        at_bounds.check().unwrap();
+    }
+
+    #[test]
+    fn the_merge_refuses_a_bad_value_from_any_source() {
+        let over = Overrides {
+            max_sessions: Some(0),
+            ..Overrides::default()
+        };
+        let err = Settings::merge(over, Config::default()).unwrap_err();
+        assert!(err.contains("max_sessions: must be from 1"), "{err}");
+    }
+
+    /// The JSON a background daemon reads gives back the same settings, and `Debug` (what a
+    /// log line would show) never holds the API key.
+    #[test]
+    fn settings_survive_the_handoff_and_hide_the_key() {
+        let over = Overrides {
+            api_key: Some("a-key-of-sixteen-or-more".into()),
+            default_timeout: Some(Duration::from_millis(1234)),
+            ..Overrides::default()
+        };
+        let s = Settings::merge(over, Config::default()).unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
+        assert!(!format!("{s:?}").contains("sixteen"));
+    }
+}
