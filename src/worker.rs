@@ -5,6 +5,7 @@
 //! later. Knows nothing of HTTP routes or Restate.
 
 pub mod actions;
+pub mod cdp;
 pub mod chromium;
 pub mod downloads;
 pub mod files;
@@ -56,7 +57,7 @@ pub enum WorkerError {
     )]
     NotPermitted { pid: u32, dir: PathBuf },
     #[error("applying the session context failed: {0}")]
-    Context(#[from] crate::cdp::CdpError),
+    Context(#[from] crate::worker::cdp::CdpError),
     /// The browser answered the context's CDP calls with an error: the context is at fault.
     #[error("{CONTEXT_REFUSED}: {0}")]
     ContextRefused(String),
@@ -87,9 +88,11 @@ impl WorkerError {
     }
 
     /// A failed context call: refused (the browser answered with an error), or lost.
-    fn context(err: crate::cdp::CdpError) -> Self {
+    fn context(err: crate::worker::cdp::CdpError) -> Self {
         match err {
-            crate::cdp::CdpError::Call { .. } => WorkerError::ContextRefused(err.to_string()),
+            crate::worker::cdp::CdpError::Call { .. } => {
+                WorkerError::ContextRefused(err.to_string())
+            }
             other => WorkerError::Context(other),
         }
     }

@@ -138,9 +138,9 @@ async fn with_page<T>(
         }
         // The page itself not loading (DNS, refused, TLS...) is about the URL the client
         // gave, not a fault of bro: 422. Anything else went wrong on bro's side: 502.
-        Err(e @ crate::cdp::CdpError::Call { .. }) => Err(ApiError::Unprocessable(format!(
-            "loading {url} failed: {e}"
-        ))),
+        Err(e @ crate::worker::cdp::CdpError::Call { .. }) => Err(ApiError::Unprocessable(
+            format!("loading {url} failed: {e}"),
+        )),
         Err(e) => Err(ApiError::BadGateway(format!("loading {url} failed: {e}"))),
     };
     if let Some(id) = &own_session
@@ -157,7 +157,7 @@ async fn with_page<T>(
     }
 }
 
-fn page_error(what: &str) -> impl FnOnce(crate::cdp::CdpError) -> ApiError + '_ {
+fn page_error(what: &str) -> impl FnOnce(crate::worker::cdp::CdpError) -> ApiError + '_ {
     move |e| ApiError::BadGateway(format!("{what} failed: {e}"))
 }
 
