@@ -8,7 +8,6 @@
 //! Dependencies run one way: `cli` → `client` → `protocol` ← `api` → `orchestrator` → `worker`.
 
 pub mod api;
-pub mod cdp;
 pub mod cdp_proxy;
 pub mod cli;
 pub mod client;

@@ -5,6 +5,7 @@
 //! this daemon. Knows nothing of HTTP routes or Restate.
 
 pub mod actions;
+pub mod cdp;
 pub mod chromium;
 pub mod downloads;
 pub mod files;
@@ -63,7 +64,7 @@ pub enum WorkerError {
     )]
     NotPermitted { pid: u32, dir: PathBuf },
     #[error("applying the session context failed: {0}")]
-    Context(#[from] crate::cdp::CdpError),
+    Context(#[from] crate::worker::cdp::CdpError),
     /// The browser answered the context's CDP calls with an error: the context is at fault.
     #[error("{CONTEXT_REFUSED}: {0}")]
     ContextRefused(String),
@@ -94,9 +95,11 @@ impl WorkerError {
     }
 
     /// A failed context call: refused (the browser answered with an error), or lost.
-    fn context(err: crate::cdp::CdpError) -> Self {
+    fn context(err: crate::worker::cdp::CdpError) -> Self {
         match err {
-            crate::cdp::CdpError::Call { .. } => WorkerError::ContextRefused(err.to_string()),
+            crate::worker::cdp::CdpError::Call { .. } => {
+                WorkerError::ContextRefused(err.to_string())
+            }
             other => WorkerError::Context(other),
         }
     }
@@ -676,9 +679,9 @@ fn dir_owner(dir: &Path) -> DirOwner {
 }
 
 /// A failed page call as a host error: the browser refusing it is [`HostErrorKind::Refused`].
-pub(crate) fn page_error(err: crate::cdp::CdpError) -> HostError {
+pub(crate) fn page_error(err: crate::worker::cdp::CdpError) -> HostError {
     let kind = match err {
-        crate::cdp::CdpError::Call { .. } => HostErrorKind::Refused,
+        crate::worker::cdp::CdpError::Call { .. } => HostErrorKind::Refused,
         _ => HostErrorKind::Retryable,
     };
     HostError::new(kind, err.to_string())

@@ -6,19 +6,26 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use chromiumoxide::cdp::browser_protocol::page::{
+    CaptureScreenshotFormat, CaptureScreenshotParams,
+};
+use chromiumoxide::cdp::browser_protocol::target::{SessionId, TargetId};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::types::Command;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::cdp::Cdp;
 use crate::cli::DaemonArgs;
 use crate::client::{self, DaemonClient};
 use crate::config;
 use crate::host::{LaunchSpec, WorkerHost};
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
+use crate::protocol::session::{self, SessionOptions, WorkerInfo};
 use crate::settings::{Overrides, Settings};
 use crate::wait::wait_until;
+use crate::worker::cdp::Cdp;
+use crate::worker::page::{by_value, clip};
 use crate::worker::{chromium, process};
 
 /// Options of `bro bench`.
@@ -309,7 +316,7 @@ impl RawHost {
     /// Milliseconds from spawn to CDP ready; the browser is stopped after.
     async fn launch_and_stop(&self) -> Result<f64> {
         let spec = LaunchSpec {
-            session_id: SessionId::random(),
+            session_id: session::SessionId::random(),
             options: SessionOptions::default(),
             context: None,
             warm: false,
@@ -338,23 +345,20 @@ const NOISE_PAGE: &str = "data:text/html,<body style=margin:0><canvas id=c width
 /// One page of one browser, reached twice: straight over its DevTools socket and through
 /// bro's proxy. Measurements alternate between the two, so both see the same page and load.
 struct CdpPair {
-    direct: (Cdp, String),
-    proxy: (Cdp, String),
-    target: String,
+    direct: (Cdp, SessionId),
+    proxy: (Cdp, SessionId),
+    target: TargetId,
 }
 
 impl CdpPair {
     async fn open(direct_url: &str, proxy_url: &str, page: &str) -> Result<CdpPair> {
         let mut direct = Cdp::connect(direct_url).await?;
         let (target, direct_session) = direct.open_page(page).await?;
-        let loaded = "new Promise(r => document.readyState === 'complete' ? r(1) : addEventListener('load', () => r(1)))";
-        direct
-            .call_in(
-                Some(&direct_session),
-                "Runtime.evaluate",
-                json!({ "expression": loaded, "awaitPromise": true }),
-            )
-            .await?;
+        let mut loaded = EvaluateParams::new(
+            "new Promise(r => document.readyState === 'complete' ? r(1) : addEventListener('load', () => r(1)))",
+        );
+        loaded.await_promise = Some(true);
+        direct.call_in(Some(&direct_session), loaded).await?;
         let mut proxy = Cdp::connect(proxy_url).await?;
         let proxy_session = proxy.attach(&target).await?;
         Ok(CdpPair {
@@ -365,29 +369,26 @@ impl CdpPair {
     }
 
     /// Times one call on each side; returns (direct ms, proxy ms) and the proxy's answer.
-    async fn both(&mut self, method: &str, params: &Value) -> Result<(f64, f64, Value)> {
+    async fn both<C: Command + Clone>(&mut self, cmd: &C) -> Result<(f64, f64, C::Response)> {
         let (cdp, session) = &mut self.direct;
         let t = Instant::now();
-        cdp.call_in(Some(session.as_str()), method, params.clone())
-            .await?;
+        cdp.call_in(Some(&*session), cmd.clone()).await?;
         let direct = ms_since(t);
         let (cdp, session) = &mut self.proxy;
         let t = Instant::now();
-        let answer = cdp
-            .call_in(Some(session.as_str()), method, params.clone())
-            .await?;
+        let answer = cdp.call_in(Some(&*session), cmd.clone()).await?;
         Ok((direct, ms_since(t), answer))
     }
 
     /// `Runtime.evaluate` round trips, alternating.
     async fn round_trips(&mut self, n: usize) -> Result<(Stats, Stats)> {
-        let params = json!({ "expression": "1+1", "returnByValue": true });
+        let eval = by_value("1+1");
         for _ in 0..10 {
-            self.both("Runtime.evaluate", &params).await?;
+            self.both(&eval).await?;
         }
         let (mut direct, mut proxy) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..n {
-            let (d, p, _) = self.both("Runtime.evaluate", &params).await?;
+            let (d, p, _) = self.both(&eval).await?;
             direct.push(d);
             proxy.push(p);
         }
@@ -396,18 +397,19 @@ impl CdpPair {
 
     /// Full-page PNG screenshots, alternating.
     async fn screenshots(&mut self, n: usize) -> Result<(Throughput, Throughput)> {
-        let params = json!({
-            "format": "png",
-            "captureBeyondViewport": true,
-            "clip": { "x": 0, "y": 0, "width": 1280, "height": 1600, "scale": 1 },
-        });
-        self.both("Page.captureScreenshot", &params).await?;
+        let shot = CaptureScreenshotParams {
+            format: Some(CaptureScreenshotFormat::Png),
+            capture_beyond_viewport: Some(true),
+            clip: clip(1280.0, 1600.0, 1.0),
+            ..Default::default()
+        };
+        self.both(&shot).await?;
         let (mut direct, mut proxy, mut bytes) = (Vec::new(), Vec::new(), 0);
         for _ in 0..n.max(1) {
-            let (d, p, answer) = self.both("Page.captureScreenshot", &params).await?;
+            let (d, p, answer) = self.both(&shot).await?;
             direct.push(d);
             proxy.push(p);
-            bytes = answer["data"].as_str().map_or(0, str::len);
+            bytes = AsRef::<str>::as_ref(&answer.data).len();
         }
         let mb = bytes as f64 / 1e6;
         Ok((Throughput::of(mb, direct), Throughput::of(mb, proxy)))

@@ -4,12 +4,18 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use chromiumoxide::cdp::browser_protocol::network::{self, EventResponseReceived, ResourceType};
+use chromiumoxide::cdp::browser_protocol::page::{
+    self, EventLoadEventFired, GetLayoutMetricsParams, NavigateParams, PrintToPdfParams,
+};
+use chromiumoxide::cdp::browser_protocol::target::{SessionId, TargetId};
+use chromiumoxide::types::Binary;
+use serde_json::Value;
 
-use crate::cdp::{Cdp, CdpError};
 use crate::host::{HostError, HostErrorKind, PageOutput, PageWork};
 use crate::protocol::session::WorkerInfo;
-use crate::worker::page::browser_url;
+use crate::worker::cdp::{Cdp, CdpError};
+use crate::worker::page::{browser_url, by_value, clip, jpeg};
 
 /// How long a page may take to load (steel uses the same 30 s).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -17,8 +23,8 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A tab opened on a URL, with the HTTP status of its document.
 pub struct LoadedPage {
     cdp: Cdp,
-    target: String,
-    session: String,
+    target: TargetId,
+    session: SessionId,
     pub status_code: u16,
 }
 
@@ -27,35 +33,29 @@ pub struct LoadedPage {
 pub async fn load(w: &WorkerInfo, url: &str, delay_ms: u64) -> Result<LoadedPage, CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
     let (target, session) = cdp.open_page("about:blank").await?;
-    let s = Some(session.as_str());
-    cdp.call_in(s, "Page.enable", json!({})).await?;
-    cdp.call_in(s, "Network.enable", json!({})).await?;
-    let nav = cdp
-        .call_in(s, "Page.navigate", json!({ "url": url }))
-        .await?;
-    if let Some(err) = nav["errorText"].as_str().filter(|e| !e.is_empty()) {
+    let s = Some(&session);
+    cdp.call_in(s, page::EnableParams::default()).await?;
+    cdp.call_in(s, network::EnableParams::default()).await?;
+    let nav = cdp.call_in(s, NavigateParams::new(url)).await?;
+    if let Some(err) = nav.error_text.filter(|e| !e.is_empty()) {
         let _ = cdp.close_page(&target).await;
         return Err(CdpError::Call {
             method: "Page.navigate".into(),
             message: format!("{url}: {err}"),
         });
     }
-    let loader_id = nav["loaderId"].as_str().unwrap_or_default().to_string();
     let mut status_code = 0;
     let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
     // The document's response comes before the load event; read its status on the way.
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ev = cdp.next_event(s, left).await?;
-        match ev["method"].as_str() {
-            Some("Network.responseReceived")
-                if ev["params"]["loaderId"] == loader_id.as_str()
-                    && ev["params"]["type"] == "Document" =>
-            {
-                status_code = ev["params"]["response"]["status"].as_u64().unwrap_or(0) as u16;
+        if let Some(r) = ev.decode::<EventResponseReceived>() {
+            if Some(&r.loader_id) == nav.loader_id.as_ref() && r.r#type == ResourceType::Document {
+                status_code = u16::try_from(r.response.status).unwrap_or(0);
             }
-            Some("Page.loadEventFired") => break,
-            _ => {}
+        } else if ev.is::<EventLoadEventFired>() {
+            break;
         }
     }
     if delay_ms > 0 {
@@ -72,52 +72,46 @@ pub async fn load(w: &WorkerInfo, url: &str, delay_ms: u64) -> Result<LoadedPage
 impl LoadedPage {
     /// Runs `expression` in the page and returns its JSON value.
     pub async fn eval(&mut self, expression: &str) -> Result<Value, CdpError> {
-        let params =
-            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true });
-        let r = self
-            .cdp
-            .call_in(Some(&self.session), "Runtime.evaluate", params)
-            .await?;
-        if let Some(ex) = r.get("exceptionDetails") {
-            let message = ex["exception"]["description"]
-                .as_str()
-                .unwrap_or("exception")
-                .to_string();
+        let mut params = by_value(expression);
+        params.await_promise = Some(true);
+        let r = self.cdp.call_in(Some(&self.session), params).await?;
+        if let Some(ex) = r.exception_details {
+            let message = ex
+                .exception
+                .and_then(|e| e.description)
+                .unwrap_or_else(|| "exception".into());
             return Err(CdpError::Call {
                 method: "Runtime.evaluate".into(),
                 message,
             });
         }
-        Ok(r["result"]["value"].clone())
+        Ok(r.result.value.unwrap_or(Value::Null))
     }
 
     /// A JPEG of the viewport, or of the whole page with `full_page`.
     pub async fn screenshot(&mut self, full_page: bool) -> Result<Vec<u8>, CdpError> {
-        let mut params = json!({ "format": "jpeg", "quality": 90 });
+        let mut params = jpeg(90, None);
         if full_page {
             let m = self
                 .cdp
-                .call_in(Some(&self.session), "Page.getLayoutMetrics", json!({}))
+                .call_in(Some(&self.session), GetLayoutMetricsParams::default())
                 .await?;
-            let size = &m["cssContentSize"];
-            params["captureBeyondViewport"] = json!(true);
-            params["clip"] = json!({ "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1 });
+            let size = &m.css_content_size;
+            params.capture_beyond_viewport = Some(true);
+            params.clip = clip(size.width, size.height, 1.0);
         }
-        let r = self
-            .cdp
-            .call_in(Some(&self.session), "Page.captureScreenshot", params)
-            .await?;
-        decode(&r["data"])
+        let r = self.cdp.call_in(Some(&self.session), params).await?;
+        decode(&r.data)
     }
 
     /// The page printed to PDF.
     pub async fn pdf(&mut self) -> Result<Vec<u8>, CdpError> {
-        let params = json!({ "printBackground": true });
-        let r = self
-            .cdp
-            .call_in(Some(&self.session), "Page.printToPDF", params)
-            .await?;
-        decode(&r["data"])
+        let params = PrintToPdfParams {
+            print_background: Some(true),
+            ..Default::default()
+        };
+        let r = self.cdp.call_in(Some(&self.session), params).await?;
+        decode(&r.data)
     }
 
     /// Closes the tab.
@@ -126,9 +120,9 @@ impl LoadedPage {
     }
 }
 
-fn decode(data: &Value) -> Result<Vec<u8>, CdpError> {
+fn decode(data: &Binary) -> Result<Vec<u8>, CdpError> {
     use base64::Engine;
-    let text = data.as_str().unwrap_or_default();
+    let text: &str = data.as_ref();
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| CdpError::Call {

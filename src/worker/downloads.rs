@@ -31,14 +31,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use chromiumoxide::cdp::browser_protocol::browser::{
+    BrowserContextId, CancelDownloadParams, DownloadProgressState, EventDownloadProgress,
+    EventDownloadWillBegin, SetDownloadBehaviorBehavior as Behavior, SetDownloadBehaviorParams,
+};
+use chromiumoxide::cdp::browser_protocol::target::GetBrowserContextsParams;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cdp::{Cdp, CdpError};
 use crate::config::format_size;
 use crate::protocol::session::WorkerInfo;
+use crate::worker::cdp::{Cdp, CdpError, Event};
 use crate::worker::{chromium, files, page, process};
 
 /// In a session dir, beside `files/`: why its downloads are stopped ([`Stopped`]).
@@ -189,17 +193,17 @@ struct Downloads {
     /// Downloads are stopped.
     stopped: bool,
     /// Browser contexts (besides the default one) whose downloads are denied.
-    denied: HashSet<String>,
+    denied: HashSet<BrowserContextId>,
 }
 
 impl Downloads {
     async fn run(mut self) -> Result<(), CdpError> {
-        self.set_behavior("default").await?;
+        self.set_behavior(Behavior::Default).await?;
         let files = self.files.clone();
         let _ = tokio::task::spawn_blocking(move || files::remove_stale_uploads(&files)).await;
         if stopped(&self.dir).is_some() {
             self.stopped = true;
-            self.set_behavior("deny").await?;
+            self.set_behavior(Behavior::Deny).await?;
         }
         let mut next_check = Instant::now();
         loop {
@@ -226,29 +230,25 @@ impl Downloads {
     }
 
     /// Follows the downloads under way; true when one began.
-    async fn on_event(&mut self, event: &Value) -> Result<bool, CdpError> {
-        let params = &event["params"];
-        let guid = params["guid"].as_str().unwrap_or_default().to_string();
-        match event["method"].as_str() {
-            Some("Browser.downloadWillBegin") => {
-                if self.stopped {
-                    if let Some(count) = self.refused.note(Instant::now()) {
-                        let url = shorten(params["url"].as_str().unwrap_or_default());
-                        tracing::info!(session_id = %self.session_id, %url, refused_since_last_line = count, "download refused: the files quota is used up");
-                    }
-                    self.cancel(&guid).await?;
-                } else {
-                    let name = params["suggestedFilename"].as_str().unwrap_or_default();
-                    self.running.insert(guid, name.to_string());
+    async fn on_event(&mut self, event: &Event) -> Result<bool, CdpError> {
+        if let Some(begin) = event.decode::<EventDownloadWillBegin>() {
+            if self.stopped {
+                if let Some(count) = self.refused.note(Instant::now()) {
+                    let url = shorten(&begin.url);
+                    tracing::info!(session_id = %self.session_id, %url, refused_since_last_line = count, "download refused: the files quota is used up");
                 }
-                Ok(true)
+                self.cancel(&begin.guid).await?;
+            } else {
+                self.running.insert(begin.guid, begin.suggested_filename);
             }
-            Some("Browser.downloadProgress") if params["state"] != "inProgress" => {
-                self.running.remove(&guid);
-                Ok(false)
-            }
-            _ => Ok(false),
+            return Ok(true);
         }
+        if let Some(progress) = event.decode::<EventDownloadProgress>()
+            && progress.state != DownloadProgressState::InProgress
+        {
+            self.running.remove(&progress.guid);
+        }
+        Ok(false)
     }
 
     /// Measures the files dir; stops downloads past the quota, resumes them once the client
@@ -270,12 +270,12 @@ impl Downloads {
             // Files were deleted, but not enough.
             (true, true) => self.stop(used).await,
             // Contexts a client created since are denied too.
-            (false, _) => self.set_behavior("deny").await,
+            (false, _) => self.set_behavior(Behavior::Deny).await,
         }
     }
 
     async fn stop(&mut self, used: u64) -> Result<(), CdpError> {
-        self.set_behavior("deny").await?;
+        self.set_behavior(Behavior::Deny).await?;
         let mut cancelled = Vec::new();
         for (guid, name) in std::mem::take(&mut self.running) {
             self.cancel(&guid).await?;
@@ -311,7 +311,7 @@ impl Downloads {
     }
 
     async fn resume(&mut self, used: u64) -> Result<(), CdpError> {
-        self.set_behavior("default").await?;
+        self.set_behavior(Behavior::Default).await?;
         self.denied.clear();
         self.stopped = false;
         tracing::info!(session_id = %self.session_id, used, quota = self.quota, "files were deleted: downloads resume");
@@ -328,27 +328,32 @@ impl Downloads {
 
     /// Sets the download behaviour of the default context and, for `deny`, of every other one
     /// (a client may create contexts). Events stay on: each call sets them anew.
-    async fn set_behavior(&mut self, behavior: &str) -> Result<(), CdpError> {
+    async fn set_behavior(&mut self, behavior: Behavior) -> Result<(), CdpError> {
+        let deny = behavior == Behavior::Deny;
         let mut contexts = vec![None];
-        if behavior == "deny" {
+        if deny {
             contexts.extend(self.contexts().await?.into_iter().map(Some));
         } else {
             contexts.extend(self.denied.drain().map(Some).collect::<Vec<_>>());
         }
         for context in contexts {
-            if behavior == "deny"
+            if deny
                 && let Some(id) = &context
                 && self.denied.contains(id)
             {
                 continue;
             }
-            let mut params = json!({ "behavior": behavior, "eventsEnabled": true });
-            if let Some(id) = &context {
-                params["browserContextId"] = json!(id);
-            }
-            match self.cdp.call("Browser.setDownloadBehavior", params).await {
+            let params = SetDownloadBehaviorParams {
+                behavior: behavior.clone(),
+                browser_context_id: context.clone(),
+                download_path: None,
+                events_enabled: Some(true),
+            };
+            match self.cdp.call(params).await {
                 Ok(_) => {
-                    if let (Some(id), "deny") = (context, behavior) {
+                    if let Some(id) = context
+                        && deny
+                    {
                         self.denied.insert(id);
                     }
                 }
@@ -365,11 +370,11 @@ impl Downloads {
         let mut contexts = vec![None];
         contexts.extend(self.contexts().await?.into_iter().map(Some));
         for context in contexts {
-            let mut params = json!({ "guid": guid });
-            if let Some(id) = context {
-                params["browserContextId"] = json!(id);
-            }
-            match self.cdp.call("Browser.cancelDownload", params).await {
+            let params = CancelDownloadParams {
+                guid: guid.to_string(),
+                browser_context_id: context,
+            };
+            match self.cdp.call(params).await {
                 Ok(_) => return Ok(()),
                 Err(CdpError::Call { .. }) => {}
                 Err(err) => return Err(err),
@@ -379,17 +384,9 @@ impl Downloads {
     }
 
     /// The browser contexts a client created (the default one is not listed).
-    async fn contexts(&mut self) -> Result<Vec<String>, CdpError> {
-        let reply = self
-            .cdp
-            .call("Target.getBrowserContexts", json!({}))
-            .await?;
-        Ok(reply["browserContextIds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect())
+    async fn contexts(&mut self) -> Result<Vec<BrowserContextId>, CdpError> {
+        let reply = self.cdp.call(GetBrowserContextsParams::default()).await?;
+        Ok(reply.browser_context_ids)
     }
 }
 

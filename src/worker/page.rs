@@ -4,12 +4,23 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    self, EventRequestPaused, FulfillRequestParams, HeaderEntry, RequestPattern,
+};
+use chromiumoxide::cdp::browser_protocol::network::CookieParam;
+use chromiumoxide::cdp::browser_protocol::page::{
+    self, CaptureScreenshotFormat, CaptureScreenshotParams, EventLoadEventFired,
+    GetLayoutMetricsParams, NavigateParams, Viewport,
+};
+use chromiumoxide::cdp::browser_protocol::storage::{GetCookiesParams, SetCookiesParams};
+use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use serde_json::Value;
 
-use crate::cdp::{Cdp, CdpError};
 use crate::host::Preview;
 use crate::protocol::session::WorkerInfo;
 use crate::protocol::steel::SessionContext;
+use crate::worker::cdp::{Cdp, CdpError};
 
 /// The browser-level CDP URL of a worker.
 pub fn browser_url(w: &WorkerInfo) -> String {
@@ -21,64 +32,70 @@ pub fn browser_url(w: &WorkerInfo) -> String {
 /// nothing goes to the network.
 pub async fn apply_context(w: &WorkerInfo, ctx: &SessionContext) -> Result<(), CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
-    let cookies: Vec<Value> = ctx.cookies.iter().map(cookie_param).collect();
+    let cookies = ctx
+        .cookies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cookie_param(c).map_err(|e| CdpError::Call {
+                method: "Storage.setCookies".into(),
+                message: format!("cookie {i}: {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if !cookies.is_empty() {
-        cdp.call("Storage.setCookies", json!({ "cookies": cookies }))
-            .await?;
+        cdp.call(SetCookiesParams::new(cookies)).await?;
     }
     for (origin, items) in &ctx.local_storage {
         if !(origin.starts_with("http://") || origin.starts_with("https://")) || items.is_empty() {
             continue;
         }
         let (target, session) = cdp.open_page("about:blank").await?;
-        let s = Some(session.as_str());
-        cdp.call_in(s, "Page.enable", json!({})).await?;
-        let pattern = format!("{}/*", origin.trim_end_matches('/'));
-        cdp.call_in(
-            s,
-            "Fetch.enable",
-            json!({ "patterns": [{ "urlPattern": pattern }] }),
-        )
-        .await?;
+        let s = Some(&session);
+        cdp.call_in(s, page::EnableParams::default()).await?;
+        let pattern = RequestPattern {
+            url_pattern: Some(format!("{}/*", origin.trim_end_matches('/'))),
+            ..Default::default()
+        };
+        let intercept = fetch::EnableParams {
+            patterns: Some(vec![pattern]),
+            ..Default::default()
+        };
+        cdp.call_in(s, intercept).await?;
         let url = format!("{}/", origin.trim_end_matches('/'));
         // Its answer comes only once the paused request is fulfilled.
-        cdp.send_in(s, "Page.navigate", json!({ "url": url }))
-            .await?;
-        let paused = cdp
-            .event(s, "Fetch.requestPaused", Duration::from_secs(10))
-            .await?;
+        cdp.send_in(s, NavigateParams::new(url)).await?;
+        let paused: EventRequestPaused = cdp.event(s, Duration::from_secs(10)).await?;
         let body = {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(b"<!doctype html><title>bro</title>")
         };
-        cdp.call_in(
-            s,
-            "Fetch.fulfillRequest",
-            json!({ "requestId": paused["requestId"], "responseCode": 200,
-                    "responseHeaders": [{ "name": "content-type", "value": "text/html" }],
-                    "body": body }),
-        )
-        .await?;
-        cdp.event(s, "Page.loadEventFired", Duration::from_secs(10))
+        let mut fulfill = FulfillRequestParams::new(paused.request_id, 200);
+        fulfill.response_headers = Some(vec![HeaderEntry::new("content-type", "text/html")]);
+        fulfill.body = Some(body.into());
+        cdp.call_in(s, fulfill).await?;
+        cdp.event::<EventLoadEventFired>(s, Duration::from_secs(10))
             .await?;
         let script = format!(
             "(() => {{ const items = {}; for (const [k, v] of Object.entries(items)) localStorage.setItem(k, v); return localStorage.length; }})()",
             serde_json::to_string(items).unwrap_or_else(|_| "{}".into())
         );
-        cdp.call_in(
-            s,
-            "Runtime.evaluate",
-            json!({ "expression": script, "returnByValue": true }),
-        )
-        .await?;
+        cdp.call_in(s, by_value(script)).await?;
         cdp.close_page(&target).await?;
     }
     Ok(())
 }
 
+/// `Runtime.evaluate` of `expression`, answered by value.
+pub(crate) fn by_value(expression: impl Into<String>) -> EvaluateParams {
+    let mut params = EvaluateParams::new(expression);
+    params.return_by_value = Some(true);
+    params
+}
+
 /// A CDP `Network.Cookie` as a `CookieParam`: output-only keys dropped, session cookies
-/// without an expiry.
-fn cookie_param(cookie: &Value) -> Value {
+/// without an expiry. Fails on what no browser would take (a key of the wrong type).
+fn cookie_param(cookie: &Value) -> Result<CookieParam, serde_json::Error> {
     let mut c = cookie.clone();
     if let Some(obj) = c.as_object_mut() {
         obj.remove("size");
@@ -91,43 +108,28 @@ fn cookie_param(cookie: &Value) -> Value {
             obj.remove("expires");
         }
     }
-    c
+    serde_json::from_value(c)
 }
 
 /// Reads the browser's cookies and the localStorage and sessionStorage of its open pages.
 pub async fn read_context(w: &WorkerInfo) -> Result<SessionContext, CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
-    let cookies = cdp.call("Storage.getCookies", json!({})).await?;
+    // As the browser wrote them: they go back to the client unchanged.
+    let cookies = cdp.call_json(None, GetCookiesParams::default()).await?;
     let mut ctx = SessionContext {
         cookies: cookies["cookies"].as_array().cloned().unwrap_or_default(),
         ..Default::default()
     };
-    let targets = cdp.call("Target.getTargets", json!({})).await?;
-    let pages = targets["targetInfos"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for page in pages.iter().filter(|t| t["type"] == "page") {
-        let url = page["url"].as_str().unwrap_or_default();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let targets = cdp.call(GetTargetsParams::default()).await?.target_infos;
+    for page in targets.iter().filter(|t| t.r#type == "page") {
+        if !(page.url.starts_with("http://") || page.url.starts_with("https://")) {
             continue;
         }
-        let Some(target_id) = page["targetId"].as_str() else {
-            continue;
-        };
-        let session = cdp.attach(target_id).await?;
+        let session = cdp.attach(&page.target_id).await?;
         let script = "JSON.stringify({origin: location.origin, local: Object.assign({}, localStorage), session: Object.assign({}, sessionStorage)})";
-        let result = cdp
-            .call_in(
-                Some(&session),
-                "Runtime.evaluate",
-                json!({ "expression": script, "returnByValue": true }),
-            )
-            .await?;
-        let _ = cdp
-            .call("Target.detachFromTarget", json!({ "sessionId": session }))
-            .await;
-        let Some(text) = result["result"]["value"].as_str() else {
+        let result = cdp.call_in(Some(&session), by_value(script)).await?;
+        let _ = cdp.detach(&session).await;
+        let Some(text) = result.result.value.as_ref().and_then(Value::as_str) else {
             continue;
         };
         let Ok(v) = serde_json::from_str::<Value>(text) else {
@@ -169,56 +171,85 @@ pub async fn pages(http: &reqwest::Client, w: &WorkerInfo) -> Result<Vec<Value>,
 /// not client traffic: it neither keeps the session from idling nor shows as a client).
 pub async fn preview(w: &WorkerInfo, max_width: u32) -> Result<Preview, CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
-    let targets = cdp.call("Target.getTargets", json!({})).await?;
-    let infos = targets["targetInfos"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let Some(page) = infos.iter().find(|t| t["type"] == "page") else {
+    let targets = cdp.call(GetTargetsParams::default()).await?.target_infos;
+    let Some(page) = targets.into_iter().find(|t| t.r#type == "page") else {
         return Ok(Preview {
             url: String::new(),
             title: String::new(),
             jpeg: String::new(),
         });
     };
-    let text = |key: &str| page[key].as_str().unwrap_or_default().to_string();
-    let target_id = text("targetId");
-    let session = cdp.attach(&target_id).await?;
+    let session = cdp.attach(&page.target_id).await?;
     let metrics = cdp
-        .call_in(Some(&session), "Page.getLayoutMetrics", json!({}))
+        .call_in(Some(&session), GetLayoutMetricsParams::default())
         .await?;
-    let viewport = &metrics["cssLayoutViewport"];
-    let width = viewport["clientWidth"].as_f64().unwrap_or(1280.0).max(1.0);
-    let height = viewport["clientHeight"].as_f64().unwrap_or(720.0).max(1.0);
+    let viewport = &metrics.css_layout_viewport;
+    let width = (viewport.client_width as f64).max(1.0);
+    let height = (viewport.client_height as f64).max(1.0);
     let scale = (f64::from(max_width) / width).min(1.0);
     let shot = cdp
-        .call_in(
-            Some(&session),
-            "Page.captureScreenshot",
-            json!({
-                "format": "jpeg",
-                "quality": 60,
-                "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": scale },
-            }),
-        )
+        .call_in(Some(&session), jpeg(60, clip(width, height, scale)))
         .await;
-    let _ = cdp
-        .call("Target.detachFromTarget", json!({ "sessionId": session }))
-        .await;
+    let _ = cdp.detach(&session).await;
     Ok(Preview {
-        url: text("url"),
-        title: text("title"),
-        jpeg: shot?["data"].as_str().unwrap_or_default().to_string(),
+        url: page.url,
+        title: page.title,
+        jpeg: shot?.data.into(),
+    })
+}
+
+/// `Page.captureScreenshot` as a JPEG of `quality`, of `clip` if given.
+pub(crate) fn jpeg(quality: i64, clip: Option<Viewport>) -> CaptureScreenshotParams {
+    CaptureScreenshotParams {
+        format: Some(CaptureScreenshotFormat::Jpeg),
+        quality: Some(quality),
+        clip,
+        ..Default::default()
+    }
+}
+
+/// The area from the page's top left corner `width` by `height` CSS pixels, at `scale`.
+pub(crate) fn clip(width: f64, height: f64, scale: f64) -> Option<Viewport> {
+    Some(Viewport {
+        x: 0.0,
+        y: 0.0,
+        width,
+        height,
+        scale,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn cookies_lose_output_only_keys() {
         let c = cookie_param(&json!({"name":"a","value":"b","size":2,"session":true,"expires":-1}));
-        assert_eq!(c, json!({"name":"a","value":"b"}));
+        assert_eq!(
+            serde_json::to_value(c.unwrap()).unwrap(),
+            json!({"name":"a","value":"b"})
+        );
+    }
+
+    #[test]
+    fn a_cookie_no_browser_takes_is_refused_before_the_call() {
+        let c = cookie_param(&json!({"name":"a","value":"b","domain":"x.test","httpOnly":"yes"}));
+        assert!(c.is_err());
+    }
+
+    #[test]
+    fn page_commands_go_out_as_before() {
+        let shot = jpeg(60, clip(800.0, 600.0, 0.5));
+        assert_eq!(
+            serde_json::to_value(shot).unwrap(),
+            json!({"format": "jpeg", "quality": 60,
+                   "clip": {"x": 0.0, "y": 0.0, "width": 800.0, "height": 600.0, "scale": 0.5}})
+        );
+        assert_eq!(
+            serde_json::to_value(by_value("1+1")).unwrap(),
+            json!({"expression": "1+1", "returnByValue": true})
+        );
     }
 }

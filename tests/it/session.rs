@@ -109,3 +109,91 @@ fn list_filters_by_status_and_kill_all_releases_everything() {
     assert_eq!(d.get(b["id"].as_str().unwrap())["status"], "released");
     d.stop();
 }
+
+/// Opens `url` in a new tab through the session's CDP websocket.
+fn open_tab(ws_url: &str, url: &str) {
+    use tokio_tungstenite::tungstenite::{Message, connect};
+    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
+    let call =
+        serde_json::json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
+    ws.send(Message::text(call.to_string())).unwrap();
+    loop {
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == 1 {
+                assert!(v.get("error").is_none(), "{v}");
+                return;
+            }
+        }
+    }
+}
+
+/// A `sessionContext` goes in (typed cookies, localStorage written from bro's own page) and
+/// comes back out of the live browser, cookies as the browser wrote them, so a context read
+/// from one session starts the next.
+#[test]
+fn a_session_context_goes_in_and_comes_back_out() {
+    use std::io::{Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://127.0.0.1:{}", server.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        // A thread each: Chromium opens connections it may never use.
+        for mut conn in server.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let body = "<!doctype html><title>ctx</title>";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let d = TestDaemon::start();
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    // A cookie as `GET .../context` gives it, output-only keys included.
+    let cookie = serde_json::json!({
+        "name": "who", "value": "a", "domain": "127.0.0.1", "path": "/", "expires": -1,
+        "size": 4, "httpOnly": false, "secure": false, "session": true, "sameSite": "Lax",
+        "priority": "Medium", "sameParty": false, "sourceScheme": "NonSecure",
+        "sourcePort": 80, "partitionKeyOpaque": false,
+    });
+    let mut context = serde_json::json!({
+        "cookies": [cookie],
+        "localStorage": { origin.clone(): { "kept": "yes" } },
+    });
+    for round in 0..2 {
+        let body = serde_json::json!({ "sessionContext": context }).to_string();
+        let (status, out) = crate::helper::http(&api, "POST", "/v1/sessions", &body);
+        assert_eq!(
+            status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        let s: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let id = s["id"].as_str().unwrap();
+        open_tab(s["websocketUrl"].as_str().unwrap(), &format!("{origin}/"));
+        let path = format!("/v1/sessions/{id}/context");
+        let mut got = serde_json::Value::Null;
+        assert!(
+            wait_for(|| {
+                got = serde_json::from_slice(&crate::helper::http(&api, "GET", &path, "").1)
+                    .unwrap_or_default();
+                got["localStorage"][&origin]["kept"] == "yes"
+            }),
+            "round {round}: {got}"
+        );
+        let cookies = got["cookies"].as_array().unwrap();
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c["name"] == "who" && c["value"] == "a" && c["sameSite"] == "Lax"),
+            "round {round}: {got}"
+        );
+        context = got;
+    }
+    d.stop();
+}
