@@ -12,7 +12,7 @@ use crate::cdp::Cdp;
 use crate::client::{self, DaemonClient};
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::session::{SessionOptions, WorkerInfo};
+use crate::protocol::session::{SessionOptions, SessionStatus, WorkerInfo};
 use crate::worker::{LaunchSpec, LocalWorkerHost, WorkerHost, chromium, process};
 
 /// Options of `bro bench`.
@@ -250,7 +250,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let all_live = dash
         .sessions
         .iter()
-        .filter(|r| r.session.status == "live")
+        .filter(|r| r.session.status == SessionStatus::Live)
         .count();
     let busy_daemon = rss_kib(status.pid);
     let busy_restate = status.restate.pid.map(rss_kib).unwrap_or(0);

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::session::{
-    Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, check_dimension,
-    check_ms,
+    Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, SessionStatus,
+    check_dimension, check_ms,
 };
 
 /// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
@@ -254,7 +254,8 @@ pub struct SessionDetails {
     /// ISO 8601 with milliseconds, UTC.
     pub created_at: String,
     /// `starting`, `live`, `releasing`, `released` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: SessionStatus,
     /// Milliseconds since creation; final once the session ended.
     pub duration: u64,
     pub event_count: u64,
@@ -297,7 +298,7 @@ impl SessionDetails {
         SessionDetails {
             id: rec.id.clone(),
             created_at: iso8601_ms(rec.created_at_ms),
-            status: rec.status.as_str().to_string(),
+            status: rec.status,
             duration: rec.duration_ms(now_ms),
             event_count: 0,
             dimensions: rec.options.dimensions.unwrap_or_default(),
@@ -384,7 +385,7 @@ pub fn iso8601_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::session::{ProxyBytes, SessionOptions, SessionStatus};
+    use crate::protocol::session::{ProxyBytes, SessionOptions};
 
     #[test]
     fn proxy_passwords_are_redacted() {
