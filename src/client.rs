@@ -16,12 +16,14 @@ use serde::de::DeserializeOwned;
 
 use crate::daemon::lifecycle;
 use crate::paths::Paths;
-use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry};
-use crate::protocol::steel::{
-    CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
-    SessionDetails,
+use crate::protocol::control::{
+    DaemonStatus, Dashboard, JournalEntry, Preview, ShutdownRequest, ShutdownResponse,
 };
-use crate::worker::page::Preview;
+use crate::protocol::session::SessionStatus;
+use crate::protocol::steel::{
+    CreateSessionRequest, ErrorBody, MultipleSessions, NO_WAIT_HEADER, ReleaseAllResponse,
+    ReleaseSessionResponse, SessionDetails,
+};
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -74,13 +76,12 @@ impl DaemonClient {
     }
 
     /// `POST /bro/v1/shutdown`.
-    pub async fn shutdown(&self, keep_sessions: bool) -> Result<serde_json::Value, ClientError> {
-        let body = serde_json::json!({ "keepSessions": keep_sessions });
+    pub async fn shutdown(&self, keep_sessions: bool) -> Result<ShutdownResponse, ClientError> {
+        let body = ShutdownRequest { keep_sessions };
         self.request(Method::POST, "/bro/v1/shutdown", Some(&body))
             .await
     }
 
-    /// `POST /v1/sessions`.
     /// `GET /bro/v1/sessions/{id}/preview?width=W`.
     pub async fn preview(&self, id: &str, width: u32) -> Result<Preview, ClientError> {
         let path = format!("/bro/v1/sessions/{id}/preview?width={width}");
@@ -93,14 +94,15 @@ impl DaemonClient {
         self.request(Method::GET, &path, None::<&()>).await
     }
 
-    /// With `no_wait`, a full node answers 429 at once instead of queueing the create.
+    /// `POST /v1/sessions`. With `no_wait`, a full node answers 429 at once instead of
+    /// queueing the create.
     pub async fn create_session(
         &self,
         req: &CreateSessionRequest,
         no_wait: bool,
     ) -> Result<SessionDetails, ClientError> {
         let headers: &[(&str, &str)] = if no_wait {
-            &[(crate::api::sessions::NO_WAIT_HEADER, "1")]
+            &[(NO_WAIT_HEADER, "1")]
         } else {
             &[]
         };
@@ -111,7 +113,7 @@ impl DaemonClient {
     /// `GET /v1/sessions[?status=S]`.
     pub async fn list_sessions(
         &self,
-        status: Option<&str>,
+        status: Option<SessionStatus>,
     ) -> Result<MultipleSessions, ClientError> {
         let path = match status {
             Some(s) => format!("/v1/sessions?status={s}"),

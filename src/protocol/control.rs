@@ -208,6 +208,31 @@ pub struct JournalEntry {
     pub name: Option<String>,
 }
 
+/// Body of `POST /bro/v1/shutdown`; an empty or unreadable body counts as the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownRequest {
+    /// Leave the sessions' browsers running, for the next daemon to take over.
+    #[serde(default)]
+    pub keep_sessions: bool,
+}
+
+/// Answer of `POST /bro/v1/shutdown`: `{"status": "stopping"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShutdownResponse {
+    pub status: String,
+}
+
+/// Answer of `GET /bro/v1/sessions/{id}/preview`: what a session's browser shows now, its
+/// first page's URL and title and a JPEG of its viewport (for `bro tui`'s preview pane).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub url: String,
+    pub title: String,
+    /// Base64 of the JPEG; empty when the browser has no page.
+    pub jpeg: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,10 @@ use crate::protocol::session::{
 /// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 
+/// Request header of `POST /v1/sessions` asking a full node to answer 429 at once rather
+/// than queue the create for a slot (bro's addition).
+pub const NO_WAIT_HEADER: &str = "x-bro-no-wait";
+
 /// Body of `POST /v1/sessions`. Every field is optional and unknown fields are ignored, as
 /// steel-browser does; fields bro does not act on yet are accepted and dropped.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::cdp::{Cdp, CdpError};
+use crate::protocol::control::Preview;
 use crate::protocol::session::WorkerInfo;
 use crate::protocol::steel::SessionContext;
 
@@ -164,29 +165,9 @@ pub async fn pages(http: &reqwest::Client, w: &WorkerInfo) -> Result<Vec<Value>,
     Ok(list.into_iter().filter(|t| t["type"] == "page").collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cookies_lose_output_only_keys() {
-        let c = cookie_param(&json!({"name":"a","value":"b","size":2,"session":true,"expires":-1}));
-        assert_eq!(c, json!({"name":"a","value":"b"}));
-    }
-}
-
-/// What a session's browser shows now: its first page's URL and title, and a JPEG of its
-/// viewport at most `max_width` CSS pixels wide.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Preview {
-    pub url: String,
-    pub title: String,
-    /// Base64 of the JPEG; empty when the browser has no page.
-    pub jpeg: String,
-}
-
-/// Takes a [`Preview`] over a CDP connection of its own, straight to the browser (so it is
-/// not client traffic: it neither keeps the session from idling nor shows as a client).
+/// Takes a [`Preview`] (the viewport at most `max_width` CSS pixels wide) over a CDP
+/// connection of its own, straight to the browser (so it is not client traffic: it neither
+/// keeps the session from idling nor shows as a client).
 pub async fn preview(w: &WorkerInfo, max_width: u32) -> Result<Preview, CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
     let targets = cdp.call("Target.getTargets", json!({})).await?;
@@ -230,4 +211,15 @@ pub async fn preview(w: &WorkerInfo, max_width: u32) -> Result<Preview, CdpError
         title: text("title"),
         jpeg: shot?["data"].as_str().unwrap_or_default().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_lose_output_only_keys() {
+        let c = cookie_param(&json!({"name":"a","value":"b","size":2,"session":true,"expires":-1}));
+        assert_eq!(c, json!({"name":"a","value":"b"}));
+    }
 }
