@@ -1,6 +1,7 @@
 //! `DaemonClient`: the CLI's (and later the TUI's) only way to the daemon, HTTP over the Unix
 //! socket with hyperlocal. `ensure_daemon` starts a daemon when none answers.
 
+use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,10 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::lifecycle;
 use crate::paths::Paths;
 use crate::protocol::control::{
     DaemonStatus, Dashboard, JournalEntry, Preview, ShutdownRequest, ShutdownResponse,
@@ -222,8 +223,7 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
         .create_all()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
     // One CLI starts the daemon; the others wait on the lock and then find it running.
-    let _guard = lifecycle::lock_blocking(&paths.start_lock())
-        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let _guard = start_lock(paths).map_err(|e| ClientError::StartFailed(e.to_string()))?;
     if client.status().await.is_ok() {
         return Ok(client);
     }
@@ -233,6 +233,22 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
     );
     start_daemon(paths, &[], None).await?;
     Ok(client)
+}
+
+/// Takes the start lock of `paths`, waiting while another CLI holds it: one CLI starts the
+/// daemon, the others then find it running. Dropping the guard (or exiting) releases it.
+pub fn start_lock(paths: &Paths) -> std::io::Result<Flock<File>> {
+    let path = paths.start_lock();
+    let failed = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| failed(errno.into()))
 }
 
 /// Says so when the running daemon is another version of bro than this CLI.

@@ -123,7 +123,7 @@ async fn start(paths: &Paths, args: &DaemonArgs) -> Result<()> {
             st.socket
         );
     }
-    let _guard = lifecycle::lock_blocking(&paths.start_lock())?;
+    let _guard = client::start_lock(paths)?;
     output::progress("starting the bro daemon");
     let status = client::start_daemon(paths, &to_args(args), args.api_key.as_deref()).await?;
     output::daemon_started(&status);
