@@ -375,8 +375,8 @@ fn live_session_ids() -> Vec<CompletionCandidate> {
     };
     list.sessions
         .into_iter()
-        .filter(|s| !matches!(s.status.as_str(), "released" | "failed"))
-        .map(|s| CompletionCandidate::new(s.id).help(Some(s.status.into())))
+        .filter(|s| !s.status.is_final())
+        .map(|s| CompletionCandidate::new(s.id).help(Some(s.status.as_str().into())))
         .collect()
 }
 

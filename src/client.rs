@@ -1,6 +1,7 @@
 //! `DaemonClient`: the CLI's (and later the TUI's) only way to the daemon, HTTP over the Unix
 //! socket with hyperlocal. `ensure_daemon` starts a daemon when none answers.
 
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -12,19 +13,21 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::lifecycle;
-use crate::host::Preview;
 use crate::paths::Paths;
-use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry};
-use crate::protocol::steel::{
-    CreateSessionRequest, ErrorBody, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
-    SessionDetails,
+use crate::protocol::control::{
+    DaemonStatus, Dashboard, JournalEntry, Preview, ShutdownRequest, ShutdownResponse,
 };
-use crate::wait::{Poll, wait_for};
+use crate::protocol::session::SessionStatus;
+use crate::protocol::steel::{
+    CreateSessionRequest, ErrorBody, MultipleSessions, NO_WAIT_HEADER, ReleaseAllResponse,
+    ReleaseSessionResponse, SessionDetails,
+};
 use crate::settings::Settings;
+use crate::wait::{Poll, wait_for};
 
 /// How long a starting daemon may take to answer (a first restate-server start included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -77,13 +80,12 @@ impl DaemonClient {
     }
 
     /// `POST /bro/v1/shutdown`.
-    pub async fn shutdown(&self, keep_sessions: bool) -> Result<serde_json::Value, ClientError> {
-        let body = serde_json::json!({ "keepSessions": keep_sessions });
+    pub async fn shutdown(&self, keep_sessions: bool) -> Result<ShutdownResponse, ClientError> {
+        let body = ShutdownRequest { keep_sessions };
         self.request(Method::POST, "/bro/v1/shutdown", Some(&body))
             .await
     }
 
-    /// `POST /v1/sessions`.
     /// `GET /bro/v1/sessions/{id}/preview?width=W`.
     pub async fn preview(&self, id: &str, width: u32) -> Result<Preview, ClientError> {
         let path = format!("/bro/v1/sessions/{id}/preview?width={width}");
@@ -96,14 +98,15 @@ impl DaemonClient {
         self.request(Method::GET, &path, None::<&()>).await
     }
 
-    /// With `no_wait`, a full node answers 429 at once instead of queueing the create.
+    /// `POST /v1/sessions`. With `no_wait`, a full node answers 429 at once instead of
+    /// queueing the create.
     pub async fn create_session(
         &self,
         req: &CreateSessionRequest,
         no_wait: bool,
     ) -> Result<SessionDetails, ClientError> {
         let headers: &[(&str, &str)] = if no_wait {
-            &[(crate::api::sessions::NO_WAIT_HEADER, "1")]
+            &[(NO_WAIT_HEADER, "1")]
         } else {
             &[]
         };
@@ -114,7 +117,7 @@ impl DaemonClient {
     /// `GET /v1/sessions[?status=S]`.
     pub async fn list_sessions(
         &self,
-        status: Option<&str>,
+        status: Option<SessionStatus>,
     ) -> Result<MultipleSessions, ClientError> {
         let path = match status {
             Some(s) => format!("/v1/sessions?status={s}"),
@@ -223,8 +226,7 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
         .create_all()
         .map_err(|e| ClientError::StartFailed(e.to_string()))?;
     // One CLI starts the daemon; the others wait on the lock and then find it running.
-    let _guard = lifecycle::lock_blocking(&paths.start_lock())
-        .map_err(|e| ClientError::StartFailed(e.to_string()))?;
+    let _guard = start_lock(paths).map_err(|e| ClientError::StartFailed(e.to_string()))?;
     if client.status().await.is_ok() {
         return Ok(client);
     }
@@ -234,6 +236,22 @@ pub async fn ensure_daemon(paths: &Paths) -> Result<DaemonClient, ClientError> {
     );
     start_daemon(paths, None).await?;
     Ok(client)
+}
+
+/// Takes the start lock of `paths`, waiting while another CLI holds it: one CLI starts the
+/// daemon, the others then find it running. Dropping the guard (or exiting) releases it.
+pub fn start_lock(paths: &Paths) -> std::io::Result<Flock<File>> {
+    let path = paths.start_lock();
+    let failed = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| failed(errno.into()))
 }
 
 /// Says so when the running daemon is another version of bro than this CLI.

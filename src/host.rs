@@ -15,6 +15,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::control::Preview;
+pub use crate::protocol::live::BrowserPages;
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
 
@@ -107,36 +109,6 @@ pub struct WorkerExit {
     pub reason: String,
     /// Exited with status 0: closed on purpose (a client's `Browser.close`).
     pub clean: bool,
-}
-
-/// A page target of a session's browser, as `live-details` lists it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageInfo {
-    pub id: String,
-    pub url: String,
-    pub title: String,
-    /// The page's icon, when the browser knows one.
-    pub favicon: Option<String>,
-}
-
-/// What a session's browser shows: its pages and what it says of itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrowserPages {
-    pub pages: Vec<PageInfo>,
-    /// `User-Agent` of `/json/version`, when it answered.
-    pub user_agent: Option<String>,
-    /// `Browser` of `/json/version` (`Chrome/…`), when it answered.
-    pub browser_version: Option<String>,
-}
-
-/// What a session's browser shows now: its first page's URL and title, and a JPEG of its
-/// viewport at most `max_width` CSS pixels wide.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Preview {
-    pub url: String,
-    pub title: String,
-    /// Base64 of the JPEG; empty when the browser has no page.
-    pub jpeg: String,
 }
 
 /// A quick action: load `url` in a new tab, wait `delay_ms`, then take what is asked.

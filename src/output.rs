@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::protocol::control::DaemonStatus;
+use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::{
     MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse, SessionDetails,
 };
@@ -97,7 +98,7 @@ pub fn proxy(d: &SessionDetails) -> Option<String> {
 }
 
 fn expires_in(d: &SessionDetails) -> String {
-    let open = matches!(d.status.as_str(), "starting" | "live");
+    let open = matches!(d.status, SessionStatus::Starting | SessionStatus::Live);
     match (open, d.timeout) {
         (false, _) => "-".into(),
         (true, 0) => "never".into(),
@@ -125,7 +126,7 @@ pub fn session(d: &SessionDetails, as_json: bool) {
     }
     let mut rows = vec![
         vec!["id".into(), d.id.clone()],
-        vec!["status".into(), d.status.clone()],
+        vec!["status".into(), d.status.to_string()],
         vec!["created".into(), d.created_at.clone()],
         vec!["duration".into(), duration(d.duration)],
         vec![
@@ -169,7 +170,7 @@ pub fn session_list(list: &MultipleSessions, as_json: bool) {
         .map(|d| {
             vec![
                 d.id.clone(),
-                d.status.clone(),
+                d.status.to_string(),
                 duration(d.duration),
                 expires_in(d),
                 d.websocket_url.clone(),

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::host::{
-    BrowserPages, Claim, DirOwner, HostError, HostErrorKind, LaunchSpec, PageInfo, PageOutput,
-    PageWork, Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
+    BrowserPages, Claim, DirOwner, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork,
+    Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
 };
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -514,26 +514,9 @@ impl WorkerHost for LocalWorkerHost {
     fn pages(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<BrowserPages, HostError>> {
         Box::pin(async move {
             self.own_dir(&worker.dir)?;
-            let pages = page::pages(&self.http, &worker)
-                .await
-                .map_err(page_error)?
-                .iter()
-                .map(|p| {
-                    let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
-                    PageInfo {
-                        id: text("id"),
-                        url: text("url"),
-                        title: text("title"),
-                        favicon: p["faviconUrl"].as_str().map(str::to_string),
-                    }
-                })
-                .collect();
+            let pages = page::pages(&self.http, &worker).await.map_err(page_error)?;
             let version = chromium::version(&self.http, worker.port).await;
-            Ok(BrowserPages {
-                pages,
-                user_agent: version.as_ref().and_then(|v| v.user_agent.clone()),
-                browser_version: version.and_then(|v| v.browser),
-            })
+            Ok(BrowserPages::from_cdp(&pages, &version))
         })
     }
 

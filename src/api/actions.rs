@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::Caller;
@@ -20,6 +19,7 @@ use crate::api::sessions::{browser_failed, live_worker, parse_id};
 use crate::api::{ApiError, AppState};
 use crate::host::{HostErrorKind, PageOutput, PageWork};
 use crate::orchestrator::ingress::IngressError;
+use crate::protocol::actions::ActionRequest;
 use crate::protocol::session::{SessionId, SessionOptions};
 use crate::protocol::steel::ErrorBody;
 
@@ -37,31 +37,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/sessions/scrape", post(scrape))
         .route("/v1/sessions/screenshot", post(screenshot))
         .route("/v1/sessions/pdf", post(pdf))
-}
-
-/// The fields every quick action takes (steel's `ScrapeRequest`, `ScreenshotRequest`,
-/// `PDFRequest`); unknown fields are ignored.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionRequest {
-    url: Option<String>,
-    #[serde(default)]
-    format: Option<Vec<String>>,
-    #[serde(default)]
-    screenshot: bool,
-    #[serde(default)]
-    pdf: bool,
-    #[serde(default)]
-    full_page: bool,
-    /// ms to wait after the page loaded, at most 30000.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 30_000)]
-    delay: Option<u64>,
-    #[serde(default)]
-    proxy_url: Option<String>,
-    /// bro's addition: run in a new tab of this live session instead of a new session.
-    #[serde(default)]
-    session_id: Option<String>,
 }
 
 fn parse(body: &Bytes) -> Result<ActionRequest, ApiError> {

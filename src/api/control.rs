@@ -12,8 +12,10 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, AppState};
-use crate::host::Preview;
-use crate::protocol::control::{DaemonStatus, Dashboard, JournalEntry, SessionRow, WorkerRow};
+use crate::protocol::control::{
+    DaemonStatus, Dashboard, JournalEntry, Preview, SessionRow, ShutdownRequest, ShutdownResponse,
+    WorkerRow,
+};
 use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::SessionDetails;
 
@@ -140,24 +142,18 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     })
 }
 
-/// Body of `POST /bro/v1/shutdown`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShutdownRequest {
-    #[serde(default)]
-    pub keep_sessions: bool,
-}
-
 async fn shutdown(
     State(st): State<Arc<AppState>>,
     body: axum::body::Bytes,
-) -> Json<serde_json::Value> {
+) -> Json<ShutdownResponse> {
     let req: ShutdownRequest = serde_json::from_slice(&body).unwrap_or_default();
     st.control
         .keep_sessions
         .store(req.keep_sessions, Ordering::SeqCst);
     st.control.shutdown.cancel();
-    Json(serde_json::json!({ "status": "stopping" }))
+    Json(ShutdownResponse {
+        status: "stopping".into(),
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,10 +20,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 
 use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::protocol::files::{FileDetails, FileList};
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::iso8601_ms;
 use crate::worker::{chromium, downloads, files};
@@ -46,15 +46,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// steel's `FileDetails`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FileDetails {
-    pub path: String,
-    pub size: u64,
-    pub last_modified: String,
-}
-
+/// A file the worker found, as the API shows it.
 impl From<files::Entry> for FileDetails {
     fn from(e: files::Entry) -> Self {
         FileDetails {
@@ -63,18 +55,6 @@ impl From<files::Entry> for FileDetails {
             last_modified: iso8601_ms(e.modified_ms),
         }
     }
-}
-
-/// steel's file list, with the session's quota: `used` counts uploads still arriving, and
-/// `downloadsStopped` says why the browser's downloads are refused, while they are.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FileList {
-    data: Vec<FileDetails>,
-    quota: u64,
-    used: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    downloads_stopped: Option<String>,
 }
 
 /// The session dir and files dir of a live session (the files dir created on first use). The

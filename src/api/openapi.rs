@@ -4,6 +4,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api::{actions, cdp, files, sessions};
+use crate::protocol::actions::ActionRequest;
+use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
 use crate::protocol::steel::{
     CreateSessionRequest, DeviceConfig, ErrorBody, MultipleSessions, ReleaseAllResponse,
@@ -49,8 +51,8 @@ use crate::protocol::steel::{
         SessionContext,
         Dimensions,
         DeviceConfig,
-        actions::ActionRequest,
-        files::FileDetails,
+        ActionRequest,
+        FileDetails,
     ))
 )]
 pub struct ApiDoc;

@@ -14,13 +14,14 @@ use std::time::Duration;
 use crate::api::{ApiError, AppState};
 use crate::orchestrator::ingress::Ingress;
 use crate::orchestrator::now_ms;
+use crate::protocol::live::LiveDetails;
 use crate::protocol::session::{
     Dimensions, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::{
-    CreateSessionRequest, MultipleSessions, ReleaseAllResponse, ReleaseSessionResponse,
-    SessionContext, SessionDetails,
+    CreateSessionRequest, MultipleSessions, NO_WAIT_HEADER, ReleaseAllResponse,
+    ReleaseSessionResponse, SessionContext, SessionDetails,
 };
 
 /// The session routes, shared by the TCP port and the Unix socket.
@@ -81,9 +82,6 @@ async fn create(
     leave.disarm();
     Ok(Json(details(&st, &rec?)))
 }
-
-/// Request header asking a create to get 429 at once rather than wait for a slot.
-pub const NO_WAIT_HEADER: &str = "x-bro-no-wait";
 
 /// Sends `Pool/leave` for the session unless disarmed: dropped with the request's future when
 /// the client hangs up.
@@ -329,7 +327,7 @@ async fn context(
 async fn live_details(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LiveDetails>, ApiError> {
     let id = parse_id(&id)?;
     let (rec, worker) = live_worker(&st, &id).await?;
     let browser = match st.host.pages(worker).await {
@@ -340,33 +338,7 @@ async fn live_details(
         }
     };
     let d = details(&st, &rec);
-    let viewer = d.session_viewer_url.clone();
-    let pages: Vec<serde_json::Value> = browser
-        .pages
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "id": p.id, "url": p.url, "title": p.title,
-                "favicon": p.favicon,
-                "sessionViewerUrl": viewer,
-                "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
-            })
-        })
-        .collect();
-    Ok(Json(serde_json::json!({
-        "pages": pages,
-        "browserState": {
-            "status": d.status,
-            "userAgent": browser.user_agent,
-            "browserVersion": browser.browser_version,
-            "initialDimensions": d.dimensions,
-            "pageCount": pages.len(),
-        },
-        "websocketUrl": d.websocket_url,
-        "wsUrl": d.websocket_url,
-        "sessionViewerUrl": viewer,
-        "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
-    })))
+    Ok(Json(LiveDetails::new(&d, &browser)))
 }
 
 /// The Unix socket's fallback.

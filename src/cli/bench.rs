@@ -21,7 +21,7 @@ use crate::config;
 use crate::host::{LaunchSpec, WorkerHost};
 use crate::output;
 use crate::paths::Paths;
-use crate::protocol::session::{self, SessionOptions, WorkerInfo};
+use crate::protocol::session::{self, SessionOptions, SessionStatus, WorkerInfo};
 use crate::settings::{Overrides, Settings};
 use crate::wait::wait_until;
 use crate::worker::cdp::Cdp;
@@ -264,7 +264,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
     let all_live = dash
         .sessions
         .iter()
-        .filter(|r| r.session.status == "live")
+        .filter(|r| r.session.status == SessionStatus::Live)
         .count();
     let busy_daemon = rss_kib(status.pid);
     let busy_restate = status.restate.pid.map(rss_kib).unwrap_or(0);

@@ -66,7 +66,7 @@ async fn start(paths: &Paths, args: DaemonArgs) -> Result<()> {
         );
     }
     let settings = settings(paths, args)?;
-    let _guard = lifecycle::lock_blocking(&paths.start_lock())?;
+    let _guard = client::start_lock(paths)?;
     output::progress("starting the bro daemon");
     let status = client::start_daemon(paths, Some(&settings)).await?;
     output::daemon_started(&status);

@@ -30,7 +30,7 @@ pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
             output::session_created(&details, json);
         }
         SessionCommand::List { status, json } => {
-            let list = client.list_sessions(status.map(|s| s.as_str())).await?;
+            let list = client.list_sessions(status).await?;
             output::session_list(&list, json);
         }
         SessionCommand::Get { id, json } => match client.get_session(&id).await {

@@ -60,15 +60,6 @@ pub fn lock(paths: &Paths) -> Result<DaemonLock, LockError> {
     }
 }
 
-/// Takes a blocking lock on `path` (used by CLIs while they start a daemon).
-pub fn lock_blocking(path: &Path) -> Result<Flock<File>, LockError> {
-    let file = open_lock_file(path)?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| LockError::Io {
-        path: path.display().to_string(),
-        source: errno.into(),
-    })
-}
-
 fn open_lock_file(path: &Path) -> Result<File, LockError> {
     std::fs::OpenOptions::new()
         .create(true)

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::orchestrator::ingress::Ingress;
 use super::started::Started;
 use super::startup::ApiPhase;
+use crate::orchestrator::ingress::Ingress;
 use crate::paths::Paths;
 use crate::protocol::session::SessionStatus;
 

@@ -15,19 +15,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
-use crate::orchestrator::ingress::{Ingress, RestateAddr};
 use super::serve::{bind_socket, nodelay, serve, serve_sdk, url_host};
 use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{lifecycle, restate, sweep};
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
+use crate::host::{WorkerEvent, WorkerHost};
+use crate::orchestrator::ingress::{Ingress, RestateAddr};
 use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::settings::{Settings, millis};
-use crate::host::{WorkerEvent, WorkerHost};
 use crate::worker::{LocalWorkerHost, chromium};
 
 /// What the checks before anything starts leave: the browser to launch, the token that

@@ -82,13 +82,85 @@ pub struct SessionRow {
 pub struct InvocationRow {
     pub id: String,
     pub target: String,
-    pub status: String,
+    pub status: InvocationStatus,
     #[serde(default)]
     pub retry_count: Option<u64>,
     #[serde(default)]
     pub last_failure: Option<String>,
     #[serde(default)]
     pub created_at: Option<String>,
+}
+
+/// The status of a Restate invocation, as `sys_invocation` names it.
+///
+/// A status this bro does not know (a newer Restate's) is kept as its text in
+/// [`InvocationStatus::Other`], so the dashboard still parses and shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationStatus {
+    Pending,
+    Scheduled,
+    Ready,
+    Running,
+    Suspended,
+    BackingOff,
+    Paused,
+    Completed,
+    /// Older Restate's name for an invocation waiting behind another on the same key.
+    Inboxed,
+    Other(String),
+}
+
+impl InvocationStatus {
+    /// The wire name (`running`, `backing-off`, ...), or the unknown status's own text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            InvocationStatus::Pending => "pending",
+            InvocationStatus::Scheduled => "scheduled",
+            InvocationStatus::Ready => "ready",
+            InvocationStatus::Running => "running",
+            InvocationStatus::Suspended => "suspended",
+            InvocationStatus::BackingOff => "backing-off",
+            InvocationStatus::Paused => "paused",
+            InvocationStatus::Completed => "completed",
+            InvocationStatus::Inboxed => "inboxed",
+            InvocationStatus::Other(text) => text,
+        }
+    }
+}
+
+impl From<String> for InvocationStatus {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "pending" => InvocationStatus::Pending,
+            "scheduled" => InvocationStatus::Scheduled,
+            "ready" => InvocationStatus::Ready,
+            "running" => InvocationStatus::Running,
+            "suspended" => InvocationStatus::Suspended,
+            "backing-off" => InvocationStatus::BackingOff,
+            "paused" => InvocationStatus::Paused,
+            "completed" => InvocationStatus::Completed,
+            "inboxed" => InvocationStatus::Inboxed,
+            _ => InvocationStatus::Other(text),
+        }
+    }
+}
+
+impl std::fmt::Display for InvocationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for InvocationStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for InvocationStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(InvocationStatus::from)
+    }
 }
 
 /// A node's capacity as its `Pool` object holds it.
@@ -134,4 +206,59 @@ pub struct JournalEntry {
     /// The name given to a `ctx.run`, a call's target, ...
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// Body of `POST /bro/v1/shutdown`; an empty or unreadable body counts as the default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownRequest {
+    /// Leave the sessions' browsers running, for the next daemon to take over.
+    #[serde(default)]
+    pub keep_sessions: bool,
+}
+
+/// Answer of `POST /bro/v1/shutdown`: `{"status": "stopping"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShutdownResponse {
+    pub status: String,
+}
+
+/// Answer of `GET /bro/v1/sessions/{id}/preview`: what a session's browser shows now, its
+/// first page's URL and title and a JPEG of its viewport (for `bro tui`'s preview pane).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub url: String,
+    pub title: String,
+    /// Base64 of the JPEG; empty when the browser has no page.
+    pub jpeg: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_statuses_keep_their_text() {
+        for name in [
+            "pending",
+            "scheduled",
+            "ready",
+            "running",
+            "suspended",
+            "backing-off",
+            "paused",
+            "completed",
+            "inboxed",
+            "a-status-of-restate-2",
+        ] {
+            let json = format!("\"{name}\"");
+            let st: InvocationStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(st.as_str(), name);
+            assert_eq!(serde_json::to_string(&st).unwrap(), json);
+        }
+        let st: InvocationStatus = serde_json::from_str("\"backing-off\"").unwrap();
+        assert_eq!(st, InvocationStatus::BackingOff);
+        let st: InvocationStatus = serde_json::from_str("\"new\"").unwrap();
+        assert_eq!(st, InvocationStatus::Other("new".into()));
+    }
 }

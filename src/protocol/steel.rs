@@ -4,12 +4,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::session::{
-    Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, check_dimension,
-    check_ms,
+    Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, SessionStatus,
+    check_dimension, check_ms,
 };
 
 /// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+
+/// Request header of `POST /v1/sessions` asking a full node to answer 429 at once rather
+/// than queue the create for a slot (bro's addition).
+pub const NO_WAIT_HEADER: &str = "x-bro-no-wait";
 
 /// Body of `POST /v1/sessions`. Every field is optional and unknown fields are ignored, as
 /// steel-browser does; fields bro does not act on yet are accepted and dropped.
@@ -254,7 +258,8 @@ pub struct SessionDetails {
     /// ISO 8601 with milliseconds, UTC.
     pub created_at: String,
     /// `starting`, `live`, `releasing`, `released` or `failed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: SessionStatus,
     /// Milliseconds since creation; final once the session ended.
     pub duration: u64,
     pub event_count: u64,
@@ -297,7 +302,7 @@ impl SessionDetails {
         SessionDetails {
             id: rec.id.to_string(),
             created_at: iso8601_ms(rec.created_at_ms),
-            status: rec.status.as_str().to_string(),
+            status: rec.status,
             duration: rec.duration_ms(now_ms),
             event_count: 0,
             dimensions: rec.options.dimensions.unwrap_or_default(),

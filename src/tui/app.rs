@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::protocol::control::{Dashboard, InvocationRow, JournalEntry, SessionRow};
+use crate::protocol::session::SessionStatus;
 use crate::tui::event::{Action, Event};
 
 /// Samples kept for the chart (one per snapshot, two a second: about three minutes).
@@ -95,7 +96,7 @@ impl App {
             .filter(|s| {
                 f.is_empty()
                     || s.session.id.contains(&f)
-                    || s.session.status.contains(&f)
+                    || s.session.status.as_str().contains(&f)
                     || s.session.websocket_url.contains(&f)
             })
             .collect()
@@ -110,7 +111,9 @@ impl App {
         snap.invocations
             .iter()
             .filter(|i| {
-                f.is_empty() || i.target.to_lowercase().contains(&f) || i.status.contains(&f)
+                f.is_empty()
+                    || i.target.to_lowercase().contains(&f)
+                    || i.status.as_str().contains(&f)
             })
             .collect()
     }
@@ -123,7 +126,8 @@ impl App {
     /// The session the preview pane shows: the selected one, while it is live.
     pub fn preview_target(&self) -> Option<&str> {
         let row = self.selected_session()?;
-        (self.show_preview && row.session.status == "live").then_some(row.session.id.as_str())
+        (self.show_preview && row.session.status == SessionStatus::Live)
+            .then_some(row.session.id.as_str())
     }
 
     /// The selected invocation, if any.
@@ -198,7 +202,7 @@ impl App {
         let live = snap
             .sessions
             .iter()
-            .filter(|s| s.session.status == "live")
+            .filter(|s| s.session.status == SessionStatus::Live)
             .count() as u64;
         let mem_mib = snap.sessions.iter().map(|s| s.mem_kib).sum::<u64>() / 1024;
         self.history.push_back((live, mem_mib));
@@ -281,7 +285,7 @@ impl App {
                 if self.pane == Pane::Sessions
                     && let Some(row) = self.selected_session()
                 {
-                    if matches!(row.session.status.as_str(), "released" | "failed") {
+                    if row.session.status.is_final() {
                         self.notice = Some(format!("{} has already ended", short(&row.session.id)));
                     } else {
                         self.mode = Mode::ConfirmKill(row.session.id.clone());

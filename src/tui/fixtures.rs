@@ -1,7 +1,8 @@
 //! Dashboards for the TUI's tests: fixed data, no clock.
 
 use crate::protocol::control::{
-    DaemonStatus, Dashboard, InvocationRow, PoolUsage, RestateStatus, SessionRow, WorkerRow,
+    DaemonStatus, Dashboard, InvocationRow, InvocationStatus, PoolUsage, RestateStatus, SessionRow,
+    WorkerRow,
 };
 use crate::protocol::session::{SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionDetails;
@@ -81,7 +82,7 @@ pub fn busy() -> Dashboard {
         InvocationRow {
             id: "inv_1".into(),
             target: "Session/3d4e5f60-7d2f-4a51-9b0e-3f1d2c4b5a03/create".into(),
-            status: "backing-off".into(),
+            status: InvocationStatus::BackingOff,
             retry_count: Some(3),
             last_failure: Some("[500] chromium did not answer on its DevTools port".into()),
             created_at: Some("2026-11-27T08:36:42.000Z".into()),
@@ -89,7 +90,7 @@ pub fn busy() -> Dashboard {
         InvocationRow {
             id: "inv_2".into(),
             target: "Session/1b2f6a0e-7d2f-4a51-9b0e-3f1d2c4b5a01/expire".into(),
-            status: "scheduled".into(),
+            status: InvocationStatus::Scheduled,
             retry_count: None,
             last_failure: None,
             created_at: Some("2026-11-27T08:36:40.000Z".into()),
@@ -97,7 +98,7 @@ pub fn busy() -> Dashboard {
         InvocationRow {
             id: "inv_3".into(),
             target: "Pool/local/acquire".into(),
-            status: "completed".into(),
+            status: InvocationStatus::Completed,
             retry_count: Some(0),
             last_failure: None,
             created_at: Some("2026-11-27T08:36:39.000Z".into()),

@@ -10,6 +10,8 @@ use ratatui::widgets::{
 };
 
 use crate::output::duration;
+use crate::protocol::control::InvocationStatus;
+use crate::protocol::session::SessionStatus;
 use crate::tui::app::{App, Mode, Pane, short};
 
 /// The theme.
@@ -24,15 +26,29 @@ mod theme {
     pub const BAD: Style = Style::new().fg(Color::Red);
 }
 
-/// The colour of a session or invocation status.
-fn status_style(status: &str) -> Style {
+/// The colour of a session status: good while live, a warning while it changes, bad once it
+/// failed, dim once it is over.
+fn session_style(status: SessionStatus) -> Style {
     match status {
-        "live" | "running" => theme::GOOD,
-        "starting" | "releasing" | "pending" | "scheduled" | "suspended" | "inboxed" | "ready" => {
-            theme::WARN
-        }
-        "failed" | "backing-off" | "paused" => theme::BAD,
-        _ => theme::DIM,
+        SessionStatus::Live => theme::GOOD,
+        SessionStatus::Starting | SessionStatus::Releasing => theme::WARN,
+        SessionStatus::Failed => theme::BAD,
+        SessionStatus::Released => theme::DIM,
+    }
+}
+
+/// The colour of an invocation status: good while it runs, a warning while it waits, bad
+/// while it is stuck retrying or paused, dim once completed (or unknown).
+fn invocation_style(status: &InvocationStatus) -> Style {
+    match status {
+        InvocationStatus::Running => theme::GOOD,
+        InvocationStatus::Pending
+        | InvocationStatus::Scheduled
+        | InvocationStatus::Suspended
+        | InvocationStatus::Inboxed
+        | InvocationStatus::Ready => theme::WARN,
+        InvocationStatus::BackingOff | InvocationStatus::Paused => theme::BAD,
+        InvocationStatus::Completed | InvocationStatus::Other(_) => theme::DIM,
     }
 }
 
@@ -193,7 +209,7 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
         .iter()
         .map(|r| {
             let s = &r.session;
-            let open = matches!(s.status.as_str(), "starting" | "live");
+            let open = matches!(s.status, SessionStatus::Starting | SessionStatus::Live);
             let left = match (open, s.timeout) {
                 (false, _) => "-".to_string(),
                 (true, 0) => "never".to_string(),
@@ -201,7 +217,7 @@ fn render_sessions(app: &App, area: Rect, buf: &mut Buffer) {
             };
             let mut cells = vec![
                 Cell::from(short(&s.id).to_string()),
-                Cell::from(Span::styled(s.status.clone(), status_style(&s.status))),
+                Cell::from(Span::styled(s.status.to_string(), session_style(s.status))),
                 Cell::from(duration(s.duration)),
                 Cell::from(left),
             ];
@@ -344,7 +360,10 @@ fn render_invocations(app: &App, area: Rect, buf: &mut Buffer) {
         .map(|i| {
             let mut cells = vec![
                 Cell::from(short_target(&i.target)),
-                Cell::from(Span::styled(i.status.clone(), status_style(&i.status))),
+                Cell::from(Span::styled(
+                    i.status.to_string(),
+                    invocation_style(&i.status),
+                )),
                 Cell::from(i.retry_count.unwrap_or(0).to_string()),
             ];
             if wide {
@@ -548,7 +567,7 @@ fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
                 let s = &r.session;
                 let mut l = vec![
                     field("id", s.id.clone()),
-                    field("status", s.status.clone()),
+                    field("status", s.status.to_string()),
                     field("cdp", s.websocket_url.clone()),
                     field("created", s.created_at.clone()),
                     field(
@@ -594,7 +613,7 @@ fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
                 let mut l = vec![
                     field("id", i.id.clone()),
                     field("target", i.target.clone()),
-                    field("status", i.status.clone()),
+                    field("status", i.status.to_string()),
                     field("retries", i.retry_count.unwrap_or(0).to_string()),
                     field("created", i.created_at.clone().unwrap_or_default()),
                     field(

@@ -345,24 +345,18 @@ pub async fn answers(http: &reqwest::Client, port: u16, timeout: Duration) -> bo
     matches!(req.send().await, Ok(r) if r.status().is_success())
 }
 
-/// What a browser says of itself on `/json/version`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct Version {
-    #[serde(rename = "Browser")]
-    pub browser: Option<String>,
-    #[serde(rename = "User-Agent")]
-    pub user_agent: Option<String>,
-}
-
-/// The browser's `/json/version`, or `None` when it does not answer within 5 s.
-pub async fn version(http: &reqwest::Client, port: u16) -> Option<Version> {
+/// What the browser says of itself on `/json/version` (`Browser`, `User-Agent`, …); null
+/// when it does not answer within 5 s.
+pub async fn version(http: &reqwest::Client, port: u16) -> serde_json::Value {
     let resp = http
         .get(devtools_url(port, "/json/version"))
         .timeout(Duration::from_secs(5))
         .send()
-        .await
-        .ok()?;
-    resp.json().await.ok()
+        .await;
+    match resp {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
 }
 
 /// Waits for `DevToolsActivePort` (port and browser path) and then for `/json/version` to

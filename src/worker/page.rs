@@ -17,7 +17,7 @@ use chromiumoxide::cdp::browser_protocol::target::GetTargetsParams;
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use serde_json::Value;
 
-use crate::host::Preview;
+use crate::protocol::control::Preview;
 use crate::protocol::session::WorkerInfo;
 use crate::protocol::steel::SessionContext;
 use crate::worker::cdp::{Cdp, CdpError};
@@ -167,8 +167,9 @@ pub async fn pages(http: &reqwest::Client, w: &WorkerInfo) -> Result<Vec<Value>,
     Ok(list.into_iter().filter(|t| t["type"] == "page").collect())
 }
 
-/// Takes a [`Preview`] over a CDP connection of its own, straight to the browser (so it is
-/// not client traffic: it neither keeps the session from idling nor shows as a client).
+/// Takes a [`Preview`] (the viewport at most `max_width` CSS pixels wide) over a CDP
+/// connection of its own, straight to the browser (so it is not client traffic: it neither
+/// keeps the session from idling nor shows as a client).
 pub async fn preview(w: &WorkerInfo, max_width: u32) -> Result<Preview, CdpError> {
     let mut cdp = Cdp::connect(&browser_url(w)).await?;
     let targets = cdp.call(GetTargetsParams::default()).await?.target_infos;

@@ -35,9 +35,10 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 
-use super::{FileDetails, blocking, path_error, safe_path, session_files};
+use super::{blocking, path_error, safe_path, session_files};
 use crate::api::{ApiError, AppState};
 use crate::config::format_size;
+use crate::protocol::files::FileDetails;
 use crate::protocol::steel::ErrorBody;
 use crate::worker::files;
 
