@@ -277,6 +277,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         opts.chromium_flags.clone(),
         paths.sessions_dir(),
         paths.quarantine_dir(),
+        opts.files_quota,
         exit_tx,
     );
     started.host = Some(Arc::clone(&host));
@@ -343,11 +344,7 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
     let sup_stop = started.background.clone();
     let sup_task = tokio::spawn(sup.run(exit_rx, sup_stop.clone()));
     // The browsers' downloads stop when a session's files pass --files-quota.
-    let quota_task = tokio::spawn(crate::worker::downloads::watch(
-        paths.sessions_dir(),
-        opts.files_quota,
-        sup_stop.clone(),
-    ));
+    let quota_task = tokio::spawn(host.watch_downloads(sup_stop.clone()));
 
     // Sessions and slots that killed invocations left half done are repaired.
     let sweep_task = tokio::spawn(sweep::run(
@@ -401,7 +398,6 @@ async fn run_inner(paths: Paths, opts: DaemonOptions, started: &mut Started) -> 
         http: reqwest::Client::new(),
         default_timeout_ms: opts.default_timeout_ms,
         bind: opts.bind,
-        files_quota: opts.files_quota,
     });
     let tcp_task = tokio::spawn(serve(
         tcp.tap_io(nodelay),
