@@ -24,7 +24,7 @@ pub use error::ApiError;
 /// What every handler shares.
 pub struct AppState {
     pub ingress: Ingress,
-    /// The one door to the browsers: pages, context, previews, quick actions, usage.
+    /// The one door to the browsers: pages, context, previews, quick actions, files, usage.
     pub host: Arc<dyn WorkerHost>,
     pub sockets: Arc<Sockets>,
     /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
@@ -38,8 +38,6 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
-    /// Bytes each session's files dir may hold; an upload past it is refused with 413.
-    pub files_quota: u64,
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.

@@ -10,9 +10,12 @@
 //! a local error type.
 
 use std::collections::HashMap;
+use std::io;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use crate::protocol::control::Preview;
@@ -32,6 +35,14 @@ pub enum HostErrorKind {
     Permanent,
     /// It may work when tried again (a browser not ready yet, a lost CDP connection).
     Retryable,
+    /// What the client named is not there (a file, or the files of a session that ended).
+    NotFound,
+    /// The client sent what no host takes (a file name that would leave the files dir).
+    BadInput,
+    /// It does not fit in the session's files quota.
+    TooLarge,
+    /// The host does as much of this at once as it will: it may work when tried again.
+    Busy,
 }
 
 /// A failure of a [`WorkerHost`] call, as it would cross the network.
@@ -52,7 +63,7 @@ impl HostError {
 
     /// True when no retry can help.
     pub fn is_permanent(&self) -> bool {
-        self.kind != HostErrorKind::Retryable
+        !matches!(self.kind, HostErrorKind::Retryable | HostErrorKind::Busy)
     }
 
     /// The same failure, its message prefixed with what was being done.
@@ -164,6 +175,52 @@ pub enum DirOwner {
     Unknown,
 }
 
+/// Bytes on their way to or from a host's disk. Across a network it is an HTTP body.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+/// Whose files a file call is about: the session, and the browser serving it, whose dir holds
+/// them (a warm browser's dir is not named after the session it serves).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilesOf {
+    pub session_id: SessionId,
+    pub worker: WorkerInfo,
+}
+
+/// One file of a session's files dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative to the files dir, `/`-separated.
+    pub path: String,
+    pub size: u64,
+    /// Unix milliseconds.
+    pub modified_ms: u64,
+}
+
+/// A session's files, newest first, and where they stand against its files quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileListing {
+    /// Uploads still arriving are left out.
+    pub entries: Vec<FileEntry>,
+    /// Bytes in use, uploads still arriving and downloads in progress included.
+    pub used: u64,
+    /// Bytes the session's files may take.
+    pub quota: u64,
+    /// Why the browser's downloads are refused, while they are.
+    pub downloads_stopped: Option<String>,
+}
+
+/// One file being read: what it is, then its bytes. Across a network the metadata would be
+/// headers and the body the HTTP body, so it is not serialized as a whole.
+pub struct FileRead {
+    /// The file's name as the host resolved it (relative, `/`-separated).
+    pub path: String,
+    /// Bytes the body carries: a file still growing (a download) is cut there.
+    pub size: u64,
+    /// Unix milliseconds, when the file system knows.
+    pub modified_ms: Option<u64>,
+    pub body: ByteStream,
+}
+
 /// Launches, stops and reaches into the browsers of one node. Launch and stop are idempotent
 /// per session id.
 pub trait WorkerHost: Send + Sync + 'static {
@@ -240,4 +297,49 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// Kills the browsers whose session dir is gone unless `keep` names their id, and removes
     /// browser temp dirs whose session dir is gone; how many of both.
     fn sweep_strays(&self, keep: Vec<String>) -> usize;
+
+    /// The files of session `of`. A session that ended is [`HostErrorKind::NotFound`].
+    fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>>;
+
+    /// Opens the file `path` (a client's relative name) of session `of` for
+    /// reading. A name that would leave the files dir, or goes through a symlink, is
+    /// [`HostErrorKind::BadInput`].
+    fn read_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<FileRead, HostError>>;
+
+    /// Writes `body` under a hidden temporary name into the files of session `of`, within
+    /// its files quota, and returns that name's id for
+    /// [`place_upload`](WorkerHost::place_upload). Two steps because a multipart upload may
+    /// name the file only after its bytes. `min_size`, when the client announced that many
+    /// bytes, is refused at once if it cannot fit ([`HostErrorKind::TooLarge`], as is a body
+    /// that grows past the quota); the body is not read before the checks pass. An error in
+    /// `body` ends the upload and removes what was written.
+    fn upload_file(
+        &self,
+        of: FilesOf,
+        min_size: Option<u64>,
+        body: ByteStream,
+    ) -> BoxFuture<'_, Result<String, HostError>>;
+
+    /// Moves the upload `upload` to the client's name `path` (directories on the way made,
+    /// a file there replaced); the upload is removed when it cannot be placed.
+    fn place_upload(
+        &self,
+        of: FilesOf,
+        upload: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<FileEntry, HostError>>;
+
+    /// Removes the upload `upload` that will not be placed.
+    fn discard_upload(&self, of: FilesOf, upload: String) -> BoxFuture<'_, ()>;
+
+    /// Deletes the file `path` of session `of`; the browser's downloads resume if
+    /// they were stopped and the files fit again.
+    fn delete_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// Deletes every file of session `of` (downloads resume, as above).
+    fn clear_files(&self, of: FilesOf) -> BoxFuture<'_, Result<(), HostError>>;
+
+    /// A zip of every file of session `of`, written as the caller reads it. The
+    /// host writes a few at once; past that it is [`HostErrorKind::Busy`].
+    fn zip_files(&self, of: FilesOf) -> BoxFuture<'_, Result<ByteStream, HostError>>;
 }

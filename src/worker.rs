@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::host::{
-    BrowserPages, Claim, DirOwner, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork,
-    Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
+    BrowserPages, ByteStream, Claim, DirOwner, FileEntry, FileListing, FileRead, FilesOf,
+    HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage,
+    WorkerEvent, WorkerExit, WorkerHost,
 };
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -126,6 +127,9 @@ pub struct LocalWorkerHost {
     events: mpsc::UnboundedSender<WorkerEvent>,
     /// The local hops in front of sessions' http:// proxies.
     hops: ProxyHops,
+    /// Bytes each session's files may take, uploads and the browser's downloads together
+    /// (`--files-quota`).
+    files_quota: u64,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -147,12 +151,14 @@ struct PidFile {
 }
 
 impl LocalWorkerHost {
-    /// A host launching `chromium`; launches and unexpected exits are sent to `events`.
+    /// A host launching `chromium`, its sessions' files bounded by `files_quota`; launches and
+    /// unexpected exits are sent to `events`.
     pub fn new(
         chromium: PathBuf,
         extra_flags: Vec<String>,
         sessions_dir: PathBuf,
         quarantine_dir: PathBuf,
+        files_quota: u64,
         events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Arc<Self> {
         Arc::new(LocalWorkerHost {
@@ -166,7 +172,23 @@ impl LocalWorkerHost {
             busy: Mutex::new(HashMap::new()),
             events,
             hops: ProxyHops::default(),
+            files_quota,
         })
+    }
+
+    /// Stops the browsers' downloads when a session's files pass the files quota, until `stop`
+    /// ([`downloads::watch`]).
+    pub fn watch_downloads(
+        &self,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        downloads::watch(self.sessions_dir.clone(), self.files_quota, stop)
+    }
+
+    /// The dir of the browser serving the session of `of`, checked to be one of this host's.
+    fn files_of(&self, of: &FilesOf) -> Result<PathBuf, HostError> {
+        self.own_dir(&of.worker.dir)?;
+        Ok(of.worker.dir.clone())
     }
 
     /// The directory of session `id`, which must be a UUID in its canonical form: an id
@@ -618,6 +640,75 @@ impl WorkerHost for LocalWorkerHost {
         let keep: HashSet<String> = keep.into_iter().collect();
         self.kill_strays(&keep) + chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE)
     }
+
+    fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            files::serve::listing(&of.session_id, &dir, self.files_quota).await
+        })
+    }
+
+    fn read_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<FileRead, HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            files::serve::read(&of.session_id, &dir, path).await
+        })
+    }
+
+    fn upload_file(
+        &self,
+        of: FilesOf,
+        min_size: Option<u64>,
+        body: ByteStream,
+    ) -> BoxFuture<'_, Result<String, HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            let files = files::serve::files_dir(&of.session_id, &dir).await?;
+            files::upload::receive(files, self.files_quota, min_size, body).await
+        })
+    }
+
+    fn place_upload(
+        &self,
+        of: FilesOf,
+        upload: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<FileEntry, HostError>> {
+        Box::pin(async move {
+            // Not made again: a session that ended meanwhile took its files with it.
+            let files = chromium::files_dir(&self.files_of(&of)?);
+            files::upload::place(files, &upload, path).await
+        })
+    }
+
+    fn discard_upload(&self, of: FilesOf, upload: String) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Ok(dir) = self.files_of(&of) {
+                files::upload::discard(chromium::files_dir(&dir), &upload).await;
+            }
+        })
+    }
+
+    fn delete_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            files::serve::delete(&of.session_id, &dir, path).await
+        })
+    }
+
+    fn clear_files(&self, of: FilesOf) -> BoxFuture<'_, Result<(), HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            files::serve::clear(&of.session_id, &dir).await
+        })
+    }
+
+    fn zip_files(&self, of: FilesOf) -> BoxFuture<'_, Result<ByteStream, HostError>> {
+        Box::pin(async move {
+            let dir = self.files_of(&of)?;
+            files::serve::zip(&of.session_id, &dir).await
+        })
+    }
 }
 
 /// A host for tools that launch browsers outside any daemon (`bro doctor`, `bro bench`): its
@@ -633,6 +724,7 @@ pub fn scratch_host(
         extra_flags,
         scratch.to_path_buf(),
         scratch.join("quarantine"),
+        crate::config::DEFAULT_FILES_QUOTA,
         events,
     )
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use crate::api::{ApiError, AppState};
 
 /// Largest request body on every route but file uploads, which the session's files quota
-/// bounds instead (`api::files`).
+/// bounds instead, as the host writes them (`api::files`).
 pub const MAX_BODY: u64 = 1 << 20;
 
 /// Refuses foreign origins and hosts, and bodies over the limit, before any handler runs.

@@ -18,7 +18,6 @@ use crate::cdp_proxy::{self, ProxyError, Upstream};
 use crate::orchestrator::SessionEvents;
 use crate::protocol::session::{SessionId, SessionStatus, WorkerInfo};
 use crate::protocol::steel::ErrorBody;
-use crate::worker::chromium;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -69,7 +68,7 @@ async fn version(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (id, worker) = live_target(&st, &uri).await?;
-    let mut v = match fetch(&st, worker.port, "/json/version").await {
+    let mut v = match fetch(&st, &worker, "/json/version").await {
         Ok(v) => v,
         Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
     };
@@ -85,7 +84,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (id, worker) = live_target(&st, &uri).await?;
-    let mut targets = match fetch(&st, worker.port, "/json/list").await {
+    let mut targets = match fetch(&st, &worker, "/json/list").await {
         Ok(v) => v,
         Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
     };
@@ -99,11 +98,11 @@ async fn list(
     Ok(Json(targets))
 }
 
-async fn fetch(st: &AppState, port: u16, path: &str) -> Result<Value, ApiError> {
+async fn fetch(st: &AppState, worker: &WorkerInfo, path: &str) -> Result<Value, ApiError> {
     let bad =
         |e: reqwest::Error| ApiError::BadGateway(format!("the browser did not answer {path}: {e}"));
     st.http
-        .get(chromium::devtools_url(port, path))
+        .get(worker.devtools_url(path))
         .send()
         .await
         .map_err(bad)?

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use hyper::StatusCode;
 
+use crate::host::{HostError, HostErrorKind};
 use crate::orchestrator::ingress::IngressError;
 use crate::protocol::steel::ErrorBody;
 
@@ -67,6 +68,21 @@ impl From<IngressError> for ApiError {
     }
 }
 
+/// A host's answer as the client's, its message kept. What went wrong on the host's side is a
+/// 500; routes that act through the browser answer its failures with 502 on their own.
+impl From<HostError> for ApiError {
+    fn from(err: HostError) -> Self {
+        match err.kind {
+            HostErrorKind::NotFound => ApiError::NotFound(err.message),
+            HostErrorKind::BadInput => ApiError::BadRequest(err.message),
+            HostErrorKind::TooLarge => ApiError::TooLarge(err.message),
+            HostErrorKind::Refused => ApiError::Unprocessable(err.message),
+            HostErrorKind::Busy => ApiError::AtCapacity(err.message),
+            HostErrorKind::Permanent | HostErrorKind::Retryable => ApiError::Internal(err.message),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -108,6 +124,24 @@ mod tests {
         ];
         for (err, code) in table {
             assert_eq!(err.status().as_u16(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn every_host_error_kind_has_its_status() {
+        let table = [
+            (HostErrorKind::NotFound, 404),
+            (HostErrorKind::BadInput, 400),
+            (HostErrorKind::TooLarge, 413),
+            (HostErrorKind::Refused, 422),
+            (HostErrorKind::Busy, 429),
+            (HostErrorKind::Permanent, 500),
+            (HostErrorKind::Retryable, 500),
+        ];
+        for (kind, code) in table {
+            let err = ApiError::from(HostError::new(kind, "why"));
+            assert_eq!(err.status().as_u16(), code, "{kind:?}");
+            assert_eq!(err.to_string(), "why");
         }
     }
 

@@ -2,19 +2,25 @@
 //! their listing, download, deletion and zip. They live in the session's directory and go
 //! with it when the session ends (steel-browser keeps one global folder instead).
 //!
-//! Bytes stream both ways: an upload goes to disk chunk by chunk (`files/upload.rs`), a
-//! download and `files.zip` are read in bounded chunks (`files/stream.rs`); file system calls
-//! run on blocking threads. The session's files, uploads and downloads together, are bounded by the files
-//! quota (`--files-quota`): uploads past it get 413 here, downloads are stopped by the worker
+//! Only HTTP is here: the routes parse the request, call the session's [`WorkerHost`]
+//! (`files`, `read_file`, `upload_file` + `place_upload`, `delete_file`, `clear_files`,
+//! `zip_files`) and build the response (headers, content type, attachment name). The host
+//! owns the files (locally `worker::files` with its `serve`, `upload` and `stream`): it keeps
+//! the client's names inside the files dir (no `..`, no symlink followed), streams bytes from
+//! and to disk in bounded chunks, writes at most a few zips at once, and enforces the files
+//! quota (`--files-quota`) on uploads (413) and on the browser's downloads
 //! (`worker::downloads`).
+//! A multipart upload is parsed here (`files/upload.rs`), its header bounds and idle timeout
+//! too; its file part's bytes stream on to the host as they arrive.
+//!
+//! [`WorkerHost`]: crate::host::WorkerHost
 
-mod stream;
 mod upload;
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,10 +29,10 @@ use axum::{Json, Router};
 
 use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::host::{FileEntry, FilesOf};
 use crate::protocol::files::{FileDetails, FileList};
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::iso8601_ms;
-use crate::worker::{chromium, downloads, files};
 
 /// The file routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -46,9 +52,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// A file the worker found, as the API shows it.
-impl From<files::Entry> for FileDetails {
-    fn from(e: files::Entry) -> Self {
+/// A file the host found, as the API shows it.
+impl From<FileEntry> for FileDetails {
+    fn from(e: FileEntry) -> Self {
         FileDetails {
             path: e.path,
             size: e.size,
@@ -57,72 +63,12 @@ impl From<files::Entry> for FileDetails {
     }
 }
 
-/// The session dir and files dir of a live session (the files dir created on first use). The
-/// id is checked first, then the session: a bad id is 400, an unknown or ended session 404.
-async fn session_files(st: &AppState, id: &str) -> Result<(PathBuf, PathBuf), ApiError> {
-    let id = parse_id(id)?;
-    let (_, worker) = live_worker(st, &id).await?;
-    let dir = chromium::files_dir(&worker.dir);
-    let check = dir.clone();
-    let made = blocking(move || {
-        // Never its parents: a session that ended meanwhile took its dir with it, and must not
-        // get it back.
-        match std::fs::create_dir(&check) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-        // The root of every name a client gives: a link here would lead all of them away.
-        if std::fs::symlink_metadata(&check)?.is_dir() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "{} is not a directory",
-                check.display()
-            )))
-        }
-    })
-    .await?;
-    match made {
-        Ok(()) => Ok((worker.dir, dir)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(ApiError::NotFound(format!("session {id} ended")))
-        }
-        Err(e) => Err(ApiError::Internal(format!("files dir: {e}"))),
-    }
-}
-
-/// Runs blocking file system work off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(format!("file task failed: {e}")))
-}
-
-/// A client's file name as a path inside the files dir; 400 when it could leave it.
-fn safe_path(raw: &str) -> Result<PathBuf, ApiError> {
-    files::relative(raw).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "Invalid path provided: '{}'",
-            raw.replace('\0', "\\0")
-        ))
-    })
-}
-
-/// The answer to a failed file system call on the client's file `raw`.
-fn path_error(raw: &str, err: io::Error) -> ApiError {
-    match err.kind() {
-        io::ErrorKind::NotFound => ApiError::NotFound(format!("no file '{raw}' in this session")),
-        io::ErrorKind::InvalidInput | io::ErrorKind::IsADirectory => {
-            ApiError::BadRequest(format!("Invalid path provided: '{raw}': {err}"))
-        }
-        // O_NOFOLLOW on a symlink.
-        _ if err.raw_os_error() == Some(nix::libc::ELOOP) => {
-            ApiError::BadRequest(format!("Invalid path provided: '{raw}' is a symlink"))
-        }
-        _ => ApiError::Internal(format!("'{raw}': {err}")),
-    }
+/// Whose files a request names: a live session and its browser. The id is checked first, then
+/// the session: a bad id is 400, an unknown or ended session 404.
+async fn files_of(st: &AppState, id: &str) -> Result<FilesOf, ApiError> {
+    let session_id = parse_id(id)?;
+    let (_, worker) = live_worker(st, &session_id).await?;
+    Ok(FilesOf { session_id, worker })
 }
 
 /// `GET /v1/sessions/{id}/files` → `{"data": [FileDetails], "quota", "used", "downloadsStopped"?}`.
@@ -131,20 +77,13 @@ async fn list(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let (session_dir, dir) = session_files(&st, &id).await?;
-    let (entries, used, stopped) = blocking(move || {
-        (
-            files::list(&dir),
-            files::usage(&dir),
-            downloads::stopped(&session_dir),
-        )
-    })
-    .await?;
+    let of = files_of(&st, &id).await?;
+    let listing = st.host.files(of).await?;
     let body = FileList {
-        data: entries.into_iter().map(FileDetails::from).collect(),
-        quota: st.files_quota,
-        used,
-        downloads_stopped: stopped.map(|s| s.message),
+        data: listing.entries.into_iter().map(FileDetails::from).collect(),
+        quota: listing.quota,
+        used: listing.used,
+        downloads_stopped: listing.downloads_stopped,
     };
     Ok(Json(body).into_response())
 }
@@ -165,42 +104,24 @@ async fn download(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (_, dir) = session_files(&st, &id).await?;
-    let rel = safe_path(&raw)?;
-    let opened = {
-        let rel = rel.clone();
-        blocking(move || -> io::Result<_> {
-            let path = files::resolve(&dir, &rel, false)?;
-            let file = files::open_nofollow(&path)?;
-            let meta = file.metadata()?;
-            if !meta.is_file() {
-                return Err(io::ErrorKind::NotFound.into());
-            }
-            Ok((file, meta))
-        })
-        .await?
-    };
-    let (file, meta) = opened.map_err(|e| path_error(&raw, e))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| iso8601_ms(d.as_millis() as u64))
-        .unwrap_or_default();
-    let name = rel
+    let of = files_of(&st, &id).await?;
+    let file = st.host.read_file(of, raw).await?;
+    let path = Path::new(&file.path);
+    let modified = file.modified_ms.map(iso8601_ms).unwrap_or_default();
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().replace(['"', '\\', '\r', '\n'], ""))
         .unwrap_or_default();
     let headers = [
-        (header::CONTENT_TYPE, mime_of(&rel).to_string()),
+        (header::CONTENT_TYPE, mime_of(path).to_string()),
         (
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}\""),
         ),
         (header::LAST_MODIFIED, modified),
-        (header::CONTENT_LENGTH, meta.len().to_string()),
+        (header::CONTENT_LENGTH, file.size.to_string()),
     ];
-    Ok((headers, stream::file_body(file, meta.len())).into_response())
+    Ok((headers, Body::from_stream(file.body)).into_response())
 }
 
 /// `DELETE /v1/sessions/{id}/files/{path}` → 204.
@@ -209,20 +130,8 @@ async fn delete_one(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (session_dir, dir) = session_files(&st, &id).await?;
-    let rel = safe_path(&raw)?;
-    blocking(move || -> io::Result<()> {
-        let path = files::resolve(&dir, &rel, false)?;
-        // Only files: `remove_file` on a symlink removes the link, never its target.
-        if std::fs::symlink_metadata(&path)?.is_dir() {
-            return Err(io::ErrorKind::NotFound.into());
-        }
-        std::fs::remove_file(path)?;
-        downloads::clear_stopped(&session_dir);
-        Ok(())
-    })
-    .await?
-    .map_err(|e| path_error(&raw, e))?;
+    let of = files_of(&st, &id).await?;
+    st.host.delete_file(of, raw).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -232,20 +141,8 @@ async fn delete_all(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (session_dir, dir) = session_files(&st, &id).await?;
-    // remove_dir_all does not follow symlinks: a planted link goes, its target stays.
-    blocking(move || {
-        std::fs::remove_dir_all(&dir)?;
-        match std::fs::create_dir(&dir) {
-            // The session ended meanwhile: its dir is gone, which is not to be undone.
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        downloads::clear_stopped(&session_dir);
-        Ok::<_, io::Error>(())
-    })
-    .await?
-    .map_err(|e| ApiError::Internal(format!("deleting files: {e}")))?;
+    let of = files_of(&st, &id).await?;
+    st.host.clear_files(of).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -255,14 +152,8 @@ async fn archive(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let (_, dir) = session_files(&st, &id).await?;
-    let permit = stream::ZIPS.try_acquire().map_err(|_| {
-        ApiError::AtCapacity(format!(
-            "{} files.zip downloads are being written (the most at once, across sessions); \
-             try again when one is done",
-            stream::MAX_ZIPS
-        ))
-    })?;
+    let of = files_of(&st, &id).await?;
+    let zip = st.host.zip_files(of).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/zip".to_string()),
         (
@@ -270,7 +161,7 @@ async fn archive(
             "attachment; filename=\"files.zip\"".to_string(),
         ),
     ];
-    Ok((headers, stream::zip_body(dir, permit, stream::ZIP_STALL)).into_response())
+    Ok((headers, Body::from_stream(zip)).into_response())
 }
 
 /// A content type from the file extension.
@@ -304,22 +195,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_that_escape_are_refused() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a\0b", "./a"] {
-            let err = safe_path(bad).unwrap_err();
-            assert_eq!(err.status(), 400, "{bad:?}");
-            assert!(!err.to_string().contains('\0'));
-        }
-        assert_eq!(safe_path("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
-    }
-
-    #[test]
-    fn symlinks_are_client_errors() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("l")).unwrap();
-        let err = files::open_nofollow(&tmp.path().join("l")).unwrap_err();
-        assert_eq!(path_error("l", err).status(), 400);
-        let missing = io::Error::from(io::ErrorKind::NotFound);
-        assert_eq!(path_error("x", missing).status(), 404);
+    fn content_types_follow_the_extension() {
+        assert_eq!(mime_of(Path::new("a/b.TXT")), "text/plain");
+        assert_eq!(mime_of(Path::new("x.jpeg")), "image/jpeg");
+        assert_eq!(mime_of(Path::new("noext")), "application/octet-stream");
     }
 }

@@ -218,11 +218,7 @@ pub(super) async fn recovery(
     let stop = started.background.clone();
     let sup_task = tokio::spawn(sup.run(exits, stop.clone()));
     // The browsers' downloads stop when a session's files pass --files-quota.
-    let quota_task = tokio::spawn(crate::worker::downloads::watch(
-        paths.sessions_dir(),
-        settings.files_quota,
-        stop.clone(),
-    ));
+    let quota_task = tokio::spawn(orch.host.watch_downloads(stop.clone()));
     // Sessions and slots that killed invocations left half done are repaired.
     let sweep_task = tokio::spawn(sweep::run(
         ingress.clone(),
@@ -321,6 +317,7 @@ fn worker_host(
         settings.chromium_flags.clone(),
         paths.sessions_dir(),
         paths.quarantine_dir(),
+        settings.files_quota,
         exits,
     )
 }
@@ -388,6 +385,5 @@ fn app_state(
         http: reqwest::Client::new(),
         default_timeout_ms: millis(settings.default_timeout),
         bind: settings.bind,
-        files_quota: settings.files_quota,
     })
 }

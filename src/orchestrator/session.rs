@@ -532,7 +532,10 @@ pub(crate) async fn bounded<T>(
 pub(crate) fn worker_error(err: HostError) -> HandlerError {
     match err.kind {
         HostErrorKind::Refused => TerminalError::new_with_code(CODE_REFUSED, err.message).into(),
-        HostErrorKind::Permanent => TerminalError::new(err.message).into(),
-        HostErrorKind::Retryable => HandlerError::from(err),
+        HostErrorKind::Retryable | HostErrorKind::Busy => HandlerError::from(err),
+        HostErrorKind::Permanent
+        | HostErrorKind::NotFound
+        | HostErrorKind::BadInput
+        | HostErrorKind::TooLarge => TerminalError::new(err.message).into(),
     }
 }

@@ -279,6 +279,13 @@ pub struct WorkerInfo {
     pub dir: PathBuf,
 }
 
+impl WorkerInfo {
+    /// The URL of `path` (`/json/version`, `/json/list`) on the browser's DevTools endpoint.
+    pub fn devtools_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -1,7 +1,12 @@
 //! A session's files dir (`<session dir>/files/`), where uploads and the browser's downloads
 //! land: the checks that keep a client's file names inside it, its size against the files
 //! quota, and its listing. Everything here is blocking file system work: async callers run it
-//! on `spawn_blocking`.
+//! on `spawn_blocking`, as the host's file calls do ([`serve`]; uploads in [`upload`], file
+//! and zip streams in [`stream`]).
+
+pub mod serve;
+pub mod stream;
+pub mod upload;
 
 use std::collections::HashSet;
 use std::io;
@@ -17,14 +22,7 @@ pub const UPLOAD_PREFIX: &str = ".bro-upload-";
 pub const PARTIAL_SUFFIX: &str = ".crdownload";
 
 /// One file of a files dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Relative to the files dir, `/`-separated.
-    pub path: String,
-    pub size: u64,
-    /// Unix milliseconds.
-    pub modified_ms: u64,
-}
+pub use crate::host::FileEntry as Entry;
 
 /// A client's relative file name as a path inside the files dir, or `None` when it could leave
 /// it or is not a name at all: empty, absolute, with `.` or `..` components, with a NUL, or an

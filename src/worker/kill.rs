@@ -303,6 +303,7 @@ mod tests {
             Vec::new(),
             sessions,
             tmp.path().join("quarantine"),
+            crate::config::DEFAULT_FILES_QUOTA,
             tx,
         );
         (tmp, host, dir)

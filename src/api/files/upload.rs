@@ -1,6 +1,7 @@
-//! `POST /v1/sessions/{id}/files`: a multipart upload streamed to disk chunk by chunk under
-//! a hidden temporary name, renamed into place once complete, and removed when the upload
-//! fails, passes the files quota or is abandoned.
+//! `POST /v1/sessions/{id}/files`: a multipart upload whose file part streams on to the
+//! session's host ([`WorkerHost::upload_file`]) chunk by chunk as it arrives; the host writes
+//! it under a temporary name within the files quota, and places it under the client's name
+//! once the form is read (the `path` part may come after the file).
 //!
 //! An answer given before the client has sent its whole body (unknown session, quota) is
 //! given only after the rest of the body was read and thrown away, up to [`DRAIN_FOR`]:
@@ -11,16 +12,14 @@
 //! - memory: the multipart parser is fed only while it hands the bytes on as field data; one
 //!   that holds more than [`PARSER_ROOM`] it cannot hand on (a part's headers with no end)
 //!   gets nothing more, and the upload is refused (400);
-//! - the quota: uploads of a session running at once share it ([`Share`]): each chunk is
-//!   counted against the files on disk plus what every upload under way has written;
+//! - the quota: enforced by the host on every chunk; a body announced longer than the room
+//!   left (plus [`MULTIPART_ROOM`]) is refused before it is read;
 //! - time: a client that sends nothing for [`IDLE_TIMEOUT`] loses its upload (408).
 
-use std::collections::{HashMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,15 +31,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
-use super::{blocking, path_error, safe_path, session_files};
+use super::{FileDetails, files_of};
 use crate::api::{ApiError, AppState};
-use crate::config::format_size;
-use crate::protocol::files::FileDetails;
+use crate::host::{FilesOf, HostError, WorkerHost};
 use crate::protocol::steel::ErrorBody;
-use crate::worker::files;
 
 /// How long the rest of a refused upload is read before the answer goes out regardless.
 const DRAIN_FOR: Duration = Duration::from_secs(10);
@@ -115,6 +112,8 @@ fn idle_timeout(idle: Duration) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Reads the form while the host writes its file part, then has the host place the file
+/// under the client's name (or drop it).
 async fn save(
     st: &AppState,
     id: &str,
@@ -122,101 +121,184 @@ async fn save(
     length: Option<u64>,
     tap: &Tap,
 ) -> Result<FileDetails, ApiError> {
-    let (_, dir) = session_files(st, id).await?;
-    let quota = st.files_quota;
-    let mut share = Share::enter(&dir, quota);
-    share.measure().await?;
-    let used = share.used();
-    let room = quota.saturating_sub(used);
-    if length.is_some_and(|n| n > room.saturating_add(MULTIPART_ROOM)) {
-        return Err(too_large(quota, used));
+    let of = files_of(st, id).await?;
+    // The file is at least the body less what a form carries besides it.
+    let min_size = length.map(|n| n.saturating_sub(MULTIPART_ROOM));
+    let (feed, go, file) = Feed::new();
+    let written = async {
+        let upload = st
+            .host
+            .upload_file(of.clone(), min_size, feed.boxed())
+            .await?;
+        Ok::<_, HostError>(Staged::new(&st.host, &of, upload))
+    };
+    let (written, form) = tokio::join!(written, read_form(request, tap, go, file));
+    let (staged, (name, path)) = match (written, form) {
+        (Ok(staged), Ok(form)) if form.file => (staged, (form.name, form.path)),
+        (Ok(staged), form) => {
+            staged.discard().await;
+            return Err(form.map_or_else(PartError::into_api, |_| no_file()));
+        }
+        (Err(err), Err(PartError::NotRead | PartError::HostStopped)) => return Err(err.into()),
+        (Err(_), Err(err)) => return Err(err.into_api()),
+        (Err(_), Ok(form)) if !form.file => return Err(no_file()),
+        (Err(err), Ok(_)) => return Err(err.into()),
+    };
+    let raw = path.or(name).unwrap_or_else(|| "upload".into());
+    let entry = st.host.place_upload(of, staged.keep(), raw).await?;
+    Ok(FileDetails::from(entry))
+}
+
+fn no_file() -> ApiError {
+    ApiError::BadRequest("No file provided: send a `file` part".into())
+}
+
+/// The file part's bytes as the host reads them. The form is read only once the host asks
+/// for the first bytes, so its own refusals (an ended session, the quota) come first.
+struct Feed {
+    go: Option<oneshot::Sender<()>>,
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+}
+
+impl Feed {
+    /// The stream, the signal that the host reads, and the sender of the file part's bytes.
+    fn new() -> (Feed, oneshot::Receiver<()>, mpsc::Sender<io::Result<Bytes>>) {
+        let (go_tx, go_rx) = oneshot::channel();
+        // One chunk in flight: the parser reads on only as fast as the host writes.
+        let (tx, rx) = mpsc::channel(1);
+        let feed = Feed {
+            go: Some(go_tx),
+            rx,
+        };
+        (feed, go_rx, tx)
     }
+}
+
+impl Stream for Feed {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// An upload the host holds under its temporary name. Dropped unplaced (an error, or the
+/// request abandoned), it has the host remove it.
+struct Staged {
+    host: Arc<dyn WorkerHost>,
+    of: FilesOf,
+    upload: Option<String>,
+}
+
+impl Staged {
+    fn new(host: &Arc<dyn WorkerHost>, of: &FilesOf, upload: String) -> Staged {
+        Staged {
+            host: Arc::clone(host),
+            of: of.clone(),
+            upload: Some(upload),
+        }
+    }
+
+    /// The upload's id, to be placed.
+    fn keep(mut self) -> String {
+        self.upload.take().unwrap_or_default()
+    }
+
+    /// Removes the upload now (the answer waits for it, so no temporary file outlives it).
+    async fn discard(mut self) {
+        if let Some(upload) = self.upload.take() {
+            self.host.discard_upload(self.of.clone(), upload).await;
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        let (host, of) = (Arc::clone(&self.host), self.of.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { host.discard_upload(of, upload).await });
+        }
+    }
+}
+
+/// What the form held besides the file's bytes.
+struct Form {
+    /// It had a `file` part, sent whole.
+    file: bool,
+    /// The file part's own name.
+    name: Option<String>,
+    /// The `path` part.
+    path: Option<String>,
+}
+
+/// Once the host reads (`go`), reads every part: the `file` part's bytes into `file`, the
+/// `path` part as text, others skipped. When the file part does not arrive whole (an error,
+/// or none was sent), the host is told with an error, so it keeps nothing.
+async fn read_form(
+    request: Request,
+    tap: &Tap,
+    go: oneshot::Receiver<()>,
+    file: mpsc::Sender<io::Result<Bytes>>,
+) -> Result<Form, PartError> {
+    if go.await.is_err() {
+        return Err(PartError::NotRead);
+    }
+    let mut file = Some(file);
+    let read = read_parts(request, tap, &mut file).await;
+    if let Some(file) = file {
+        let cut = io::Error::other("the file part did not arrive whole");
+        let _ = file.send(Err(cut)).await;
+    }
+    read
+}
+
+/// Reads the parts; the sender leaves `file` once the file part was sent whole.
+async fn read_parts(
+    request: Request,
+    tap: &Tap,
+    file: &mut Option<mpsc::Sender<io::Result<Bytes>>>,
+) -> Result<Form, PartError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::BadRequest(format!("Request must be multipart/form-data: {e}")))?;
-    let mut saved = None;
-    let parts = read_parts(&mut form, &dir, &mut share, tap, &mut saved).await;
-    let (part, (name, path)) = match (parts, saved) {
-        (Ok(names), Some(part)) => (part, names),
-        (Ok(_), None) => {
-            return Err(ApiError::BadRequest(
-                "No file provided: send a `file` part".into(),
-            ));
-        }
-        (Err(err), saved) => {
-            if let Some(part) = saved {
-                part.discard().await;
-            }
-            return Err(err.into_api(quota));
-        }
+    let mut out = Form {
+        file: false,
+        name: None,
+        path: None,
     };
-    let raw = path.or(name).unwrap_or_else(|| "upload".into());
-    let rel = match safe_path(&raw).and_then(|rel| not_partial(&raw, rel)) {
-        Ok(rel) => rel,
-        Err(err) => {
-            part.discard().await;
-            return Err(err);
-        }
-    };
-    part.place(&dir, &rel)
-        .await
-        .map_err(|e| path_error(&raw, e))?;
-    let details = blocking(move || files::entry(&dir, &rel))
-        .await?
-        .map(FileDetails::from)
-        .ok_or_else(|| ApiError::Internal("the saved file vanished".into()));
-    drop(share);
-    details
-}
-
-/// Refuses names of the browser's downloads in progress: bro removes those of the downloads
-/// it cancels, and must never take an upload for one.
-fn not_partial(raw: &str, rel: PathBuf) -> Result<PathBuf, ApiError> {
-    let partial = rel
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().ends_with(files::PARTIAL_SUFFIX));
-    if partial {
-        return Err(ApiError::BadRequest(format!(
-            "Invalid path provided: '{raw}': names ending in {} are the browser's downloads in \
-             progress",
-            files::PARTIAL_SUFFIX
-        )));
-    }
-    Ok(rel)
-}
-
-/// Reads every part: the `file` part into a [`Partial`] left in `saved` (also when an error
-/// stops it half way, so the caller removes it), the `path` part as text, others skipped.
-/// Returns the file part's own name and the `path` part.
-async fn read_parts(
-    form: &mut Multipart,
-    dir: &Path,
-    share: &mut Share,
-    tap: &Tap,
-    saved: &mut Option<Partial>,
-) -> Result<(Option<String>, Option<String>), PartError> {
-    let (mut name, mut path) = (None, None);
     while let Some(mut field) = form.next_field().await? {
         match field.name() {
             Some("file") => {
-                if saved.is_some() {
+                let Some(to) = file.as_ref() else {
                     return Err(ApiError::BadRequest("send one `file` part".into()).into());
-                }
+                };
                 if field.file_name().is_none() && field.content_type().is_none() {
                     return Err(ApiError::BadRequest(
                         "upload the file's bytes as the `file` part; fetching a URL is not supported".into(),
                     ).into());
                 }
-                name = field.file_name().map(str::to_string);
-                let part = saved.insert(Partial::create(dir, share).await?);
-                part.write(&mut field, share, tap).await?;
+                out.name = field.file_name().map(str::to_string);
+                while let Some(chunk) = next_chunk(&mut field, tap).await? {
+                    if to.send(Ok(chunk)).await.is_err() {
+                        return Err(PartError::HostStopped);
+                    }
+                }
+                // Sent whole: the stream ends, and the host keeps the file.
+                *file = None;
+                out.file = true;
             }
-            Some("path") => path = Some(small_text(&mut field, tap).await?),
+            Some("path") => out.path = Some(small_text(&mut field, tap).await?),
             // Other parts are read past, never held.
             _ => while next_chunk(&mut field, tap).await?.is_some() {},
         }
     }
-    Ok((name, path))
+    Ok(out)
 }
 
 /// The field's next chunk, counted as handed on by the parser.
@@ -230,16 +312,6 @@ async fn next_chunk(field: &mut Field<'_>, tap: &Tap) -> Result<Option<Bytes>, M
 
 fn bad(e: MultipartError) -> ApiError {
     ApiError::BadRequest(format!("Request must be multipart/form-data: {e}"))
-}
-
-/// The 413 of an upload past the quota, naming it.
-fn too_large(quota: u64, used: u64) -> ApiError {
-    ApiError::TooLarge(format!(
-        "the upload does not fit in this session's files quota of {} ({quota} bytes, \
-         --files-quota): {} are in use; delete files or raise the quota",
-        format_size(quota),
-        format_size(used)
-    ))
 }
 
 /// The `path` part, up to [`MAX_PATH_PART`] bytes of UTF-8.
@@ -256,11 +328,13 @@ async fn small_text(field: &mut Field<'_>, tap: &Tap) -> Result<String, ApiError
     String::from_utf8(text).map_err(|_| ApiError::BadRequest("the `path` part is not UTF-8".into()))
 }
 
-/// Why reading the parts stopped.
+/// Why reading the form stopped.
 enum PartError {
+    /// The host refused before it read anything: the form was not read.
+    NotRead,
+    /// The host stopped reading the file (the quota, its disk): its error says why.
+    HostStopped,
     Multipart(MultipartError),
-    /// With the bytes in use when the upload did not fit.
-    OverQuota(u64),
     Api(ApiError),
 }
 
@@ -277,233 +351,14 @@ impl From<ApiError> for PartError {
 }
 
 impl PartError {
-    fn into_api(self, quota: u64) -> ApiError {
+    fn into_api(self) -> ApiError {
         match self {
             PartError::Multipart(e) => bad(e),
-            PartError::OverQuota(used) => too_large(quota, used),
             PartError::Api(e) => e,
-        }
-    }
-}
-
-/// The uploads under way, per files dir.
-static LIVE: LazyLock<Mutex<HashMap<PathBuf, Live>>> = LazyLock::new(Default::default);
-
-/// The uploads under way in one files dir.
-#[derive(Debug, Default)]
-struct Live {
-    /// Bytes they have written.
-    written: u64,
-    /// Their temporary files.
-    partials: HashSet<PathBuf>,
-    /// Bumped when one ends: the files on disk changed, measures taken before are stale.
-    epoch: u64,
-    uploads: usize,
-}
-
-fn live() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Live>> {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One upload's share of its session's quota: what it wrote counts for every upload of the
-/// session until it ends (dropped), when its file is on disk or gone.
-struct Share {
-    dir: PathBuf,
-    quota: u64,
-    /// Bytes on disk besides the uploads under way, as last measured.
-    settled: u64,
-    /// The [`Live::epoch`] of that measure.
-    epoch: u64,
-    written: u64,
-    partial: Option<PathBuf>,
-}
-
-/// What [`Share::try_take`] found.
-enum Take {
-    Taken,
-    Over(u64),
-    Stale,
-}
-
-impl Share {
-    fn enter(dir: &Path, quota: u64) -> Share {
-        let mut map = live();
-        let l = map.entry(dir.to_path_buf()).or_default();
-        l.uploads += 1;
-        Share {
-            dir: dir.to_path_buf(),
-            quota,
-            settled: 0,
-            // Measured before first use.
-            epoch: l.epoch.wrapping_sub(1),
-            written: 0,
-            partial: None,
-        }
-    }
-
-    /// Measures the files on disk, leaving out the uploads under way.
-    async fn measure(&mut self) -> Result<(), ApiError> {
-        let (epoch, partials) = {
-            let mut map = live();
-            let l = map.entry(self.dir.clone()).or_default();
-            (l.epoch, l.partials.clone())
-        };
-        let dir = self.dir.clone();
-        self.settled = blocking(move || files::usage_besides(&dir, &partials)).await?;
-        self.epoch = epoch;
-        Ok(())
-    }
-
-    /// Bytes in use: on disk, and written by the uploads under way.
-    fn used(&self) -> u64 {
-        let written = live().get(&self.dir).map_or(0, |l| l.written);
-        self.settled.saturating_add(written)
-    }
-
-    fn try_take(&mut self, n: u64) -> Take {
-        let mut map = live();
-        let l = map.entry(self.dir.clone()).or_default();
-        if l.epoch != self.epoch {
-            return Take::Stale;
-        }
-        let used = self.settled.saturating_add(l.written);
-        if used.saturating_add(n) > self.quota {
-            return Take::Over(used);
-        }
-        l.written += n;
-        self.written += n;
-        Take::Taken
-    }
-
-    /// Counts `n` more bytes of this upload, or says it does not fit.
-    async fn take(&mut self, n: u64) -> Result<(), PartError> {
-        loop {
-            match self.try_take(n) {
-                Take::Taken => return Ok(()),
-                Take::Over(used) => return Err(PartError::OverQuota(used)),
-                Take::Stale => self.measure().await?,
+            // The host's own answer comes with these; never without one.
+            PartError::NotRead | PartError::HostStopped => {
+                ApiError::Internal("the upload stopped without a reason".into())
             }
-        }
-    }
-
-    /// Names this upload's temporary file, which measures leave to it.
-    fn register(&mut self, partial: PathBuf) {
-        let mut map = live();
-        map.entry(self.dir.clone())
-            .or_default()
-            .partials
-            .insert(partial.clone());
-        self.partial = Some(partial);
-    }
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let mut map = live();
-        if let Some(l) = map.get_mut(&self.dir) {
-            l.written = l.written.saturating_sub(self.written);
-            if let Some(p) = &self.partial {
-                l.partials.remove(p);
-            }
-            l.epoch = l.epoch.wrapping_add(1);
-            l.uploads = l.uploads.saturating_sub(1);
-            if l.uploads == 0 {
-                map.remove(&self.dir);
-            }
-        }
-    }
-}
-
-/// An upload being written under a hidden name in the files dir. Dropped before
-/// [`Partial::place`] (an error, or the request abandoned), it removes its file.
-struct Partial {
-    path: PathBuf,
-    file: Option<tokio::fs::File>,
-}
-
-impl Partial {
-    async fn create(dir: &Path, share: &mut Share) -> Result<Partial, ApiError> {
-        let path = dir.join(format!("{}{}", files::UPLOAD_PREFIX, uuid::Uuid::new_v4()));
-        share.register(path.clone());
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("saving the upload: {e}")))?;
-        Ok(Partial {
-            path,
-            file: Some(file),
-        })
-    }
-
-    /// Copies the field to the file, as long as the share of the quota allows.
-    async fn write(
-        &mut self,
-        field: &mut Field<'_>,
-        share: &mut Share,
-        tap: &Tap,
-    ) -> Result<(), PartError> {
-        let disk = |e: io::Error| ApiError::Internal(format!("saving the upload: {e}"));
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| disk(io::ErrorKind::NotFound.into()))?;
-        while let Some(chunk) = next_chunk(field, tap).await? {
-            share.take(chunk.len() as u64).await?;
-            file.write_all(&chunk).await.map_err(disk)?;
-        }
-        // tokio's File writes in the background: flush waits for the last write and reports
-        // its error.
-        Ok(file.flush().await.map_err(disk)?)
-    }
-
-    /// Removes the file now (the answer waits for it, so no partial file outlives it).
-    async fn discard(mut self) {
-        drop(self.file.take());
-        let path = std::mem::take(&mut self.path);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
-    }
-
-    /// Moves the complete file to `rel` (directories on the way made; a symlink on the way
-    /// refused; a file there replaced, a directory there refused); removes it when it cannot.
-    async fn place(mut self, dir: &Path, rel: &Path) -> io::Result<()> {
-        drop(self.file.take());
-        let (dir, rel) = (dir.to_path_buf(), rel.to_path_buf());
-        // From here the blocking task owns the file: placed or removed.
-        let from = std::mem::take(&mut self.path);
-        tokio::task::spawn_blocking(move || {
-            let placed = files::resolve(&dir, &rel, true).and_then(|target| {
-                if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::IsADirectory,
-                        "a directory has that name",
-                    ));
-                }
-                std::fs::rename(&from, &target)
-            });
-            if placed.is_err() {
-                let _ = std::fs::remove_file(&from);
-            }
-            placed
-        })
-        .await
-        .map_err(io::Error::other)?
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if self.path.as_os_str().is_empty() {
-            return;
-        }
-        let path = std::mem::take(&mut self.path);
-        let remove = move || {
-            let _ = std::fs::remove_file(path);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(remove)),
-            Err(_) => remove(),
         }
     }
 }
@@ -704,26 +559,5 @@ mod tests {
             tap.handed(c.len());
         }
         assert_eq!(tap.refused(), None);
-    }
-
-    #[tokio::test]
-    async fn uploads_at_once_share_the_quota() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        std::fs::write(dir.join("kept"), [0u8; 4]).unwrap();
-        let mut a = Share::enter(&dir, 20);
-        let mut b = Share::enter(&dir, 20);
-        a.measure().await.unwrap();
-        b.measure().await.unwrap();
-        assert!(a.take(10).await.is_ok());
-        // 4 on disk + 10 written by a: 7 more do not fit.
-        assert!(matches!(b.take(7).await, Err(PartError::OverQuota(14))));
-        assert!(b.take(6).await.is_ok());
-        // a ends with its file on disk: b measures again and still counts it.
-        std::fs::write(dir.join("a"), [0u8; 10]).unwrap();
-        drop(a);
-        assert!(matches!(b.take(1).await, Err(PartError::OverQuota(20))));
-        drop(b);
-        assert!(live().get(&dir).is_none());
     }
 }

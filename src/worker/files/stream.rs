@@ -1,20 +1,21 @@
-//! Response bodies read from disk in bounded chunks: one file, or a zip of the files dir
-//! written on a blocking thread as the client reads it. Neither holds a whole file in memory;
-//! both follow the client's pace (a chunk is read only when the last one was sent).
+//! Files read from disk as [`ByteStream`]s in bounded chunks: one file, or a zip of the files
+//! dir written on a blocking thread as the client reads it. Neither holds a whole file in
+//! memory; both follow the reader's pace (a chunk is read only when the last one was taken).
 //!
 //! A zip holds a blocking thread while it is written, so zips are bounded: at most
-//! [`MAX_ZIPS`] at once (the caller takes a permit from [`ZIPS`]), and one whose client reads
+//! [`MAX_ZIPS`] at once (the caller takes a permit from [`ZIPS`]), and one whose reader takes
 //! nothing for [`ZIP_STALL`] is abandoned, its thread freed.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::host::ByteStream;
 use crate::worker::files;
 
 /// Bytes read or zipped per chunk.
@@ -23,14 +24,14 @@ const CHUNK: usize = 256 << 10;
 /// is at most this many chunks.
 const ZIP_QUEUE: usize = 4;
 /// Zips written at once.
-pub(super) const MAX_ZIPS: usize = 4;
+pub const MAX_ZIPS: usize = 4;
 /// The permits of the zips being written.
-pub(super) static ZIPS: Semaphore = Semaphore::const_new(MAX_ZIPS);
+pub static ZIPS: Semaphore = Semaphore::const_new(MAX_ZIPS);
 /// How long a zip waits for its client to take a chunk before it is abandoned.
-pub(super) const ZIP_STALL: Duration = Duration::from_secs(60);
+pub const ZIP_STALL: Duration = Duration::from_secs(60);
 
 /// The bytes of `file`, `len` of them, read chunk by chunk on tokio's blocking pool.
-pub(super) fn file_body(file: std::fs::File, len: u64) -> Body {
+pub fn file_body(file: std::fs::File, len: u64) -> ByteStream {
     let file = tokio::fs::File::from_std(file);
     let stream = futures_util::stream::try_unfold((file, len), |(mut file, left)| async move {
         if left == 0 {
@@ -57,13 +58,13 @@ pub(super) fn file_body(file: std::fs::File, len: u64) -> Body {
         let n = buf.len() as u64;
         Ok::<_, io::Error>(Some((buf.freeze(), (file, left - n))))
     });
-    Body::from_stream(stream)
+    stream.boxed()
 }
 
 /// `files.zip` of every file under `root` (uploads in progress left out), deflated. `permit`
 /// is held until the zip is written or abandoned, `stall` long without the client taking a
 /// chunk.
-pub(super) fn zip_body(root: PathBuf, permit: impl Send + 'static, stall: Duration) -> Body {
+pub fn zip_body(root: PathBuf, permit: impl Send + 'static, stall: Duration) -> ByteStream {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(ZIP_QUEUE);
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -91,7 +92,7 @@ pub(super) fn zip_body(root: PathBuf, permit: impl Send + 'static, stall: Durati
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Body::from_stream(stream)
+    stream.boxed()
 }
 
 fn write_zip(root: &Path, sink: ChannelWriter) -> io::Result<()> {
@@ -168,7 +169,6 @@ impl Write for ChannelWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     #[tokio::test]
     async fn a_file_streams_in_chunks_and_stops_at_its_length() {
@@ -180,8 +180,8 @@ mod tests {
         let mut body = file_body(file, data.len() as u64 - 50);
         let mut got = Vec::new();
         let mut chunks = 0;
-        while let Some(frame) = body.frame().await {
-            let chunk = frame.unwrap().into_data().unwrap();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.unwrap();
             assert!(chunk.len() <= CHUNK);
             got.extend_from_slice(&chunk);
             chunks += 1;
@@ -199,12 +199,10 @@ mod tests {
         let big: Vec<u8> = (0..(CHUNK * 3)).map(|i| (i * 7 % 256) as u8).collect();
         std::fs::write(root.join("big.bin"), &big).unwrap();
         std::fs::write(root.join(".bro-upload-x"), "half").unwrap();
-        let bytes = zip_body(root.to_path_buf(), (), ZIP_STALL)
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes();
-        let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes.to_vec())).unwrap();
+        let chunks: Vec<io::Result<Bytes>> =
+            zip_body(root.to_path_buf(), (), ZIP_STALL).collect().await;
+        let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap()).collect();
+        let mut zip = zip::ZipArchive::new(io::Cursor::new(bytes)).unwrap();
         let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
         names.sort();
         assert_eq!(names, ["big.bin", "d/a.txt"]);
