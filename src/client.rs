@@ -270,7 +270,8 @@ fn warn_on_version_skew(status: &DaemonStatus) {
 /// waits until it answers on its socket. With `settings`, the daemon gets them resolved, as
 /// JSON on its stdin: nothing is rebuilt as flags, and the API key is on no command line and in
 /// no environment that `ps` shows. Without, it resolves its own from its environment and
-/// `config.toml`, as `bro daemon` in the foreground does.
+/// `config.toml`, as `bro daemon` in the foreground does (a key in `BRO_API_KEY` then stays in
+/// its environment, readable by its user only; the daemon passes it to no child).
 pub async fn start_daemon(
     paths: &Paths,
     settings: Option<&Settings>,

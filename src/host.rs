@@ -65,14 +65,6 @@ impl HostError {
     pub fn is_permanent(&self) -> bool {
         !matches!(self.kind, HostErrorKind::Retryable | HostErrorKind::Busy)
     }
-
-    /// The same failure, its message prefixed with what was being done.
-    pub fn context(self, what: &str) -> Self {
-        HostError {
-            kind: self.kind,
-            message: format!("{what}: {}", self.message),
-        }
-    }
 }
 
 /// What to launch: the session id, its options, and a context to put in first.

@@ -5,7 +5,8 @@
 //! headless Chromium per session, serves the steel-browser HTTP API on localhost and proxies
 //! the CDP websockets of Playwright, Puppeteer and steel-sdk clients.
 //!
-//! Dependencies run one way: `cli` → `client` → `protocol` ← `api` → `orchestrator` → `worker`.
+//! Dependencies run one way: `cli` → `client` → `protocol` ← `api` → (`orchestrator`, `host`);
+//! `worker` implements `host`, and `daemon` wires them together.
 
 pub mod api;
 pub mod cdp_proxy;

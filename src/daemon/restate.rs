@@ -38,8 +38,9 @@ const MALLOC_CONF: &str = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0";
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long registering the SDK endpoint is retried (the server may still be opening its
-/// admin API, or the endpoint its listener).
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// admin API, or the endpoint its listener; a registration's discovery call can itself take
+/// seconds on a busy machine).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why Restate could not be started or reached.
 #[derive(Debug, thiserror::Error)]
@@ -336,7 +337,9 @@ impl Runner {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err("create restate tmp dir"))?;
         let mut command = Command::new(&self.binary);
-        command.env("TMPDIR", &tmp);
+        // The API key is the daemon's alone (an auto-started daemon may have it in its
+        // environment).
+        command.env("TMPDIR", &tmp).env_remove("BRO_API_KEY");
         if std::env::var_os("MALLOC_CONF").is_none() {
             command.env("MALLOC_CONF", MALLOC_CONF);
         }

@@ -79,14 +79,14 @@ async fn sweep(ingress: &Ingress, node: &str, retention_ms: u64) -> Result<Plan,
         now_ms: crate::now_ms(),
         retention_ms,
     });
-    // Only session ids are sent anywhere (a slot's holder is whatever the Pool's state says).
-    for id in plan
-        .repair
-        .iter()
-        .filter_map(|id| SessionId::parse(id).ok())
-    {
-        tracing::warn!(session_id = %id, "repairing a session an invocation left half done");
-        ingress.repair(&id).await?;
+    for holder in &plan.repair {
+        tracing::warn!(session_id = %holder, "repairing a session an invocation left half done");
+        match SessionId::parse(holder) {
+            Ok(id) => ingress.repair(&id).await?,
+            // A slot held by something that is not a session id (only the Pool's state says
+            // it): no `Session` object can be its key, so the slot is handed back directly.
+            Err(_) => ingress.release_slot(node, holder).await?,
+        }
     }
     for id in plan
         .forget

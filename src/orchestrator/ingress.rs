@@ -304,6 +304,12 @@ impl Ingress {
             .await
     }
 
+    /// Sends `Pool/release`: hands back a slot whose holder no `Session` object can speak for.
+    pub async fn release_slot(&self, node: &str, holder: &str) -> Result<(), IngressError> {
+        self.send(self.pool_of(node).release(holder.to_string()).send())
+            .await
+    }
+
     /// `Pool/clear_queue`: ends the waits of a previous daemon's clients; how many there were.
     pub async fn clear_queue(&self, node: &str) -> Result<u32, IngressError> {
         let call = self.pool_of(node).clear_queue().call();
@@ -561,15 +567,19 @@ impl Ingress {
             .map_err(|err| self.client_error(err))
     }
 
-    /// What a failed call means: the handler's terminal error code picks the kind.
+    /// What a failed call means: the handler's terminal error code picks the kind. An answer
+    /// Restate gave without reaching a handler (no `x-restate-id`: an unknown service before
+    /// registration, say) is read the same way, by its status and message.
     fn client_error(&self, err: ClientError) -> IngressError {
         let reason = err.to_string();
         match err {
-            ClientError::Status { status, response } => {
+            ClientError::Status { response, .. } | ClientError::Protocol { response, .. }
+                if !response.status().is_success() =>
+            {
                 let message = serde_json::from_slice::<RestateErrorBody>(response.body())
                     .map(|b| b.message)
                     .unwrap_or_else(|_| String::from_utf8_lossy(response.body()).into_owned());
-                match status.as_u16() {
+                match response.status().as_u16() {
                     CODE_NOT_FOUND => IngressError::NotFound(message),
                     CODE_BAD_INPUT => IngressError::BadInput(message),
                     CODE_AT_CAPACITY => IngressError::AtCapacity(message),

@@ -282,8 +282,14 @@ pub struct WorkerInfo {
 impl WorkerInfo {
     /// The URL of `path` (`/json/version`, `/json/list`) on the browser's DevTools endpoint.
     pub fn devtools_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        devtools_url(self.port, path)
     }
+}
+
+/// The URL of `path` on the DevTools endpoint at `port` on loopback, where every browser of
+/// bro's listens.
+pub fn devtools_url(port: u16, path: &str) -> String {
+    format!("http://127.0.0.1:{port}{path}")
 }
 
 fn is_zero(n: &u64) -> bool {

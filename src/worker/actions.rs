@@ -17,6 +17,29 @@ use crate::protocol::session::WorkerInfo;
 use crate::worker::cdp::{Cdp, CdpError};
 use crate::worker::page::{browser_url, by_value, clip, jpeg};
 
+/// The fields of `Network.responseReceived` a load reads: only these, so a field of a newer
+/// Chromium's `Response` that chromiumoxide's types do not know (an enum value, say) cannot
+/// make the event undecodable and the status code 0.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DocumentResponse {
+    loader_id: network::LoaderId,
+    /// `Document`, `Script`, …: text, so a resource type added later decodes too.
+    r#type: String,
+    response: DocumentStatus,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DocumentStatus {
+    status: i64,
+}
+
+impl chromiumoxide::types::MethodType for DocumentResponse {
+    fn method_id() -> chromiumoxide::types::MethodId {
+        EventResponseReceived::method_id()
+    }
+}
+
 /// How long a page may take to load (steel uses the same 30 s).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,8 +73,10 @@ pub async fn load(w: &WorkerInfo, url: &str, delay_ms: u64) -> Result<LoadedPage
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ev = cdp.next_event(s, left).await?;
-        if let Some(r) = ev.decode::<EventResponseReceived>() {
-            if Some(&r.loader_id) == nav.loader_id.as_ref() && r.r#type == ResourceType::Document {
+        if let Some(r) = ev.decode::<DocumentResponse>() {
+            if Some(&r.loader_id) == nav.loader_id.as_ref()
+                && r.r#type == ResourceType::Document.as_ref()
+            {
                 status_code = u16::try_from(r.response.status).unwrap_or(0);
             }
         } else if ev.is::<EventLoadEventFired>() {

@@ -34,9 +34,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The biggest message (and frame: Chromium sends a message as one frame) a page connection
-/// takes. A full-page screenshot or PDF is one base64 message, 30+ MB for a long page, past
-/// tungstenite's defaults (16 MiB a frame); the proxy has no limit at all.
-const MAX_MESSAGE: usize = 256 << 20;
+/// takes: tungstenite's message limit, 64 MiB. A full-page screenshot or PDF is one base64
+/// message, 30+ MB for a long page, past tungstenite's 16 MiB a frame. Not more: a message
+/// is copied a few times while it is decoded, and a page can make itself as tall as it likes,
+/// so this bounds what one quick action can cost the daemon.
+const MAX_MESSAGE: usize = 64 << 20;
 /// Events kept for later while a call waits for its answer.
 const MAX_BUFFERED_EVENTS: usize = 1000;
 
@@ -81,7 +83,7 @@ impl Event {
             return None;
         }
         self.params::<E>()
-            .inspect_err(|err| tracing::debug!(%err, "CDP event not decoded"))
+            .inspect_err(|err| tracing::warn!(%err, "a CDP event did not decode"))
             .ok()
     }
 

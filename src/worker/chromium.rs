@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::protocol::session::{Dimensions, SessionOptions};
+use crate::protocol::session::{Dimensions, SessionOptions, devtools_url};
 use crate::wait::Poll;
 use crate::worker::WorkerError;
 
@@ -310,6 +310,9 @@ pub fn spawn(
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();
     let mut cmd = Command::new(chromium);
+    // The API key is the daemon's (an auto-started daemon may have it in its environment):
+    // a page's processes never get it.
+    cmd.env_remove("BRO_API_KEY");
     let mut argv = args(dir, opts, as_root);
     // Extra flags go before the initial URL, which must stay last.
     let url = argv.pop();
@@ -329,11 +332,6 @@ pub fn spawn(
         .kill_on_drop(false);
     cmd.spawn()
         .map_err(|e| WorkerError::io("spawn chromium", e))
-}
-
-/// The URL of `path` (`/json/version`, `/json/list`) on the DevTools endpoint at `port`.
-pub fn devtools_url(port: u16, path: &str) -> String {
-    format!("http://127.0.0.1:{port}{path}")
 }
 
 /// True when the DevTools endpoint at `port` answers `GET /json/version` with a success

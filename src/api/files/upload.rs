@@ -51,6 +51,11 @@ const MULTIPART_ROOM: u64 = 64 << 10;
 const PARSER_ROOM: u64 = 64 << 10;
 /// How long an upload may send nothing before it is abandoned.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the rest of a form may take once its file part arrived whole. The file waits for
+/// its name under a hidden temporary name meanwhile, and such a file untouched for an hour is
+/// taken for a dead upload's and removed: a form that trickles on past this is cut off long
+/// before that.
+const REST_OF_FORM: Duration = Duration::from_secs(300);
 
 /// Receives one upload; every outcome is an answer the client can read.
 pub(super) async fn receive(st: &AppState, id: &str, req: Request) -> Response {
@@ -74,6 +79,7 @@ async fn receive_with(st: &AppState, id: &str, req: Request, idle: Duration) -> 
         Ok(details) => Json(details).into_response(),
         Err(err) => match tap.refused() {
             Some(Refusal::Idle) => idle_timeout(idle),
+            Some(Refusal::Late) => form_too_slow(),
             refused => {
                 // A client waiting for `100 Continue` that got none sends no body: nothing to
                 // read.
@@ -105,6 +111,21 @@ fn idle_timeout(idle: Duration) -> Response {
         message: format!(
             "the upload sent nothing for {} s and was abandoned; nothing was saved",
             idle.as_secs()
+        ),
+        status_code: status.as_u16(),
+        error: status.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The 408 of a form that went on too long after its file (steel's error body).
+fn form_too_slow() -> Response {
+    let status = StatusCode::REQUEST_TIMEOUT;
+    let body = ErrorBody {
+        message: format!(
+            "the rest of the form took more than {} s after its file and was abandoned; \
+             nothing was saved",
+            REST_OF_FORM.as_secs()
         ),
         status_code: status.as_u16(),
         error: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -292,6 +313,7 @@ async fn read_parts(
                 // Sent whole: the stream ends, and the host keeps the file.
                 *file = None;
                 out.file = true;
+                tap.file_arrived();
             }
             Some("path") => out.path = Some(small_text(&mut field, tap).await?),
             // Other parts are read past, never held.
@@ -370,6 +392,8 @@ enum Refusal {
     Headers = 1,
     /// The client sent nothing for the idle timeout.
     Idle = 2,
+    /// The rest of the form took longer than [`REST_OF_FORM`] after its file.
+    Late = 3,
 }
 
 /// The request body, shared: the multipart parser reads it through [`Tap::parser`], and what
@@ -388,6 +412,8 @@ struct Shared {
     handed: AtomicU64,
     /// A [`Refusal`], or 0.
     refused: AtomicU8,
+    /// When the rest of the form must be in by, once its file arrived.
+    rest_by: Mutex<Option<Instant>>,
 }
 
 impl Tap {
@@ -399,6 +425,7 @@ impl Tap {
                 fed: AtomicU64::new(0),
                 handed: AtomicU64::new(0),
                 refused: AtomicU8::new(0),
+                rest_by: Mutex::new(None),
             }),
         }
     }
@@ -415,6 +442,21 @@ impl Tap {
         }
     }
 
+    /// The file part arrived whole: the rest of the form has [`REST_OF_FORM`].
+    fn file_arrived(&self) {
+        self.rest_within(REST_OF_FORM);
+    }
+
+    /// The rest of the body must be read within `limit` from now.
+    fn rest_within(&self, limit: Duration) {
+        let mut rest_by = self
+            .shared
+            .rest_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *rest_by = Some(Instant::now() + limit);
+    }
+
     /// `n` bytes of field data came out of the parser.
     fn handed(&self, n: usize) {
         self.shared.handed.fetch_add(n as u64, Ordering::Relaxed);
@@ -424,6 +466,7 @@ impl Tap {
         match self.shared.refused.load(Ordering::Relaxed) {
             1 => Some(Refusal::Headers),
             2 => Some(Refusal::Idle),
+            3 => Some(Refusal::Late),
             _ => None,
         }
     }
@@ -477,6 +520,15 @@ impl Stream for Parser {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        // Checked at every read; a client that sends nothing is woken by the idle timer.
+        let rest_by = *this
+            .shared
+            .rest_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if rest_by.is_some_and(|by| Instant::now() >= by) {
+            return this.refuse(Refusal::Late, "the rest of the form came too slowly");
+        }
         let handed = this.shared.handed.load(Ordering::Relaxed);
         let held = this
             .shared
@@ -520,6 +572,24 @@ impl Stream for Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_form_that_trickles_on_after_its_file_is_cut_off() {
+        // A byte every 100 ms: never quiet for the idle timeout, never done.
+        let drip = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Some((Ok::<_, io::Error>(Bytes::from_static(b"x")), ()))
+        });
+        let tap = Tap::new(Body::from_stream(drip));
+        let mut parser = tap.parser(Duration::from_millis(300));
+        assert!(parser.next().await.unwrap().is_ok());
+        tap.rest_within(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        while let Some(Ok(_)) = parser.next().await {}
+        assert_eq!(tap.refused(), Some(Refusal::Late));
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 
     #[tokio::test]
     async fn a_client_that_goes_quiet_is_cut_off() {
