@@ -10,6 +10,8 @@ pub mod error;
 pub mod files;
 pub mod openapi;
 pub mod sessions;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

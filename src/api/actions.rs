@@ -99,9 +99,10 @@ async fn with_page(
             // Quick actions do not queue: a full node answers 429 at once.
             let rec = match st.ingress.create(&id, options, None, None).await {
                 Ok(rec) => rec,
-                // "the action's session <id> failed: <reason>"
-                Err(IngressError::Failed(failed) | IngressError::Refused(failed)) => {
-                    return Err(ApiError::Internal(format!("the action's {failed}")));
+                Err(IngressError::Failed(reason) | IngressError::Refused(reason)) => {
+                    return Err(ApiError::Internal(format!(
+                        "the action's session failed: {reason}"
+                    )));
                 }
                 Err(err) => return Err(err.into()),
             };
