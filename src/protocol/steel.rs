@@ -8,6 +8,9 @@ use crate::protocol::session::{
     check_dimension, check_ms,
 };
 
+/// `SessionDetails` shows a `proxyUrl` redacted; the API's error messages quote it so too.
+pub use crate::protocol::proxy_url::redact_proxy;
+
 /// Default session timeout in milliseconds (5 minutes, as Steel Cloud documents).
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 
@@ -360,20 +363,6 @@ pub struct ErrorBody {
     pub message: String,
     pub status_code: u16,
     pub error: String,
-}
-
-/// `user:secret@host` → `user:***@host`, so proxy credentials never leave the daemon.
-pub fn redact_proxy(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((creds, host)) => match creds.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://{creds}@{host}"),
-        },
-        None => url.to_string(),
-    }
 }
 
 /// The last millisecond of year 9999: RFC 3339 has four year digits.

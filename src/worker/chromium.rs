@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::protocol::proxy_url;
 use crate::protocol::session::{Dimensions, SessionOptions, devtools_url};
 use crate::wait::Poll;
 use crate::worker::WorkerError;
@@ -84,7 +85,10 @@ pub fn args(dir: &Path, opts: &SessionOptions, as_root: bool) -> Vec<String> {
         // Chromium takes no credentials in --proxy-server: an http:// proxy comes here as
         // bro's local hop (`proxy_hop`), which adds them. Stripped all the same so that none
         // reach the command line, where any local user could read them.
-        args.push(format!("--proxy-server={}", strip_credentials(proxy)));
+        args.push(format!(
+            "--proxy-server={}",
+            proxy_url::strip_credentials(proxy)
+        ));
     }
     args.push("about:blank".into());
     args
@@ -169,17 +173,6 @@ fn block_rules() -> String {
         .flat_map(|h| [format!("MAP {h} ~NOTFOUND"), format!("MAP *.{h} ~NOTFOUND")])
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `http://user:pw@host:1` → `http://host:1`.
-fn strip_credentials(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) => format!("{scheme}://{host}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
 }
 
 /// The browser's `TMPDIR`: `<temp>/bro-<uid>/<hash of the session dir>`. Chromium puts its

@@ -3,7 +3,7 @@
 //! Chromium's `--proxy-server` takes no `user:password@`, and answering its auth challenges
 //! over CDP would intercept every request of every page. So a session whose `proxyUrl` is an
 //! `http://` proxy gets a listener on 127.0.0.1 that the browser uses as its proxy. For each
-//! connection the hop reads the first request head (a `CONNECT` for https sites, an
+//! connection the hop parses the first request head (a `CONNECT` for https sites, an
 //! absolute-form request for plain http), adds `Proxy-Authorization: Basic …` when the URL has
 //! credentials, sends it to the upstream and then splices bytes both ways, counting them:
 //! steel's `proxyTxBytes` (browser → upstream) and `proxyRxBytes` (upstream → browser). With
@@ -192,9 +192,17 @@ async fn relay(
 ) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let mut buf = Vec::with_capacity(4096);
-    let head_len = loop {
-        if let Some(end) = find_head_end(&buf) {
-            break end;
+    let (head_len, head) = loop {
+        match parse_head(&buf, upstream.authorization.as_deref()) {
+            Ok(Some(parsed)) => break parsed,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(%err, "proxy hop: invalid request head");
+                client
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                    .await?;
+                return Ok(());
+            }
         }
         if buf.len() >= MAX_HEAD {
             client
@@ -224,10 +232,6 @@ async fn relay(
         }
     };
     let _ = server.set_nodelay(true);
-    let head = match &upstream.authorization {
-        Some(authorization) => with_credentials(&buf[..head_len], authorization),
-        None => buf[..head_len].to_vec(),
-    };
     server.write_all(&head).await?;
     server.write_all(&buf[head_len..]).await?;
     counters.tx.fetch_add(
@@ -250,42 +254,76 @@ fn counting(counter: &AtomicU64) -> impl FnMut(usize) + '_ {
     }
 }
 
-/// Length of the request head (through its blank line), once it is all in `buf`.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// Parses the request head at the start of `buf` with `httparse`: `Ok(None)` until its blank
+/// line has arrived, then its length and what goes upstream in its place. Without credentials
+/// that is the head as the browser sent it.
+fn parse_head(
+    buf: &[u8],
+    authorization: Option<&str>,
+) -> Result<Option<(usize, Vec<u8>)>, httparse::Error> {
+    // Every header starts after a line end, so this many always suffice: the hop keeps no
+    // header count limit, only `MAX_HEAD`.
+    let lines = buf.iter().filter(|&&b| b == b'\n').count();
+    let mut headers = vec![httparse::EMPTY_HEADER; lines];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = request.parse(buf)? else {
+        return Ok(None);
+    };
+    let head = match authorization {
+        Some(authorization) => with_credentials(&request, authorization),
+        None => buf[..len].to_vec(),
+    };
+    Ok(Some((len, head)))
 }
 
-/// The head with the client's own `Proxy-Authorization` (and, for plain http, its
+/// The parsed head with the client's own `Proxy-Authorization` (and, for plain http, its
 /// connection headers) replaced by ours. Plain http requests end their connection after one
 /// exchange, so that every request reaches the upstream with the credentials.
-fn with_credentials(head: &[u8], authorization: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let request_line = lines.next().unwrap_or_default();
-    let connect = request_line.starts_with("CONNECT ");
-    let mut out = format!("{request_line}\r\nProxy-Authorization: {authorization}\r\n");
-    for line in lines {
-        let name = line.split(':').next().unwrap_or_default().trim();
+fn with_credentials(request: &httparse::Request<'_, '_>, authorization: &str) -> Vec<u8> {
+    let method = request.method.unwrap_or_default();
+    let connect = method == "CONNECT";
+    let mut out = format!(
+        "{method} {} HTTP/1.{}\r\nProxy-Authorization: {authorization}\r\n",
+        request.path.unwrap_or_default(),
+        request.version.unwrap_or(1)
+    )
+    .into_bytes();
+    for header in request.headers.iter() {
+        let name = header.name;
         let dropped = name.eq_ignore_ascii_case("proxy-authorization")
             || (!connect
                 && (name.eq_ignore_ascii_case("connection")
                     || name.eq_ignore_ascii_case("proxy-connection")
                     || name.eq_ignore_ascii_case("keep-alive")));
         if !dropped {
-            out.push_str(line);
-            out.push_str("\r\n");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(header.value);
+            out.extend_from_slice(b"\r\n");
         }
     }
     if !connect {
-        out.push_str("Connection: close\r\n");
+        out.extend_from_slice(b"Connection: close\r\n");
     }
-    out.push_str("\r\n");
-    out.into_bytes()
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Length of the request head at the start of `buf`, once it is all there.
+    fn find_head_end(buf: &[u8]) -> Option<usize> {
+        parse_head(buf, None).unwrap().map(|(len, _)| len)
+    }
+
+    /// What goes upstream for the complete head `head`.
+    fn forwarded(head: &[u8], authorization: Option<&str>) -> String {
+        let (len, out) = parse_head(head, authorization).unwrap().unwrap();
+        assert_eq!(len, head.len());
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn http_proxies_go_through_the_hop_with_their_credentials() {
@@ -309,30 +347,146 @@ mod tests {
 
     #[test]
     fn heads_get_the_credentials_and_plain_requests_close() {
-        let connect = with_credentials(
+        let connect = forwarded(
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic old\r\n\r\n",
-            "Basic new",
+            Some("Basic new"),
         );
         assert_eq!(
-            String::from_utf8(connect).unwrap(),
+            connect,
             "CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Basic new\r\nHost: example.com:443\r\nProxy-Connection: keep-alive\r\n\r\n"
         );
-        let get = with_credentials(
+        let get = forwarded(
             b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n",
-            "Basic new",
+            Some("Basic new"),
         );
         assert_eq!(
-            String::from_utf8(get).unwrap(),
+            get,
             "GET http://example.com/ HTTP/1.1\r\nProxy-Authorization: Basic new\r\nHost: example.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody"), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }
 
+    #[test]
+    fn a_clients_own_proxy_authorization_never_reaches_an_upstream_with_credentials() {
+        let head = b"GET http://a.test/ HTTP/1.0\r\nproxy-authorization: Basic mine\r\nHost: a.test\r\nPROXY-AUTHORIZATION:Basic again\r\n\r\n";
+        assert_eq!(
+            forwarded(head, Some("Basic ours")),
+            "GET http://a.test/ HTTP/1.0\r\nProxy-Authorization: Basic ours\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        );
+        // Without credentials of its own, the hop passes the head on as the browser sent it.
+        assert_eq!(forwarded(head, None).as_bytes(), head);
+    }
+
+    #[test]
+    fn heads_are_parsed_whole_or_not_at_all() {
+        let head = b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n";
+        for cut in 0..head.len() {
+            assert_eq!(parse_head(&head[..cut], Some("Basic x")), Ok(None), "{cut}");
+        }
+        let mut with_tunnel_bytes = head.to_vec();
+        with_tunnel_bytes.extend_from_slice(b"\x16\x03\x01");
+        let (len, _) = parse_head(&with_tunnel_bytes, None).unwrap().unwrap();
+        assert_eq!(len, head.len());
+        for invalid in [
+            &b"GET http://a.test/ HTTP/9.9\r\n\r\n"[..],
+            b"GET  http://a.test/ HTTP/1.1\r\n\r\n",
+            b"GET http://a.test/ HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"\x16\x03\x01\x02\x00",
+        ] {
+            assert!(parse_head(invalid, Some("Basic x")).is_err(), "{invalid:?}");
+        }
+        // Any number of headers fits, within `MAX_HEAD`.
+        let mut many = b"GET http://a.test/ HTTP/1.1\r\n".to_vec();
+        for i in 0..2000 {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(find_head_end(&many), Some(many.len()));
+    }
+
+    /// Opens a hop to an upstream that takes no connections, sends `chunks` one read at a
+    /// time and returns the hop's answer.
+    async fn hop_answer(chunks: &[&[u8]]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let hops = ProxyHops::default();
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = Upstream::of(&format!(
+            "http://u:p@127.0.0.1:{}",
+            closed.local_addr().unwrap().port()
+        ))
+        .unwrap();
+        drop(closed);
+        let port = hops.open(dir.path(), upstream, 0).await.unwrap();
+        let mut browser = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        send_in(&mut browser, chunks).await;
+        let mut answer = String::new();
+        browser.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// Writes `chunks` with a pause after each, so that the hop reads them one by one.
+    async fn send_in(browser: &mut TcpStream, chunks: &[&[u8]]) {
+        for chunk in chunks {
+            browser.write_all(chunk).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_split_across_reads_goes_upstream_whole() {
+        let chunks: [&[u8]; 3] = [
+            b"GET http://site.test/ HT",
+            b"TP/1.1\r\nHost: si",
+            b"te.test\r\n\r\n",
+        ];
+        let (head, answer, bytes, _, _dir) =
+            through_a_hop_in("http://u:p@127.0.0.1", &chunks).await;
+        assert_eq!(
+            head,
+            "GET http://site.test/ HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+        );
+        assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
+        assert_eq!(bytes.tx, head.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_head_past_the_limit_gets_431() {
+        let mut head = b"GET http://site.test/ HTTP/1.1\r\nX-Long: ".to_vec();
+        head.resize(MAX_HEAD, b'a');
+        let answer = hop_answer(&[&head]).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_head_gets_400_and_goes_nowhere() {
+        let answer =
+            hop_answer(&[b"GET http://site.test/ HTTP/1.1\r\nBad Header: x\r\n\r\n"]).await;
+        assert_eq!(
+            answer,
+            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"
+        );
+    }
+
     /// Sends one plain-http request through a hop to a fake upstream at `proxy_url`'s host
     /// (its port replaced); returns the head the upstream got, the answer, and the count.
     async fn through_a_hop(
         proxy_url: &str,
+    ) -> (String, String, ProxyBytes, u16, tempfile::TempDir) {
+        through_a_hop_in(
+            proxy_url,
+            &[b"GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\n\r\n"],
+        )
+        .await
+    }
+
+    /// [`through_a_hop`], the request sent in `chunks`, one read at a time.
+    async fn through_a_hop_in(
+        proxy_url: &str,
+        chunks: &[&[u8]],
     ) -> (String, String, ProxyBytes, u16, tempfile::TempDir) {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up_port = upstream.local_addr().unwrap().port();
@@ -355,10 +509,7 @@ mod tests {
         let port = hops.open(dir.path(), upstream, 0).await.unwrap();
 
         let mut browser = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        browser
-            .write_all(b"GET http://site.test/ HTTP/1.1\r\nHost: site.test\r\n\r\n")
-            .await
-            .unwrap();
+        send_in(&mut browser, chunks).await;
         let mut answer = String::new();
         browser.read_to_string(&mut answer).await.unwrap();
         let head = seen.await.unwrap();
