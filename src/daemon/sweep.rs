@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionId, SessionRecord, SessionStatus};
+use crate::telemetry;
 
 /// How often the sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -85,8 +87,12 @@ async fn sweep(ingress: &Ingress, node: &str, retention_ms: u64) -> Result<Plan,
         .iter()
         .filter_map(|id| SessionId::parse(id).ok())
     {
-        tracing::warn!(session_id = %id, "repairing a session an invocation left half done");
-        ingress.repair(&id).await?;
+        async {
+            tracing::warn!("repairing a session an invocation left half done");
+            ingress.repair(&id).await
+        }
+        .instrument(telemetry::session_span(&id))
+        .await?;
     }
     for id in plan
         .forget
