@@ -22,6 +22,7 @@ pub mod supervisor;
 pub mod sweep;
 
 use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
 
 use crate::paths::Paths;
 use crate::settings::Settings;
@@ -31,13 +32,32 @@ use started::Started;
 /// step stops what it had started (restate-server, the browsers it launched) before it
 /// returns the error.
 pub async fn run(paths: Paths, settings: Settings) -> Result<()> {
+    start(paths, settings, Stop::Signals).await
+}
+
+/// [`run`] for a daemon inside another program (the integration tests): it stops when `stop`
+/// is cancelled (`POST /bro/v1/shutdown` cancels it too) and leaves the process's signals
+/// alone, since a signal handler, once installed, stays for the life of the process.
+pub async fn run_until(paths: Paths, settings: Settings, stop: CancellationToken) -> Result<()> {
+    start(paths, settings, Stop::Token(stop)).await
+}
+
+/// What stops a daemon, besides a shutdown request.
+pub(crate) enum Stop {
+    /// SIGTERM or SIGINT: the `bro daemon` process.
+    Signals,
+    /// This token: a daemon run in-process.
+    Token(CancellationToken),
+}
+
+async fn start(paths: Paths, settings: Settings, stop: Stop) -> Result<()> {
     settings.check().map_err(anyhow::Error::msg)?;
     paths.create_all().context("creating bro's directories")?;
     // Held until the undo of a failed start is done, so no other daemon of this home can
     // adopt the restate-server or the browsers the undo is about to stop.
     let _lock = lifecycle::lock(&paths)?;
     let mut started = Started::new(&paths);
-    let result = run_inner(&paths, &settings, &mut started).await;
+    let result = run_inner(&paths, &settings, stop, &mut started).await;
     if result.is_err() {
         started.undo().await;
     }
@@ -46,8 +66,13 @@ pub async fn run(paths: Paths, settings: Settings) -> Result<()> {
 
 /// The phases in order, each handing on what the next and the shutdown need; then, once
 /// told to stop, the shutdown undoes them in reverse.
-async fn run_inner(paths: &Paths, settings: &Settings, started: &mut Started) -> Result<()> {
-    let pre = startup::preflight(settings).await?;
+async fn run_inner(
+    paths: &Paths,
+    settings: &Settings,
+    stop: Stop,
+    started: &mut Started,
+) -> Result<()> {
+    let pre = startup::preflight(settings, stop).await?;
     let stop = pre.shutdown.clone();
     let restate = startup::restate(paths, settings, started).await?;
     let (orch, exits) =

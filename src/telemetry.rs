@@ -1,18 +1,237 @@
 //! Tracing setup: the CLI logs warnings to stderr (more with `-v`); the daemon logs info.
-//! `RUST_LOG` overrides both.
+//! `RUST_LOG` overrides both. Also the spans that put a session's id on every line logged for
+//! it, and the filter that keeps a Restate replay from logging a handler's lines again.
 
+use std::fmt::{Debug, Display};
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Record};
+use tracing::{Event, Id, Metadata, Span, Subscriber};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Installs the global subscriber writing to stderr at `default` level unless `RUST_LOG` says
-/// otherwise.
+/// otherwise; lines logged while Restate replays a handler are dropped ([`ReplayAware`]).
 pub fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(ReplayAware))
         .try_init();
+}
+
+/// The field the Restate SDK sets on the current span as a handler starts and stops
+/// replaying its journal.
+const REPLAYING: &str = "restate.sdk.is_replaying";
+
+/// The span of one session's work: every line logged inside it carries `session_id`.
+///
+/// At error level, so the id is on every line whatever `RUST_LOG` keeps. It declares the
+/// SDK's replay field because the SDK records it on whichever span is current, which inside a
+/// handler is this one (see [`ReplayAware`]).
+pub fn session_span(id: &dyn Display) -> Span {
+    tracing::error_span!("session", session_id = %id, restate.sdk.is_replaying = tracing::field::Empty)
+}
+
+/// [`session_span`] for a warm browser, which has no session yet: its lines carry `warm_id`.
+pub fn warm_span(id: &dyn Display) -> Span {
+    tracing::error_span!("warm", warm_id = %id, restate.sdk.is_replaying = tracing::field::Empty)
+}
+
+/// Drops events logged while a Restate handler replays its journal, so a retried invocation
+/// does not log again what its first attempts logged.
+///
+/// The SDK's own `restate_sdk::filter::ReplayAwareFilter` reads the flag on its root span
+/// (`restate_sdk_endpoint_handle`) only; but the SDK records the flag on `Span::current()`,
+/// which inside a handler is the [`session_span`] around its body, so the root keeps a stale
+/// value. Here the nearest span that carries the flag decides, and a span that declares the
+/// field starts with its parent's value.
+pub struct ReplayAware;
+
+/// Whether a span's handler is replaying, kept in the span's extensions.
+struct Replaying(bool);
+
+/// Reads the replay field from a span's values, if they set it.
+struct ReplayVisitor(Option<bool>);
+
+impl Visit for ReplayVisitor {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if field.name() == REPLAYING {
+            self.0 = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn Debug) {}
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for ReplayAware {
+    fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
+        let Some(scope) = cx.event_scope(event) else {
+            return true;
+        };
+        for span in scope {
+            if let Some(replaying) = span.extensions().get::<Replaying>() {
+                return !replaying.0;
+            }
+        }
+        true
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, cx: Context<'_, S>) {
+        let Some(span) = cx.span(id) else {
+            return;
+        };
+        if span.metadata().fields().field(REPLAYING).is_none() {
+            return;
+        }
+        let mut visitor = ReplayVisitor(None);
+        attrs.record(&mut visitor);
+        let replaying = visitor.0.unwrap_or_else(|| {
+            span.scope()
+                .skip(1)
+                .find_map(|s| s.extensions().get::<Replaying>().map(|r| r.0))
+                .unwrap_or(false)
+        });
+        span.extensions_mut().replace(Replaying(replaying));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, cx: Context<'_, S>) {
+        let mut visitor = ReplayVisitor(None);
+        values.record(&mut visitor);
+        if let (Some(replaying), Some(span)) = (visitor.0, cx.span(id)) {
+            span.extensions_mut().replace(Replaying(replaying));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log lines written by the subscriber under test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// The daemon's layer stack, writing into `lines`.
+    fn subscriber(lines: &Lines) -> impl Subscriber + Send + Sync {
+        let lines = lines.clone();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(move || lines.clone())
+            .with_target(false)
+            .with_ansi(false);
+        tracing_subscriber::registry().with(
+            fmt.with_filter(EnvFilter::new("info"))
+                .with_filter(ReplayAware),
+        )
+    }
+
+    /// One attempt of a handler the way the SDK runs it: its root span (replaying when the
+    /// journal has entries), the session span around the body, and the flag recorded on the
+    /// current span when the journal's end is reached.
+    fn attempt(journaled: bool) {
+        let root = tracing::info_span!(
+            "restate_sdk_endpoint_handle",
+            "rpc.system" = "restate",
+            "rpc.service" = "Session",
+            "rpc.method" = "create",
+            "restate.sdk.is_replaying" = false
+        );
+        let _root = root.enter();
+        if journaled {
+            Span::current().record(REPLAYING, true);
+        }
+        let session = session_span(&"0b1f7a5e-0000-4000-8000-000000000001");
+        let _session = session.enter();
+        tracing::info!("before the launch");
+        if journaled {
+            Span::current().record(REPLAYING, false);
+        }
+        tracing::info!("after the launch");
+    }
+
+    #[test]
+    fn a_replay_does_not_log_again_what_the_first_attempt_logged() {
+        let lines = Lines::default();
+        tracing::subscriber::with_default(subscriber(&lines), || {
+            attempt(false);
+            attempt(true);
+        });
+        let text = lines.text();
+        assert_eq!(text.matches("before the launch").count(), 1, "{text}");
+        assert_eq!(text.matches("after the launch").count(), 2, "{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("session_id=0b1f7a5e-0000-4000-8000-000000000001"))
+                .count(),
+            3,
+            "{text}"
+        );
+    }
+
+    /// Why bro has its own filter: the SDK's reads its root span only, which keeps saying
+    /// "replaying" once the flag went to the session span, and drops the new lines.
+    #[test]
+    fn the_sdks_filter_alone_would_drop_the_lines_after_a_replay() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(move || sink.clone())
+            .with_ansi(false);
+        let sdk = tracing_subscriber::registry().with(
+            fmt.with_filter(EnvFilter::new("info"))
+                .with_filter(restate_sdk::filter::ReplayAwareFilter),
+        );
+        tracing::subscriber::with_default(sdk, || attempt(true));
+        assert!(
+            !lines.text().contains("after the launch"),
+            "{}",
+            lines.text()
+        );
+    }
+
+    #[test]
+    fn lines_outside_a_handler_are_kept() {
+        let lines = Lines::default();
+        tracing::subscriber::with_default(subscriber(&lines), || {
+            tracing::info!("plain");
+            let _warm = warm_span(&"w1").entered();
+            tracing::warn!("warm line");
+        });
+        let text = lines.text();
+        assert!(text.contains("plain"), "{text}");
+        assert!(
+            text.contains("warm_id=w1") && text.contains("warm line"),
+            "{text}"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::protocol::steel::{
     CreateSessionRequest, MultipleSessions, NO_WAIT_HEADER, ReleaseAllResponse,
     ReleaseSessionResponse, SessionContext, SessionDetails,
 };
+use crate::telemetry;
 
 /// The session routes, shared by the TCP port and the Unix socket.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -104,11 +106,15 @@ impl Drop for LeaveOnDrop {
         };
         let (ingress, node) = (self.ingress.clone(), std::mem::take(&mut self.node));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = ingress.leave_queue(&node, &id).await {
-                    tracing::warn!(session = %id, error = %e, "could not take a gone client out of the queue");
+            let span = telemetry::session_span(&id);
+            rt.spawn(
+                async move {
+                    if let Err(e) = ingress.leave_queue(&node, &id).await {
+                        tracing::warn!(error = %e, "could not take a gone client out of the queue");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn write_info(paths: &Paths, info: &DaemonInfo) -> std::io::Result<()> {
 }
 
 /// Cancels `token` on SIGTERM or SIGINT; SIGHUP is ignored so a closed terminal does not
-/// stop a daemon started from it.
+/// stop a daemon started from it. The listening task ends once `token` is cancelled, however.
 pub fn on_signals(token: CancellationToken) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
@@ -97,6 +97,7 @@ pub fn on_signals(token: CancellationToken) -> std::io::Result<()> {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => continue,
+                () = token.cancelled() => return,
             }
         }
         tracing::info!("signal received; shutting down");

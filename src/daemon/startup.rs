@@ -18,7 +18,7 @@ use super::identity::Identity;
 use super::serve::{bind_socket, nodelay, serve, serve_sdk, url_host};
 use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
-use super::{lifecycle, restate, sweep};
+use super::{Stop, lifecycle, restate, sweep};
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
 use crate::host::{WorkerEvent, WorkerHost};
@@ -38,9 +38,9 @@ pub(super) struct Preflight {
     pub(super) tcp: TcpListener,
 }
 
-/// Refuses settings bro cannot serve safely, finds Chromium, listens for the stop signals and
-/// binds the API port. Nothing is started yet, so nothing is to undo.
-pub(super) async fn preflight(settings: &Settings) -> Result<Preflight> {
+/// Refuses settings bro cannot serve safely, finds Chromium, listens for the stop signals (or
+/// takes the caller's token) and binds the API port. Nothing is started yet, so nothing is to undo.
+pub(super) async fn preflight(settings: &Settings, stop: Stop) -> Result<Preflight> {
     if !settings.bind.is_loopback() && settings.api_key.is_none() {
         bail!(
             "refusing to serve on {} without an API key: anyone who reaches it could drive the \
@@ -52,8 +52,14 @@ pub(super) async fn preflight(settings: &Settings) -> Result<Preflight> {
         api::auth::check_key(key.expose()).map_err(anyhow::Error::msg)?;
     }
     let chromium = chromium::find(settings.chromium.as_deref())?;
-    let shutdown = CancellationToken::new();
-    lifecycle::on_signals(shutdown.clone())?;
+    let shutdown = match stop {
+        Stop::Signals => {
+            let token = CancellationToken::new();
+            lifecycle::on_signals(token.clone())?;
+            token
+        }
+        Stop::Token(token) => token,
+    };
     let tcp = TcpListener::bind((settings.bind, settings.port))
         .await
         .with_context(|| {

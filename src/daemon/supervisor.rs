@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::cdp_proxy::Sockets;
 use crate::host::{WorkerEvent, WorkerExit, WorkerHost};
 use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionId, SessionOptions, SessionStatus, WorkerInfo};
+use crate::telemetry;
 use crate::worker::quarantine;
 
 /// Why a watched session ends.
@@ -211,24 +213,33 @@ impl Supervisor {
                     self.report(exit).await;
                 }
                 Ending::Idle => {
-                    tracing::info!(session_id = %id, "no CDP traffic for {} ms; releasing", w.inactivity_ms);
-                    if let Err(err) = self.ingress.idle(&id).await {
-                        tracing::error!(session_id = %id, %err, "could not release an idle session");
+                    async {
+                        tracing::info!("no CDP traffic for {} ms; releasing", w.inactivity_ms);
+                        if let Err(err) = self.ingress.idle(&id).await {
+                            tracing::error!(%err, "could not release an idle session");
+                        }
                     }
+                    .instrument(telemetry::session_span(&id))
+                    .await;
                 }
             }
         }
     }
 
     async fn report(&self, exit: WorkerExit) {
-        tracing::warn!(session_id = %exit.session_id, pid = exit.pid, reason = %exit.reason, "browser exited");
-        if let Err(err) = self
-            .ingress
-            .worker_exited(&exit.session_id, exit.pid, exit.reason, exit.clean)
-            .await
-        {
-            tracing::error!(%err, "could not report a browser exit");
+        let span = telemetry::session_span(&exit.session_id);
+        async {
+            tracing::warn!(pid = exit.pid, reason = %exit.reason, "browser exited");
+            if let Err(err) = self
+                .ingress
+                .worker_exited(&exit.session_id, exit.pid, exit.reason, exit.clean)
+                .await
+            {
+                tracing::error!(%err, "could not report a browser exit");
+            }
         }
+        .instrument(span)
+        .await
     }
 
     /// Runs until `stop`: watches browsers as they launch, reports exits as they happen,

@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionId, SessionRecord, SessionStatus};
+use crate::telemetry;
 
 /// How often the sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -80,12 +82,21 @@ async fn sweep(ingress: &Ingress, node: &str, retention_ms: u64) -> Result<Plan,
         retention_ms,
     });
     for holder in &plan.repair {
-        tracing::warn!(session_id = %holder, "repairing a session an invocation left half done");
         match SessionId::parse(holder) {
-            Ok(id) => ingress.repair(&id).await?,
+            Ok(id) => {
+                async {
+                    tracing::warn!("repairing a session an invocation left half done");
+                    ingress.repair(&id).await
+                }
+                .instrument(telemetry::session_span(&id))
+                .await?
+            }
             // A slot held by something that is not a session id (only the Pool's state says
             // it): no `Session` object can be its key, so the slot is handed back directly.
-            Err(_) => ingress.release_slot(node, holder).await?,
+            Err(_) => {
+                tracing::warn!(holder = %holder, "handing back a slot no session holds");
+                ingress.release_slot(node, holder).await?
+            }
         }
     }
     for id in plan

@@ -8,6 +8,7 @@ use restate_sdk::context::RunRetryPolicy;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::host::{Claim, HostError, HostErrorKind, LaunchSpec};
 use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
@@ -17,6 +18,7 @@ use crate::protocol::session::{
     MAX_TIMEOUT_MS, RECORD_KEY, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
 use crate::protocol::steel::SessionContext;
+use crate::telemetry;
 
 /// Input of `Session/create`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,7 +103,7 @@ impl SessionObject {
         match claimed {
             Ok(Json(worker)) => Ok(Some(worker)),
             Err(err) => {
-                tracing::warn!(session_id = %rec.id, error = %err.message(), "a warm browser was unusable; launching cold");
+                tracing::warn!(error = %err.message(), "a warm browser was unusable; launching cold");
                 // Out of the pool's state already: the reaper stops what is left of it.
                 warm::stop(ctx, &self.deps, entry.worker).await;
                 Ok(None)
@@ -117,134 +119,154 @@ impl SessionObject {
         ctx: ObjectContext<'_>,
         cmd: Json<CreateCommand>,
     ) -> HandlerResult<Json<SessionRecord>> {
-        if let Some(Json(existing)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
-            return Ok(Json(existing));
-        }
-        // The key names the session's dir: only a UUID may become one.
-        let id = SessionId::parse(ctx.key())
-            .map_err(|message| TerminalError::new_with_code(CODE_BAD_INPUT, message))?;
-        // Input past a bound (a timer too far out, say) would fail on every retry while the
-        // object is held: refuse it before anything is taken.
-        if let Err(message) = cmd.0.options.check() {
-            return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
-        }
-        let node = self.deps.node.clone();
-        // A create that may wait parks on an awakeable the Pool resolves when a slot is its.
-        let (awakeable_id, slot) = if cmd.0.wait && self.deps.max_queue > 0 {
-            let (awakeable_id, slot) = ctx.awakeable::<bool>();
-            (Some(awakeable_id), Some(slot))
-        } else {
-            (None, None)
-        };
-        let acquired = ctx
-            .object_client::<PoolObjectClient<'_>>(node.clone())
-            .acquire(Json(AcquireRequest {
-                session_id: id.to_string(),
-                awakeable_id,
-            }))
-            .call()
-            .await?;
-        match (acquired.0, slot) {
-            (Acquired::Granted, _) => {}
-            (Acquired::Queued, Some(slot)) => {
-                slot.await?;
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            if let Some(Json(existing)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
+                return Ok(Json(existing));
             }
-            (Acquired::Queued | Acquired::Full, _) => {
-                return Err(TerminalError::new_with_code(
-                    CODE_AT_CAPACITY,
-                    format!(
-                        "at capacity: all {} session slots are in use{}",
-                        self.deps.max_sessions,
-                        if cmd.0.wait && self.deps.max_queue > 0 {
-                            format!(" and {} creates are waiting", self.deps.max_queue)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                )
-                .into());
+            // The key names the session's dir: only a UUID may become one.
+            let id = SessionId::parse(ctx.key())
+                .map_err(|message| TerminalError::new_with_code(CODE_BAD_INPUT, message))?;
+            // Input past a bound (a timer too far out, say) would fail on every retry while the
+            // object is held: refuse it before anything is taken.
+            if let Err(message) = cmd.0.options.check() {
+                return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
             }
-        }
-        let created_at_ms = clock(&ctx).await?;
-        let mut rec = SessionRecord {
-            id: id.clone(),
-            status: SessionStatus::Starting,
-            node,
-            created_at_ms,
-            ended_at_ms: None,
-            options: cmd.0.options.clone(),
-            worker: None,
-            reason: None,
-            proxy_bytes: None,
-            refused: false,
-        };
-        ctx.set(RECORD_KEY, Json(rec.clone()));
-
-        // The session holds a slot from here: whatever goes wrong ends it `failed` with its
-        // reason and its slot freed, never an invocation failing with it left `starting`.
-        match self.start_browser(&ctx, &rec, cmd.0.context).await {
-            Ok(worker) => {
-                rec.worker = Some(worker);
-                rec.status = SessionStatus::Live;
-                ctx.set(RECORD_KEY, Json(rec.clone()));
-                if rec.options.timeout_ms > 0 {
-                    ctx.object_client::<SessionObjectClient<'_>>(id.to_string())
-                        .expire()
-                        .send_after(Duration::from_millis(
-                            rec.options.timeout_ms.min(MAX_TIMEOUT_MS),
-                        ));
+            let node = self.deps.node.clone();
+            // A create that may wait parks on an awakeable the Pool resolves when a slot is its.
+            let (awakeable_id, slot) = if cmd.0.wait && self.deps.max_queue > 0 {
+                let (awakeable_id, slot) = ctx.awakeable::<bool>();
+                (Some(awakeable_id), Some(slot))
+            } else {
+                (None, None)
+            };
+            let acquired = ctx
+                .object_client::<PoolObjectClient<'_>>(node.clone())
+                .acquire(Json(AcquireRequest {
+                    session_id: id.to_string(),
+                    awakeable_id,
+                }))
+                .call()
+                .await?;
+            match (acquired.0, slot) {
+                (Acquired::Granted, _) => {}
+                (Acquired::Queued, Some(slot)) => {
+                    slot.await?;
                 }
-                Ok(Json(rec))
+                (Acquired::Queued | Acquired::Full, _) => {
+                    return Err(TerminalError::new_with_code(
+                        CODE_AT_CAPACITY,
+                        format!(
+                            "at capacity: all {} session slots are in use{}",
+                            self.deps.max_sessions,
+                            if cmd.0.wait && self.deps.max_queue > 0 {
+                                format!(" and {} creates are waiting", self.deps.max_queue)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    )
+                    .into());
+                }
             }
-            Err(failure) => {
-                rec.refused = failure.refused;
-                Ok(Json(
-                    self.finish(&ctx, rec, SessionStatus::Failed, failure.reason)
-                        .await?,
-                ))
+            let created_at_ms = clock(&ctx).await?;
+            let mut rec = SessionRecord {
+                id: id.clone(),
+                status: SessionStatus::Starting,
+                node,
+                created_at_ms,
+                ended_at_ms: None,
+                options: cmd.0.options.clone(),
+                worker: None,
+                reason: None,
+                proxy_bytes: None,
+                refused: false,
+            };
+            ctx.set(RECORD_KEY, Json(rec.clone()));
+
+            // The session holds a slot from here: whatever goes wrong ends it `failed` with its
+            // reason and its slot freed, never an invocation failing with it left `starting`.
+            match self.start_browser(&ctx, &rec, cmd.0.context).await {
+                Ok(worker) => {
+                    rec.worker = Some(worker);
+                    rec.status = SessionStatus::Live;
+                    ctx.set(RECORD_KEY, Json(rec.clone()));
+                    if rec.options.timeout_ms > 0 {
+                        ctx.object_client::<SessionObjectClient<'_>>(id.to_string())
+                            .expire()
+                            .send_after(Duration::from_millis(
+                                rec.options.timeout_ms.min(MAX_TIMEOUT_MS),
+                            ));
+                    }
+                    Ok(Json(rec))
+                }
+                Err(failure) => {
+                    rec.refused = failure.refused;
+                    Ok(Json(
+                        self.finish(&ctx, rec, SessionStatus::Failed, failure.reason)
+                            .await?,
+                    ))
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// Ends the session on request: browser stopped, dir removed, slot returned. Idempotent.
     #[handler(name = "release")]
     async fn release(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
-        let rec = load(&ctx).await?;
-        if rec.status.is_final() {
-            return Ok(Json(rec));
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let rec = load(&ctx).await?;
+            if rec.status.is_final() {
+                return Ok(Json(rec));
+            }
+            Ok(Json(
+                self.finish(&ctx, rec, SessionStatus::Released, "released".into())
+                    .await?,
+            ))
         }
-        Ok(Json(
-            self.finish(&ctx, rec, SessionStatus::Released, "released".into())
-                .await?,
-        ))
+        .instrument(span)
+        .await
     }
 
     /// Fired by the durable timer set at create; ends a session whose timeout passed.
     #[handler(name = "expire")]
     async fn expire(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
-        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
-            return Ok(());
-        };
-        if !rec.status.is_final() {
-            self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
-                .await?;
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+                return Ok(());
+            };
+            if !rec.status.is_final() {
+                self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
+                    .await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// Sent by the worker supervisor when the session had no CDP traffic for its
     /// `inactivityTimeout`.
     #[handler(name = "idle")]
     async fn idle(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
-        let rec = load(&ctx).await?;
-        if rec.status.is_final() {
-            return Ok(Json(rec));
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let rec = load(&ctx).await?;
+            if rec.status.is_final() {
+                return Ok(Json(rec));
+            }
+            let reason = "inactivity timeout".to_string();
+            Ok(Json(
+                self.finish(&ctx, rec, SessionStatus::Released, reason)
+                    .await?,
+            ))
         }
-        let reason = "inactivity timeout".to_string();
-        Ok(Json(
-            self.finish(&ctx, rec, SessionStatus::Released, reason)
-                .await?,
-        ))
+        .instrument(span)
+        .await
     }
 
     /// Reported by the worker supervisor when the session's browser died or was not found
@@ -255,19 +277,24 @@ impl SessionObject {
         ctx: ObjectContext<'_>,
         exit: Json<WorkerExited>,
     ) -> HandlerResult<()> {
-        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
-            return Ok(());
-        };
-        let same_browser = rec.worker.as_ref().is_some_and(|w| w.pid == exit.0.pid);
-        if !rec.status.is_final() && same_browser {
-            let status = if exit.0.clean {
-                SessionStatus::Released
-            } else {
-                SessionStatus::Failed
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+                return Ok(());
             };
-            self.finish(&ctx, rec, status, exit.0.reason).await?;
+            let same_browser = rec.worker.as_ref().is_some_and(|w| w.pid == exit.0.pid);
+            if !rec.status.is_final() && same_browser {
+                let status = if exit.0.clean {
+                    SessionStatus::Released
+                } else {
+                    SessionStatus::Failed
+                };
+                self.finish(&ctx, rec, status, exit.0.reason).await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// Sent by the daemon's sweep for a session that a killed invocation (Restate gave up on
@@ -278,64 +305,79 @@ impl SessionObject {
     /// returned. Anything else is left as it is.
     #[handler(name = "repair")]
     async fn repair(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
-        let id = ctx.key().to_string();
-        let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
-            // Its create was killed before it wrote a record: at most a slot to return.
-            ctx.object_client::<PoolObjectClient<'_>>(self.deps.node.clone())
-                .release(id)
-                .call()
-                .await?;
-            return Ok(());
-        };
-        match rec.status {
-            SessionStatus::Starting | SessionStatus::Releasing => {
-                let what = match rec.status {
-                    SessionStatus::Starting => "start",
-                    _ => "release",
-                };
-                tracing::warn!(session_id = %id, "abandoning a session whose {what} was given up");
-                let reason = format!(
-                    "abandoned: its {what} failed and was given up after repeated retries \
-                     (see the daemon log)"
-                );
-                self.finish(&ctx, rec, SessionStatus::Failed, reason)
-                    .await?;
-            }
-            SessionStatus::Live => {
-                let now = clock(&ctx).await?;
-                if rec.time_left_ms(now) == Some(0) {
-                    self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
-                        .await?;
-                }
-            }
-            SessionStatus::Released | SessionStatus::Failed => {
-                ctx.object_client::<PoolObjectClient<'_>>(rec.node)
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let id = ctx.key().to_string();
+            let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+                // Its create was killed before it wrote a record: at most a slot to return.
+                ctx.object_client::<PoolObjectClient<'_>>(self.deps.node.clone())
                     .release(id)
                     .call()
                     .await?;
+                return Ok(());
+            };
+            match rec.status {
+                SessionStatus::Starting | SessionStatus::Releasing => {
+                    let what = match rec.status {
+                        SessionStatus::Starting => "start",
+                        _ => "release",
+                    };
+                    tracing::warn!("abandoning a session whose {what} was given up");
+                    let reason = format!(
+                        "abandoned: its {what} failed and was given up after repeated retries \
+                         (see the daemon log)"
+                    );
+                    self.finish(&ctx, rec, SessionStatus::Failed, reason)
+                        .await?;
+                }
+                SessionStatus::Live => {
+                    let now = clock(&ctx).await?;
+                    if rec.time_left_ms(now) == Some(0) {
+                        self.finish(&ctx, rec, SessionStatus::Released, "timeout".into())
+                            .await?;
+                    }
+                }
+                SessionStatus::Released | SessionStatus::Failed => {
+                    ctx.object_client::<PoolObjectClient<'_>>(rec.node)
+                        .release(id)
+                        .call()
+                        .await?;
+                }
             }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// Fired a retention period after the session ended: clears its record.
     #[handler(name = "forget")]
     async fn forget(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
-        if let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await?
-            && rec.status.is_final()
-        {
-            ctx.clear_all();
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            if let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await?
+                && rec.status.is_final()
+            {
+                ctx.clear_all();
+            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// The session's record; 404 for an id never created (or cleared after retention).
     #[handler(name = "get")]
     async fn get(&self, ctx: SharedObjectContext<'_>) -> HandlerResult<Json<SessionRecord>> {
-        match ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
-            Some(rec) => Ok(rec),
-            None => Err(not_found(ctx.key())),
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            match ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
+                Some(rec) => Ok(rec),
+                None => Err(not_found(ctx.key())),
+            }
         }
+        .instrument(span)
+        .await
     }
 }
 
@@ -409,7 +451,7 @@ impl SessionObject {
         match stopped {
             Ok(Json(proxy_bytes)) => rec.proxy_bytes = proxy_bytes,
             Err(err) => {
-                tracing::error!(session_id = %rec.id, error = %err.message(), "stopping a browser failed for good");
+                tracing::error!(error = %err.message(), "stopping a browser failed for good");
                 status = SessionStatus::Failed;
                 reason = format!("{reason}; stopping its browser failed: {}", err.message());
             }
@@ -420,7 +462,7 @@ impl SessionObject {
             .call()
             .await
         {
-            tracing::error!(session_id = %rec.id, error = %err.message(), "returning a slot failed");
+            tracing::error!(error = %err.message(), "returning a slot failed");
             reason = format!("{reason}; returning its slot failed: {}", err.message());
         }
         rec.ended_at_ms = Some(clock(ctx).await?);

@@ -12,11 +12,13 @@ use std::time::Duration;
 use restate_sdk::context::RunRetryPolicy;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::host::LaunchSpec;
 use crate::orchestrator::Deps;
 use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed};
 use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
+use crate::telemetry;
 
 const READY: &str = "ready";
 const FILLING: &str = "filling";
@@ -97,7 +99,8 @@ impl WarmObject {
         ctx.set(READY, Json(ready));
         ctx.set(FILLING, Json(filling));
         for entry in extra {
-            stop(&ctx, &self.deps, entry.worker).await;
+            let span = telemetry::warm_span(&entry.id);
+            stop(&ctx, &self.deps, entry.worker).instrument(span).await;
         }
         Ok(())
     }
@@ -106,17 +109,22 @@ impl WarmObject {
     #[handler(name = "add")]
     async fn add(&self, ctx: ObjectContext<'_>, entry: Json<WarmEntry>) -> HandlerResult<()> {
         let entry = entry.0;
-        let mut filling = load::<String>(&ctx, FILLING).await?;
-        filling.retain(|id| *id != entry.id);
-        ctx.set(FILLING, Json(filling));
-        let mut ready = load::<WarmEntry>(&ctx, READY).await?;
-        if ready.len() < self.deps.warm as usize {
-            ready.push(entry);
-            ctx.set(READY, Json(ready));
-        } else {
-            stop(&ctx, &self.deps, entry.worker).await;
+        let span = telemetry::warm_span(&entry.id);
+        async {
+            let mut filling = load::<String>(&ctx, FILLING).await?;
+            filling.retain(|id| *id != entry.id);
+            ctx.set(FILLING, Json(filling));
+            let mut ready = load::<WarmEntry>(&ctx, READY).await?;
+            if ready.len() < self.deps.warm as usize {
+                ready.push(entry);
+                ctx.set(READY, Json(ready));
+            } else {
+                stop(&ctx, &self.deps, entry.worker).await;
+            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// A launch failed for good: forget it, and try again a little later.
@@ -140,7 +148,8 @@ impl WarmObject {
             // commits, which may be after the stop: a reader can still see it for a moment.
             let entry = ready.remove(i);
             ctx.set(READY, Json(ready));
-            stop(&ctx, &self.deps, entry.worker).await;
+            let span = telemetry::warm_span(&entry.id);
+            stop(&ctx, &self.deps, entry.worker).instrument(span).await;
             ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
                 .fill()
                 .send();
@@ -154,7 +163,10 @@ impl WarmObject {
         let ready = load::<WarmEntry>(&ctx, READY).await?;
         ctx.set(READY, Json(Vec::<WarmEntry>::new()));
         for entry in &ready {
-            stop(&ctx, &self.deps, entry.worker.clone()).await;
+            let span = telemetry::warm_span(&entry.id);
+            stop(&ctx, &self.deps, entry.worker.clone())
+                .instrument(span)
+                .await;
         }
         Ok(Json(ready.len() as u32))
     }
@@ -189,45 +201,51 @@ impl WarmLauncherService {
     #[handler(name = "launch")]
     async fn launch(&self, ctx: Context<'_>, req: Json<LaunchRequest>) -> HandlerResult<()> {
         let LaunchRequest { node, id } = req.0;
-        // The id names the browser's dir: only a UUID may become one.
-        let Ok(session_id) = SessionId::parse(&id) else {
-            return Err(
-                TerminalError::new(format!("warm browser id must be a UUID, got {id:?}")).into(),
-            );
-        };
-        let host = Arc::clone(&self.deps.host);
-        let spec = LaunchSpec {
-            session_id,
-            options: SessionOptions::default(),
-            context: None,
-            warm: true,
-        };
-        let stopping = self.deps.stopping.clone();
-        let launched = ctx
-            .run(|| async move {
-                let launched = host.launch(spec);
-                bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
-                    .await
-                    .map(Json)
-            })
-            .name("launch_chromium")
-            .retry_policy(
-                RunRetryPolicy::default()
-                    .initial_delay(Duration::from_millis(500))
-                    .max_attempts(3),
-            )
-            .await;
-        let warm = ctx.object_client::<WarmObjectClient<'_>>(node);
-        match launched {
-            Ok(Json(worker)) => {
-                warm.add(Json(WarmEntry { id, worker })).send();
+        let span = telemetry::warm_span(&id);
+        async move {
+            // The id names the browser's dir: only a UUID may become one.
+            let Ok(session_id) = SessionId::parse(&id) else {
+                return Err(TerminalError::new(format!(
+                    "warm browser id must be a UUID, got {id:?}"
+                ))
+                .into());
+            };
+            let host = Arc::clone(&self.deps.host);
+            let spec = LaunchSpec {
+                session_id,
+                options: SessionOptions::default(),
+                context: None,
+                warm: true,
+            };
+            let stopping = self.deps.stopping.clone();
+            let launched = ctx
+                .run(|| async move {
+                    let launched = host.launch(spec);
+                    bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
+                        .await
+                        .map(Json)
+                })
+                .name("launch_chromium")
+                .retry_policy(
+                    RunRetryPolicy::default()
+                        .initial_delay(Duration::from_millis(500))
+                        .max_attempts(3),
+                )
+                .await;
+            let warm = ctx.object_client::<WarmObjectClient<'_>>(node);
+            match launched {
+                Ok(Json(worker)) => {
+                    warm.add(Json(WarmEntry { id, worker })).send();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.message(), "a warm browser failed to launch");
+                    warm.failed(id).send();
+                }
             }
-            Err(err) => {
-                tracing::warn!(warm_id = %id, error = %err.message(), "a warm browser failed to launch");
-                warm.failed(id).send();
-            }
+            Ok(())
         }
-        Ok(())
+        .instrument(span)
+        .await
     }
 }
 

@@ -380,26 +380,37 @@ pub fn cdp_browser_version(url: &str) -> String {
 }
 
 /// Fails at once, with the install command, when Chromium or restate-server is missing.
-fn check_prerequisites() {
-    let chromium = std::env::var_os("BRO_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+pub fn check_prerequisites() {
+    let chromium = chromium_path();
     assert!(
         chromium.exists(),
         "Chromium is not installed ({}): run ./install.sh --no-bro",
         chromium.display()
     );
-    let restate = std::env::var_os("BRO_RESTATE_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
-        data.join("bro/restate-server/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server")
-    });
+    let restate = restate_server_path();
     assert!(
         restate.exists(),
         "restate-server is not installed ({}): run ./install.sh --no-bro",
         restate.display()
     );
+}
+
+/// The Chromium the tests use: `BRO_CHROMIUM`, else Debian's.
+pub fn chromium_path() -> PathBuf {
+    std::env::var_os("BRO_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// The restate-server the tests use: `BRO_RESTATE_SERVER`, else the one `install.sh` puts in
+/// the user's data dir.
+pub fn restate_server_path() -> PathBuf {
+    std::env::var_os("BRO_RESTATE_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".local/share"));
+        data.join("bro/restate-server/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server")
+    })
 }
 
 static VENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -15,6 +15,7 @@ mod daemon;
 mod files;
 mod health;
 mod hostile;
+mod in_process;
 mod private;
 mod proxy;
 mod queue;
