@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Record};
 use tracing::{Event, Id, Metadata, Span, Subscriber};
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,7 +23,7 @@ pub fn init(default: &str) {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(ReplayAware))
+        .with(fmt.with_filter(filter.and(ReplayAware)))
         .try_init();
 }
 
@@ -47,14 +48,18 @@ pub fn warm_span(id: &dyn Display) -> Span {
 /// Drops events logged while a Restate handler replays its journal, so a retried invocation
 /// does not log again what its first attempts logged.
 ///
-/// The SDK's own `restate_sdk::filter::ReplayAwareFilter` reads the flag on its root span
-/// (`restate_sdk_endpoint_handle`) only; but the SDK records the flag on `Span::current()`,
-/// which inside a handler is the [`session_span`] around its body, so the root keeps a stale
-/// value. Here the nearest span that carries the flag decides, and a span that declares the
-/// field starts with its parent's value.
+/// The SDK records its replay flag on `Span::current()`: on its root span
+/// (`restate_sdk_endpoint_handle`) as an attempt starts replaying, and, once the handler's body
+/// runs inside a [`session_span`], on that span when the replay ends. Its own
+/// `ReplayAwareFilter` reads the root only, which then keeps a stale `true` and drops every
+/// new line. Here there is one flag per invocation, kept on the root span: a record of the
+/// field on any span inside it sets that flag, and every event inside it reads that flag.
 pub struct ReplayAware;
 
-/// Whether a span's handler is replaying, kept in the span's extensions.
+/// The name of the span the SDK opens around one attempt of an invocation.
+const ATTEMPT_SPAN: &str = "restate_sdk_endpoint_handle";
+
+/// Whether an attempt is replaying, kept in its root span's extensions.
 struct Replaying(bool);
 
 /// Reads the replay field from a span's values, if they set it.
@@ -75,41 +80,57 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Filter<S> for ReplayAware {
         true
     }
 
+    fn callsite_enabled(&self, _meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        // Decided per event, never per callsite: the level is left to the other filter.
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
     fn event_enabled(&self, event: &Event<'_>, cx: &Context<'_, S>) -> bool {
         let Some(scope) = cx.event_scope(event) else {
             return true;
         };
         for span in scope {
-            if let Some(replaying) = span.extensions().get::<Replaying>() {
-                return !replaying.0;
+            if span.name() == ATTEMPT_SPAN {
+                return !span.extensions().get::<Replaying>().is_some_and(|r| r.0);
             }
         }
         true
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, cx: Context<'_, S>) {
-        let Some(span) = cx.span(id) else {
-            return;
-        };
-        if span.metadata().fields().field(REPLAYING).is_none() {
-            return;
-        }
         let mut visitor = ReplayVisitor(None);
         attrs.record(&mut visitor);
-        let replaying = visitor.0.unwrap_or_else(|| {
-            span.scope()
-                .skip(1)
-                .find_map(|s| s.extensions().get::<Replaying>().map(|r| r.0))
-                .unwrap_or(false)
-        });
-        span.extensions_mut().replace(Replaying(replaying));
+        if let Some(replaying) = visitor.0 {
+            self.set(id, replaying, &cx);
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, cx: Context<'_, S>) {
         let mut visitor = ReplayVisitor(None);
         values.record(&mut visitor);
-        if let (Some(replaying), Some(span)) = (visitor.0, cx.span(id)) {
-            span.extensions_mut().replace(Replaying(replaying));
+        if let Some(replaying) = visitor.0 {
+            self.set(id, replaying, &cx);
+        }
+    }
+}
+
+impl ReplayAware {
+    /// Sets the flag of the attempt span `id` is in (or is).
+    fn set<S: Subscriber + for<'a> LookupSpan<'a>>(
+        &self,
+        id: &Id,
+        replaying: bool,
+        cx: &Context<'_, S>,
+    ) {
+        let Some(span) = cx.span(id) else {
+            return;
+        };
+        if let Some(attempt) = span.scope().find(|s| s.name() == ATTEMPT_SPAN) {
+            attempt.extensions_mut().replace(Replaying(replaying));
         }
     }
 }
@@ -149,10 +170,8 @@ mod tests {
             .with_writer(move || lines.clone())
             .with_target(false)
             .with_ansi(false);
-        tracing_subscriber::registry().with(
-            fmt.with_filter(EnvFilter::new("info"))
-                .with_filter(ReplayAware),
-        )
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(EnvFilter::new("info").and(ReplayAware)))
     }
 
     /// One attempt of a handler the way the SDK runs it: its root span (replaying when the
@@ -216,6 +235,73 @@ mod tests {
             !lines.text().contains("after the launch"),
             "{}",
             lines.text()
+        );
+    }
+
+    /// A retried attempt that fails after its replay: the SDK's warning, logged in its root
+    /// span after the body, is new and kept.
+    #[test]
+    fn a_line_after_the_body_of_a_replayed_attempt_is_kept() {
+        let lines = Lines::default();
+        tracing::subscriber::with_default(subscriber(&lines), || {
+            let root = tracing::info_span!(
+                "restate_sdk_endpoint_handle",
+                "restate.sdk.is_replaying" = false
+            );
+            let _root = root.enter();
+            Span::current().record(REPLAYING, true);
+            {
+                let _session = session_span(&"s1").entered();
+                tracing::info!("replayed");
+                Span::current().record(REPLAYING, false);
+                tracing::info!("new in the body");
+            }
+            tracing::warn!("Error while processing handler");
+        });
+        let text = lines.text();
+        assert!(!text.contains("replayed"), "{text}");
+        assert!(text.contains("new in the body"), "{text}");
+        assert!(text.contains("Error while processing handler"), "{text}");
+    }
+
+    /// A handler that opens a span per browser: the replay ends inside the second, and the
+    /// third's lines are new.
+    #[test]
+    fn spans_opened_after_a_replay_ended_log() {
+        let lines = Lines::default();
+        tracing::subscriber::with_default(subscriber(&lines), || {
+            let root = tracing::info_span!(
+                "restate_sdk_endpoint_handle",
+                "restate.sdk.is_replaying" = false
+            );
+            let _root = root.enter();
+            Span::current().record(REPLAYING, true);
+            for (i, ends_here) in [(1, false), (2, true), (3, false)] {
+                let _warm = warm_span(&i).entered();
+                tracing::info!("browser {i} before");
+                if ends_here {
+                    Span::current().record(REPLAYING, false);
+                }
+                tracing::info!("browser {i} after");
+            }
+        });
+        let text = lines.text();
+        for gone in ["browser 1 before", "browser 1 after", "browser 2 before"] {
+            assert!(!text.contains(gone), "{gone}: {text}");
+        }
+        for kept in ["browser 2 after", "browser 3 before", "browser 3 after"] {
+            assert!(text.contains(kept), "{kept}: {text}");
+        }
+    }
+
+    /// The filter decides per event and leaves the level to `RUST_LOG`: debug and trace
+    /// callsites of the libraries stay off.
+    #[test]
+    fn the_level_stays_the_env_filters() {
+        let lines = Lines::default();
+        assert_eq!(
+            subscriber(&lines).max_level_hint(),
+            Some(tracing::level_filters::LevelFilter::INFO)
         );
     }
 

@@ -573,6 +573,14 @@ impl Ingress {
     fn client_error(&self, err: ClientError) -> IngressError {
         let reason = err.to_string();
         match err {
+            // Restate's own 404 (a service not registered, say) is not a session that is not
+            // there.
+            ClientError::Protocol { response, .. } if response.status().as_u16() == 404 => {
+                IngressError::Failed(format!(
+                    "restate: {}",
+                    String::from_utf8_lossy(response.body())
+                ))
+            }
             ClientError::Status { response, .. } | ClientError::Protocol { response, .. }
                 if !response.status().is_success() =>
             {

@@ -11,7 +11,7 @@ const MASK: &str = "***";
 
 /// `user:secret@host` → `user:***@host`, so proxy credentials never leave the daemon.
 ///
-/// Text `url` refuses keeps the cut it always had (up to the first `@` after `://`): error
+/// Text `url` refuses is cut up to the last `@` after `://`: error
 /// messages quote such text, and must not show its password either.
 pub fn redact_proxy(text: &str) -> String {
     let Ok(url) = Url::parse(text) else {
@@ -70,10 +70,11 @@ fn userinfo(text: &str) -> Option<Range<usize>> {
     Some(start..start + at)
 }
 
-/// The userinfo of text `url` refuses: after `://`, up to the first `@`.
+/// The userinfo of text `url` refuses: after `://`, up to the last `@` (so an `@` in a
+/// password never leaves part of it outside the cut; masking too much is the safe side).
 fn first_userinfo(text: &str) -> Option<Range<usize>> {
     let start = text.find("://")? + 3;
-    let at = text[start..].find('@')?;
+    let at = text[start..].rfind('@')?;
     Some(start..start + at)
 }
 

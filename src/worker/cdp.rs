@@ -42,6 +42,17 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// Events kept for later while a call waits for its answer.
 const MAX_BUFFERED_EVENTS: usize = 1000;
 
+/// Logs that events of `method` do not decode, once per method and daemon: a newer
+/// Chromium's event would otherwise log on every occurrence.
+fn warn_once(method: &str, err: &CdpError) {
+    static WARNED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.len() < 64 && warned.insert(method.to_string()) {
+        tracing::warn!(%err, "a CDP event did not decode (said once per method)");
+    }
+}
+
 /// Why a CDP call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CdpError {
@@ -83,7 +94,7 @@ impl Event {
             return None;
         }
         self.params::<E>()
-            .inspect_err(|err| tracing::warn!(%err, "a CDP event did not decode"))
+            .inspect_err(|err| warn_once(&self.method, err))
             .ok()
     }
 

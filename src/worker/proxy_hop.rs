@@ -27,6 +27,9 @@ use crate::pump::pump;
 
 /// Longest request head the hop reads before giving up on a connection.
 const MAX_HEAD: usize = 64 * 1024;
+/// Most headers in a request head the hop takes (Chromium sends about a dozen; a page's
+/// `fetch` may add its own): a bound on what one head costs to parse.
+const MAX_HEADERS: usize = 1024;
 
 /// File in the session dir naming the hop's port, so a restarted daemon reopens it there.
 const PORT_FILE: &str = "proxy-hop.json";
@@ -192,10 +195,35 @@ async fn relay(
 ) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let mut buf = Vec::with_capacity(4096);
+    // Where the search for the head's end goes on: each byte is looked at about once.
+    let mut scanned = 0;
     let (head_len, head) = loop {
-        match parse_head(&buf, upstream.authorization.as_deref()) {
+        // Blank lines before the request line are skipped (RFC 9112 §2.2), never kept.
+        let blank = buf
+            .iter()
+            .take_while(|&&b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if blank > 0 {
+            buf.drain(..blank);
+            scanned = 0;
+        }
+        let ended = head_ends(&buf, scanned);
+        scanned = buf.len();
+        let parsed = match ended {
+            true => parse_head(&buf, upstream.authorization.as_deref()),
+            false => Ok(None),
+        };
+        match parsed {
             Ok(Some(parsed)) => break parsed,
             Ok(None) => {}
+            Err(httparse::Error::TooManyHeaders) => {
+                client
+                    .write_all(
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+                    )
+                    .await?;
+                return Ok(());
+            }
             Err(err) => {
                 tracing::debug!(%err, "proxy hop: invalid request head");
                 client
@@ -254,6 +282,14 @@ fn counting(counter: &AtomicU64) -> impl FnMut(usize) + '_ {
     }
 }
 
+/// True when a blank line (the end of a head) is in `buf`, looking from a few bytes before
+/// `from` (a line end may have been cut between two reads).
+fn head_ends(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(3).min(buf.len());
+    let tail = &buf[start..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// Parses the request head at the start of `buf` with `httparse`: `Ok(None)` until its blank
 /// line has arrived, then its length and what goes upstream in its place. Without credentials
 /// that is the head as the browser sent it.
@@ -261,10 +297,10 @@ fn parse_head(
     buf: &[u8],
     authorization: Option<&str>,
 ) -> Result<Option<(usize, Vec<u8>)>, httparse::Error> {
-    // Every header starts after a line end, so this many always suffice: the hop keeps no
-    // header count limit, only `MAX_HEAD`.
+    // Every header starts after a line end, so this many suffice for a head within
+    // `MAX_HEADERS`; one with more is refused (`TooManyHeaders`).
     let lines = buf.iter().filter(|&&b| b == b'\n').count();
-    let mut headers = vec![httparse::EMPTY_HEADER; lines];
+    let mut headers = vec![httparse::EMPTY_HEADER; lines.min(MAX_HEADERS)];
     let mut request = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(len) = request.parse(buf)? else {
         return Ok(None);
@@ -323,6 +359,26 @@ mod tests {
         let (len, out) = parse_head(head, authorization).unwrap().unwrap();
         assert_eq!(len, head.len());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_across_reads_and_too_many_headers_are_refused() {
+        let head = b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n";
+        for cut in 0..head.len() {
+            // What was scanned up to `cut`, then the rest arrived.
+            assert!(!head_ends(&head[..cut], 0), "{cut}");
+            assert!(head_ends(head, cut), "{cut}");
+        }
+        assert!(head_ends(b"GET / HTTP/1.1\nHost: a\n\n", 0));
+        let mut many = b"GET http://a/ HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parse_head(&many, Some("Basic x")),
+            Err(httparse::Error::TooManyHeaders)
+        );
     }
 
     #[test]
@@ -396,9 +452,9 @@ mod tests {
         ] {
             assert!(parse_head(invalid, Some("Basic x")).is_err(), "{invalid:?}");
         }
-        // Any number of headers fits, within `MAX_HEAD`.
+        // Up to `MAX_HEADERS` headers fit.
         let mut many = b"GET http://a.test/ HTTP/1.1\r\n".to_vec();
-        for i in 0..2000 {
+        for i in 0..MAX_HEADERS {
             many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
