@@ -230,7 +230,9 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// the session's is killed. Returns the bytes its proxy hop carried, if it had one.
     fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>>;
 
-    /// True when the browser runs (same pid and start time) and answers CDP within `timeout`.
+    /// True when the browser's CDP endpoint answers within `timeout`. No process check: a
+    /// caller that needs one pairs it with [`WorkerHost::alive`] (the supervisor checks both
+    /// for every browser twice a second, so neither does the other's work).
     fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool>;
 
     /// True when the browser's process runs (same pid and start time); no CDP call.

@@ -238,18 +238,23 @@ mod tests {
         );
     }
 
+    /// The SDK's span of an attempt that starts by replaying its journal.
+    fn replaying_attempt() -> Span {
+        let root = tracing::info_span!(
+            "restate_sdk_endpoint_handle",
+            "restate.sdk.is_replaying" = false
+        );
+        root.record(REPLAYING, true);
+        root
+    }
+
     /// A retried attempt that fails after its replay: the SDK's warning, logged in its root
     /// span after the body, is new and kept.
     #[test]
     fn a_line_after_the_body_of_a_replayed_attempt_is_kept() {
         let lines = Lines::default();
         tracing::subscriber::with_default(subscriber(&lines), || {
-            let root = tracing::info_span!(
-                "restate_sdk_endpoint_handle",
-                "restate.sdk.is_replaying" = false
-            );
-            let _root = root.enter();
-            Span::current().record(REPLAYING, true);
+            let _root = replaying_attempt().entered();
             {
                 let _session = session_span(&"s1").entered();
                 tracing::info!("replayed");
@@ -270,12 +275,7 @@ mod tests {
     fn spans_opened_after_a_replay_ended_log() {
         let lines = Lines::default();
         tracing::subscriber::with_default(subscriber(&lines), || {
-            let root = tracing::info_span!(
-                "restate_sdk_endpoint_handle",
-                "restate.sdk.is_replaying" = false
-            );
-            let _root = root.enter();
-            Span::current().record(REPLAYING, true);
+            let _root = replaying_attempt().entered();
             for (i, ends_here) in [(1, false), (2, true), (3, false)] {
                 let _warm = warm_span(&i).entered();
                 tracing::info!("browser {i} before");

@@ -511,7 +511,7 @@ impl WorkerHost for LocalWorkerHost {
     }
 
     fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool> {
-        Box::pin(async move { self.answers(&worker, timeout).await })
+        Box::pin(async move { chromium::answers(&self.http, worker.port, timeout).await })
     }
 
     fn alive(&self, worker: &WorkerInfo) -> bool {

@@ -136,7 +136,9 @@ impl Supervisor {
             if self.watched.contains_key(&rec.id) {
                 continue;
             }
-            let adopted = match self.host.probe(worker.clone(), ADOPT_PROBE_TIMEOUT).await {
+            let runs = self.host.alive(worker)
+                && self.host.probe(worker.clone(), ADOPT_PROBE_TIMEOUT).await;
+            let adopted = match runs {
                 true => self
                     .host
                     .resume(worker.clone(), rec.options.clone())
