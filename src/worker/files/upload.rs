@@ -38,12 +38,24 @@ pub async fn receive(
     let mut next = body.next().await.transpose().map_err(cut_short)?;
     let id = uuid::Uuid::new_v4().to_string();
     let mut part = Partial::create(&dir, &id, &mut share).await?;
-    while let Some(chunk) = next {
-        share.take(chunk.len() as u64).await?;
-        part.write(&chunk).await?;
-        next = body.next().await.transpose().map_err(cut_short)?;
+    let written = async {
+        while let Some(chunk) = next {
+            share.take(chunk.len() as u64).await?;
+            part.write(&chunk).await?;
+            next = body.next().await.transpose().map_err(cut_short)?;
+        }
+        Ok(())
     }
-    part.keep().await?;
+    .await;
+    match written {
+        Ok(()) => part.keep().await?,
+        // Removed before the answer goes: a client that lists its files after a 413 must
+        // not see the refused upload's temporary file.
+        Err(err) => {
+            part.abandon().await;
+            return Err(err);
+        }
+    }
     Ok(id)
 }
 
@@ -318,6 +330,13 @@ impl Partial {
         self.path = PathBuf::new();
         Ok(())
     }
+
+    /// Ends the writing and removes the file, waiting for it.
+    async fn abandon(mut self) {
+        drop(self.file.take());
+        let path = std::mem::take(&mut self.path);
+        remove(path).await;
+    }
 }
 
 fn disk(err: io::Error) -> HostError {
@@ -397,8 +416,7 @@ mod tests {
             temp_path(&dir, "../../etc/passwd").unwrap_err().kind,
             HostErrorKind::BadInput
         );
-        // Removal on drop runs on a blocking thread: wait for it.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Every refusal above removed its file before it answered.
         let names: Vec<_> = files::list(&dir).into_iter().map(|e| e.path).collect();
         assert_eq!(names, ["d/x.txt"]);
         assert_eq!(files::usage(&dir), 4);
