@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod host;
+pub mod node;
 pub mod orchestrator;
 pub mod output;
 pub mod paths;

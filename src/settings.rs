@@ -43,6 +43,28 @@ pub struct Settings {
     pub restate_ingress_url: Option<String>,
     /// Required from TCP clients when set.
     pub api_key: Option<Secret>,
+    /// This node's part in a cluster of nodes (`[cluster]` in `config.toml`); `None` on a
+    /// single machine.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The `[cluster]` table: the nodes that form one bro cluster on one Restate cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Restate's cluster name (`name`, default `bro`): the same on every node.
+    pub name: String,
+    /// Every node's address, this one's (`bind`) included; the first one provisions the
+    /// Restate cluster.
+    pub members: Vec<IpAddr>,
+    /// The file holding the cluster secret (0600, the same on every node).
+    pub secret_file: PathBuf,
+    /// The TCP port of each node's restate-server fabric, on its `bind` address (the same on
+    /// every node).
+    pub fabric_port: u16,
+    /// The loopback TCP port of each node's SDK endpoint (the same on every node: Restate
+    /// calls `http://127.0.0.1:<sdk_port>/` from whichever node leads a partition, which is
+    /// that node's own daemon).
+    pub sdk_port: u16,
 }
 
 /// A secret (the API key): kept out of `Debug` output, so no log line shows it.
@@ -131,6 +153,7 @@ impl Settings {
             restate_admin_url: over.restate_admin_url,
             restate_ingress_url: over.restate_ingress_url,
             api_key: over.api_key.or(file.api_key).map(Secret),
+            cluster: None,
         };
         settings.check()?;
         Ok(settings)

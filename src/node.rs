@@ -1,0 +1,2 @@
+//! What makes several bro nodes one cluster: the cluster secret (`secret`).
+pub mod secret;
