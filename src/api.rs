@@ -18,7 +18,8 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::cdp_proxy::Sockets;
-use crate::host::WorkerHost;
+use crate::host::{HostRouter, WorkerHost};
+use crate::orchestrator::cluster::{ClusterView, PlaceError};
 use crate::orchestrator::ingress::Ingress;
 
 pub use error::ApiError;
@@ -26,8 +27,17 @@ pub use error::ApiError;
 /// What every handler shares.
 pub struct AppState {
     pub ingress: Ingress,
-    /// The one door to the browsers: pages, context, previews, quick actions, files, usage.
-    pub host: Arc<dyn WorkerHost>,
+    /// The doors to the browsers (pages, context, previews, quick actions, files, usage):
+    /// this node's host, and in a cluster the remote hosts of the other nodes.
+    pub hosts: Arc<dyn HostRouter>,
+    /// This daemon's node name.
+    pub node: String,
+    /// The cluster as this daemon sees it (placement, other nodes' addresses); `None` on a
+    /// single machine.
+    pub cluster: Option<Arc<ClusterView>>,
+    /// The cluster secret: signs this node's calls to the others (a CDP connection spliced
+    /// to the owning node) and admits theirs.
+    pub node_secret: Option<crate::node::secret::ClusterSecret>,
     pub sockets: Arc<Sockets>,
     /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
     pub api_base: String,
@@ -40,6 +50,32 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
+}
+
+impl AppState {
+    /// The host of the node that owns a session (`rec.node`).
+    pub fn host_of(&self, node: &str) -> Result<Arc<dyn WorkerHost>, ApiError> {
+        Ok(self.hosts.of(node)?)
+    }
+
+    /// The node a new session goes to: the one the client named (`x-bro-node`), else, in a
+    /// cluster, the healthy node with the most free slots (see [`ClusterView::place`]).
+    pub fn place(&self, asked: Option<&str>) -> Result<String, ApiError> {
+        match &self.cluster {
+            Some(view) => view.place(asked, crate::now_ms()).map_err(|err| match err {
+                PlaceError::Unknown(_) => ApiError::BadRequest(err.to_string()),
+                PlaceError::Unhealthy(_) => ApiError::Unavailable(err.to_string()),
+            }),
+            None => match asked {
+                Some(node) if node != self.node => Err(ApiError::BadRequest(format!(
+                    "node {node:?} is not this node ({}), and this daemon runs alone (no \
+                     [cluster] in its config)",
+                    self.node
+                ))),
+                _ => Ok(self.node.clone()),
+            },
+        }
+    }
 }
 
 /// The router of the TCP port: steel routes and the CDP proxy.

@@ -32,6 +32,12 @@ const RESPONSE_HEADERS: [HeaderName; 5] = [
     header::SEC_WEBSOCKET_PROTOCOL,
 ];
 
+/// How long connecting to the upstream may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the upstream may take to answer the upgrade.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why an upgrade could not be proxied.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -41,11 +47,27 @@ pub enum ProxyError {
     Upstream(String),
 }
 
-/// The browser-level CDP target of one session.
+/// Where a CDP socket goes: the session's browser on this machine, or, in a cluster, the
+/// API of the node that owns the session (which splices it on to its browser).
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pub port: u16,
+    /// `ip:port` to connect to; also the `Host` sent.
+    pub addr: String,
+    /// Path (and query) of the upgrade request.
     pub ws_path: String,
+    /// Headers added to the upgrade request (the node-to-node signature).
+    pub headers: Vec<(HeaderName, http::HeaderValue)>,
+}
+
+impl Upstream {
+    /// The browser on this machine listening on `port`.
+    pub fn browser(port: u16, ws_path: String) -> Self {
+        Upstream {
+            addr: format!("127.0.0.1:{port}"),
+            ws_path,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// Proxied sockets per session: releasing a session closes them, and their traffic marks
@@ -120,8 +142,14 @@ pub async fn splice(
         return Err(ProxyError::NotUpgrade);
     }
     let upstream_err = |e: &dyn std::fmt::Display| ProxyError::Upstream(e.to_string());
-    let tcp = TcpStream::connect(("127.0.0.1", up.port))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(up.addr.as_str()))
         .await
+        .map_err(|_| {
+            ProxyError::Upstream(format!(
+                "no connection to {} within {CONNECT_TIMEOUT:?}",
+                up.addr
+            ))
+        })?
         .map_err(|e| upstream_err(&e))?;
     let _ = tcp.set_nodelay(true);
     let (mut sender, conn) =
@@ -131,22 +159,31 @@ pub async fn splice(
     tokio::spawn(conn.with_upgrades());
 
     let mut up_req = http::Request::get(&up.ws_path)
-        .header(header::HOST, format!("127.0.0.1:{}", up.port))
+        .header(header::HOST, up.addr.as_str())
         .header(header::UPGRADE, "websocket")
         .header(header::CONNECTION, "Upgrade");
+    for (name, value) in &up.headers {
+        up_req = up_req.header(name, value);
+    }
     for name in REQUEST_HEADERS {
         if let Some(value) = req.headers().get(&name) {
             up_req = up_req.header(name, value);
         }
     }
     let up_req = up_req.body(Empty::new()).map_err(|e| upstream_err(&e))?;
-    let mut up_resp = sender
-        .send_request(up_req)
+    let mut up_resp = tokio::time::timeout(HANDSHAKE_TIMEOUT, sender.send_request(up_req))
         .await
+        .map_err(|_| {
+            ProxyError::Upstream(format!(
+                "{} did not answer the upgrade within {HANDSHAKE_TIMEOUT:?}",
+                up.addr
+            ))
+        })?
         .map_err(|e| upstream_err(&e))?;
     if up_resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(ProxyError::Upstream(format!(
-            "browser answered {}",
+            "{} answered {}",
+            up.addr,
             up_resp.status()
         )));
     }

@@ -11,6 +11,7 @@
 //! 7. on SIGTERM or a shutdown request, the shutdown in reverse: release the sessions (unless
 //!    asked to keep them), stop serving, stop the browsers left, stop restate.
 
+pub mod cluster;
 pub mod identity;
 pub mod lifecycle;
 pub mod restate;
@@ -77,8 +78,16 @@ async fn run_inner(
     let restate = startup::restate(paths, settings, started).await?;
     let (orch, exits) =
         startup::orchestrator(paths, settings, pre.chromium.clone(), &restate, started).await?;
-    let mut background =
-        startup::recovery(paths, settings, &restate, &orch, exits, started).await?;
+    let mut background = startup::recovery(
+        paths,
+        settings,
+        &restate,
+        &orch,
+        exits,
+        started,
+        &pre.api_url(settings)?,
+    )
+    .await?;
     let api = startup::api(paths, settings, pre, &restate, &orch, started)?;
 
     stop.cancelled().await;

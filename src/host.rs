@@ -213,6 +213,36 @@ pub struct FileRead {
     pub body: ByteStream,
 }
 
+/// Finds the [`WorkerHost`] of a node: this daemon's own for its node, a remote one (which
+/// forwards each call to that node's daemon) for another node of the cluster.
+pub trait HostRouter: Send + Sync + 'static {
+    /// The host of `node`; an error when no node of that name is known here (retryable: a
+    /// node that just joined may not be known yet).
+    fn of(&self, node: &str) -> Result<std::sync::Arc<dyn WorkerHost>, HostError>;
+}
+
+/// The router of a single machine: one node, one host.
+pub struct OneNode {
+    pub node: String,
+    pub host: std::sync::Arc<dyn WorkerHost>,
+}
+
+impl HostRouter for OneNode {
+    fn of(&self, node: &str) -> Result<std::sync::Arc<dyn WorkerHost>, HostError> {
+        if node == self.node {
+            Ok(std::sync::Arc::clone(&self.host))
+        } else {
+            Err(HostError::new(
+                HostErrorKind::Permanent,
+                format!(
+                    "node {node} is not this node ({}), and this daemon runs alone (no [cluster] in its config)",
+                    self.node
+                ),
+            ))
+        }
+    }
+}
+
 /// Launches, stops and reaches into the browsers of one node. Launch and stop are idempotent
 /// per session id.
 pub trait WorkerHost: Send + Sync + 'static {

@@ -2,7 +2,9 @@
 //! one SDK [`Endpoint`]. Handlers are deterministic: clocks, process spawns, kills and file I/O
 //! run only inside `ctx.run`, through the [`WorkerHost`] seam.
 
+pub mod cluster;
 pub mod ingress;
+pub mod node;
 pub mod pool;
 pub mod session;
 pub mod warm;
@@ -16,11 +18,13 @@ use crate::protocol::session::SessionId;
 use restate_sdk::service::IntoServiceDefinition;
 use tokio_util::sync::CancellationToken;
 
-use crate::host::WorkerHost;
+use crate::host::HostRouter;
 
 /// What the services need from the daemon they run in.
 pub struct Deps {
-    pub host: Arc<dyn WorkerHost>,
+    /// The host of each node: this node's own, or a remote one that forwards to the node
+    /// owning a session (in a cluster, a handler runs on whichever daemon Restate calls).
+    pub hosts: Arc<dyn HostRouter>,
     /// This daemon's node name: its `Pool` key.
     pub node: String,
     /// Capacity of this node's `Pool`.
@@ -91,6 +95,13 @@ pub fn endpoint(deps: Arc<Deps>, identity_key: &str) -> anyhow::Result<Endpoint>
         )
         .bind(
             warm::WarmObject {
+                deps: Arc::clone(&deps),
+            }
+            .into_service_definition()
+            .options(retry_policy()),
+        )
+        .bind(
+            node::NodeObject {
                 deps: Arc::clone(&deps),
             }
             .into_service_definition()

@@ -87,8 +87,11 @@ async fn with_page(
             "delay must be at most {MAX_DELAY_MS} ms, got {delay}"
         )));
     }
-    let (worker, own_session) = match &req.session_id {
-        Some(id) => (live_worker(st, &parse_id(id)?).await?.1, None),
+    let (node, worker, own_session) = match &req.session_id {
+        Some(id) => {
+            let (rec, worker) = live_worker(st, &parse_id(id)?).await?;
+            (rec.node, worker, None)
+        }
         None => {
             let id = SessionId::random();
             let options = SessionOptions {
@@ -97,7 +100,11 @@ async fn with_page(
                 ..Default::default()
             };
             // Quick actions do not queue: a full node answers 429 at once.
-            let rec = match st.ingress.create(&id, options, None, None).await {
+            let rec = match st
+                .ingress
+                .create(&id, options, None, None, Some(st.place(None)?))
+                .await
+            {
                 Ok(rec) => rec,
                 Err(IngressError::Failed(reason) | IngressError::Refused(reason)) => {
                     return Err(ApiError::Internal(format!(
@@ -112,7 +119,7 @@ async fn with_page(
                     "the action's session failed: {reason}"
                 )));
             };
-            (worker, Some(id))
+            (rec.node, worker, Some(id))
         }
     };
     let work = PageWork {
@@ -122,10 +129,13 @@ async fn with_page(
     };
     // The page itself not loading (DNS, refused, TLS...) is about the URL the client gave,
     // not a fault of bro: 422. Anything else went wrong on bro's side: 502.
-    let result = st.host.act(worker, work).await.map_err(|e| match e.kind {
-        HostErrorKind::Refused => ApiError::Unprocessable(e.message),
-        _ => ApiError::BadGateway(e.message),
-    });
+    let result = match st.host_of(&node) {
+        Ok(host) => host.act(worker, work).await.map_err(|e| match e.kind {
+            HostErrorKind::Refused => ApiError::Unprocessable(e.message),
+            _ => ApiError::BadGateway(e.message),
+        }),
+        Err(err) => Err(err),
+    };
     if let Some(id) = &own_session
         && let Err(err) = st.ingress.release(id).await
     {

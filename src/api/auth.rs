@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, AppState};
+use crate::node::auth as node_auth;
 
 /// The shortest API key bro accepts: a key is the only thing between the TCP port and the
 /// browsers (and the files they can read), so `""` or `"abc"` must not count as one.
@@ -37,6 +38,16 @@ pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Ne
     };
     if req.uri().path() == "/v1/health" || presented_key(&req).is_some_and(|k| same(k, key)) {
         return next.run(req).await;
+    }
+    // Another node of the cluster, forwarding a client's request for a session of this node
+    // (a CDP socket, `/json/version`): its signature stands for the client's key, which that
+    // node checked.
+    if let Some(secret) = &st.node_secret {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let header = req.headers().get(node_auth::NODE_AUTH_HEADER);
+        if node_auth::verify(secret, req.method(), path, header, node_auth::unix_now()).is_ok() {
+            return next.run(req).await;
+        }
     }
     ApiError::Unauthorized("missing or wrong API key: send it in the steel-api-key header".into())
         .into_response()

@@ -15,8 +15,9 @@ use crate::api::sessions::{browser_failed, live_worker, not_found_for, parse_id}
 use crate::api::{ApiError, AppState};
 use crate::cdp_proxy::Sockets;
 use crate::cdp_proxy::{self, ProxyError, Upstream};
+use crate::node::auth as node_auth;
 use crate::orchestrator::SessionEvents;
-use crate::protocol::session::{SessionId, SessionStatus, WorkerInfo};
+use crate::protocol::session::{SessionId, SessionRecord, SessionStatus, WorkerInfo};
 use crate::protocol::steel::ErrorBody;
 
 /// `/json/version` and `/json/list` (each with and without the trailing slash Playwright adds).
@@ -42,15 +43,26 @@ pub async fn upgrade_or_not_found(State(st): State<Arc<AppState>>, req: Request)
 }
 
 async fn proxy(st: &AppState, req: Request) -> Result<Response, ApiError> {
-    let (id, worker) = live_target(st, req.uri()).await?;
-    // Page-level sockets (from `/json/list`) keep their path; everything else is the browser.
-    let ws_path = match req.uri().path() {
-        p if p.starts_with("/devtools/page/") => p.to_string(),
-        _ => worker.ws_path.clone(),
-    };
-    let up = Upstream {
-        port: worker.port,
-        ws_path,
+    let (id, rec, worker) = live_target(st, req.uri()).await?;
+    let page = req
+        .uri()
+        .path()
+        .starts_with("/devtools/page/")
+        .then(|| req.uri().path().to_string());
+    let up = if rec.node == st.node {
+        // Page-level sockets (from `/json/list`) keep their path; everything else is the
+        // browser.
+        Upstream::browser(worker.port, page.unwrap_or_else(|| worker.ws_path.clone()))
+    } else {
+        // Another node's session: its node splices the socket on to the browser; the bytes
+        // pass here untouched.
+        let path = format!("{}?sessionId={id}", page.as_deref().unwrap_or("/"));
+        let (addr, headers) = to_node(st, &rec.node, &path)?;
+        Upstream {
+            addr,
+            ws_path: path,
+            headers,
+        }
     };
     match cdp_proxy::splice(req, up, st.sockets.link(&id)).await {
         Ok(resp) => Ok(resp),
@@ -67,8 +79,8 @@ async fn version(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, worker) = live_target(&st, &uri).await?;
-    let mut v = match fetch(&st, &worker, "/json/version").await {
+    let (id, rec, worker) = live_target(&st, &uri).await?;
+    let mut v = match fetch(&st, &id, &rec, &worker, "/json/version").await {
         Ok(v) => v,
         Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
     };
@@ -83,8 +95,8 @@ async fn list(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, worker) = live_target(&st, &uri).await?;
-    let mut targets = match fetch(&st, &worker, "/json/list").await {
+    let (id, rec, worker) = live_target(&st, &uri).await?;
+    let mut targets = match fetch(&st, &id, &rec, &worker, "/json/list").await {
         Ok(v) => v,
         Err(e) => return Err(browser_failed(&st, &id, e.to_string()).await),
     };
@@ -98,17 +110,74 @@ async fn list(
     Ok(Json(targets))
 }
 
-async fn fetch(st: &AppState, worker: &WorkerInfo, path: &str) -> Result<Value, ApiError> {
+/// The browser's answer to `path`: from the browser itself, or, for another node's session,
+/// through that node's API (which asks its browser).
+async fn fetch(
+    st: &AppState,
+    id: &SessionId,
+    rec: &SessionRecord,
+    worker: &WorkerInfo,
+    path: &str,
+) -> Result<Value, ApiError> {
     let bad =
         |e: reqwest::Error| ApiError::BadGateway(format!("the browser did not answer {path}: {e}"));
-    st.http
-        .get(worker.devtools_url(path))
+    let req = if rec.node == st.node {
+        st.http.get(worker.devtools_url(path))
+    } else {
+        let path = format!("{path}?sessionId={id}");
+        let (addr, headers) = to_node(st, &rec.node, &path)?;
+        let mut req = st.http.get(format!("http://{addr}{path}"));
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req
+    };
+    let resp = req
+        .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
-        .map_err(bad)?
-        .json()
-        .await
-        .map_err(bad)
+        .map_err(bad)?;
+    if !resp.status().is_success() {
+        return Err(ApiError::BadGateway(format!(
+            "{path} answered {} for session {id}",
+            resp.status()
+        )));
+    }
+    resp.json().await.map_err(bad)
+}
+
+/// The `ip:port` of `node`'s API and the signature of a `GET path_and_query` to it.
+fn to_node(
+    st: &AppState,
+    node: &str,
+    path_and_query: &str,
+) -> Result<(String, Vec<(http::HeaderName, http::HeaderValue)>), ApiError> {
+    let unknown = || {
+        ApiError::Unavailable(format!(
+            "node {node} is not known here (no heartbeat of it seen)"
+        ))
+    };
+    let (Some(view), Some(secret)) = (&st.cluster, &st.node_secret) else {
+        return Err(unknown());
+    };
+    let api = view.api_of(node).ok_or_else(unknown)?;
+    let addr = api
+        .strip_prefix("http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+        .ok_or_else(unknown)?;
+    let auth = node_auth::sign(
+        secret,
+        &http::Method::GET,
+        path_and_query,
+        node_auth::unix_now(),
+    );
+    Ok((
+        addr,
+        vec![(
+            http::HeaderName::from_static(node_auth::NODE_AUTH_HEADER),
+            auth,
+        )],
+    ))
 }
 
 /// `ws://HOST{path}?sessionId=ID`, on the host the client used, keeping its `apiKey`.
@@ -140,11 +209,14 @@ impl SessionEvents for Sockets {
     }
 }
 
-/// The live session a CDP request is for, and its browser.
-async fn live_target(st: &AppState, uri: &Uri) -> Result<(SessionId, WorkerInfo), ApiError> {
+/// The live session a CDP request is for, its record and its browser.
+async fn live_target(
+    st: &AppState,
+    uri: &Uri,
+) -> Result<(SessionId, SessionRecord, WorkerInfo), ApiError> {
     let id = session_of(st, uri).await?;
-    let (_, worker) = live_worker(st, &id).await?;
-    Ok((id, worker))
+    let (rec, worker) = live_worker(st, &id).await?;
+    Ok((id, rec, worker))
 }
 
 /// The session a CDP request names, or steel-browser's fallback: the one live session.

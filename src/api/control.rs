@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, AppState};
+use crate::protocol::cluster::{ClusterStatus, NodeStatus};
 use crate::protocol::control::{
     DaemonStatus, Dashboard, JournalEntry, Preview, SessionRow, ShutdownRequest, ShutdownResponse,
     WorkerRow,
@@ -48,6 +49,7 @@ impl ControlState {
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/bro/v1/status", get(status))
+        .route("/bro/v1/cluster", get(cluster))
         .route("/bro/v1/dashboard", get(dashboard))
         .route("/bro/v1/shutdown", post(shutdown))
         .route("/bro/v1/sessions/{id}/preview", get(preview))
@@ -62,6 +64,54 @@ async fn status(State(st): State<Arc<AppState>>) -> Json<DaemonStatus> {
         .await
         .ok();
     Json(status)
+}
+
+/// `GET /bro/v1/cluster`: the nodes of the cluster as this node last read them (a single
+/// node answers with itself alone, `clustered: false`).
+async fn cluster(State(st): State<Arc<AppState>>) -> Result<Json<ClusterStatus>, ApiError> {
+    let now = crate::now_ms();
+    let Some(view) = &st.cluster else {
+        let status = st.control.status();
+        let pool = st
+            .ingress
+            .pool(&status.node, status.max_sessions, status.max_queue)
+            .await
+            .ok();
+        let node = NodeStatus {
+            name: st.node.clone(),
+            address: st.api_base.clone(),
+            healthy: pool.is_some(),
+            capacity: status.max_sessions,
+            used: pool.as_ref().map_or(0, |p| p.used),
+            queued: pool.as_ref().map_or(0, |p| p.queued.len() as u32),
+            last_seen_ms: 0,
+            restate: if pool.is_some() {
+                "alive"
+            } else {
+                "unreachable"
+            }
+            .into(),
+            this: true,
+        };
+        return Ok(Json(ClusterStatus {
+            clustered: false,
+            cluster: String::new(),
+            node: st.node.clone(),
+            members: Vec::new(),
+            nodes: vec![node],
+        }));
+    };
+    // Fresh figures when Restate answers; the last ones read otherwise.
+    if let Err(err) = view.refresh().await {
+        tracing::debug!(error = %err, "reading the cluster's state failed");
+    }
+    Ok(Json(ClusterStatus {
+        clustered: true,
+        cluster: view.name.clone(),
+        node: st.node.clone(),
+        members: view.members.clone(),
+        nodes: view.status(now),
+    }))
 }
 
 /// `GET /bro/v1/dashboard`: status, sessions with their browsers' figures, invocations.
@@ -81,13 +131,17 @@ async fn dashboard(State(st): State<Arc<AppState>>) -> Json<Dashboard> {
     let now = crate::now_ms();
     let warm = warm.map(|w| w.ready).unwrap_or_default();
     // Every browser's figures from one pass over /proc.
+    // Figures of this node's browsers only: another node's pids mean nothing here.
     let pids: Vec<u32> = records
         .iter()
-        .filter(|r| r.status == SessionStatus::Live)
+        .filter(|r| r.status == SessionStatus::Live && r.node == st.node)
         .filter_map(|r| r.worker.as_ref().map(|w| w.pid))
         .chain(warm.iter().map(|e| e.worker.pid))
         .collect();
-    let usage = st.host.usage(pids).await;
+    let usage = match st.host_of(&st.node) {
+        Ok(host) => host.usage(pids).await,
+        Err(_) => Default::default(),
+    };
     let usage_of = |pid: u32| {
         let u = usage.get(&pid).copied().unwrap_or_default();
         (u.mem_kib, u.cpu_ticks, u.processes)
@@ -178,7 +232,8 @@ async fn preview(
         (status, _) => return Err(ApiError::NotFound(format!("session {id} is {status}"))),
     };
     let width = q.width.unwrap_or(640).clamp(64, 1920);
-    tokio::time::timeout(Duration::from_secs(5), st.host.preview(worker, width))
+    let host = st.host_of(&rec.node)?;
+    tokio::time::timeout(Duration::from_secs(5), host.preview(worker, width))
         .await
         .map_err(|_| ApiError::BadGateway("the browser did not answer within 5 s".into()))?
         .map(Json)

@@ -29,6 +29,7 @@ use axum::{Json, Router};
 
 use crate::api::sessions::{live_worker, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::host::WorkerHost;
 use crate::host::{FileEntry, FilesOf};
 use crate::protocol::files::{FileDetails, FileList};
 use crate::protocol::steel::ErrorBody;
@@ -65,10 +66,10 @@ impl From<FileEntry> for FileDetails {
 
 /// Whose files a request names: a live session and its browser. The id is checked first, then
 /// the session: a bad id is 400, an unknown or ended session 404.
-async fn files_of(st: &AppState, id: &str) -> Result<FilesOf, ApiError> {
+async fn files_of(st: &AppState, id: &str) -> Result<(Arc<dyn WorkerHost>, FilesOf), ApiError> {
     let session_id = parse_id(id)?;
-    let (_, worker) = live_worker(st, &session_id).await?;
-    Ok(FilesOf { session_id, worker })
+    let (rec, worker) = live_worker(st, &session_id).await?;
+    Ok((st.host_of(&rec.node)?, FilesOf { session_id, worker }))
 }
 
 /// `GET /v1/sessions/{id}/files` → `{"data": [FileDetails], "quota", "used", "downloadsStopped"?}`.
@@ -77,8 +78,8 @@ async fn list(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let of = files_of(&st, &id).await?;
-    let listing = st.host.files(of).await?;
+    let (host, of) = files_of(&st, &id).await?;
+    let listing = host.files(of).await?;
     let body = FileList {
         data: listing.entries.into_iter().map(FileDetails::from).collect(),
         quota: listing.quota,
@@ -104,8 +105,8 @@ async fn download(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let of = files_of(&st, &id).await?;
-    let file = st.host.read_file(of, raw).await?;
+    let (host, of) = files_of(&st, &id).await?;
+    let file = host.read_file(of, raw).await?;
     let path = Path::new(&file.path);
     let modified = file.modified_ms.map(iso8601_ms).unwrap_or_default();
     let name = path
@@ -130,8 +131,8 @@ async fn delete_one(
     State(st): State<Arc<AppState>>,
     UrlPath((id, raw)): UrlPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let of = files_of(&st, &id).await?;
-    st.host.delete_file(of, raw).await?;
+    let (host, of) = files_of(&st, &id).await?;
+    host.delete_file(of, raw).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,8 +142,8 @@ async fn delete_all(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let of = files_of(&st, &id).await?;
-    st.host.clear_files(of).await?;
+    let (host, of) = files_of(&st, &id).await?;
+    host.clear_files(of).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,8 +153,8 @@ async fn archive(
     State(st): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let of = files_of(&st, &id).await?;
-    let zip = st.host.zip_files(of).await?;
+    let (host, of) = files_of(&st, &id).await?;
+    let zip = host.zip_files(of).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/zip".to_string()),
         (

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::api::{ApiError, AppState};
 use crate::orchestrator::ingress::Ingress;
 use crate::orchestrator::now_ms;
+use crate::protocol::cluster::NODE_HEADER;
 use crate::protocol::live::LiveDetails;
 use crate::protocol::session::{
     Dimensions, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
@@ -70,17 +71,28 @@ async fn create(
     let no_wait = headers
         .get(NO_WAIT_HEADER)
         .is_some_and(|v| !matches!(v.as_bytes(), b"0" | b"false" | b""));
+    let asked = match headers.get(NODE_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("{NODE_HEADER} must be a node name")))?,
+        ),
+        None => None,
+    };
+    let node = st.place(asked)?;
     let base = &st.control.base;
     let wait = (!no_wait).then(|| Duration::from_millis(base.queue_timeout_ms));
     // A client that hangs up while its create waits for a slot leaves the queue.
     let leave = LeaveOnDrop {
         ingress: st.ingress.clone(),
-        node: base.node.clone(),
+        node: node.clone(),
         id: Some(id.clone()),
     };
     // A session that failed is an error of its kind: the browser refusing the client's
     // context is 422, anything else 500.
-    let rec = st.ingress.create(&id, options, context, wait).await;
+    let rec = st
+        .ingress
+        .create(&id, options, context, wait, Some(node))
+        .await;
     leave.disarm();
     Ok(Json(details(&st, &rec?)))
 }
@@ -317,8 +329,8 @@ async fn context(
     Path(id): Path<String>,
 ) -> Result<Json<SessionContext>, ApiError> {
     let id = parse_id(&id)?;
-    let (_, worker) = live_worker(&st, &id).await?;
-    let ctx = match st.host.context(worker).await {
+    let (rec, worker) = live_worker(&st, &id).await?;
+    let ctx = match st.host_of(&rec.node)?.context(worker).await {
         Ok(ctx) => ctx,
         Err(e) => {
             let what = format!("reading the context of session {id}: {e}");
@@ -336,7 +348,7 @@ async fn live_details(
 ) -> Result<Json<LiveDetails>, ApiError> {
     let id = parse_id(&id)?;
     let (rec, worker) = live_worker(&st, &id).await?;
-    let browser = match st.host.pages(worker).await {
+    let browser = match st.host_of(&rec.node)?.pages(worker).await {
         Ok(browser) => browser,
         Err(e) => {
             let what = format!("listing the pages of session {id}: {e}");

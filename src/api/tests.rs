@@ -55,7 +55,13 @@ impl Harness {
         let host = Arc::new(FakeHost::default());
         let state = Arc::new(AppState {
             ingress: restate.ingress(),
-            host: Arc::clone(&host) as Arc<dyn crate::host::WorkerHost>,
+            hosts: Arc::new(crate::host::OneNode {
+                node: "local".into(),
+                cluster: None,
+                node_secret: None,
+                host: Arc::clone(&host) as Arc<dyn crate::host::WorkerHost>,
+            }),
+            node: "local".into(),
             sockets: Arc::new(Sockets::default()),
             api_base: API_BASE.into(),
             control: ControlState {

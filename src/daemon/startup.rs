@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::Cluster;
 use super::identity::Identity;
 use super::serve::{bind_socket, nodelay, serve, serve_sdk, url_host};
 use super::started::{RestateHandle, Started};
@@ -21,11 +22,13 @@ use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
-use crate::host::{WorkerEvent, WorkerHost};
+use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
 use crate::orchestrator::ingress::{Ingress, RestateAddr};
+use crate::orchestrator::pool::PoolConfig;
 use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::cluster::NodeBeat;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::settings::{Settings, millis};
 use crate::worker::{LocalWorkerHost, chromium};
@@ -36,6 +39,14 @@ pub(super) struct Preflight {
     pub(super) chromium: PathBuf,
     pub(super) shutdown: CancellationToken,
     pub(super) tcp: TcpListener,
+}
+
+impl Preflight {
+    /// The base URL of the TCP API, `http://<bind>:<port>`.
+    pub(super) fn api_url(&self, settings: &Settings) -> Result<String> {
+        let port = self.tcp.local_addr()?.port();
+        Ok(format!("http://{}:{port}", url_host(settings.bind)))
+    }
 }
 
 /// Refuses settings bro cannot serve safely, finds Chromium, listens for the stop signals (or
@@ -131,6 +142,10 @@ pub(super) async fn restate(
 /// The orchestrator's parts the later phases share.
 pub(super) struct OrchestratorPhase {
     pub(super) host: Arc<LocalWorkerHost>,
+    /// This node's host and, in a cluster, the other nodes' remote hosts.
+    pub(super) hosts: Arc<dyn HostRouter>,
+    /// The cluster parts, when the settings have `[cluster]`.
+    pub(super) cluster: Option<Cluster>,
     pub(super) sockets: Arc<Sockets>,
     pub(super) endpoint_url: String,
     pub(super) sdk_task: JoinHandle<()>,
@@ -150,7 +165,19 @@ pub(super) async fn orchestrator(
     let host = worker_host(paths, settings, chromium, exit_tx);
     started.host = Some(Arc::clone(&host));
     let sockets = Arc::new(Sockets::default());
-    let deps = deps(settings, &host, &sockets, started);
+    let cluster = Cluster::new(
+        settings,
+        &restate.ingress,
+        Arc::clone(&host) as Arc<dyn WorkerHost>,
+    )?;
+    let hosts: Arc<dyn HostRouter> = match &cluster {
+        Some(c) => Arc::clone(&c.hosts) as Arc<dyn HostRouter>,
+        None => Arc::new(OneNode {
+            node: settings.node.clone(),
+            host: Arc::clone(&host) as Arc<dyn WorkerHost>,
+        }),
+    };
+    let deps = deps(settings, &hosts, &sockets, started);
     let sdk_listener = TcpListener::bind(("127.0.0.1", restate.ports.sdk))
         .await
         .with_context(|| {
@@ -168,6 +195,8 @@ pub(super) async fn orchestrator(
     restate::register(&restate.admin, &endpoint_url).await?;
     let phase = OrchestratorPhase {
         host,
+        hosts,
+        cluster,
         sockets,
         endpoint_url,
         sdk_task,
@@ -185,8 +214,19 @@ pub(super) async fn recovery(
     orch: &OrchestratorPhase,
     exits: mpsc::UnboundedReceiver<WorkerEvent>,
     started: &Started,
+    api_url: &str,
 ) -> Result<Vec<JoinHandle<()>>> {
     let ingress = &restate.ingress;
+    // This node's bounds, whichever daemon serves its `Pool`.
+    let bounds = PoolConfig {
+        capacity: settings.max_sessions,
+        max_queue: settings.max_queue,
+        queue_timeout_ms: millis(settings.queue_timeout),
+    };
+    ingress
+        .configure_pool(&settings.node, bounds)
+        .await
+        .context("setting this node's capacity")?;
     // The clients of creates still queued by a previous daemon are gone: end their waits.
     let dropped = ingress
         .clear_queue(&settings.node)
@@ -232,7 +272,45 @@ pub(super) async fn recovery(
         millis(settings.retention),
         stop,
     ));
-    Ok(vec![sup_task, quota_task, sweep_task])
+    let mut tasks = vec![sup_task, quota_task, sweep_task];
+    if let Some(cluster) = &orch.cluster {
+        // The first beat before the API serves: the other nodes place creates here from
+        // now on, and this node knows the others when its first create comes.
+        let beat = node_beat(settings, api_url, &cluster.settings);
+        ingress
+            .beat(beat.clone())
+            .await
+            .context("the first heartbeat to the cluster")?;
+        if let Err(err) = cluster.view.refresh().await {
+            tracing::warn!(error = %err, "reading the cluster's state failed");
+        }
+        tasks.push(tokio::spawn(super::cluster::run(
+            ingress.clone(),
+            Arc::clone(&cluster.view),
+            beat,
+            started.background.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+/// What this node tells the cluster about itself.
+fn node_beat(
+    settings: &Settings,
+    api_url: &str,
+    cluster: &crate::settings::ClusterSettings,
+) -> NodeBeat {
+    NodeBeat {
+        name: settings.node.clone(),
+        api: api_url.to_string(),
+        fabric: format!(
+            "http://{}:{}/",
+            url_host(settings.bind),
+            cluster.fabric_port
+        ),
+        capacity: settings.max_sessions,
+        version: crate::VERSION.to_string(),
+    }
 }
 
 /// The API as served: its state (the shutdown reads `keep_sessions` there) and its tasks.
@@ -283,8 +361,7 @@ pub(super) fn api(
         status,
         api_base.clone(),
         restate,
-        Arc::clone(&orch.host) as Arc<dyn WorkerHost>,
-        Arc::clone(&orch.sockets),
+        orch,
         pre.shutdown,
     );
     let servers = &started.servers;
@@ -331,12 +408,12 @@ fn worker_host(
 /// What the Restate services run with (times in ms, as they count).
 fn deps(
     settings: &Settings,
-    host: &Arc<LocalWorkerHost>,
+    hosts: &Arc<dyn HostRouter>,
     sockets: &Arc<Sockets>,
     started: &Started,
 ) -> Arc<Deps> {
     Arc::new(Deps {
-        host: host.clone(),
+        hosts: Arc::clone(hosts),
         node: settings.node.clone(),
         max_sessions: settings.max_sessions,
         max_queue: settings.max_queue,
@@ -371,14 +448,16 @@ fn app_state(
     status: DaemonStatus,
     api_base: String,
     restate: &RestatePhase,
-    host: Arc<dyn WorkerHost>,
-    sockets: Arc<Sockets>,
+    orch: &OrchestratorPhase,
     shutdown: CancellationToken,
 ) -> Arc<AppState> {
     Arc::new(AppState {
         ingress: restate.ingress.clone(),
-        host,
-        sockets,
+        hosts: Arc::clone(&orch.hosts),
+        node: settings.node.clone(),
+        cluster: orch.cluster.as_ref().map(|c| Arc::clone(&c.view)),
+        node_secret: orch.cluster.as_ref().map(|c| c.secret.clone()),
+        sockets: Arc::clone(&orch.sockets),
         api_base,
         control: ControlState {
             base: status,

@@ -128,7 +128,8 @@ impl Supervisor {
                 self.ingress.warm_discard(&self.node, &entry.id).await?;
             }
         }
-        for rec in records {
+        // Another node's sessions are that node's to watch: their pids mean nothing here.
+        for rec in records.iter().filter(|r| r.node == self.node) {
             let (SessionStatus::Live, Some(worker)) = (rec.status, &rec.worker) else {
                 self.watched.remove(&rec.id);
                 continue;

@@ -12,12 +12,14 @@ use restate_sdk::serde::Json;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::orchestrator::pool::{PoolObjectIngressClient, Waiter};
+use crate::orchestrator::node::NodeObjectIngressClient;
+use crate::orchestrator::pool::{PoolConfig, PoolObjectIngressClient, Waiter};
 use crate::orchestrator::session::{
     CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CODE_REFUSED, CreateCommand,
     SessionObjectIngressClient, WorkerExited,
 };
 use crate::orchestrator::warm::{WarmObjectIngressClient, WarmStatus};
+use crate::protocol::cluster::{NodeBeat, NodeRecord};
 use crate::protocol::control::{InvocationRow, JournalEntry, PoolUsage};
 use crate::protocol::session::{SessionId, SessionOptions, SessionRecord, SessionStatus};
 use crate::protocol::steel::SessionContext;
@@ -188,7 +190,28 @@ fn state_error<T: DeserializeOwned>(
         .map(|e| format!("{service} state '{key}' does not parse: {e}"))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
+struct ServiceStateRow {
+    service_name: String,
+    service_key: String,
+    key: String,
+    value_utf8: Option<String>,
+}
+
+/// One node's `Node` and `Pool` state, as [`Ingress::cluster_state`] reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeState {
+    pub name: String,
+    /// Its heartbeat record; `None` for a node that has a `Pool` but never beat (a single
+    /// node, or one of an older bro).
+    pub record: Option<NodeRecord>,
+    /// Its `Pool`'s bounds, once it configured them.
+    pub config: Option<PoolConfig>,
+    pub used: u32,
+    pub queued: u32,
+}
+
+#[derive(Debug, Deserialize)]
 struct KeyedValueRow {
     service_key: String,
     value_utf8: Option<String>,
@@ -275,11 +298,13 @@ impl Ingress {
         options: SessionOptions,
         context: Option<SessionContext>,
         wait: Option<Duration>,
+        node: Option<String>,
     ) -> Result<SessionRecord, IngressError> {
         let cmd = CreateCommand {
             options,
             context,
             wait: wait.is_some(),
+            node,
         };
         let timeout = Duration::from_secs(180) + wait.unwrap_or_default();
         let rec = self
@@ -436,6 +461,60 @@ impl Ingress {
              WHERE service_name IN ('Pool', 'Warm') AND service_key = '{node}'"
         );
         self.query_attempts(&sql, attempts).await
+    }
+
+    /// `Node/beat`: this node is alive, with what it tells the cluster.
+    pub async fn beat(&self, beat: NodeBeat) -> Result<(), IngressError> {
+        let call = NodeObjectIngressClient::from_client(self.transport.clone(), &beat.name)
+            .beat(Json(beat.clone()))
+            .call();
+        self.call(Duration::from_secs(10), call).await
+    }
+
+    /// `Pool/configure`: the bounds of `node`'s `Pool`, set by that node.
+    pub async fn configure_pool(&self, node: &str, config: PoolConfig) -> Result<(), IngressError> {
+        let call = self.pool_of(node).configure(Json(config)).call();
+        self.call(Duration::from_secs(30), call).await
+    }
+
+    /// The `Node` and `Pool` state of every node, from one introspection query (one attempt:
+    /// it is polled).
+    pub async fn cluster_state(&self) -> Result<Vec<NodeState>, IngressError> {
+        let sql = "SELECT service_name, service_key, key, value_utf8 FROM state \
+                   WHERE service_name IN ('Node', 'Pool')";
+        let rows: Vec<ServiceStateRow> = self.query_attempts(sql, 1).await?;
+        let mut nodes: Vec<NodeState> = Vec::new();
+        for row in rows {
+            let Some(value) = row.value_utf8.as_deref() else {
+                continue;
+            };
+            let i = match nodes.iter().position(|n| n.name == row.service_key) {
+                Some(i) => i,
+                None => {
+                    nodes.push(NodeState {
+                        name: row.service_key.clone(),
+                        ..NodeState::default()
+                    });
+                    nodes.len() - 1
+                }
+            };
+            let n = &mut nodes[i];
+            match (row.service_name.as_str(), row.key.as_str()) {
+                ("Node", "record") => n.record = serde_json::from_str(value).ok(),
+                ("Pool", "sessions") => {
+                    n.used =
+                        serde_json::from_str::<Vec<String>>(value).map_or(0, |v| v.len() as u32)
+                }
+                ("Pool", "queue") => {
+                    n.queued =
+                        serde_json::from_str::<Vec<Waiter>>(value).map_or(0, |v| v.len() as u32)
+                }
+                ("Pool", "config") => n.config = serde_json::from_str(value).ok(),
+                _ => {}
+            }
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nodes)
     }
 
     /// `Session/get`.

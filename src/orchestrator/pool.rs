@@ -13,6 +13,17 @@ use crate::orchestrator::Deps;
 
 const SESSIONS: &str = "sessions";
 const QUEUE: &str = "queue";
+const CONFIG: &str = "config";
+
+/// The bounds of one node's `Pool`, set by that node's daemon at every start
+/// (`Pool/configure`): in a cluster a node's `Pool` may run on any node's daemon, so its
+/// capacity must not come from whichever daemon serves the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub capacity: u32,
+    pub max_queue: u32,
+    pub queue_timeout_ms: u64,
+}
 
 /// Code of the terminal error a waiter gets when its wait is over without a slot.
 pub const CODE_QUEUE_TIMEOUT: u16 = 429;
@@ -56,9 +67,38 @@ pub struct PoolStatus {
     pub queue: Vec<String>,
 }
 
-/// The `Pool` object; capacity and queue bounds come from the daemon serving it.
+/// The `Pool` object; capacity and queue bounds come from its state ([`PoolConfig`]), or,
+/// before its node configured it, from the daemon serving it.
 pub struct PoolObject {
     pub deps: Arc<Deps>,
+}
+
+impl PoolObject {
+    /// The bounds in force: the node's own, else this daemon's.
+    async fn config(&self, ctx: &impl SharedObjectContextLike) -> HandlerResult<PoolConfig> {
+        Ok(ctx.config().await?.unwrap_or(PoolConfig {
+            capacity: self.deps.max_sessions,
+            max_queue: self.deps.max_queue,
+            queue_timeout_ms: self.deps.queue_timeout_ms,
+        }))
+    }
+}
+
+/// Reads a `Pool`'s [`PoolConfig`] from either kind of object context.
+trait SharedObjectContextLike {
+    async fn config(&self) -> Result<Option<PoolConfig>, TerminalError>;
+}
+
+impl SharedObjectContextLike for ObjectContext<'_> {
+    async fn config(&self) -> Result<Option<PoolConfig>, TerminalError> {
+        Ok(self.get::<Json<PoolConfig>>(CONFIG).await?.map(|j| j.0))
+    }
+}
+
+impl SharedObjectContextLike for SharedObjectContext<'_> {
+    async fn config(&self) -> Result<Option<PoolConfig>, TerminalError> {
+        Ok(self.get::<Json<PoolConfig>>(CONFIG).await?.map(|j| j.0))
+    }
 }
 
 #[restate_sdk::object(name = "Pool")]
@@ -72,6 +112,7 @@ impl PoolObject {
         req: Json<AcquireRequest>,
     ) -> HandlerResult<Json<Acquired>> {
         let req = req.0;
+        let config = self.config(&ctx).await?;
         let mut state = State::load(&ctx).await?;
         if state.sessions.contains(&req.session_id) {
             return Ok(Json(Acquired::Granted));
@@ -79,17 +120,17 @@ impl PoolObject {
         if state.queue.iter().any(|w| w.session_id == req.session_id) {
             return Ok(Json(Acquired::Queued));
         }
-        let free = (state.sessions.len() as u32) < self.deps.max_sessions;
+        let free = (state.sessions.len() as u32) < config.capacity;
         let answer = if free && state.queue.is_empty() {
             state.sessions.push(req.session_id);
             Acquired::Granted
         } else {
             match req.awakeable_id {
-                Some(awakeable_id) if (state.queue.len() as u32) < self.deps.max_queue => {
+                Some(awakeable_id) if (state.queue.len() as u32) < config.max_queue => {
                     ctx.object_client::<PoolObjectClient<'_>>(ctx.key())
                         .expire_waiter(req.session_id.clone())
                         .send_after(Duration::from_millis(
-                            self.deps
+                            config
                                 .queue_timeout_ms
                                 .min(crate::config::MAX_QUEUE_TIMEOUT_MS),
                         ));
@@ -102,7 +143,7 @@ impl PoolObject {
                 _ => Acquired::Full,
             }
         };
-        state.drain(&ctx, self.deps.max_sessions);
+        state.drain(&ctx, config.capacity);
         state.save(&ctx);
         Ok(Json(answer))
     }
@@ -111,9 +152,10 @@ impl PoolObject {
     /// Idempotent.
     #[handler(name = "release")]
     async fn release(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
+        let capacity = self.config(&ctx).await?.capacity;
         let mut state = State::load(&ctx).await?;
         state.sessions.retain(|s| *s != session_id);
-        state.drain(&ctx, self.deps.max_sessions);
+        state.drain(&ctx, capacity);
         state.save(&ctx);
         Ok(())
     }
@@ -136,10 +178,11 @@ impl PoolObject {
     /// Fired `queue_timeout` after a session was queued: ends its wait if it still waits.
     #[handler(name = "expire_waiter")]
     async fn expire_waiter(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
+        let timeout_ms = self.config(&ctx).await?.queue_timeout_ms;
         let mut state = State::load(&ctx).await?;
         let message = format!(
             "at capacity: no session slot came free within the queue timeout ({} s)",
-            self.deps.queue_timeout_ms.div_ceil(1000)
+            timeout_ms.div_ceil(1000)
         );
         state.reject(&ctx, &session_id, CODE_QUEUE_TIMEOUT, &message);
         state.save(&ctx);
@@ -149,14 +192,28 @@ impl PoolObject {
     /// Ends every wait: called by a starting daemon, whose predecessor's clients are gone.
     #[handler(name = "clear_queue")]
     async fn clear_queue(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
+        self.end_waits(&ctx, "the daemon restarted").await
+    }
+
+    /// Sets the node's bounds (its daemon, at every start) and hands out slots they free.
+    #[handler(name = "configure")]
+    async fn configure(
+        &self,
+        ctx: ObjectContext<'_>,
+        config: Json<PoolConfig>,
+    ) -> HandlerResult<()> {
+        ctx.set(CONFIG, Json(config.0));
         let mut state = State::load(&ctx).await?;
-        let waiting: Vec<String> = state.queue.iter().map(|w| w.session_id.clone()).collect();
-        for id in &waiting {
-            state.reject(&ctx, id, CODE_LEFT_QUEUE, "the daemon restarted");
-        }
-        state.drain(&ctx, self.deps.max_sessions);
+        state.drain(&ctx, config.0.capacity);
         state.save(&ctx);
-        Ok(Json(waiting.len() as u32))
+        Ok(())
+    }
+
+    /// Ends every wait of a node that was lost: no slot of it will come free.
+    #[handler(name = "node_lost")]
+    async fn node_lost(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
+        let message = format!("node {} lost", ctx.key());
+        self.end_waits(&ctx, &message).await
     }
 
     /// Capacity, the sessions holding it, and the sessions waiting, in order.
@@ -172,12 +229,28 @@ impl PoolObject {
             .await?
             .map(|j| j.0)
             .unwrap_or_default();
+        let config = self.config(&ctx).await?;
         Ok(Json(PoolStatus {
-            capacity: self.deps.max_sessions,
+            capacity: config.capacity,
             sessions,
-            max_queue: self.deps.max_queue,
+            max_queue: config.max_queue,
             queue: queue.into_iter().map(|w| w.session_id).collect(),
         }))
+    }
+}
+
+impl PoolObject {
+    /// Rejects every waiter with `reason`; how many there were.
+    async fn end_waits(&self, ctx: &ObjectContext<'_>, reason: &str) -> HandlerResult<Json<u32>> {
+        let capacity = self.config(ctx).await?.capacity;
+        let mut state = State::load(ctx).await?;
+        let waiting: Vec<String> = state.queue.iter().map(|w| w.session_id.clone()).collect();
+        for id in &waiting {
+            state.reject(ctx, id, CODE_LEFT_QUEUE, reason);
+        }
+        state.drain(ctx, capacity);
+        state.save(ctx);
+        Ok(Json(waiting.len() as u32))
     }
 }
 

@@ -31,6 +31,10 @@ pub struct CreateCommand {
     /// failing at once.
     #[serde(default = "yes")]
     pub wait: bool,
+    /// The node to create on (placement chose it, or the client named it); `None` is the
+    /// node of the daemon serving the call.
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 fn yes() -> bool {
@@ -77,7 +81,8 @@ impl SessionObject {
         let Some(entry) = taken.0 else {
             return Ok(None);
         };
-        let host = Arc::clone(&self.deps.host);
+        let hosts = Arc::clone(&self.deps.hosts);
+        let node = rec.node.clone();
         let stopping = self.deps.stopping.clone();
         let claim = Claim {
             session_id: rec.id.clone(),
@@ -87,6 +92,7 @@ impl SessionObject {
         };
         let claimed = ctx
             .run(|| async move {
+                let host = hosts.of(&node).map_err(worker_error)?;
                 let claimed = host.claim(claim);
                 bounded(&stopping, CLAIM_LIMIT, "claiming a warm browser", claimed)
                     .await
@@ -105,7 +111,7 @@ impl SessionObject {
             Err(err) => {
                 tracing::warn!(error = %err.message(), "a warm browser was unusable; launching cold");
                 // Out of the pool's state already: the reaper stops what is left of it.
-                warm::stop(ctx, &self.deps, entry.worker).await;
+                warm::stop(ctx, &self.deps, &rec.node, entry.worker).await;
                 Ok(None)
             }
         }
@@ -132,9 +138,18 @@ impl SessionObject {
             if let Err(message) = cmd.0.options.check() {
                 return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
             }
-            let node = self.deps.node.clone();
-            // A create that may wait parks on an awakeable the Pool resolves when a slot is its.
-            let (awakeable_id, slot) = if cmd.0.wait && self.deps.max_queue > 0 {
+            let node = match cmd.0.node.clone() {
+                Some(node) => {
+                    crate::config::check_node(&node).map_err(|message| {
+                        TerminalError::new_with_code(CODE_BAD_INPUT, format!("node: {message}"))
+                    })?;
+                    node
+                }
+                None => self.deps.node.clone(),
+            };
+            // A create that may wait parks on an awakeable the Pool resolves when a slot is its
+            // (the Pool answers `Full` instead when it keeps no queue).
+            let (awakeable_id, slot) = if cmd.0.wait {
                 let (awakeable_id, slot) = ctx.awakeable::<bool>();
                 (Some(awakeable_id), Some(slot))
             } else {
@@ -154,13 +169,19 @@ impl SessionObject {
                     slot.await?;
                 }
                 (Acquired::Queued | Acquired::Full, _) => {
+                    let pool = ctx
+                        .object_client::<PoolObjectClient<'_>>(node.clone())
+                        .status()
+                        .call()
+                        .await?
+                        .0;
                     return Err(TerminalError::new_with_code(
                         CODE_AT_CAPACITY,
                         format!(
-                            "at capacity: all {} session slots are in use{}",
-                            self.deps.max_sessions,
-                            if cmd.0.wait && self.deps.max_queue > 0 {
-                                format!(" and {} creates are waiting", self.deps.max_queue)
+                            "at capacity: all {} session slots of node {node} are in use{}",
+                            pool.capacity,
+                            if cmd.0.wait && pool.max_queue > 0 {
+                                format!(" and {} creates are waiting", pool.max_queue)
                             } else {
                                 String::new()
                             }
@@ -297,6 +318,28 @@ impl SessionObject {
         .await
     }
 
+    /// Sent by the `Node` object when the session's node stopped beating: the session becomes
+    /// `failed` with reason `node <name> lost`, without a call to the lost node (its browser
+    /// is reaped when the node returns). Ignored for a session of another node or one that
+    /// ended.
+    #[handler(name = "node_lost")]
+    async fn node_lost(&self, ctx: ObjectContext<'_>, node: String) -> HandlerResult<()> {
+        let span = telemetry::session_span(&ctx.key());
+        async {
+            let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
+                return Ok(());
+            };
+            if rec.node == node && !rec.status.is_final() {
+                let reason = format!("node {node} lost");
+                self.end(&ctx, rec, SessionStatus::Failed, reason, false)
+                    .await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Sent by the daemon's sweep for a session that a killed invocation (Restate gave up on
     /// it after its retries) may have left half done. Runs with the object's lock, so no other
     /// invocation of the session is under way: a session still `starting` or `releasing` is
@@ -398,7 +441,8 @@ impl SessionObject {
                 Err(err) => return Err(Failure::of("taking a warm browser failed", &err)),
             }
         }
-        let host = Arc::clone(&self.deps.host);
+        let hosts = Arc::clone(&self.deps.hosts);
+        let node = rec.node.clone();
         let stopping = self.deps.stopping.clone();
         let spec = LaunchSpec {
             session_id: rec.id.clone(),
@@ -407,6 +451,7 @@ impl SessionObject {
             warm: false,
         };
         ctx.run(|| async move {
+            let host = hosts.of(&node).map_err(worker_error)?;
             let launched = host.launch(spec);
             bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
                 .await
@@ -426,22 +471,39 @@ impl SessionObject {
     async fn finish(
         &self,
         ctx: &ObjectContext<'_>,
+        rec: SessionRecord,
+        status: SessionStatus,
+        reason: String,
+    ) -> HandlerResult<SessionRecord> {
+        self.end(ctx, rec, status, reason, true).await
+    }
+
+    /// [`SessionObject::finish`]; with `stop` false the browser is left to its node (a lost
+    /// node, which reaps it when it returns).
+    async fn end(
+        &self,
+        ctx: &ObjectContext<'_>,
         mut rec: SessionRecord,
         mut status: SessionStatus,
         mut reason: String,
+        stop: bool,
     ) -> HandlerResult<SessionRecord> {
         rec.status = SessionStatus::Releasing;
         ctx.set(RECORD_KEY, Json(rec.clone()));
-        let host = Arc::clone(&self.deps.host);
+        let hosts = Arc::clone(&self.deps.hosts);
         let events = Arc::clone(&self.deps.events);
-        let (id, worker) = (rec.id.clone(), rec.worker.clone());
+        let node = rec.node.clone();
+        let (id, worker) = (rec.id.clone(), rec.worker.clone().filter(|_| stop));
         let stopped = ctx
             .run(|| async move {
                 events.ended(&id);
                 match worker {
-                    Some(w) => timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
-                        .await
-                        .map(Json),
+                    Some(w) => {
+                        let host = hosts.of(&node).map_err(worker_error)?;
+                        timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
+                            .await
+                            .map(Json)
+                    }
                     None => Ok(Json(None)),
                 }
             })

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::host::LaunchSpec;
 use crate::orchestrator::Deps;
-use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed};
+use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed, worker_error};
 use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
 use crate::telemetry;
 
@@ -100,7 +100,9 @@ impl WarmObject {
         ctx.set(FILLING, Json(filling));
         for entry in extra {
             let span = telemetry::warm_span(&entry.id);
-            stop(&ctx, &self.deps, entry.worker).instrument(span).await;
+            stop(&ctx, &self.deps, ctx.key(), entry.worker)
+                .instrument(span)
+                .await;
         }
         Ok(())
     }
@@ -119,7 +121,7 @@ impl WarmObject {
                 ready.push(entry);
                 ctx.set(READY, Json(ready));
             } else {
-                stop(&ctx, &self.deps, entry.worker).await;
+                stop(&ctx, &self.deps, ctx.key(), entry.worker).await;
             }
             Ok(())
         }
@@ -149,7 +151,9 @@ impl WarmObject {
             let entry = ready.remove(i);
             ctx.set(READY, Json(ready));
             let span = telemetry::warm_span(&entry.id);
-            stop(&ctx, &self.deps, entry.worker).instrument(span).await;
+            stop(&ctx, &self.deps, ctx.key(), entry.worker)
+                .instrument(span)
+                .await;
             ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
                 .fill()
                 .send();
@@ -164,7 +168,7 @@ impl WarmObject {
         ctx.set(READY, Json(Vec::<WarmEntry>::new()));
         for entry in &ready {
             let span = telemetry::warm_span(&entry.id);
-            stop(&ctx, &self.deps, entry.worker.clone())
+            stop(&ctx, &self.deps, ctx.key(), entry.worker.clone())
                 .instrument(span)
                 .await;
         }
@@ -210,7 +214,8 @@ impl WarmLauncherService {
                 ))
                 .into());
             };
-            let host = Arc::clone(&self.deps.host);
+            let hosts = Arc::clone(&self.deps.hosts);
+            let on = node.clone();
             let spec = LaunchSpec {
                 session_id,
                 options: SessionOptions::default(),
@@ -220,6 +225,7 @@ impl WarmLauncherService {
             let stopping = self.deps.stopping.clone();
             let launched = ctx
                 .run(|| async move {
+                    let host = hosts.of(&on).map_err(worker_error)?;
                     let launched = host.launch(spec);
                     bounded(&stopping, LAUNCH_LIMIT, "launching Chromium", launched)
                         .await
@@ -255,11 +261,13 @@ const LAUNCH_LIMIT: Duration = Duration::from_secs(60);
 /// Stops a warm browser without ceremony (no client ever saw it), inside `ctx.run`, with
 /// bounded retries. A browser that cannot be stopped is out of the pool's state by now, so
 /// the reaper stops it: the handler goes on.
-pub(crate) async fn stop(ctx: &ObjectContext<'_>, deps: &Deps, worker: WorkerInfo) {
-    let host = Arc::clone(&deps.host);
+pub(crate) async fn stop(ctx: &ObjectContext<'_>, deps: &Deps, node: &str, worker: WorkerInfo) {
+    let hosts = Arc::clone(&deps.hosts);
+    let node = node.to_string();
     let pid = worker.pid;
     let stopped = ctx
         .run(|| async move {
+            let host = hosts.of(&node).map_err(worker_error)?;
             timed(STOP_LIMIT, "stopping Chromium", host.stop(worker))
                 .await
                 .map(drop)

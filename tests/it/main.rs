@@ -10,6 +10,7 @@ mod actions;
 mod bounds;
 mod chaos;
 mod cli;
+mod cluster;
 mod compat;
 mod daemon;
 mod files;

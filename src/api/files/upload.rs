@@ -142,16 +142,13 @@ async fn save(
     length: Option<u64>,
     tap: &Tap,
 ) -> Result<FileDetails, ApiError> {
-    let of = files_of(st, id).await?;
+    let (host, of) = files_of(st, id).await?;
     // The file is at least the body less what a form carries besides it.
     let min_size = length.map(|n| n.saturating_sub(MULTIPART_ROOM));
     let (feed, go, file) = Feed::new();
     let written = async {
-        let upload = st
-            .host
-            .upload_file(of.clone(), min_size, feed.boxed())
-            .await?;
-        Ok::<_, HostError>(Staged::new(&st.host, &of, upload))
+        let upload = host.upload_file(of.clone(), min_size, feed.boxed()).await?;
+        Ok::<_, HostError>(Staged::new(&host, &of, upload))
     };
     let (written, form) = tokio::join!(written, read_form(request, tap, go, file));
     let (staged, (name, path)) = match (written, form) {
@@ -166,7 +163,7 @@ async fn save(
         (Err(err), Ok(_)) => return Err(err.into()),
     };
     let raw = path.or(name).unwrap_or_else(|| "upload".into());
-    let entry = st.host.place_upload(of, staged.keep(), raw).await?;
+    let entry = host.place_upload(of, staged.keep(), raw).await?;
     Ok(FileDetails::from(entry))
 }
 

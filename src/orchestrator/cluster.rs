@@ -1,0 +1,271 @@
+//! This daemon's view of the cluster: every node's heartbeat record and `Pool` usage, read
+//! from Restate state (one introspection query, refreshed by the daemon about once a second),
+//! and placement from it: a create goes to the healthy node with the most free slots, ties
+//! going to the node that got it.
+//!
+//! The view is a cache: between refreshes it counts the creates it placed, so a burst of
+//! creates through one node spreads over the cluster instead of piling on the node that
+//! looked emptiest a second ago. Two nodes placing at once may still pick the same node;
+//! its `Pool` then queues the extra create (a `Pool` is the only judge of its slots).
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::orchestrator::ingress::{Ingress, IngressError, NodeState};
+use crate::orchestrator::node::LOST_AFTER;
+use crate::protocol::cluster::{NodeRecord, NodeStatus};
+
+/// Why a create cannot be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    /// The client named a node the cluster does not know.
+    #[error("node {0:?} is not a node of this cluster (see bro cluster status)")]
+    Unknown(String),
+    /// The client named a node that is lost or not beating.
+    #[error("node {0} is not healthy (lost, or no heartbeat lately); see bro cluster status")]
+    Unhealthy(String),
+}
+
+/// One node as the view holds it.
+#[derive(Debug, Clone)]
+struct Entry {
+    state: NodeState,
+    /// Creates placed on it since the last refresh.
+    placed: u32,
+}
+
+impl Entry {
+    fn capacity(&self) -> u32 {
+        self.state
+            .config
+            .map(|c| c.capacity)
+            .or(self.state.record.as_ref().map(|r| r.beat.capacity))
+            .unwrap_or(0)
+    }
+
+    fn free(&self) -> u32 {
+        self.capacity()
+            .saturating_sub(self.state.used.saturating_add(self.placed))
+    }
+
+    fn healthy(&self, now_ms: u64) -> bool {
+        self.state
+            .record
+            .as_ref()
+            .is_some_and(|r| healthy(r, now_ms))
+    }
+}
+
+/// A heartbeat record that is not lost and not older than [`LOST_AFTER`] by this machine's
+/// clock.
+fn healthy(rec: &NodeRecord, now_ms: u64) -> bool {
+    !rec.lost && now_ms.saturating_sub(rec.seen_ms) < LOST_AFTER.as_millis() as u64
+}
+
+/// The cluster as this daemon last read it.
+pub struct ClusterView {
+    ingress: Ingress,
+    /// This daemon's node.
+    node: String,
+    /// Restate's cluster name.
+    pub name: String,
+    /// The members of the config (addresses), as written.
+    pub members: Vec<String>,
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl ClusterView {
+    pub fn new(ingress: Ingress, node: String, name: String, members: Vec<String>) -> Self {
+        ClusterView {
+            ingress,
+            node,
+            name,
+            members,
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the cluster's state again; on an error the last view stays.
+    pub async fn refresh(&self) -> Result<(), IngressError> {
+        let nodes = self.ingress.cluster_state().await?;
+        *self.entries() = nodes
+            .into_iter()
+            .map(|state| Entry { state, placed: 0 })
+            .collect();
+        Ok(())
+    }
+
+    /// The node a create goes to: `asked` when the client named one (it must be known and
+    /// healthy), else the healthy node with the most free slots, ties (and a full cluster)
+    /// going to this node. The pick counts as a placed create until the next refresh.
+    pub fn place(&self, asked: Option<&str>, now_ms: u64) -> Result<String, PlaceError> {
+        let mut entries = self.entries();
+        if let Some(asked) = asked {
+            if asked == self.node {
+                return Ok(asked.to_string());
+            }
+            let entry = entries
+                .iter_mut()
+                .find(|e| e.state.name == asked && e.state.record.is_some())
+                .ok_or_else(|| PlaceError::Unknown(asked.to_string()))?;
+            if !entry.healthy(now_ms) {
+                return Err(PlaceError::Unhealthy(asked.to_string()));
+            }
+            entry.placed += 1;
+            return Ok(asked.to_string());
+        }
+        let own_free = entries
+            .iter()
+            .find(|e| e.state.name == self.node)
+            .map(Entry::free);
+        let best = entries
+            .iter_mut()
+            .filter(|e| e.healthy(now_ms) && e.state.name != self.node)
+            .max_by(|a, b| {
+                a.free()
+                    .cmp(&b.free())
+                    .then(b.state.name.cmp(&a.state.name))
+            });
+        match best {
+            Some(e) if e.free() > own_free.unwrap_or(0) => {
+                e.placed += 1;
+                Ok(e.state.name.clone())
+            }
+            _ => {
+                if let Some(own) = entries.iter_mut().find(|e| e.state.name == self.node) {
+                    own.placed += 1;
+                }
+                Ok(self.node.clone())
+            }
+        }
+    }
+
+    /// The API address (`http://ip:port`) of `node`, from its last heartbeat.
+    pub fn api_of(&self, node: &str) -> Option<String> {
+        self.entries()
+            .iter()
+            .find(|e| e.state.name == node)
+            .and_then(|e| e.state.record.as_ref())
+            .map(|r| r.beat.api.clone())
+    }
+
+    /// Every node that ever beat, for `bro cluster status`.
+    pub fn status(&self, now_ms: u64) -> Vec<NodeStatus> {
+        self.entries()
+            .iter()
+            .filter_map(|e| {
+                let rec = e.state.record.as_ref()?;
+                Some(NodeStatus {
+                    name: e.state.name.clone(),
+                    address: rec.beat.api.clone(),
+                    healthy: healthy(rec, now_ms),
+                    capacity: e.capacity(),
+                    used: e.state.used,
+                    queued: e.state.queued,
+                    last_seen_ms: now_ms.saturating_sub(rec.seen_ms),
+                    // A beat goes through the node's own restate-server: beats arriving say
+                    // it runs and reaches the cluster.
+                    restate: if healthy(rec, now_ms) {
+                        "alive"
+                    } else {
+                        "silent"
+                    }
+                    .into(),
+                    this: e.state.name == self.node,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::ingress::RestateAddr;
+    use crate::orchestrator::pool::PoolConfig;
+    use crate::protocol::cluster::NodeBeat;
+
+    fn node(name: &str, capacity: u32, used: u32, seen_ms: u64, lost: bool) -> Entry {
+        Entry {
+            state: NodeState {
+                name: name.into(),
+                record: Some(NodeRecord {
+                    beat: NodeBeat {
+                        name: name.into(),
+                        api: format!("http://{name}:3000"),
+                        fabric: String::new(),
+                        capacity,
+                        version: String::new(),
+                    },
+                    beats: 1,
+                    seen_ms,
+                    lost,
+                }),
+                config: Some(PoolConfig {
+                    capacity,
+                    max_queue: 4,
+                    queue_timeout_ms: 1000,
+                }),
+                used,
+                queued: 0,
+            },
+            placed: 0,
+        }
+    }
+
+    fn view(entries: Vec<Entry>) -> ClusterView {
+        let addr = RestateAddr::parse("http://127.0.0.1:1").unwrap();
+        let ingress = Ingress::new(addr.clone(), addr).unwrap();
+        let v = ClusterView::new(ingress, "n1".into(), "bro".into(), Vec::new());
+        *v.entries() = entries;
+        v
+    }
+
+    #[test]
+    fn creates_go_to_the_most_free_healthy_node_ties_to_this_one() {
+        let now = 100_000;
+        let v = view(vec![
+            node("n1", 2, 0, now, false),
+            node("n2", 2, 0, now, false),
+            node("n3", 2, 0, now, false),
+        ]);
+        // All equal: this node, then the others as this one fills.
+        let picks: Vec<String> = (0..6).map(|_| v.place(None, now).unwrap()).collect();
+        assert_eq!(picks, ["n1", "n3", "n2", "n1", "n3", "n2"]);
+        // A full cluster queues on this node.
+        assert_eq!(v.place(None, now).unwrap(), "n1");
+    }
+
+    #[test]
+    fn lost_and_silent_nodes_get_no_creates_unless_named() {
+        let now = 100_000;
+        let stale = now - LOST_AFTER.as_millis() as u64 - 1;
+        let v = view(vec![
+            node("n1", 2, 2, now, false),
+            node("n2", 9, 0, now, true),
+            node("n3", 9, 0, stale, false),
+        ]);
+        assert_eq!(v.place(None, now).unwrap(), "n1");
+        assert_eq!(
+            v.place(Some("n2"), now),
+            Err(PlaceError::Unhealthy("n2".into()))
+        );
+        assert_eq!(
+            v.place(Some("n9"), now),
+            Err(PlaceError::Unknown("n9".into()))
+        );
+        assert_eq!(v.place(Some("n1"), now).unwrap(), "n1");
+        let status = v.status(now);
+        assert_eq!(
+            status
+                .iter()
+                .map(|s| (s.name.as_str(), s.healthy))
+                .collect::<Vec<_>>(),
+            [("n1", true), ("n2", false), ("n3", false)]
+        );
+        assert_eq!(v.api_of("n3").as_deref(), Some("http://n3:3000"));
+    }
+}

@@ -1,0 +1,355 @@
+//! Three nodes on one Restate cluster, on one machine: loopback addresses 127.0.0.2, .3 and
+//! .4 stand in for three machines, each node with its own `BRO_HOME`, 2 slots, and the same
+//! `[cluster]` config. Real restate-server nodes, real Chromium.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::helper::{
+    TestDaemon, bro_in, cdp_browser_version, http, http_with, kill, leftovers, text,
+};
+
+const ADDRS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+const NAMES: [&str; 3] = ["n1", "n2", "n3"];
+
+/// A port free on every node's address and on 127.0.0.1.
+fn shared_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if ADDRS
+            .iter()
+            .all(|a| std::net::TcpListener::bind((*a, port)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+/// The three nodes' homes and their shared secret (kept until the nodes are gone).
+struct Cluster {
+    nodes: Vec<TestDaemon>,
+    _secret_dir: TempDir,
+}
+
+impl Cluster {
+    /// Writes every node's config; starts nothing.
+    fn prepare() -> Self {
+        let secret_dir = tempfile::Builder::new()
+            .prefix("bro-it-secret-")
+            .tempdir()
+            .unwrap();
+        let secret = secret_dir.path().join("cluster.key");
+        std::fs::write(
+            &secret,
+            "an-integration-test-secret-of-48-bytes-0123456789\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (fabric, sdk) = (shared_port(), shared_port());
+        let members = ADDRS.map(|a| format!("{a:?}")).join(", ");
+        let nodes = (0..3)
+            .map(|i| {
+                let d = TestDaemon::prepare();
+                let config = format!(
+                    "node = \"{}\"\nbind = \"{}\"\nmax_sessions = 2\nmax_queue = 4\n\n\
+                     [cluster]\nmembers = [{members}]\nsecret_file = {:?}\n\
+                     fabric_port = {fabric}\nsdk_port = {sdk}\n",
+                    NAMES[i],
+                    ADDRS[i],
+                    secret.display().to_string(),
+                );
+                let dir = d.home.path().join("config");
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("config.toml"), config).unwrap();
+                d
+            })
+            .collect();
+        Cluster {
+            nodes,
+            _secret_dir: secret_dir,
+        }
+    }
+
+    /// Starts the nodes in `order` at once (each `bro daemon start` waits for its node).
+    fn start(&mut self, order: &[usize]) {
+        let homes: Vec<_> = order
+            .iter()
+            .map(|&i| (i, self.nodes[i].home.path().to_path_buf()))
+            .collect();
+        let starts: Vec<_> = homes
+            .into_iter()
+            .map(|(i, home)| {
+                // In the given order, a moment apart: any order must form the cluster.
+                thread::sleep(Duration::from_millis(300));
+                thread::spawn(move || (i, bro_in(&home, &["daemon", "start", "--port", "0"])))
+            })
+            .collect();
+        for start in starts {
+            let (i, out) = start.join().unwrap();
+            assert!(
+                out.status.success(),
+                "node {} did not start:\n{}",
+                NAMES[i],
+                text(&out)
+            );
+        }
+        for i in order {
+            self.refresh(*i);
+        }
+    }
+
+    fn refresh(&mut self, i: usize) {
+        let status = self.nodes[i].json(&["daemon", "status", "--json"]);
+        self.nodes[i].status = status;
+    }
+
+    fn api(&self, i: usize) -> String {
+        self.nodes[i].status["api_url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn status(&self, i: usize) -> Value {
+        self.nodes[i].json(&["cluster", "status", "--json"])
+    }
+
+    fn healthy(&self, i: usize) -> Vec<String> {
+        let st = self.status(i);
+        let mut names: Vec<String> = st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["healthy"] == true)
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// Polls `cond` every 200 ms for up to `limit`.
+fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    cond()
+}
+
+fn create_through(api: &str, node: Option<&str>) -> (u16, Value) {
+    let host = api.trim_start_matches("http://");
+    let mut headers = vec![("Host", host)];
+    if let Some(node) = node {
+        headers.push(("x-bro-node", node));
+    }
+    let (status, body) = http_with(api, "POST", "/v1/sessions", &headers, b"{}");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn node_of(c: &Cluster, via: usize, id: &str) -> String {
+    let rec = c.nodes[via].get(id);
+    rec["node"].as_str().unwrap_or_default().to_string()
+}
+
+fn index_of(node: &str) -> usize {
+    NAMES.iter().position(|n| *n == node).unwrap()
+}
+
+/// `Browser.getVersion` through `via`'s CDP proxy.
+fn cdp_via(c: &Cluster, via: usize, id: &str) -> String {
+    let host = c.api(via).trim_start_matches("http://").to_string();
+    cdp_browser_version(&format!("ws://{host}/?sessionId={id}"))
+}
+
+fn no_leftovers(homes: &[&Path]) {
+    for home in homes {
+        let ok = within(Duration::from_secs(30), || leftovers(home).is_empty());
+        assert!(
+            ok,
+            "left running for {}: {:?}",
+            home.display(),
+            leftovers(home)
+        );
+    }
+}
+
+#[test]
+fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
+    let mut c = Cluster::prepare();
+    // A cold start in an order that does not begin with the node that provisions.
+    c.start(&[2, 0, 1]);
+    assert!(
+        within(Duration::from_secs(60), || c.healthy(1) == NAMES),
+        "{}",
+        c.status(1)
+    );
+    let st = c.status(0);
+    assert_eq!(st["clustered"], true);
+    assert_eq!(st["members"].as_array().unwrap().len(), 3);
+
+    // Six creates through n2 fill all three nodes.
+    let api2 = c.api(1);
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = create_through(&api2, None);
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let mut per_node = [0; 3];
+    for id in &ids {
+        per_node[index_of(&node_of(&c, 1, id))] += 1;
+    }
+    assert_eq!(per_node, [2, 2, 2]);
+    // `session get --json` names the node, from any node.
+    assert!(NAMES.contains(&c.nodes[2].get(&ids[0])["node"].as_str().unwrap()));
+
+    // Each session answers CDP through a node that does not own it, and its files and
+    // live details through any node.
+    for id in &ids {
+        let owner = index_of(&node_of(&c, 0, id));
+        let via = (owner + 1) % 3;
+        assert!(cdp_via(&c, via, id).contains("Chrome"));
+        let (status, body) = http(
+            &c.api(via),
+            "GET",
+            &format!("/v1/sessions/{id}/live-details"),
+            "",
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let (status, body) = http(&c.api(via), "GET", &format!("/v1/sessions/{id}/files"), "");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+
+    // A 7th create queues (on n2, the node that got it) and is served when n2 frees a slot.
+    let waiter = thread::spawn({
+        let api = api2.clone();
+        move || create_through(&api, None)
+    });
+    thread::sleep(Duration::from_secs(2));
+    assert!(!waiter.is_finished(), "the 7th create did not wait");
+    let on_n2 = ids
+        .iter()
+        .find(|id| node_of(&c, 1, id) == "n2")
+        .unwrap()
+        .clone();
+    c.nodes[1].ok(&["session", "kill", &on_n2]);
+    let (status, body) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seventh = body["id"].as_str().unwrap().to_string();
+    assert_eq!(node_of(&c, 1, &seventh), "n2");
+    ids.retain(|id| *id != on_n2);
+    ids.push(seventh);
+
+    // Node-to-node routes refuse a call without the cluster secret, and a forged one.
+    let api3 = c.api(2);
+    let (status, _) = http(&api3, "POST", "/bro/node/v1/host/usage", "[]");
+    assert_eq!(status, 401);
+    let host3 = api3.trim_start_matches("http://");
+    let (status, _) = http_with(
+        &api3,
+        "POST",
+        "/bro/node/v1/host/usage",
+        &[("Host", host3), ("x-bro-node-auth", "1700000000.00")],
+        b"[]",
+    );
+    assert_eq!(status, 401);
+
+    // SIGKILL of n1's daemon and restate-server: its sessions fail naming it, within the
+    // bound; the others stay live and answer CDP; creates go to n2 and n3.
+    let (dpid, rpid) = (c.nodes[0].daemon_pid(), c.nodes[0].restate_pid());
+    kill(dpid, "KILL");
+    kill(rpid, "KILL");
+    let lost: Vec<String> = ids
+        .iter()
+        .filter(|id| node_of(&c, 1, id) == "n1")
+        .cloned()
+        .collect();
+    assert_eq!(lost.len(), 2);
+    let killed_at = Instant::now();
+    let failed = within(Duration::from_secs(60), || {
+        lost.iter()
+            .all(|id| c.nodes[1].get(id)["status"] == "failed")
+    });
+    assert!(
+        failed,
+        "{:?}",
+        lost.iter().map(|id| c.nodes[1].get(id)).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "n1's sessions failed {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    for id in &lost {
+        let rec = c.nodes[2].get(id);
+        assert!(
+            rec["reason"].as_str().unwrap().contains("node n1 lost"),
+            "{rec}"
+        );
+    }
+    assert!(within(Duration::from_secs(30), || c.healthy(2) == ["n2", "n3"]));
+    for id in ids.iter().filter(|id| !lost.contains(id)) {
+        assert_eq!(c.nodes[2].get(id)["status"], "live");
+        let owner = index_of(&node_of(&c, 2, id));
+        let via = if owner == 1 { 2 } else { 1 };
+        assert!(cdp_via(&c, via, id).contains("Chrome"));
+    }
+    // n2 and n3 are full (2 + 2): free one slot on n3, and the next create goes there.
+    let on_n3 = ids
+        .iter()
+        .find(|id| node_of(&c, 2, id) == "n3")
+        .unwrap()
+        .clone();
+    c.nodes[2].ok(&["session", "kill", &on_n3]);
+    ids.retain(|id| *id != on_n3);
+    let (status, body) = create_through(&api2, None);
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(node_of(&c, 1, &id), "n3");
+    ids.push(id);
+    // A create that names the lost node is refused, not queued.
+    let (status, body) = create_through(&api2, Some("n1"));
+    assert_eq!(status, 503, "{body}");
+
+    // n1 comes back: it rejoins, reaps its failed sessions' browsers, and takes sessions.
+    c.nodes[0].restart_with(&[]);
+    assert!(
+        within(Duration::from_secs(60), || c.healthy(1) == NAMES),
+        "{}",
+        c.status(1)
+    );
+    for id in &lost {
+        let dir = c.nodes[0].session_dir(id);
+        assert!(
+            within(Duration::from_secs(30), || !dir.exists()),
+            "{} left",
+            dir.display()
+        );
+    }
+    let (status, body) = create_through(&api2, Some("n1"));
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    assert_eq!(node_of(&c, 1, &id), "n1");
+    assert!(cdp_via(&c, 2, &id).contains("Chrome"));
+
+    // Everything ends: sessions released from one node, then the nodes stopped.
+    c.nodes[1].ok(&["session", "kill", "--all"]);
+    let homes: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|d| d.home.path().to_path_buf())
+        .collect();
+    for d in c.nodes.drain(..) {
+        d.stop();
+    }
+    no_leftovers(&homes.iter().map(|h| h.as_path()).collect::<Vec<_>>());
+}
