@@ -1,6 +1,7 @@
 //! The command line, as clap derive types. Doc comments are the help text; no I/O here.
 
 pub mod bench;
+pub mod cluster;
 pub mod daemon;
 pub mod doctor;
 pub mod logs;
@@ -16,7 +17,7 @@ use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use crate::protocol::session::SessionStatus;
 use crate::settings::Overrides;
 
-/// bro: one headless Chromium per session, driven by the steel-browser API.
+/// bro: one headless Chromium per session, driven by the steel-browser API
 ///
 /// bro runs a background daemon that starts a Chromium for every session and serves the
 /// steel-browser API and CDP websockets on localhost, so Playwright, Puppeteer and steel-sdk
@@ -28,7 +29,13 @@ use crate::settings::Overrides;
 ///   bro session list
 ///   bro session kill --all
 #[derive(Debug, Parser)]
-#[command(name = "bro", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "bro",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -44,25 +51,38 @@ pub enum Command {
     /// Create, list, inspect and kill browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Inspect the cluster of bro nodes this daemon belongs to.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Measure a session's cost over a raw Chromium launch, the proxy's over direct CDP,
-    /// and bro's memory; starts its own daemon in a temporary home.
+    /// and bro's memory; starts its own daemon in a temporary home
     ///
     /// Examples:
     ///   bro bench
     ///   bro bench --runs 20 --concurrency 10 --sessions 100 --json
+    #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
-    /// A live dashboard: sessions, their browsers, Restate invocations.
+    /// A live dashboard: sessions, their browsers, Restate invocations, the cluster's nodes.
     ///
     /// Keys: j/k move, tab switches pane, enter shows details, n creates a session, d kills the
-    /// selected one, / filters, ? shows help, q quits.
+    /// selected one, w shows the browsers, c the cluster's nodes ("single node" outside a
+    /// cluster), / filters (by id, status, node or URL), ? shows help, q quits.
     Tui,
-    /// Check that bro can run here: Chromium, restate-server, ports, permissions, disk, daemon.
+    /// Check that bro can run here: Chromium, restate-server, ports, permissions, disk, daemon
     ///
-    /// Every failed check names the command that fixes it; exits 1 when one fails.
+    /// Every failed check (✗) names the command that fixes it; exits 1 when one fails. A `!`
+    /// marks a check that passed degraded: bro works, its fix is advised.
+    ///
+    /// With a [cluster] table in config.toml it also checks this node's part in the cluster:
+    /// the secret file (a regular file, mode 0600 or stricter, at least 32 bytes), that `bind`
+    /// is one of `members`, that `node` is set (not `local`), that every member accepts a TCP
+    /// connection on its fabric port (default 5122) within 1 s, and, when the daemon runs,
+    /// how many members are healthy: Restate needs a majority of them (2 of 3, 3 of 5).
     ///
     /// Examples:
     ///   bro doctor
     ///   bro doctor --chromium /opt/chrome/chrome --json
+    #[command(verbatim_doc_comment)]
     Doctor {
         #[command(flatten)]
         args: Box<DaemonArgs>,
@@ -86,7 +106,7 @@ pub enum Command {
 ///   bro daemon start --max-sessions 20
 ///   bro daemon status --json
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, verbatim_doc_comment)]
 pub struct DaemonCommand {
     #[command(subcommand)]
     pub action: Option<DaemonAction>,
@@ -110,11 +130,12 @@ pub enum DaemonAction {
         #[arg(long)]
         keep_sessions: bool,
     },
-    /// Show the daemon's log and restate-server's, each line marked with its source.
+    /// Show the daemon's log and restate-server's, each line marked with its source
     ///
     /// Examples:
     ///   bro daemon logs -n 100
     ///   bro daemon logs -f
+    #[command(verbatim_doc_comment)]
     Logs {
         /// Keep printing new lines until Ctrl-C.
         #[arg(short, long)]
@@ -227,7 +248,7 @@ impl From<DaemonArgs> for Overrides {
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
-    /// Start a session: a fresh Chromium with its own profile.
+    /// Start a session: a fresh Chromium with its own profile
     ///
     /// Prints the session id and the CDP websocket URL to give to
     /// Playwright (chromium.connectOverCDP) or Puppeteer (connect({browserWSEndpoint})).
@@ -235,6 +256,8 @@ pub enum SessionCommand {
     /// Examples:
     ///   bro session create --timeout 10m
     ///   bro session create --width 1280 --height 720 --user-agent 'my-bot/1.0' --json
+    ///   bro session create --node node-b     # in a cluster: on that node
+    #[command(verbatim_doc_comment)]
     Create(CreateArgs),
     /// List sessions, oldest first.
     ///
@@ -258,11 +281,12 @@ pub enum SessionCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Release sessions: their browsers are stopped and their profiles deleted.
+    /// Release sessions: their browsers are stopped and their profiles deleted
     ///
     /// Examples:
     ///   bro session kill 0b9c1c4e-...
     ///   bro session kill --all
+    #[command(verbatim_doc_comment)]
     Kill {
         /// Session ids to release.
         #[arg(
@@ -276,6 +300,43 @@ pub enum SessionCommand {
         #[arg(long)]
         all: bool,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show every node of the cluster: its health, its slots and its restate-server
+    ///
+    /// Asks the running daemon (over its Unix socket) what its cluster knows. Like
+    /// `bro daemon status`, it starts no daemon: when none runs it says so and exits 1
+    /// (start one with `bro daemon start`). It exits 0 whenever the daemon answered, even
+    /// when a node is unhealthy: read the HEALTHY column, or `--json`, to decide.
+    ///
+    /// The first line names the Restate cluster and the node that answered, or says
+    /// "single node" when the daemon has no [cluster] in its config. Then one row per node:
+    ///
+    ///   NODE          the node's name (`node` in its config); `*` marks the one that answered
+    ///   ADDRESS       its API address, http://<bind>:<port>
+    ///   HEALTHY       yes while it sends heartbeats; no once it missed them (its sessions
+    ///                 were failed and it gets no creates until it beats again)
+    ///   USED/CAPACITY sessions holding a slot / its max_sessions
+    ///   QUEUED        creates waiting for one of its slots
+    ///   LAST SEEN     time since its last heartbeat, e.g. 0.8s ago
+    ///   RESTATE       its restate-server as the answering daemon sees it: alive,
+    ///                 unreachable, or unknown (not asked)
+    ///
+    /// Example:
+    ///   $ bro cluster status
+    ///   cluster bro, answered by node-a (2 of 3 nodes healthy, 3 members)
+    ///      NODE    ADDRESS               HEALTHY  USED/CAPACITY  QUEUED  LAST SEEN  RESTATE
+    ///   *  node-a  http://10.0.0.1:3000  yes      2/16           0       0.4s ago   alive
+    ///      node-b  http://10.0.0.2:3000  yes      16/16          3       0.9s ago   alive
+    ///      node-c  http://10.0.0.3:3000  no       0/16           0       42.0s ago  unreachable
+    #[command(verbatim_doc_comment)]
+    Status {
+        /// Print the daemon's answer as JSON (clustered, cluster, node, members, nodes).
         #[arg(long)]
         json: bool,
     },
@@ -310,6 +371,10 @@ pub struct CreateArgs {
     /// Use this id (a UUID); creating twice with one id returns the same session.
     #[arg(long, value_parser = parse_uuid)]
     pub session_id: Option<String>,
+    /// The node to create on (in a cluster); default: the node with the most free slots.
+    /// `bro cluster status` lists the nodes.
+    #[arg(long, value_name = "NAME", value_parser = parse_node)]
+    pub node: Option<String>,
     /// Print the steel-browser JSON.
     #[arg(long)]
     pub json: bool,
@@ -435,6 +500,26 @@ mod tests {
         assert_eq!(args.timeout, Some(0));
         assert!(Cli::try_parse_from(["bro", "session", "create", "--width", "800"]).is_err());
         assert!(Cli::try_parse_from(["bro", "session", "create", "--timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn create_takes_a_node_name() {
+        let cli = Cli::try_parse_from(["bro", "session", "create", "--node", "node-b"]).unwrap();
+        let Command::Session(SessionCommand::Create(args)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.node.as_deref(), Some("node-b"));
+        assert!(Cli::try_parse_from(["bro", "session", "create", "--node", "a b"]).is_err());
+    }
+
+    #[test]
+    fn cluster_status_parses() {
+        let cli = Cli::try_parse_from(["bro", "cluster", "status", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Status { json: true })
+        ));
+        assert!(Cli::try_parse_from(["bro", "cluster"]).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::paths::Paths;
+use crate::protocol::cluster::{ClusterStatus, NODE_HEADER};
 use crate::protocol::control::{
     DaemonStatus, Dashboard, JournalEntry, Preview, ShutdownRequest, ShutdownResponse,
 };
@@ -98,6 +99,13 @@ impl DaemonClient {
         self.request(Method::GET, &path, None::<&()>).await
     }
 
+    /// `GET /bro/v1/cluster`: every node of the cluster, or this one alone when it is not
+    /// clustered. A daemon older than clusters answers 404 ([`ClientError::is_not_found`]).
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        self.request(Method::GET, "/bro/v1/cluster", None::<&()>)
+            .await
+    }
+
     /// `POST /v1/sessions`. With `no_wait`, a full node answers 429 at once instead of
     /// queueing the create.
     pub async fn create_session(
@@ -105,12 +113,26 @@ impl DaemonClient {
         req: &CreateSessionRequest,
         no_wait: bool,
     ) -> Result<SessionDetails, ClientError> {
-        let headers: &[(&str, &str)] = if no_wait {
-            &[(NO_WAIT_HEADER, "1")]
-        } else {
-            &[]
-        };
-        self.request_with(Method::POST, "/v1/sessions", Some(req), headers)
+        self.create_session_on(req, no_wait, None).await
+    }
+
+    /// `POST /v1/sessions` with the `x-bro-node` header when `node` is given: the daemon
+    /// creates the session on that node of its cluster instead of the one it picks (the one
+    /// with the most free slots).
+    pub async fn create_session_on(
+        &self,
+        req: &CreateSessionRequest,
+        no_wait: bool,
+        node: Option<&str>,
+    ) -> Result<SessionDetails, ClientError> {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if no_wait {
+            headers.push((NO_WAIT_HEADER, "1"));
+        }
+        if let Some(node) = node {
+            headers.push((NODE_HEADER, node));
+        }
+        self.request_with(Method::POST, "/v1/sessions", Some(req), &headers)
             .await
     }
 
@@ -376,4 +398,78 @@ fn log_since(path: &Path, offset: u64) -> String {
         .join("\n")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// The head of the one request a fake daemon on `socket` receives; it answers 404.
+    async fn head_of(socket: &Path, call: impl std::future::Future<Output = ()>) -> String {
+        let listener = tokio::net::UnixListener::bind(socket).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"message":"no","statusCode":404,"error":"Not Found"}"#;
+            let answer = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        call.await;
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_create_names_its_node_in_the_node_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("bro.sock");
+        let client = DaemonClient::new(socket.clone());
+        let req = CreateSessionRequest::default();
+        let head = head_of(&socket, async {
+            let err = client
+                .create_session_on(&req, true, Some("node-b"))
+                .await
+                .unwrap_err();
+            assert!(err.is_not_found(), "{err:?}");
+        })
+        .await;
+        assert!(head.starts_with("post /v1/sessions "), "{head}");
+        assert!(
+            head.contains(&format!("{NODE_HEADER}: node-b\r\n")),
+            "{head}"
+        );
+        assert!(head.contains(&format!("{NO_WAIT_HEADER}: 1\r\n")), "{head}");
+
+        std::fs::remove_file(&socket).unwrap();
+        let head = head_of(&socket, async {
+            let _ = client.create_session(&req, false).await;
+        })
+        .await;
+        assert!(!head.contains(NODE_HEADER), "{head}");
+    }
+
+    #[tokio::test]
+    async fn cluster_status_asks_its_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("bro.sock");
+        let client = DaemonClient::new(socket.clone());
+        let head = head_of(&socket, async {
+            let err = client.cluster_status().await.unwrap_err();
+            assert!(err.is_not_found(), "a daemon older than clusters: {err:?}");
+        })
+        .await;
+        assert!(head.starts_with("get /bro/v1/cluster "), "{head}");
+    }
 }

@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon(cmd) => cli::daemon::run(paths, *cmd).await,
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
+        Command::Cluster(cmd) => cli::cluster::run(paths, cmd).await,
         Command::Doctor { args, json } => cli::doctor::run(paths, *args, json).await,
         Command::Tui => bro::tui::run(paths).await,
         Command::Bench(args) => cli::bench::run(args).await,

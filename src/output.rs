@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::protocol::cluster::ClusterStatus;
 use crate::protocol::control::DaemonStatus;
 use crate::protocol::session::SessionStatus;
 use crate::protocol::steel::{
@@ -72,6 +73,15 @@ pub fn duration(ms: u64) -> String {
         1..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// How long ago, from milliseconds: `0.8s ago` under a minute, then `4m12s ago`.
+pub fn ago(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s ago", ms as f64 / 1000.0)
+    } else {
+        format!("{} ago", duration(ms))
     }
 }
 
@@ -205,14 +215,74 @@ pub fn released_all(resp: &ReleaseAllResponse, as_json: bool) {
     line(&resp.message);
 }
 
-/// `bro doctor`: `✓ name  detail`, and under each `✗` the fix.
+/// `bro cluster status`: a line naming the cluster and the answering node, then a row per
+/// node, `*` on the one that answered.
+pub fn cluster_status(st: &ClusterStatus, as_json: bool) {
+    if as_json {
+        return json(st);
+    }
+    line(&cluster_text(st));
+}
+
+/// The text of `bro cluster status` (apart, for its test).
+fn cluster_text(st: &ClusterStatus) -> String {
+    let head = if st.clustered {
+        let healthy = st.nodes.iter().filter(|n| n.healthy).count();
+        format!(
+            "cluster {}, answered by {} ({healthy} of {} nodes healthy, {} members)",
+            st.cluster,
+            st.node,
+            st.nodes.len(),
+            st.members.len()
+        )
+    } else {
+        format!("single node {} (no [cluster] in its config)", st.node)
+    };
+    let rows: Vec<Vec<String>> = st
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                if n.this { "*" } else { " " }.to_string(),
+                n.name.clone(),
+                n.address.clone(),
+                if n.healthy { "yes" } else { "no" }.to_string(),
+                format!("{}/{}", n.used, n.capacity),
+                n.queued.to_string(),
+                ago(n.last_seen_ms),
+                n.restate.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        " ",
+        "NODE",
+        "ADDRESS",
+        "HEALTHY",
+        "USED/CAPACITY",
+        "QUEUED",
+        "LAST SEEN",
+        "RESTATE",
+    ];
+    if rows.is_empty() {
+        return format!("{head}\nno nodes known yet (none has sent a heartbeat)");
+    }
+    format!("{head}\n{}", table(&header, &rows))
+}
+
+/// `bro doctor`: `✓ name  detail`, and under each `✗` (failed) or `!` (passed, degraded) the
+/// fix.
 pub fn doctor(checks: &[crate::cli::doctor::Check], as_json: bool) {
     if as_json {
         return json(&checks);
     }
     let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
     for c in checks {
-        let mark = if c.ok { "✓" } else { "✗" };
+        let mark = match (c.ok, c.warn) {
+            (false, _) => "✗",
+            (true, true) => "!",
+            (true, false) => "✓",
+        };
         line(&format!("{mark} {:<width$}  {}", c.check, c.detail));
         if let Some(fix) = &c.fix {
             line(&format!("  {:<width$}  fix: {fix}", ""));
@@ -291,6 +361,51 @@ mod tests {
         assert_eq!(duration(12_000), "12s");
         assert_eq!(duration(252_000), "4m12s");
         assert_eq!(duration(3_720_000), "1h02m");
+    }
+
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(ago(800), "0.8s ago");
+        assert_eq!(ago(12_340), "12.3s ago");
+        assert_eq!(ago(252_000), "4m12s ago");
+    }
+
+    #[test]
+    fn cluster_status_marks_the_answering_node() {
+        use crate::protocol::cluster::NodeStatus;
+        let node = |name: &str, healthy, this, seen| NodeStatus {
+            name: name.into(),
+            address: format!("http://10.0.0.{}:3000", name.len()),
+            healthy,
+            capacity: 16,
+            used: 2,
+            queued: 0,
+            last_seen_ms: seen,
+            restate: if healthy { "alive" } else { "unreachable" }.into(),
+            this,
+        };
+        let st = ClusterStatus {
+            clustered: true,
+            cluster: "bro".into(),
+            node: "a".into(),
+            members: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+            nodes: vec![node("a", true, true, 400), node("bb", false, false, 42_000)],
+        };
+        assert_eq!(
+            cluster_text(&st),
+            "cluster bro, answered by a (1 of 2 nodes healthy, 2 members)\n\
+             \x20  NODE  ADDRESS               HEALTHY  USED/CAPACITY  QUEUED  LAST SEEN  RESTATE\n\
+             *  a     http://10.0.0.1:3000  yes      2/16           0       0.4s ago   alive\n\
+             \x20  bb    http://10.0.0.2:3000  no       2/16           0       42.0s ago  unreachable"
+        );
+        let single = ClusterStatus {
+            clustered: false,
+            cluster: String::new(),
+            node: "local".into(),
+            members: vec![],
+            nodes: vec![node("local", true, true, 0)],
+        };
+        assert!(cluster_text(&single).starts_with("single node local"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `bro tui`: a live dashboard of sessions, browsers and Restate invocations.
 //!
 //! `App` (state + pure `handle_event`) lives in `tui/app.rs`, drawing in `tui/view.rs`; this
-//! file owns the terminal and the only I/O: a snapshot from the daemon twice a second, and
-//! the create/kill actions, all over the Unix socket.
+//! file owns the terminal and the only I/O: a snapshot from the daemon twice a second (with
+//! its cluster's nodes while they show), and the create/kill actions, all over the Unix socket.
 
 pub mod app;
 pub mod event;
@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::client::DaemonClient;
 use crate::paths::Paths;
 use crate::protocol::steel::CreateSessionRequest;
-use app::App;
+use app::{App, ClusterView};
 use event::{Action, Event};
 
 /// How often the dashboard refreshes.
@@ -89,7 +89,7 @@ async fn event_loop(
         })?;
         let event = tokio::select! {
             _ = tick.tick() => {
-                fetch(&client, &tx, &fetching);
+                fetch(&client, &tx, &fetching, app.show_nodes);
                 continue;
             }
             _ = preview_tick.tick() => {
@@ -199,8 +199,14 @@ fn fetch_preview(
     });
 }
 
-/// Asks the daemon for a snapshot in the background (one at a time).
-fn fetch(client: &DaemonClient, tx: &mpsc::UnboundedSender<Event>, fetching: &Arc<AtomicBool>) {
+/// Asks the daemon for a snapshot in the background (one at a time), and for its cluster
+/// while the nodes view shows (so a closed view costs the daemon nothing).
+fn fetch(
+    client: &DaemonClient,
+    tx: &mpsc::UnboundedSender<Event>,
+    fetching: &Arc<AtomicBool>,
+    with_cluster: bool,
+) {
     if fetching.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -211,7 +217,22 @@ fn fetch(client: &DaemonClient, tx: &mpsc::UnboundedSender<Event>, fetching: &Ar
             Ok(Err(e)) => Event::DaemonDown(e.to_string()),
             Err(_) => Event::DaemonDown("no answer within 5 s".into()),
         };
+        let up = matches!(event, Event::Snapshot(_));
         let _ = tx.send(event);
+        if up && with_cluster {
+            let answer =
+                tokio::time::timeout(Duration::from_secs(5), client.cluster_status()).await;
+            let view = match answer {
+                Ok(Ok(st)) => Some(ClusterView::Status(st)),
+                // A daemon older than clusters: it is a single node.
+                Ok(Err(e)) if e.is_not_found() => Some(ClusterView::SingleNode),
+                // Kept as last shown; the next tick asks again.
+                Ok(Err(_)) | Err(_) => None,
+            };
+            if let Some(view) = view {
+                let _ = tx.send(Event::Cluster(view));
+            }
+        }
         fetching.store(false, Ordering::SeqCst);
     });
 }

@@ -1,4 +1,7 @@
 //! `bro doctor`: checks what bro needs, one line each, with the command that fixes a failure.
+//! The checks of a `[cluster]` are in `doctor/cluster.rs`.
+
+mod cluster;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
@@ -24,6 +27,10 @@ const MIN_FREE_BYTES: u64 = 1 << 30;
 pub struct Check {
     pub check: &'static str,
     pub ok: bool,
+    /// Passed, but degraded: bro works, the fix is advised (a cluster member down while a
+    /// majority is up). Only on `ok` checks; absent from the JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warn: bool,
     pub detail: String,
     /// The command or step that fixes a failed check.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,8 +44,20 @@ fn pass(check: &'static str, detail: impl Into<String>) -> Check {
     Check {
         check,
         ok: true,
+        warn: false,
         detail: detail.into(),
         fix: None,
+        path: None,
+    }
+}
+
+fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        check,
+        ok: true,
+        warn: true,
+        detail: detail.into(),
+        fix: Some(fix.into()),
         path: None,
     }
 }
@@ -47,6 +66,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     Check {
         check,
         ok: false,
+        warn: false,
         detail: detail.into(),
         fix: Some(fix.into()),
         path: None,
@@ -56,6 +76,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
 /// Runs every check; fails (exit 1) when one fails.
 pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     let mut checks = Vec::new();
+    let cluster_args = args.clone();
     let opts = match super::daemon::settings(&paths, args) {
         Ok(o) => {
             let file = crate::config::path(&paths.config_dir);
@@ -95,6 +116,8 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     checks.push(check_private_dir(&paths.runtime_dir));
     checks.push(check_disk(&paths));
     checks.extend(check_daemon(status.as_ref()).await);
+    let daemon = status.is_some().then(|| DaemonClient::new(paths.socket()));
+    checks.extend(check_cluster(&paths, &cluster_args, daemon.as_ref()).await);
     checks.extend(check_quarantine(&paths));
 
     let failed = checks.iter().filter(|c| !c.ok).count();
@@ -103,6 +126,24 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
         anyhow::bail!("{failed} check(s) failed");
     }
     Ok(())
+}
+
+/// The cluster checks when `config.toml` has a `[cluster]`; none without.
+async fn check_cluster(
+    paths: &Paths,
+    args: &DaemonArgs,
+    daemon: Option<&DaemonClient>,
+) -> Vec<Check> {
+    let file = crate::config::path(&paths.config_dir);
+    match cluster::setup(&file, args) {
+        Ok(Some(setup)) => cluster::checks(&setup, daemon).await,
+        Ok(None) => Vec::new(),
+        Err(e) => vec![fail(
+            "cluster",
+            e,
+            format!("fix [cluster] in {}", file.display()),
+        )],
+    }
 }
 
 async fn check_chromium(

@@ -14,9 +14,11 @@ pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
     let client = client::ensure_daemon(&paths).await?;
     match cmd {
         SessionCommand::Create(args) => {
-            let (json, no_wait) = (args.json, args.no_wait);
+            let (json, no_wait, node) = (args.json, args.no_wait, args.node.clone());
+            // The note reads this node's pool: it says nothing of another node's.
             if !no_wait
                 && let Ok(st) = client.status().await
+                && node.as_deref().is_none_or(|n| n == st.node)
                 && let Some(pool) = st.pool.filter(|p| p.used >= p.capacity)
             {
                 output::progress(&format!(
@@ -26,7 +28,9 @@ pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
                     output::duration(st.queue_timeout_ms)
                 ));
             }
-            let details = client.create_session(&request(args), no_wait).await?;
+            let details = client
+                .create_session_on(&request(args), no_wait, node.as_deref())
+                .await?;
             output::session_created(&details, json);
         }
         SessionCommand::List { status, json } => {

@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::protocol::cluster::ClusterStatus;
 use crate::protocol::control::{Dashboard, InvocationRow, JournalEntry, SessionRow};
 use crate::protocol::session::SessionStatus;
 use crate::tui::event::{Action, Event};
@@ -31,6 +32,17 @@ pub enum Mode {
     Details,
 }
 
+/// What the daemon said of its cluster, for the nodes view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterView {
+    /// Not asked yet, or no answer so far.
+    Waiting,
+    /// The daemon serves no cluster status (404: a bro older than clusters): a single node.
+    SingleNode,
+    /// Its answer; `clustered` is false on a single node.
+    Status(ClusterStatus),
+}
+
 /// Everything the TUI shows.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -51,6 +63,10 @@ pub struct App {
     last_ticks: HashMap<String, (u64, u64)>,
     /// Whether the top table lists browser processes instead of sessions (`w` toggles it).
     pub show_workers: bool,
+    /// Whether the top table lists the cluster's nodes instead of sessions (`c` toggles it).
+    pub show_nodes: bool,
+    /// The cluster as last asked (while `show_nodes`).
+    pub cluster: ClusterView,
     /// Whether the preview pane is shown (`p` toggles it).
     pub show_preview: bool,
     /// URL and title of the last preview: (session id, url, title).
@@ -74,6 +90,8 @@ impl Default for App {
             cpu: HashMap::new(),
             last_ticks: HashMap::new(),
             show_workers: false,
+            show_nodes: false,
+            cluster: ClusterView::Waiting,
             show_preview: true,
             preview: None,
             journal: None,
@@ -85,7 +103,7 @@ impl Default for App {
 const TICKS_PER_SEC: f64 = 100.0;
 
 impl App {
-    /// The sessions shown: those matching the filter (id, status or URL).
+    /// The sessions shown: those matching the filter (id, status, node or URL).
     pub fn sessions(&self) -> Vec<&SessionRow> {
         let Some(snap) = &self.snapshot else {
             return Vec::new();
@@ -97,6 +115,7 @@ impl App {
                 f.is_empty()
                     || s.session.id.contains(&f)
                     || s.session.status.as_str().contains(&f)
+                    || s.node.to_lowercase().contains(&f)
                     || s.session.websocket_url.contains(&f)
             })
             .collect()
@@ -144,6 +163,10 @@ impl App {
             }
             Event::DaemonDown(why) => {
                 self.down = Some(why);
+                None
+            }
+            Event::Cluster(view) => {
+                self.cluster = view;
                 None
             }
             Event::Notice(text) => {
@@ -279,7 +302,14 @@ impl App {
                 }
             },
             KeyCode::Char('p') => self.show_preview = !self.show_preview,
-            KeyCode::Char('w') => self.show_workers = !self.show_workers,
+            KeyCode::Char('w') => {
+                self.show_workers = !self.show_workers;
+                self.show_nodes = false;
+            }
+            KeyCode::Char('c') => {
+                self.show_nodes = !self.show_nodes;
+                self.show_workers = false;
+            }
             KeyCode::Char('n') => return Some(Action::CreateSession),
             KeyCode::Char('d') => {
                 if self.pane == Pane::Sessions
@@ -448,6 +478,31 @@ mod tests {
             entries: vec![],
         });
         assert_eq!(app.journal, Some((id, vec![])));
+    }
+
+    #[test]
+    fn c_shows_the_nodes_instead_of_sessions_or_browsers() {
+        let mut app = app();
+        assert_eq!(app.cluster, ClusterView::Waiting);
+        app.handle_event(key(KeyCode::Char('w')));
+        app.handle_event(key(KeyCode::Char('c')));
+        assert!(app.show_nodes && !app.show_workers);
+        app.handle_event(Event::Cluster(ClusterView::Status(fixtures::cluster())));
+        assert!(matches!(app.cluster, ClusterView::Status(_)));
+        app.handle_event(key(KeyCode::Char('w')));
+        assert!(!app.show_nodes && app.show_workers);
+        app.handle_event(key(KeyCode::Char('c')));
+        app.handle_event(key(KeyCode::Char('c')));
+        assert!(!app.show_nodes && !app.show_workers);
+    }
+
+    #[test]
+    fn the_filter_matches_node_names() {
+        let mut app = app();
+        app.filter = "LOCAL".into();
+        assert_eq!(app.sessions().len(), 6);
+        app.filter = "node-b".into();
+        assert_eq!(app.sessions().len(), 0);
     }
 
     #[test]

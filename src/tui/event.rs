@@ -3,6 +3,7 @@
 use crossterm::event::KeyEvent;
 
 use crate::protocol::control::{Dashboard, JournalEntry};
+use crate::tui::app::ClusterView;
 
 /// An input to [`super::app::App::handle_event`].
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub enum Event {
     Snapshot(Box<Dashboard>),
     /// The daemon did not answer.
     DaemonDown(String),
+    /// What the daemon said of its cluster (asked with the snapshot while the nodes show).
+    Cluster(ClusterView),
     /// The result of an action, for the status line.
     Notice(String),
     /// What a session's page shows now (the picture itself goes to the drawing side).

@@ -1,5 +1,6 @@
 //! Dashboards for the TUI's tests: fixed data, no clock.
 
+use crate::protocol::cluster::{ClusterStatus, NodeStatus};
 use crate::protocol::control::{
     DaemonStatus, Dashboard, InvocationRow, InvocationStatus, PoolUsage, RestateStatus, SessionRow,
     WorkerRow,
@@ -177,5 +178,31 @@ fn worker(pid: u32, session: Option<&str>) -> WorkerRow {
             150 * 1024
         },
         cpu_ticks: 0,
+    }
+}
+
+/// A cluster of three: this node, a full one with a queue, and one that stopped beating.
+pub fn cluster() -> ClusterStatus {
+    let node = |name: &str, i: u8, used, queued, seen, healthy: bool| NodeStatus {
+        name: name.into(),
+        address: format!("http://10.0.0.{i}:3000"),
+        healthy,
+        capacity: 16,
+        used,
+        queued,
+        last_seen_ms: seen,
+        restate: if healthy { "alive" } else { "unreachable" }.into(),
+        this: i == 1,
+    };
+    ClusterStatus {
+        clustered: true,
+        cluster: "bro".into(),
+        node: "node-a".into(),
+        members: vec!["10.0.0.1".into(), "10.0.0.2".into(), "10.0.0.3".into()],
+        nodes: vec![
+            node("node-a", 1, 2, 0, 400, true),
+            node("node-b", 2, 16, 3, 900, true),
+            node("node-c", 3, 0, 0, 42_000, false),
+        ],
     }
 }

@@ -9,10 +9,10 @@ use ratatui::widgets::{
     Widget, Wrap,
 };
 
-use crate::output::duration;
+use crate::output::{ago, duration};
 use crate::protocol::control::InvocationStatus;
 use crate::protocol::session::SessionStatus;
-use crate::tui::app::{App, Mode, Pane, short};
+use crate::tui::app::{App, ClusterView, Mode, Pane, short};
 
 /// The theme.
 mod theme {
@@ -122,7 +122,9 @@ impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let areas = layout(self, area);
         render_header(self, areas.header, buf);
-        if self.show_workers {
+        if self.show_nodes {
+            render_nodes(self, areas.sessions, buf);
+        } else if self.show_workers {
             render_workers(self, areas.sessions, buf);
         } else {
             render_sessions(self, areas.sessions, buf);
@@ -314,6 +316,90 @@ fn render_workers(app: &App, area: Rect, buf: &mut Buffer) {
     Widget::render(table, area, buf);
 }
 
+/// The cluster's nodes, `*` on the one that answered; "single node" when the daemon is not
+/// clustered (or predates clusters).
+fn render_nodes(app: &App, area: Rect, buf: &mut Buffer) {
+    let (title, nodes, note) = match &app.cluster {
+        ClusterView::Waiting => (" nodes ".to_string(), &[][..], Some("asking the daemon…")),
+        ClusterView::SingleNode => (
+            " nodes: single node ".to_string(),
+            &[][..],
+            Some("single node: this daemon serves no cluster status (restart it with this bro)"),
+        ),
+        ClusterView::Status(st) if !st.clustered => (
+            format!(" nodes: single node {} ", st.node),
+            st.nodes.as_slice(),
+            None,
+        ),
+        ClusterView::Status(st) => {
+            let healthy = st.nodes.iter().filter(|n| n.healthy).count();
+            let members = st.members.len().max(st.nodes.len());
+            let title = format!(
+                " nodes of cluster {} ({healthy}/{members} healthy, a majority is needed) ",
+                st.cluster
+            );
+            (title, st.nodes.as_slice(), None)
+        }
+    };
+    let body: Vec<Row<'_>> = nodes
+        .iter()
+        .map(|n| {
+            let (health, style) = if n.healthy {
+                ("yes", theme::GOOD)
+            } else {
+                ("no", theme::BAD)
+            };
+            let full = n.used >= n.capacity;
+            let restate = match n.restate.as_str() {
+                "alive" => theme::GOOD,
+                "unreachable" => theme::BAD,
+                _ => theme::DIM,
+            };
+            Row::new(vec![
+                Cell::from(if n.this { "*" } else { "" }),
+                Cell::from(n.name.clone()),
+                Cell::from(n.address.clone()),
+                Cell::from(Span::styled(health, style)),
+                Cell::from(Span::styled(
+                    format!("{}/{}", n.used, n.capacity),
+                    if full { theme::WARN } else { Style::new() },
+                )),
+                Cell::from(n.queued.to_string()),
+                Cell::from(ago(n.last_seen_ms)),
+                Cell::from(Span::styled(n.restate.clone(), restate)),
+            ])
+        })
+        .collect();
+    let widths = [1, 16, 24, 7, 9, 6, 11, 12].map(Constraint::Length);
+    let header = [
+        "",
+        "NODE",
+        "ADDRESS",
+        "HEALTHY",
+        "USED/CAP",
+        "QUEUED",
+        "LAST SEEN",
+        "RESTATE",
+    ];
+    let table = Table::new(body, widths)
+        .header(Row::new(header).style(theme::HEADER))
+        .block(pane_block(title, app.pane == Pane::Sessions));
+    Widget::render(table, area, buf);
+    if let Some(note) = note
+        && area.height > 3
+    {
+        Paragraph::new(Line::styled(note, theme::DIM)).render(
+            Rect {
+                x: area.x + 2,
+                y: area.y + 2,
+                width: area.width.saturating_sub(4),
+                height: 1,
+            },
+            buf,
+        );
+    }
+}
+
 /// The preview pane's frame and text; the picture is drawn into it by the caller.
 fn render_preview(app: &App, area: Rect, buf: &mut Buffer) {
     let target = app.preview_target();
@@ -463,6 +549,7 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
                 ("d", "kill"),
                 ("p", "preview"),
                 ("w", "browsers"),
+                ("c", "nodes"),
                 ("/", "filter"),
                 ("?", "help"),
                 ("q", "quit"),
@@ -525,6 +612,7 @@ fn render_help(area: Rect, buf: &mut Buffer) {
         ),
         ("p", "show / hide the selected session's page"),
         ("w", "browsers (sessions' and warm) instead of sessions"),
+        ("c", "the cluster's nodes instead of sessions"),
         ("n", "create a session"),
         ("d", "kill the selected session (asks first)"),
         ("/", "filter rows (enter or esc to finish)"),
@@ -661,7 +749,7 @@ mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    use crate::tui::app::App;
+    use crate::tui::app::{App, ClusterView};
     use crate::tui::event::Event;
     use crate::tui::fixtures;
 
@@ -786,9 +874,32 @@ mod tests {
     }
 
     #[test]
+    fn nodes_view() {
+        let mut app = with(fixtures::busy());
+        app.show_nodes = true;
+        app.show_preview = false;
+        app.handle_event(Event::Cluster(ClusterView::Status(fixtures::cluster())));
+        insta::assert_snapshot!(draw(&app, 120, 24));
+    }
+
+    #[test]
+    fn nodes_view_of_a_daemon_without_cluster_status() {
+        let mut app = with(fixtures::busy());
+        app.show_nodes = true;
+        app.show_preview = false;
+        app.handle_event(Event::Cluster(ClusterView::SingleNode));
+        insta::assert_snapshot!(draw(&app, 120, 24));
+    }
+
+    #[test]
     fn tiny_terminals_never_panic() {
-        let app = with(fixtures::busy());
+        let mut app = with(fixtures::busy());
         for (w, h) in [(1, 1), (10, 3), (20, 5), (200, 60)] {
+            draw(&app, w, h);
+        }
+        app.show_nodes = true;
+        app.handle_event(Event::Cluster(ClusterView::Status(fixtures::cluster())));
+        for (w, h) in [(1, 1), (10, 3), (20, 5)] {
             draw(&app, w, h);
         }
     }
