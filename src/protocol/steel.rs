@@ -294,6 +294,9 @@ pub struct SessionDetails {
     /// bro's addition: create options that were accepted but are not supported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_options: Vec<String>,
+    /// bro's addition: the node that runs the session's browser.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 impl SessionDetails {
@@ -328,6 +331,7 @@ impl SessionDetails {
             is_selenium: false,
             reason: rec.reason.clone(),
             ignored_options: rec.options.ignored.clone(),
+            node: rec.node.clone(),
         }
     }
 }
