@@ -244,8 +244,7 @@ pub(super) async fn recovery(
         ingress,
         Arc::clone(&orch.sockets),
     );
-    let done = sup
-        .reconcile()
+    let done = reconcile(&mut sup, settings)
         .await
         .context("reconciling sessions with Restate state")?;
     tracing::info!(
@@ -297,6 +296,38 @@ async fn clear_queue(ingress: &Ingress, settings: &Settings) -> Result<u32> {
                     "waiting for the cluster's partitions: they run once a second member of \
                      {} is up",
                     cluster.members.len()
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// How long a cluster node's reconciliation is tried again while the cluster's query
+/// engine is not ready.
+const CLUSTER_RECONCILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The supervisor's reconciliation. Alone, one try. In a cluster, tried again for up to
+/// [`CLUSTER_RECONCILE_TIMEOUT`]: a node that rejoins its cluster gets "No such scanner"
+/// from its queries for some seconds (measured: about 6 s after its restate-server answers),
+/// longer than a query's own retries.
+async fn reconcile(
+    sup: &mut Supervisor,
+    settings: &Settings,
+) -> Result<super::supervisor::Reconciled> {
+    if settings.cluster.is_none() {
+        return Ok(sup.reconcile().await?);
+    }
+    let began = std::time::Instant::now();
+    loop {
+        match sup.reconcile().await {
+            Ok(done) => return Ok(done),
+            Err(err) if began.elapsed() < CLUSTER_RECONCILE_TIMEOUT => {
+                tracing::info!(
+                    waited_s = began.elapsed().as_secs(),
+                    %err,
+                    "waiting for the cluster's query engine to reconcile sessions"
                 );
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
