@@ -41,6 +41,14 @@ pub const DEFAULT_FILES_QUOTA: u64 = 1 << 30;
 pub const MIN_FILES_QUOTA: u64 = 1 << 20;
 /// The largest files quota (16 TiB): a bound that still catches a typo of a few zeros.
 pub const MAX_FILES_QUOTA: u64 = 16 << 40;
+/// `[cluster] name` when not given: Restate's cluster name.
+pub const DEFAULT_CLUSTER_NAME: &str = "bro";
+/// `[cluster] fabric_port` when not given: restate-server's own default fabric port.
+pub const DEFAULT_FABRIC_PORT: u16 = 5122;
+/// `[cluster] sdk_port` when not given.
+pub const DEFAULT_SDK_PORT: u16 = 9081;
+/// The most members a cluster may list.
+pub const MAX_CLUSTER_MEMBERS: usize = 64;
 
 /// An example file with every key, for the documentation and `bro doctor`.
 pub const EXAMPLE: &str = r#"# ~/.config/bro/config.toml (or $BRO_HOME/config/config.toml)
@@ -57,6 +65,17 @@ chromium_flags = ["--lang=en-US"]   # added to every browser's command line
 api_key = "change-me"       # required from TCP clients when set
 node = "local"              # this machine's node name in Restate
 files_quota = "1GiB"        # bytes of uploads and downloads each session may keep
+
+# Several machines as one cluster: uncomment on every node. Each node sets its own `node`
+# (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
+# [cluster]
+# members = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]   # every node's bind, this one's included;
+#                                                  # the first one provisions the cluster once
+#                                                  # and must keep its data dir
+# secret_file = "/etc/bro/cluster.key"    # absolute; the same on every node; mode 0600
+# name = "bro"                # Restate's cluster name, the same on every node
+# fabric_port = 5122          # restate-server's node-to-node port, on <bind>
+# sdk_port = 9081             # the daemon's SDK endpoint on 127.0.0.1, the same on every node
 "#;
 
 /// The settings a `config.toml` may hold; unknown keys are an error, so typos do not pass.
@@ -82,6 +101,25 @@ pub struct Config {
     pub node: Option<String>,
     /// Bytes per session's files: `"512MiB"`, `"1GiB"`, or a number of bytes.
     pub files_quota: Option<Size>,
+    /// The `[cluster]` table: this node is one of several forming one cluster.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table as written; [`crate::settings::ClusterSettings`] once merged.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Every node's address, this one's (`bind`) included.
+    #[serde(default)]
+    pub members: Vec<IpAddr>,
+    /// The cluster secret's file: an absolute path, required.
+    pub secret_file: Option<PathBuf>,
+    /// Restate's cluster name; [`DEFAULT_CLUSTER_NAME`] when not given.
+    pub name: Option<String>,
+    /// restate-server's fabric port; [`DEFAULT_FABRIC_PORT`] when not given.
+    pub fabric_port: Option<u16>,
+    /// The SDK endpoint's loopback port; [`DEFAULT_SDK_PORT`] when not given.
+    pub sdk_port: Option<u16>,
 }
 
 /// A size in `config.toml`: a number of bytes, or a string such as `"512MiB"`.
@@ -170,6 +208,9 @@ impl Config {
         if let Some(size) = &self.files_quota {
             size.bytes().map_err(|e| format!("files_quota: {e}"))?;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
+        }
         Ok(())
     }
 
@@ -198,6 +239,95 @@ impl Config {
     pub fn files_quota(&self) -> Option<u64> {
         self.files_quota.as_ref().and_then(|s| s.bytes().ok())
     }
+}
+
+impl ClusterConfig {
+    /// The checks the table allows on its own; those that need `bind` and `node` as well
+    /// are made on the merged settings ([`check_cluster`]).
+    fn check(&self) -> Result<(), String> {
+        check_members(&self.members)?;
+        check_secret_file(self.secret_file.as_deref())?;
+        if let Some(name) = &self.name {
+            check_cluster_name(name)?;
+        }
+        for (key, port) in [
+            ("fabric_port", self.fabric_port),
+            ("sdk_port", self.sdk_port),
+        ] {
+            if port == Some(0) {
+                return Err(format!("cluster.{key} must not be 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cluster's members: 1 to [`MAX_CLUSTER_MEMBERS`] addresses, none twice.
+pub fn check_members(members: &[IpAddr]) -> Result<(), String> {
+    if members.is_empty() {
+        return Err(
+            "cluster.members is empty: list every node's address, this one's included".into(),
+        );
+    }
+    if members.len() > MAX_CLUSTER_MEMBERS {
+        return Err(format!(
+            "cluster.members lists {} addresses; a cluster has at most {MAX_CLUSTER_MEMBERS}",
+            members.len()
+        ));
+    }
+    for (i, member) in members.iter().enumerate() {
+        if members[..i].contains(member) {
+            return Err(format!("cluster.members lists {member} twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The secret file's path: given, and absolute (a relative one would depend on the
+/// directory each daemon happens to start in).
+pub fn check_secret_file(path: Option<&Path>) -> Result<(), String> {
+    match path {
+        Some(p) if p.is_absolute() => Ok(()),
+        Some(p) if !p.as_os_str().is_empty() => Err(format!(
+            "cluster.secret_file must be an absolute path, got '{}'",
+            p.display()
+        )),
+        _ => Err(
+            "cluster.secret_file must be given: the file holding the cluster secret (the \
+                  same on every node, mode 0600)"
+                .into(),
+        ),
+    }
+}
+
+/// Restate's cluster name: the same characters as a node name (it is written into
+/// restate-server's config and sent to the SDK endpoint as a header).
+pub fn check_cluster_name(name: &str) -> Result<(), String> {
+    check_node(name)
+        .map_err(|_| format!("cluster.name: '{name}' is not a cluster name: 1 to {MAX_NODE_LEN} letters, digits, '-', '_' or '.'"))
+}
+
+/// The checks of a cluster that need this node's `bind` and `node` as well as the table:
+/// `bind` is one of the members (the others reach this node there), and the node has a name
+/// of its own (the default `local` would be the same on every node, and Restate's node names
+/// must be unique).
+pub fn check_cluster(members: &[IpAddr], bind: IpAddr, node: &str) -> Result<(), String> {
+    check_members(members)?;
+    if !members.contains(&bind) {
+        let list: Vec<String> = members.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "bind {bind} is not one of cluster.members [{}]: set bind to this node's address \
+             in that list",
+            list.join(", ")
+        ));
+    }
+    if node == DEFAULT_NODE {
+        return Err(format!(
+            "a cluster node needs a name of its own: set node (it is '{DEFAULT_NODE}', the \
+             default, which every node would share)"
+        ));
+    }
+    check_node(node).map_err(|e| format!("node: {e}"))
 }
 
 /// `"512MiB"` → 536870912. Binary units `KiB`, `MiB`, `GiB`, `TiB` (also `K`, `M`, `G`, `T`,
@@ -365,6 +495,108 @@ mod tests {
         assert_eq!(c.chromium_flags, vec!["--lang=en-US"]);
         assert_eq!(c.files_quota(), Some(DEFAULT_FILES_QUOTA));
         c.check().unwrap();
+    }
+
+    /// The commented `[cluster]` table of the example parses once uncommented, with every
+    /// key it documents.
+    #[test]
+    fn the_documented_cluster_table_parses() {
+        let table: String = EXAMPLE
+            .lines()
+            .skip_while(|l| *l != "# [cluster]")
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c: Config = toml::from_str(&table).unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!(cluster.members.len(), 3);
+        assert_eq!(cluster.name.as_deref(), Some(DEFAULT_CLUSTER_NAME));
+        assert_eq!(cluster.fabric_port, Some(DEFAULT_FABRIC_PORT));
+        assert_eq!(cluster.sdk_port, Some(DEFAULT_SDK_PORT));
+        assert_eq!(
+            cluster.secret_file.as_deref(),
+            Some(Path::new("/etc/bro/cluster.key"))
+        );
+        c.check().unwrap();
+    }
+
+    /// Each check of the `[cluster]` table alone, with its message.
+    #[test]
+    fn a_bad_cluster_table_is_an_error_naming_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.toml");
+        let ok = "secret_file = \"/k\"\nmembers = [\"10.0.0.1\"]\n";
+        let many: Vec<String> = (0..65).map(|i| format!("\"10.0.1.{i}\"")).collect();
+        let many = format!("secret_file = \"/k\"\nmembers = [{}]\n", many.join(","));
+        for (table, want) in [
+            ("secret_file = \"/k\"\n", "cluster.members is empty"),
+            (
+                "secret_file = \"/k\"\nmembers = []\n",
+                "cluster.members is empty",
+            ),
+            (
+                many.as_str(),
+                "lists 65 addresses; a cluster has at most 64",
+            ),
+            (
+                "secret_file = \"/k\"\nmembers = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.1\"]\n",
+                "cluster.members lists 10.0.0.1 twice",
+            ),
+            (
+                "members = [\"10.0.0.1\"]\n",
+                "cluster.secret_file must be given",
+            ),
+            (
+                "members = [\"10.0.0.1\"]\nsecret_file = \"\"\n",
+                "cluster.secret_file must be given",
+            ),
+            (
+                "members = [\"10.0.0.1\"]\nsecret_file = \"cluster.key\"\n",
+                "cluster.secret_file must be an absolute path, got 'cluster.key'",
+            ),
+            (
+                &format!("{ok}fabric_port = 0\n"),
+                "cluster.fabric_port must not be 0",
+            ),
+            (
+                &format!("{ok}sdk_port = 0\n"),
+                "cluster.sdk_port must not be 0",
+            ),
+            (
+                &format!("{ok}name = \"a b\"\n"),
+                "cluster.name: 'a b' is not a cluster name",
+            ),
+            (&format!("{ok}memberz = []\n"), "unknown field `memberz`"),
+            ("members = [\"10.0.0.300\"]\n", "invalid IP address"),
+        ] {
+            std::fs::write(&file, format!("[cluster]\n{table}")).unwrap();
+            let err = Config::load(&file).unwrap_err().to_string();
+            assert!(
+                err.contains(want) && err.contains("config.toml"),
+                "{table}: {err}"
+            );
+        }
+        std::fs::write(&file, format!("[cluster]\n{ok}")).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.cluster.unwrap().members, [IpAddr::from([10, 0, 0, 1])]);
+    }
+
+    /// The checks that need this node's `bind` and `node` besides the table.
+    #[test]
+    fn a_cluster_node_binds_to_a_member_and_has_a_name_of_its_own() {
+        let members = [IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])];
+        check_cluster(&members, members[1], "n2").unwrap();
+        let err = check_cluster(&members, IpAddr::from([10, 0, 0, 9]), "n2").unwrap_err();
+        assert!(
+            err.contains("bind 10.0.0.9 is not one of cluster.members [10.0.0.1, 10.0.0.2]"),
+            "{err}"
+        );
+        let err = check_cluster(&members, members[0], DEFAULT_NODE).unwrap_err();
+        assert!(err.contains("needs a name of its own: set node"), "{err}");
+        let err = check_cluster(&members, members[0], "a/b").unwrap_err();
+        assert!(err.contains("node: 'a/b' is not a node name"), "{err}");
+        assert!(check_cluster(&[], members[0], "n1").is_err());
     }
 
     #[test]

@@ -67,6 +67,44 @@ pub struct ClusterSettings {
     pub sdk_port: u16,
 }
 
+impl ClusterSettings {
+    /// The `[cluster]` table with its defaults filled in (a missing `secret_file` stays
+    /// empty, which [`ClusterSettings::check`] refuses).
+    pub fn from_config(c: config::ClusterConfig) -> ClusterSettings {
+        ClusterSettings {
+            name: c
+                .name
+                .unwrap_or_else(|| config::DEFAULT_CLUSTER_NAME.to_string()),
+            members: c.members,
+            secret_file: c.secret_file.unwrap_or_default(),
+            fabric_port: c.fabric_port.unwrap_or(config::DEFAULT_FABRIC_PORT),
+            sdk_port: c.sdk_port.unwrap_or(config::DEFAULT_SDK_PORT),
+        }
+    }
+
+    /// Every check of a cluster: the members, the secret file's path, the name, the ports,
+    /// and that this node (`bind`, `node`) can be one of them.
+    pub fn check(&self, bind: IpAddr, node: &str) -> Result<(), String> {
+        config::check_cluster(&self.members, bind, node)?;
+        config::check_secret_file(Some(&self.secret_file))?;
+        config::check_cluster_name(&self.name)?;
+        for (key, port) in [
+            ("fabric_port", self.fabric_port),
+            ("sdk_port", self.sdk_port),
+        ] {
+            if port == 0 {
+                return Err(format!("cluster.{key} must not be 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// True on the one node that provisions the Restate cluster: the first member.
+    pub fn provisions(&self, bind: IpAddr) -> bool {
+        self.members.first() == Some(&bind)
+    }
+}
+
 /// A secret (the API key): kept out of `Debug` output, so no log line shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -153,7 +191,7 @@ impl Settings {
             restate_admin_url: over.restate_admin_url,
             restate_ingress_url: over.restate_ingress_url,
             api_key: over.api_key.or(file.api_key).map(Secret),
-            cluster: None,
+            cluster: file.cluster.map(ClusterSettings::from_config),
         };
         settings.check()?;
         Ok(settings)
@@ -188,6 +226,9 @@ impl Settings {
         config::check_node(&self.node).map_err(|e| format!("node: {e}"))?;
         config::check_files_quota(self.files_quota).map_err(|e| format!("files_quota: {e}"))?;
         config::check_chromium_flags(&self.chromium_flags)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.check(self.bind, &self.node)?;
+        }
         Ok(())
     }
 
@@ -357,6 +398,71 @@ mod tests {
             ..ok
         };
         at_bounds.check().unwrap();
+    }
+
+    /// `[cluster]` is merged with its defaults and checked against `bind` and `node`,
+    /// whether they come from the file or a flag.
+    #[test]
+    fn a_cluster_table_is_merged_with_its_defaults_and_checked() {
+        let table = "bind = \"10.0.0.2\"\nnode = \"n2\"\napi_key = \"a-key-of-sixteen-or-more\"\n\
+                     [cluster]\nmembers = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\"]\n\
+                     secret_file = \"/etc/bro/cluster.key\"\n";
+        let s = Settings::merge(Overrides::default(), file(table)).unwrap();
+        let c = s.cluster.clone().unwrap();
+        assert_eq!(c.name, config::DEFAULT_CLUSTER_NAME);
+        assert_eq!(c.fabric_port, config::DEFAULT_FABRIC_PORT);
+        assert_eq!(c.sdk_port, config::DEFAULT_SDK_PORT);
+        assert_eq!(c.secret_file, PathBuf::from("/etc/bro/cluster.key"));
+        assert_eq!(c.members.len(), 3);
+        assert!(!c.provisions(s.bind));
+        assert!(c.provisions(IpAddr::from([10, 0, 0, 1])));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
+
+        let bad_bind = Overrides {
+            bind: Some(IpAddr::from([10, 0, 0, 9])),
+            ..Overrides::default()
+        };
+        let err = Settings::merge(bad_bind, file(table)).unwrap_err();
+        assert!(
+            err.contains("bind 10.0.0.9 is not one of cluster.members"),
+            "{err}"
+        );
+        let default_node = table.replace("node = \"n2\"\n", "");
+        let err = Settings::merge(Overrides::default(), file(&default_node)).unwrap_err();
+        assert!(err.contains("needs a name of its own"), "{err}");
+        // Settings that arrive by another way (the JSON a background daemon reads) are
+        // checked as well: no secret file, a port of 0.
+        for (cluster, want) in [
+            (
+                ClusterSettings {
+                    secret_file: PathBuf::new(),
+                    ..c.clone()
+                },
+                "cluster.secret_file must be given",
+            ),
+            (
+                ClusterSettings {
+                    sdk_port: 0,
+                    ..c.clone()
+                },
+                "cluster.sdk_port must not be 0",
+            ),
+            (
+                ClusterSettings {
+                    members: vec![],
+                    ..c.clone()
+                },
+                "cluster.members is empty",
+            ),
+        ] {
+            let settings = Settings {
+                cluster: Some(cluster),
+                ..s.clone()
+            };
+            let err = settings.check().unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{HostError, HostErrorKind, HostRouter, WorkerHost};
@@ -30,16 +29,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster parts of a daemon whose settings have `[cluster]`; `None` without.
+    /// The cluster parts of a daemon whose settings have `[cluster]` (and so a `secret`);
+    /// `None` without.
     pub fn new(
         settings: &Settings,
+        secret: Option<ClusterSecret>,
         ingress: &Ingress,
         local: Arc<dyn WorkerHost>,
-    ) -> Result<Option<Cluster>> {
-        let Some(cs) = &settings.cluster else {
-            return Ok(None);
+    ) -> Option<Cluster> {
+        let (Some(cs), Some(secret)) = (&settings.cluster, secret) else {
+            return None;
         };
-        let secret = ClusterSecret::load(&cs.secret_file).map_err(anyhow::Error::msg)?;
         let view = Arc::new(ClusterView::new(
             ingress.clone(),
             settings.node.clone(),
@@ -53,12 +53,12 @@ impl Cluster {
             secret: secret.clone(),
             remotes: Mutex::new(HashMap::new()),
         });
-        Ok(Some(Cluster {
+        Some(Cluster {
             settings: cs.clone(),
             secret,
             view,
             hosts,
-        }))
+        })
     }
 }
 

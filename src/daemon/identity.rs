@@ -10,6 +10,11 @@
 //! The private key is `identity.pem` (PKCS#8, 0600) in bro's 0700 restate dir; it is made
 //! once and kept, so an adopted restate-server and a restarted daemon agree. The public key
 //! is derived from it at every start, never stored beside it, so the two cannot drift.
+//!
+//! In a cluster every node's restate-server must sign with the same key, since any node's
+//! daemon may be called by any node's restate-server: the key is then derived from the
+//! cluster secret ([`Identity::derived`]) and written to `cluster-identity.pem` at every
+//! start, leaving a single machine's `identity.pem` as it was.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -79,6 +84,59 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The key pair whose private key is `seed` (derived from the cluster secret, so the same
+    /// on every node), written to `cluster-identity.pem` (0600) in `dir` unless that file
+    /// already holds it.
+    pub fn derived(dir: &Path, seed: &[u8; 32]) -> Result<Identity, IdentityError> {
+        let path = dir.join("cluster-identity.pem");
+        let key = SigningKey::from_bytes(seed);
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| IdentityError::Unreadable(path.clone(), e.to_string()))?;
+        let current = std::fs::read_to_string(&path).ok();
+        if current.as_deref() != Some(pem.as_str()) {
+            write_replacing(&path, pem.as_bytes())?;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| IdentityError::Io {
+                what: "restricting",
+                path: path.clone(),
+                source,
+            },
+        )?;
+        Ok(Identity {
+            private_key_file: path,
+            public_key: public_key_text(&key),
+        })
+    }
+}
+
+/// Writes `bytes` to `path` with mode 0600 from the first byte, whole or not at all: into a
+/// temp file first, synced, then renamed over whatever `path` held.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+    let tmp = path.with_extension(format!("pem.new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        IdentityError::Io {
+            what: "writing",
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
 /// Makes a new key and writes it with mode 0600 from the first byte (never readable by
 /// others, not even for a moment), whole or not at all: into a temp file first, synced, then
 /// linked into place, which fails if a key is there already (so a crash mid-write leaves no
@@ -142,6 +200,41 @@ mod tests {
         // The SDK accepts the text form.
         restate_sdk::endpoint::Endpoint::builder()
             .identity_key(&first.public_key)
+            .unwrap();
+    }
+
+    /// Two nodes given the same seed sign with the same key, and neither touches the single
+    /// machine's `identity.pem`.
+    #[test]
+    fn a_derived_key_is_the_same_on_every_node_and_private() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let own = Identity::load_or_create(a.path()).unwrap();
+        let seed = [7u8; 32];
+        let first = Identity::derived(a.path(), &seed).unwrap();
+        let second = Identity::derived(b.path(), &seed).unwrap();
+        assert_eq!(first.public_key, second.public_key);
+        assert_ne!(first.public_key, own.public_key);
+        assert_eq!(
+            std::fs::read(&first.private_key_file).unwrap(),
+            std::fs::read(&second.private_key_file).unwrap()
+        );
+        let mode = std::fs::metadata(&first.private_key_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            Identity::load_or_create(a.path()).unwrap().public_key,
+            own.public_key
+        );
+        // A file holding another key is replaced; the PEM is what restate-server reads.
+        let other = Identity::derived(a.path(), &[8u8; 32]).unwrap();
+        assert_ne!(other.public_key, first.public_key);
+        let pem = std::fs::read_to_string(&other.private_key_file).unwrap();
+        let key = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(public_key_text(&key), other.public_key);
+        restate_sdk::endpoint::Endpoint::builder()
+            .identity_key(&other.public_key)
             .unwrap();
     }
 

@@ -5,8 +5,12 @@
 //! A restate-server outlives a daemon killed with SIGKILL (it is not in the daemon's process
 //! group and gets no death signal); the next daemon adopts it when it answers, so in-flight
 //! invocations keep going.
+//!
+//! Alone, restate-server listens on Unix sockets only. As one node of a cluster
+//! ([`ClusterNode`]) it also listens on TCP for its fabric (node to node) on `<bind>`, while
+//! admin and ingress stay on Unix sockets, reached by this daemon alone.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::identity::Identity;
 use crate::orchestrator::ingress::RestateAddr;
 use crate::paths::Paths;
+use crate::settings::ClusterSettings;
 use crate::wait::{Poll, wait_until};
 use crate::worker::chromium::{executable, search_path};
 use crate::worker::process;
@@ -37,6 +42,14 @@ const MALLOC_CONF: &str = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0";
 /// How long a starting restate-server may take to answer `/health`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a cluster node's restate-server may take to answer: its admin API answers only
+/// once the cluster is provisioned, which needs the first member up, so the first start of
+/// a cluster waits for its nodes to be brought up, one machine after another.
+const CLUSTER_HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How often a cluster node waiting for its cluster says so in the log.
+const CLUSTER_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
 /// How long registering the SDK endpoint is retried (the server may still be opening its
 /// admin API, or the endpoint its listener; a registration's discovery call can itself take
 /// seconds on a busy machine).
@@ -51,6 +64,11 @@ pub enum RestateError {
     NotFound(String),
     #[error("restate-server did not become healthy within {0:?}; see {1}")]
     Unhealthy(Duration, PathBuf),
+    #[error(
+        "the Restate cluster did not form within {0:?}: the first member, {1}, provisions it \
+         and must be running (its bro daemon started); see {2}"
+    )]
+    ClusterUnformed(Duration, IpAddr, PathBuf),
     #[error("restate-server exited during startup ({0}); see {1}")]
     Exited(String, PathBuf),
     #[error("{what}: {source}")]
@@ -129,7 +147,7 @@ fn free_port() -> u16 {
 /// The longest path a Unix socket can have (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// The Unix sockets restate-server opens with `--listen-mode unix`: in
+/// The Unix sockets restate-server opens for admin and ingress: in its node dir,
 /// `<base-dir>/<node-name>/`, inside bro's 0700 restate dir.
 #[derive(Debug, Clone)]
 pub struct Sockets {
@@ -138,8 +156,7 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    fn of(restate_dir: &Path) -> Result<Sockets, RestateError> {
-        let node_dir = restate_dir.join("data").join(NODE_NAME);
+    fn of(node_dir: &Path) -> Result<Sockets, RestateError> {
         let sockets = Sockets {
             admin: node_dir.join("admin.sock"),
             ingress: node_dir.join("ingress.sock"),
@@ -153,20 +170,113 @@ impl Sockets {
     }
 }
 
-/// restate-server's node name: its data lives in `<base-dir>/<node-name>/`, so it is fixed
-/// (it defaults to the hostname, which would strand the data when that changes).
+/// restate-server's node name on a single machine: its data lives in
+/// `<base-dir>/<node-name>/`, so it is fixed (it defaults to the hostname, which would strand
+/// the data when that changes). A cluster node takes bro's node name instead.
 const NODE_NAME: &str = "bro";
+
+/// A restate-server that is one node of a Restate cluster: bro's `[cluster]` settings with
+/// this node's name and address.
+#[derive(Debug, Clone)]
+pub struct ClusterNode {
+    /// bro's node name, which is also restate-server's (unique in the cluster).
+    pub node: String,
+    /// This node's address, one of the members: its fabric listens there.
+    pub bind: IpAddr,
+    pub cluster: ClusterSettings,
+}
+
+impl ClusterNode {
+    /// A member's fabric address, `http://<ip>:<fabric_port>/`.
+    fn fabric_url(&self, ip: IpAddr) -> String {
+        format!("http://{}/", SocketAddr::new(ip, self.cluster.fabric_port))
+    }
+
+    /// How many copies of each log record and partition Restate keeps: 2 with 3 or more
+    /// members, so any one node may fail; else 1, since 2 copies on a 2-node cluster would
+    /// stop all writes when either node stops (it adds no tolerance, it removes some), and
+    /// a 1-node cluster has no second node to copy to.
+    fn replication(&self) -> u8 {
+        if self.cluster.members.len() >= 3 {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// Where a restate-server keeps its data and sockets, and the names it runs under.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// `base-dir`: `<restate dir>/data` alone, `<restate dir>/cluster` as a cluster node (so
+    /// a single machine's Restate, its own one-node cluster, is never mixed into another).
+    base_dir: PathBuf,
+    node_name: String,
+    cluster_name: String,
+}
+
+impl Layout {
+    fn new(restate_dir: &Path, cluster: Option<&ClusterNode>) -> Layout {
+        match cluster {
+            None => Layout {
+                base_dir: restate_dir.join("data"),
+                node_name: NODE_NAME.to_string(),
+                cluster_name: cluster_name(restate_dir),
+            },
+            Some(c) => Layout {
+                base_dir: restate_dir.join("cluster"),
+                node_name: c.node.clone(),
+                cluster_name: c.cluster.name.clone(),
+            },
+        }
+    }
+
+    /// `<base-dir>/<node-name>/`: the node's data and its sockets.
+    fn node_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.node_name)
+    }
+}
 
 /// The config file bro writes for restate-server: no TCP port (`--listen-mode unix` on the
 /// command line), calls to the SDK endpoint signed with bro's key, telemetry off, a fixed
 /// node name and a small footprint.
 pub fn config_toml(base_dir: &Path, cluster: &str, identity_key: &Path) -> String {
+    render(base_dir, NODE_NAME, cluster, identity_key, None)
+}
+
+/// The config file of a cluster node: named after bro's node, its fabric on
+/// `<bind>:<fabric_port>` over TCP (`listen-mode = "tcp"`) while admin and ingress keep
+/// their Unix sockets, the members' fabrics as the replicated metadata servers, replicated
+/// logs, and the first member alone allowed to provision the cluster.
+///
+/// Exactly one node can ever provision, so the cluster is provisioned once, without a
+/// manual step, whatever order the nodes start in. That node must keep its data dir: a
+/// first member started afresh would provision a second, different cluster.
+pub fn cluster_config_toml(base_dir: &Path, node: &ClusterNode, identity_key: &Path) -> String {
+    render(
+        base_dir,
+        &node.node,
+        &node.cluster.name,
+        identity_key,
+        Some(node),
+    )
+}
+
+/// The config file, alone or as a cluster node; alone, the cluster parts are empty.
+fn render(
+    base_dir: &Path,
+    node_name: &str,
+    cluster: &str,
+    identity_key: &Path,
+    node: Option<&ClusterNode>,
+) -> String {
+    let (cluster_keys, cluster_tables) = node.map(cluster_parts).unwrap_or_default();
     format!(
         r#"# Written by bro at every start; edits are overwritten.
-node-name = "{NODE_NAME}"
+node-name = "{node_name}"
 cluster-name = "{cluster}"
 base-dir = {base}
-disable-telemetry = true
+{cluster_keys}disable-telemetry = true
 log-filter = "warn,restate=info"
 log-disable-ansi-codes = true
 default-num-partitions = 2
@@ -191,13 +301,56 @@ memory-size = "64 MiB"
 [worker.invoker]
 # Every call to bro's SDK endpoint is signed; the endpoint refuses unsigned ones.
 request-identity-private-key-pem-file = {key}
-"#,
+{cluster_tables}"#,
         base = toml_string(base_dir),
         key = toml_string(identity_key),
         initial_ms = crate::orchestrator::RETRY_INITIAL_INTERVAL.as_millis(),
         max_ms = crate::orchestrator::RETRY_MAX_INTERVAL.as_millis(),
         attempts = crate::orchestrator::INVOCATION_MAX_ATTEMPTS,
     )
+}
+
+/// A cluster node's top-level keys and its tables, for [`render`].
+fn cluster_parts(node: &ClusterNode) -> (String, String) {
+    let fabric = SocketAddr::new(node.bind, node.cluster.fabric_port);
+    let addresses: Vec<String> = node
+        .cluster
+        .members
+        .iter()
+        .map(|ip| toml::Value::String(node.fabric_url(*ip)).to_string())
+        .collect();
+    let keys = format!(
+        r#"# One node of a cluster. Only the fabric (node to node) listens on TCP; admin and
+# ingress keep their Unix sockets (below), reached by this node's daemon alone.
+listen-mode = "tcp"
+bind-address = "{fabric}"
+advertised-address = "http://{fabric}/"
+# Only the first member provisions the cluster, so it is provisioned exactly once.
+auto-provision = {provisions}
+# Copies of each log record and partition: 2 from 3 members on (one node may fail), else 1.
+default-replication = {replication}
+"#,
+        provisions = node.cluster.provisions(node.bind),
+        replication = node.replication(),
+    );
+    let tables = format!(
+        r#"
+[admin]
+listen-mode = "unix"
+
+[ingress]
+listen-mode = "unix"
+
+[metadata-client]
+type = "replicated"
+addresses = [{addresses}]
+
+[bifrost]
+default-provider = "replicated"
+"#,
+        addresses = addresses.join(", "),
+    );
+    (keys, tables)
 }
 
 /// A path as a TOML string, quoted and escaped.
@@ -225,40 +378,48 @@ pub struct Supervised {
 struct Runner {
     binary: PathBuf,
     dir: PathBuf,
+    layout: Layout,
+    /// This node's part in a cluster; `None` alone.
+    cluster: Option<ClusterNode>,
     log: PathBuf,
     admin: RestateAddr,
     http: reqwest::Client,
 }
 
-/// Starts (or adopts) restate-server for `paths` and supervises it until [`Supervised::stop`].
-/// Returns once its admin API answers on its socket.
+/// Starts (or adopts) restate-server for `paths`, alone or as the cluster node `cluster`, and
+/// supervises it until [`Supervised::stop`]. Returns once its admin API answers on its
+/// socket (as a cluster node: once the cluster is provisioned).
 pub async fn start(
     binary: PathBuf,
     paths: &Paths,
     identity: &Identity,
+    cluster: Option<ClusterNode>,
 ) -> Result<Supervised, RestateError> {
     let dir = paths.restate_dir();
     crate::paths::create_private_dir(&dir).map_err(io_err("create restate dir"))?;
-    let sockets = Sockets::of(&dir)?;
+    let layout = Layout::new(&dir, cluster.as_ref());
+    let sockets = Sockets::of(&layout.node_dir())?;
     let admin = RestateAddr::Unix(sockets.admin.clone());
     let http = admin.client();
-    std::fs::write(
-        dir.join("restate.toml"),
-        config_toml(
-            &dir.join("data"),
-            &cluster_name(&dir),
+    let config = match &cluster {
+        None => config_toml(
+            &layout.base_dir,
+            &layout.cluster_name,
             &identity.private_key_file,
         ),
-    )
-    .map_err(io_err("write restate.toml"))?;
+        Some(node) => cluster_config_toml(&layout.base_dir, node, &identity.private_key_file),
+    };
+    std::fs::write(dir.join("restate.toml"), config).map_err(io_err("write restate.toml"))?;
     let runner = Runner {
         binary,
         log: paths.restate_log(),
         admin,
         dir: dir.clone(),
+        layout,
+        cluster,
         http,
     };
-    let (child, pf) = match adoptable(&dir, &runner.http, &runner.admin).await {
+    let (child, pf) = match adoptable(&runner).await {
         Some(pf) => {
             tracing::info!(pid = pf.pid, "adopting the running restate-server");
             (None, pf)
@@ -299,12 +460,13 @@ impl Supervised {
 }
 
 /// A restate-server left by a previous daemon that still runs and answers.
-async fn adoptable(dir: &Path, http: &reqwest::Client, admin: &RestateAddr) -> Option<PidFile> {
-    let pf: PidFile = serde_json::from_slice(&std::fs::read(dir.join("restate.pid")).ok()?).ok()?;
+async fn adoptable(runner: &Runner) -> Option<PidFile> {
+    let file = std::fs::read(runner.dir.join("restate.pid")).ok()?;
+    let pf: PidFile = serde_json::from_slice(&file).ok()?;
     if !process::is_alive(pf.pid, pf.start_time) {
         return None;
     }
-    if is_ours(http, admin, &cluster_name(dir)).await {
+    if is_ours(&runner.http, &runner.admin, &runner.layout.cluster_name).await {
         return Some(pf);
     }
     // Alive but not answering on its socket (hung, or an older bro's server on TCP ports):
@@ -329,7 +491,7 @@ impl Runner {
         // restate-server leaves `invoker-*` dirs in its TMPDIR at every start; keep them in its
         // own dir (emptied here: the previous server is gone) rather than the user's /tmp.
         // A killed server leaves its sockets behind; binding over them would fail.
-        let node_dir = self.dir.join("data").join(NODE_NAME);
+        let node_dir = self.layout.node_dir();
         for name in ["admin.sock", "ingress.sock", "fabric.sock"] {
             let _ = std::fs::remove_file(node_dir.join(name));
         }
@@ -343,12 +505,18 @@ impl Runner {
         if std::env::var_os("MALLOC_CONF").is_none() {
             command.env("MALLOC_CONF", MALLOC_CONF);
         }
-        let mut child = command
+        command
             .arg("--config-file")
             .arg(self.dir.join("restate.toml"))
+            .arg("--no-logo");
+        if self.cluster.is_none() {
             // Unix sockets only: no TCP port that other users, or web pages through a
-            // browser, could reach. The sockets are inside bro's 0700 restate dir.
-            .args(["--listen-mode", "unix", "--no-logo"])
+            // browser, could reach. The sockets are inside bro's 0700 restate dir. (A
+            // cluster node's file sets the listen mode per service; this flag would override
+            // the file's.)
+            command.args(["--listen-mode", "unix"]);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -366,21 +534,71 @@ impl Runner {
             serde_json::to_vec(&pf).unwrap_or_default(),
         );
 
-        let cluster = cluster_name(&self.dir);
-        let poll = Poll::new(HEALTH_TIMEOUT, Duration::from_millis(20));
+        let (limit, every) = match self.cluster {
+            None => (HEALTH_TIMEOUT, Duration::from_millis(20)),
+            Some(_) => (CLUSTER_HEALTH_TIMEOUT, Duration::from_millis(250)),
+        };
+        let poll = Poll::new(limit, every);
+        let began = Instant::now();
+        let mut said = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(RestateError::Exited(status.to_string(), self.log.clone()));
             }
-            if is_ours(&self.http, &self.admin, &cluster).await {
+            // Before the cluster is provisioned, admin accepts and then hangs; `is_ours`
+            // gives each probe its own timeout.
+            if is_ours(&self.http, &self.admin, &self.layout.cluster_name).await {
                 return Ok((child, pf));
+            }
+            if let Some(node) = &self.cluster
+                && said.elapsed() >= CLUSTER_PROGRESS_EVERY
+            {
+                said = Instant::now();
+                let answering = fabric_answers(node).await;
+                tracing::info!(
+                    waited_s = began.elapsed().as_secs(),
+                    "waiting for the cluster: {} provisions it; {answering} of {} members \
+                     answer on their fabric port {}",
+                    node.cluster
+                        .members
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    node.cluster.members.len(),
+                    node.cluster.fabric_port,
+                );
             }
             if !poll.again().await {
                 terminate(pf).await;
-                return Err(RestateError::Unhealthy(HEALTH_TIMEOUT, self.log.clone()));
+                return Err(match &self.cluster {
+                    Some(node) => RestateError::ClusterUnformed(
+                        limit,
+                        node.cluster.members.first().copied().unwrap_or(node.bind),
+                        self.log.clone(),
+                    ),
+                    None => RestateError::Unhealthy(limit, self.log.clone()),
+                });
             }
         }
     }
+}
+
+/// How many of the cluster's members accept a TCP connection on their fabric port (each
+/// given half a second), for the progress lines of a node waiting for its cluster.
+async fn fabric_answers(node: &ClusterNode) -> usize {
+    let port = node.cluster.fabric_port;
+    let tries = node.cluster.members.iter().map(|ip| async move {
+        let connect = tokio::net::TcpStream::connect(SocketAddr::new(*ip, port));
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), connect).await,
+            Ok(Ok(_))
+        )
+    });
+    futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .filter(|answered| *answered)
+        .count()
 }
 
 /// True when the restate-server answering at `admin` is healthy and is this home's: its
@@ -560,9 +778,142 @@ mod tests {
     #[test]
     fn a_socket_path_too_long_is_refused_with_a_fix() {
         let long = PathBuf::from(format!("/{}", "x".repeat(100)));
-        let err = Sockets::of(&long).unwrap_err();
+        let err = Sockets::of(&Layout::new(&long, None).node_dir()).unwrap_err();
         assert!(err.to_string().contains("shorter BRO_HOME"), "{err}");
-        assert!(Sockets::of(Path::new("/tmp/bro/data/restate")).is_ok());
+        let layout = Layout::new(Path::new("/tmp/bro/data/restate"), None);
+        let sockets = Sockets::of(&layout.node_dir()).unwrap();
+        assert_eq!(
+            sockets.admin,
+            Path::new("/tmp/bro/data/restate/data/bro/admin.sock")
+        );
+    }
+
+    /// The single machine's file, byte for byte as before clusters existed.
+    #[test]
+    fn the_single_machine_config_is_unchanged() {
+        let toml = config_toml(Path::new("/d"), "bro-x", Path::new("/k/identity.pem"));
+        let want = r#"# Written by bro at every start; edits are overwritten.
+node-name = "bro"
+cluster-name = "bro-x"
+base-dir = "/d"
+disable-telemetry = true
+log-filter = "warn,restate=info"
+log-disable-ansi-codes = true
+default-num-partitions = 2
+rocksdb-total-memory-size = "128 MiB"
+# bro keeps its own records in state; Restate's copies of finished calls go after an hour.
+default-journal-retention = "1h"
+default-idempotency-retention = "1h"
+
+# Retries end: an invocation failing every attempt is killed (never paused, which would hold
+# its Session or Pool for good). bro's services declare the same policy themselves.
+# The services declare the same policy (orchestrator::retry_policy); this covers the rest.
+[default-retry-policy]
+initial-interval = "250ms"
+exponentiation-factor = 2.0
+max-interval = "10000ms"
+max-attempts = 30
+on-max-attempts = "kill"
+
+[admin.query-engine]
+memory-size = "64 MiB"
+
+[worker.invoker]
+# Every call to bro's SDK endpoint is signed; the endpoint refuses unsigned ones.
+request-identity-private-key-pem-file = "/k/identity.pem"
+"#;
+        assert_eq!(toml, want);
+    }
+
+    fn node(node: &str, bind: [u8; 4], members: &[[u8; 4]]) -> ClusterNode {
+        ClusterNode {
+            node: node.into(),
+            bind: IpAddr::from(bind),
+            cluster: ClusterSettings {
+                name: "bro".into(),
+                members: members.iter().map(|m| IpAddr::from(*m)).collect(),
+                secret_file: "/etc/bro/cluster.key".into(),
+                fabric_port: 5122,
+                sdk_port: 9081,
+            },
+        }
+    }
+
+    /// A cluster node: fabric on TCP at its bind, admin and ingress on Unix sockets, the
+    /// members' fabrics as metadata servers, replicated logs; the first member alone
+    /// provisions.
+    #[test]
+    fn a_cluster_node_config_opens_only_the_fabric() {
+        let members = [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]];
+        let n2 = node("n2", [10, 0, 0, 2], &members);
+        let toml = cluster_config_toml(Path::new("/d"), &n2, Path::new("/k/c.pem"));
+        let parsed: toml::Table = toml.parse().unwrap();
+        assert_eq!(parsed["node-name"].as_str(), Some("n2"));
+        assert_eq!(parsed["cluster-name"].as_str(), Some("bro"));
+        assert_eq!(parsed["listen-mode"].as_str(), Some("tcp"));
+        assert_eq!(parsed["bind-address"].as_str(), Some("10.0.0.2:5122"));
+        assert_eq!(
+            parsed["advertised-address"].as_str(),
+            Some("http://10.0.0.2:5122/")
+        );
+        assert_eq!(parsed["auto-provision"].as_bool(), Some(false));
+        assert_eq!(parsed["default-replication"].as_integer(), Some(2));
+        assert_eq!(parsed["default-num-partitions"].as_integer(), Some(2));
+        assert_eq!(parsed["admin"]["listen-mode"].as_str(), Some("unix"));
+        assert_eq!(
+            parsed["admin"]["query-engine"]["memory-size"].as_str(),
+            Some("64 MiB")
+        );
+        assert_eq!(parsed["ingress"]["listen-mode"].as_str(), Some("unix"));
+        assert_eq!(
+            parsed["metadata-client"]["type"].as_str(),
+            Some("replicated")
+        );
+        let addresses: Vec<&str> = parsed["metadata-client"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "http://10.0.0.1:5122/",
+                "http://10.0.0.2:5122/",
+                "http://10.0.0.3:5122/"
+            ]
+        );
+        assert_eq!(
+            parsed["bifrost"]["default-provider"].as_str(),
+            Some("replicated")
+        );
+        assert_eq!(
+            parsed["worker"]["invoker"]["request-identity-private-key-pem-file"].as_str(),
+            Some("/k/c.pem")
+        );
+        let n1 = node("n1", [10, 0, 0, 1], &members);
+        let parsed: toml::Table = cluster_config_toml(Path::new("/d"), &n1, Path::new("/k"))
+            .parse()
+            .unwrap();
+        assert_eq!(parsed["auto-provision"].as_bool(), Some(true));
+        // Fewer than 3 members keep one copy.
+        let pair = node("n1", [10, 0, 0, 1], &members[..2]);
+        let parsed: toml::Table = cluster_config_toml(Path::new("/d"), &pair, Path::new("/k"))
+            .parse()
+            .unwrap();
+        assert_eq!(parsed["default-replication"].as_integer(), Some(1));
+    }
+
+    /// A cluster node's data and sockets are under `cluster/<node>/`, apart from a single
+    /// machine's `data/bro/`; IPv6 addresses are bracketed.
+    #[test]
+    fn a_cluster_node_lives_under_its_own_name() {
+        let n1 = node("n1", [10, 0, 0, 1], &[[10, 0, 0, 1]]);
+        let layout = Layout::new(Path::new("/r"), Some(&n1));
+        assert_eq!(layout.node_dir(), Path::new("/r/cluster/n1"));
+        assert_eq!(layout.cluster_name, "bro");
+        assert_eq!(n1.replication(), 1);
+        assert_eq!(n1.fabric_url("::1".parse().unwrap()), "http://[::1]:5122/");
     }
 
     #[test]

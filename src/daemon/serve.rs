@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::Request;
 use axum::serve::ListenerExt;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::paths::Paths;
@@ -24,6 +24,16 @@ pub(super) async fn serve_sdk(
         async move { endpoint.handle(req).map(axum::body::Body::new) }
     });
     serve(listener.tap_io(nodelay), app, stop).await;
+}
+
+/// Listens on `127.0.0.1:<port>` with SO_REUSEPORT: other daemons of the same user (cluster
+/// nodes sharing one machine) may listen on the same port, and the kernel spreads new
+/// connections over all of them.
+pub(super) fn bind_reuseport(port: u16) -> Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.bind((std::net::Ipv4Addr::LOCALHOST, port).into())?;
+    Ok(socket.listen(1024)?)
 }
 
 pub(super) fn nodelay(tcp: &mut tokio::net::TcpStream) {

@@ -16,13 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::Cluster;
 use super::identity::Identity;
-use super::serve::{bind_socket, nodelay, serve, serve_sdk, url_host};
+use super::serve::{bind_reuseport, bind_socket, nodelay, serve, serve_sdk, url_host};
 use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
+use crate::node::secret::ClusterSecret;
 use crate::orchestrator::ingress::{Ingress, RestateAddr};
 use crate::orchestrator::pool::PoolConfig;
 use crate::orchestrator::{self, Deps};
@@ -94,11 +95,20 @@ pub(super) struct RestatePhase {
     pub(super) ingress: Ingress,
     /// The supervised restate-server's pid and restarts (`None` for an existing Restate).
     pub(super) supervised: Option<RestateHandle>,
+    /// The SDK endpoint's port: saved in `ports.json` alone, `[cluster] sdk_port` in a
+    /// cluster.
     pub(super) ports: restate::Ports,
+    /// The cluster secret, in a cluster.
+    pub(super) secret: Option<ClusterSecret>,
 }
 
+/// What the cluster secret derives the request-identity key from: every node's
+/// restate-server signs with that one key, so any node's daemon accepts any node's calls.
+const REQUEST_IDENTITY_LABEL: &str = "restate request identity";
+
 /// Starts restate-server (or adopts an existing Restate). Either way it must sign its calls
-/// to the SDK endpoint with bro's key (an external one is configured with `identity.pem`).
+/// to the SDK endpoint with bro's key (an external one is configured with `identity.pem`;
+/// in a cluster, the key derived from the cluster secret, `cluster-identity.pem`).
 /// From here on a failed start stops the restate-server it started ([`Started::hold`]).
 pub(super) async fn restate(
     paths: &Paths,
@@ -106,7 +116,21 @@ pub(super) async fn restate(
     started: &mut Started,
 ) -> Result<RestatePhase> {
     crate::paths::create_private_dir(&paths.restate_dir())?;
-    let identity = Identity::load_or_create(&paths.restate_dir())?;
+    let secret = match &settings.cluster {
+        Some(c) => Some(ClusterSecret::load(&c.secret_file).map_err(|e| {
+            anyhow::anyhow!("this node is in a cluster ([cluster] in config.toml) but {e}")
+        })?),
+        None => None,
+    };
+    let identity = match &secret {
+        Some(s) => Identity::derived(&paths.restate_dir(), &s.derive(REQUEST_IDENTITY_LABEL))?,
+        None => Identity::load_or_create(&paths.restate_dir())?,
+    };
+    let cluster_node = settings.cluster.as_ref().map(|c| restate::ClusterNode {
+        node: settings.node.clone(),
+        bind: settings.bind,
+        cluster: c.clone(),
+    });
     let (supervised, admin, ingress_addr) =
         match (&settings.restate_admin_url, &settings.restate_ingress_url) {
             (Some(admin), Some(ingress)) => (
@@ -116,7 +140,7 @@ pub(super) async fn restate(
             ),
             (None, None) => {
                 let binary = restate::find_binary(settings.restate_server.as_deref(), paths)?;
-                let sup = restate::start(binary, paths, &identity).await?;
+                let sup = restate::start(binary, paths, &identity, cluster_node).await?;
                 let admin = RestateAddr::Unix(sup.sockets.admin.clone());
                 let ingress = RestateAddr::Unix(sup.sockets.ingress.clone());
                 (Some(sup), admin, ingress)
@@ -126,8 +150,15 @@ pub(super) async fn restate(
             ),
         };
     let supervised = started.hold(supervised);
-    let ports = restate::Ports::load_or_pick(&paths.restate_dir());
-    ports.save(&paths.restate_dir())?;
+    let ports = match &settings.cluster {
+        // The same port on every node, and the single machine's saved one left alone.
+        Some(c) => restate::Ports { sdk: c.sdk_port },
+        None => {
+            let ports = restate::Ports::load_or_pick(&paths.restate_dir());
+            ports.save(&paths.restate_dir())?;
+            ports
+        }
+    };
     let ingress = Ingress::new(ingress_addr.clone(), admin.clone()).map_err(anyhow::Error::msg)?;
     Ok(RestatePhase {
         identity,
@@ -136,6 +167,7 @@ pub(super) async fn restate(
         ingress,
         supervised,
         ports,
+        secret,
     })
 }
 
@@ -167,9 +199,10 @@ pub(super) async fn orchestrator(
     let sockets = Arc::new(Sockets::default());
     let cluster = Cluster::new(
         settings,
+        restate.secret.clone(),
         &restate.ingress,
         Arc::clone(&host) as Arc<dyn WorkerHost>,
-    )?;
+    );
     let hosts: Arc<dyn HostRouter> = match &cluster {
         Some(c) => Arc::clone(&c.hosts) as Arc<dyn HostRouter>,
         None => Arc::new(OneNode {
@@ -178,14 +211,23 @@ pub(super) async fn orchestrator(
         }),
     };
     let deps = deps(settings, &hosts, &sockets, started);
-    let sdk_listener = TcpListener::bind(("127.0.0.1", restate.ports.sdk))
-        .await
-        .with_context(|| {
-            format!(
-                "binding the SDK endpoint on 127.0.0.1:{}",
-                restate.ports.sdk
-            )
-        })?;
+    let bound = if settings.cluster.is_some() {
+        // The same loopback URL is registered by every node, so whichever node leads a
+        // partition calls its own daemon (co-location: no load balancer, no single point of
+        // failure). SO_REUSEPORT lets nodes sharing one machine (tests) bind it all, the
+        // kernel spreading calls over them; any daemon can run any handler.
+        bind_reuseport(restate.ports.sdk)
+    } else {
+        TcpListener::bind(("127.0.0.1", restate.ports.sdk))
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let sdk_listener = bound.with_context(|| {
+        format!(
+            "binding the SDK endpoint on 127.0.0.1:{}",
+            restate.ports.sdk
+        )
+    })?;
     let endpoint_url = format!("http://127.0.0.1:{}/", sdk_listener.local_addr()?.port());
     let sdk_task = tokio::spawn(serve_sdk(
         sdk_listener,
@@ -228,8 +270,9 @@ pub(super) async fn recovery(
         .await
         .context("setting this node's capacity")?;
     // The clients of creates still queued by a previous daemon are gone: end their waits.
-    let dropped = ingress
-        .clear_queue(&settings.node)
+    // It is also the first call through Restate: in a cluster it waits for the partitions,
+    // which need 2 log servers up.
+    let dropped = clear_queue(ingress, settings)
         .await
         .context("clearing the queue of a previous daemon")?;
     if dropped > 0 {
@@ -245,8 +288,7 @@ pub(super) async fn recovery(
         ingress,
         Arc::clone(&orch.sockets),
     );
-    let done = sup
-        .reconcile()
+    let done = reconcile(&mut sup, settings)
         .await
         .context("reconciling sessions with Restate state")?;
     tracing::info!(
@@ -310,6 +352,69 @@ fn node_beat(
         ),
         capacity: settings.max_sessions,
         version: crate::VERSION.to_string(),
+    }
+}
+
+/// How long a cluster node's first call may wait for the partitions to run (they need a
+/// second log server when the cluster keeps 2 copies).
+const CLUSTER_FIRST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `Pool/clear_queue` for this node. Alone, one try; in a cluster, tried again until
+/// [`CLUSTER_FIRST_CALL_TIMEOUT`], saying so in the log, while the partitions wait for the
+/// other members (each try has its own timeout: Restate holds calls while it cannot run
+/// them, and ending the queue twice does no harm).
+async fn clear_queue(ingress: &Ingress, settings: &Settings) -> Result<u32> {
+    let Some(cluster) = &settings.cluster else {
+        return Ok(ingress.clear_queue(&settings.node).await?);
+    };
+    let began = std::time::Instant::now();
+    loop {
+        match ingress.clear_queue(&settings.node).await {
+            Ok(n) => return Ok(n),
+            Err(err) if began.elapsed() < CLUSTER_FIRST_CALL_TIMEOUT => {
+                tracing::info!(
+                    waited_s = began.elapsed().as_secs(),
+                    %err,
+                    "waiting for the cluster's partitions: they run once a second member of \
+                     {} is up",
+                    cluster.members.len()
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// How long a cluster node's reconciliation is tried again while the cluster's query
+/// engine is not ready.
+const CLUSTER_RECONCILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The supervisor's reconciliation. Alone, one try. In a cluster, tried again for up to
+/// [`CLUSTER_RECONCILE_TIMEOUT`]: a node that rejoins its cluster gets "No such scanner"
+/// from its queries for some seconds (measured: about 6 s after its restate-server answers),
+/// longer than a query's own retries.
+async fn reconcile(
+    sup: &mut Supervisor,
+    settings: &Settings,
+) -> Result<super::supervisor::Reconciled> {
+    if settings.cluster.is_none() {
+        return Ok(sup.reconcile().await?);
+    }
+    let began = std::time::Instant::now();
+    loop {
+        match sup.reconcile().await {
+            Ok(done) => return Ok(done),
+            Err(err) if began.elapsed() < CLUSTER_RECONCILE_TIMEOUT => {
+                tracing::info!(
+                    waited_s = began.elapsed().as_secs(),
+                    %err,
+                    "waiting for the cluster's query engine to reconcile sessions"
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 
