@@ -88,13 +88,21 @@ mod tests {
         let path = dir.path().join("key");
         std::fs::write(&path, "x".repeat(40) + "\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(ClusterSecret::load(&path).unwrap_err().contains("chmod 600"));
+        assert!(
+            ClusterSecret::load(&path)
+                .unwrap_err()
+                .contains("chmod 600")
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let secret = ClusterSecret::load(&path).unwrap();
         assert_eq!(secret.0.len(), 40);
         assert_ne!(secret.derive("a"), secret.derive("b"));
         std::fs::write(&path, "short").unwrap();
-        assert!(ClusterSecret::load(&path).unwrap_err().contains("at least 32"));
+        assert!(
+            ClusterSecret::load(&path)
+                .unwrap_err()
+                .contains("at least 32")
+        );
         assert!(ClusterSecret::load(&dir.path().join("none")).is_err());
         assert_eq!(format!("{secret:?}"), "ClusterSecret(..)");
     }
