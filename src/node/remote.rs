@@ -1,0 +1,689 @@
+//! [`RemoteWorkerHost`]: a [`WorkerHost`] whose browsers run on another node, reached through
+//! that node's [`serve`](super::serve) routes with requests signed by the cluster secret.
+//!
+//! A call that cannot reach the node, or that the node does not finish in time, is
+//! [`HostErrorKind::Retryable`] ("node NAME unreachable: ..."); a refused signature is
+//! [`HostErrorKind::Permanent`]; any other failure is the node's own [`HostError`], kind and
+//! message as they were. Every call has an end: plain calls a total timeout, streams an idle
+//! timeout between chunks.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, Stream, StreamExt};
+use http::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::host::{
+    BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
+    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
+};
+use crate::node::auth::{NODE_AUTH_HEADER, sign, unix_now};
+use crate::node::secret::ClusterSecret;
+use crate::node::wire::{
+    self, ACT_ANSWER_LIMIT, ActRequest, CONTEXT_ANSWER_LIMIT, DiscardUploadRequest, ERROR_LIMIT,
+    FILE_MODIFIED_HEADER, FILE_PATH_HEADER, FILE_SIZE_HEADER, FILES_OF_HEADER, FileRequest,
+    JSON_LIMIT, MIN_SIZE_HEADER, PlaceUploadRequest, PreviewRequest, ProbeRequest,
+    QuarantineRequest, ReapRequest, ResumeRequest, UsageRequest,
+};
+use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
+use crate::protocol::steel::SessionContext;
+
+/// Longest wait for a TCP connection to a node.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a plain call may take, answer included (a launch waits for its browser's CDP).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// What a remote probe may take beyond the probe's own timeout.
+pub const PROBE_GRACE: Duration = Duration::from_secs(2);
+/// Longest a `usage` call may take: the supervisor asks often, and an answer late is useless.
+pub const USAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a file stream may stand still: the wait for a stream's answer, between two chunks
+/// of a download, and, in an upload, the node taking no bytes while there are some to send.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an upload checks that the node still takes its bytes.
+const UPLOAD_WATCH_TICK: Duration = Duration::from_millis(500);
+
+/// Why a [`RemoteWorkerHost`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The node's API base is not a plain `http://host:port` URL.
+    #[error("node {node}: API base {base} is not an http:// URL with a host and no query")]
+    BadBase {
+        /// The node's name.
+        node: String,
+        /// The URL given.
+        base: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("node {node}: HTTP client: {source}")]
+    Client {
+        /// The node's name.
+        node: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// A [`WorkerHost`] whose browsers run on another node: every call crosses to that node.
+///
+/// The supervisor-only methods ([`alive`](WorkerHost::alive),
+/// [`session_dirs`](WorkerHost::session_dirs), [`is_busy`](WorkerHost::is_busy),
+/// [`is_stopping`](WorkerHost::is_stopping), [`sweep_strays`](WorkerHost::sweep_strays)) are
+/// synchronous and cannot cross a network; each node's supervisor calls them on its own local
+/// host only, so here they answer what leaves a remote browser alone.
+pub struct RemoteWorkerHost {
+    node: String,
+    /// The node's API base.
+    base: Url,
+    /// The path of `base` without its trailing slash: what comes before each route.
+    prefix: String,
+    secret: ClusterSecret,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for RemoteWorkerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWorkerHost")
+            .field("node", &self.node)
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteWorkerHost {
+    /// A host for node `node`, whose daemon answers at `api_base` (`http://127.0.0.2:3000`;
+    /// a path is kept as a prefix), signing with `secret`. Nothing is sent yet.
+    pub fn new(
+        node: String,
+        api_base: Url,
+        secret: ClusterSecret,
+    ) -> Result<RemoteWorkerHost, RemoteError> {
+        let usable = api_base.scheme() == "http"
+            && api_base.host_str().is_some()
+            && api_base.query().is_none()
+            && api_base.fragment().is_none()
+            && api_base.username().is_empty()
+            && api_base.password().is_none();
+        if !usable {
+            return Err(RemoteError::BadBase {
+                node,
+                base: api_base.to_string(),
+            });
+        }
+        let prefix = api_base.path().trim_end_matches('/').to_owned();
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A node is reached directly: no proxy from the environment, and a redirect would
+            // carry a signature made for another path.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| RemoteError::Client {
+                node: node.clone(),
+                source,
+            })?;
+        Ok(RemoteWorkerHost {
+            node,
+            base: api_base,
+            prefix,
+            secret,
+            client,
+        })
+    }
+
+    /// The node's name, as given to [`RemoteWorkerHost::new`].
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// A signed POST to the route of `method`.
+    fn post(&self, method: &str) -> reqwest::RequestBuilder {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{}", self.prefix, wire::host_path(method)));
+        let auth = sign(&self.secret, &Method::POST, url.path(), unix_now());
+        self.client.post(url).header(NODE_AUTH_HEADER, auth)
+    }
+
+    /// A signed POST to the route of `method` with `request` as its JSON body.
+    fn post_json<Req: Serialize>(
+        &self,
+        method: &str,
+        request: &Req,
+    ) -> Result<reqwest::RequestBuilder, HostError> {
+        let body = serde_json::to_vec(request).map_err(|e| {
+            HostError::new(
+                HostErrorKind::BadInput,
+                format!("{method} for node {}: {e}", self.node),
+            )
+        })?;
+        Ok(self
+            .post(method)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body))
+    }
+
+    /// The failure of a call that did not get through.
+    fn unreachable(&self, err: &dyn std::error::Error) -> HostError {
+        let mut message = format!("node {} unreachable: {err}", self.node);
+        let mut source = err.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        HostError::new(HostErrorKind::Retryable, message)
+    }
+
+    /// Calls `method` with `request` and reads its JSON answer of at most `limit` bytes, all
+    /// within `timeout`.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        request: &Req,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Resp, HostError> {
+        let response = self
+            .post_json(method, request)?
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let response = self.check(method, response).await?;
+        let body = self.body(method, response, limit).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            HostError::new(
+                HostErrorKind::Permanent,
+                format!(
+                    "node {} answered {method} with unreadable JSON: {e}",
+                    self.node
+                ),
+            )
+        })
+    }
+
+    /// The body of `response`, of at most `limit` bytes.
+    async fn body(
+        &self,
+        method: &str,
+        mut response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, HostError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(HostError::new(
+                    HostErrorKind::Permanent,
+                    format!(
+                        "node {} answered {method} with more than {limit} bytes",
+                        self.node
+                    ),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// `response` when it is a success; otherwise the error it carries: the node's
+    /// [`HostError`] when the body is one, else one made from the status.
+    async fn check(
+        &self,
+        method: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, HostError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = self
+            .body(method, response, ERROR_LIMIT)
+            .await
+            .unwrap_or_default();
+        if let Ok(err) = serde_json::from_slice::<HostError>(&body) {
+            return Err(err);
+        }
+        let text = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_owned());
+        let node = &self.node;
+        Err(match status {
+            StatusCode::UNAUTHORIZED => HostError::new(
+                HostErrorKind::Permanent,
+                format!("node {node} refused this node's signature: {text}"),
+            ),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => HostError::new(
+                HostErrorKind::Retryable,
+                format!("node {node} answered {method} with {s}: {text}"),
+            ),
+            s => HostError::new(
+                HostErrorKind::Permanent,
+                format!("node {node} answered {method} with {s}: {text}"),
+            ),
+        })
+    }
+
+    /// Sends a stream call and checks its answer, within [`STREAM_IDLE_TIMEOUT`].
+    async fn open_stream(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, HostError> {
+        let open = async {
+            let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+            self.check(method, response).await
+        };
+        tokio::time::timeout(STREAM_IDLE_TIMEOUT, open)
+            .await
+            .map_err(|_| self.silent(method))?
+    }
+
+    /// The failure of a stream that stood still for [`STREAM_IDLE_TIMEOUT`].
+    fn silent(&self, method: &str) -> HostError {
+        HostError::new(
+            HostErrorKind::Retryable,
+            format!(
+                "node {} unreachable: {method} stood still for {} s",
+                self.node,
+                STREAM_IDLE_TIMEOUT.as_secs()
+            ),
+        )
+    }
+
+    /// The body of a stream answer, ended by an error when it stands still too long.
+    fn download(&self, response: reqwest::Response) -> ByteStream {
+        let node = self.node.clone();
+        let chunks = response.bytes_stream().boxed();
+        futures_util::stream::unfold(Some(chunks), move |chunks| {
+            let node = node.clone();
+            async move {
+                let mut chunks = chunks?;
+                match tokio::time::timeout(STREAM_IDLE_TIMEOUT, chunks.next()).await {
+                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
+                    Ok(Some(Err(e))) => {
+                        let err = io::Error::other(format!("node {node}: {e}"));
+                        Some((Err(err), None))
+                    }
+                    Ok(None) => None,
+                    Err(_) => {
+                        let secs = STREAM_IDLE_TIMEOUT.as_secs();
+                        let err = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("node {node} sent nothing for {secs} s"),
+                        );
+                        Some((Err(err), None))
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Sends `body` as an upload and reads the upload's id.
+    async fn upload(
+        &self,
+        of: &FilesOf,
+        min_size: Option<u64>,
+        body: ByteStream,
+    ) -> Result<String, HostError> {
+        let mut request = self
+            .post("upload_file")
+            .header(FILES_OF_HEADER, wire::encode_files_of(of)?)
+            .header(header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(size) = min_size {
+            request = request.header(MIN_SIZE_HEADER, size);
+        }
+        let progress = Arc::new(Mutex::new(Progress::new()));
+        let watched = Watched {
+            inner: body,
+            progress: progress.clone(),
+        };
+        let send = request.body(reqwest::Body::wrap_stream(watched)).send();
+        let sent = tokio::select! {
+            sent = send => sent,
+            () = stalled(progress.clone()) => return Err(self.silent("upload_file")),
+        };
+        let source_failed = progress.lock().ok().and_then(|p| p.source_error.clone());
+        let response = match (sent, source_failed) {
+            (Ok(response), _) => response,
+            // The caller's body failed, not the node: the node removed what it had.
+            (Err(_), Some(err)) => {
+                return Err(HostError::new(
+                    HostErrorKind::BadInput,
+                    format!("the upload ended early: {err}"),
+                ));
+            }
+            (Err(e), None) => return Err(self.unreachable(&e)),
+        };
+        let answer = async {
+            let response = self.check("upload_file", response).await?;
+            self.body("upload_file", response, JSON_LIMIT).await
+        };
+        let body = tokio::time::timeout(STREAM_IDLE_TIMEOUT, answer)
+            .await
+            .map_err(|_| self.silent("upload_file"))??;
+        serde_json::from_slice(&body).map_err(|e| {
+            HostError::new(
+                HostErrorKind::Permanent,
+                format!(
+                    "node {} answered upload_file with unreadable JSON: {e}",
+                    self.node
+                ),
+            )
+        })
+    }
+
+    /// The [`FileRead`] of a `read_file` answer.
+    fn file_read(&self, response: reqwest::Response) -> Result<FileRead, HostError> {
+        let headers = response.headers();
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let bad = |what: &str| {
+            HostError::new(
+                HostErrorKind::Permanent,
+                format!(
+                    "node {} answered read_file without a readable {what}",
+                    self.node
+                ),
+            )
+        };
+        let path = text(FILE_PATH_HEADER)
+            .and_then(|v| wire::decode_path(v).ok())
+            .ok_or_else(|| bad(FILE_PATH_HEADER))?;
+        let size = text(FILE_SIZE_HEADER)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| bad(FILE_SIZE_HEADER))?;
+        let modified_ms = match text(FILE_MODIFIED_HEADER) {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| bad(FILE_MODIFIED_HEADER))?),
+        };
+        Ok(FileRead {
+            path,
+            size,
+            modified_ms,
+            body: self.download(response),
+        })
+    }
+}
+
+/// Where an upload's body stands, for [`stalled`].
+struct Progress {
+    /// When the body was last polled.
+    at: Instant,
+    /// The last poll found the caller's body not ready: the wait is the caller's, not the node's.
+    on_source: bool,
+    /// The caller's body failed with this.
+    source_error: Option<String>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            at: Instant::now(),
+            on_source: false,
+            source_error: None,
+        }
+    }
+}
+
+/// An upload's body, noting each poll in its [`Progress`].
+struct Watched {
+    inner: ByteStream,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Stream for Watched {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let poll = self.inner.poll_next_unpin(cx);
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.at = Instant::now();
+            progress.on_source = poll.is_pending();
+            if let Poll::Ready(Some(Err(err))) = &poll {
+                progress.source_error = Some(err.to_string());
+            }
+        }
+        poll
+    }
+}
+
+/// Ends when the node has taken no bytes of an upload for [`STREAM_IDLE_TIMEOUT`] while the
+/// caller had some (or, after the last byte, has not answered in that time).
+async fn stalled(progress: Arc<Mutex<Progress>>) {
+    loop {
+        tokio::time::sleep(UPLOAD_WATCH_TICK).await;
+        let stalled = progress
+            .lock()
+            .map(|p| !p.on_source && p.at.elapsed() > STREAM_IDLE_TIMEOUT)
+            .unwrap_or(false);
+        if stalled {
+            return;
+        }
+    }
+}
+
+impl WorkerHost for RemoteWorkerHost {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
+        async move { self.call("launch", &spec, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+    }
+
+    fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
+        async move { self.call("claim", &claim, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+    }
+
+    fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>> {
+        async move { self.call("stop", &worker, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+    }
+
+    /// False when the node does not answer either.
+    fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool> {
+        async move {
+            let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            let request = ProbeRequest { worker, timeout_ms };
+            let within = timeout.saturating_add(PROBE_GRACE);
+            self.call("probe", &request, within, JSON_LIMIT)
+                .await
+                .unwrap_or(false)
+        }
+        .boxed()
+    }
+
+    /// Always true: a process on another machine cannot be checked from here; that node's
+    /// own supervisor checks it.
+    fn alive(&self, _worker: &WorkerInfo) -> bool {
+        true
+    }
+
+    fn resume(
+        &self,
+        worker: WorkerInfo,
+        options: SessionOptions,
+    ) -> BoxFuture<'_, Result<(), HostError>> {
+        async move {
+            let request = ResumeRequest { worker, options };
+            self.call("resume", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    fn context(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<SessionContext, HostError>> {
+        async move {
+            self.call("context", &worker, CALL_TIMEOUT, CONTEXT_ANSWER_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    fn pages(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<BrowserPages, HostError>> {
+        async move { self.call("pages", &worker, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+    }
+
+    fn preview(
+        &self,
+        worker: WorkerInfo,
+        max_width: u32,
+    ) -> BoxFuture<'_, Result<Preview, HostError>> {
+        async move {
+            let request = PreviewRequest { worker, max_width };
+            self.call("preview", &request, CALL_TIMEOUT, CONTEXT_ANSWER_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    fn act(
+        &self,
+        worker: WorkerInfo,
+        work: PageWork,
+    ) -> BoxFuture<'_, Result<PageOutput, HostError>> {
+        async move {
+            let within = CALL_TIMEOUT.saturating_add(Duration::from_millis(work.delay_ms));
+            let request = ActRequest { worker, work };
+            self.call("act", &request, within, ACT_ANSWER_LIMIT).await
+        }
+        .boxed()
+    }
+
+    /// An empty map when the node does not answer.
+    fn usage(&self, pids: Vec<u32>) -> BoxFuture<'_, HashMap<u32, Usage>> {
+        async move {
+            let request = UsageRequest { pids };
+            match self
+                .call("usage", &request, USAGE_TIMEOUT, JSON_LIMIT)
+                .await
+            {
+                Ok(usage) => usage,
+                Err(err) => {
+                    tracing::debug!(node = %self.node, error = %err, "no usage from node");
+                    HashMap::new()
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Always empty: a node's supervisor judges only its own dirs.
+    fn session_dirs(&self) -> Vec<SessionDir> {
+        Vec::new()
+    }
+
+    /// Always false: only the owning node knows, and only its supervisor asks.
+    fn is_busy(&self, _id: &str) -> bool {
+        false
+    }
+
+    /// Always false: only the owning node knows, and only its supervisor asks.
+    fn is_stopping(&self, _pid: u32) -> bool {
+        false
+    }
+
+    fn reap(&self, id: String) -> BoxFuture<'_, Result<(), HostError>> {
+        async move {
+            let request = ReapRequest { id };
+            self.call("reap", &request, CALL_TIMEOUT, JSON_LIMIT).await
+        }
+        .boxed()
+    }
+
+    fn quarantine(&self, id: String, reason: String) -> BoxFuture<'_, Result<String, HostError>> {
+        async move {
+            let request = QuarantineRequest { id, reason };
+            self.call("quarantine", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    /// Always 0, killing nothing: a node sweeps only its own strays.
+    fn sweep_strays(&self, _keep: Vec<String>) -> usize {
+        0
+    }
+
+    fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>> {
+        async move { self.call("files", &of, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+    }
+
+    fn read_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<FileRead, HostError>> {
+        async move {
+            let request = self.post_json("read_file", &FileRequest { of, path })?;
+            let response = self.open_stream("read_file", request).await?;
+            self.file_read(response)
+        }
+        .boxed()
+    }
+
+    fn upload_file(
+        &self,
+        of: FilesOf,
+        min_size: Option<u64>,
+        body: ByteStream,
+    ) -> BoxFuture<'_, Result<String, HostError>> {
+        async move { self.upload(&of, min_size, body).await }.boxed()
+    }
+
+    fn place_upload(
+        &self,
+        of: FilesOf,
+        upload: String,
+        path: String,
+    ) -> BoxFuture<'_, Result<FileEntry, HostError>> {
+        async move {
+            let request = PlaceUploadRequest { of, upload, path };
+            self.call("place_upload", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    /// A failure is logged, not returned: the trait has no error here, as the caller could do
+    /// nothing about it.
+    fn discard_upload(&self, of: FilesOf, upload: String) -> BoxFuture<'_, ()> {
+        async move {
+            let request = DiscardUploadRequest { of, upload };
+            let done: Result<(), HostError> = self
+                .call("discard_upload", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .await;
+            if let Err(err) = done {
+                tracing::warn!(node = %self.node, error = %err, "could not discard an upload");
+            }
+        }
+        .boxed()
+    }
+
+    fn delete_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<(), HostError>> {
+        async move {
+            let request = FileRequest { of, path };
+            self.call("delete_file", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    fn clear_files(&self, of: FilesOf) -> BoxFuture<'_, Result<(), HostError>> {
+        async move {
+            self.call("clear_files", &of, CALL_TIMEOUT, JSON_LIMIT)
+                .await
+        }
+        .boxed()
+    }
+
+    fn zip_files(&self, of: FilesOf) -> BoxFuture<'_, Result<ByteStream, HostError>> {
+        async move {
+            let request = self.post_json("zip_files", &of)?;
+            let response = self.open_stream("zip_files", request).await?;
+            Ok(self.download(response))
+        }
+        .boxed()
+    }
+}

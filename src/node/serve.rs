@@ -1,0 +1,265 @@
+//! The routes through which other nodes reach this node's [`WorkerHost`]: one POST route per
+//! method under [`HOST_PREFIX`](super::wire::HOST_PREFIX), all behind
+//! [`require_node_auth`]. Plain methods take and answer JSON; `read_file`, `upload_file` and
+//! `zip_files` carry the file bytes as the HTTP body. A [`HostError`] is answered with the
+//! status of its kind ([`status_of`]) and itself as the JSON body, so the caller rebuilds it
+//! exactly. This module only translates HTTP to calls; what a call does is the host's.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use futures_util::{StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::host::{
+    Claim, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, Usage, WorkerHost,
+};
+use crate::node::auth::require_node_auth;
+use crate::node::secret::ClusterSecret;
+use crate::node::wire::{
+    self, ActRequest, CONTEXT_LIMIT, DiscardUploadRequest, FILE_MODIFIED_HEADER, FILE_PATH_HEADER,
+    FILE_SIZE_HEADER, FILES_OF_HEADER, FileRequest, JSON_LIMIT, MIN_SIZE_HEADER,
+    PlaceUploadRequest, PreviewRequest, ProbeRequest, QuarantineRequest, ReapRequest,
+    ResumeRequest, UsageRequest, host_path,
+};
+use crate::protocol::session::WorkerInfo;
+
+type Host = Arc<dyn WorkerHost>;
+
+/// A [`HostError`] on its way out as a response: the one place its status is chosen.
+struct Failure(HostError);
+
+impl From<HostError> for Failure {
+    fn from(err: HostError) -> Self {
+        Failure(err)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        tracing::debug!(kind = ?self.0.kind, message = %self.0.message, "node host call failed");
+        (wire::status_of(self.0.kind), Json(self.0)).into_response()
+    }
+}
+
+/// Every remote-able [`WorkerHost`] method of `host`, behind the cluster `secret`.
+pub fn routes(host: Arc<dyn WorkerHost>, secret: ClusterSecret) -> Router {
+    Router::new()
+        .route(
+            &host_path("launch"),
+            plain(CONTEXT_LIMIT, |h: Host, spec: LaunchSpec| async move {
+                h.launch(spec).await
+            }),
+        )
+        .route(
+            &host_path("claim"),
+            plain(CONTEXT_LIMIT, |h: Host, claim: Claim| async move {
+                h.claim(claim).await
+            }),
+        )
+        .route(
+            &host_path("stop"),
+            plain(JSON_LIMIT, |h: Host, w: WorkerInfo| async move {
+                h.stop(w).await
+            }),
+        )
+        .route(
+            &host_path("probe"),
+            plain(JSON_LIMIT, |h: Host, r: ProbeRequest| async move {
+                Ok(h.probe(r.worker, Duration::from_millis(r.timeout_ms)).await)
+            }),
+        )
+        .route(
+            &host_path("resume"),
+            plain(JSON_LIMIT, |h: Host, r: ResumeRequest| async move {
+                h.resume(r.worker, r.options).await
+            }),
+        )
+        .route(
+            &host_path("context"),
+            plain(JSON_LIMIT, |h: Host, w: WorkerInfo| async move {
+                h.context(w).await
+            }),
+        )
+        .route(
+            &host_path("pages"),
+            plain(JSON_LIMIT, |h: Host, w: WorkerInfo| async move {
+                h.pages(w).await
+            }),
+        )
+        .route(
+            &host_path("preview"),
+            plain(JSON_LIMIT, |h: Host, r: PreviewRequest| async move {
+                h.preview(r.worker, r.max_width).await
+            }),
+        )
+        .route(
+            &host_path("act"),
+            plain(JSON_LIMIT, |h: Host, r: ActRequest| async move {
+                h.act(r.worker, r.work).await
+            }),
+        )
+        .route(
+            &host_path("usage"),
+            plain(JSON_LIMIT, |h: Host, r: UsageRequest| async move {
+                Ok::<HashMap<u32, Usage>, HostError>(h.usage(r.pids).await)
+            }),
+        )
+        .route(
+            &host_path("reap"),
+            plain(JSON_LIMIT, |h: Host, r: ReapRequest| async move {
+                h.reap(r.id).await
+            }),
+        )
+        .route(
+            &host_path("quarantine"),
+            plain(JSON_LIMIT, |h: Host, r: QuarantineRequest| async move {
+                h.quarantine(r.id, r.reason).await
+            }),
+        )
+        .merge(file_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            secret,
+            require_node_auth,
+        ))
+        .with_state(host)
+}
+
+/// The routes of a session's files.
+fn file_routes() -> Router<Host> {
+    Router::new()
+        .route(
+            &host_path("files"),
+            plain(JSON_LIMIT, |h: Host, of: FilesOf| async move {
+                h.files(of).await
+            }),
+        )
+        .route(&host_path("read_file"), post(read_file))
+        .route(&host_path("upload_file"), post(upload_file))
+        .route(
+            &host_path("place_upload"),
+            plain(JSON_LIMIT, |h: Host, r: PlaceUploadRequest| async move {
+                h.place_upload(r.of, r.upload, r.path).await
+            }),
+        )
+        .route(
+            &host_path("discard_upload"),
+            plain(JSON_LIMIT, |h: Host, r: DiscardUploadRequest| async move {
+                h.discard_upload(r.of, r.upload).await;
+                Ok::<(), HostError>(())
+            }),
+        )
+        .route(
+            &host_path("delete_file"),
+            plain(JSON_LIMIT, |h: Host, r: FileRequest| async move {
+                h.delete_file(r.of, r.path).await
+            }),
+        )
+        .route(
+            &host_path("clear_files"),
+            plain(JSON_LIMIT, |h: Host, of: FilesOf| async move {
+                h.clear_files(of).await
+            }),
+        )
+        .route(&host_path("zip_files"), post(zip_files))
+}
+
+/// A POST route that reads a JSON `Req` of at most `limit` bytes, runs `call` and answers its
+/// value as JSON or its error as a [`Failure`].
+fn plain<Req, Resp, F, Fut>(limit: usize, call: F) -> MethodRouter<Host>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Host, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, HostError>> + Send + 'static,
+{
+    post(move |State(host): State<Host>, body: Body| async move {
+        let request: Req = json_body(body, limit).await?;
+        let value = call(host, request).await?;
+        Ok::<_, Failure>(Json(value))
+    })
+}
+
+/// The JSON of a request body of at most `limit` bytes.
+async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Failure> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        HostError::new(
+            HostErrorKind::TooLarge,
+            format!("request body past {limit} bytes or cut: {e}"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Failure(HostError::new(
+            HostErrorKind::BadInput,
+            format!("request body: {e}"),
+        ))
+    })
+}
+
+/// `read_file`: the file's bytes as the body, what it is in headers.
+async fn read_file(State(host): State<Host>, body: Body) -> Result<Response, Failure> {
+    let request: FileRequest = json_body(body, JSON_LIMIT).await?;
+    let FileRead {
+        path,
+        size,
+        modified_ms,
+        body,
+    } = host.read_file(request.of, request.path).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(FILE_SIZE_HEADER, HeaderValue::from(size));
+    if let Some(ms) = modified_ms {
+        headers.insert(FILE_MODIFIED_HEADER, HeaderValue::from(ms));
+    }
+    let path = HeaderValue::try_from(wire::encode_path(&path))
+        .map_err(|e| HostError::new(HostErrorKind::Permanent, format!("file name header: {e}")))?;
+    headers.insert(FILE_PATH_HEADER, path);
+    Ok((headers, Body::from_stream(body)).into_response())
+}
+
+/// `upload_file`: the body is the file; whose files and the announced size come in headers.
+async fn upload_file(
+    State(host): State<Host>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<String>, Failure> {
+    let bad = |message: String| Failure(HostError::new(HostErrorKind::BadInput, message));
+    let of = headers
+        .get(FILES_OF_HEADER)
+        .ok_or_else(|| bad(format!("no {FILES_OF_HEADER} header")))?;
+    let of = wire::decode_files_of(of.as_bytes()).map_err(bad)?;
+    let min_size = match headers.get(MIN_SIZE_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| bad(format!("{MIN_SIZE_HEADER} is not a number")))?,
+        ),
+    };
+    let stream = body.into_data_stream().map_err(io::Error::other).boxed();
+    Ok(Json(host.upload_file(of, min_size, stream).await?))
+}
+
+/// `zip_files`: the zip as the body, written as the caller reads it.
+async fn zip_files(State(host): State<Host>, body: Body) -> Result<Response, Failure> {
+    let of: FilesOf = json_body(body, JSON_LIMIT).await?;
+    let zip = host.zip_files(of).await?;
+    let content_type = [(header::CONTENT_TYPE, "application/zip")];
+    Ok((content_type, Body::from_stream(zip)).into_response())
+}
