@@ -20,7 +20,7 @@ use crate::node::wire::{
 };
 
 impl RemoteWorkerHost {
-    /// Sends a stream call and checks its answer, within [`Timeouts::stream_idle`].
+    /// Sends a stream call and checks its answer, within [`Timeouts::stream_idle`](super::Timeouts::stream_idle).
     pub(super) async fn open_stream(
         &self,
         method: &str,
@@ -35,7 +35,7 @@ impl RemoteWorkerHost {
             .map_err(|_| self.silent(method))?
     }
 
-    /// The failure of a stream that stood still for [`Timeouts::stream_idle`].
+    /// The failure of a stream that stood still for [`Timeouts::stream_idle`](super::Timeouts::stream_idle).
     fn silent(&self, method: &str) -> HostError {
         HostError::new(
             HostErrorKind::Retryable,
