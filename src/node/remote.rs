@@ -8,15 +8,10 @@
 //! timeout between chunks.
 
 use std::collections::HashMap;
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, Stream, StreamExt};
 use http::{Method, StatusCode, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,26 +25,43 @@ use crate::node::auth::{NODE_AUTH_HEADER, sign, unix_now};
 use crate::node::secret::ClusterSecret;
 use crate::node::wire::{
     self, ACT_ANSWER_LIMIT, ActRequest, CONTEXT_ANSWER_LIMIT, DiscardUploadRequest, ERROR_LIMIT,
-    FILE_MODIFIED_HEADER, FILE_PATH_HEADER, FILE_SIZE_HEADER, FILES_OF_HEADER, FileRequest,
-    JSON_LIMIT, MIN_SIZE_HEADER, PlaceUploadRequest, PreviewRequest, ProbeRequest,
-    QuarantineRequest, ReapRequest, ResumeRequest, UsageRequest,
+    FileRequest, JSON_LIMIT, PlaceUploadRequest, PreviewRequest, ProbeRequest, QuarantineRequest,
+    ReapRequest, ResumeRequest, UsageRequest,
 };
 use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
 
+mod streams;
+
 /// Longest wait for a TCP connection to a node.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Longest a plain call may take, answer included (a launch waits for its browser's CDP).
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// What a remote probe may take beyond the probe's own timeout.
-pub const PROBE_GRACE: Duration = Duration::from_secs(2);
-/// Longest a `usage` call may take: the supervisor asks often, and an answer late is useless.
-pub const USAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a file stream may stand still: the wait for a stream's answer, between two chunks
-/// of a download, and, in an upload, the node taking no bytes while there are some to send.
-pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often an upload checks that the node still takes its bytes.
-const UPLOAD_WATCH_TICK: Duration = Duration::from_millis(500);
+
+/// How long calls to a node may take. [`Timeouts::default`] is what a cluster uses; tests
+/// shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest a plain call may take, answer included (a launch waits for its browser's CDP).
+    pub call: Duration,
+    /// What a remote probe may take beyond the probe's own timeout.
+    pub probe_grace: Duration,
+    /// Longest a `usage` call may take: the supervisor asks often, and a late answer is useless.
+    pub usage: Duration,
+    /// Longest a file stream may stand still: the wait for a stream's answer, between two
+    /// chunks of a download, and, in an upload, the node taking no bytes while the caller has
+    /// some (or not answering after the last one).
+    pub stream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            call: Duration::from_secs(120),
+            probe_grace: Duration::from_secs(2),
+            usage: Duration::from_secs(10),
+            stream_idle: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Why a [`RemoteWorkerHost`] could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +100,7 @@ pub struct RemoteWorkerHost {
     prefix: String,
     secret: ClusterSecret,
     client: reqwest::Client,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for RemoteWorkerHost {
@@ -138,7 +151,14 @@ impl RemoteWorkerHost {
             prefix,
             secret,
             client,
+            timeouts: Timeouts::default(),
         })
+    }
+
+    /// The same host with other [`Timeouts`].
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> RemoteWorkerHost {
+        self.timeouts = timeouts;
+        self
     }
 
     /// The node's name, as given to [`RemoteWorkerHost::new`].
@@ -272,217 +292,31 @@ impl RemoteWorkerHost {
             ),
         })
     }
-
-    /// Sends a stream call and checks its answer, within [`STREAM_IDLE_TIMEOUT`].
-    async fn open_stream(
-        &self,
-        method: &str,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, HostError> {
-        let open = async {
-            let response = request.send().await.map_err(|e| self.unreachable(&e))?;
-            self.check(method, response).await
-        };
-        tokio::time::timeout(STREAM_IDLE_TIMEOUT, open)
-            .await
-            .map_err(|_| self.silent(method))?
-    }
-
-    /// The failure of a stream that stood still for [`STREAM_IDLE_TIMEOUT`].
-    fn silent(&self, method: &str) -> HostError {
-        HostError::new(
-            HostErrorKind::Retryable,
-            format!(
-                "node {} unreachable: {method} stood still for {} s",
-                self.node,
-                STREAM_IDLE_TIMEOUT.as_secs()
-            ),
-        )
-    }
-
-    /// The body of a stream answer, ended by an error when it stands still too long.
-    fn download(&self, response: reqwest::Response) -> ByteStream {
-        let node = self.node.clone();
-        let chunks = response.bytes_stream().boxed();
-        futures_util::stream::unfold(Some(chunks), move |chunks| {
-            let node = node.clone();
-            async move {
-                let mut chunks = chunks?;
-                match tokio::time::timeout(STREAM_IDLE_TIMEOUT, chunks.next()).await {
-                    Ok(Some(Ok(bytes))) => Some((Ok(bytes), Some(chunks))),
-                    Ok(Some(Err(e))) => {
-                        let err = io::Error::other(format!("node {node}: {e}"));
-                        Some((Err(err), None))
-                    }
-                    Ok(None) => None,
-                    Err(_) => {
-                        let secs = STREAM_IDLE_TIMEOUT.as_secs();
-                        let err = io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("node {node} sent nothing for {secs} s"),
-                        );
-                        Some((Err(err), None))
-                    }
-                }
-            }
-        })
-        .boxed()
-    }
-
-    /// Sends `body` as an upload and reads the upload's id.
-    async fn upload(
-        &self,
-        of: &FilesOf,
-        min_size: Option<u64>,
-        body: ByteStream,
-    ) -> Result<String, HostError> {
-        let mut request = self
-            .post("upload_file")
-            .header(FILES_OF_HEADER, wire::encode_files_of(of)?)
-            .header(header::CONTENT_TYPE, "application/octet-stream");
-        if let Some(size) = min_size {
-            request = request.header(MIN_SIZE_HEADER, size);
-        }
-        let progress = Arc::new(Mutex::new(Progress::new()));
-        let watched = Watched {
-            inner: body,
-            progress: progress.clone(),
-        };
-        let send = request.body(reqwest::Body::wrap_stream(watched)).send();
-        let sent = tokio::select! {
-            sent = send => sent,
-            () = stalled(progress.clone()) => return Err(self.silent("upload_file")),
-        };
-        let source_failed = progress.lock().ok().and_then(|p| p.source_error.clone());
-        let response = match (sent, source_failed) {
-            (Ok(response), _) => response,
-            // The caller's body failed, not the node: the node removed what it had.
-            (Err(_), Some(err)) => {
-                return Err(HostError::new(
-                    HostErrorKind::BadInput,
-                    format!("the upload ended early: {err}"),
-                ));
-            }
-            (Err(e), None) => return Err(self.unreachable(&e)),
-        };
-        let answer = async {
-            let response = self.check("upload_file", response).await?;
-            self.body("upload_file", response, JSON_LIMIT).await
-        };
-        let body = tokio::time::timeout(STREAM_IDLE_TIMEOUT, answer)
-            .await
-            .map_err(|_| self.silent("upload_file"))??;
-        serde_json::from_slice(&body).map_err(|e| {
-            HostError::new(
-                HostErrorKind::Permanent,
-                format!(
-                    "node {} answered upload_file with unreadable JSON: {e}",
-                    self.node
-                ),
-            )
-        })
-    }
-
-    /// The [`FileRead`] of a `read_file` answer.
-    fn file_read(&self, response: reqwest::Response) -> Result<FileRead, HostError> {
-        let headers = response.headers();
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let bad = |what: &str| {
-            HostError::new(
-                HostErrorKind::Permanent,
-                format!(
-                    "node {} answered read_file without a readable {what}",
-                    self.node
-                ),
-            )
-        };
-        let path = text(FILE_PATH_HEADER)
-            .and_then(|v| wire::decode_path(v).ok())
-            .ok_or_else(|| bad(FILE_PATH_HEADER))?;
-        let size = text(FILE_SIZE_HEADER)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| bad(FILE_SIZE_HEADER))?;
-        let modified_ms = match text(FILE_MODIFIED_HEADER) {
-            None => None,
-            Some(v) => Some(v.parse::<u64>().map_err(|_| bad(FILE_MODIFIED_HEADER))?),
-        };
-        Ok(FileRead {
-            path,
-            size,
-            modified_ms,
-            body: self.download(response),
-        })
-    }
-}
-
-/// Where an upload's body stands, for [`stalled`].
-struct Progress {
-    /// When the body was last polled.
-    at: Instant,
-    /// The last poll found the caller's body not ready: the wait is the caller's, not the node's.
-    on_source: bool,
-    /// The caller's body failed with this.
-    source_error: Option<String>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            at: Instant::now(),
-            on_source: false,
-            source_error: None,
-        }
-    }
-}
-
-/// An upload's body, noting each poll in its [`Progress`].
-struct Watched {
-    inner: ByteStream,
-    progress: Arc<Mutex<Progress>>,
-}
-
-impl Stream for Watched {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let poll = self.inner.poll_next_unpin(cx);
-        if let Ok(mut progress) = self.progress.lock() {
-            progress.at = Instant::now();
-            progress.on_source = poll.is_pending();
-            if let Poll::Ready(Some(Err(err))) = &poll {
-                progress.source_error = Some(err.to_string());
-            }
-        }
-        poll
-    }
-}
-
-/// Ends when the node has taken no bytes of an upload for [`STREAM_IDLE_TIMEOUT`] while the
-/// caller had some (or, after the last byte, has not answered in that time).
-async fn stalled(progress: Arc<Mutex<Progress>>) {
-    loop {
-        tokio::time::sleep(UPLOAD_WATCH_TICK).await;
-        let stalled = progress
-            .lock()
-            .map(|p| !p.on_source && p.at.elapsed() > STREAM_IDLE_TIMEOUT)
-            .unwrap_or(false);
-        if stalled {
-            return;
-        }
-    }
 }
 
 impl WorkerHost for RemoteWorkerHost {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
-        async move { self.call("launch", &spec, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+        async move {
+            self.call("launch", &spec, self.timeouts.call, JSON_LIMIT)
+                .await
+        }
+        .boxed()
     }
 
     fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
-        async move { self.call("claim", &claim, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+        async move {
+            self.call("claim", &claim, self.timeouts.call, JSON_LIMIT)
+                .await
+        }
+        .boxed()
     }
 
     fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>> {
-        async move { self.call("stop", &worker, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+        async move {
+            self.call("stop", &worker, self.timeouts.call, JSON_LIMIT)
+                .await
+        }
+        .boxed()
     }
 
     /// False when the node does not answer either.
@@ -490,7 +324,7 @@ impl WorkerHost for RemoteWorkerHost {
         async move {
             let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
             let request = ProbeRequest { worker, timeout_ms };
-            let within = timeout.saturating_add(PROBE_GRACE);
+            let within = timeout.saturating_add(self.timeouts.probe_grace);
             self.call("probe", &request, within, JSON_LIMIT)
                 .await
                 .unwrap_or(false)
@@ -511,7 +345,7 @@ impl WorkerHost for RemoteWorkerHost {
     ) -> BoxFuture<'_, Result<(), HostError>> {
         async move {
             let request = ResumeRequest { worker, options };
-            self.call("resume", &request, CALL_TIMEOUT, JSON_LIMIT)
+            self.call("resume", &request, self.timeouts.call, JSON_LIMIT)
                 .await
         }
         .boxed()
@@ -519,14 +353,18 @@ impl WorkerHost for RemoteWorkerHost {
 
     fn context(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<SessionContext, HostError>> {
         async move {
-            self.call("context", &worker, CALL_TIMEOUT, CONTEXT_ANSWER_LIMIT)
+            self.call("context", &worker, self.timeouts.call, CONTEXT_ANSWER_LIMIT)
                 .await
         }
         .boxed()
     }
 
     fn pages(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<BrowserPages, HostError>> {
-        async move { self.call("pages", &worker, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+        async move {
+            self.call("pages", &worker, self.timeouts.call, JSON_LIMIT)
+                .await
+        }
+        .boxed()
     }
 
     fn preview(
@@ -536,8 +374,13 @@ impl WorkerHost for RemoteWorkerHost {
     ) -> BoxFuture<'_, Result<Preview, HostError>> {
         async move {
             let request = PreviewRequest { worker, max_width };
-            self.call("preview", &request, CALL_TIMEOUT, CONTEXT_ANSWER_LIMIT)
-                .await
+            self.call(
+                "preview",
+                &request,
+                self.timeouts.call,
+                CONTEXT_ANSWER_LIMIT,
+            )
+            .await
         }
         .boxed()
     }
@@ -548,7 +391,10 @@ impl WorkerHost for RemoteWorkerHost {
         work: PageWork,
     ) -> BoxFuture<'_, Result<PageOutput, HostError>> {
         async move {
-            let within = CALL_TIMEOUT.saturating_add(Duration::from_millis(work.delay_ms));
+            let within = self
+                .timeouts
+                .call
+                .saturating_add(Duration::from_millis(work.delay_ms));
             let request = ActRequest { worker, work };
             self.call("act", &request, within, ACT_ANSWER_LIMIT).await
         }
@@ -560,7 +406,7 @@ impl WorkerHost for RemoteWorkerHost {
         async move {
             let request = UsageRequest { pids };
             match self
-                .call("usage", &request, USAGE_TIMEOUT, JSON_LIMIT)
+                .call("usage", &request, self.timeouts.usage, JSON_LIMIT)
                 .await
             {
                 Ok(usage) => usage,
@@ -591,7 +437,8 @@ impl WorkerHost for RemoteWorkerHost {
     fn reap(&self, id: String) -> BoxFuture<'_, Result<(), HostError>> {
         async move {
             let request = ReapRequest { id };
-            self.call("reap", &request, CALL_TIMEOUT, JSON_LIMIT).await
+            self.call("reap", &request, self.timeouts.call, JSON_LIMIT)
+                .await
         }
         .boxed()
     }
@@ -599,7 +446,7 @@ impl WorkerHost for RemoteWorkerHost {
     fn quarantine(&self, id: String, reason: String) -> BoxFuture<'_, Result<String, HostError>> {
         async move {
             let request = QuarantineRequest { id, reason };
-            self.call("quarantine", &request, CALL_TIMEOUT, JSON_LIMIT)
+            self.call("quarantine", &request, self.timeouts.call, JSON_LIMIT)
                 .await
         }
         .boxed()
@@ -611,7 +458,11 @@ impl WorkerHost for RemoteWorkerHost {
     }
 
     fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>> {
-        async move { self.call("files", &of, CALL_TIMEOUT, JSON_LIMIT).await }.boxed()
+        async move {
+            self.call("files", &of, self.timeouts.call, JSON_LIMIT)
+                .await
+        }
+        .boxed()
     }
 
     fn read_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<FileRead, HostError>> {
@@ -640,7 +491,7 @@ impl WorkerHost for RemoteWorkerHost {
     ) -> BoxFuture<'_, Result<FileEntry, HostError>> {
         async move {
             let request = PlaceUploadRequest { of, upload, path };
-            self.call("place_upload", &request, CALL_TIMEOUT, JSON_LIMIT)
+            self.call("place_upload", &request, self.timeouts.call, JSON_LIMIT)
                 .await
         }
         .boxed()
@@ -652,7 +503,7 @@ impl WorkerHost for RemoteWorkerHost {
         async move {
             let request = DiscardUploadRequest { of, upload };
             let done: Result<(), HostError> = self
-                .call("discard_upload", &request, CALL_TIMEOUT, JSON_LIMIT)
+                .call("discard_upload", &request, self.timeouts.call, JSON_LIMIT)
                 .await;
             if let Err(err) = done {
                 tracing::warn!(node = %self.node, error = %err, "could not discard an upload");
@@ -664,7 +515,7 @@ impl WorkerHost for RemoteWorkerHost {
     fn delete_file(&self, of: FilesOf, path: String) -> BoxFuture<'_, Result<(), HostError>> {
         async move {
             let request = FileRequest { of, path };
-            self.call("delete_file", &request, CALL_TIMEOUT, JSON_LIMIT)
+            self.call("delete_file", &request, self.timeouts.call, JSON_LIMIT)
                 .await
         }
         .boxed()
@@ -672,7 +523,7 @@ impl WorkerHost for RemoteWorkerHost {
 
     fn clear_files(&self, of: FilesOf) -> BoxFuture<'_, Result<(), HostError>> {
         async move {
-            self.call("clear_files", &of, CALL_TIMEOUT, JSON_LIMIT)
+            self.call("clear_files", &of, self.timeouts.call, JSON_LIMIT)
                 .await
         }
         .boxed()

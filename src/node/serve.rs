@@ -2,7 +2,7 @@
 //! method under [`HOST_PREFIX`](super::wire::HOST_PREFIX), all behind
 //! [`require_node_auth`]. Plain methods take and answer JSON; `read_file`, `upload_file` and
 //! `zip_files` carry the file bytes as the HTTP body. A [`HostError`] is answered with the
-//! status of its kind ([`status_of`]) and itself as the JSON body, so the caller rebuilds it
+//! status of its kind ([`status_of`](super::wire::status_of)) and itself as the JSON body, so the caller rebuilds it
 //! exactly. This module only translates HTTP to calls; what a call does is the host's.
 
 use std::collections::HashMap;

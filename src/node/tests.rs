@@ -17,7 +17,7 @@ use crate::host::{
     HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
 };
 use crate::node::auth::{NODE_AUTH_HEADER, sign, unix_now};
-use crate::node::remote::RemoteWorkerHost;
+use crate::node::remote::{RemoteWorkerHost, Timeouts};
 use crate::node::secret::ClusterSecret;
 use crate::node::serve::routes;
 use crate::node::wire::host_path;
@@ -302,6 +302,22 @@ impl WorkerHost for Fake {
         async move {
             self.enter(format!("read_file {} {path}", of.worker.pid))?;
             let size = entry().size;
+            if path == "broken" {
+                // A disk error halfway, once the headers are out: the reader must not take the
+                // half for the whole.
+                let first = futures_util::stream::once(async { Ok(Bytes::from(vec![7; 1024])) });
+                let failing = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Err(std::io::Error::other("disk error"))
+                });
+                let body = first.chain(failing).boxed();
+                return Ok(FileRead {
+                    path,
+                    size,
+                    modified_ms: None,
+                    body,
+                });
+            }
             Ok(FileRead {
                 path,
                 size,
@@ -584,6 +600,15 @@ async fn read_file_and_zip_streams_come_back_whole() {
 }
 
 #[tokio::test]
+async fn a_read_cut_short_on_the_node_ends_in_an_error() {
+    let node = Node::start().await;
+    let remote = node.remote(secret());
+    let read = remote.read_file(files_of(), "broken".into()).await.unwrap();
+    assert_eq!(read.modified_ms, None);
+    assert!(collect(read.body).await.is_err());
+}
+
+#[tokio::test]
 async fn without_the_secret_a_request_gets_401_and_reaches_nothing() {
     let node = Node::start().await;
     let other = ClusterSecret::from_bytes(vec![b'o'; 40]).unwrap();
@@ -671,4 +696,92 @@ fn a_base_that_is_not_plain_http_is_refused() {
     }
     let prefixed = Url::parse("http://h:1/api/").unwrap();
     assert!(RemoteWorkerHost::new("n".into(), prefixed, secret()).is_ok());
+}
+
+/// Timeouts short enough for a test to wait them out.
+fn short() -> Timeouts {
+    Timeouts {
+        call: Duration::from_millis(500),
+        probe_grace: Duration::from_millis(200),
+        usage: Duration::from_millis(500),
+        stream_idle: Duration::from_millis(500),
+    }
+}
+
+/// A node that takes connections and then neither reads nor answers; it stops on drop.
+struct BlackHole {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BlackHole {
+    async fn start() -> BlackHole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        BlackHole { addr, task }
+    }
+
+    fn remote(&self) -> RemoteWorkerHost {
+        let base = Url::parse(&format!("http://{}", self.addr)).unwrap();
+        RemoteWorkerHost::new("n3".into(), base, secret())
+            .unwrap()
+            .with_timeouts(short())
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_stands_still_ends_every_call_in_time() {
+    let hole = BlackHole::start().await;
+    let remote = hole.remote();
+    let started = Instant::now();
+    let err = remote.launch(spec()).await.unwrap_err();
+    assert_eq!(err.kind, HostErrorKind::Retryable, "{err:?}");
+    assert!(!remote.probe(worker(), Duration::from_millis(100)).await);
+    assert!(remote.usage(vec![1]).await.is_empty());
+    let read = remote.read_file(files_of(), "x".into()).await;
+    assert_eq!(read.err().map(|e| e.kind), Some(HostErrorKind::Retryable));
+    let zip = remote.zip_files(files_of()).await;
+    assert_eq!(zip.err().map(|e| e.kind), Some(HostErrorKind::Retryable));
+    // More than the socket buffers hold, so the node's silence shows as bytes not taken.
+    let mib = Bytes::from(vec![9; 1024 * 1024]);
+    let endless = futures_util::stream::repeat_with(move || Ok(mib.clone()))
+        .take(256)
+        .boxed();
+    let err = remote
+        .upload_file(files_of(), None, endless)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, HostErrorKind::Retryable, "{err:?}");
+    assert!(err.message.contains("stood still"), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_slow_uploader_is_not_taken_for_a_stalled_node() {
+    let node = Node::start().await;
+    let remote = node.remote(secret()).with_timeouts(short());
+    let slow = futures_util::stream::iter(0..3u8)
+        .then(|i| async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Ok(Bytes::from(vec![i; 10]))
+        })
+        .boxed();
+    let id = remote.upload_file(files_of(), None, slow).await.unwrap();
+    assert_eq!(id, "up-30");
 }

@@ -54,69 +54,88 @@ const PATH_KEEP: &AsciiSet = &NON_ALPHANUMERIC
 /// `probe`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeRequest {
+    /// The browser to probe.
     pub worker: WorkerInfo,
+    /// How long its CDP endpoint may take to answer.
     pub timeout_ms: u64,
 }
 
 /// `resume`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResumeRequest {
+    /// The browser to take up.
     pub worker: WorkerInfo,
+    /// The options of its session (its proxy, for the hop to reopen).
     pub options: SessionOptions,
 }
 
 /// `preview`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreviewRequest {
+    /// The browser to show.
     pub worker: WorkerInfo,
+    /// Widest the JPEG may be, in pixels.
     pub max_width: u32,
 }
 
 /// `act`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActRequest {
+    /// The browser to run the action in.
     pub worker: WorkerInfo,
+    /// The action.
     pub work: PageWork,
 }
 
 /// `usage`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageRequest {
+    /// The browsers, by the pid of their process group's leader.
     pub pids: Vec<u32>,
 }
 
 /// `reap`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReapRequest {
+    /// The session dir's name.
     pub id: String,
 }
 
 /// `quarantine`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuarantineRequest {
+    /// The session dir's name.
     pub id: String,
+    /// Why, for the note left beside it.
     pub reason: String,
 }
 
 /// The input of `read_file` and `delete_file`: a file of a session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileRequest {
+    /// Whose files.
     pub of: FilesOf,
+    /// The client's relative name of the file.
     pub path: String,
 }
 
 /// `place_upload`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlaceUploadRequest {
+    /// Whose files.
     pub of: FilesOf,
+    /// The upload's id, as `upload_file` answered it.
     pub upload: String,
+    /// The client's relative name to place it at.
     pub path: String,
 }
 
 /// `discard_upload`'s input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiscardUploadRequest {
+    /// Whose files.
     pub of: FilesOf,
+    /// The upload's id, as `upload_file` answered it.
     pub upload: String,
 }
 
