@@ -57,11 +57,11 @@ impl Harness {
             ingress: restate.ingress(),
             hosts: Arc::new(crate::host::OneNode {
                 node: "local".into(),
-                cluster: None,
-                node_secret: None,
                 host: Arc::clone(&host) as Arc<dyn crate::host::WorkerHost>,
             }),
             node: "local".into(),
+            cluster: None,
+            node_secret: None,
             sockets: Arc::new(Sockets::default()),
             api_base: API_BASE.into(),
             control: ControlState {

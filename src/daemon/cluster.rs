@@ -69,8 +69,12 @@ pub struct ClusterHosts {
     local: Arc<dyn WorkerHost>,
     view: Arc<ClusterView>,
     secret: ClusterSecret,
-    remotes: Mutex<HashMap<String, (String, Arc<dyn WorkerHost>)>>,
+    /// Node name → the address its host was made for, and the host.
+    remotes: Mutex<HashMap<String, Remote>>,
 }
+
+/// A remote host and the API address it calls.
+type Remote = (String, Arc<dyn WorkerHost>);
 
 impl HostRouter for ClusterHosts {
     fn of(&self, node: &str) -> Result<Arc<dyn WorkerHost>, HostError> {

@@ -470,11 +470,16 @@ pub(super) fn api(
         pre.shutdown,
     );
     let servers = &started.servers;
-    let tcp_task = tokio::spawn(serve(
-        pre.tcp.tap_io(nodelay),
-        api::tcp_router(state.clone()),
-        servers.clone(),
-    ));
+    let mut tcp_router = api::tcp_router(state.clone());
+    if let Some(cluster) = &orch.cluster {
+        // The other nodes' calls to this node's browsers, signed with the cluster secret
+        // (not the API key: the routes are outside the steel API's layers).
+        tcp_router = tcp_router.merge(crate::node::serve::routes(
+            Arc::clone(&orch.host) as Arc<dyn WorkerHost>,
+            cluster.secret.clone(),
+        ));
+    }
+    let tcp_task = tokio::spawn(serve(pre.tcp.tap_io(nodelay), tcp_router, servers.clone()));
     let unix_task = tokio::spawn(serve(
         socket,
         api::unix_router(state.clone()),

@@ -234,7 +234,7 @@ mod tests {
         ]);
         // All equal: this node, then the others as this one fills.
         let picks: Vec<String> = (0..6).map(|_| v.place(None, now).unwrap()).collect();
-        assert_eq!(picks, ["n1", "n3", "n2", "n1", "n3", "n2"]);
+        assert_eq!(picks, ["n1", "n2", "n3", "n1", "n2", "n3"]);
         // A full cluster queues on this node.
         assert_eq!(v.place(None, now).unwrap(), "n1");
     }
