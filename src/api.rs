@@ -21,6 +21,7 @@ use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, WorkerHost};
 use crate::orchestrator::cluster::{ClusterView, PlaceError};
 use crate::orchestrator::ingress::Ingress;
+use crate::protocol::session::SessionId;
 
 pub use error::ApiError;
 
@@ -60,12 +61,15 @@ impl AppState {
 
     /// The node a new session goes to: the one the client named (`x-bro-node`), else, in a
     /// cluster, the healthy node with the most free slots (see [`ClusterView::place`]).
-    pub fn place(&self, asked: Option<&str>) -> Result<String, ApiError> {
+    pub async fn place(&self, asked: Option<&str>, id: &SessionId) -> Result<String, ApiError> {
         match &self.cluster {
-            Some(view) => view.place(asked, crate::now_ms()).map_err(|err| match err {
-                PlaceError::Unknown(_) => ApiError::BadRequest(err.to_string()),
-                PlaceError::Unhealthy(_) => ApiError::Unavailable(err.to_string()),
-            }),
+            Some(view) => view
+                .place(asked, id.as_str())
+                .await
+                .map_err(|err| match err {
+                    PlaceError::Unknown(_) => ApiError::BadRequest(err.to_string()),
+                    PlaceError::Unhealthy(_) => ApiError::Unavailable(err.to_string()),
+                }),
             None => match asked {
                 Some(node) if node != self.node => Err(ApiError::BadRequest(format!(
                     "node {node:?} is not this node ({}), and this daemon runs alone (no \

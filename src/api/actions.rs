@@ -102,7 +102,7 @@ async fn with_page(
             // Quick actions do not queue: a full node answers 429 at once.
             let rec = match st
                 .ingress
-                .create(&id, options, None, None, Some(st.place(None)?))
+                .create(&id, options, None, None, Some(st.place(None, &id).await?))
                 .await
             {
                 Ok(rec) => rec,

@@ -78,7 +78,7 @@ async fn create(
         ),
         None => None,
     };
-    let node = st.place(asked)?;
+    let node = st.place(asked, &id).await?;
     let base = &st.control.base;
     let wait = (!no_wait).then(|| Duration::from_millis(base.queue_timeout_ms));
     // A client that hangs up while its create waits for a slot leaves the queue.

@@ -3,12 +3,16 @@
 //! and placement from it: a create goes to the healthy node with the most free slots, ties
 //! going to the node that got it.
 //!
-//! The view is a cache: between refreshes it counts the creates it placed, so a burst of
-//! creates through one node spreads over the cluster instead of piling on the node that
-//! looked emptiest a second ago. Two nodes placing at once may still pick the same node;
-//! its `Pool` then queues the extra create (a `Pool` is the only judge of its slots).
+//! The view is a cache: it remembers the creates it placed until their node's `Pool` shows
+//! them (or 10 s pass), so a burst of creates through one node spreads over the cluster
+//! instead of piling on the node that looked emptiest a second ago; and when the cluster
+//! looks full it reads the state again before it decides. Two nodes placing at once may
+//! still pick the same node; its `Pool` then queues the extra create (a `Pool` is the only
+//! judge of its slots). A full cluster queues a create on the node that got it: each node's
+//! queue is its `Pool`'s, served as that node's slots free.
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::orchestrator::ingress::{Ingress, IngressError, NodeState};
 use crate::orchestrator::node::LOST_AFTER;
@@ -25,12 +29,15 @@ pub enum PlaceError {
     Unhealthy(String),
 }
 
+/// How long a placed create counts against its node before its `Pool` shows it.
+const PENDING_FOR: Duration = Duration::from_secs(10);
+
 /// One node as the view holds it.
 #[derive(Debug, Clone)]
 struct Entry {
     state: NodeState,
-    /// Creates placed on it since the last refresh.
-    placed: u32,
+    /// Creates placed on it that its `Pool` did not show yet, and when.
+    placed: Vec<(String, Instant)>,
 }
 
 impl Entry {
@@ -43,8 +50,9 @@ impl Entry {
     }
 
     fn free(&self) -> u32 {
+        let pending = self.placed.len() as u32;
         self.capacity()
-            .saturating_sub(self.state.used.saturating_add(self.placed))
+            .saturating_sub(self.state.used.saturating_add(pending))
     }
 
     fn healthy(&self, now_ms: u64) -> bool {
@@ -91,18 +99,57 @@ impl ClusterView {
     /// Reads the cluster's state again; on an error the last view stays.
     pub async fn refresh(&self) -> Result<(), IngressError> {
         let nodes = self.ingress.cluster_state().await?;
-        *self.entries() = nodes
+        let mut entries = self.entries();
+        let mut placed: Vec<(String, Vec<(String, Instant)>)> = entries
+            .drain(..)
+            .map(|e| (e.state.name, e.placed))
+            .collect();
+        *entries = nodes
             .into_iter()
-            .map(|state| Entry { state, placed: 0 })
+            .map(|state| {
+                let pending = placed
+                    .iter_mut()
+                    .find(|(name, _)| *name == state.name)
+                    .map(|(_, p)| std::mem::take(p))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(id, at)| at.elapsed() < PENDING_FOR && !state.sessions.contains(id))
+                    .collect();
+                Entry {
+                    state,
+                    placed: pending,
+                }
+            })
             .collect();
         Ok(())
     }
 
-    /// The node a create goes to: `asked` when the client named one (it must be known and
-    /// healthy), else the healthy node with the most free slots, ties (and a full cluster)
-    /// going to this node. The pick counts as a placed create until the next refresh.
-    pub fn place(&self, asked: Option<&str>, now_ms: u64) -> Result<String, PlaceError> {
+    /// [`ClusterView::place_now`], reading the state again first when the view says every
+    /// healthy node is full (a slot may have come free since the last read).
+    pub async fn place(&self, asked: Option<&str>, id: &str) -> Result<String, PlaceError> {
+        let full = asked.is_none()
+            && self
+                .entries()
+                .iter()
+                .all(|e| !e.healthy(crate::now_ms()) || e.free() == 0);
+        if full && let Err(err) = self.refresh().await {
+            tracing::debug!(error = %err, "reading the cluster's state failed");
+        }
+        self.place_now(asked, id, crate::now_ms())
+    }
+
+    /// The node the create of session `id` goes to: `asked` when the client named one (it
+    /// must be known and healthy), else the healthy node with the most free slots, ties (and
+    /// a full cluster) going to this node. The pick counts against its node until its
+    /// `Pool` shows the session.
+    pub fn place_now(
+        &self,
+        asked: Option<&str>,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<String, PlaceError> {
         let mut entries = self.entries();
+        let pending = (id.to_string(), Instant::now());
         if let Some(asked) = asked {
             if asked == self.node {
                 return Ok(asked.to_string());
@@ -114,7 +161,7 @@ impl ClusterView {
             if !entry.healthy(now_ms) {
                 return Err(PlaceError::Unhealthy(asked.to_string()));
             }
-            entry.placed += 1;
+            entry.placed.push(pending);
             return Ok(asked.to_string());
         }
         let own_free = entries
@@ -131,12 +178,12 @@ impl ClusterView {
             });
         match best {
             Some(e) if e.free() > own_free.unwrap_or(0) => {
-                e.placed += 1;
+                e.placed.push(pending);
                 Ok(e.state.name.clone())
             }
             _ => {
                 if let Some(own) = entries.iter_mut().find(|e| e.state.name == self.node) {
-                    own.placed += 1;
+                    own.placed.push(pending);
                 }
                 Ok(self.node.clone())
             }
@@ -211,8 +258,9 @@ mod tests {
                 }),
                 used,
                 queued: 0,
+                sessions: (0..used).map(|i| format!("{name}-{i}")).collect(),
             },
-            placed: 0,
+            placed: Vec::new(),
         }
     }
 
@@ -233,10 +281,12 @@ mod tests {
             node("n3", 2, 0, now, false),
         ]);
         // All equal: this node, then the others as this one fills.
-        let picks: Vec<String> = (0..6).map(|_| v.place(None, now).unwrap()).collect();
+        let picks: Vec<String> = (0..6)
+            .map(|i| v.place_now(None, &format!("s{i}"), now).unwrap())
+            .collect();
         assert_eq!(picks, ["n1", "n2", "n3", "n1", "n2", "n3"]);
         // A full cluster queues on this node.
-        assert_eq!(v.place(None, now).unwrap(), "n1");
+        assert_eq!(v.place_now(None, "s6", now).unwrap(), "n1");
     }
 
     #[test]
@@ -248,16 +298,16 @@ mod tests {
             node("n2", 9, 0, now, true),
             node("n3", 9, 0, stale, false),
         ]);
-        assert_eq!(v.place(None, now).unwrap(), "n1");
+        assert_eq!(v.place_now(None, "a", now).unwrap(), "n1");
         assert_eq!(
-            v.place(Some("n2"), now),
+            v.place_now(Some("n2"), "b", now),
             Err(PlaceError::Unhealthy("n2".into()))
         );
         assert_eq!(
-            v.place(Some("n9"), now),
+            v.place_now(Some("n9"), "c", now),
             Err(PlaceError::Unknown("n9".into()))
         );
-        assert_eq!(v.place(Some("n1"), now).unwrap(), "n1");
+        assert_eq!(v.place_now(Some("n1"), "d", now).unwrap(), "n1");
         let status = v.status(now);
         assert_eq!(
             status

@@ -209,6 +209,8 @@ pub struct NodeState {
     pub config: Option<PoolConfig>,
     pub used: u32,
     pub queued: u32,
+    /// The sessions holding or waiting for its slots.
+    pub sessions: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -502,12 +504,14 @@ impl Ingress {
             match (row.service_name.as_str(), row.key.as_str()) {
                 ("Node", "record") => n.record = serde_json::from_str(value).ok(),
                 ("Pool", "sessions") => {
-                    n.used =
-                        serde_json::from_str::<Vec<String>>(value).map_or(0, |v| v.len() as u32)
+                    let ids: Vec<String> = serde_json::from_str(value).unwrap_or_default();
+                    n.used = ids.len() as u32;
+                    n.sessions.extend(ids);
                 }
                 ("Pool", "queue") => {
-                    n.queued =
-                        serde_json::from_str::<Vec<Waiter>>(value).map_or(0, |v| v.len() as u32)
+                    let waiters: Vec<Waiter> = serde_json::from_str(value).unwrap_or_default();
+                    n.queued = waiters.len() as u32;
+                    n.sessions.extend(waiters.into_iter().map(|w| w.session_id));
                 }
                 ("Pool", "config") => n.config = serde_json::from_str(value).ok(),
                 _ => {}
