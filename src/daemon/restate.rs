@@ -498,7 +498,27 @@ impl Runner {
         let tmp = self.dir.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err("create restate tmp dir"))?;
-        let mut command = Command::new(&self.binary);
+        let mut command = match (&self.cluster, search_path("setpriv")) {
+            // A cluster node's restate-server dies with its daemon: Restate calls the SDK
+            // endpoint at this machine's loopback address from whichever node leads a
+            // partition, so a server left running without its daemon would take
+            // leadership it cannot serve and stall those partitions. Dead, its partitions
+            // move to the other nodes within seconds (about 4 s measured). (A single
+            // machine's server outlives a killed daemon instead, to be adopted.)
+            (Some(_), Some(setpriv)) => {
+                let mut command = Command::new(setpriv);
+                command.args(["--pdeathsig", "TERM", "--"]).arg(&self.binary);
+                command
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "setpriv (util-linux) not found: this node's restate-server will outlive \
+                     a killed daemon and stall the partitions it leads until the daemon returns"
+                );
+                Command::new(&self.binary)
+            }
+            (None, _) => Command::new(&self.binary),
+        };
         // The API key is the daemon's alone (an auto-started daemon may have it in its
         // environment).
         command.env("TMPDIR", &tmp).env_remove("BRO_API_KEY");

@@ -192,7 +192,8 @@ impl PoolObject {
     /// Ends every wait: called by a starting daemon, whose predecessor's clients are gone.
     #[handler(name = "clear_queue")]
     async fn clear_queue(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
-        self.end_waits(&ctx, "the daemon restarted").await
+        self.end_waits(&ctx, CODE_LEFT_QUEUE, "the daemon restarted")
+            .await
     }
 
     /// Sets the node's bounds (its daemon, at every start) and hands out slots they free.
@@ -209,11 +210,16 @@ impl PoolObject {
         Ok(())
     }
 
-    /// Ends every wait of a node that was lost: no slot of it will come free.
+    /// Ends every wait of a node that was lost: no slot of it will come free soon. The
+    /// waiters get 429, to be tried again (placement leaves the lost node out).
     #[handler(name = "node_lost")]
     async fn node_lost(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<u32>> {
-        let message = format!("node {} lost", ctx.key());
-        self.end_waits(&ctx, &message).await
+        let message = format!(
+            "at capacity: node {} was lost while this create waited for one of its slots; \
+             try again",
+            ctx.key()
+        );
+        self.end_waits(&ctx, CODE_QUEUE_TIMEOUT, &message).await
     }
 
     /// Capacity, the sessions holding it, and the sessions waiting, in order.
@@ -240,13 +246,18 @@ impl PoolObject {
 }
 
 impl PoolObject {
-    /// Rejects every waiter with `reason`; how many there were.
-    async fn end_waits(&self, ctx: &ObjectContext<'_>, reason: &str) -> HandlerResult<Json<u32>> {
+    /// Rejects every waiter with `code` and `reason`; how many there were.
+    async fn end_waits(
+        &self,
+        ctx: &ObjectContext<'_>,
+        code: u16,
+        reason: &str,
+    ) -> HandlerResult<Json<u32>> {
         let capacity = self.config(ctx).await?.capacity;
         let mut state = State::load(ctx).await?;
         let waiting: Vec<String> = state.queue.iter().map(|w| w.session_id.clone()).collect();
         for id in &waiting {
-            state.reject(ctx, id, CODE_LEFT_QUEUE, reason);
+            state.reject(ctx, id, code, reason);
         }
         state.drain(ctx, capacity);
         state.save(ctx);
