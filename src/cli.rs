@@ -324,8 +324,9 @@ pub enum ClusterCommand {
     ///   USED/CAPACITY sessions holding a slot / its max_sessions
     ///   QUEUED        creates waiting for one of its slots
     ///   LAST SEEN     time since its last heartbeat, e.g. 0.8s ago
-    ///   RESTATE       its restate-server as the answering daemon sees it: alive,
-    ///                 unreachable, or unknown (not asked)
+    ///   RESTATE       its restate-server: alive while its heartbeats arrive (each goes
+    ///                 through that node's own restate-server), silent once they stop;
+    ///                 a single node says alive or unreachable
     ///
     /// Example:
     ///   $ bro cluster status
@@ -333,12 +334,25 @@ pub enum ClusterCommand {
     ///      NODE    ADDRESS               HEALTHY  USED/CAPACITY  QUEUED  LAST SEEN  RESTATE
     ///   *  node-a  http://10.0.0.1:3000  yes      2/16           0       0.4s ago   alive
     ///      node-b  http://10.0.0.2:3000  yes      16/16          3       0.9s ago   alive
-    ///      node-c  http://10.0.0.3:3000  no       0/16           0       42.0s ago  unreachable
+    ///      node-c  http://10.0.0.3:3000  no       0/16           0       42.0s ago  silent
     #[command(verbatim_doc_comment)]
     Status {
         /// Print the daemon's answer as JSON (clustered, cluster, node, members, nodes).
         #[arg(long)]
         json: bool,
+    },
+    /// Forget a node removed from the cluster for good
+    ///
+    /// After a node is stopped and taken out of every node's `members`, its heartbeat
+    /// record stays (shown as not healthy). This removes it. Refused while the node still
+    /// sends heartbeats: stop it first.
+    ///
+    /// Example:
+    ///   bro cluster forget node-c
+    #[command(verbatim_doc_comment)]
+    Forget {
+        /// The node's name, as `bro cluster status` shows it.
+        node: String,
     },
 }
 

@@ -106,6 +106,12 @@ impl DaemonClient {
             .await
     }
 
+    /// `POST /bro/v1/cluster/nodes/{node}/forget`: drops a removed node's heartbeat record.
+    pub async fn forget_node(&self, node: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/bro/v1/cluster/nodes/{node}/forget");
+        self.request(Method::POST, &path, None::<&()>).await
+    }
+
     /// `POST /v1/sessions`. With `no_wait`, a full node answers 429 at once instead of
     /// queueing the create.
     pub async fn create_session(

@@ -45,6 +45,19 @@ pub struct Deps {
     pub stopping: CancellationToken,
 }
 
+impl Deps {
+    /// What gives up the work of `node` at once: this daemon stopping, for its own node's
+    /// browsers; nothing for another node's (a handler that happens to run here while this
+    /// daemon stops is retried by Restate elsewhere, and that node's work goes on).
+    pub fn stopping_for(&self, node: &str) -> CancellationToken {
+        if node == self.node {
+            self.stopping.clone()
+        } else {
+            CancellationToken::new()
+        }
+    }
+}
+
 /// What the services tell the rest of the daemon as sessions change.
 pub trait SessionEvents: Send + Sync + 'static {
     /// Session `id` is ending: its browser is about to be stopped.

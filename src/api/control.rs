@@ -50,6 +50,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/bro/v1/status", get(status))
         .route("/bro/v1/cluster", get(cluster))
+        .route("/bro/v1/cluster/nodes/{node}/forget", post(forget_node))
         .route("/bro/v1/dashboard", get(dashboard))
         .route("/bro/v1/shutdown", post(shutdown))
         .route("/bro/v1/sessions/{id}/preview", get(preview))
@@ -112,6 +113,22 @@ async fn cluster(State(st): State<Arc<AppState>>) -> Result<Json<ClusterStatus>,
         members: view.members.clone(),
         nodes: view.status(now),
     }))
+}
+
+/// `POST /bro/v1/cluster/nodes/{node}/forget`: drops the heartbeat record of a node removed
+/// from the cluster; 409 while it still beats.
+async fn forget_node(
+    State(st): State<Arc<AppState>>,
+    Path(node): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    crate::config::check_node(&node).map_err(ApiError::BadRequest)?;
+    if node == st.node {
+        return Err(ApiError::BadRequest(format!(
+            "node {node} is the node answering; forget it from another node once it is stopped"
+        )));
+    }
+    st.ingress.forget_node(&node).await?;
+    Ok(Json(serde_json::json!({ "forgot": node })))
 }
 
 /// `GET /bro/v1/dashboard`: status, sessions with their browsers' figures, invocations.

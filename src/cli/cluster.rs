@@ -13,6 +13,12 @@ use crate::paths::Paths;
 pub async fn run(paths: Paths, cmd: ClusterCommand) -> Result<()> {
     match cmd {
         ClusterCommand::Status { json } => status(&paths, json).await,
+        ClusterCommand::Forget { node } => {
+            crate::config::check_node(&node).map_err(anyhow::Error::msg)?;
+            DaemonClient::new(paths.socket()).forget_node(&node).await?;
+            println!("forgot node {node}");
+            Ok(())
+        }
     }
 }
 

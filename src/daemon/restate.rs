@@ -507,7 +507,9 @@ impl Runner {
             // machine's server outlives a killed daemon instead, to be adopted.)
             (Some(_), Some(setpriv)) => {
                 let mut command = Command::new(setpriv);
-                command.args(["--pdeathsig", "TERM", "--"]).arg(&self.binary);
+                command
+                    .args(["--pdeathsig", "TERM", "--"])
+                    .arg(&self.binary);
                 command
             }
             (Some(_), None) => {

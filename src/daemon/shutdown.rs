@@ -38,7 +38,7 @@ pub(super) async fn shutdown(
         // Launches under way give up now (their sessions end `failed`); none starts.
         started.stopping.cancel();
         let released = tokio::time::timeout(RELEASE_BUDGET, async {
-            release_open_sessions(ingress).await;
+            release_open_sessions(ingress, node).await;
             stop_warm_pool(ingress, node).await;
         })
         .await;
@@ -83,12 +83,13 @@ async fn join_within(tasks: Vec<JoinHandle<()>>, budget: Duration) {
     }
 }
 
-/// Releases every open session, so a stopped daemon leaves no browser behind.
-async fn release_open_sessions(ingress: &Ingress) {
+/// Releases every open session of this node, so a stopped daemon leaves no browser behind.
+/// (In a cluster, the other nodes' sessions are theirs: they stay live.)
+async fn release_open_sessions(ingress: &Ingress, node: &str) {
     let open = match ingress.list().await {
         Ok(records) => records
             .into_iter()
-            .filter(|r| !r.status.is_final())
+            .filter(|r| !r.status.is_final() && r.node == node)
             .collect::<Vec<_>>(),
         Err(err) => {
             tracing::error!(%err, "cannot list sessions to release them");

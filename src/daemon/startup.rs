@@ -265,14 +265,12 @@ pub(super) async fn recovery(
         max_queue: settings.max_queue,
         queue_timeout_ms: millis(settings.queue_timeout),
     };
-    ingress
-        .configure_pool(&settings.node, bounds)
+    // The first call through Restate: in a cluster it waits for the partitions.
+    when_cluster_answers(settings, || ingress.configure_pool(&settings.node, bounds))
         .await
         .context("setting this node's capacity")?;
     // The clients of creates still queued by a previous daemon are gone: end their waits.
-    // It is also the first call through Restate: in a cluster it waits for the partitions,
-    // which need 2 log servers up.
-    let dropped = clear_queue(ingress, settings)
+    let dropped = when_cluster_answers(settings, || ingress.clear_queue(&settings.node))
         .await
         .context("clearing the queue of a previous daemon")?;
     if dropped > 0 {
@@ -299,10 +297,11 @@ pub(super) async fn recovery(
         "reconciled"
     );
     // The warm pool launches up to --warm (or stops what a larger one left).
-    ingress
-        .warm_fill(&settings.node)
-        .await
-        .context("starting the warm pool")?;
+    when_cluster_answers(settings, || {
+        ingress.warm_configure(&settings.node, settings.warm)
+    })
+    .await
+    .context("starting the warm pool")?;
     let stop = started.background.clone();
     let sup_task = tokio::spawn(sup.run(exits, stop.clone()));
     // The browsers' downloads stop when a session's files pass --files-quota.
@@ -319,8 +318,7 @@ pub(super) async fn recovery(
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
         let beat = node_beat(settings, api_url, &cluster.settings);
-        ingress
-            .beat(beat.clone())
+        when_cluster_answers(settings, || ingress.beat(beat.clone()))
             .await
             .context("the first heartbeat to the cluster")?;
         if let Err(err) = cluster.view.refresh().await {
@@ -359,18 +357,21 @@ fn node_beat(
 /// second log server when the cluster keeps 2 copies).
 const CLUSTER_FIRST_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// `Pool/clear_queue` for this node. Alone, one try; in a cluster, tried again until
-/// [`CLUSTER_FIRST_CALL_TIMEOUT`], saying so in the log, while the partitions wait for the
-/// other members (each try has its own timeout: Restate holds calls while it cannot run
-/// them, and ending the queue twice does no harm).
-async fn clear_queue(ingress: &Ingress, settings: &Settings) -> Result<u32> {
+/// `call` through Restate. Alone, one try. In a cluster, tried again for up to
+/// [`CLUSTER_FIRST_CALL_TIMEOUT`]: the partitions run once a second member is up (each is
+/// replicated on two nodes), and a node may be the first one started.
+async fn when_cluster_answers<T, F, Fut>(settings: &Settings, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::orchestrator::ingress::IngressError>>,
+{
     let Some(cluster) = &settings.cluster else {
-        return Ok(ingress.clear_queue(&settings.node).await?);
+        return Ok(call().await?);
     };
     let began = std::time::Instant::now();
     loop {
-        match ingress.clear_queue(&settings.node).await {
-            Ok(n) => return Ok(n),
+        match call().await {
+            Ok(answer) => return Ok(answer),
             Err(err) if began.elapsed() < CLUSTER_FIRST_CALL_TIMEOUT => {
                 tracing::info!(
                     waited_s = began.elapsed().as_secs(),

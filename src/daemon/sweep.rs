@@ -86,7 +86,7 @@ async fn sweep(ingress: &Ingress, node: &str, retention_ms: u64) -> Result<Plan,
             Ok(id) => {
                 async {
                     tracing::warn!("repairing a session an invocation left half done");
-                    ingress.repair(&id).await
+                    ingress.repair(&id, node).await
                 }
                 .instrument(telemetry::session_span(&id))
                 .await?

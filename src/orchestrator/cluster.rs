@@ -36,6 +36,9 @@ const PENDING_FOR: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 struct Entry {
     state: NodeState,
+    /// When this daemon first saw the node's current beat count, by this machine's clock
+    /// (unix ms): the nodes' clocks may differ, so a beat's own time is not compared.
+    seen_here_ms: u64,
     /// Creates placed on it that its `Pool` did not show yet, and when.
     placed: Vec<(String, Instant)>,
 }
@@ -59,14 +62,14 @@ impl Entry {
         self.state
             .record
             .as_ref()
-            .is_some_and(|r| healthy(r, now_ms))
+            .is_some_and(|r| healthy(r, self.seen_here_ms, now_ms))
     }
 }
 
-/// A heartbeat record that is not lost and not older than [`LOST_AFTER`] by this machine's
-/// clock.
-fn healthy(rec: &NodeRecord, now_ms: u64) -> bool {
-    !rec.lost && now_ms.saturating_sub(rec.seen_ms) < LOST_AFTER.as_millis() as u64
+/// A heartbeat record that is not lost, and whose beat count changed within [`LOST_AFTER`]
+/// (`seen_here_ms`, by this machine's clock).
+fn healthy(rec: &NodeRecord, seen_here_ms: u64, now_ms: u64) -> bool {
+    !rec.lost && now_ms.saturating_sub(seen_here_ms) < LOST_AFTER.as_millis() as u64
 }
 
 /// The cluster as this daemon last read it.
@@ -99,7 +102,13 @@ impl ClusterView {
     /// Reads the cluster's state again; on an error the last view stays.
     pub async fn refresh(&self) -> Result<(), IngressError> {
         let nodes = self.ingress.cluster_state().await?;
+        let now_ms = crate::now_ms();
         let mut entries = self.entries();
+        let beats = |e: &Entry| e.state.record.as_ref().map(|r| r.beats);
+        let seen: Vec<(String, Option<u64>, u64)> = entries
+            .iter()
+            .map(|e| (e.state.name.clone(), beats(e), e.seen_here_ms))
+            .collect();
         let mut placed: Vec<(String, Vec<(String, Instant)>)> = entries
             .drain(..)
             .map(|e| (e.state.name, e.placed))
@@ -107,6 +116,11 @@ impl ClusterView {
         *entries = nodes
             .into_iter()
             .map(|state| {
+                let count = state.record.as_ref().map(|r| r.beats);
+                let seen_here_ms = seen
+                    .iter()
+                    .find(|(name, b, _)| *name == state.name && *b == count)
+                    .map_or(now_ms, |(_, _, at)| *at);
                 let pending = placed
                     .iter_mut()
                     .find(|(name, _)| *name == state.name)
@@ -117,6 +131,7 @@ impl ClusterView {
                     .collect();
                 Entry {
                     state,
+                    seen_here_ms,
                     placed: pending,
                 }
             })
@@ -208,14 +223,14 @@ impl ClusterView {
                 Some(NodeStatus {
                     name: e.state.name.clone(),
                     address: rec.beat.api.clone(),
-                    healthy: healthy(rec, now_ms),
+                    healthy: healthy(rec, e.seen_here_ms, now_ms),
                     capacity: e.capacity(),
                     used: e.state.used,
                     queued: e.state.queued,
-                    last_seen_ms: now_ms.saturating_sub(rec.seen_ms),
+                    last_seen_ms: now_ms.saturating_sub(e.seen_here_ms),
                     // A beat goes through the node's own restate-server: beats arriving say
                     // it runs and reaches the cluster.
-                    restate: if healthy(rec, now_ms) {
+                    restate: if healthy(rec, e.seen_here_ms, now_ms) {
                         "alive"
                     } else {
                         "silent"
@@ -260,6 +275,7 @@ mod tests {
                 queued: 0,
                 sessions: (0..used).map(|i| format!("{name}-{i}")).collect(),
             },
+            seen_here_ms: seen_ms,
             placed: Vec::new(),
         }
     }

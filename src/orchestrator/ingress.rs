@@ -434,6 +434,12 @@ impl Ingress {
         Ok((warm_status(&rows), error))
     }
 
+    /// `Warm/configure`: `node`'s warm target, set by that node; the pool fills to it.
+    pub async fn warm_configure(&self, node: &str, target: u32) -> Result<(), IngressError> {
+        let call = self.warm_of(node).configure(target).call();
+        self.call(Duration::from_secs(30), call).await
+    }
+
     /// `Warm/fill`, sent: the warm pool launches up to its target.
     pub async fn warm_fill(&self, node: &str) -> Result<(), IngressError> {
         self.send(self.warm_of(node).fill().send()).await
@@ -469,6 +475,14 @@ impl Ingress {
     pub async fn beat(&self, beat: NodeBeat) -> Result<(), IngressError> {
         let call = NodeObjectIngressClient::from_client(self.transport.clone(), &beat.name)
             .beat(Json(beat.clone()))
+            .call();
+        self.call(Duration::from_secs(10), call).await
+    }
+
+    /// `Node/forget`: drops a removed node's heartbeat record (409 while it beats).
+    pub async fn forget_node(&self, node: &str) -> Result<(), IngressError> {
+        let call = NodeObjectIngressClient::from_client(self.transport.clone(), node)
+            .forget()
             .call();
         self.call(Duration::from_secs(10), call).await
     }
@@ -541,8 +555,9 @@ impl Ingress {
     }
 
     /// Sends `Session/repair` (see `daemon::sweep`) without waiting for it to run.
-    pub async fn repair(&self, id: &SessionId) -> Result<(), IngressError> {
-        self.send(self.session(id).repair().send()).await
+    pub async fn repair(&self, id: &SessionId, node: &str) -> Result<(), IngressError> {
+        self.send(self.session(id).repair(node.to_string()).send())
+            .await
     }
 
     /// Sends `Session/forget`: clears an ended session's record.

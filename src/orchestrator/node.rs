@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::orchestrator::pool::PoolObjectClient;
 use crate::orchestrator::session::SessionObjectClient;
@@ -25,6 +26,13 @@ pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 /// not a loss.
 pub const LOST_AFTER: Duration = Duration::from_secs(12);
 
+/// Input of `Session/node_lost`: the node, lost after beat number `beats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeLost {
+    pub node: String,
+    pub beats: u64,
+}
+
 /// The `Node` object.
 pub struct NodeObject {
     pub deps: Arc<Deps>,
@@ -39,7 +47,7 @@ impl NodeObject {
         let beat = beat.0;
         if beat.name != ctx.key() {
             return Err(TerminalError::new_with_code(
-                400,
+                crate::orchestrator::session::CODE_BAD_INPUT,
                 format!("a beat of node {} sent to node {}", beat.name, ctx.key()),
             )
             .into());
@@ -78,6 +86,12 @@ impl NodeObject {
         ctx.set(RECORD, Json(rec.clone()));
         let node = ctx.key().to_string();
         tracing::warn!(%node, "node lost: no heartbeat within {LOST_AFTER:?}");
+        // The waiters first: a slot that a failing session frees must not go to a create
+        // that would launch on the lost node.
+        ctx.object_client::<PoolObjectClient<'_>>(node.clone())
+            .node_lost()
+            .call()
+            .await?;
         let pool = ctx
             .object_client::<PoolObjectClient<'_>>(node.clone())
             .status()
@@ -85,12 +99,12 @@ impl NodeObject {
             .await?;
         for id in &pool.0.sessions {
             ctx.object_client::<SessionObjectClient<'_>>(id.clone())
-                .node_lost(node.clone())
+                .node_lost(Json(NodeLost {
+                    node: node.clone(),
+                    beats,
+                }))
                 .send();
         }
-        ctx.object_client::<PoolObjectClient<'_>>(node)
-            .node_lost()
-            .send();
         Ok(())
     }
 
@@ -102,7 +116,7 @@ impl NodeObject {
             && !rec.lost
         {
             return Err(TerminalError::new_with_code(
-                409,
+                crate::orchestrator::session::CODE_BAD_INPUT,
                 format!("node {} still beats; stop it first", ctx.key()),
             )
             .into());

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::host::{Claim, HostError, HostErrorKind, LaunchSpec};
+use crate::orchestrator::node::{NodeLost, NodeObjectClient};
 use crate::orchestrator::pool::{AcquireRequest, Acquired, PoolObjectClient};
 use crate::orchestrator::warm::{self, WarmObjectClient};
 use crate::orchestrator::{Deps, now_ms};
@@ -83,7 +84,7 @@ impl SessionObject {
         };
         let hosts = Arc::clone(&self.deps.hosts);
         let node = rec.node.clone();
-        let stopping = self.deps.stopping.clone();
+        let stopping = self.deps.stopping_for(&rec.node);
         let claim = Claim {
             session_id: rec.id.clone(),
             worker: entry.worker.clone(),
@@ -145,7 +146,11 @@ impl SessionObject {
                     })?;
                     node
                 }
-                None => self.deps.node.clone(),
+                // Journaled: a replay may run on another node's daemon.
+                None => {
+                    let own = self.deps.node.clone();
+                    ctx.run(|| async move { Ok(own) }).name("this_node").await?
+                }
             };
             // A create that may wait parks on an awakeable the Pool resolves when a slot is its
             // (the Pool answers `Full` instead when it keeps no queue).
@@ -320,16 +325,28 @@ impl SessionObject {
 
     /// Sent by the `Node` object when the session's node stopped beating: the session becomes
     /// `failed` with reason `node <name> lost`, without a call to the lost node (its browser
-    /// is reaped when the node returns). Ignored for a session of another node or one that
-    /// ended.
+    /// is reaped when the node returns). Ignored for a session of another node, one that
+    /// ended, or when the node beat again since (this call may have waited behind a long
+    /// create or release).
     #[handler(name = "node_lost")]
-    async fn node_lost(&self, ctx: ObjectContext<'_>, node: String) -> HandlerResult<()> {
+    async fn node_lost(&self, ctx: ObjectContext<'_>, lost: Json<NodeLost>) -> HandlerResult<()> {
         let span = telemetry::session_span(&ctx.key());
         async {
+            let NodeLost { node, beats } = lost.0;
             let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
                 return Ok(());
             };
-            if rec.node == node && !rec.status.is_final() {
+            if rec.node != node || rec.status.is_final() {
+                return Ok(());
+            }
+            let now = ctx
+                .object_client::<NodeObjectClient<'_>>(node.clone())
+                .get()
+                .call()
+                .await?
+                .0;
+            let still_lost = now.is_some_and(|n| n.lost && n.beats == beats);
+            if still_lost {
                 let reason = format!("node {node} lost");
                 self.end(&ctx, rec, SessionStatus::Failed, reason, false)
                     .await?;
@@ -345,15 +362,16 @@ impl SessionObject {
     /// invocation of the session is under way: a session still `starting` or `releasing` is
     /// abandoned (`failed`, slot freed; the reaper stops a browser left in its dir), a `live`
     /// one past its timeout is released, and the slot of one that ended or never was is
-    /// returned. Anything else is left as it is.
+    /// returned. Anything else is left as it is. `node` is the node whose sweep sent it (the
+    /// `Pool` a session without a record may hold a slot of).
     #[handler(name = "repair")]
-    async fn repair(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
+    async fn repair(&self, ctx: ObjectContext<'_>, node: String) -> HandlerResult<()> {
         let span = telemetry::session_span(&ctx.key());
         async {
             let id = ctx.key().to_string();
             let Some(Json(rec)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? else {
                 // Its create was killed before it wrote a record: at most a slot to return.
-                ctx.object_client::<PoolObjectClient<'_>>(self.deps.node.clone())
+                ctx.object_client::<PoolObjectClient<'_>>(node)
                     .release(id)
                     .call()
                     .await?;
@@ -434,7 +452,15 @@ impl SessionObject {
         rec: &SessionRecord,
         context: Option<SessionContext>,
     ) -> Result<WorkerInfo, Failure> {
-        if self.deps.warm > 0 && warm::fits(&rec.options) {
+        // This daemon's `--warm`, journaled: a replay may run on another node's daemon (the
+        // nodes of a cluster are meant to share it; a node without a pool answers `None`).
+        let warm = self.deps.warm > 0;
+        let warm = ctx
+            .run(|| async move { Ok(warm) })
+            .name("warm_enabled")
+            .await
+            .map_err(|err| Failure::of("reading the warm setting failed", &err))?;
+        if warm && warm::fits(&rec.options) {
             match self.claim_warm(ctx, rec, context.clone()).await {
                 Ok(Some(worker)) => return Ok(worker),
                 Ok(None) => {}
@@ -443,7 +469,7 @@ impl SessionObject {
         }
         let hosts = Arc::clone(&self.deps.hosts);
         let node = rec.node.clone();
-        let stopping = self.deps.stopping.clone();
+        let stopping = self.deps.stopping_for(&rec.node);
         let spec = LaunchSpec {
             session_id: rec.id.clone(),
             options: rec.options.clone(),
@@ -531,11 +557,17 @@ impl SessionObject {
         rec.status = status;
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
-        if self.deps.retention_ms > 0 {
+        // Journaled with the end time: a replay may run on another node's daemon.
+        let retention_ms = self.deps.retention_ms;
+        let retention_ms = ctx
+            .run(|| async move { Ok(retention_ms) })
+            .name("retention")
+            .await?;
+        if retention_ms > 0 {
             ctx.object_client::<SessionObjectClient<'_>>(rec.id.to_string())
                 .forget()
                 .send_after(Duration::from_millis(
-                    self.deps.retention_ms.min(crate::config::MAX_RETENTION_MS),
+                    retention_ms.min(crate::config::MAX_RETENTION_MS),
                 ));
         }
         Ok(rec)

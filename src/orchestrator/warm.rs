@@ -22,6 +22,8 @@ use crate::telemetry;
 
 const READY: &str = "ready";
 const FILLING: &str = "filling";
+/// The node's target, set by its daemon (`Warm/configure`).
+const TARGET: &str = "target";
 
 /// One ready browser: its id (the name of its dir under the sessions dir) and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,13 +77,23 @@ impl WarmObject {
         Ok(Json(Some(entry)))
     }
 
+    /// Sets the node's target (its daemon's `--warm`, at every start) and fills to it.
+    #[handler(name = "configure")]
+    async fn configure(&self, ctx: ObjectContext<'_>, target: u32) -> HandlerResult<()> {
+        ctx.set(TARGET, target);
+        ctx.object_client::<WarmObjectClient<'_>>(ctx.key())
+            .fill()
+            .send();
+        Ok(())
+    }
+
     /// Starts launches until ready + launching reach the target; stops ready browsers above
     /// it (after a restart with a smaller `--warm`).
     #[handler(name = "fill")]
     async fn fill(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
         let mut filling = load::<String>(&ctx, FILLING).await?;
-        let target = self.deps.warm as usize;
+        let target = self.target(&ctx).await? as usize;
         while ready.len() + filling.len() < target {
             let id = ctx
                 .run(|| async { Ok(uuid::Uuid::new_v4().to_string()) })
@@ -117,7 +129,7 @@ impl WarmObject {
             filling.retain(|id| *id != entry.id);
             ctx.set(FILLING, Json(filling));
             let mut ready = load::<WarmEntry>(&ctx, READY).await?;
-            if ready.len() < self.deps.warm as usize {
+            if ready.len() < self.target(&ctx).await? as usize {
                 ready.push(entry);
                 ctx.set(READY, Json(ready));
             } else {
@@ -180,11 +192,20 @@ impl WarmObject {
     async fn status(&self, ctx: SharedObjectContext<'_>) -> HandlerResult<Json<WarmStatus>> {
         let ready = ctx.get::<Json<Vec<WarmEntry>>>(READY).await?;
         let filling = ctx.get::<Json<Vec<String>>>(FILLING).await?;
+        let target = ctx.get::<u32>(TARGET).await?.unwrap_or(self.deps.warm);
         Ok(Json(WarmStatus {
-            target: self.deps.warm,
+            target,
             ready: ready.map(|j| j.0).unwrap_or_default(),
             filling: filling.map(|j| j.0).unwrap_or_default(),
         }))
+    }
+}
+
+impl WarmObject {
+    /// The node's target: its own (`Warm/configure`), else this daemon's `--warm` (in a
+    /// cluster a node's `Warm` may run on any node's daemon).
+    async fn target(&self, ctx: &ObjectContext<'_>) -> Result<u32, TerminalError> {
+        Ok(ctx.get::<u32>(TARGET).await?.unwrap_or(self.deps.warm))
     }
 }
 
@@ -222,7 +243,7 @@ impl WarmLauncherService {
                 context: None,
                 warm: true,
             };
-            let stopping = self.deps.stopping.clone();
+            let stopping = self.deps.stopping_for(&node);
             let launched = ctx
                 .run(|| async move {
                     let host = hosts.of(&on).map_err(worker_error)?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::files::{Framing, download, upload};
 use crate::helper::{
     TestDaemon, bro_in, cdp_browser_version, http, http_with, kill, leftovers, text,
 };
@@ -86,7 +87,7 @@ impl Cluster {
             .into_iter()
             .map(|(i, home)| {
                 // In the given order, a moment apart: any order must form the cluster.
-                thread::sleep(Duration::from_millis(300));
+                thread::sleep(Duration::from_millis(1500));
                 thread::spawn(move || (i, bro_in(&home, &["daemon", "start", "--port", "0"])))
             })
             .collect();
@@ -340,6 +341,46 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(node_of(&c, 1, &id), "n1");
     assert!(cdp_via(&c, 2, &id).contains("Chrome"));
+
+    // A file goes up through n3 and comes down through n2, whole, from n1's session.
+    let (answer, sent) = upload(&c.api(2), &id, "through.bin", 8 << 20, Framing::Chunked);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let (status, length, got) =
+        download(&c.api(1), &format!("/v1/sessions/{id}/files/through.bin"));
+    assert_eq!((status, length), (200, 8 << 20));
+    assert_eq!(got.finish(), sent.finish(), "the bytes came back different");
+
+    // A node stopped on purpose releases its own sessions and no other.
+    let on_n3: Vec<String> = ids
+        .iter()
+        .filter(|id| node_of(&c, 1, id) == "n3")
+        .cloned()
+        .collect();
+    let others: Vec<String> = ids
+        .iter()
+        .chain([&id])
+        .filter(|id| !lost.contains(id) && !on_n3.contains(id))
+        .cloned()
+        .collect();
+    assert!(!on_n3.is_empty() && !others.is_empty());
+    let n3 = c.nodes.remove(2);
+    let n3_home = n3.home.path().to_path_buf();
+    n3.stop();
+    for id in &on_n3 {
+        assert_eq!(c.nodes[1].get(id)["status"], "released");
+    }
+    for id in &others {
+        assert_eq!(c.nodes[1].get(id)["status"], "live", "{id}");
+    }
+    // A stopped node is no longer healthy; once gone for good it can be forgotten.
+    assert!(within(Duration::from_secs(30), || c.healthy(0) == ["n1", "n2"]));
+    c.nodes[0].ok(&["cluster", "forget", "n3"]);
+    assert!(!c.status(0)["nodes"].to_string().contains("\"n3\""));
 
     // Everything ends: sessions released from one node, then the nodes stopped.
     c.nodes[1].ok(&["session", "kill", "--all"]);
