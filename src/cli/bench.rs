@@ -2,6 +2,8 @@
 //! Chromium launch, what the proxy costs over a direct CDP socket, and what bro's processes
 //! weigh. It starts its own daemon in a temporary home (or uses `--home`).
 
+mod cluster;
+
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
@@ -54,8 +56,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warm: u32,
     /// Use the daemon of this bro home instead of starting one.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "cluster")]
     pub home: Option<std::path::PathBuf>,
+    /// Compare creates through one node of a 3-node cluster (on 127.0.0.2-4, in temporary
+    /// homes) with a single node, in turns; uses --runs, --concurrency and --sessions.
+    #[arg(long)]
+    pub cluster: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -99,6 +105,9 @@ fn ms_since(t: Instant) -> f64 {
 
 /// Runs the benchmark and prints its table (or JSON).
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.cluster {
+        return cluster::run(&args).await;
+    }
     let temp = match &args.home {
         Some(_) => None,
         None => Some(tempfile_dir()?),

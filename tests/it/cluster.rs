@@ -384,11 +384,12 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
 
     // Everything ends: sessions released from one node, then the nodes stopped.
     c.nodes[1].ok(&["session", "kill", "--all"]);
-    let homes: Vec<_> = c
+    let mut homes: Vec<_> = c
         .nodes
         .iter()
         .map(|d| d.home.path().to_path_buf())
         .collect();
+    homes.push(n3_home);
     for d in c.nodes.drain(..) {
         d.stop();
     }
