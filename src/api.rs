@@ -36,9 +36,10 @@ pub struct AppState {
     /// The cluster as this daemon sees it (placement, other nodes' addresses); `None` on a
     /// single machine.
     pub cluster: Option<Arc<ClusterView>>,
-    /// The cluster secret: signs this node's calls to the others (a CDP connection spliced
-    /// to the owning node) and admits theirs.
-    pub node_secret: Option<crate::node::secret::ClusterSecret>,
+    /// The cluster secret, this node's name and its replay cache: signs this node's calls to
+    /// the others (a CDP connection spliced to the owning node) and admits theirs. The same
+    /// verifier guards the node routes, so a nonce is admitted once per process.
+    pub node_auth: Option<Arc<crate::node::auth::NodeVerifier>>,
     pub sockets: Arc<Sockets>,
     /// Base URL clients reach the TCP API at, `http://127.0.0.1:3000`.
     pub api_base: String,
@@ -47,6 +48,9 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// For the daemon's own requests to browsers (`/json/...`).
     pub http: reqwest::Client,
+    /// For signed requests to other nodes (`/json/...` of their sessions): no proxy, no
+    /// redirects ([`node_client`](crate::node::remote::node_client)).
+    pub node_http: reqwest::Client,
     /// Timeout of sessions created without one.
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).

@@ -262,7 +262,8 @@ impl ClusterConfig {
     }
 }
 
-/// A cluster's members: 1 to [`MAX_CLUSTER_MEMBERS`] addresses, none twice.
+/// A cluster's members: 1 to [`MAX_CLUSTER_MEMBERS`] addresses, none twice, each one a
+/// machine can have ([`not_a_machine`]).
 pub fn check_members(members: &[IpAddr]) -> Result<(), String> {
     if members.is_empty() {
         return Err(
@@ -279,8 +280,30 @@ pub fn check_members(members: &[IpAddr]) -> Result<(), String> {
         if members[..i].contains(member) {
             return Err(format!("cluster.members lists {member} twice"));
         }
+        if let Some(why) = not_a_machine(*member) {
+            return Err(format!(
+                "cluster.members lists {member}, {why}: list each node's own address (the \
+                 bind of that node)"
+            ));
+        }
     }
     Ok(())
+}
+
+/// Why `ip` cannot be one machine's address, if it cannot: the unspecified address
+/// (`0.0.0.0`, `::`: every interface, and to a client, its own machine), a multicast address,
+/// or the IPv4 broadcast address. IPv4-mapped IPv6 addresses are judged as IPv4.
+pub fn not_a_machine(ip: IpAddr) -> Option<&'static str> {
+    match ip.to_canonical() {
+        ip if ip.is_unspecified() => {
+            Some("the unspecified address (it means every interface of a machine, not one machine)")
+        }
+        ip if ip.is_multicast() => Some("a multicast address (a group, not one machine)"),
+        IpAddr::V4(v4) if v4.is_broadcast() => {
+            Some("the broadcast address (every machine on the network)")
+        }
+        _ => None,
+    }
 }
 
 /// The secret file's path: given, and absolute (a relative one would depend on the
@@ -312,6 +335,12 @@ pub fn check_cluster_name(name: &str) -> Result<(), String> {
 /// of its own (the default `local` would be the same on every node, and Restate's node names
 /// must be unique).
 pub fn check_cluster(members: &[IpAddr], bind: IpAddr, node: &str) -> Result<(), String> {
+    if let Some(why) = not_a_machine(bind) {
+        return Err(format!(
+            "bind {bind} is {why}: a cluster node binds to its own address among \
+             cluster.members"
+        ));
+    }
     check_members(members)?;
     if !members.contains(&bind) {
         let list: Vec<String> = members.iter().map(ToString::to_string).collect();
@@ -544,6 +573,10 @@ mod tests {
                 "cluster.members lists 10.0.0.1 twice",
             ),
             (
+                "secret_file = \"/k\"\nmembers = [\"10.0.0.1\", \"0.0.0.0\"]\n",
+                "cluster.members lists 0.0.0.0, the unspecified address",
+            ),
+            (
                 "members = [\"10.0.0.1\"]\n",
                 "cluster.secret_file must be given",
             ),
@@ -597,6 +630,41 @@ mod tests {
         let err = check_cluster(&members, members[0], "a/b").unwrap_err();
         assert!(err.contains("node: 'a/b' is not a node name"), "{err}");
         assert!(check_cluster(&[], members[0], "n1").is_err());
+    }
+
+    #[test]
+    fn members_and_bind_must_be_addresses_of_one_machine() {
+        for (bad, why) in [
+            ("0.0.0.0", "the unspecified address"),
+            ("::", "the unspecified address"),
+            ("::ffff:0.0.0.0", "the unspecified address"),
+            ("224.0.0.1", "a multicast address"),
+            ("239.1.2.3", "a multicast address"),
+            ("ff02::1", "a multicast address"),
+            ("255.255.255.255", "the broadcast address"),
+            ("::ffff:255.255.255.255", "the broadcast address"),
+        ] {
+            let ip: IpAddr = bad.parse().unwrap();
+            let members = [IpAddr::from([10, 0, 0, 1]), ip];
+            let err = check_members(&members).unwrap_err();
+            assert!(
+                err.contains(&format!("cluster.members lists {ip}, {why}")),
+                "{bad}: {err}"
+            );
+            let err = check_cluster(&members, ip, "n2").unwrap_err();
+            assert!(err.contains(&format!("bind {ip} is {why}")), "{bad}: {err}");
+        }
+        for good in [
+            "10.0.0.1",
+            "192.168.1.255",
+            "127.0.0.1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = good.parse().unwrap();
+            assert_eq!(check_members(&[ip]), Ok(()), "{good}");
+            assert_eq!(not_a_machine(ip), None, "{good}");
+        }
     }
 
     #[test]

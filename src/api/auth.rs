@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::Method;
 
 use crate::api::{ApiError, AppState};
-use crate::node::auth as node_auth;
+use crate::node::auth::{self as node_auth, AuthError, Content};
 
 /// The shortest API key bro accepts: a key is the only thing between the TCP port and the
 /// browsers (and the files they can read), so `""` or `"abc"` must not count as one.
@@ -41,12 +42,19 @@ pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Ne
     }
     // Another node of the cluster, forwarding a client's request for a session of this node
     // (a CDP socket, `/json/version`): its signature stands for the client's key, which that
-    // node checked.
-    if let Some(secret) = &st.node_secret {
+    // node checked. Such requests are GETs without a body.
+    if let Some(verifier) = &st.node_auth
+        && req.method() == Method::GET
+        && req.headers().contains_key(node_auth::NODE_AUTH_HEADER)
+    {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let header = req.headers().get(node_auth::NODE_AUTH_HEADER);
-        if node_auth::verify(secret, req.method(), path, header, node_auth::unix_now()).is_ok() {
-            return next.run(req).await;
+        match verifier.verify(req.method(), path, req.headers(), node_auth::unix_now()) {
+            Ok(content) if content == Content::empty() => return next.run(req).await,
+            Ok(_) => tracing::debug!(path, "refused a node signature of a GET with a body"),
+            Err(err @ AuthError::Full(_)) => {
+                return ApiError::Unavailable(err.to_string()).into_response();
+            }
+            Err(err) => tracing::debug!(path, error = %err, "refused a node signature"),
         }
     }
     ApiError::Unauthorized("missing or wrong API key: send it in the steel-api-key header".into())

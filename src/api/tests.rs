@@ -5,6 +5,7 @@
 //! `tests/it/` stay, for the whole stack.
 
 mod actions;
+mod cdp;
 mod control;
 mod fake_host;
 mod fake_restate;
@@ -61,7 +62,7 @@ impl Harness {
             }),
             node: "local".into(),
             cluster: None,
-            node_secret: None,
+            node_auth: None,
             sockets: Arc::new(Sockets::default()),
             api_base: API_BASE.into(),
             control: ControlState {
@@ -73,6 +74,7 @@ impl Harness {
             },
             api_key: None,
             http: reqwest::Client::new(),
+            node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
             bind: [127, 0, 0, 1].into(),
         });

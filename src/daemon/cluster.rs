@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{HostError, HostErrorKind, HostRouter, WorkerHost};
+use crate::node::auth::NodeVerifier;
 use crate::node::remote::RemoteWorkerHost;
 use crate::node::secret::ClusterSecret;
 use crate::orchestrator::cluster::ClusterView;
@@ -24,6 +25,9 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 pub struct Cluster {
     pub settings: ClusterSettings,
     pub secret: ClusterSecret,
+    /// Checks the other nodes' signed requests to this node, with one replay cache shared by
+    /// the node routes and the API key check.
+    pub verifier: Arc<NodeVerifier>,
     pub view: Arc<ClusterView>,
     pub hosts: Arc<ClusterHosts>,
 }
@@ -55,6 +59,7 @@ impl Cluster {
         });
         Some(Cluster {
             settings: cs.clone(),
+            verifier: Arc::new(NodeVerifier::new(secret.clone(), settings.node.clone())),
             secret,
             view,
             hosts,

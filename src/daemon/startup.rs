@@ -469,7 +469,7 @@ pub(super) fn api(
         restate,
         orch,
         pre.shutdown,
-    );
+    )?;
     let servers = &started.servers;
     let mut tcp_router = api::tcp_router(state.clone());
     if let Some(cluster) = &orch.cluster {
@@ -477,7 +477,7 @@ pub(super) fn api(
         // (not the API key: the routes are outside the steel API's layers).
         tcp_router = tcp_router.merge(crate::node::serve::routes(
             Arc::clone(&orch.host) as Arc<dyn WorkerHost>,
-            cluster.secret.clone(),
+            Arc::clone(&cluster.verifier),
         ));
     }
     let tcp_task = tokio::spawn(serve(pre.tcp.tap_io(nodelay), tcp_router, servers.clone()));
@@ -561,13 +561,15 @@ fn app_state(
     restate: &RestatePhase,
     orch: &OrchestratorPhase,
     shutdown: CancellationToken,
-) -> Arc<AppState> {
-    Arc::new(AppState {
+) -> Result<Arc<AppState>> {
+    let node_http = crate::node::remote::node_client()
+        .map_err(|e| anyhow::anyhow!("the HTTP client for other nodes: {e}"))?;
+    Ok(Arc::new(AppState {
         ingress: restate.ingress.clone(),
         hosts: Arc::clone(&orch.hosts),
         node: settings.node.clone(),
         cluster: orch.cluster.as_ref().map(|c| Arc::clone(&c.view)),
-        node_secret: orch.cluster.as_ref().map(|c| c.secret.clone()),
+        node_auth: orch.cluster.as_ref().map(|c| Arc::clone(&c.verifier)),
         sockets: Arc::clone(&orch.sockets),
         api_base,
         control: ControlState {
@@ -579,7 +581,8 @@ fn app_state(
         },
         api_key: settings.api_key(),
         http: reqwest::Client::new(),
+        node_http,
         default_timeout_ms: millis(settings.default_timeout),
         bind: settings.bind,
-    })
+    }))
 }

@@ -21,12 +21,12 @@ use crate::host::{
     BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
     HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
 };
-use crate::node::auth::{NODE_AUTH_HEADER, sign, unix_now};
+use crate::node::auth::{Content, Signed, sign, unix_now};
 use crate::node::secret::ClusterSecret;
 use crate::node::wire::{
     self, ACT_ANSWER_LIMIT, ActRequest, CONTEXT_ANSWER_LIMIT, DiscardUploadRequest, ERROR_LIMIT,
-    FileRequest, JSON_LIMIT, PlaceUploadRequest, PreviewRequest, ProbeRequest, QuarantineRequest,
-    ReapRequest, ResumeRequest, UsageRequest,
+    FILES_OF_HEADER, FileRequest, JSON_LIMIT, MIN_SIZE_HEADER, PlaceUploadRequest, PreviewRequest,
+    ProbeRequest, QuarantineRequest, ReapRequest, ResumeRequest, UsageRequest,
 };
 use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -35,6 +35,25 @@ mod streams;
 
 /// Longest wait for a TCP connection to a node.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The HTTP client for calls to other nodes: straight to the node (no proxy from the
+/// environment, which would see the signed requests), no redirects (which would carry a
+/// signature made for another target), [`CONNECT_TIMEOUT`] to connect, no Nagle delay.
+pub fn node_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// The upload headers of a streamed request: the [`FILES_OF_HEADER`] value and, when
+/// announced, the [`MIN_SIZE_HEADER`] value. The signature covers both.
+pub(crate) struct UploadHeaders {
+    pub(crate) files_of: String,
+    pub(crate) min_size: Option<String>,
+}
 
 /// How long calls to a node may take. [`Timeouts::default`] is what a cluster uses; tests
 /// shorten them.
@@ -133,18 +152,10 @@ impl RemoteWorkerHost {
             });
         }
         let prefix = api_base.path().trim_end_matches('/').to_owned();
-        let client = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // A node is reached directly: no proxy from the environment, and a redirect would
-            // carry a signature made for another path.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|source| RemoteError::Client {
-                node: node.clone(),
-                source,
-            })?;
+        let client = node_client().map_err(|source| RemoteError::Client {
+            node: node.clone(),
+            source,
+        })?;
         Ok(RemoteWorkerHost {
             node,
             base: api_base,
@@ -166,12 +177,41 @@ impl RemoteWorkerHost {
         &self.node
     }
 
-    /// A signed POST to the route of `method`.
-    fn post(&self, method: &str) -> reqwest::RequestBuilder {
+    /// A POST to the route of `method`, signed for this node with a body of `content` and,
+    /// for an upload, its `upload` headers (which it carries).
+    fn post(
+        &self,
+        method: &str,
+        content: Content,
+        upload: Option<&UploadHeaders>,
+    ) -> Result<reqwest::RequestBuilder, HostError> {
         let mut url = self.base.clone();
         url.set_path(&format!("{}{}", self.prefix, wire::host_path(method)));
-        let auth = sign(&self.secret, &Method::POST, url.path(), unix_now());
-        self.client.post(url).header(NODE_AUTH_HEADER, auth)
+        let signed = Signed {
+            target: &self.node,
+            method: &Method::POST,
+            path_and_query: url.path(),
+            content,
+            files_of: upload.map(|u| u.files_of.as_bytes()),
+            min_size: upload.and_then(|u| u.min_size.as_deref().map(str::as_bytes)),
+        };
+        let headers = sign(&self.secret, &signed, unix_now()).map_err(|e| {
+            HostError::new(
+                HostErrorKind::Retryable,
+                format!("{method} for node {}: {e}", self.node),
+            )
+        })?;
+        let mut request = self.client.post(url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(upload) = upload {
+            request = request.header(FILES_OF_HEADER, upload.files_of.as_str());
+            if let Some(size) = &upload.min_size {
+                request = request.header(MIN_SIZE_HEADER, size.as_str());
+            }
+        }
+        Ok(request)
     }
 
     /// A signed POST to the route of `method` with `request` as its JSON body.
@@ -187,7 +227,7 @@ impl RemoteWorkerHost {
             )
         })?;
         Ok(self
-            .post(method)
+            .post(method, Content::of_body(&body), None)?
             .header(header::CONTENT_TYPE, "application/json")
             .body(body))
     }

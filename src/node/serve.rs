@@ -1,7 +1,10 @@
 //! The routes through which other nodes reach this node's [`WorkerHost`]: one POST route per
 //! method under [`HOST_PREFIX`](super::wire::HOST_PREFIX), all behind
 //! [`require_node_auth`]. Plain methods take and answer JSON; `read_file`, `upload_file` and
-//! `zip_files` carry the file bytes as the HTTP body. A [`HostError`] is answered with the
+//! `zip_files` carry the file bytes as the HTTP body. A JSON body is checked against the
+//! digest its signature names before it is parsed; `upload_file`'s streamed body must be
+//! signed as [`UNSIGNED_PAYLOAD`](crate::node::auth::UNSIGNED_PAYLOAD), its headers being
+//! what the signature covers. A [`HostError`] is answered with the
 //! status of its kind ([`status_of`](super::wire::status_of)) and itself as the JSON body, so the caller rebuilds it
 //! exactly. This module only translates HTTP to calls; what a call does is the host's.
 
@@ -14,7 +17,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use futures_util::{StreamExt, TryStreamExt};
@@ -25,8 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::host::{
     Claim, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, Usage, WorkerHost,
 };
-use crate::node::auth::require_node_auth;
-use crate::node::secret::ClusterSecret;
+use crate::node::auth::{AuthError, Content, NodeVerifier, refusal, require_node_auth};
 use crate::node::wire::{
     self, ActRequest, CONTEXT_LIMIT, DiscardUploadRequest, FILE_MODIFIED_HEADER, FILE_PATH_HEADER,
     FILE_SIZE_HEADER, FILES_OF_HEADER, FileRequest, JSON_LIMIT, MIN_SIZE_HEADER,
@@ -37,24 +39,38 @@ use crate::protocol::session::WorkerInfo;
 
 type Host = Arc<dyn WorkerHost>;
 
-/// A [`HostError`] on its way out as a response: the one place its status is chosen.
-struct Failure(HostError);
+/// A failed call on its way out as a response: the one place its status is chosen. A
+/// [`HostError`] goes out with its kind's status and itself as the body; a body that is not
+/// the signed one as [`refusal`] does.
+enum Failure {
+    Host(HostError),
+    Auth(AuthError),
+}
 
 impl From<HostError> for Failure {
     fn from(err: HostError) -> Self {
-        Failure(err)
+        Failure::Host(err)
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        tracing::debug!(kind = ?self.0.kind, message = %self.0.message, "node host call failed");
-        (wire::status_of(self.0.kind), Json(self.0)).into_response()
+        match self {
+            Failure::Host(err) => {
+                tracing::debug!(kind = ?err.kind, message = %err.message, "node host call failed");
+                (wire::status_of(err.kind), Json(err)).into_response()
+            }
+            Failure::Auth(err) => {
+                tracing::debug!(error = %err, "refused a node-to-node request body");
+                refusal(&err)
+            }
+        }
     }
 }
 
-/// Every remote-able [`WorkerHost`] method of `host`, behind the cluster `secret`.
-pub fn routes(host: Arc<dyn WorkerHost>, secret: ClusterSecret) -> Router {
+/// Every remote-able [`WorkerHost`] method of `host`, behind `verifier` (the cluster secret
+/// and this node's name and replay cache).
+pub fn routes(host: Arc<dyn WorkerHost>, verifier: Arc<NodeVerifier>) -> Router {
     Router::new()
         .route(
             &host_path("launch"),
@@ -130,7 +146,7 @@ pub fn routes(host: Arc<dyn WorkerHost>, secret: ClusterSecret) -> Router {
         )
         .merge(file_routes())
         .route_layer(axum::middleware::from_fn_with_state(
-            secret,
+            verifier,
             require_node_auth,
         ))
         .with_state(host)
@@ -175,8 +191,8 @@ fn file_routes() -> Router<Host> {
         .route(&host_path("zip_files"), post(zip_files))
 }
 
-/// A POST route that reads a JSON `Req` of at most `limit` bytes, runs `call` and answers its
-/// value as JSON or its error as a [`Failure`].
+/// A POST route that reads a JSON `Req` of at most `limit` bytes (checked against its signed
+/// digest), runs `call` and answers its value as JSON or its error as a [`Failure`].
 fn plain<Req, Resp, F, Fut>(limit: usize, call: F) -> MethodRouter<Host>
 where
     Req: DeserializeOwned + Send + 'static,
@@ -184,23 +200,31 @@ where
     F: Fn(Host, Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, HostError>> + Send + 'static,
 {
-    post(move |State(host): State<Host>, body: Body| async move {
-        let request: Req = json_body(body, limit).await?;
-        let value = call(host, request).await?;
-        Ok::<_, Failure>(Json(value))
-    })
+    post(
+        move |State(host): State<Host>, Extension(content): Extension<Content>, body: Body| async move {
+            let request: Req = json_body(body, content, limit).await?;
+            let value = call(host, request).await?;
+            Ok::<_, Failure>(Json(value))
+        },
+    )
 }
 
-/// The JSON of a request body of at most `limit` bytes.
-async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Failure> {
+/// The JSON of a request body of at most `limit` bytes, once the bytes are found to be the
+/// ones whose digest was signed (`content`, from [`require_node_auth`]).
+async fn json_body<T: DeserializeOwned>(
+    body: Body,
+    content: Content,
+    limit: usize,
+) -> Result<T, Failure> {
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         HostError::new(
             HostErrorKind::TooLarge,
             format!("request body past {limit} bytes or cut: {e}"),
         )
     })?;
+    content.check_body(&bytes).map_err(Failure::Auth)?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        Failure(HostError::new(
+        Failure::Host(HostError::new(
             HostErrorKind::BadInput,
             format!("request body: {e}"),
         ))
@@ -208,8 +232,12 @@ async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, F
 }
 
 /// `read_file`: the file's bytes as the body, what it is in headers.
-async fn read_file(State(host): State<Host>, body: Body) -> Result<Response, Failure> {
-    let request: FileRequest = json_body(body, JSON_LIMIT).await?;
+async fn read_file(
+    State(host): State<Host>,
+    Extension(content): Extension<Content>,
+    body: Body,
+) -> Result<Response, Failure> {
+    let request: FileRequest = json_body(body, content, JSON_LIMIT).await?;
     let FileRead {
         path,
         size,
@@ -231,13 +259,19 @@ async fn read_file(State(host): State<Host>, body: Body) -> Result<Response, Fai
     Ok((headers, Body::from_stream(body)).into_response())
 }
 
-/// `upload_file`: the body is the file; whose files and the announced size come in headers.
+/// `upload_file`: the body is the file, signed as unsigned payload; whose files and the
+/// announced size come in headers, which the signature covers.
 async fn upload_file(
     State(host): State<Host>,
+    Extension(content): Extension<Content>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<String>, Failure> {
-    let bad = |message: String| Failure(HostError::new(HostErrorKind::BadInput, message));
+    if content != Content::Unsigned {
+        // A digest could only be checked once the host had taken the bytes.
+        return Err(Failure::Auth(AuthError::BodyMismatch));
+    }
+    let bad = |message: String| Failure::Host(HostError::new(HostErrorKind::BadInput, message));
     let of = headers
         .get(FILES_OF_HEADER)
         .ok_or_else(|| bad(format!("no {FILES_OF_HEADER} header")))?;
@@ -257,8 +291,12 @@ async fn upload_file(
 }
 
 /// `zip_files`: the zip as the body, written as the caller reads it.
-async fn zip_files(State(host): State<Host>, body: Body) -> Result<Response, Failure> {
-    let of: FilesOf = json_body(body, JSON_LIMIT).await?;
+async fn zip_files(
+    State(host): State<Host>,
+    Extension(content): Extension<Content>,
+    body: Body,
+) -> Result<Response, Failure> {
+    let of: FilesOf = json_body(body, content, JSON_LIMIT).await?;
     let zip = host.zip_files(of).await?;
     let content_type = [(header::CONTENT_TYPE, "application/zip")];
     Ok((content_type, Body::from_stream(zip)).into_response())

@@ -16,11 +16,13 @@ use crate::host::{
     BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
     HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
 };
-use crate::node::auth::{NODE_AUTH_HEADER, sign, unix_now};
+use crate::node::auth::{
+    CONTENT_SHA256_HEADER, Content, MAX_SKEW_SECS, NodeVerifier, Signed, sign, unix_now,
+};
 use crate::node::remote::{RemoteWorkerHost, Timeouts};
 use crate::node::secret::ClusterSecret;
 use crate::node::serve::routes;
-use crate::node::wire::host_path;
+use crate::node::wire::{FILES_OF_HEADER, MIN_SIZE_HEADER, encode_files_of, host_path};
 use crate::protocol::live::PageInfo;
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -404,11 +406,16 @@ impl Drop for Node {
 }
 
 impl Node {
+    /// Node `n2`, as the remotes of [`Node::remote`] call it.
     async fn start() -> Node {
+        Node::with_verifier(NodeVerifier::new(secret(), "n2".into())).await
+    }
+
+    async fn with_verifier(verifier: NodeVerifier) -> Node {
         let fake = Arc::new(Fake::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = routes(fake.clone(), secret());
+        let app = routes(fake.clone(), Arc::new(verifier));
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -638,21 +645,202 @@ async fn without_the_secret_a_request_gets_401_and_reaches_nothing() {
             .contains("no x-bro-node-auth")
     );
     // Signed for another path.
-    let other_path = sign(
-        &secret(),
-        &http::Method::POST,
-        &host_path("stop"),
-        unix_now(),
-    );
-    let moved = client
-        .post(&url)
-        .header(NODE_AUTH_HEADER, other_path)
-        .json(&spec())
+    let body = serde_json::to_vec(&spec()).unwrap();
+    let moved = signed_post(&node, "stop", &body, "n2", unix_now())
+        .url(&url)
         .send()
         .await
         .unwrap();
     assert_eq!(moved.status(), 401);
     assert!(node.fake.calls().is_empty());
+}
+
+/// A signed POST of `body` to the route of `method` on `node`, signed for node `target` at
+/// `at`. (`url` replaces the route; `send` sends it.)
+fn signed_post(node: &Node, method: &str, body: &[u8], target: &str, at: u64) -> Post {
+    let path = host_path(method);
+    let signed = Signed {
+        target,
+        method: &http::Method::POST,
+        path_and_query: &path,
+        content: Content::of_body(body),
+        files_of: None,
+        min_size: None,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in sign(&secret(), &signed, at).unwrap() {
+        headers.insert(name, value);
+    }
+    Post {
+        url: format!("http://{}{path}", node.addr),
+        headers,
+        body: body.to_vec(),
+    }
+}
+
+/// A request made by [`signed_post`], to send as it is or changed.
+#[derive(Clone)]
+struct Post {
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Post {
+    fn url(mut self, url: &str) -> Post {
+        url.clone_into(&mut self.url);
+        self
+    }
+
+    fn body(mut self, body: &[u8]) -> Post {
+        self.body = body.to_vec();
+        self
+    }
+
+    async fn send(self) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
+            .post(self.url)
+            .headers(self.headers)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(self.body)
+            .send()
+            .await
+    }
+}
+
+/// The status and `message` of a refusal.
+async fn refused(post: Post) -> (u16, String) {
+    let response = post.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        status,
+        body["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_refused_the_second_time() {
+    let node = Node::start().await;
+    let body = serde_json::to_vec(&spec()).unwrap();
+    let post = signed_post(&node, "launch", &body, "n2", unix_now());
+    let first = post.clone().send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let (status, message) = refused(post).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("already used"), "{message}");
+    assert_eq!(node.fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_valid_header_with_another_body_is_refused() {
+    let node = Node::start().await;
+    let body = serde_json::to_vec(&spec()).unwrap();
+    let mut other = spec();
+    other.warm = false;
+    let other = serde_json::to_vec(&other).unwrap();
+    let post = signed_post(&node, "launch", &body, "n2", unix_now()).body(&other);
+    let (status, message) = refused(post).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("does not match its signed"), "{message}");
+    // The digest header changed to fit the new body: the MAC no longer matches.
+    let mut post = signed_post(&node, "launch", &body, "n2", unix_now()).body(&other);
+    let digest = Content::of_body(&other).header_value();
+    post.headers
+        .insert(CONTENT_SHA256_HEADER, digest.parse().unwrap());
+    let (status, message) = refused(post).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("signature does not match"), "{message}");
+    assert!(node.fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_header_signed_for_one_node_is_refused_by_another() {
+    let node_b = Node::start().await;
+    let body = serde_json::to_vec(&spec()).unwrap();
+    let for_a = signed_post(&node_b, "launch", &body, "n1", unix_now());
+    let (status, message) = refused(for_a).await;
+    assert_eq!(status, 401);
+    assert!(message.contains("signature does not match"), "{message}");
+    // A remote for node n1 pointed at n2's address is refused as well.
+    let base = Url::parse(&format!("http://{}", node_b.addr)).unwrap();
+    let misdirected = RemoteWorkerHost::new("n1".into(), base, secret()).unwrap();
+    let err = misdirected.launch(spec()).await.unwrap_err();
+    assert!(
+        err.message.contains("refused this node's signature"),
+        "{err:?}"
+    );
+    assert!(node_b.fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_with_a_changed_header_is_refused() {
+    let node = Node::start().await;
+    let path = host_path("upload_file");
+    let files_of = encode_files_of(&files_of()).unwrap();
+    let signed = Signed {
+        target: "n2",
+        method: &http::Method::POST,
+        path_and_query: &path,
+        content: Content::Unsigned,
+        files_of: Some(files_of.as_bytes()),
+        min_size: Some(b"10"),
+    };
+    let upload = |of: &str, size: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in sign(&secret(), &signed, unix_now()).unwrap() {
+            headers.insert(name, value);
+        }
+        headers.insert(FILES_OF_HEADER, of.parse().unwrap());
+        headers.insert(MIN_SIZE_HEADER, size.parse().unwrap());
+        Post {
+            url: format!("http://{}{path}", node.addr),
+            headers,
+            body: vec![7; 10],
+        }
+    };
+    let other_of = encode_files_of(&self::files_of()).unwrap();
+    for (of, size) in [(other_of.as_str(), "10"), (files_of.as_str(), "11")] {
+        let (status, message) = refused(upload(of, size)).await;
+        assert_eq!(status, 401);
+        assert!(message.contains("signature does not match"), "{message}");
+    }
+    assert!(node.fake.calls().is_empty());
+    let good = upload(&files_of, "10").send().await.unwrap();
+    assert_eq!(good.status(), 200);
+    assert_eq!(node.fake.calls(), ["upload_file 4242 Some(10)"]);
+    // A JSON route does not take an unsigned payload.
+    let mut unsigned =
+        upload(&files_of, "10").url(&format!("http://{}{}", node.addr, host_path("files")));
+    unsigned.body = serde_json::to_vec(&self::files_of()).unwrap();
+    let (status, _) = refused(unsigned).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_signature_older_or_newer_than_30_s_is_refused() {
+    let node = Node::start().await;
+    let body = serde_json::to_vec(&spec()).unwrap();
+    for at in [
+        unix_now() - MAX_SKEW_SECS - 5,
+        unix_now() + MAX_SKEW_SECS + 5,
+    ] {
+        let (status, message) = refused(signed_post(&node, "launch", &body, "n2", at)).await;
+        assert_eq!(status, 401);
+        assert!(message.contains("more than 30 s away"), "{message}");
+    }
+    assert!(node.fake.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_node_whose_replay_cache_is_full_answers_503_and_retryable() {
+    let node = Node::with_verifier(NodeVerifier::with_capacity(secret(), "n2".into(), 1)).await;
+    let remote = node.remote(secret());
+    remote.launch(spec()).await.unwrap();
+    let err = remote.launch(spec()).await.unwrap_err();
+    assert_eq!(err.kind, HostErrorKind::Retryable, "{err:?}");
+    assert!(err.message.contains("503"), "{err:?}");
+    assert_eq!(node.fake.calls().len(), 1);
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ pub fn setup(path: &Path, args: &DaemonArgs) -> Result<Option<Setup>, String> {
 pub async fn checks(setup: &Setup, daemon: Option<&DaemonClient>) -> Vec<Check> {
     let mut out = check_secret(&setup.secret_file);
     out.push(check_bind(setup));
+    out.push(check_private(&setup.members));
     out.push(check_node(setup.node.as_deref()));
     let probes = probe_members(&setup.members, setup.fabric_port).await;
     out.push(fabric_verdict(setup.fabric_port, &probes));
@@ -153,6 +154,45 @@ fn check_bind(setup: &Setup) -> Check {
         "set bind in config.toml (or --bind) to this machine's address among the members, or \
          add this address to members on every node",
     )
+}
+
+/// Every member is on a private network: a private, loopback or link-local IPv4 address, or
+/// a loopback, link-local or unique-local (ULA) IPv6 one. Others pass with a warning, since
+/// restate-server's fabric port takes anyone who reaches it.
+fn check_private(members: &[IpAddr]) -> Check {
+    let public: Vec<IpAddr> = members
+        .iter()
+        .copied()
+        .filter(|ip| !is_private(*ip))
+        .collect();
+    if public.is_empty() {
+        return pass(
+            "cluster network",
+            "every member has a private, loopback or link-local address",
+        );
+    }
+    warn(
+        "cluster network",
+        format!(
+            "{} not a private, loopback or link-local address: Restate's fabric port has no \
+             authentication: keep the members on a private network",
+            match public.as_slice() {
+                [one] => format!("member {one} is"),
+                many => format!("members {} are", list(many)),
+            }
+        ),
+        "give the members addresses on a private network (10/8, 172.16/12, 192.168/16, \
+         fc00::/7, or a VPN such as WireGuard), or firewall the fabric port to the members",
+    )
+}
+
+/// A private (RFC 1918), loopback or link-local IPv4 address, or a loopback, link-local or
+/// unique-local IPv6 one; IPv4-mapped IPv6 addresses are judged as IPv4.
+fn is_private(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unique_local(),
+    }
 }
 
 /// `node` is set, valid, and not the single-machine default `local`.
@@ -402,6 +442,37 @@ mod tests {
         assert!(!check_node(None).ok);
         assert!(!check_node(Some("local")).ok);
         assert!(!check_node(Some("a b")).ok);
+    }
+
+    #[test]
+    fn members_off_a_private_network_warn() {
+        let private = [
+            "10.0.0.1",
+            "172.16.0.2",
+            "192.168.1.3",
+            "127.0.0.1",
+            "169.254.0.4",
+        ];
+        let v6 = ["::1", "fe80::1", "fd12:3456::1", "::ffff:10.0.0.5"];
+        let all: Vec<IpAddr> = private.iter().chain(&v6).map(|s| ip(s)).collect();
+        let c = check_private(&all);
+        assert!(c.ok && !c.warn, "{c:?}");
+        let c = check_private(&[ip("10.0.0.1"), ip("203.0.113.7")]);
+        assert!(c.ok && c.warn, "{c:?}");
+        assert!(
+            c.detail.contains(
+                "member 203.0.113.7 is not a private, loopback or link-local address: Restate's \
+                 fabric port has no authentication: keep the members on a private network"
+            ),
+            "{c:?}"
+        );
+        let c = check_private(&[ip("8.8.8.8"), ip("2001:db8::1"), ip("100.64.0.1")]);
+        assert!(c.ok && c.warn, "{c:?}");
+        assert!(
+            c.detail
+                .starts_with("members 8.8.8.8, 2001:db8::1, 100.64.0.1 are"),
+            "{c:?}"
+        );
     }
 
     #[test]

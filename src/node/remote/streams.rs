@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http::header;
 
-use super::RemoteWorkerHost;
+use super::{RemoteWorkerHost, UploadHeaders};
 use crate::host::{ByteStream, FileRead, FilesOf, HostError, HostErrorKind};
+use crate::node::auth::Content;
 use crate::node::wire::{
-    self, FILE_MODIFIED_HEADER, FILE_PATH_HEADER, FILE_SIZE_HEADER, FILES_OF_HEADER, JSON_LIMIT,
-    MIN_SIZE_HEADER,
+    self, FILE_MODIFIED_HEADER, FILE_PATH_HEADER, FILE_SIZE_HEADER, JSON_LIMIT,
 };
 
 impl RemoteWorkerHost {
@@ -77,20 +77,21 @@ impl RemoteWorkerHost {
         .boxed()
     }
 
-    /// Sends `body` as an upload and reads the upload's id.
+    /// Sends `body` as an upload and reads the upload's id. The body is streamed, so it is
+    /// signed as unsigned payload; the signature covers the upload's headers.
     pub(super) async fn upload(
         &self,
         of: &FilesOf,
         min_size: Option<u64>,
         body: ByteStream,
     ) -> Result<String, HostError> {
-        let mut request = self
-            .post("upload_file")
-            .header(FILES_OF_HEADER, wire::encode_files_of(of)?)
+        let upload = UploadHeaders {
+            files_of: wire::encode_files_of(of)?,
+            min_size: min_size.map(|size| size.to_string()),
+        };
+        let request = self
+            .post("upload_file", Content::Unsigned, Some(&upload))?
             .header(header::CONTENT_TYPE, "application/octet-stream");
-        if let Some(size) = min_size {
-            request = request.header(MIN_SIZE_HEADER, size);
-        }
         let progress = Arc::new(Mutex::new(Progress::new()));
         let watched = Watched {
             inner: body,
