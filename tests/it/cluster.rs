@@ -260,7 +260,13 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
         &api3,
         "POST",
         "/bro/node/v1/host/usage",
-        &[("Host", host3), ("x-bro-node-auth", "1700000000.00")],
+        &[
+            ("Host", host3),
+            (
+                "x-bro-node-auth",
+                "1700000000.0123456789abcdef0123456789abcdef.00",
+            ),
+        ],
         b"[]",
     );
     assert_eq!(status, 401);
