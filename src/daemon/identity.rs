@@ -69,19 +69,24 @@ impl Identity {
                 });
             }
         };
-        // Tightened on every start: a key another user can read lets them sign calls.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| IdentityError::Io {
-                what: "restricting",
-                path: path.clone(),
-                source,
-            },
-        )?;
-        Ok(Identity {
-            private_key_file: path,
-            public_key: public_key_text(&key),
-        })
+        restricted(path, &key)
     }
+}
+
+/// The identity of `key`, kept in `path`, whose mode is tightened to 0600 on every start: a
+/// key another user can read lets them sign calls.
+fn restricted(path: PathBuf, key: &SigningKey) -> Result<Identity, IdentityError> {
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        IdentityError::Io {
+            what: "restricting",
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(Identity {
+        private_key_file: path,
+        public_key: public_key_text(key),
+    })
 }
 
 impl Identity {
@@ -98,17 +103,7 @@ impl Identity {
         if current.as_deref() != Some(pem.as_str()) {
             write_replacing(&path, pem.as_bytes())?;
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| IdentityError::Io {
-                what: "restricting",
-                path: path.clone(),
-                source,
-            },
-        )?;
-        Ok(Identity {
-            private_key_file: path,
-            public_key: public_key_text(&key),
-        })
+        restricted(path, &key)
     }
 }
 
