@@ -75,20 +75,22 @@ async fn run_inner(
 ) -> Result<()> {
     let pre = startup::preflight(settings, stop).await?;
     let stop = pre.shutdown.clone();
-    let restate = startup::restate(paths, settings, started).await?;
-    let (orch, exits) =
-        startup::orchestrator(paths, settings, pre.chromium.clone(), &restate, started).await?;
-    let mut background = startup::recovery(
-        paths,
-        settings,
-        &restate,
-        &orch,
-        exits,
-        started,
-        &pre.api_url(settings)?,
-    )
-    .await?;
-    let api = startup::api(paths, settings, pre, &restate, &orch, started)?;
+    // A stop asked for while starting (a cluster node may wait minutes for the others) ends
+    // the start: what it started is stopped by the caller's undo.
+    let phases = async {
+        let restate = startup::restate(paths, settings, started).await?;
+        let (orch, exits) =
+            startup::orchestrator(paths, settings, pre.chromium.clone(), &restate, started).await?;
+        let api_url = pre.api_url(settings)?;
+        let background =
+            startup::recovery(paths, settings, &restate, &orch, exits, started, &api_url).await?;
+        let api = startup::api(paths, settings, pre, &restate, &orch, started)?;
+        Ok::<_, anyhow::Error>((restate, orch, background, api))
+    };
+    let (restate, orch, mut background, api) = tokio::select! {
+        phases = phases => phases?,
+        () = stop.cancelled() => anyhow::bail!("asked to stop before the start finished"),
+    };
 
     stop.cancelled().await;
     background.push(orch.sdk_task);

@@ -228,6 +228,13 @@ impl Settings {
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;
+            if self.warm > 0 {
+                return Err(format!(
+                    "warm: the warm pool is not supported in a cluster yet (warm = {} with \
+                     [cluster]); set warm = 0",
+                    self.warm
+                ));
+            }
         }
         Ok(())
     }

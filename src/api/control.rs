@@ -116,7 +116,7 @@ async fn cluster(State(st): State<Arc<AppState>>) -> Result<Json<ClusterStatus>,
 }
 
 /// `POST /bro/v1/cluster/nodes/{node}/forget`: drops the heartbeat record of a node removed
-/// from the cluster; 409 while it still beats.
+/// from the cluster; 400 while it still beats.
 async fn forget_node(
     State(st): State<Arc<AppState>>,
     Path(node): Path<String>,

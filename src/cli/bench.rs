@@ -110,7 +110,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let temp = match &args.home {
         Some(_) => None,
-        None => Some(tempfile_dir()?),
+        None => Some(private_temp_dir("bro-bench")?),
     };
     let paths = match (&args.home, &temp) {
         (Some(home), _) => Paths::under(home.clone()),
@@ -152,9 +152,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("bro-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+/// A new directory only this user can enter, under the temp dir, named `prefix-<random>`:
+/// never one that exists already (another user could have made it, with a config of theirs
+/// in it).
+pub(crate) fn private_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let name: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("{prefix}-{name}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
 }
 

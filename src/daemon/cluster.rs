@@ -121,38 +121,56 @@ pub async fn run(
     beat: NodeBeat,
     stop: CancellationToken,
 ) {
+    // Apart, so a slow read of the cluster (a query stalled while partitions fail over) never
+    // holds a beat back: a node whose beats stop for LOST_AFTER is declared lost.
+    tokio::join!(
+        beat_loop(&ingress, &beat, &stop),
+        refresh_loop(&view, &stop)
+    );
+}
+
+async fn beat_loop(ingress: &Ingress, beat: &NodeBeat, stop: &CancellationToken) {
     let mut beats = tokio::time::interval(BEAT_EVERY);
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = beats.tick() => {
-                let beat = beat.clone();
-                let sent = tokio::select! {
-                    () = stop.cancelled() => return,
-                    sent = ingress.beat(beat) => sent,
-                };
-                match sent {
-                    Ok(()) if failing => {
-                        tracing::info!("heartbeats reach the cluster again");
-                        failing = false;
-                    }
-                    Ok(()) => {}
-                    Err(err) if !failing => {
-                        tracing::warn!(error = %err, "a heartbeat failed; the cluster declares this node lost after missing them for a while");
-                        failing = true;
-                    }
-                    Err(_) => {}
-                }
+            _ = beats.tick() => {}
+        }
+        let sent = tokio::select! {
+            () = stop.cancelled() => return,
+            sent = ingress.beat(beat.clone()) => sent,
+        };
+        match sent {
+            Ok(()) if failing => {
+                tracing::info!("heartbeats reach the cluster again");
+                failing = false;
             }
-            _ = refresh.tick() => {
-                if let Err(err) = view.refresh().await {
-                    tracing::debug!(error = %err, "reading the cluster's state failed");
-                }
+            Ok(()) => {}
+            Err(err) if !failing => {
+                tracing::warn!(error = %err, "a heartbeat failed; the cluster declares this node lost after missing them for a while");
+                failing = true;
             }
+            Err(_) => {}
+        }
+    }
+}
+
+async fn refresh_loop(view: &ClusterView, stop: &CancellationToken) {
+    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = refresh.tick() => {}
+        }
+        let read = tokio::select! {
+            () = stop.cancelled() => return,
+            read = view.refresh() => read,
+        };
+        if let Err(err) = read {
+            tracing::debug!(error = %err, "reading the cluster's state failed");
         }
     }
 }

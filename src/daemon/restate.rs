@@ -420,6 +420,14 @@ pub async fn start(
         http,
     };
     let (child, pf) = match adoptable(&runner).await {
+        // A cluster node's server is tied to the daemon that spawned it (it dies with it);
+        // one still running is the end of a previous one: stopped, and a new one spawned.
+        Some(pf) if runner.cluster.is_some() => {
+            tracing::info!(pid = pf.pid, "stopping a previous daemon's restate-server");
+            terminate(pf).await;
+            let (child, pf) = runner.spawn().await?;
+            (Some(child), pf)
+        }
         Some(pf) => {
             tracing::info!(pid = pf.pid, "adopting the running restate-server");
             (None, pf)

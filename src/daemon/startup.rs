@@ -259,17 +259,9 @@ pub(super) async fn recovery(
     api_url: &str,
 ) -> Result<Vec<JoinHandle<()>>> {
     let ingress = &restate.ingress;
-    // This node's bounds, whichever daemon serves its `Pool`.
-    let bounds = PoolConfig {
-        capacity: settings.max_sessions,
-        max_queue: settings.max_queue,
-        queue_timeout_ms: millis(settings.queue_timeout),
-    };
-    // The first call through Restate: in a cluster it waits for the partitions.
-    when_cluster_answers(settings, || ingress.configure_pool(&settings.node, bounds))
-        .await
-        .context("setting this node's capacity")?;
-    // The clients of creates still queued by a previous daemon are gone: end their waits.
+    // The clients of creates still queued by a previous daemon are gone: end their waits
+    // (before the bounds below hand out slots). The first call through Restate: in a
+    // cluster it waits for the partitions.
     let dropped = when_cluster_answers(settings, || ingress.clear_queue(&settings.node))
         .await
         .context("clearing the queue of a previous daemon")?;
@@ -279,6 +271,15 @@ pub(super) async fn recovery(
             "ended the waits of a previous daemon's queued creates"
         );
     }
+    // This node's bounds, whichever daemon serves its `Pool`.
+    let bounds = PoolConfig {
+        capacity: settings.max_sessions,
+        max_queue: settings.max_queue,
+        queue_timeout_ms: millis(settings.queue_timeout),
+    };
+    when_cluster_answers(settings, || ingress.configure_pool(&settings.node, bounds))
+        .await
+        .context("setting this node's capacity")?;
     let mut sup = supervisor(
         paths,
         settings,
@@ -372,7 +373,7 @@ where
     loop {
         match call().await {
             Ok(answer) => return Ok(answer),
-            Err(err) if began.elapsed() < CLUSTER_FIRST_CALL_TIMEOUT => {
+            Err(err) if is_transient(&err) && began.elapsed() < CLUSTER_FIRST_CALL_TIMEOUT => {
                 tracing::info!(
                     waited_s = began.elapsed().as_secs(),
                     %err,
@@ -385,6 +386,16 @@ where
             Err(err) => return Err(err.into()),
         }
     }
+}
+
+/// Whether waiting may cure `err`: Restate not answering, or failing a call it had no
+/// leader for; not a refusal of what was sent.
+fn is_transient(err: &crate::orchestrator::ingress::IngressError) -> bool {
+    use crate::orchestrator::ingress::IngressError;
+    matches!(
+        err,
+        IngressError::Unreachable { .. } | IngressError::Failed(_)
+    )
 }
 
 /// How long a cluster node's reconciliation is tried again while the cluster's query

@@ -479,7 +479,7 @@ impl Ingress {
         self.call(Duration::from_secs(10), call).await
     }
 
-    /// `Node/forget`: drops a removed node's heartbeat record (409 while it beats).
+    /// `Node/forget`: drops a removed node's heartbeat record (bad input while it beats).
     pub async fn forget_node(&self, node: &str) -> Result<(), IngressError> {
         let call = NodeObjectIngressClient::from_client(self.transport.clone(), node)
             .forget()

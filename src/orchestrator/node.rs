@@ -57,6 +57,9 @@ impl NodeObject {
         let beats = old.as_ref().map_or(0, |r| r.beats).wrapping_add(1);
         if old.as_ref().is_some_and(|r| r.lost) {
             tracing::info!(node = %beat.name, "a lost node beats again");
+            ctx.object_client::<PoolObjectClient<'_>>(ctx.key())
+                .reopen()
+                .send();
         }
         ctx.set(
             RECORD,

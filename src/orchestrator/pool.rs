@@ -14,6 +14,8 @@ use crate::orchestrator::Deps;
 const SESSIONS: &str = "sessions";
 const QUEUE: &str = "queue";
 const CONFIG: &str = "config";
+/// Set while the node is lost: no slot of it is handed out.
+const LOST: &str = "lost";
 
 /// The bounds of one node's `Pool`, set by that node's daemon at every start
 /// (`Pool/configure`): in a cluster a node's `Pool` may run on any node's daemon, so its
@@ -61,6 +63,9 @@ pub struct Waiter {
 /// Answer of `Pool/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolStatus {
+    /// The node is lost: it hands out no slot.
+    #[serde(default)]
+    pub lost: bool,
     pub capacity: u32,
     pub sessions: Vec<String>,
     pub max_queue: u32,
@@ -119,6 +124,11 @@ impl PoolObject {
         }
         if state.queue.iter().any(|w| w.session_id == req.session_id) {
             return Ok(Json(Acquired::Queued));
+        }
+        // A lost node's slots would launch on a machine that is not there (a create placed
+        // from a view a moment old, or one naming the node).
+        if ctx.get::<bool>(LOST).await?.unwrap_or(false) {
+            return Ok(Json(Acquired::Full));
         }
         let free = (state.sessions.len() as u32) < config.capacity;
         let answer = if free && state.queue.is_empty() {
@@ -204,6 +214,7 @@ impl PoolObject {
         config: Json<PoolConfig>,
     ) -> HandlerResult<()> {
         ctx.set(CONFIG, Json(config.0));
+        ctx.clear(LOST);
         let mut state = State::load(&ctx).await?;
         state.drain(&ctx, config.0.capacity);
         state.save(&ctx);
@@ -219,7 +230,19 @@ impl PoolObject {
              try again",
             ctx.key()
         );
+        ctx.set(LOST, true);
         self.end_waits(&ctx, CODE_QUEUE_TIMEOUT, &message).await
+    }
+
+    /// The lost node beats again: its slots are handed out again.
+    #[handler(name = "reopen")]
+    async fn reopen(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
+        ctx.clear(LOST);
+        let capacity = self.config(&ctx).await?.capacity;
+        let mut state = State::load(&ctx).await?;
+        state.drain(&ctx, capacity);
+        state.save(&ctx);
+        Ok(())
     }
 
     /// Capacity, the sessions holding it, and the sessions waiting, in order.
@@ -237,6 +260,7 @@ impl PoolObject {
             .unwrap_or_default();
         let config = self.config(&ctx).await?;
         Ok(Json(PoolStatus {
+            lost: ctx.get::<bool>(LOST).await?.unwrap_or(false),
             capacity: config.capacity,
             sessions,
             max_queue: config.max_queue,

@@ -180,6 +180,13 @@ impl SessionObject {
                         .call()
                         .await?
                         .0;
+                    if pool.lost {
+                        return Err(TerminalError::new_with_code(
+                            CODE_AT_CAPACITY,
+                            format!("at capacity: node {node} is lost; try again"),
+                        )
+                        .into());
+                    }
                     return Err(TerminalError::new_with_code(
                         CODE_AT_CAPACITY,
                         format!(
@@ -345,7 +352,8 @@ impl SessionObject {
                 .call()
                 .await?
                 .0;
-            let still_lost = now.is_some_and(|n| n.lost && n.beats == beats);
+            // A node forgotten since is gone for good: still lost.
+            let still_lost = now.is_none_or(|n| n.lost && n.beats == beats);
             if still_lost {
                 let reason = format!("node {node} lost");
                 self.end(&ctx, rec, SessionStatus::Failed, reason, false)

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::files::{Framing, download, upload};
 use crate::helper::{
-    TestDaemon, bro_in, cdp_browser_version, http, http_with, kill, leftovers, text,
+    TestDaemon, bro_in, cdp_browser_version, http, http_with, is_live, kill, leftovers, text,
 };
 
 const ADDRS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
@@ -91,8 +91,10 @@ impl Cluster {
                 thread::spawn(move || (i, bro_in(&home, &["daemon", "start", "--port", "0"])))
             })
             .collect();
-        for start in starts {
-            let (i, out) = start.join().unwrap();
+        // Every start is joined before any is judged: none may come up after the test's
+        // cleanup ran.
+        let outs: Vec<_> = starts.into_iter().map(|s| s.join().unwrap()).collect();
+        for (i, out) in outs {
             assert!(
                 out.status.success(),
                 "node {} did not start:\n{}",
@@ -256,26 +258,37 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let (status, _) = http(&api3, "POST", "/bro/node/v1/host/usage", "[]");
     assert_eq!(status, 401);
     let host3 = api3.trim_start_matches("http://");
+    // Well formed and current, with a MAC made without the secret.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let forged = format!("{now}.{}.{}", "0123456789abcdef".repeat(2), "ab".repeat(32));
     let (status, _) = http_with(
         &api3,
         "POST",
         "/bro/node/v1/host/usage",
         &[
             ("Host", host3),
+            ("x-bro-node-auth", forged.as_str()),
             (
-                "x-bro-node-auth",
-                "1700000000.0123456789abcdef0123456789abcdef.00",
+                "x-bro-content-sha256",
+                "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",
             ),
         ],
         b"[]",
     );
     assert_eq!(status, 401);
 
-    // SIGKILL of n1's daemon and restate-server: its sessions fail naming it, within the
-    // bound; the others stay live and answer CDP; creates go to n2 and n3.
+    // SIGKILL of n1's daemon: its sessions fail naming it, within the bound; the others stay
+    // live and answer CDP; creates go to n2 and n3. Only the daemon is killed: its restate-server dies with it (a cluster node's server
+    // never outlives its daemon).
     let (dpid, rpid) = (c.nodes[0].daemon_pid(), c.nodes[0].restate_pid());
     kill(dpid, "KILL");
-    kill(rpid, "KILL");
+    assert!(
+        within(Duration::from_secs(15), || !is_live(rpid)),
+        "n1's restate-server outlived its daemon"
+    );
     let lost: Vec<String> = ids
         .iter()
         .filter(|id| node_of(&c, 1, id) == "n1")

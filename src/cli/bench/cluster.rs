@@ -30,10 +30,22 @@ struct Node {
 
 /// Runs the comparison and prints its table (or JSON).
 pub async fn run(args: &BenchArgs) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("bro-bench-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = compare(&dir, args).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = super::private_temp_dir("bro-bench-cluster")?;
+    let mut started = Vec::new();
+    // Ctrl-C stops the nodes too: they run in process groups of their own.
+    let result = tokio::select! {
+        result = compare(&dir, args, &mut started) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    output::progress("stopping the nodes");
+    if stop_all(&started).await {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!(
+            "bro: a node did not stop within 60 s; its home is left in {}",
+            dir.display()
+        );
+    }
     let report = result?;
     if args.json {
         output::json(&report);
@@ -43,16 +55,15 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-async fn compare(dir: &Path, args: &BenchArgs) -> Result<Value> {
+/// Starts the nodes (each into `started` as soon as it runs, for the caller to stop) and
+/// measures.
+async fn compare(dir: &Path, args: &BenchArgs, started: &mut Vec<Node>) -> Result<Value> {
     let capacity = u32::try_from(args.sessions + 2).unwrap_or(u32::MAX);
     output::progress("starting a single node and a 3-node cluster in temporary homes");
-    let mut started: Vec<Node> = Vec::new();
-    let measured = async {
+    {
         let single = start_single(&dir.join("single"), capacity).await?;
         started.push(single);
-        for node in start_cluster(dir, capacity).await? {
-            started.push(node);
-        }
+        start_cluster(dir, capacity, started).await?;
         // Through n2: not the node that provisioned the cluster.
         let (single, cluster) = (&started[0], &started[2]);
         let http = reqwest::Client::builder().no_proxy().build()?;
@@ -76,7 +87,7 @@ async fn compare(dir: &Path, args: &BenchArgs) -> Result<Value> {
         let per_second = |runs: &[f64]| runs.iter().sum::<f64>() / runs.len().max(1) as f64;
         let (ps_single, ps_cluster) = (per_second(&conc_single), per_second(&conc_cluster));
         let (seq_single, seq_cluster) = (Stats::of(seq_single), Stats::of(seq_cluster));
-        Ok::<Value, anyhow::Error>(json!({
+        Ok(json!({
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
             "create_release_ms": { "single": seq_single, "cluster": seq_cluster },
             "creates_per_second": { "clients": args.concurrency, "sessions": args.sessions,
@@ -85,10 +96,6 @@ async fn compare(dir: &Path, args: &BenchArgs) -> Result<Value> {
                         "cluster_over_single_p50": seq_cluster.p50 / seq_single.p50.max(0.001) },
         }))
     }
-    .await;
-    output::progress("stopping the nodes");
-    stop_all(&started).await;
-    measured
 }
 
 /// `runs` creates and releases one after the other: each create's time.
@@ -153,13 +160,22 @@ async fn start_single(home: &Path, capacity: u32) -> Result<Node> {
     })
 }
 
-/// Starts the three nodes at once (each waits for the others to form the cluster).
-async fn start_cluster(dir: &Path, capacity: u32) -> Result<Vec<Node>> {
+/// Starts the three nodes at once (each waits for the others to form the cluster), into
+/// `started`.
+async fn start_cluster(dir: &Path, capacity: u32, started: &mut Vec<Node>) -> Result<()> {
     let secret = dir.join("cluster.key");
     let mut bytes = [0u8; 48];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    std::fs::write(&secret, hex(&bytes))?;
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret)?;
+        file.write_all(hex(&bytes).as_bytes())?;
+    }
     let (fabric, sdk) = (shared_port()?, shared_port()?);
     let members = ADDRS.map(|a| format!("{a:?}")).join(", ");
     let mut homes = Vec::new();
@@ -182,29 +198,23 @@ async fn start_cluster(dir: &Path, capacity: u32) -> Result<Vec<Node>> {
             .with_context(|| format!("starting the node of {}", paths.display_home()))
     });
     let statuses = futures_util::future::join_all(starts).await;
-    let mut nodes = Vec::new();
     let mut failed = None;
     for (paths, status) in homes.into_iter().zip(statuses) {
-        match status {
-            Ok(status) => nodes.push(Node {
-                api: status.api_url,
-                paths,
-            }),
+        // A node that failed to start may still be running: the caller stops it too.
+        let api = match status {
+            Ok(status) => status.api_url,
             Err(err) => {
                 failed.get_or_insert(err);
-                nodes.push(Node {
-                    api: String::new(),
-                    paths,
-                });
+                String::new()
             }
-        }
+        };
+        started.push(Node { api, paths });
     }
     if let Some(err) = failed {
-        stop_all(&nodes).await;
         return Err(err);
     }
     // Every node must see the others before creates are placed.
-    let client = DaemonClient::new(nodes[1].paths.socket());
+    let client = DaemonClient::new(started[2].paths.socket());
     let formed = crate::wait::wait_until(
         Duration::from_secs(60),
         Duration::from_millis(250),
@@ -222,14 +232,14 @@ async fn start_cluster(dir: &Path, capacity: u32) -> Result<Vec<Node>> {
     )
     .await;
     if formed.is_continue() {
-        stop_all(&nodes).await;
         bail!("the 3 nodes did not all become healthy within 60 s");
     }
-    Ok(nodes)
+    Ok(())
 }
 
-/// Stops every node bench started (their sessions are released), and waits for them to go.
-async fn stop_all(nodes: &[Node]) {
+/// Stops every node bench started (their sessions are released), and waits for them to go;
+/// false when one did not within 60 s.
+async fn stop_all(nodes: &[Node]) -> bool {
     let stops = nodes.iter().map(|n| async move {
         let _ = DaemonClient::new(n.paths.socket()).shutdown(false).await;
         crate::wait::wait_for(Duration::from_secs(60), Duration::from_millis(100), || {
@@ -237,7 +247,10 @@ async fn stop_all(nodes: &[Node]) {
         })
         .await
     });
-    futures_util::future::join_all(stops).await;
+    futures_util::future::join_all(stops)
+        .await
+        .into_iter()
+        .all(|gone| gone)
 }
 
 /// A TCP port free on 127.0.0.1 and on every stand-in address.
