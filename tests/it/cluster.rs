@@ -123,6 +123,32 @@ impl Cluster {
         self.nodes[i].json(&["cluster", "status", "--json"])
     }
 
+    /// True once every running node's view holds every node's current API address (a node
+    /// started again with `--port 0` has a new one; views are read again every second).
+    fn addresses_settled(&self) -> bool {
+        let own: Vec<(String, String)> = self
+            .nodes
+            .iter()
+            .map(|d| {
+                let st = d.json(&["daemon", "status", "--json"]);
+                (
+                    st["node"].as_str().unwrap().to_string(),
+                    st["api_url"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (0..self.nodes.len()).all(|i| {
+            let st = self.status(i);
+            own.iter().all(|(name, api)| {
+                st["nodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n["name"] == name.as_str() && n["address"] == api.as_str())
+            })
+        })
+    }
+
     fn healthy(&self, i: usize) -> Vec<String> {
         let st = self.status(i);
         let mut names: Vec<String> = st["nodes"]
@@ -199,6 +225,17 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let st = c.status(0);
     assert_eq!(st["clustered"], true);
     assert_eq!(st["members"].as_array().unwrap().len(), 3);
+    // `bro doctor` checks the cluster: config, secret, bind, each member's fabric, quorum.
+    let out = c.nodes[1].bro(&["doctor", "--json"]);
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cluster_checks: Vec<&Value> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"].as_str().unwrap().starts_with("cluster"))
+        .collect();
+    assert!(cluster_checks.len() >= 5, "{checks}");
+    assert!(cluster_checks.iter().all(|c| c["ok"] == true), "{checks}");
 
     // Six creates through n2 fill all three nodes.
     let api2 = c.api(1);
@@ -206,6 +243,15 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     for _ in 0..6 {
         let (status, body) = create_through(&api2, None);
         assert_eq!(status, 200, "{body}");
+        // `websocketUrl` names the node the client asked, wherever the session runs.
+        let host2 = api2.trim_start_matches("http://");
+        assert!(
+            body["websocketUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("ws://{host2}/")),
+            "{body}"
+        );
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     let mut per_node = [0; 3];
@@ -347,6 +393,7 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
         "{}",
         c.status(1)
     );
+    assert!(within(Duration::from_secs(10), || c.addresses_settled()));
     for id in &lost {
         let dir = c.nodes[0].session_dir(id);
         assert!(
@@ -360,6 +407,29 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(node_of(&c, 1, &id), "n1");
     assert!(cdp_via(&c, 2, &id).contains("Chrome"));
+
+    // A node restarted at once with its sessions kept is back before it counts as lost: its
+    // sessions stay live, their browsers re-adopted.
+    let kept: Vec<String> = ids
+        .iter()
+        .filter(|id| node_of(&c, 1, id) == "n2")
+        .cloned()
+        .collect();
+    assert!(!kept.is_empty());
+    let restart = Instant::now();
+    c.nodes[1].ok(&["daemon", "stop", "--keep-sessions"]);
+    c.nodes[1].restart_with(&[]);
+    assert!(within(Duration::from_secs(10), || c.addresses_settled()));
+    eprintln!(
+        "n2 stopped and started again in {:.1} s",
+        restart.elapsed().as_secs_f64()
+    );
+    // Past the loss bound (12 s after the last beat before the stop), so a loss would show.
+    thread::sleep(Duration::from_secs(15).saturating_sub(restart.elapsed()));
+    for id in &kept {
+        assert_eq!(c.nodes[0].get(id)["status"], "live", "{id}");
+        assert!(cdp_via(&c, 0, id).contains("Chrome"));
+    }
 
     // A file goes up through n3 and comes down through n2, whole, from n1's session.
     let (answer, sent) = upload(&c.api(2), &id, "through.bin", 8 << 20, Framing::Chunked);
