@@ -12,6 +12,7 @@
 //!    asked to keep them), stop serving, stop the browsers left, stop restate.
 
 pub mod cluster;
+pub mod fabric_tls;
 pub mod identity;
 pub mod lifecycle;
 pub mod restate;

@@ -184,12 +184,19 @@ pub struct ClusterNode {
     /// This node's address, one of the members: its fabric listens there.
     pub bind: IpAddr,
     pub cluster: ClusterSettings,
+    /// The fabric's mutual TLS ([`crate::daemon::fabric_tls`]); `None` leaves the fabric in
+    /// plain HTTP (unit tests only).
+    pub tls: Option<crate::daemon::fabric_tls::FabricTls>,
 }
 
 impl ClusterNode {
-    /// A member's fabric address, `http://<ip>:<fabric_port>/`.
+    /// A member's fabric address, `https://<ip>:<fabric_port>/` (`http://` without TLS).
     fn fabric_url(&self, ip: IpAddr) -> String {
-        format!("http://{}/", SocketAddr::new(ip, self.cluster.fabric_port))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!(
+            "{scheme}://{}/",
+            SocketAddr::new(ip, self.cluster.fabric_port)
+        )
     }
 
     /// How many copies of each log record and partition Restate keeps: 2 with 3 or more
@@ -324,7 +331,7 @@ fn cluster_parts(node: &ClusterNode) -> (String, String) {
 # ingress keep their Unix sockets (below), reached by this node's daemon alone.
 listen-mode = "tcp"
 bind-address = "{fabric}"
-advertised-address = "http://{fabric}/"
+advertised-address = {advertised}
 # Only the first member provisions the cluster, so it is provisioned exactly once.
 auto-provision = {provisions}
 # Copies of each log record and partition: 2 from 3 members on (one node may fail), else 1.
@@ -332,6 +339,7 @@ default-replication = {replication}
 "#,
         provisions = node.cluster.provisions(node.bind),
         replication = node.replication(),
+        advertised = toml::Value::String(node.fabric_url(node.bind)),
     );
     let tables = format!(
         r#"
@@ -347,10 +355,31 @@ addresses = [{addresses}]
 
 [bifrost]
 default-provider = "replicated"
-"#,
+{tls}"#,
         addresses = addresses.join(", "),
+        tls = node.tls.as_ref().map(tls_table).unwrap_or_default(),
     );
     (keys, tables)
+}
+
+/// The fabric's `[tls]`: TLS required both ways; any certificate the cluster's CA signed
+/// is a member (the CA's key comes from the cluster secret).
+fn tls_table(tls: &crate::daemon::fabric_tls::FabricTls) -> String {
+    format!(
+        r#"
+# Mutual TLS between the nodes, with certificates from a CA derived from the cluster secret.
+[tls]
+mode = "require"
+cert-file = {cert}
+key-file = {key}
+ca-files = [{ca}]
+require-client-auth = true
+allowed-subject-names = ["*"]
+"#,
+        cert = toml_string(&tls.cert_file),
+        key = toml_string(&tls.key_file),
+        ca = toml_string(&tls.ca_file),
+    )
 }
 
 /// A path as a TOML string, quoted and escaped.
@@ -855,6 +884,37 @@ request-identity-private-key-pem-file = "/k/identity.pem"
         assert_eq!(toml, want);
     }
 
+    #[test]
+    fn a_cluster_fabric_requires_mutual_tls() {
+        let mut n1 = node(
+            "n1",
+            [10, 0, 0, 1],
+            &[[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]],
+        );
+        n1.tls = Some(crate::daemon::fabric_tls::FabricTls {
+            cert_file: "/r/fabric/node.pem".into(),
+            key_file: "/r/fabric/node.key".into(),
+            ca_file: "/r/fabric/ca.pem".into(),
+        });
+        let parsed: toml::Table = cluster_config_toml(Path::new("/d"), &n1, Path::new("/k"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            parsed["advertised-address"].as_str(),
+            Some("https://10.0.0.1:5122/")
+        );
+        let addresses = parsed["metadata-client"]["addresses"].as_array().unwrap();
+        assert!(
+            addresses
+                .iter()
+                .all(|a| a.as_str().unwrap().starts_with("https://"))
+        );
+        let tls = &parsed["tls"];
+        assert_eq!(tls["mode"].as_str(), Some("require"));
+        assert_eq!(tls["require-client-auth"].as_bool(), Some(true));
+        assert_eq!(tls["ca-files"][0].as_str(), Some("/r/fabric/ca.pem"));
+    }
+
     fn node(node: &str, bind: [u8; 4], members: &[[u8; 4]]) -> ClusterNode {
         ClusterNode {
             node: node.into(),
@@ -866,6 +926,7 @@ request-identity-private-key-pem-file = "/k/identity.pem"
                 fabric_port: 5122,
                 sdk_port: 9081,
             },
+            tls: None,
         }
     }
 

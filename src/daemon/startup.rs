@@ -126,11 +126,26 @@ pub(super) async fn restate(
         Some(s) => Identity::derived(&paths.restate_dir(), &s.derive(REQUEST_IDENTITY_LABEL))?,
         None => Identity::load_or_create(&paths.restate_dir())?,
     };
-    let cluster_node = settings.cluster.as_ref().map(|c| restate::ClusterNode {
-        node: settings.node.clone(),
-        bind: settings.bind,
-        cluster: c.clone(),
-    });
+    let cluster_node = match (&settings.cluster, &secret) {
+        (Some(c), Some(secret)) => {
+            // The fabric's mutual TLS, from the secret: only nodes that hold it get in.
+            let tls = super::fabric_tls::write(
+                &paths.restate_dir().join("fabric"),
+                secret,
+                &c.name,
+                &settings.node,
+                settings.bind,
+            )
+            .map_err(anyhow::Error::msg)?;
+            Some(restate::ClusterNode {
+                node: settings.node.clone(),
+                bind: settings.bind,
+                cluster: c.clone(),
+                tls: Some(tls),
+            })
+        }
+        _ => None,
+    };
     let (supervised, admin, ingress_addr) =
         match (&settings.restate_admin_url, &settings.restate_ingress_url) {
             (Some(admin), Some(ingress)) => (

@@ -35,6 +35,8 @@ fn shared_port() -> u16 {
 /// The three nodes' homes and their shared secret (kept until the nodes are gone).
 struct Cluster {
     nodes: Vec<TestDaemon>,
+    /// Every node's fabric port.
+    fabric: u16,
     _secret_dir: TempDir,
 }
 
@@ -73,6 +75,7 @@ impl Cluster {
             .collect();
         Cluster {
             nodes,
+            fabric,
             _secret_dir: secret_dir,
         }
     }
@@ -298,6 +301,22 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     assert_eq!(node_of(&c, 1, &seventh), "n2");
     ids.retain(|id| *id != on_n2);
     ids.push(seventh);
+
+    // Restate's fabric takes TLS with a certificate of the cluster's CA only: a plain
+    // client gets no HTTP answer.
+    {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect((ADDRS[2], c.fabric)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        assert!(
+            !answer.starts_with(b"HTTP/"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
 
     // Node-to-node routes refuse a call without the cluster secret, and a forged one.
     let api3 = c.api(2);

@@ -157,8 +157,8 @@ fn check_bind(setup: &Setup) -> Check {
 }
 
 /// Every member is on a private network: a private, loopback or link-local IPv4 address, or
-/// a loopback, link-local or unique-local (ULA) IPv6 one. Others pass with a warning, since
-/// restate-server's fabric port takes anyone who reaches it.
+/// a loopback, link-local or unique-local (ULA) IPv6 one. Others pass with a warning: the
+/// fabric is mutual TLS, but bro's own node-to-node HTTP is signed, not encrypted.
 fn check_private(members: &[IpAddr]) -> Check {
     let public: Vec<IpAddr> = members
         .iter()
@@ -174,15 +174,15 @@ fn check_private(members: &[IpAddr]) -> Check {
     warn(
         "cluster network",
         format!(
-            "{} not a private, loopback or link-local address: Restate's fabric port has no \
-             authentication: keep the members on a private network",
+            "{} not a private, loopback or link-local address: bro's node-to-node calls are \
+             signed but not encrypted: keep the members on a private network",
             match public.as_slice() {
                 [one] => format!("member {one} is"),
                 many => format!("members {} are", list(many)),
             }
         ),
         "give the members addresses on a private network (10/8, 172.16/12, 192.168/16, \
-         fc00::/7, or a VPN such as WireGuard), or firewall the fabric port to the members",
+         fc00::/7, or a VPN such as WireGuard), or firewall bro's port to the members",
     )
 }
 
@@ -461,8 +461,9 @@ mod tests {
         assert!(c.ok && c.warn, "{c:?}");
         assert!(
             c.detail.contains(
-                "member 203.0.113.7 is not a private, loopback or link-local address: Restate's \
-                 fabric port has no authentication: keep the members on a private network"
+                "member 203.0.113.7 is not a private, loopback or link-local address: bro's \
+                 node-to-node calls are signed but not encrypted: keep the members on a \
+                 private network"
             ),
             "{c:?}"
         );
