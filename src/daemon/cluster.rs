@@ -174,3 +174,27 @@ async fn refresh_loop(view: &ClusterView, stop: &CancellationToken) {
         }
     }
 }
+
+/// Issues this node a new fabric certificate every [`fabric_tls::REISSUE_EVERY`] (each is
+/// valid for a week; restate-server reads the files again every hour), until `stop`.
+pub async fn reissue_fabric_certificates(
+    dir: std::path::PathBuf,
+    secret: ClusterSecret,
+    settings: ClusterSettings,
+    node: String,
+    bind: std::net::IpAddr,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(super::fabric_tls::REISSUE_EVERY) => {}
+        }
+        match super::fabric_tls::write(&dir, &secret, &settings.name, &node, bind) {
+            Ok(_) => tracing::info!("issued this node a new fabric certificate"),
+            Err(err) => {
+                tracing::error!(%err, "issuing this node a new fabric certificate failed; the current one expires within a week")
+            }
+        }
+    }
+}

@@ -29,6 +29,12 @@ use crate::node::secret::ClusterSecret;
 /// What the CA key is derived from the secret for.
 const CA_LABEL: &str = "restate fabric ca";
 
+/// How long a node's certificate is valid.
+const LEAF_VALIDITY: time::Duration = time::Duration::days(7);
+
+/// How often a running node issues itself a new certificate.
+pub const REISSUE_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The files restate-server's `[tls]` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FabricTls {
@@ -80,7 +86,7 @@ fn material(
     let ca_key = KeyPair::try_from(der.as_bytes()).map_err(err("CA key"))?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = name(&format!("bro cluster {cluster} fabric CA"));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -89,8 +95,13 @@ fn material(
     let ca_cert = ca.self_signed(&ca_key).map_err(err("CA certificate"))?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err("node key"))?;
+    let key = node_key()?;
     let mut leaf = CertificateParams::default();
+    // Short-lived: the daemon issues a new one every day (restate-server reads its files
+    // again every hour), so a leaked node key stops working within the week.
+    let now = time::OffsetDateTime::now_utc();
+    leaf.not_before = now - time::Duration::hours(1);
+    leaf.not_after = now + LEAF_VALIDITY;
     leaf.distinguished_name = name(node);
     leaf.subject_alt_names = vec![SanType::IpAddress(bind)];
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -104,6 +115,22 @@ fn material(
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
 }
 
+/// A fresh Ed25519 key, kept as PKCS#8 v1 (the private key alone): rustls reads it, and so
+/// do OpenSSL 3.0's tools (`curl`, `openssl s_client`, for checking a fabric by hand), which
+/// do not read the v2 form (with the public key) that rcgen writes.
+fn node_key() -> Result<KeyPair, String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("making the fabric's node key: {e}"))?;
+    let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: seed,
+        public_key: None,
+    };
+    let der = v1
+        .to_pkcs8_der()
+        .map_err(|e| format!("making the fabric's node key: {e}"))?;
+    KeyPair::try_from(der.as_bytes()).map_err(|e| format!("making the fabric's node key: {e}"))
+}
+
 fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -112,7 +139,9 @@ fn name(common_name: &str) -> DistinguishedName {
 
 /// Replaces `path` with `text`, readable by its owner only (written aside, then renamed).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -143,8 +172,9 @@ mod tests {
                 .verifying_key()
                 .to_bytes()
         };
-        assert_eq!(ca_key(&secret(1)), ca_key(&secret(1)));
         assert_ne!(ca_key(&secret(1)), ca_key(&secret(2)));
+        // Every node makes the very same CA certificate from the secret.
+        assert_eq!(one.0, two.0);
         assert!(one.0.contains("BEGIN CERTIFICATE") && one.2.contains("PRIVATE KEY"));
         assert_ne!(one.1, two.1);
         assert_ne!(one.2, two.2);

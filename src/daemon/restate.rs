@@ -580,7 +580,10 @@ impl Runner {
             .stdout(log)
             .stderr(log_err)
             .process_group(0)
-            .kill_on_drop(false)
+            // Killed if dropped before `supervise` holds it: a start given up while it
+            // waits for the server (a stop asked for meanwhile) leaves no server behind. (A
+            // daemon killed with SIGKILL drops nothing: its server outlives it, as meant.)
+            .kill_on_drop(true)
             .spawn()
             .map_err(io_err("spawn restate-server"))?;
         let pid = child.id().unwrap_or_default();

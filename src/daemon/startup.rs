@@ -346,6 +346,14 @@ pub(super) async fn recovery(
             beat,
             started.background.clone(),
         )));
+        tasks.push(tokio::spawn(super::cluster::reissue_fabric_certificates(
+            paths.restate_dir().join("fabric"),
+            cluster.secret.clone(),
+            cluster.settings.clone(),
+            settings.node.clone(),
+            settings.bind,
+            started.background.clone(),
+        )));
     }
     Ok(tasks)
 }
@@ -360,7 +368,7 @@ fn node_beat(
         name: settings.node.clone(),
         api: api_url.to_string(),
         fabric: format!(
-            "http://{}:{}/",
+            "https://{}:{}/",
             url_host(settings.bind),
             cluster.fabric_port
         ),

@@ -17,6 +17,8 @@ use crate::helper::{
 
 const ADDRS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 const NAMES: [&str; 3] = ["n1", "n2", "n3"];
+/// The cluster secret of the test's nodes.
+const SECRET: &str = "an-integration-test-secret-of-48-bytes-0123456789";
 
 /// A port free on every node's address and on 127.0.0.1.
 fn shared_port() -> u16 {
@@ -48,11 +50,7 @@ impl Cluster {
             .tempdir()
             .unwrap();
         let secret = secret_dir.path().join("cluster.key");
-        std::fs::write(
-            &secret,
-            "an-integration-test-secret-of-48-bytes-0123456789\n",
-        )
-        .unwrap();
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         let (fabric, sdk) = (shared_port(), shared_port());
         let members = ADDRS.map(|a| format!("{a:?}")).join(", ");
@@ -302,21 +300,67 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     ids.retain(|id| *id != on_n2);
     ids.push(seventh);
 
-    // Restate's fabric takes TLS with a certificate of the cluster's CA only: a plain
-    // client gets no HTTP answer.
-    {
-        use std::io::{Read, Write};
-        let mut tcp = std::net::TcpStream::connect((ADDRS[2], c.fabric)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let _ = tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
-        let mut answer = Vec::new();
-        let _ = tcp.read_to_end(&mut answer);
-        assert!(
-            !answer.starts_with(b"HTTP/"),
-            "{}",
-            String::from_utf8_lossy(&answer)
-        );
-    }
+    // Restate's fabric takes TLS with a certificate of the cluster's CA only. A certificate
+    // made from the secret gets an answer (the positive control); none, a certificate of
+    // another secret's CA, or plain HTTP get none.
+    let certs = tempfile::tempdir().unwrap();
+    let fabric = format!("https://{}:{}/", ADDRS[2], c.fabric);
+    let issue = |secret: &str, dir: &str| {
+        let secret = bro::node::secret::ClusterSecret::from_bytes(secret.as_bytes().to_vec());
+        bro::daemon::fabric_tls::write(
+            &certs.path().join(dir),
+            &secret.unwrap(),
+            "bro",
+            "probe",
+            "127.0.0.1".parse().unwrap(),
+        )
+        .unwrap()
+    };
+    let ours = issue(SECRET, "ours");
+    let theirs = issue("another-secret-of-a-cluster-that-is-not-this-one", "theirs");
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-k",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let with = |tls: &bro::daemon::fabric_tls::FabricTls| {
+        curl(&[
+            "--cert",
+            tls.cert_file.to_str().unwrap(),
+            "--key",
+            tls.key_file.to_str().unwrap(),
+            &fabric,
+        ])
+    };
+    assert_ne!(
+        with(&ours),
+        "000",
+        "a certificate of the cluster's CA got no answer"
+    );
+    assert_eq!(
+        with(&theirs),
+        "000",
+        "a certificate of another CA was let in"
+    );
+    assert_eq!(
+        curl(&[&fabric]),
+        "000",
+        "a client without a certificate was let in"
+    );
+    let plain = format!("http://{}:{}/", ADDRS[2], c.fabric);
+    assert_eq!(curl(&[&plain]), "000", "plain HTTP was answered");
 
     // Node-to-node routes refuse a call without the cluster secret, and a forged one.
     let api3 = c.api(2);
@@ -443,8 +487,9 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
         "n2 stopped and started again in {:.1} s",
         restart.elapsed().as_secs_f64()
     );
-    // Past the loss bound (12 s after the last beat before the stop), so a loss would show.
-    thread::sleep(Duration::from_secs(15).saturating_sub(restart.elapsed()));
+    // Well past the loss bound (12 s after the last beat before the stop), so a loss would
+    // show.
+    thread::sleep(Duration::from_secs(20).saturating_sub(restart.elapsed()));
     for id in &kept {
         assert_eq!(c.nodes[0].get(id)["status"], "live", "{id}");
         assert!(cdp_via(&c, 0, id).contains("Chrome"));

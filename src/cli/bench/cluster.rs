@@ -32,10 +32,16 @@ struct Node {
 pub async fn run(args: &BenchArgs) -> Result<()> {
     let dir = super::private_temp_dir("bro-bench-cluster")?;
     let mut started = Vec::new();
-    // Ctrl-C stops the nodes too: they run in process groups of their own.
-    let result = tokio::select! {
-        result = compare(&dir, args, &mut started) => result,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    // Ctrl-C stops the nodes too (they run in process groups of their own): taken from
+    // here on, acted on once every start has come back (a start cut short could leave a
+    // daemon no one knows of).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let result = match start_nodes(&dir, args, &mut started).await {
+        Ok(()) => tokio::select! {
+            result = compare(&started, args) => result,
+            _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted")),
+        },
+        Err(err) => Err(err),
     };
     output::progress("stopping the nodes");
     if stop_all(&started).await {
@@ -55,15 +61,18 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the nodes (each into `started` as soon as it runs, for the caller to stop) and
-/// measures.
-async fn compare(dir: &Path, args: &BenchArgs, started: &mut Vec<Node>) -> Result<Value> {
+/// Starts the nodes, each into `started` as soon as it runs, for the caller to stop.
+async fn start_nodes(dir: &Path, args: &BenchArgs, started: &mut Vec<Node>) -> Result<()> {
     let capacity = u32::try_from(args.sessions + 2).unwrap_or(u32::MAX);
     output::progress("starting a single node and a 3-node cluster in temporary homes");
+    let single = start_single(&dir.join("single"), capacity).await?;
+    started.push(single);
+    start_cluster(dir, capacity, started).await
+}
+
+/// Measures the single node (`started[0]`) and the cluster through n2 (`started[2]`).
+async fn compare(started: &[Node], args: &BenchArgs) -> Result<Value> {
     {
-        let single = start_single(&dir.join("single"), capacity).await?;
-        started.push(single);
-        start_cluster(dir, capacity, started).await?;
         // Through n2: not the node that provisioned the cluster.
         let (single, cluster) = (&started[0], &started[2]);
         let http = reqwest::Client::builder().no_proxy().build()?;
