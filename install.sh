@@ -7,7 +7,8 @@
 #   4. shell completions where bash, zsh and fish look for them;
 #   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
 #      (the completions), python3's venv (the Python steel-sdk, schemathesis), node and npm
-#      (the JS clients). Each is installed with apt only when it is missing.
+#      (the JS clients), curl (the cluster test's TLS probes of Restate's fabric). Each is
+#      installed with apt only when it is missing.
 #
 # Flags: --no-bro      install only what bro runs on (chromium, restate-server), not bro itself.
 #        --test-deps   also install what `cargo test --locked` needs.
@@ -85,7 +86,7 @@ fi
 # 5. What the tests drive besides bro (only with --test-deps)
 if [ "$test_deps" -eq 1 ]; then
   missing=()
-  for tool in tmux zsh fish; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+  for tool in tmux zsh fish curl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if command -v python3 >/dev/null 2>&1; then
     # Debian's python3 lacks venv and ensurepip until python3-venv is installed.
@@ -101,6 +102,6 @@ if [ "$test_deps" -eq 1 ]; then
     step "test tools: installing ${missing[*]} with apt"
     apt_install "${missing[@]}"
   fi
-  step "test tools: tmux, zsh, fish, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null)"
+  step "test tools: tmux, zsh, fish, curl, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null)"
 fi
 step "done"
