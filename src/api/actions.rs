@@ -55,12 +55,14 @@ const MAX_DELAY_MS: u64 = 30_000;
 fn target_url(req: &ActionRequest, caller: Caller) -> Result<String, ApiError> {
     let raw = req.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
     let raw = raw.ok_or_else(|| ApiError::BadRequest("a url is required".into()))?;
-    let with_scheme = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("https://{raw}")
+    // A URL with a scheme bro loads is taken as it is (`data:` has no `//`); anything else
+    // without `://` is a host name, `example.com` or `localhost:3000`, and gets https.
+    let parsed = match reqwest::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https" | "file" | "data") => Ok(u),
+        _ if !raw.contains("://") => reqwest::Url::parse(&format!("https://{raw}")),
+        other => other,
     };
-    match reqwest::Url::parse(&with_scheme) {
+    match parsed {
         Ok(u) if u.scheme() == "file" && caller != Caller::Owner => {
             Err(ApiError::BadRequest(format!(
                 "{raw}: file:// URLs are loaded only for requests on bro's Unix socket \
@@ -262,6 +264,15 @@ mod tests {
         assert_eq!(
             target_url(&req("file:///etc/hosts"), Caller::Owner).unwrap(),
             "file:///etc/hosts"
+        );
+        // data: URLs are taken as they are; a host with a port still gets https.
+        assert_eq!(
+            target_url(&req("data:text/html,<title>t</title>"), Caller::Tcp).unwrap(),
+            "data:text/html,<title>t</title>"
+        );
+        assert_eq!(
+            target_url(&req("localhost:3000/x"), Caller::Tcp).unwrap(),
+            "https://localhost:3000/x"
         );
     }
 }

@@ -470,6 +470,20 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(node_of(&c, 1, &id), "n1");
     assert!(cdp_via(&c, 2, &id).contains("Chrome"));
+    // A quick action in n1's session, asked of n3: the page is loaded on n1.
+    let body =
+        format!(r#"{{"url":"data:text/html,<title>far</title><h1>far</h1>","sessionId":"{id}"}}"#);
+    let (status, jpeg) = http(&c.api(2), "POST", "/v1/screenshot", &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&jpeg));
+    assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "not a JPEG");
+    let (status, scraped) = http(
+        &c.api(1),
+        "POST",
+        "/v1/scrape",
+        &format!(r#"{{"url":"data:text/html,<title>far</title>","sessionId":"{id}"}}"#),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&scraped));
+    assert!(String::from_utf8_lossy(&scraped).contains("far"));
 
     // A node restarted at once with its sessions kept is back before it counts as lost: its
     // sessions stay live, their browsers re-adopted.
