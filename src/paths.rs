@@ -176,6 +176,34 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Writes `bytes` into the new file `path` (it must not exist), readable by its owner only
+/// from the first byte, and syncs it.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Replaces `path` with `bytes`, readable by its owner only, whole or not at all: written
+/// into a temp file beside it (see [`write_new_private`]), then renamed over it.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".new-{}", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let _ = std::fs::remove_file(&tmp);
+    let written = write_new_private(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn project_dirs() -> io::Result<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "bro").ok_or_else(|| {
         io::Error::new(

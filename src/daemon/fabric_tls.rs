@@ -12,9 +12,7 @@
 //! A process without the secret cannot get a certificate the fabric accepts, so it can
 //! neither join the cluster nor read or drive it through the fabric port.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -64,7 +62,8 @@ pub fn write(
         (&files.cert_file, &cert_pem),
         (&files.key_file, &key_pem),
     ] {
-        write_private(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::paths::replace_private(path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(files)
 }
@@ -135,22 +134,6 @@ fn name(common_name: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     dn
-}
-
-/// Replaces `path` with `text`, readable by its owner only (written aside, then renamed).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

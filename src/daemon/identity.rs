@@ -16,8 +16,7 @@
 //! cluster secret ([`Identity::derived`]) and written to `cluster-identity.pem` at every
 //! start, leaving a single machine's `identity.pem` as it was.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -107,28 +106,12 @@ impl Identity {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600 from the first byte, whole or not at all: into a
-/// temp file first, synced, then renamed over whatever `path` held.
+/// Writes `bytes` to `path` with mode 0600 from the first byte, whole or not at all.
 fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    let tmp = path.with_extension(format!("pem.new-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        IdentityError::Io {
-            what: "writing",
-            path: path.to_path_buf(),
-            source,
-        }
+    crate::paths::replace_private(path, bytes).map_err(|source| IdentityError::Io {
+        what: "writing",
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -153,16 +136,8 @@ fn create(path: &Path) -> Result<SigningKey, IdentityError> {
     };
     let tmp = path.with_extension(format!("pem.new-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(pem.as_bytes())?;
-        file.sync_all()
-    })()
-    .map_err(io("writing", &tmp));
+    let written =
+        crate::paths::write_new_private(&tmp, pem.as_bytes()).map_err(io("writing", &tmp));
     let linked =
         written.and_then(|()| std::fs::hard_link(&tmp, path).map_err(io("creating", path)));
     let _ = std::fs::remove_file(&tmp);
