@@ -182,6 +182,9 @@ fn options_of(
         timeout_ms: req.timeout.unwrap_or(default_timeout_ms),
         block_ads: req.block_ads.unwrap_or(false),
         inactivity_timeout_ms: req.inactivity_timeout.unwrap_or(0),
+        optimize_bandwidth: req.optimize_bandwidth.clone().unwrap_or_default(),
+        // The daemon's default is applied by the caller (`--record`).
+        record: req.record.unwrap_or(false),
         ignored,
     };
     // Every option within the bounds bro can honour (timeouts, sizes, lengths).

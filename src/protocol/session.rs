@@ -180,6 +180,12 @@ pub struct SessionOptions {
     /// Resolve a list of ad and tracker hosts to nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub block_ads: bool,
+    /// What the browser does not load, to save bandwidth (`optimizeBandwidth`).
+    #[serde(default, skip_serializing_if = "OptimizeBandwidth::is_off")]
+    pub optimize_bandwidth: OptimizeBandwidth,
+    /// Record the session's pages (rrweb), served at `GET /v1/sessions/{id}/events`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
     /// Options the client sent that bro accepted but does not act on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
@@ -216,6 +222,72 @@ impl SessionOptions {
         }
         if let Some(proxy) = &self.proxy_url {
             check_text("proxyUrl", proxy, MAX_PROXY_URL_LEN)?;
+        }
+        self.optimize_bandwidth.check()
+    }
+}
+
+/// The most `optimizeBandwidth.blockHosts` and `.blockUrlPatterns` entries, and the longest.
+pub const MAX_BLOCK_ENTRIES: usize = 256;
+pub const MAX_BLOCK_ENTRY_LEN: usize = 1024;
+
+/// `optimizeBandwidth`: what the session's pages do not load. Clients send it as this object
+/// or as a boolean (`true` means images, media and stylesheets); answers carry the object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OptimizeBandwidth {
+    #[serde(default)]
+    pub block_images: bool,
+    #[serde(default)]
+    pub block_media: bool,
+    #[serde(default)]
+    pub block_stylesheets: bool,
+    /// Hosts whose requests fail (a name also blocks its subdomains).
+    #[serde(default)]
+    pub block_hosts: Vec<String>,
+    /// URL patterns whose requests fail (`*` matches any run of characters).
+    #[serde(default)]
+    pub block_url_patterns: Vec<String>,
+}
+
+impl OptimizeBandwidth {
+    /// What `optimizeBandwidth: true` means, as in Steel's API.
+    pub fn all_types() -> Self {
+        OptimizeBandwidth {
+            block_images: true,
+            block_media: true,
+            block_stylesheets: true,
+            ..OptimizeBandwidth::default()
+        }
+    }
+
+    /// True when nothing is blocked.
+    pub fn is_off(&self) -> bool {
+        *self == OptimizeBandwidth::default()
+    }
+
+    /// Bounds: at most [`MAX_BLOCK_ENTRIES`] hosts and patterns, each non-empty and at most
+    /// [`MAX_BLOCK_ENTRY_LEN`] bytes with no control characters.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, list) in [
+            ("optimizeBandwidth.blockHosts", &self.block_hosts),
+            (
+                "optimizeBandwidth.blockUrlPatterns",
+                &self.block_url_patterns,
+            ),
+        ] {
+            if list.len() > MAX_BLOCK_ENTRIES {
+                return Err(format!(
+                    "{name} takes at most {MAX_BLOCK_ENTRIES} entries, got {}",
+                    list.len()
+                ));
+            }
+            for (i, entry) in list.iter().enumerate() {
+                if entry.is_empty() {
+                    return Err(format!("{name}[{i}] is empty"));
+                }
+                check_text(&format!("{name}[{i}]"), entry, MAX_BLOCK_ENTRY_LEN)?;
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::session::OptimizeBandwidth;
 use crate::protocol::session::{
     Dimensions, MAX_DIMENSION, MAX_TIMEOUT_MS, MIN_DIMENSION, SessionRecord, SessionStatus,
     check_dimension, check_ms,
@@ -63,10 +64,58 @@ pub struct CreateSessionRequest {
     /// Cookies and localStorage to put in the browser before the client connects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_context: Option<SessionContext>,
+    /// What the pages do not load: `true` (images, media and stylesheets) or the object.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_optimize_bandwidth"
+    )]
+    #[schema(value_type = Option<Object>)]
+    pub optimize_bandwidth: Option<OptimizeBandwidth>,
+    /// bro's addition: record the session's pages (absent: the daemon's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
     /// Every other field: accepted, and reported back in `ignoredOptions` unless it is off.
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(ignore)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `optimizeBandwidth`: a boolean (`true` blocks images, media and stylesheets, `false`
+/// nothing) or the object, whose unknown keys are refused (a misspelt key would block nothing).
+fn de_optimize_bandwidth<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<OptimizeBandwidth>, D::Error> {
+    use serde::de::Error;
+    const KEYS: [&str; 5] = [
+        "blockImages",
+        "blockMedia",
+        "blockStylesheets",
+        "blockHosts",
+        "blockUrlPatterns",
+    ];
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(on)) => Ok(Some(if on {
+            OptimizeBandwidth::all_types()
+        } else {
+            OptimizeBandwidth::default()
+        })),
+        Some(serde_json::Value::Object(map)) => {
+            if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+                return Err(D::Error::custom(format!(
+                    "optimizeBandwidth.{key} is not an option (expected {})",
+                    KEYS.join(", ")
+                )));
+            }
+            serde_json::from_value(serde_json::Value::Object(map))
+                .map(Some)
+                .map_err(|e| D::Error::custom(format!("optimizeBandwidth: {e}")))
+        }
+        Some(other) => Err(D::Error::custom(format!(
+            "optimizeBandwidth must be a boolean or an object, got {other}"
+        ))),
+    }
 }
 
 fn de_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -284,7 +333,7 @@ pub struct SessionDetails {
     pub proxy_rx_bytes: u64,
     pub proxy_bytes_used: u64,
     pub proxy_source: Option<String>,
-    pub optimize_bandwidth: bool,
+    pub optimize_bandwidth: OptimizeBandwidth,
     pub headless: bool,
     pub solve_captcha: bool,
     pub is_selenium: bool,
@@ -297,6 +346,9 @@ pub struct SessionDetails {
     /// bro's addition: the node that runs the session's browser.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
+    /// bro's addition: the session records its pages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 impl SessionDetails {
@@ -325,13 +377,14 @@ impl SessionDetails {
             proxy_tx_bytes: bytes.tx,
             proxy_rx_bytes: bytes.rx,
             proxy_bytes_used: bytes.tx + bytes.rx,
-            optimize_bandwidth: false,
+            optimize_bandwidth: rec.options.optimize_bandwidth.clone(),
             headless: true,
             solve_captcha: false,
             is_selenium: false,
             reason: rec.reason.clone(),
             ignored_options: rec.options.ignored.clone(),
             node: rec.node.clone(),
+            record: rec.options.record,
         }
     }
 }
@@ -411,6 +464,40 @@ mod tests {
     }
 
     #[test]
+    fn optimize_bandwidth_takes_a_boolean_or_the_object() {
+        let parse = |body: &str| serde_json::from_str::<CreateSessionRequest>(body);
+        assert_eq!(
+            parse(r#"{"optimizeBandwidth":true}"#)
+                .unwrap()
+                .optimize_bandwidth,
+            Some(OptimizeBandwidth::all_types())
+        );
+        assert!(
+            parse(r#"{"optimizeBandwidth":false}"#)
+                .unwrap()
+                .optimize_bandwidth
+                .is_some_and(|o| o.is_off())
+        );
+        let req = parse(r#"{"optimizeBandwidth":{"blockImages":true,"blockHosts":["ads.test"]}}"#)
+            .unwrap();
+        let ob = req.optimize_bandwidth.clone().unwrap();
+        assert!(ob.block_images && !ob.block_media);
+        assert_eq!(ob.block_hosts, vec!["ads.test"]);
+        assert!(req.ignored_options().is_empty());
+        let err = parse(r#"{"optimizeBandwidth":{"blockImage":true}}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("optimizeBandwidth.blockImage is not an option")
+        );
+        assert!(parse(r#"{"optimizeBandwidth":"yes"}"#).is_err());
+        let many = OptimizeBandwidth {
+            block_hosts: vec!["h".into(); 257],
+            ..OptimizeBandwidth::default()
+        };
+        assert!(many.check().unwrap_err().contains("at most 256"));
+    }
+
+    #[test]
     fn create_request_ignores_unknown_fields() {
         let req: CreateSessionRequest =
             serde_json::from_str(r#"{"blockAds":true,"timeout":1000,"solveCaptcha":false}"#)
@@ -436,6 +523,7 @@ mod tests {
                 block_ads: true,
                 inactivity_timeout_ms: 0,
                 ignored: vec!["solveCaptcha".into()],
+                ..SessionOptions::default()
             },
             worker: None,
             reason: Some("released".into()),
