@@ -2,7 +2,8 @@
 # install.sh: everything bro needs, idempotent and safe to rerun.
 #
 #   1. Debian's chromium (apt) when no Chromium is found;
-#   2. restate-server, pinned, from npm (native binary, --ignore-scripts) into bro's data dir;
+#   2. restate-server, pinned, from npm (native binary, --ignore-scripts) into bro's data dir,
+#      and rrweb with its player, pinned, from npm (the recorder and the replay page);
 #   3. the bro binary (cargo, --locked) into ~/.cargo/bin (or $BRO_BIN_DIR);
 #   4. shell completions where bash, zsh and fish look for them;
 #   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
@@ -19,6 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 data_dir="${XDG_DATA_HOME:-$HOME/.local/share}/bro"
 restate_dir="$data_dir/restate-server"
 restate_bin="$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server"
+RRWEB_VERSION="2.1.6"
+rrweb_dir="$data_dir/rrweb"
 install_bro=1
 test_deps=0
 for arg in "$@"; do
@@ -62,6 +65,24 @@ else
   (cd "$restate_dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error \
     "@restatedev/restate-server@$RESTATE_VERSION" >/dev/null)
   "$restate_bin" --version >/dev/null
+fi
+
+# 2b. rrweb (pinned): the recorder bro puts in recorded pages, and the player of its replay page
+rrweb_ok() {
+  for pkg in rrweb rrweb-player; do
+    grep -q "\"version\": \"$RRWEB_VERSION\"" "$rrweb_dir/node_modules/$pkg/package.json" 2>/dev/null || return 1
+  done
+}
+if rrweb_ok; then
+  step "rrweb $RRWEB_VERSION: already in $rrweb_dir"
+else
+  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install rrweb (apt-get install nodejs npm)" >&2; exit 1; }
+  step "rrweb $RRWEB_VERSION: installing from npm into $rrweb_dir"
+  mkdir -p "$rrweb_dir"
+  [ -f "$rrweb_dir/package.json" ] || echo '{"name":"bro-rrweb","private":true}' > "$rrweb_dir/package.json"
+  (cd "$rrweb_dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error \
+    "rrweb@$RRWEB_VERSION" "rrweb-player@$RRWEB_VERSION" >/dev/null)
+  rrweb_ok
 fi
 
 # 3. bro itself

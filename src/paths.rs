@@ -5,6 +5,12 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// rrweb's browser bundle (the recorder; global `rrweb`), below [`Paths::rrweb_dir`].
+pub const RRWEB_RECORD_JS: &str = "node_modules/rrweb/dist/rrweb.umd.min.cjs";
+/// rrweb-player's browser bundle (global `rrwebPlayer`) and its stylesheet.
+pub const RRWEB_PLAYER_JS: &str = "node_modules/rrweb-player/dist/rrweb-player.umd.min.cjs";
+pub const RRWEB_PLAYER_CSS: &str = "node_modules/rrweb-player/dist/style.min.css";
+
 /// The directories and files of one bro installation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -124,6 +130,30 @@ impl Paths {
             }
         }
         out
+    }
+
+    /// Where `install.sh` puts rrweb and rrweb-player (pinned, from npm), first match wins:
+    /// bro's data dir, then the default one (as for restate-server). The files bro serves are
+    /// [`RRWEB_RECORD_JS`], [`RRWEB_PLAYER_JS`] and [`RRWEB_PLAYER_CSS`] below it.
+    pub fn rrweb_install_candidates(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.data_dir.join("rrweb")];
+        if let Ok(dirs) = project_dirs() {
+            let default = dirs.data_local_dir().join("rrweb");
+            if !out.contains(&default) {
+                out.push(default);
+            }
+        }
+        out
+    }
+
+    /// The first of [`rrweb_install_candidates`](Self::rrweb_install_candidates) that holds
+    /// every file bro serves from it.
+    pub fn rrweb_dir(&self) -> Option<PathBuf> {
+        self.rrweb_install_candidates().into_iter().find(|dir| {
+            [RRWEB_RECORD_JS, RRWEB_PLAYER_JS, RRWEB_PLAYER_CSS]
+                .iter()
+                .all(|f| dir.join(f).is_file())
+        })
     }
 
     /// Creates the directories bro writes to. The data dir (Restate's store with proxy
