@@ -5,6 +5,7 @@
 //! `tests/it/` stay, for the whole stack.
 
 mod actions;
+mod auth;
 mod cdp;
 mod control;
 mod fake_host;
@@ -52,7 +53,16 @@ impl Harness {
         Harness::over(FakeRestate::absent())
     }
 
+    /// Routes in front of the fakes, the TCP port guarded by `key`.
+    async fn with_key(key: &str) -> Self {
+        Harness::build(FakeRestate::start().await, Some(key.to_string()))
+    }
+
     fn over(restate: FakeRestate) -> Self {
+        Harness::build(restate, None)
+    }
+
+    fn build(restate: FakeRestate, api_key: Option<String>) -> Self {
         let host = Arc::new(FakeHost::default());
         let state = Arc::new(AppState {
             ingress: restate.ingress(),
@@ -72,7 +82,7 @@ impl Harness {
                 shutdown: CancellationToken::new(),
                 keep_sessions: AtomicBool::new(false),
             },
-            api_key: None,
+            api_key,
             http: reqwest::Client::new(),
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
