@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod files;
 pub mod openapi;
+pub mod replay;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,9 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
+    /// rrweb-player for the replay page, read from the install at start; `None` when rrweb is
+    /// not installed (the replay routes then say to run `install.sh`).
+    pub rrweb_player: Option<replay::PlayerAssets>,
 }
 
 impl AppState {
@@ -92,6 +96,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
         .merge(actions::routes())
         .merge(files::routes())
         .merge(cdp::routes())
+        .merge(replay::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

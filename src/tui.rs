@@ -8,6 +8,8 @@ pub mod app;
 pub mod event;
 #[cfg(test)]
 mod fixtures;
+pub mod graphics;
+pub mod opener;
 pub mod view;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use base64::Engine;
+use crossterm::event::KeyEvent;
 use crossterm::event::{
     DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream, KeyEventKind,
     MouseEventKind,
@@ -47,13 +50,14 @@ pub async fn run(paths: Paths) -> Result<()> {
     };
     let mut terminal = ratatui::init();
     // Sixel, kitty or iTerm2 pictures where the terminal answers for them, half blocks
-    // elsewhere (asked once, before the event stream starts reading the terminal).
-    let picker = match std::env::var("BRO_TUI_GRAPHICS").as_deref() {
-        Ok("halfblocks") => Picker::halfblocks(),
-        _ => Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks()),
+    // elsewhere: asked once, before the event stream starts reading the terminal, and the
+    // keys typed meanwhile are handled first (see `graphics`).
+    let (picker, typed) = match std::env::var("BRO_TUI_GRAPHICS").as_deref() {
+        Ok("halfblocks") => (Picker::halfblocks(), Vec::new()),
+        _ => graphics::query_terminal(),
     };
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
-    let result = event_loop(&mut terminal, client, picker).await;
+    let result = event_loop(&mut terminal, client, picker, typed).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
     result
@@ -63,8 +67,11 @@ async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     client: DaemonClient,
     picker: Picker,
+    typed: Vec<KeyEvent>,
 ) -> Result<()> {
     let mut app = App::default();
+    // Keys typed while the terminal was asked about pictures, in order, before any other.
+    let mut typed = std::collections::VecDeque::from(typed);
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(REFRESH);
     let mut preview_tick = tokio::time::interval(PREVIEW_EVERY);
@@ -87,33 +94,37 @@ async fn event_loop(
                 frame.render_stateful_widget(scaled, area, protocol);
             }
         })?;
-        let event = tokio::select! {
-            _ = tick.tick() => {
-                fetch(&client, &tx, &fetching, app.show_nodes);
-                continue;
-            }
-            _ = preview_tick.tick() => {
-                if let Some(id) = app.preview_target() {
-                    fetch_preview(&client, id, &tx, &pictures_tx, &previewing);
+        let event = if let Some(key) = typed.pop_front() {
+            Event::Key(key)
+        } else {
+            tokio::select! {
+                _ = tick.tick() => {
+                    fetch(&client, &tx, &fetching, app.show_nodes);
+                    continue;
                 }
-                continue;
-            }
-            Some((id, image)) = pictures.recv() => {
-                picture = Some((id, picker.new_resize_protocol(image)));
-                continue;
-            }
-            Some(ev) = rx.recv() => ev,
-            term = input.next() => match term {
-                Some(Ok(TermEvent::Key(key))) if key.kind == KeyEventKind::Press => Event::Key(key),
-                Some(Ok(TermEvent::Mouse(m))) => match m.kind {
-                    MouseEventKind::ScrollDown => Event::Scroll(1),
-                    MouseEventKind::ScrollUp => Event::Scroll(-1),
-                    _ => continue,
+                _ = preview_tick.tick() => {
+                    if let Some(id) = app.preview_target() {
+                        fetch_preview(&client, id, &tx, &pictures_tx, &previewing);
+                    }
+                    continue;
+                }
+                Some((id, image)) = pictures.recv() => {
+                    picture = Some((id, picker.new_resize_protocol(image)));
+                    continue;
+                }
+                Some(ev) = rx.recv() => ev,
+                term = input.next() => match term {
+                    Some(Ok(TermEvent::Key(key))) if key.kind == KeyEventKind::Press => Event::Key(key),
+                    Some(Ok(TermEvent::Mouse(m))) => match m.kind {
+                        MouseEventKind::ScrollDown => Event::Scroll(1),
+                        MouseEventKind::ScrollUp => Event::Scroll(-1),
+                        _ => continue,
+                    },
+                    Some(Ok(_)) => continue, // resize and the rest: just redraw
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
                 },
-                Some(Ok(_)) => continue, // resize and the rest: just redraw
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
+            }
         };
         match app.handle_event(event) {
             None => {}
@@ -145,6 +156,9 @@ async fn event_loop(
                     };
                     let _ = tx.send(event);
                 });
+            }
+            Some(Action::OpenViewer(url)) => {
+                app.notice = Some(opener::open(&url));
             }
             Some(Action::KillSession(id)) => {
                 let (client, tx) = (client.clone(), tx.clone());

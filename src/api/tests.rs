@@ -11,6 +11,7 @@ mod control;
 mod fake_host;
 mod fake_restate;
 mod files;
+mod replay;
 mod sessions;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ impl Harness {
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
             bind: [127, 0, 0, 1].into(),
+            rrweb_player: Some(replay::fake_player()),
         });
         Harness {
             state,

@@ -20,6 +20,7 @@ use super::serve::{bind_reuseport, bind_socket, nodelay, serve, serve_sdk, url_h
 use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
+use crate::api::replay::{Asset, PlayerAssets};
 use crate::api::{self, AppState, control::ControlState};
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
@@ -503,6 +504,7 @@ pub(super) fn api(
         restate,
         orch,
         pre.shutdown,
+        rrweb_player(paths),
     )?;
     let servers = &started.servers;
     let mut tcp_router = api::tcp_router(state.clone());
@@ -595,6 +597,7 @@ fn app_state(
     restate: &RestatePhase,
     orch: &OrchestratorPhase,
     shutdown: CancellationToken,
+    rrweb_player: Option<PlayerAssets>,
 ) -> Result<Arc<AppState>> {
     let node_http = crate::node::remote::node_client()
         .map_err(|e| anyhow::anyhow!("the HTTP client for other nodes: {e}"))?;
@@ -618,5 +621,29 @@ fn app_state(
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
         bind: settings.bind,
+        rrweb_player,
     }))
+}
+
+/// rrweb-player's files from the install, for the replay page; `None` (and a warning) when
+/// rrweb is not installed or cannot be read, so the daemon runs without replays.
+fn rrweb_player(paths: &Paths) -> Option<PlayerAssets> {
+    let Some(dir) = paths.rrweb_dir() else {
+        tracing::warn!(
+            looked_in = ?paths.rrweb_install_candidates(),
+            "rrweb is not installed: recordings cannot be replayed (run install.sh)"
+        );
+        return None;
+    };
+    let read = |file: &str| match std::fs::read(dir.join(file)) {
+        Ok(bytes) => Some(Asset::new(bytes)),
+        Err(e) => {
+            tracing::warn!(file = %dir.join(file).display(), error = %e, "cannot read rrweb-player");
+            None
+        }
+    };
+    Some(PlayerAssets {
+        js: read(crate::paths::RRWEB_PLAYER_JS)?,
+        css: read(crate::paths::RRWEB_PLAYER_CSS)?,
+    })
 }

@@ -311,6 +311,13 @@ impl App {
                 self.show_workers = false;
             }
             KeyCode::Char('n') => return Some(Action::CreateSession),
+            KeyCode::Char('o') => {
+                if self.pane == Pane::Sessions
+                    && let Some(row) = self.selected_session()
+                {
+                    return Some(Action::OpenViewer(row.session.session_viewer_url.clone()));
+                }
+            }
             KeyCode::Char('d') => {
                 if self.pane == Pane::Sessions
                     && let Some(row) = self.selected_session()
@@ -401,6 +408,26 @@ mod tests {
             "any other key keeps it"
         );
         assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn o_opens_the_selected_sessions_viewer() {
+        let mut app = app();
+        let url = app
+            .selected_session()
+            .unwrap()
+            .session
+            .session_viewer_url
+            .clone();
+        assert!(url.contains(&app.selected_session().unwrap().session.id));
+        assert_eq!(
+            app.handle_event(key(KeyCode::Char('o'))),
+            Some(Action::OpenViewer(url))
+        );
+        // Not from the invocations pane, nor with nothing to open.
+        app.handle_event(key(KeyCode::Tab));
+        assert_eq!(app.handle_event(key(KeyCode::Char('o'))), None);
+        assert_eq!(App::default().handle_event(key(KeyCode::Char('o'))), None);
     }
 
     #[test]

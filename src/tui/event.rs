@@ -38,6 +38,8 @@ pub enum Action {
     Quit,
     CreateSession,
     KillSession(String),
+    /// Show this viewer URL in the user's browser (`o`).
+    OpenViewer(String),
     /// Load the journal of this invocation for its details.
     FetchJournal(String),
 }

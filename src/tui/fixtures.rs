@@ -55,6 +55,8 @@ pub fn busy() -> Dashboard {
                 ended_at_ms: status.is_final().then_some(1_795_768_650_000),
                 options: SessionOptions {
                     timeout_ms: *timeout,
+                    // The first session records its pages.
+                    record: i == 0,
                     ..Default::default()
                 },
                 worker: None,

@@ -546,6 +546,7 @@ fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
                 ("tab", "pane"),
                 ("enter", "details"),
                 ("n", "new"),
+                ("o", "open"),
                 ("d", "kill"),
                 ("p", "preview"),
                 ("w", "browsers"),
@@ -614,6 +615,7 @@ fn render_help(area: Rect, buf: &mut Buffer) {
         ("w", "browsers (sessions' and warm) instead of sessions"),
         ("c", "the cluster's nodes instead of sessions"),
         ("n", "create a session"),
+        ("o", "open the selected session's viewer in your browser"),
         ("d", "kill the selected session (asks first)"),
         ("/", "filter rows (enter or esc to finish)"),
         ("?", "this help"),
@@ -670,6 +672,11 @@ fn render_details(app: &App, area: Rect, buf: &mut Buffer) {
                         "size",
                         format!("{}x{}", s.dimensions.width, s.dimensions.height),
                     ),
+                    field(
+                        "recording",
+                        if s.record { "yes".into() } else { "no".into() },
+                    ),
+                    field("viewer", s.session_viewer_url.clone()),
                     field(
                         "browser",
                         format!(
@@ -833,6 +840,25 @@ mod tests {
             })
             .unwrap();
         insta::assert_snapshot!(terminal.backend().to_string());
+    }
+
+    #[test]
+    fn session_details_say_whether_it_records() {
+        use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+        let press = |app: &mut App, code| {
+            app.handle_event(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        };
+        let mut app = with(fixtures::busy());
+        press(&mut app, KeyCode::Enter);
+        let recording = draw(&app, 120, 30);
+        insta::assert_snapshot!(recording);
+        assert!(recording.contains("recording   yes"), "{recording}");
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Enter);
+        let not = draw(&app, 120, 30);
+        assert!(not.contains("recording   no"), "{not}");
     }
 
     #[test]

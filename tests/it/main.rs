@@ -21,6 +21,7 @@ mod private;
 mod proxy;
 mod queue;
 mod recovery;
+mod replay;
 mod session;
 mod tools;
 mod tui;
