@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, WorkerHost};
 use crate::orchestrator::cluster::{ClusterView, PlaceError};
@@ -55,6 +56,8 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
+    /// Screenshots and PDFs handed out by URL, served at `/v1/artifacts/{name}`.
+    pub artifacts: Arc<ArtifactStore>,
 }
 
 impl AppState {

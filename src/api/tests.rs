@@ -39,6 +39,8 @@ struct Harness {
     state: Arc<AppState>,
     host: Arc<FakeHost>,
     restate: FakeRestate,
+    /// Holds the artifacts dir.
+    artifacts_home: tempfile::TempDir,
 }
 
 impl Harness {
@@ -54,6 +56,13 @@ impl Harness {
 
     fn over(restate: FakeRestate) -> Self {
         let host = Arc::new(FakeHost::default());
+        let artifacts_home = tempfile::tempdir().unwrap();
+        let artifacts = crate::artifacts::ArtifactStore::open(
+            artifacts_home.path().join("artifacts"),
+            1 << 20,
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
         let state = Arc::new(AppState {
             ingress: restate.ingress(),
             hosts: Arc::new(crate::host::OneNode {
@@ -77,11 +86,13 @@ impl Harness {
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
             bind: [127, 0, 0, 1].into(),
+            artifacts: Arc::new(artifacts),
         });
         Harness {
             state,
             host,
             restate,
+            artifacts_home,
         }
     }
 

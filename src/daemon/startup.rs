@@ -21,6 +21,7 @@ use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::{self, AppState, control::ControlState};
+use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
 use crate::node::secret::ClusterSecret;
@@ -496,6 +497,19 @@ pub(super) fn api(
         },
         pool: None,
     };
+    // Screenshots and PDFs handed out by URL, kept as long as ended sessions.
+    let artifacts = Arc::new(
+        ArtifactStore::open(
+            paths.artifacts_dir(),
+            settings.artifacts_quota,
+            settings.retention,
+        )
+        .with_context(|| format!("opening {}", paths.artifacts_dir().display()))?,
+    );
+    let sweep_task = tokio::spawn(crate::artifacts::sweep_until(
+        Arc::clone(&artifacts),
+        started.background.clone(),
+    ));
     let state = app_state(
         settings,
         status,
@@ -503,6 +517,7 @@ pub(super) fn api(
         restate,
         orch,
         pre.shutdown,
+        artifacts,
     )?;
     let servers = &started.servers;
     let mut tcp_router = api::tcp_router(state.clone());
@@ -529,7 +544,7 @@ pub(super) fn api(
     tracing::info!(api = %api_base, socket = %info.socket, "bro daemon ready");
     Ok(ApiPhase {
         state,
-        tasks: vec![tcp_task, unix_task],
+        tasks: vec![tcp_task, unix_task, sweep_task],
     })
 }
 
@@ -595,6 +610,7 @@ fn app_state(
     restate: &RestatePhase,
     orch: &OrchestratorPhase,
     shutdown: CancellationToken,
+    artifacts: Arc<ArtifactStore>,
 ) -> Result<Arc<AppState>> {
     let node_http = crate::node::remote::node_client()
         .map_err(|e| anyhow::anyhow!("the HTTP client for other nodes: {e}"))?;
@@ -618,5 +634,6 @@ fn app_state(
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
         bind: settings.bind,
+        artifacts,
     }))
 }
