@@ -75,6 +75,7 @@ fn python_steel_sdk_strict_validation_passes_every_route() {
     let facts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(facts["status"], "released");
     assert!(facts["screenshotBytes"].as_u64().unwrap() > 100, "{facts}");
+    eprintln!("strict.py: {facts}");
     d.stop();
 }
 
