@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, WorkerHost};
 use crate::orchestrator::cluster::{ClusterView, PlaceError};
@@ -59,6 +60,8 @@ pub struct AppState {
     /// rrweb-player for the replay page, read from the install at start; `None` when rrweb is
     /// not installed (the replay routes then say to run `install.sh`).
     pub rrweb_player: Option<replay::PlayerAssets>,
+    /// Screenshots and PDFs handed out by URL, served at `/v1/artifacts/{name}`.
+    pub artifacts: Arc<ArtifactStore>,
 }
 
 impl AppState {

@@ -188,6 +188,11 @@ pub struct DaemonArgs {
     /// or 2GiB; past it uploads get 413 and downloads are stopped [default: 1GiB].
     #[arg(long, env = "BRO_FILES_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
     pub files_quota: Option<u64>,
+    /// Bytes the screenshots and PDFs that quick actions hand out by URL (to clients that
+    /// accept only JSON, as the steel SDKs) may take on this node, e.g. 1GiB; past it the
+    /// oldest are evicted. Each is kept for --retention [default: 256MiB].
+    #[arg(long, env = "BRO_ARTIFACTS_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
+    pub artifacts_quota: Option<u64>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -236,6 +241,7 @@ impl From<DaemonArgs> for Overrides {
             default_timeout: ms(a.default_timeout),
             retention: ms(a.retention),
             files_quota: a.files_quota,
+            artifacts_quota: a.artifacts_quota,
             node: a.node,
             chromium: a.chromium,
             restate_server: a.restate_server,

@@ -41,6 +41,8 @@ pub const DEFAULT_FILES_QUOTA: u64 = 1 << 30;
 pub const MIN_FILES_QUOTA: u64 = 1 << 20;
 /// The largest files quota (16 TiB): a bound that still catches a typo of a few zeros.
 pub const MAX_FILES_QUOTA: u64 = 16 << 40;
+/// Bytes the screenshots and PDFs handed out by URL may take on one node: 256 MiB.
+pub const DEFAULT_ARTIFACTS_QUOTA: u64 = 256 << 20;
 /// `[cluster] name` when not given: Restate's cluster name.
 pub const DEFAULT_CLUSTER_NAME: &str = "bro";
 /// `[cluster] fabric_port` when not given: restate-server's own default fabric port.
@@ -65,6 +67,7 @@ chromium_flags = ["--lang=en-US"]   # added to every browser's command line
 api_key = "change-me"       # required from TCP clients when set
 node = "local"              # this machine's node name in Restate
 files_quota = "1GiB"        # bytes of uploads and downloads each session may keep
+artifacts_quota = "256MiB"  # bytes of screenshots and PDFs served by URL; oldest evicted past it
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -101,6 +104,8 @@ pub struct Config {
     pub node: Option<String>,
     /// Bytes per session's files: `"512MiB"`, `"1GiB"`, or a number of bytes.
     pub files_quota: Option<Size>,
+    /// Bytes of the screenshots and PDFs served by URL, written as `files_quota` is.
+    pub artifacts_quota: Option<Size>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -208,6 +213,9 @@ impl Config {
         if let Some(size) = &self.files_quota {
             size.bytes().map_err(|e| format!("files_quota: {e}"))?;
         }
+        if let Some(size) = &self.artifacts_quota {
+            size.bytes().map_err(|e| format!("artifacts_quota: {e}"))?;
+        }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
         }
@@ -238,6 +246,11 @@ impl Config {
     /// `files_quota` in bytes, if set.
     pub fn files_quota(&self) -> Option<u64> {
         self.files_quota.as_ref().and_then(|s| s.bytes().ok())
+    }
+
+    /// `artifacts_quota` in bytes, if set.
+    pub fn artifacts_quota(&self) -> Option<u64> {
+        self.artifacts_quota.as_ref().and_then(|s| s.bytes().ok())
     }
 }
 

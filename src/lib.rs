@@ -9,6 +9,7 @@
 //! `worker` implements `host`, and `daemon` wires them together.
 
 pub mod api;
+pub mod artifacts;
 pub mod cdp_proxy;
 pub mod cli;
 pub mod client;

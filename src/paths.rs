@@ -102,6 +102,11 @@ impl Paths {
         self.data_dir.join("quarantine")
     }
 
+    /// Screenshots and PDFs handed out by URL (0700; see `crate::artifacts`).
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
     /// restate-server's base dir, config and port file.
     pub fn restate_dir(&self) -> PathBuf {
         self.data_dir.join("restate")

@@ -34,6 +34,10 @@ pub struct Settings {
     pub retention: Duration,
     /// Bytes each session's files dir may hold (uploads and the browser's downloads).
     pub files_quota: u64,
+    /// Bytes the screenshots and PDFs served by URL may take on this node; past it the
+    /// oldest are evicted.
+    #[serde(default = "default_artifacts_quota")]
+    pub artifacts_quota: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -140,12 +144,17 @@ pub struct Overrides {
     pub default_timeout: Option<Duration>,
     pub retention: Option<Duration>,
     pub files_quota: Option<u64>,
+    pub artifacts_quota: Option<u64>,
     pub node: Option<String>,
     pub chromium: Option<PathBuf>,
     pub restate_server: Option<PathBuf>,
     pub restate_admin_url: Option<String>,
     pub restate_ingress_url: Option<String>,
     pub api_key: Option<String>,
+}
+
+fn default_artifacts_quota() -> u64 {
+    config::DEFAULT_ARTIFACTS_QUOTA
 }
 
 impl Settings {
@@ -181,6 +190,10 @@ impl Settings {
                 .files_quota
                 .or(file.files_quota())
                 .unwrap_or(config::DEFAULT_FILES_QUOTA),
+            artifacts_quota: over
+                .artifacts_quota
+                .or(file.artifacts_quota())
+                .unwrap_or(config::DEFAULT_ARTIFACTS_QUOTA),
             node: over
                 .node
                 .or(file.node)
@@ -225,6 +238,8 @@ impl Settings {
         }
         config::check_node(&self.node).map_err(|e| format!("node: {e}"))?;
         config::check_files_quota(self.files_quota).map_err(|e| format!("files_quota: {e}"))?;
+        config::check_files_quota(self.artifacts_quota)
+            .map_err(|e| format!("artifacts_quota: {e}"))?;
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;
@@ -271,6 +286,7 @@ mod tests {
         assert_eq!(s.default_timeout, Duration::from_secs(300));
         assert_eq!(s.retention, Duration::from_secs(24 * 3600));
         assert_eq!(s.files_quota, 1 << 30);
+        assert_eq!(s.artifacts_quota, 256 << 20);
         assert_eq!(s.node, "local");
         assert_eq!(
             (s.chromium, s.restate_server, s.api_key),
@@ -382,6 +398,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "files_quota: a files quota of 10 B is out of range",
+            ),
+            (
+                Settings {
+                    artifacts_quota: 17 << 40,
+                    ..ok.clone()
+                },
+                "artifacts_quota: a files quota of 17 TiB is out of range",
             ),
             (
                 Settings {

@@ -2,14 +2,20 @@
 //! `/v1/sessions/...` forms). Each runs in a short-lived session that goes through the
 //! orchestrator like any other, or, with bro's `sessionId` field, in a new tab of that live
 //! session.
+//!
+//! A screenshot or PDF comes as bytes, as steel-browser sends it, unless the client accepts
+//! only JSON (`Accept: application/json`, what the typed steel SDKs send): then it gets Steel
+//! Cloud's `{"url": ...}` (and a scrape `{"screenshot": {"url"}, "pdf": {"url"}}`), the bytes
+//! kept in this node's [`ArtifactStore`](crate::artifacts::ArtifactStore) and served at
+//! `GET /v1/artifacts/{name}` for the daemon's retention.
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -17,9 +23,10 @@ use serde_json::{Value, json};
 use crate::api::Caller;
 use crate::api::sessions::{browser_failed, live_worker, parse_id};
 use crate::api::{ApiError, AppState};
+use crate::artifacts::ArtifactKind;
 use crate::host::{HostErrorKind, PageOutput, PageWork};
 use crate::orchestrator::ingress::IngressError;
-use crate::protocol::actions::ActionRequest;
+use crate::protocol::actions::{ActionRequest, ArtifactUrl};
 use crate::protocol::session::{SessionId, SessionOptions};
 use crate::protocol::steel::ErrorBody;
 
@@ -37,6 +44,91 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/sessions/scrape", post(scrape))
         .route("/v1/sessions/screenshot", post(screenshot))
         .route("/v1/sessions/pdf", post(pdf))
+        .route("/v1/artifacts/{name}", get(artifact))
+}
+
+/// True when the client accepts only JSON (`Accept: application/json`, as the typed steel
+/// SDKs send): it gets a URL to the bytes instead of the bytes. `*/*`, an image or PDF type,
+/// or no `Accept` at all keep steel-browser's bytes.
+fn accepts_only_json(headers: &HeaderMap) -> bool {
+    let mut json = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(text) = value.to_str() else {
+            return false;
+        };
+        for range in text.split(',') {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            if media.is_empty() {
+                continue;
+            }
+            if !media.eq_ignore_ascii_case("application/json") {
+                return false;
+            }
+            json = true;
+        }
+    }
+    json
+}
+
+/// Keeps `bytes` in this node's artifacts and answers the URL they are served at.
+async fn artifact_url(
+    st: &AppState,
+    kind: ArtifactKind,
+    bytes: Vec<u8>,
+) -> Result<String, ApiError> {
+    let store = Arc::clone(&st.artifacts);
+    let name = tokio::task::spawn_blocking(move || store.put(kind, &bytes))
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing the artifact: {e}")))??;
+    Ok(format!("{}/v1/artifacts/{name}", st.api_base))
+}
+
+/// `GET /v1/artifacts/{name}`: a screenshot (`UUID.jpg`) or PDF (`UUID.pdf`) a quick action
+/// handed out by URL, until the daemon's retention passes or the artifacts quota evicts it.
+#[utoipa::path(get, path = "/v1/artifacts/{name}", tag = "actions", params(("name" = String, Path, description = "UUID.jpg or UUID.pdf, as the screenshot's or PDF's url names it")), responses((status = 200, description = "The JPEG or PDF bytes"), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 404, description = "No such artifact, or it expired", body = ErrorBody)))]
+async fn artifact(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = Arc::clone(&st.artifacts);
+    let (kind, file, size) = tokio::task::spawn_blocking(move || store.open_artifact(&name))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the artifact: {e}")))??;
+    let headers = [
+        (header::CONTENT_TYPE, kind.content_type().to_string()),
+        (header::CONTENT_LENGTH, size.to_string()),
+        (header::CACHE_CONTROL, "private, no-cache".to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        // Served on the API's origin: whatever a PDF holds runs nowhere near it.
+        (header::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
+    ];
+    Ok((headers, Body::from_stream(read_chunks(file, size))).into_response())
+}
+
+/// The first `size` bytes of `file`, in chunks of at most 64 KiB.
+fn read_chunks(
+    file: std::fs::File,
+    size: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    const CHUNK: usize = 64 << 10;
+    let file = tokio::fs::File::from_std(file);
+    futures_util::stream::try_unfold((file, size), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
+        let mut buf = vec![0; want];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the artifact was cut short",
+            ));
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), (file, left - n as u64))))
+    })
 }
 
 fn parse(body: &Bytes) -> Result<ActionRequest, ApiError> {
@@ -165,11 +257,13 @@ fn take(scrape: Option<Vec<String>>, screenshot: bool, full_page: bool, pdf: boo
 }
 
 /// `POST /v1/scrape`: content in the asked formats (html by default), metadata, links, and
-/// optionally a base64 JPEG screenshot and PDF.
+/// optionally a JPEG screenshot and PDF: base64, or `{"url"}` for a client that accepts only
+/// JSON.
 #[utoipa::path(post, path = "/v1/scrape", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "content, metadata, links"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody)))]
 async fn scrape(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let req = parse(&body)?;
@@ -185,20 +279,30 @@ async fn scrape(
     let page = with_page(&st, caller, &req, work).await?;
     let mut out = page.scraped.unwrap_or_default();
     out["metadata"]["statusCode"] = json!(page.status_code);
-    if let Some(jpeg) = page.screenshot {
-        out["screenshot"] = json!(b64.encode(jpeg));
-    }
-    if let Some(pdf) = page.pdf {
-        out["pdf"] = json!(b64.encode(pdf));
+    // Steel Cloud's `{url}` objects for a client that takes only JSON, steel-browser's
+    // base64 otherwise.
+    let by_url = accepts_only_json(&headers);
+    for (key, kind, bytes) in [
+        ("screenshot", ArtifactKind::Jpeg, page.screenshot),
+        ("pdf", ArtifactKind::Pdf, page.pdf),
+    ] {
+        let Some(bytes) = bytes else { continue };
+        out[key] = if by_url {
+            json!({ "url": artifact_url(&st, kind, bytes).await? })
+        } else {
+            json!(b64.encode(bytes))
+        };
     }
     Ok(Json(out))
 }
 
-/// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it).
-#[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
+/// `POST /v1/screenshot`: the page as JPEG bytes (`fullPage` for all of it), or a URL to
+/// them for a client that accepts only JSON.
+#[utoipa::path(post, path = "/v1/screenshot", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "JPEG bytes; with `Accept: application/json` alone, {\"url\"} to them (GET /v1/artifacts/{name})", content_type = "image/jpeg"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn screenshot(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = parse(&body)?;
@@ -207,14 +311,30 @@ async fn screenshot(
         .await?
         .screenshot
         .unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
+    bytes_or_url(&st, &headers, ArtifactKind::Jpeg, jpeg).await
 }
 
-/// `POST /v1/pdf`: the page printed to PDF bytes.
-#[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
+/// The bytes as they are, or `{"url": ...}` to them for a client that accepts only JSON.
+async fn bytes_or_url(
+    st: &AppState,
+    headers: &HeaderMap,
+    kind: ArtifactKind,
+    bytes: Vec<u8>,
+) -> Result<Response, ApiError> {
+    if accepts_only_json(headers) {
+        let url = artifact_url(st, kind, bytes).await?;
+        return Ok(Json(ArtifactUrl { url }).into_response());
+    }
+    Ok(([(header::CONTENT_TYPE, kind.content_type())], bytes).into_response())
+}
+
+/// `POST /v1/pdf`: the page printed to PDF bytes, or a URL to them for a client that
+/// accepts only JSON.
+#[utoipa::path(post, path = "/v1/pdf", tag = "actions", request_body = ActionRequest, responses((status = 200, description = "PDF bytes; with `Accept: application/json` alone, {\"url\"} to them (GET /v1/artifacts/{name})", content_type = "application/pdf"), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 422, description = "The page did not load", body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn pdf(
     State(st): State<Arc<AppState>>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = parse(&body)?;
@@ -223,7 +343,7 @@ async fn pdf(
         .await?
         .pdf
         .unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+    bytes_or_url(&st, &headers, ArtifactKind::Pdf, pdf).await
 }
 
 #[cfg(test)]

@@ -68,6 +68,18 @@ impl From<IngressError> for ApiError {
     }
 }
 
+/// An artifact not stored or not found, as the client's.
+impl From<crate::artifacts::ArtifactError> for ApiError {
+    fn from(err: crate::artifacts::ArtifactError) -> Self {
+        use crate::artifacts::ArtifactError;
+        match err {
+            ArtifactError::NotFound(m) => ApiError::NotFound(m),
+            ArtifactError::TooLarge(m) => ApiError::TooLarge(m),
+            e @ ArtifactError::Io(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// A host's answer as the client's, its message kept. What went wrong on the host's side is a
 /// 500; routes that act through the browser answer its failures with 502 on their own.
 impl From<HostError> for ApiError {

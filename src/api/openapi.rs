@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api::{actions, cdp, files, sessions};
-use crate::protocol::actions::ActionRequest;
+use crate::protocol::actions::{ActionRequest, ArtifactUrl};
 use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
 use crate::protocol::steel::{
@@ -32,6 +32,7 @@ use crate::protocol::steel::{
         actions::scrape,
         actions::screenshot,
         actions::pdf,
+        actions::artifact,
         files::list,
         files::upload,
         files::download,
@@ -52,6 +53,7 @@ use crate::protocol::steel::{
         Dimensions,
         DeviceConfig,
         ActionRequest,
+        ArtifactUrl,
         FileDetails,
     ))
 )]

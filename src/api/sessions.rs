@@ -262,8 +262,13 @@ async fn release(
 ) -> Result<Json<ReleaseSessionResponse>, ApiError> {
     let id = parse_id(&id)?;
     let rec = st.ingress.release(&id).await?;
+    let message = match rec.status {
+        SessionStatus::Failed => format!("Session {id} had failed: nothing left to release"),
+        status => format!("Session {id} {status}"),
+    };
     Ok(Json(ReleaseSessionResponse {
         success: true,
+        message,
         session: details(&st, &rec),
     }))
 }

@@ -41,6 +41,8 @@ struct Harness {
     state: Arc<AppState>,
     host: Arc<FakeHost>,
     restate: FakeRestate,
+    /// Holds the artifacts dir.
+    artifacts_home: tempfile::TempDir,
 }
 
 impl Harness {
@@ -65,6 +67,13 @@ impl Harness {
 
     fn build(restate: FakeRestate, api_key: Option<String>) -> Self {
         let host = Arc::new(FakeHost::default());
+        let artifacts_home = tempfile::tempdir().unwrap();
+        let artifacts = crate::artifacts::ArtifactStore::open(
+            artifacts_home.path().join("artifacts"),
+            1 << 20,
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
         let state = Arc::new(AppState {
             ingress: restate.ingress(),
             hosts: Arc::new(crate::host::OneNode {
@@ -89,11 +98,13 @@ impl Harness {
             default_timeout_ms: 300_000,
             bind: [127, 0, 0, 1].into(),
             rrweb_player: Some(replay::fake_player()),
+            artifacts: Arc::new(artifacts),
         });
         Harness {
             state,
             host,
             restate,
+            artifacts_home,
         }
     }
 

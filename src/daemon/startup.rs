@@ -22,6 +22,7 @@ use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::replay::{Asset, PlayerAssets};
 use crate::api::{self, AppState, control::ControlState};
+use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
 use crate::node::secret::ClusterSecret;
@@ -497,6 +498,19 @@ pub(super) fn api(
         },
         pool: None,
     };
+    // Screenshots and PDFs handed out by URL, kept as long as ended sessions.
+    let artifacts = Arc::new(
+        ArtifactStore::open(
+            paths.artifacts_dir(),
+            settings.artifacts_quota,
+            settings.retention,
+        )
+        .with_context(|| format!("opening {}", paths.artifacts_dir().display()))?,
+    );
+    let sweep_task = tokio::spawn(crate::artifacts::sweep_until(
+        Arc::clone(&artifacts),
+        started.background.clone(),
+    ));
     let state = app_state(
         settings,
         status,
@@ -504,7 +518,10 @@ pub(super) fn api(
         restate,
         orch,
         pre.shutdown,
-        rrweb_player(paths),
+        Served {
+            rrweb_player: rrweb_player(paths),
+            artifacts,
+        },
     )?;
     let servers = &started.servers;
     let mut tcp_router = api::tcp_router(state.clone());
@@ -531,7 +548,7 @@ pub(super) fn api(
     tracing::info!(api = %api_base, socket = %info.socket, "bro daemon ready");
     Ok(ApiPhase {
         state,
-        tasks: vec![tcp_task, unix_task],
+        tasks: vec![tcp_task, unix_task, sweep_task],
     })
 }
 
@@ -589,6 +606,12 @@ fn supervisor(
     )
 }
 
+/// What the API serves besides sessions: the replay page's player and the artifact store.
+struct Served {
+    rrweb_player: Option<PlayerAssets>,
+    artifacts: Arc<ArtifactStore>,
+}
+
 /// The state every API handler shares (times in ms, as the handlers count).
 fn app_state(
     settings: &Settings,
@@ -597,7 +620,7 @@ fn app_state(
     restate: &RestatePhase,
     orch: &OrchestratorPhase,
     shutdown: CancellationToken,
-    rrweb_player: Option<PlayerAssets>,
+    served: Served,
 ) -> Result<Arc<AppState>> {
     let node_http = crate::node::remote::node_client()
         .map_err(|e| anyhow::anyhow!("the HTTP client for other nodes: {e}"))?;
@@ -621,7 +644,8 @@ fn app_state(
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
         bind: settings.bind,
-        rrweb_player,
+        rrweb_player: served.rrweb_player,
+        artifacts: served.artifacts,
     }))
 }
 

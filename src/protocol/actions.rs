@@ -1,7 +1,15 @@
-//! The body of steel's quick actions (`POST /v1/scrape`, `/v1/screenshot`, `/v1/pdf`). Their
-//! answers are the page's content (scrape) or raw JPEG/PDF bytes, so there is no answer type.
+//! The body of steel's quick actions (`POST /v1/scrape`, `/v1/screenshot`, `/v1/pdf`), and
+//! the answer of a screenshot or PDF to a client that accepts only JSON. Otherwise their
+//! answers are the page's content (scrape) or raw JPEG/PDF bytes.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// Steel Cloud's `ScreenshotResponse` and `PdfResponse`: where the bytes are served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactUrl {
+    /// `http://HOST:PORT/v1/artifacts/UUID.jpg` (or `.pdf`), with the API key's rules.
+    pub url: String,
+}
 
 /// The fields every quick action takes (steel's `ScrapeRequest`, `ScreenshotRequest`,
 /// `PDFRequest`); unknown fields are ignored.

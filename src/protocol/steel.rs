@@ -309,9 +309,12 @@ pub struct SessionDetails {
     pub id: String,
     /// ISO 8601 with milliseconds, UTC.
     pub created_at: String,
-    /// `starting`, `live`, `releasing`, `released` or `failed`.
+    /// `live`, `released` or `failed`: the statuses the steel SDKs know (their strict
+    /// validation refuses any other). A session still starting shows as `live`, one being
+    /// released as `released`; `broStatus` has the exact one.
+    #[serde(rename = "status")]
     #[schema(value_type = String)]
-    pub status: SessionStatus,
+    pub steel_status: SteelStatus,
     /// Milliseconds since creation; final once the session ended.
     pub duration: u64,
     pub event_count: u64,
@@ -349,6 +352,34 @@ pub struct SessionDetails {
     /// bro's addition: the session records its pages.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// bro's addition: the exact status, `starting` and `releasing` included (what bro's CLI
+    /// and TUI show).
+    #[serde(rename = "broStatus")]
+    #[schema(value_type = String)]
+    pub status: SessionStatus,
+}
+
+/// A session's status as the steel SDKs type it (`Literal["live", "released", "failed"]`).
+/// bro's two passing statuses fold into the one a steel client can act on: `starting` into
+/// `live` (Steel Cloud answers a create only once its session is live, so steel clients never
+/// wait on another status; a bro session is starting only while a create waits for it) and
+/// `releasing` into `released` (its release is under way and nothing of it can be used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SteelStatus {
+    Live,
+    Released,
+    Failed,
+}
+
+impl From<SessionStatus> for SteelStatus {
+    fn from(status: SessionStatus) -> Self {
+        match status {
+            SessionStatus::Starting | SessionStatus::Live => SteelStatus::Live,
+            SessionStatus::Releasing | SessionStatus::Released => SteelStatus::Released,
+            SessionStatus::Failed => SteelStatus::Failed,
+        }
+    }
 }
 
 impl SessionDetails {
@@ -360,7 +391,7 @@ impl SessionDetails {
         SessionDetails {
             id: rec.id.to_string(),
             created_at: iso8601_ms(rec.created_at_ms),
-            status: rec.status,
+            steel_status: rec.status.into(),
             duration: rec.duration_ms(now_ms),
             event_count: 0,
             dimensions: rec.options.dimensions.unwrap_or_default(),
@@ -385,6 +416,7 @@ impl SessionDetails {
             ignored_options: rec.options.ignored.clone(),
             node: rec.node.clone(),
             record: rec.options.record,
+            status: rec.status,
         }
     }
 }
@@ -395,10 +427,15 @@ pub struct MultipleSessions {
     pub sessions: Vec<SessionDetails>,
 }
 
-/// Body of `POST /v1/sessions/{id}/release`: the released session plus `success`.
+/// Body of `POST /v1/sessions/{id}/release`: the released session plus `success` and
+/// `message` (steel-browser's answer is the session and `success`; the SDKs' type is
+/// `success` and `message`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseSessionResponse {
     pub success: bool,
+    /// What happened, for people: `Session ID released`.
+    #[serde(default)]
+    pub message: String,
     #[serde(flatten)]
     pub session: SessionDetails,
 }
@@ -543,6 +580,7 @@ mod tests {
         insta::assert_json_snapshot!("session_details", d);
         let release = ReleaseSessionResponse {
             success: true,
+            message: format!("Session {} released", d.id),
             session: d.clone(),
         };
         insta::assert_json_snapshot!("release_session", release);

@@ -11,8 +11,14 @@ static NPM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Installs the pinned clients once (never a browser download).
 pub fn npm_ci(dir: &Path) {
     let _guard = NPM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if dir.join("node_modules/steel-sdk").exists()
-        && dir.join("node_modules/playwright-core").exists()
+    if [
+        "steel-sdk",
+        "playwright-core",
+        "puppeteer-core",
+        "typescript",
+    ]
+    .iter()
+    .all(|m| dir.join("node_modules").join(m).exists())
     {
         return;
     }
@@ -47,6 +53,73 @@ fn python_steel_sdk_creates_lists_and_releases() {
     assert!(out.status.success(), "clients.py failed:\n{}", text(&out));
     let facts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(facts["status"], "released");
+    d.stop();
+}
+
+/// The typed Python steel-sdk with `_strict_response_validation=True` over every route bro
+/// serves (`strict.py`): every answer matches the SDK's models.
+#[test]
+fn python_steel_sdk_strict_validation_passes_every_route() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    let python = crate::helper::python_venv();
+    let d = TestDaemon::start_with(&["--api-key", "strict-secret-0123456789"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let out = Command::new(python)
+        .arg("strict.py")
+        .arg(&api)
+        .arg("strict-secret-0123456789")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "strict.py failed:\n{}", text(&out));
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(facts["status"], "released");
+    assert!(facts["screenshotBytes"].as_u64().unwrap() > 100, "{facts}");
+    eprintln!("strict.py: {facts}");
+    d.stop();
+}
+
+/// The Node steel-sdk's types: `typed.ts` type-checks with `tsc --noEmit` (pinned in
+/// `tests/compat/package.json`), then runs, compiled by tsc, against a daemon.
+#[test]
+fn node_steel_sdk_typed_calls_compile_and_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    npm_ci(&dir);
+    let tsc = dir.join("node_modules/typescript/bin/tsc");
+    let check = Command::new("node")
+        .arg(&tsc)
+        .args(["-p", "tsconfig.json", "--noEmit"])
+        .current_dir(&dir)
+        .output()
+        .expect("node is needed for the compatibility tests");
+    assert!(check.status.success(), "tsc --noEmit:\n{}", text(&check));
+    // Inside tests/compat, so that node finds the pinned SDK in its node_modules.
+    let build = tempfile::Builder::new()
+        .prefix("typed-")
+        .tempdir_in(&dir)
+        .unwrap();
+    let compile = Command::new("node")
+        .arg(&tsc)
+        .args(["-p", "tsconfig.json", "--outDir"])
+        .arg(build.path())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(compile.status.success(), "tsc:\n{}", text(&compile));
+
+    let d = TestDaemon::start_with(&["--api-key", "ts-secret-0123456789"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let out = Command::new("node")
+        .arg(build.path().join("typed.js"))
+        .arg(&api)
+        .arg("ts-secret-0123456789")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "typed.js failed:\n{}", text(&out));
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(facts["status"], "released");
+    assert_eq!(facts["screenshotUrl"], true);
     d.stop();
 }
 

@@ -1,10 +1,12 @@
 //! Quick actions (`/v1/scrape`, `/v1/screenshot`, `/v1/pdf`): in a session of their own or
 //! in a client's live one.
 
+use std::os::unix::fs::PermissionsExt;
+
 use serde_json::json;
 
 use super::fake_restate::{Answer, ended};
-use super::{Harness, post};
+use super::{Harness, get, post};
 use crate::host::HostErrorKind;
 use crate::protocol::session::SessionStatus;
 
@@ -148,4 +150,105 @@ async fn bad_action_input_is_400_before_any_call() {
     }
     assert!(h.restate.calls().is_empty());
     assert!(h.host.calls().is_empty());
+}
+
+/// A screenshot or PDF asked for with `Accept: application/json` alone (the typed steel SDKs)
+/// is Steel Cloud's `{"url"}`; the URL serves the bytes with their content type, on both doors.
+#[tokio::test]
+async fn a_client_that_accepts_only_json_gets_a_url_to_the_bytes() {
+    let h = Harness::new().await;
+    for (route, kind, bytes) in [
+        ("/v1/screenshot", "image/jpeg", &b"jpeg"[..]),
+        ("/v1/sessions/pdf", "application/pdf", &b"%PDF"[..]),
+    ] {
+        let reply = h.tcp(accepting("application/json", route)).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.headers["content-type"], "application/json");
+        let body = reply.json();
+        assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+        let url = body["url"].as_str().unwrap();
+        let path = url.strip_prefix(super::API_BASE).unwrap();
+        assert!(path.starts_with("/v1/artifacts/"), "{url}");
+        for reply in [h.tcp(get(path)).await, h.unix(get(path)).await] {
+            assert_eq!(reply.status, 200);
+            assert_eq!(reply.headers["content-type"], kind);
+            assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+            assert_eq!(&reply.body[..], bytes);
+        }
+        // Kept as a private file named by the UUID alone.
+        let name = path.rsplit('/').next().unwrap();
+        let file = h.artifacts_home.path().join("artifacts").join(name);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A scrape's screenshot and PDF come as `{url}` objects too.
+    let mut req = accepting("application/json", "/v1/scrape");
+    *req.body_mut() = json!({"url": "a.test", "screenshot": true, "pdf": true})
+        .to_string()
+        .into();
+    let body = h.tcp(req).await.json();
+    for key in ["screenshot", "pdf"] {
+        let url = body[key]["url"].as_str().unwrap();
+        let reply = h.tcp(get(url.strip_prefix(super::API_BASE).unwrap())).await;
+        assert_eq!(reply.status, 200, "{key}");
+    }
+}
+
+/// Anything but `application/json` alone keeps steel-browser's bytes (curl, fetch, requests
+/// send `*/*`).
+#[tokio::test]
+async fn any_other_accept_keeps_the_bytes() {
+    let h = Harness::new().await;
+    for accept in [
+        "*/*",
+        "image/jpeg",
+        "application/json, */*",
+        "application/json, image/*;q=0.8",
+        "",
+    ] {
+        let reply = h.tcp(accepting(accept, "/v1/screenshot")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.headers["content-type"], "image/jpeg", "{accept:?}");
+        assert_eq!(&reply.body[..], b"jpeg");
+    }
+    let reply = h
+        .tcp(accepting("application/json; charset=utf-8", "/v1/pdf"))
+        .await;
+    assert!(reply.json()["url"].is_string());
+    assert!(
+        std::fs::read_dir(h.artifacts_home.path().join("artifacts"))
+            .unwrap()
+            .count()
+            == 1
+    );
+}
+
+/// Artifact names are a UUID and an extension, nothing else: every other name is 404 and
+/// never reaches the file system.
+#[tokio::test]
+async fn hostile_artifact_names_are_404() {
+    let h = Harness::new().await;
+    std::fs::write(h.artifacts_home.path().join("secret.jpg"), b"secret").unwrap();
+    for name in [
+        "..%2Fsecret.jpg",
+        "%2E%2E%2Fsecret.jpg",
+        "secret.jpg",
+        "00000000-0000-4000-8000-000000000000.jpg",
+        "00000000-0000-4000-8000-000000000000.jpg%00",
+        "00000000-0000-4000-8000-000000000000.html",
+        "x",
+    ] {
+        let reply = h.tcp(get(&format!("/v1/artifacts/{name}"))).await;
+        reply.assert_error(404, "not found");
+    }
+    let reply = h.tcp(get("/v1/artifacts/a/b")).await;
+    assert_eq!(reply.status, 404);
+}
+
+fn accepting(accept: &str, route: &str) -> axum::http::Request<axum::body::Body> {
+    let mut req = post(route, json!({"url": "a.test"}));
+    if !accept.is_empty() {
+        req.headers_mut().insert("accept", accept.parse().unwrap());
+    }
+    req
 }

@@ -239,7 +239,53 @@ async fn release_answers_the_released_session() {
     assert_eq!(body["success"], true);
     assert_eq!(body["id"], id.as_str());
     assert_eq!(body["status"], "released");
+    // The SDKs' `SessionReleaseResponse` requires `message`.
+    assert_eq!(body["message"], format!("Session {id} released"));
     assert_eq!(h.restate.handlers(), [format!("release {id}")]);
+}
+
+/// The steel SDKs validate `status` against `live`, `released` and `failed`: bro's passing
+/// statuses fold into those, and `broStatus` keeps the exact one for bro's CLI and TUI.
+#[tokio::test]
+async fn passing_statuses_show_as_the_ones_the_sdks_know() {
+    let h = Harness::new().await;
+    for (exact, steel) in [
+        (SessionStatus::Starting, "live"),
+        (SessionStatus::Live, "live"),
+        (SessionStatus::Releasing, "released"),
+        (SessionStatus::Released, "released"),
+        (SessionStatus::Failed, "failed"),
+    ] {
+        let rec = crate::protocol::session::SessionRecord {
+            status: exact,
+            ..live_record(&SessionId::random())
+        };
+        h.restate.put(rec.clone());
+        for reply in [
+            h.tcp(get(&format!("/v1/sessions/{}", rec.id))).await,
+            h.unix(get(&format!("/v1/sessions/{}", rec.id))).await,
+        ] {
+            let body = reply.json();
+            assert_eq!(body["status"], steel, "{exact}");
+            assert_eq!(body["broStatus"], exact.as_str());
+            let back: crate::protocol::steel::SessionDetails =
+                serde_json::from_value(body).unwrap();
+            assert_eq!(back.status, exact);
+        }
+        let listed = h.tcp(get("/v1/sessions")).await.json();
+        let statuses: Vec<_> = listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["status"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            statuses
+                .iter()
+                .all(|s| ["live", "released", "failed"].contains(&s.as_str())),
+            "{statuses:?}"
+        );
+    }
 }
 
 #[tokio::test]
