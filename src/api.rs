@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
+pub mod viewer;
 
 use std::sync::Arc;
 
@@ -92,6 +93,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
         .merge(actions::routes())
         .merge(files::routes())
         .merge(cdp::routes())
+        .merge(viewer::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

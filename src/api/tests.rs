@@ -11,6 +11,7 @@ mod fake_host;
 mod fake_restate;
 mod files;
 mod sessions;
+mod viewer;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -53,6 +54,15 @@ impl Harness {
     }
 
     fn over(restate: FakeRestate) -> Self {
+        Harness::keyed(restate, None)
+    }
+
+    /// Routes in front of a fake host and a fake Restate that answers, with API key `key`.
+    async fn with_key(key: &str) -> Self {
+        Harness::keyed(FakeRestate::start().await, Some(key.into()))
+    }
+
+    fn keyed(restate: FakeRestate, api_key: Option<String>) -> Self {
         let host = Arc::new(FakeHost::default());
         let state = Arc::new(AppState {
             ingress: restate.ingress(),
@@ -72,7 +82,7 @@ impl Harness {
                 shutdown: CancellationToken::new(),
                 keep_sessions: AtomicBool::new(false),
             },
-            api_key: None,
+            api_key,
             http: reqwest::Client::new(),
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
