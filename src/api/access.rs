@@ -1,5 +1,6 @@
 //! Who may talk to the TCP port: not a web page in the user's own browser (a non-loopback
-//! `Origin` is refused), not a DNS-rebound name (a `Host` that is neither a loopback name nor
+//! `Origin` is refused, but for bro's own pages: an origin equal to the `Host` asked for),
+//! not a DNS-rebound name (a `Host` that is neither a loopback name nor
 //! the address bro listens on is refused), and no body over the limit.
 
 use std::net::IpAddr;

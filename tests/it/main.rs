@@ -24,4 +24,5 @@ mod recovery;
 mod session;
 mod tools;
 mod tui;
+mod viewer;
 mod warm;
