@@ -177,7 +177,7 @@ impl LocalWorkerHost {
             events,
             hops: ProxyHops::default(),
             files_quota,
-            casts: Arc::default(),
+            casts: Arc::new(cast::Casts::new()),
         })
     }
 
@@ -567,7 +567,7 @@ impl WorkerHost for LocalWorkerHost {
     ) -> BoxFuture<'_, Result<BoxStream<'static, CastOutput>, HostError>> {
         Box::pin(async move {
             self.own_dir(&spec.worker.dir)?;
-            cast::start(&self.casts, &self.http, spec, input).await
+            cast::start(&self.casts, spec, input).await
         })
     }
 

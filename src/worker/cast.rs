@@ -50,12 +50,32 @@ const TAB_LIST_DEBOUNCE: Duration = Duration::from_millis(200);
 const SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Screencasts and tab watchers open per session dir, for the bounds and for `viewers`.
-#[derive(Default)]
 pub struct Casts {
     counts: Mutex<HashMap<String, (u32, u32)>>,
+    /// For `/json/list`, without kept-alive connections: Chromium's DevTools server may close
+    /// one the pool would reuse, and viewers ask in bursts (eight sockets opening at once).
+    http: reqwest::Client,
+}
+
+impl Default for Casts {
+    fn default() -> Self {
+        Casts::new()
+    }
 }
 
 impl Casts {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Casts {
+            counts: Mutex::default(),
+            http,
+        }
+    }
+
     /// Screencasts of the browser whose dir is named `key` running now.
     pub fn viewers(&self, key: &str) -> u32 {
         let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,11 +146,11 @@ pub fn key_of(worker: &WorkerInfo) -> String {
 /// is not there (`NotFound`), a browser that does not answer.
 pub async fn start(
     casts: &Arc<Casts>,
-    http: &reqwest::Client,
     spec: CastSpec,
     input: BoxStream<'static, CastInput>,
 ) -> Result<BoxStream<'static, CastOutput>, HostError> {
     let spec = spec.clamped();
+    let http = &casts.http;
     let guard = casts.enter(key_of(&spec.worker), spec.page.is_some())?;
     let mut cdp = Cdp::connect(&browser_url(&spec.worker))
         .await
@@ -611,7 +631,7 @@ mod tests {
 
     #[test]
     fn sockets_are_counted_and_bounded() {
-        let casts = Arc::new(Casts::default());
+        let casts = Arc::new(Casts::new());
         let guards: Vec<_> = (0..MAX_SCREENCASTS_PER_SESSION)
             .map(|_| casts.enter("a".into(), true).unwrap())
             .collect();

@@ -1,7 +1,7 @@
 //! The live viewer against a real daemon, session browser and viewer browser: Debian's
 //! Chromium driven by playwright-core (`tests/compat/viewer.mjs`) sees the session's page,
-//! types and clicks into it, switches tabs, runs two viewers at once and closes them; and a
-//! viewer's socket does not keep a session from idling out.
+//! types and clicks into it, switches tabs, runs two viewers at once and closes them; a
+//! ninth viewer is refused; and a viewer's socket does not keep a session from idling out.
 
 use std::path::Path;
 use std::process::Command;
@@ -68,7 +68,23 @@ fn a_viewer_does_not_keep_a_session_from_idling_out() {
         "{}/v1/sessions/cast?sessionId={id}&pageIndex=0&apiKey={KEY}",
         api.replacen("http", "ws", 1)
     );
+    // Eight viewers at once; a ninth is refused with a reason, before any upgrade.
+    let mut others: Vec<_> = (0..7)
+        .map(|_| connect(url.as_str()).expect("a cast socket opens").0)
+        .collect();
     let (mut ws, _) = connect(url.as_str()).expect("the cast socket opens");
+    match connect(url.as_str()) {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+            assert!(body.contains("viewers"), "{body}");
+        }
+        other => panic!("a ninth viewer was not refused: {:?}", other.map(|_| ())),
+    }
+    for other in &mut others {
+        other.close(None).unwrap();
+    }
+    drop(others);
     // The viewer reads (and answers pings) until its socket ends with the session.
     let reader = std::thread::spawn(move || {
         let mut messages = 0;
