@@ -13,6 +13,7 @@ pub mod replay;
 pub mod sessions;
 #[cfg(test)]
 mod tests;
+pub mod viewer;
 
 use std::sync::Arc;
 
@@ -100,6 +101,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
         .merge(files::routes())
         .merge(cdp::routes())
         .merge(replay::routes())
+        .merge(viewer::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::cast::{CastInput, CastOutput, CastSpec};
 pub use crate::protocol::control::Preview;
 pub use crate::protocol::live::BrowserPages;
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
@@ -289,6 +290,18 @@ pub trait WorkerHost: Send + Sync + 'static {
         worker: WorkerInfo,
         max_width: u32,
     ) -> BoxFuture<'_, Result<Preview, HostError>>;
+
+    /// A live viewer's socket: screencasts `spec.page` (or, without one, lists the session's
+    /// tabs as they change) and hands the viewer's `input` to the page, over a connection of
+    /// the host's own (not client traffic: it does not keep the session from idling).
+    /// Dropping the returned stream, or ending `input`, stops it; it ends by itself when the
+    /// page or the browser goes. Past the sockets a session may have it is
+    /// [`HostErrorKind::Busy`]; a page that is not there is [`HostErrorKind::NotFound`].
+    fn screencast(
+        &self,
+        spec: CastSpec,
+        input: BoxStream<'static, CastInput>,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, CastOutput>, HostError>>;
 
     /// Runs a quick action in a new tab of the browser; the tab is closed afterwards. A page
     /// that does not load is [`HostErrorKind::Refused`].

@@ -5,6 +5,7 @@
 //! serde and url only; never on axum, hyper or restate.
 
 pub mod actions;
+pub mod cast;
 pub mod cluster;
 pub mod control;
 pub mod files;

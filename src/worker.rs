@@ -5,6 +5,7 @@
 //! this daemon. Knows nothing of HTTP routes or Restate.
 
 pub mod actions;
+pub mod cast;
 pub mod cdp;
 pub mod chromium;
 pub mod downloads;
@@ -22,13 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::host::{
-    BrowserPages, ByteStream, Claim, DirOwner, FileEntry, FileListing, FileRead, FilesOf,
-    HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage,
-    WorkerEvent, WorkerExit, WorkerHost,
+    BrowserPages, ByteStream, CastInput, CastOutput, CastSpec, Claim, DirOwner, FileEntry,
+    FileListing, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork,
+    Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
 };
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -130,6 +132,8 @@ pub struct LocalWorkerHost {
     /// Bytes each session's files may take, uploads and the browser's downloads together
     /// (`--files-quota`).
     files_quota: u64,
+    /// The live viewers' screencasts and tab lists open now, per browser.
+    casts: Arc<cast::Casts>,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -173,6 +177,7 @@ impl LocalWorkerHost {
             events,
             hops: ProxyHops::default(),
             files_quota,
+            casts: Arc::new(cast::Casts::new()),
         })
     }
 
@@ -538,7 +543,9 @@ impl WorkerHost for LocalWorkerHost {
             self.own_dir(&worker.dir)?;
             let pages = page::pages(&self.http, &worker).await.map_err(page_error)?;
             let version = chromium::version(&self.http, worker.port).await;
-            Ok(BrowserPages::from_cdp(&pages, &version))
+            let mut browser = BrowserPages::from_cdp(&pages, &version);
+            browser.viewers = self.casts.viewers(&cast::key_of(&worker));
+            Ok(browser)
         })
     }
 
@@ -550,6 +557,17 @@ impl WorkerHost for LocalWorkerHost {
         Box::pin(async move {
             self.own_dir(&worker.dir)?;
             page::preview(&worker, max_width).await.map_err(page_error)
+        })
+    }
+
+    fn screencast(
+        &self,
+        spec: CastSpec,
+        input: BoxStream<'static, CastInput>,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, CastOutput>, HostError>> {
+        Box::pin(async move {
+            self.own_dir(&spec.worker.dir)?;
+            cast::start(&self.casts, spec, input).await
         })
     }
 

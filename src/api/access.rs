@@ -1,5 +1,6 @@
 //! Who may talk to the TCP port: not a web page in the user's own browser (a non-loopback
-//! `Origin` is refused), not a DNS-rebound name (a `Host` that is neither a loopback name nor
+//! `Origin` is refused, but for bro's own pages: an origin equal to the `Host` asked for),
+//! not a DNS-rebound name (a `Host` that is neither a loopback name nor
 //! the address bro listens on is refused), and no body over the limit.
 
 use std::net::IpAddr;
@@ -17,20 +18,21 @@ pub const MAX_BODY: u64 = 1 << 20;
 
 /// Refuses foreign origins and hosts, and bodies over the limit, before any handler runs.
 pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Some(origin) = req
-        .headers()
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        && !is_loopback_origin(origin)
-    {
-        let msg = format!("requests from the web origin {origin} are refused");
-        return ApiError::Forbidden(msg).into_response();
-    }
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if let Some(origin) = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        && !is_loopback_origin(origin)
+        && !same_origin(origin, host)
+    {
+        let msg = format!("requests from the web origin {origin} are refused");
+        return ApiError::Forbidden(msg).into_response();
+    }
     if !host_allowed(host, st.bind) {
         return ApiError::Forbidden(format!("the Host '{host}' is not this bro's address"))
             .into_response();
@@ -54,6 +56,16 @@ fn is_loopback_origin(origin: &str) -> bool {
         return false;
     };
     is_loopback_host(rest.trim_end_matches('/'))
+}
+
+/// True when `origin` is bro's own page: the authority the request was sent to (the live
+/// viewer, served from a LAN address, opening its websocket). The `Host` check below still
+/// applies, so a rebound name does not pass by being its own origin.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 /// A `Host` (or origin authority) naming loopback, with or without a port.
@@ -107,6 +119,15 @@ mod tests {
         ] {
             assert!(!is_loopback_origin(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_page_of_bros_own_origin_is_not_foreign() {
+        assert!(same_origin("http://192.168.1.5:3000", "192.168.1.5:3000"));
+        assert!(!same_origin("http://192.168.1.5:3000", "192.168.1.5:3001"));
+        assert!(!same_origin("https://evil.example", "192.168.1.5:3000"));
+        assert!(!same_origin("null", ""));
+        assert!(!same_origin("ftp://a:1", "a:1"));
     }
 
     #[test]

@@ -212,7 +212,7 @@ async fn fetch(
 
 /// The `ip:port` of `node`'s API and the headers that sign a `GET path_and_query` without a
 /// body for it.
-fn to_node(
+pub(crate) fn to_node(
     st: &AppState,
     node: &str,
     path_and_query: &str,
@@ -283,7 +283,7 @@ async fn live_target(
 }
 
 /// The session a CDP request names, or steel-browser's fallback: the one live session.
-async fn session_of(st: &AppState, uri: &Uri) -> Result<SessionId, ApiError> {
+pub(crate) async fn session_of(st: &AppState, uri: &Uri) -> Result<SessionId, ApiError> {
     if let Some(id) = cdp_proxy::session_id_of(uri) {
         return parse_id(&id);
     }

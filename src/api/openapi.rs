@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::api::{actions, cdp, files, sessions};
+use crate::api::{actions, cdp, files, sessions, viewer};
 use crate::protocol::actions::{ActionRequest, ArtifactUrl};
 use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
@@ -41,6 +41,9 @@ use crate::protocol::steel::{
         files::archive,
         cdp::version,
         cdp::list,
+        viewer::debug,
+        viewer::player,
+        viewer::cast,
     ),
     components(schemas(
         CreateSessionRequest,
@@ -74,6 +77,9 @@ mod tests {
         for path in [
             "/v1/sessions",
             "/v1/sessions/{id}",
+            "/v1/sessions/debug",
+            "/v1/sessions/{id}/player",
+            "/v1/sessions/cast",
             "/v1/scrape",
             "/v1/sessions/{id}/files",
             "/json/version",

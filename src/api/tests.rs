@@ -13,6 +13,7 @@ mod fake_restate;
 mod files;
 mod replay;
 mod sessions;
+mod viewer;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

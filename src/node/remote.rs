@@ -425,6 +425,28 @@ impl WorkerHost for RemoteWorkerHost {
         .boxed()
     }
 
+    /// Not forwarded as a host call: a viewer's socket for another node's session is spliced
+    /// to that node's API, which runs the screencast on its own host (`api::viewer`).
+    fn screencast(
+        &self,
+        _spec: crate::host::CastSpec,
+        _input: futures_util::stream::BoxStream<'static, crate::host::CastInput>,
+    ) -> BoxFuture<
+        '_,
+        Result<futures_util::stream::BoxStream<'static, crate::host::CastOutput>, HostError>,
+    > {
+        let node = self.node.clone();
+        Box::pin(async move {
+            Err(HostError::new(
+                HostErrorKind::Permanent,
+                format!(
+                    "a screencast of node {node}'s session runs on node {node}: its viewer \
+                     socket is spliced to that node's API, not forwarded as a host call"
+                ),
+            ))
+        })
+    }
+
     fn act(
         &self,
         worker: WorkerInfo,

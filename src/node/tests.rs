@@ -108,6 +108,7 @@ fn pages() -> BrowserPages {
         }],
         user_agent: Some("FakeChrome/1.0".into()),
         browser_version: None,
+        viewers: 2,
     }
 }
 
@@ -223,6 +224,21 @@ impl WorkerHost for Fake {
                 title: "Example".into(),
                 jpeg: "/9j/".into(),
             })
+        }
+        .boxed()
+    }
+
+    fn screencast(
+        &self,
+        spec: crate::host::CastSpec,
+        _input: futures_util::stream::BoxStream<'static, crate::host::CastInput>,
+    ) -> BoxFuture<
+        '_,
+        Result<futures_util::stream::BoxStream<'static, crate::host::CastOutput>, HostError>,
+    > {
+        async move {
+            self.enter(format!("screencast {}", spec.worker.pid))?;
+            Ok(futures_util::stream::empty().boxed())
         }
         .boxed()
     }

@@ -17,6 +17,8 @@ pub struct LiveDetails {
     pub pages: Vec<LivePage>,
     pub session_viewer_fullscreen_url: String,
     pub session_viewer_url: String,
+    /// bro's addition: live viewer screencasts of this session open now.
+    pub viewers: u32,
     pub websocket_url: String,
     /// The same as `websocketUrl`, under the name the SDK reads.
     pub ws_url: String,
@@ -64,6 +66,9 @@ pub struct BrowserPages {
     pub pages: Vec<PageInfo>,
     pub user_agent: Option<String>,
     pub browser_version: Option<String>,
+    /// Live viewer screencasts of the browser open now.
+    #[serde(default)]
+    pub viewers: u32,
 }
 
 impl BrowserPages {
@@ -83,6 +88,7 @@ impl BrowserPages {
                 .collect(),
             user_agent: text(version, "User-Agent"),
             browser_version: text(version, "Browser"),
+            viewers: 0,
         }
     }
 }
@@ -114,6 +120,7 @@ impl LiveDetails {
             pages,
             session_viewer_fullscreen_url: fullscreen(viewer),
             session_viewer_url: viewer.clone(),
+            viewers: browser.viewers,
             websocket_url: d.websocket_url.clone(),
             ws_url: d.websocket_url.clone(),
         }
@@ -167,6 +174,7 @@ mod tests {
             "wsUrl": d.websocket_url,
             "sessionViewerUrl": viewer,
             "sessionViewerFullscreenUrl": format!("{viewer}?showControls=false"),
+            "viewers": 0,
         })
     }
 

@@ -398,10 +398,11 @@ impl SessionDetails {
             timeout: rec.options.timeout_ms,
             credits_used: 0,
             websocket_url: format!("{ws_base}/?sessionId={}", rec.id),
-            debug_url: format!("{base}/v1/sessions/{}/live-details", rec.id),
-            // bro has no viewer page: these point at what does exist, the session's pages.
+            // The live viewer page (Steel Cloud's `debugUrl` shape); after the session it
+            // sends the browser on to the replay.
+            debug_url: format!("{base}/v1/sessions/{}/player", rec.id),
             debugger_url: format!("{base}/json/list?sessionId={}", rec.id),
-            session_viewer_url: format!("{base}/v1/sessions/{}/live-details", rec.id),
+            session_viewer_url: format!("{base}/v1/sessions/{}/player", rec.id),
             user_agent: rec.options.user_agent.clone(),
             proxy_source: proxy.as_ref().map(|_| "external".to_string()),
             proxy,

@@ -245,6 +245,13 @@ impl Cdp {
             .await
     }
 
+    /// The next event of any session or of the browser, whatever its method (a screencast
+    /// watches its page's frames and the browser's target events on one connection).
+    pub async fn next_any_event(&mut self, limit: Duration) -> Result<Event, CdpError> {
+        self.event_where(limit, "waiting for an event", |_| true)
+            .await
+    }
+
     /// The answer to call `id`; events read meanwhile are buffered (up to
     /// [`MAX_BUFFERED_EVENTS`]), other answers dropped.
     async fn response(&mut self, id: CallId, what: &str) -> Result<Response, CdpError> {

@@ -201,6 +201,19 @@ fn cdp_via(c: &Cluster, via: usize, id: &str) -> String {
     cdp_browser_version(&format!("ws://{host}/?sessionId={id}"))
 }
 
+/// The first message of the live viewer's cast socket of session `id`, asked of node `via`.
+fn cast_via(c: &Cluster, via: usize, id: &str) -> Value {
+    use tokio_tungstenite::tungstenite::{Message, connect};
+    let host = c.api(via).trim_start_matches("http://").to_string();
+    let url = format!("ws://{host}/v1/sessions/cast?sessionId={id}&pageIndex=0");
+    let (mut ws, _) = connect(url.as_str()).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    loop {
+        if let Message::Text(t) = ws.read().expect("a frame") {
+            return serde_json::from_str(&t).expect("json");
+        }
+    }
+}
+
 fn no_leftovers(homes: &[&Path]) {
     for home in homes {
         let ok = within(Duration::from_secs(30), || leftovers(home).is_empty());
@@ -276,6 +289,12 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
             "",
         );
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // The live viewer's socket is spliced to the owning node's screencast.
+        let frame = cast_via(&c, via, id);
+        assert!(
+            frame["data"].as_str().is_some_and(|d| !d.is_empty()),
+            "{frame}"
+        );
         let (status, body) = http(&c.api(via), "GET", &format!("/v1/sessions/{id}/files"), "");
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     }

@@ -25,4 +25,5 @@ mod replay;
 mod session;
 mod tools;
 mod tui;
+mod viewer;
 mod warm;

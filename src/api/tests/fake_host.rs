@@ -11,8 +11,9 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
 use crate::host::{
-    BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
-    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
+    BrowserPages, ByteStream, CastInput, CastOutput, CastSpec, Claim, FileEntry, FileListing,
+    FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview,
+    SessionDir, Usage, WorkerHost,
 };
 use crate::protocol::live::PageInfo;
 use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
@@ -30,6 +31,9 @@ pub(super) const USAGE: Usage = Usage {
 pub(super) struct FakeHost {
     calls: Mutex<Vec<String>>,
     failures: Mutex<HashMap<&'static str, HostError>>,
+    /// Viewer messages the fake's screencasts received, and how many run now.
+    cast_inputs: std::sync::Arc<Mutex<Vec<CastInput>>>,
+    casts_open: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl FakeHost {
@@ -37,6 +41,16 @@ impl FakeHost {
     pub(super) fn fail(&self, method: &'static str, kind: HostErrorKind, message: &str) {
         let err = HostError::new(kind, message);
         self.failures.lock().unwrap().insert(method, err);
+    }
+
+    /// Viewer messages the fake's screencasts received so far.
+    pub(super) fn cast_inputs(&self) -> Vec<CastInput> {
+        self.cast_inputs.lock().unwrap().clone()
+    }
+
+    /// Screencasts of the fake running now.
+    pub(super) fn casts_open(&self) -> u32 {
+        self.casts_open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every call so far, as `method detail`.
@@ -80,6 +94,7 @@ pub(super) fn pages() -> BrowserPages {
         ],
         user_agent: Some("FakeChrome/1.0".into()),
         browser_version: Some("Chrome/1.0".into()),
+        viewers: 0,
     }
 }
 
@@ -154,6 +169,47 @@ impl WorkerHost for FakeHost {
                 title: "Example".into(),
                 jpeg: "/9j/".into(),
             })
+        }
+        .boxed()
+    }
+
+    fn screencast(
+        &self,
+        spec: CastSpec,
+        mut input: futures_util::stream::BoxStream<'static, CastInput>,
+    ) -> BoxFuture<'_, Result<futures_util::stream::BoxStream<'static, CastOutput>, HostError>>
+    {
+        let detail = format!("{} {:?} {}", spec.worker.pid, spec.page, spec.interactive);
+        async move {
+            self.enter("screencast", detail)?;
+            // One frame, then every message recorded until the viewer goes.
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let frame = CastOutput::Frame(crate::protocol::cast::CastFrame {
+                page_id: "P1".into(),
+                url: "https://example.com/".into(),
+                title: "Example".into(),
+                favicon: None,
+                data: "/9j/".into(),
+            });
+            let _ = tx.try_send(frame);
+            let (inputs, open) = (self.cast_inputs.clone(), self.casts_open.clone());
+            open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        msg = input.next() => match msg {
+                            Some(msg) => inputs.lock().unwrap().push(msg),
+                            None => break,
+                        },
+                    }
+                }
+                open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+            let out = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|o| (o, rx))
+            });
+            Ok(out.boxed())
         }
         .boxed()
     }

@@ -23,7 +23,7 @@ async fn a_create_answers_the_steel_shape() {
         d["websocketUrl"],
         format!("ws://127.0.0.1:3000/?sessionId={id}")
     );
-    let details = format!("{API_BASE}/v1/sessions/{id}/live-details");
+    let details = format!("{API_BASE}/v1/sessions/{id}/player");
     assert_eq!(d["debugUrl"], details);
     assert_eq!(d["sessionViewerUrl"], details);
     assert_eq!(
@@ -146,7 +146,7 @@ async fn live_details_are_built_from_the_hosts_pages() {
     let id = h.live().id;
     let reply = h.tcp(get(&format!("/v1/sessions/{id}/live-details"))).await;
     assert_eq!(reply.status, 200);
-    let viewer = format!("{API_BASE}/v1/sessions/{id}/live-details");
+    let viewer = format!("{API_BASE}/v1/sessions/{id}/player");
     let fullscreen = format!("{viewer}?showControls=false");
     let ws = format!("ws://127.0.0.1:3000/?sessionId={id}");
     let expected = json!({
@@ -177,6 +177,7 @@ async fn live_details_are_built_from_the_hosts_pages() {
         ],
         "sessionViewerFullscreenUrl": fullscreen,
         "sessionViewerUrl": viewer,
+        "viewers": 0,
         "websocketUrl": ws,
         "wsUrl": ws,
     });
