@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::api::{actions, cdp, files, sessions};
+use crate::api::{actions, cdp, files, recordings, sessions};
 use crate::protocol::actions::ActionRequest;
 use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
@@ -29,6 +29,7 @@ use crate::protocol::steel::{
         sessions::release_all,
         sessions::context,
         sessions::live_details,
+        recordings::events,
         actions::scrape,
         actions::screenshot,
         actions::pdf,

@@ -76,6 +76,10 @@ impl Harness {
             http: reqwest::Client::new(),
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
+            recording: crate::api::RecordingDefaults {
+                record: false,
+                installed: true,
+            },
             bind: [127, 0, 0, 1].into(),
         });
         Harness {

@@ -20,7 +20,7 @@ use super::serve::{bind_reuseport, bind_socket, nodelay, serve, serve_sdk, url_h
 use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
-use crate::api::{self, AppState, control::ControlState};
+use crate::api::{self, AppState, RecordingDefaults, control::ControlState};
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
 use crate::node::secret::ClusterSecret;
@@ -32,6 +32,8 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::cluster::NodeBeat;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::settings::{Settings, millis};
+use crate::worker::agent::Agents;
+use crate::worker::recording::RecordingStore;
 use crate::worker::{LocalWorkerHost, chromium};
 
 /// What the checks before anything starts leave: the browser to launch, the token that
@@ -322,6 +324,8 @@ pub(super) async fn recovery(
     let sup_task = tokio::spawn(sup.run(exits, stop.clone()));
     // The browsers' downloads stop when a session's files pass --files-quota.
     let quota_task = tokio::spawn(orch.host.watch_downloads(stop.clone()));
+    // Recordings go once their session ended more than `retention` ago.
+    let recordings_task = tokio::spawn(orch.host.keep_recordings(settings.retention, stop.clone()));
     // Sessions and slots that killed invocations left half done are repaired.
     let sweep_task = tokio::spawn(sweep::run(
         ingress.clone(),
@@ -329,7 +333,7 @@ pub(super) async fn recovery(
         millis(settings.retention),
         stop,
     ));
-    let mut tasks = vec![sup_task, quota_task, sweep_task];
+    let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
@@ -497,6 +501,7 @@ pub(super) fn api(
         pool: None,
     };
     let state = app_state(
+        paths,
         settings,
         status,
         api_base.clone(),
@@ -540,14 +545,31 @@ fn worker_host(
     chromium: PathBuf,
     exits: mpsc::UnboundedSender<WorkerEvent>,
 ) -> Arc<LocalWorkerHost> {
+    let store = RecordingStore::new(paths.recordings_dir(), settings.record_max_bytes);
     LocalWorkerHost::new(
         chromium,
         settings.chromium_flags.clone(),
         paths.sessions_dir(),
         paths.quarantine_dir(),
         settings.files_quota,
+        Agents::new(store, paths.rrweb_dir()),
         exits,
     )
+}
+
+/// Whether sessions record by default, and whether they can (rrweb installed).
+fn recording_defaults(paths: &Paths, settings: &Settings) -> RecordingDefaults {
+    let installed = paths.rrweb_dir().is_some();
+    if settings.record && !installed {
+        tracing::warn!(
+            "record is on but rrweb is not installed: sessions do not record by default; \
+             run ./install.sh to install it"
+        );
+    }
+    RecordingDefaults {
+        record: settings.record && installed,
+        installed,
+    }
 }
 
 /// What the Restate services run with (times in ms, as they count).
@@ -589,6 +611,7 @@ fn supervisor(
 
 /// The state every API handler shares (times in ms, as the handlers count).
 fn app_state(
+    paths: &Paths,
     settings: &Settings,
     status: DaemonStatus,
     api_base: String,
@@ -617,6 +640,7 @@ fn app_state(
         http: reqwest::Client::new(),
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
+        recording: recording_defaults(paths, settings),
         bind: settings.bind,
     }))
 }

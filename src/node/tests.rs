@@ -14,7 +14,8 @@ use url::Url;
 
 use crate::host::{
     BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
-    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
+    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, RecordingPage, RecordingQuery,
+    SessionDir, Usage, WorkerHost,
 };
 use crate::node::auth::{
     CONTENT_SHA256_HEADER, Content, MAX_SKEW_SECS, NodeVerifier, Signed, sign, unix_now,
@@ -383,6 +384,14 @@ impl WorkerHost for Fake {
         async move {
             self.enter(format!("zip_files {}", of.worker.pid))?;
             Ok(chunked(pattern(2 * 1024 * 1024 + 5, 3)))
+        }
+        .boxed()
+    }
+
+    fn recording(&self, q: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>> {
+        async move {
+            self.enter(format!("recording {} {} {}", q.session_id, q.from, q.limit))?;
+            Ok(recording_page(q.from))
         }
         .boxed()
     }
@@ -972,4 +981,28 @@ async fn a_slow_uploader_is_not_taken_for_a_stalled_node() {
         .boxed();
     let id = remote.upload_file(files_of(), None, slow).await.unwrap();
     assert_eq!(id, "up-30");
+}
+
+/// Two rrweb events (a Meta and a FullSnapshot), then a second page from `from` 1 on.
+pub(super) fn recording_page(from: u64) -> RecordingPage {
+    let raw = |t: &str| serde_json::value::RawValue::from_string(t.to_string()).unwrap();
+    match from {
+        0 => RecordingPage {
+            events: vec![
+                raw(
+                    r#"{"type":4,"data":{"href":"https://example.com/","width":800,"height":600},"timestamp":1,"pageId":"P1"}"#,
+                ),
+                raw(
+                    r#"{"type":2,"data":{"node":{"type":0,"childNodes":[],"id":1},"initialOffset":{"left":0,"top":0}},"timestamp":2,"pageId":"P1"}"#,
+                ),
+            ],
+            next: Some(1),
+        },
+        _ => RecordingPage {
+            events: vec![raw(
+                r#"{"type":3,"data":{"source":0},"timestamp":3,"pageId":"P1"}"#,
+            )],
+            next: None,
+        },
+    }
 }

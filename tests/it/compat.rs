@@ -9,7 +9,7 @@ use crate::helper::{TestDaemon, text};
 static NPM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Installs the pinned clients once (never a browser download).
-fn npm_ci(dir: &Path) {
+pub(crate) fn npm_ci(dir: &Path) {
     let _guard = NPM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if dir.join("node_modules/steel-sdk").exists()
         && dir.join("node_modules/playwright-core").exists()
