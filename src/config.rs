@@ -41,9 +41,11 @@ pub const DEFAULT_FILES_QUOTA: u64 = 1 << 30;
 pub const MIN_FILES_QUOTA: u64 = 1 << 20;
 /// The largest files quota (16 TiB): a bound that still catches a typo of a few zeros.
 pub const MAX_FILES_QUOTA: u64 = 16 << 40;
-/// Bytes a session's recording may take by default: a 1-minute recording of a busy page
-/// (an animation and a DOM changing 20 times a second) measured about 6 MB, so this holds
-/// 10 minutes of such a page and hours of an ordinary one.
+/// Bytes a session's recording may take by default. Measured for one minute: a busy page
+/// (a dozen DOM changes 20 times a second, the mouse moving) recorded 1.8 MB; a page
+/// rewriting 50 table cells and a feed on every animation frame (60 a second) 22 MB. So
+/// this holds about 35 minutes of the first and 3 of the worst, and hours of an ordinary
+/// page.
 pub const DEFAULT_RECORD_MAX_BYTES: u64 = 64 << 20;
 /// The smallest `record_max_bytes`: room for a full snapshot of a modest page.
 pub const MIN_RECORD_MAX_BYTES: u64 = 1 << 20;

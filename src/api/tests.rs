@@ -10,6 +10,7 @@ mod control;
 mod fake_host;
 mod fake_restate;
 mod files;
+mod recordings;
 mod sessions;
 
 use std::sync::Arc;
@@ -87,6 +88,12 @@ impl Harness {
             host,
             restate,
         }
+    }
+
+    /// Sets the daemon's recording defaults (`--record`, rrweb installed).
+    fn set_recording(&mut self, record: bool, installed: bool) {
+        let state = Arc::get_mut(&mut self.state).expect("no request in flight");
+        state.recording = crate::api::RecordingDefaults { record, installed };
     }
 
     /// A live session the fake Restate knows.

@@ -503,6 +503,17 @@ async fn every_plain_method_crosses_and_answers_as_it_was() {
     remote.discard_upload(files_of(), "u2".into()).await;
     remote.delete_file(files_of(), "a/b".into()).await.unwrap();
     remote.clear_files(files_of()).await.unwrap();
+    let sid = SessionId::parse("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69").unwrap();
+    let query = crate::host::RecordingQuery {
+        session_id: sid.clone(),
+        from: 0,
+        limit: 7,
+    };
+    let page = remote.recording(query).await.unwrap();
+    let want = recording_page(0);
+    let sent: Vec<&str> = want.events.iter().map(|e| e.get()).collect();
+    let came: Vec<&str> = page.events.iter().map(|e| e.get()).collect();
+    assert_eq!((came, page.next), (sent, Some(1)));
     assert_eq!(
         node.fake.calls(),
         [
@@ -522,6 +533,7 @@ async fn every_plain_method_crosses_and_answers_as_it_was() {
             "discard_upload 4242 u2",
             "delete_file 4242 a/b",
             "clear_files 4242",
+            "recording 0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69 0 7",
         ]
     );
 }

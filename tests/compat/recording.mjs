@@ -2,6 +2,7 @@
 //
 //   node recording.mjs churn <websocketUrl> <pageUrl>           changes a page, opens a popup
 //   node recording.mjs images <websocketUrl> <pageUrl>          prints which images loaded
+//   node recording.mjs wait <websocketUrl> <pageUrl> <seconds>   leaves a page running (moving the mouse)
 //   node recording.mjs flood <websocketUrl> <pageUrl> <seconds>  a page that floods its recorder
 //
 // Prints one JSON line.
@@ -45,6 +46,15 @@ if (mode === 'churn') {
   const tab = await context.newPage();
   await tab.goto(pageUrl);
   out.tabSame = await tab.evaluate(() => document.getElementById('same').naturalWidth);
+} else if (mode === 'wait') {
+  // Loads the page and leaves it running: for measuring a recording's size.
+  await page.goto(pageUrl);
+  await page.mouse.move(10, 10);
+  const until = Date.now() + Number(seconds) * 1000;
+  for (let i = 0; Date.now() < until; i++) {
+    await page.mouse.move(100 + (i % 200), 100 + (i % 50));
+    await page.waitForTimeout(100);
+  }
 } else if (mode === 'flood') {
   await page.goto(pageUrl);
   const until = Date.now() + Number(seconds) * 1000;
