@@ -107,6 +107,17 @@ fn get(api: &str, path: &str) -> (u16, String, Value) {
     )
 }
 
+/// Waits until the warm pool holds a ready browser.
+fn wait_warm(d: &TestDaemon) {
+    let ready = crate::helper::wait_for(|| {
+        let status = d.json(&["daemon", "status", "--json"]);
+        status["pool"]["warm_ready"]
+            .as_array()
+            .is_some_and(|ready| !ready.is_empty())
+    });
+    assert!(ready, "no warm browser came up");
+}
+
 fn types(events: &Value) -> Vec<u64> {
     events
         .as_array()
@@ -119,10 +130,13 @@ fn types(events: &Value) -> Vec<u64> {
 #[test]
 fn a_recorded_session_serves_its_rrweb_events_after_release() {
     let port = serve_pages();
-    let d = TestDaemon::start();
+    // A warm browser: the session claims it, and its agent starts at the claim.
+    let d = TestDaemon::start_with(&["--warm", "1"]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
+    wait_warm(&d);
     let s = create(&api, r#"{"record": true}"#);
     let id = s["id"].as_str().unwrap().to_string();
+    assert!(!d.session_dir(&id).exists(), "it launched cold");
     let ws = s["websocketUrl"].as_str().unwrap();
     let page = format!("http://127.0.0.1:{port}/churn");
     let facts = drive(&["churn", ws, &page]);
@@ -212,14 +226,18 @@ fn a_recorded_session_serves_its_rrweb_events_after_release() {
     let plain_id = plain["id"].as_str().unwrap();
     let (status, _, none) = get(&api, &format!("/v1/sessions/{plain_id}/events"));
     assert_eq!((status, none), (200, serde_json::json!([])));
+    // The pool refilled before the stop: a warm launch under way when the daemon stops
+    // leaves its dir behind (a race of the warm pool's, not of recordings).
+    wait_warm(&d);
     d.stop();
 }
 
 #[test]
 fn optimize_bandwidth_blocks_images_hosts_and_patterns() {
     let port = serve_pages();
-    let d = TestDaemon::start();
+    let d = TestDaemon::start_with(&["--warm", "1"]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
+    wait_warm(&d);
     let page = format!("http://127.0.0.1:{port}/images");
     let loaded = |body: &str| {
         let s = create(&api, body);
@@ -253,6 +271,7 @@ fn optimize_bandwidth_blocks_images_hosts_and_patterns() {
     // `true` blocks the three types; recording and blocking together.
     let both = loaded(r#"{"optimizeBandwidth": true, "record": true}"#);
     assert_eq!(both["same"], 0, "{both}");
+    wait_warm(&d);
     d.stop();
 }
 
