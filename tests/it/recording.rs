@@ -315,3 +315,27 @@ fn a_page_flooding_its_recorder_stays_within_the_cap() {
     assert!(out["record"] == false || out["record"].is_null(), "{out}");
     d.stop();
 }
+
+#[test]
+fn a_restarted_daemon_takes_up_recording_and_blocking_again() {
+    let port = serve_pages();
+    let mut d = TestDaemon::start();
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let s = create(
+        &api,
+        r#"{"record": true, "optimizeBandwidth": {"blockImages": true}}"#,
+    );
+    let id = s["id"].as_str().unwrap().to_string();
+    let out = d.bro(&["daemon", "stop", "--keep-sessions"]);
+    assert!(out.status.success(), "{}", text(&out));
+    d.restart_with(&[]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let ws = format!("ws://{}/?sessionId={id}", api.trim_start_matches("http://"));
+    let images = drive(&["images", &ws, &format!("http://127.0.0.1:{port}/images")]);
+    assert_eq!(images["same"], 0, "blocking resumed: {images}");
+    drive(&["churn", &ws, &format!("http://127.0.0.1:{port}/churn")]);
+    let (status, _, events) = get(&api, &format!("/v1/sessions/{id}/events"));
+    assert_eq!(status, 200);
+    assert!(events.to_string().contains("item 19"), "recording resumed");
+    d.stop();
+}
