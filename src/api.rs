@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod files;
 pub mod openapi;
+pub mod recordings;
 pub mod replay;
 pub mod sessions;
 #[cfg(test)]
@@ -56,6 +57,8 @@ pub struct AppState {
     pub node_http: reqwest::Client,
     /// Timeout of sessions created without one.
     pub default_timeout_ms: u64,
+    /// Whether sessions record when their create does not say, and whether they can.
+    pub recording: RecordingDefaults,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
     /// rrweb-player for the replay page, read from the install at start; `None` when rrweb is
@@ -94,9 +97,20 @@ impl AppState {
     }
 }
 
+/// The daemon's recording defaults, as the create route applies them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordingDefaults {
+    /// `--record`: sessions record unless their create says otherwise.
+    pub record: bool,
+    /// rrweb is installed on this node (`install.sh`): a create asking to record without it
+    /// is refused.
+    pub installed: bool,
+}
+
 /// The router of the TCP port: steel routes and the CDP proxy.
 pub fn tcp_router(state: Arc<AppState>) -> Router {
     sessions::routes()
+        .merge(recordings::routes())
         .merge(actions::routes())
         .merge(files::routes())
         .merge(cdp::routes())
@@ -144,6 +158,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 /// The router of the Unix socket: steel routes and `/bro/v1/...`.
 pub fn unix_router(state: Arc<AppState>) -> Router {
     sessions::routes()
+        .merge(recordings::routes())
         .merge(actions::routes())
         .merge(files::routes())
         .merge(control::routes())

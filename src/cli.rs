@@ -193,6 +193,14 @@ pub struct DaemonArgs {
     /// oldest are evicted. Each is kept for --retention [default: 256MiB].
     #[arg(long, env = "BRO_ARTIFACTS_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
     pub artifacts_quota: Option<u64>,
+    /// Record sessions (rrweb; served at GET /v1/sessions/{id}/events) unless a create says
+    /// otherwise ("record": false). Needs rrweb: ./install.sh installs it [default: false].
+    #[arg(long, env = "BRO_RECORD", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub record: Option<bool>,
+    /// Bytes each session's recording may take, e.g. 16MiB; past it the recording stops and
+    /// its last event says it was cut [default: 64MiB].
+    #[arg(long, env = "BRO_RECORD_MAX_BYTES", value_name = "SIZE", value_parser = crate::config::parse_record_max_bytes)]
+    pub record_max_bytes: Option<u64>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -242,6 +250,8 @@ impl From<DaemonArgs> for Overrides {
             retention: ms(a.retention),
             files_quota: a.files_quota,
             artifacts_quota: a.artifacts_quota,
+            record: a.record,
+            record_max_bytes: a.record_max_bytes,
             node: a.node,
             chromium: a.chromium,
             restate_server: a.restate_server,
@@ -388,6 +398,13 @@ pub struct CreateArgs {
     /// Fail at once (429) when every slot is in use, rather than wait in the queue.
     #[arg(long)]
     pub no_wait: bool,
+    /// Record the session's pages (rrweb); read them with GET /v1/sessions/ID/events, also
+    /// after release [default: the daemon's --record].
+    #[arg(long, conflicts_with = "no_record")]
+    pub record: bool,
+    /// Do not record, whatever the daemon's --record.
+    #[arg(long)]
+    pub no_record: bool,
     /// Use this id (a UUID); creating twice with one id returns the same session.
     #[arg(long, value_parser = parse_uuid)]
     pub session_id: Option<String>,

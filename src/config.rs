@@ -43,6 +43,16 @@ pub const MIN_FILES_QUOTA: u64 = 1 << 20;
 pub const MAX_FILES_QUOTA: u64 = 16 << 40;
 /// Bytes the screenshots and PDFs handed out by URL may take on one node: 256 MiB.
 pub const DEFAULT_ARTIFACTS_QUOTA: u64 = 256 << 20;
+/// Bytes a session's recording may take by default. Measured for one minute: a busy page
+/// (a dozen DOM changes 20 times a second, the mouse moving) recorded 1.8 MB; a page
+/// rewriting 50 table cells and a feed on every animation frame (60 a second) 22 MB. So
+/// this holds about 35 minutes of the first and 3 of the worst, and hours of an ordinary
+/// page.
+pub const DEFAULT_RECORD_MAX_BYTES: u64 = 64 << 20;
+/// The smallest `record_max_bytes`: room for a full snapshot of a modest page.
+pub const MIN_RECORD_MAX_BYTES: u64 = 1 << 20;
+/// The largest `record_max_bytes`.
+pub const MAX_RECORD_MAX_BYTES: u64 = 4 << 30;
 /// `[cluster] name` when not given: Restate's cluster name.
 pub const DEFAULT_CLUSTER_NAME: &str = "bro";
 /// `[cluster] fabric_port` when not given: restate-server's own default fabric port.
@@ -68,6 +78,8 @@ api_key = "change-me"       # required from TCP clients when set
 node = "local"              # this machine's node name in Restate
 files_quota = "1GiB"        # bytes of uploads and downloads each session may keep
 artifacts_quota = "256MiB"  # bytes of screenshots and PDFs served by URL; oldest evicted past it
+record = false              # record sessions (rrweb) unless a create says otherwise
+record_max_bytes = "64MiB"  # past this a session's recording stops (and says it was cut)
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -106,6 +118,10 @@ pub struct Config {
     pub files_quota: Option<Size>,
     /// Bytes of the screenshots and PDFs served by URL, written as `files_quota` is.
     pub artifacts_quota: Option<Size>,
+    /// Record sessions whose create does not say (`record` on create).
+    pub record: Option<bool>,
+    /// Bytes per session's recording: `"64MiB"`, or a number of bytes.
+    pub record_max_bytes: Option<Size>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -137,9 +153,13 @@ pub enum Size {
 
 impl Size {
     fn bytes(&self) -> Result<u64, String> {
+        check_files_quota(self.raw()?)
+    }
+
+    fn raw(&self) -> Result<u64, String> {
         match self {
-            Size::Bytes(n) => check_files_quota(*n),
-            Size::Text(s) => parse_files_quota(s),
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(s) => parse_size(s),
         }
     }
 }
@@ -216,6 +236,11 @@ impl Config {
         if let Some(size) = &self.artifacts_quota {
             size.bytes().map_err(|e| format!("artifacts_quota: {e}"))?;
         }
+        if let Some(size) = &self.record_max_bytes {
+            size.raw()
+                .and_then(check_record_max_bytes)
+                .map_err(|e| format!("record_max_bytes: {e}"))?;
+        }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
         }
@@ -251,6 +276,13 @@ impl Config {
     /// `artifacts_quota` in bytes, if set.
     pub fn artifacts_quota(&self) -> Option<u64> {
         self.artifacts_quota.as_ref().and_then(|s| s.bytes().ok())
+    }
+
+    /// `record_max_bytes` in bytes, if set.
+    pub fn record_max_bytes(&self) -> Option<u64> {
+        self.record_max_bytes
+            .as_ref()
+            .and_then(|s| s.raw().and_then(check_record_max_bytes).ok())
     }
 }
 
@@ -404,6 +436,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok(bytes as u64)
+}
+
+/// A recording cap from its text, within [`MIN_RECORD_MAX_BYTES`]..=[`MAX_RECORD_MAX_BYTES`].
+pub fn parse_record_max_bytes(s: &str) -> Result<u64, String> {
+    check_record_max_bytes(parse_size(s)?)
+}
+
+/// A recording cap within [`MIN_RECORD_MAX_BYTES`]..=[`MAX_RECORD_MAX_BYTES`].
+pub fn check_record_max_bytes(bytes: u64) -> Result<u64, String> {
+    if (MIN_RECORD_MAX_BYTES..=MAX_RECORD_MAX_BYTES).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "a recording cap of {} is out of range ({} to {})",
+            format_size(bytes),
+            format_size(MIN_RECORD_MAX_BYTES),
+            format_size(MAX_RECORD_MAX_BYTES)
+        ))
+    }
 }
 
 /// A files quota from its text, within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
@@ -712,6 +763,23 @@ mod tests {
         assert_eq!(format_size(1 << 30), "1 GiB");
         assert_eq!(format_size(3 << 19), "1.5 MiB");
         assert_eq!(format_size(100), "100 B");
+    }
+
+    #[test]
+    fn the_recording_cap_is_bounded() {
+        assert_eq!(
+            parse_record_max_bytes("64MiB"),
+            Ok(DEFAULT_RECORD_MAX_BYTES)
+        );
+        assert!(parse_record_max_bytes("1KiB").is_err());
+        assert!(parse_record_max_bytes("5GiB").is_err());
+        let c: Config = toml::from_str("record = true\nrecord_max_bytes = \"2MiB\"\n").unwrap();
+        assert_eq!(
+            (c.record, c.record_max_bytes()),
+            (Some(true), Some(2 << 20))
+        );
+        let c: Config = toml::from_str("record_max_bytes = 10\n").unwrap();
+        assert!(c.check().unwrap_err().starts_with("record_max_bytes:"));
     }
 
     #[test]

@@ -214,6 +214,25 @@ pub struct FileRead {
     pub body: ByteStream,
 }
 
+/// Which events of a session's recording to read: [`WorkerHost::recording`]'s input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordingQuery {
+    pub session_id: SessionId,
+    /// A byte offset: 0, or a previous page's [`RecordingPage::next`].
+    pub from: u64,
+    /// The most events to return.
+    pub limit: u32,
+}
+
+/// One page of a session's recording.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RecordingPage {
+    /// The rrweb events as recorded, each with the `pageId` of its tab.
+    pub events: Vec<Box<serde_json::value::RawValue>>,
+    /// Where the next page starts, when more events are there now.
+    pub next: Option<u64>,
+}
+
 /// Finds the [`WorkerHost`] of a node: this daemon's own for its node, a remote one (which
 /// forwards each call to that node's daemon) for another node of the cluster.
 pub trait HostRouter: Send + Sync + 'static {
@@ -379,4 +398,9 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// A zip of every file of session `of`, written as the caller reads it. The
     /// host writes a few at once; past that it is [`HostErrorKind::Busy`].
     fn zip_files(&self, of: FilesOf) -> BoxFuture<'_, Result<ByteStream, HostError>>;
+
+    /// A page of the recording of a session this host ran (live, or ended within the
+    /// retention period): empty when it recorded nothing. A `from` that is not the start of
+    /// an event is [`HostErrorKind::BadInput`].
+    fn recording(&self, query: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>>;
 }

@@ -96,6 +96,12 @@ impl Paths {
         self.data_dir.join("sessions")
     }
 
+    /// Sessions' recordings (rrweb events, `<session id>.ndjson`, 0600 in this 0700 dir),
+    /// kept after their session for the retention period.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
     /// Session dirs the reaper moved aside instead of deleting, for lack of evidence that
     /// their session is over (0700; `bro doctor` lists them).
     pub fn quarantine_dir(&self) -> PathBuf {

@@ -38,6 +38,12 @@ pub struct Settings {
     /// oldest are evicted.
     #[serde(default = "default_artifacts_quota")]
     pub artifacts_quota: u64,
+    /// Record sessions whose create does not say.
+    #[serde(default)]
+    pub record: bool,
+    /// Bytes each session's recording may take; past it recording stops.
+    #[serde(default = "default_record_max_bytes")]
+    pub record_max_bytes: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -50,6 +56,10 @@ pub struct Settings {
     /// This node's part in a cluster of nodes (`[cluster]` in `config.toml`); `None` on a
     /// single machine.
     pub cluster: Option<ClusterSettings>,
+}
+
+fn default_record_max_bytes() -> u64 {
+    config::DEFAULT_RECORD_MAX_BYTES
 }
 
 /// The `[cluster]` table: the nodes that form one bro cluster on one Restate cluster.
@@ -145,6 +155,8 @@ pub struct Overrides {
     pub retention: Option<Duration>,
     pub files_quota: Option<u64>,
     pub artifacts_quota: Option<u64>,
+    pub record: Option<bool>,
+    pub record_max_bytes: Option<u64>,
     pub node: Option<String>,
     pub chromium: Option<PathBuf>,
     pub restate_server: Option<PathBuf>,
@@ -194,6 +206,11 @@ impl Settings {
                 .artifacts_quota
                 .or(file.artifacts_quota())
                 .unwrap_or(config::DEFAULT_ARTIFACTS_QUOTA),
+            record: over.record.or(file.record).unwrap_or(false),
+            record_max_bytes: over
+                .record_max_bytes
+                .or(file.record_max_bytes())
+                .unwrap_or(config::DEFAULT_RECORD_MAX_BYTES),
             node: over
                 .node
                 .or(file.node)
@@ -240,6 +257,8 @@ impl Settings {
         config::check_files_quota(self.files_quota).map_err(|e| format!("files_quota: {e}"))?;
         config::check_files_quota(self.artifacts_quota)
             .map_err(|e| format!("artifacts_quota: {e}"))?;
+        config::check_record_max_bytes(self.record_max_bytes)
+            .map_err(|e| format!("record_max_bytes: {e}"))?;
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;

@@ -5,6 +5,8 @@
 //! this daemon. Knows nothing of HTTP routes or Restate.
 
 pub mod actions;
+pub mod agent;
+pub mod block;
 pub mod cast;
 pub mod cdp;
 pub mod chromium;
@@ -15,6 +17,7 @@ pub mod page;
 pub mod process;
 pub mod proxy_hop;
 pub mod quarantine;
+pub mod recording;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -30,7 +33,7 @@ use tokio::sync::mpsc;
 use crate::host::{
     BrowserPages, ByteStream, CastInput, CastOutput, CastSpec, Claim, DirOwner, FileEntry,
     FileListing, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork,
-    Preview, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
+    Preview, RecordingPage, RecordingQuery, SessionDir, Usage, WorkerEvent, WorkerExit, WorkerHost,
 };
 use crate::protocol::session::{ProxyBytes, SessionId, SessionOptions, WorkerInfo};
 use crate::protocol::steel::SessionContext;
@@ -48,6 +51,9 @@ pub enum WorkerError {
     Exited { status: String, log: String },
     #[error("chromium did not answer on its DevTools port within {0:?}")]
     NotReady(Duration),
+    /// The page agent (recording, `optimizeBandwidth`) could not set up the browser.
+    #[error("the page agent (recording, optimizeBandwidth) could not start: {0}")]
+    Agent(crate::worker::cdp::CdpError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -134,6 +140,8 @@ pub struct LocalWorkerHost {
     files_quota: u64,
     /// The live viewers' screencasts and tab lists open now, per browser.
     casts: Arc<cast::Casts>,
+    /// The page agents of the browsers that record or block, and the recordings.
+    agents: agent::Agents,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -155,14 +163,15 @@ struct PidFile {
 }
 
 impl LocalWorkerHost {
-    /// A host launching `chromium`, its sessions' files bounded by `files_quota`; launches and
-    /// unexpected exits are sent to `events`.
+    /// A host launching `chromium`, its sessions' files bounded by `files_quota`, its page
+    /// agents recording with `agents`; launches and unexpected exits are sent to `events`.
     pub fn new(
         chromium: PathBuf,
         extra_flags: Vec<String>,
         sessions_dir: PathBuf,
         quarantine_dir: PathBuf,
         files_quota: u64,
+        agents: agent::Agents,
         events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Arc<Self> {
         Arc::new(LocalWorkerHost {
@@ -178,7 +187,53 @@ impl LocalWorkerHost {
             hops: ProxyHops::default(),
             files_quota,
             casts: Arc::new(cast::Casts::new()),
+            agents,
         })
+    }
+
+    /// Removes the recordings of sessions that ended more than `retention` ago, every
+    /// [`SWEEP_RECORDINGS_EVERY`] until `stop` (never with `retention` 0: kept forever).
+    pub fn keep_recordings(
+        self: &Arc<Self>,
+        retention: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let host = Arc::clone(self);
+        async move {
+            if retention.is_zero() {
+                return;
+            }
+            loop {
+                let h = Arc::clone(&host);
+                let removed = tokio::task::spawn_blocking(move || {
+                    h.agents
+                        .store()
+                        .sweep(retention, &|id| h.agents.records(id))
+                })
+                .await
+                .unwrap_or_default();
+                if removed > 0 {
+                    tracing::info!(removed, "removed recordings past their retention");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(SWEEP_RECORDINGS_EVERY) => {}
+                }
+            }
+        }
+    }
+
+    /// Starts the page agent of a browser now serving `session` (if its options ask for one).
+    async fn start_agent(
+        &self,
+        worker: &WorkerInfo,
+        session: &SessionId,
+        options: &SessionOptions,
+    ) -> Result<(), WorkerError> {
+        self.agents
+            .start(worker, session, options)
+            .await
+            .map_err(WorkerError::Agent)
     }
 
     /// Stops the browsers' downloads when a session's files pass the files quota, until `stop`
@@ -245,6 +300,7 @@ impl LocalWorkerHost {
         self.own_dir(dir)?;
         if let Some(name) = dir.file_name() {
             self.hops.close(&name.to_string_lossy());
+            self.agents.stop(&name.to_string_lossy());
         }
         // A fresh launch finds no dir and skips the scan of /proc.
         if dir.exists() {
@@ -306,11 +362,19 @@ impl LocalWorkerHost {
                     ws_path,
                     dir: dir.clone(),
                 };
-                match &spec.context {
+                let applied = match &spec.context {
                     Some(ctx) => page::apply_context(&worker, ctx).await.map(|()| worker),
                     None => Ok(worker),
                 }
-                .map_err(WorkerError::context)
+                .map_err(WorkerError::context);
+                match applied {
+                    // A warm browser serves no session yet: its agent starts at claim.
+                    Ok(worker) if !spec.warm => self
+                        .start_agent(&worker, &spec.session_id, &spec.options)
+                        .await
+                        .map(|()| worker),
+                    other => other,
+                }
             }
             Err(err) => Err(err),
         };
@@ -328,6 +392,7 @@ impl LocalWorkerHost {
             }
             Err(err) => {
                 drop(child);
+                self.agents.stop(&agent::dir_key_of(&dir));
                 let recorded = kill::Recorded { pid, start_time };
                 kill::kill_browser(Some(recorded), &dir).await?;
                 remove_dir(&self.sessions_dir, &dir).await?;
@@ -394,6 +459,7 @@ impl LocalWorkerHost {
 
     async fn stop_inner(&self, worker: WorkerInfo) -> Result<Option<ProxyBytes>, WorkerError> {
         self.own_dir(&worker.dir)?;
+        self.agents.stop(&agent::dir_key(&worker));
         lock(&self.stopping).insert(worker.pid);
         // Unwatched before it dies, so its death is not reported as a crash.
         let _ = self.events.send(WorkerEvent::Stopped { pid: worker.pid });
@@ -435,6 +501,8 @@ impl LocalWorkerHost {
                 .await
                 .map_err(WorkerError::context)?;
         }
+        self.start_agent(&claim.worker, &claim.session_id, &claim.options)
+            .await?;
         let _ = self.events.send(WorkerEvent::Launched {
             session_id: claim.session_id,
             worker: claim.worker.clone(),
@@ -528,7 +596,24 @@ impl WorkerHost for LocalWorkerHost {
         worker: WorkerInfo,
         options: SessionOptions,
     ) -> BoxFuture<'_, Result<(), HostError>> {
-        Box::pin(async move { Ok(self.resume_hop(&worker, &options).await?) })
+        Box::pin(async move {
+            self.resume_hop(&worker, &options).await?;
+            // The session the browser serves: the claiming one for a warm browser.
+            let session = read_pid_file(&worker.dir)
+                .and_then(|pf| pf.session)
+                .or_else(|| {
+                    worker
+                        .dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .and_then(|id| SessionId::parse(&id).ok());
+            if let Some(session) = session {
+                self.own_dir(&worker.dir)?;
+                self.start_agent(&worker, &session, &options).await?;
+            }
+            Ok(())
+        })
     }
 
     fn context(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<SessionContext, HostError>> {
@@ -727,7 +812,30 @@ impl WorkerHost for LocalWorkerHost {
             files::serve::zip(&of.session_id, &dir).await
         })
     }
+
+    fn recording(&self, query: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>> {
+        let store = self.agents.store().clone();
+        Box::pin(async move {
+            let limit = query.limit as usize;
+            tokio::task::spawn_blocking(move || store.read(&query.session_id, query.from, limit))
+                .await
+                .map_err(|e| HostError::new(HostErrorKind::Retryable, e.to_string()))?
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidInput => HostError::new(
+                        HostErrorKind::BadInput,
+                        format!("pointer {} is not one this recording gave: {e}", query.from),
+                    ),
+                    _ => HostError::new(
+                        HostErrorKind::Retryable,
+                        format!("reading the recording failed: {e}"),
+                    ),
+                })
+        })
+    }
 }
+
+/// How often recordings past their retention are looked for.
+pub const SWEEP_RECORDINGS_EVERY: Duration = Duration::from_secs(600);
 
 /// A host for tools that launch browsers outside any daemon (`bro doctor`, `bro bench`): its
 /// dirs go under `scratch`, and nothing watches its browsers.
@@ -737,12 +845,17 @@ pub fn scratch_host(
     scratch: &Path,
 ) -> Arc<dyn WorkerHost> {
     let (events, _) = mpsc::unbounded_channel();
+    let store = recording::RecordingStore::new(
+        scratch.join("recordings"),
+        crate::config::DEFAULT_RECORD_MAX_BYTES,
+    );
     LocalWorkerHost::new(
         chromium,
         extra_flags,
         scratch.to_path_buf(),
         scratch.join("quarantine"),
         crate::config::DEFAULT_FILES_QUOTA,
+        agent::Agents::new(store, None),
         events,
     )
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::api::{actions, cdp, files, sessions, viewer};
+use crate::api::{actions, cdp, files, recordings, sessions, viewer};
 use crate::protocol::actions::{ActionRequest, ArtifactUrl};
 use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
@@ -29,6 +29,7 @@ use crate::protocol::steel::{
         sessions::release_all,
         sessions::context,
         sessions::live_details,
+        recordings::events,
         actions::scrape,
         actions::screenshot,
         actions::pdf,

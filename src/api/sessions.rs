@@ -67,7 +67,7 @@ async fn create(
     if let Some(ctx) = &context {
         ctx.check().map_err(ApiError::BadRequest)?;
     }
-    let options = options_of(req, st.default_timeout_ms)?;
+    let options = options_of(req, st.default_timeout_ms, st.recording)?;
     let no_wait = headers
         .get(NO_WAIT_HEADER)
         .is_some_and(|v| !matches!(v.as_bytes(), b"0" | b"false" | b""));
@@ -135,7 +135,15 @@ impl Drop for LeaveOnDrop {
 fn options_of(
     req: CreateSessionRequest,
     default_timeout_ms: u64,
+    recording: crate::api::RecordingDefaults,
 ) -> Result<SessionOptions, ApiError> {
+    if req.record == Some(true) && !recording.installed {
+        return Err(ApiError::BadRequest(
+            "record: rrweb (the recorder) is not installed on this daemon's machine; run \
+             ./install.sh to install it"
+                .into(),
+        ));
+    }
     if let Some(proxy) = &req.proxy_url {
         let ok = ["http://", "https://", "socks4://", "socks5://"]
             .iter()
@@ -183,8 +191,8 @@ fn options_of(
         block_ads: req.block_ads.unwrap_or(false),
         inactivity_timeout_ms: req.inactivity_timeout.unwrap_or(0),
         optimize_bandwidth: req.optimize_bandwidth.clone().unwrap_or_default(),
-        // The daemon's default is applied by the caller (`--record`).
-        record: req.record.unwrap_or(false),
+        // The daemon's default (`--record`) when the client does not say.
+        record: req.record.unwrap_or(recording.record),
         ignored,
     };
     // Every option within the bounds bro can honour (timeouts, sizes, lengths).

@@ -11,6 +11,7 @@ mod control;
 mod fake_host;
 mod fake_restate;
 mod files;
+mod recordings;
 mod replay;
 mod sessions;
 mod viewer;
@@ -97,6 +98,10 @@ impl Harness {
             http: reqwest::Client::new(),
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
+            recording: crate::api::RecordingDefaults {
+                record: false,
+                installed: true,
+            },
             bind: [127, 0, 0, 1].into(),
             rrweb_player: Some(replay::fake_player()),
             artifacts: Arc::new(artifacts),
@@ -107,6 +112,12 @@ impl Harness {
             restate,
             artifacts_home,
         }
+    }
+
+    /// Sets the daemon's recording defaults (`--record`, rrweb installed).
+    fn set_recording(&mut self, record: bool, installed: bool) {
+        let state = Arc::get_mut(&mut self.state).expect("no request in flight");
+        state.recording = crate::api::RecordingDefaults { record, installed };
     }
 
     /// A live session the fake Restate knows.

@@ -109,6 +109,7 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     );
     let restate_flag = opts.as_ref().and_then(|o| o.restate_server.clone());
     checks.push(check_restate(&paths, restate_flag.as_deref()));
+    checks.push(check_rrweb(&paths, opts.as_ref().is_some_and(|o| o.record)));
     let status = DaemonClient::new(paths.socket()).status().await.ok();
     if let Some(o) = &opts {
         checks.push(check_port(o.bind, o.port, status.as_ref()));
@@ -194,6 +195,22 @@ async fn check_chromium(
     });
     let _ = std::fs::remove_dir_all(&scratch);
     out
+}
+
+/// rrweb, which sessions record with: a failure when the daemon records by default
+/// (`record`), a warning otherwise (only creates asking to record need it).
+fn check_rrweb(paths: &Paths, record: bool) -> Check {
+    match paths.rrweb_dir() {
+        Some(dir) => pass("rrweb", format!("{} (session recordings)", dir.display())),
+        None => {
+            let detail = "not installed: sessions cannot record (\"record\": true is refused)";
+            if record {
+                fail("rrweb", detail, "./install.sh")
+            } else {
+                warn("rrweb", detail, "./install.sh")
+            }
+        }
+    }
 }
 
 fn check_restate(paths: &Paths, flag: Option<&std::path::Path>) -> Check {

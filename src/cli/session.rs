@@ -58,6 +58,11 @@ fn request(args: CreateArgs) -> CreateSessionRequest {
         proxy_url: args.proxy,
         timeout: args.timeout,
         inactivity_timeout: args.inactivity_timeout,
+        record: match (args.record, args.no_record) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         ..Default::default()
     }
 }

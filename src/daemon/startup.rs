@@ -21,7 +21,7 @@ use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::replay::{Asset, PlayerAssets};
-use crate::api::{self, AppState, control::ControlState};
+use crate::api::{self, AppState, RecordingDefaults, control::ControlState};
 use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
@@ -34,6 +34,8 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::cluster::NodeBeat;
 use crate::protocol::control::{DaemonStatus, RestateStatus};
 use crate::settings::{Settings, millis};
+use crate::worker::agent::Agents;
+use crate::worker::recording::RecordingStore;
 use crate::worker::{LocalWorkerHost, chromium};
 
 /// What the checks before anything starts leave: the browser to launch, the token that
@@ -324,6 +326,8 @@ pub(super) async fn recovery(
     let sup_task = tokio::spawn(sup.run(exits, stop.clone()));
     // The browsers' downloads stop when a session's files pass --files-quota.
     let quota_task = tokio::spawn(orch.host.watch_downloads(stop.clone()));
+    // Recordings go once their session ended more than `retention` ago.
+    let recordings_task = tokio::spawn(orch.host.keep_recordings(settings.retention, stop.clone()));
     // Sessions and slots that killed invocations left half done are repaired.
     let sweep_task = tokio::spawn(sweep::run(
         ingress.clone(),
@@ -331,7 +335,7 @@ pub(super) async fn recovery(
         millis(settings.retention),
         stop,
     ));
-    let mut tasks = vec![sup_task, quota_task, sweep_task];
+    let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
@@ -521,6 +525,7 @@ pub(super) fn api(
         Served {
             rrweb_player: rrweb_player(paths),
             artifacts,
+            recording: recording_defaults(paths, settings),
         },
     )?;
     let servers = &started.servers;
@@ -559,14 +564,31 @@ fn worker_host(
     chromium: PathBuf,
     exits: mpsc::UnboundedSender<WorkerEvent>,
 ) -> Arc<LocalWorkerHost> {
+    let store = RecordingStore::new(paths.recordings_dir(), settings.record_max_bytes);
     LocalWorkerHost::new(
         chromium,
         settings.chromium_flags.clone(),
         paths.sessions_dir(),
         paths.quarantine_dir(),
         settings.files_quota,
+        Agents::new(store, paths.rrweb_dir()),
         exits,
     )
+}
+
+/// Whether sessions record by default, and whether they can (rrweb installed).
+fn recording_defaults(paths: &Paths, settings: &Settings) -> RecordingDefaults {
+    let installed = paths.rrweb_dir().is_some();
+    if settings.record && !installed {
+        tracing::warn!(
+            "record is on but rrweb is not installed: sessions do not record by default; \
+             run ./install.sh to install it"
+        );
+    }
+    RecordingDefaults {
+        record: settings.record && installed,
+        installed,
+    }
 }
 
 /// What the Restate services run with (times in ms, as they count).
@@ -606,10 +628,12 @@ fn supervisor(
     )
 }
 
-/// What the API serves besides sessions: the replay page's player and the artifact store.
+/// What the API serves besides sessions: the replay page's player, the artifact store and
+/// whether sessions record by default.
 struct Served {
     rrweb_player: Option<PlayerAssets>,
     artifacts: Arc<ArtifactStore>,
+    recording: RecordingDefaults,
 }
 
 /// The state every API handler shares (times in ms, as the handlers count).
@@ -643,6 +667,7 @@ fn app_state(
         http: reqwest::Client::new(),
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
+        recording: served.recording,
         bind: settings.bind,
         rrweb_player: served.rrweb_player,
         artifacts: served.artifacts,

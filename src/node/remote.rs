@@ -19,7 +19,8 @@ use url::Url;
 
 use crate::host::{
     BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
-    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
+    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, RecordingPage, RecordingQuery,
+    SessionDir, Usage, WorkerHost,
 };
 use crate::node::auth::{Content, Signed, sign, unix_now};
 use crate::node::secret::ClusterSecret;
@@ -596,6 +597,20 @@ impl WorkerHost for RemoteWorkerHost {
             let request = self.post_json("zip_files", &of)?;
             let response = self.open_stream("zip_files", request).await?;
             Ok(self.download(response))
+        }
+        .boxed()
+    }
+
+    fn recording(&self, query: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>> {
+        async move {
+            // A page is at most 16 MiB of events (`worker::recording::MAX_READ_BYTES`).
+            self.call(
+                "recording",
+                &query,
+                self.timeouts.call,
+                CONTEXT_ANSWER_LIMIT,
+            )
+            .await
         }
         .boxed()
     }

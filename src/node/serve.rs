@@ -26,7 +26,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::host::{
-    Claim, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, Usage, WorkerHost,
+    Claim, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, RecordingQuery, Usage,
+    WorkerHost,
 };
 use crate::node::auth::{AuthError, Content, NodeVerifier, refusal, require_node_auth};
 use crate::node::wire::{
@@ -142,6 +143,12 @@ pub fn routes(host: Arc<dyn WorkerHost>, verifier: Arc<NodeVerifier>) -> Router 
             &host_path("quarantine"),
             plain(JSON_LIMIT, |h: Host, r: QuarantineRequest| async move {
                 h.quarantine(r.id, r.reason).await
+            }),
+        )
+        .route(
+            &host_path("recording"),
+            plain(JSON_LIMIT, |h: Host, q: RecordingQuery| async move {
+                h.recording(q).await
             }),
         )
         .merge(file_routes())

@@ -14,7 +14,8 @@ use url::Url;
 
 use crate::host::{
     BrowserPages, ByteStream, Claim, FileEntry, FileListing, FileRead, FilesOf, HostError,
-    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, SessionDir, Usage, WorkerHost,
+    HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview, RecordingPage, RecordingQuery,
+    SessionDir, Usage, WorkerHost,
 };
 use crate::node::auth::{
     CONTENT_SHA256_HEADER, Content, MAX_SKEW_SECS, NodeVerifier, Signed, sign, unix_now,
@@ -402,6 +403,14 @@ impl WorkerHost for Fake {
         }
         .boxed()
     }
+
+    fn recording(&self, q: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>> {
+        async move {
+            self.enter(format!("recording {} {} {}", q.session_id, q.from, q.limit))?;
+            Ok(recording_page(q.from))
+        }
+        .boxed()
+    }
 }
 
 fn secret() -> ClusterSecret {
@@ -510,6 +519,17 @@ async fn every_plain_method_crosses_and_answers_as_it_was() {
     remote.discard_upload(files_of(), "u2".into()).await;
     remote.delete_file(files_of(), "a/b".into()).await.unwrap();
     remote.clear_files(files_of()).await.unwrap();
+    let sid = SessionId::parse("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69").unwrap();
+    let query = crate::host::RecordingQuery {
+        session_id: sid.clone(),
+        from: 0,
+        limit: 7,
+    };
+    let page = remote.recording(query).await.unwrap();
+    let want = recording_page(0);
+    let sent: Vec<&str> = want.events.iter().map(|e| e.get()).collect();
+    let came: Vec<&str> = page.events.iter().map(|e| e.get()).collect();
+    assert_eq!((came, page.next), (sent, Some(1)));
     assert_eq!(
         node.fake.calls(),
         [
@@ -529,6 +549,7 @@ async fn every_plain_method_crosses_and_answers_as_it_was() {
             "discard_upload 4242 u2",
             "delete_file 4242 a/b",
             "clear_files 4242",
+            "recording 0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69 0 7",
         ]
     );
 }
@@ -988,4 +1009,28 @@ async fn a_slow_uploader_is_not_taken_for_a_stalled_node() {
         .boxed();
     let id = remote.upload_file(files_of(), None, slow).await.unwrap();
     assert_eq!(id, "up-30");
+}
+
+/// Two rrweb events (a Meta and a FullSnapshot), then a second page from `from` 1 on.
+pub(super) fn recording_page(from: u64) -> RecordingPage {
+    let raw = |t: &str| serde_json::value::RawValue::from_string(t.to_string()).unwrap();
+    match from {
+        0 => RecordingPage {
+            events: vec![
+                raw(
+                    r#"{"type":4,"data":{"href":"https://example.com/","width":800,"height":600},"timestamp":1,"pageId":"P1"}"#,
+                ),
+                raw(
+                    r#"{"type":2,"data":{"node":{"type":0,"childNodes":[],"id":1},"initialOffset":{"left":0,"top":0}},"timestamp":2,"pageId":"P1"}"#,
+                ),
+            ],
+            next: Some(1),
+        },
+        _ => RecordingPage {
+            events: vec![raw(
+                r#"{"type":3,"data":{"source":0},"timestamp":3,"pageId":"P1"}"#,
+            )],
+            next: None,
+        },
+    }
 }

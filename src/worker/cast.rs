@@ -268,7 +268,7 @@ async fn next_step(
         _ = tx.closed() => Step::Gone,
         msg = input.next() => msg.map_or(Step::Gone, Step::Input),
         _ = timer => Step::Timer,
-        ev = cdp.next_any_event(EVENT_WAIT) => match ev {
+        ev = cdp.next_any(EVENT_WAIT) => match ev {
             Ok(ev) => Step::Event(ev),
             Err(CdpError::Timeout(_)) => Step::Quiet,
             Err(_) => Step::Gone,

@@ -137,6 +137,17 @@ impl Cdp {
         Self::connect_with(url, config).await
     }
 
+    /// [`Cdp::connect_lean`] taking messages up to `max` bytes: for a connection whose
+    /// events carry what a page wrote (the page agent's recorder events).
+    pub async fn connect_limited(url: &str, max: usize) -> Result<Self, CdpError> {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(8 << 10)
+            .write_buffer_size(0)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        Self::connect_with(url, config).await
+    }
+
     async fn connect_with(url: &str, config: WebSocketConfig) -> Result<Self, CdpError> {
         let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
         let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
@@ -245,9 +256,10 @@ impl Cdp {
             .await
     }
 
-    /// The next event of any session or of the browser, whatever its method (a screencast
-    /// watches its page's frames and the browser's target events on one connection).
-    pub async fn next_any_event(&mut self, limit: Duration) -> Result<Event, CdpError> {
+    /// The next event of any session or of the browser, whatever its method, up to `limit`
+    /// (a screencast watches its page's frames and the browser's target events on one
+    /// connection; a page agent the events of every page it attached to).
+    pub async fn next_any(&mut self, limit: Duration) -> Result<Event, CdpError> {
         self.event_where(limit, "waiting for an event", |_| true)
             .await
     }

@@ -304,6 +304,10 @@ mod tests {
             sessions,
             tmp.path().join("quarantine"),
             crate::config::DEFAULT_FILES_QUOTA,
+            crate::worker::agent::Agents::new(
+                crate::worker::recording::RecordingStore::new(tmp.path().join("rec"), 1 << 20),
+                None,
+            ),
             tx,
         );
         (tmp, host, dir)

@@ -20,6 +20,7 @@ mod in_process;
 mod private;
 mod proxy;
 mod queue;
+mod recording;
 mod recovery;
 mod replay;
 mod session;

@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use crate::host::{
     BrowserPages, ByteStream, CastInput, CastOutput, CastSpec, Claim, FileEntry, FileListing,
     FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, PageOutput, PageWork, Preview,
-    SessionDir, Usage, WorkerHost,
+    RecordingPage, RecordingQuery, SessionDir, Usage, WorkerHost,
 };
 use crate::protocol::live::PageInfo;
 use crate::protocol::session::{ProxyBytes, SessionOptions, WorkerInfo};
@@ -342,5 +342,40 @@ impl WorkerHost for FakeHost {
             Ok(bytes(b"PK\x05\x06"))
         }
         .boxed()
+    }
+
+    fn recording(&self, q: RecordingQuery) -> BoxFuture<'_, Result<RecordingPage, HostError>> {
+        async move {
+            self.enter(
+                "recording",
+                format!("{} {} {}", q.session_id, q.from, q.limit),
+            )?;
+            Ok(recording_page(q.from))
+        }
+        .boxed()
+    }
+}
+
+/// Two rrweb events (a Meta and a FullSnapshot), then a second page from `from` 1 on.
+pub(super) fn recording_page(from: u64) -> RecordingPage {
+    let raw = |t: &str| serde_json::value::RawValue::from_string(t.to_string()).unwrap();
+    match from {
+        0 => RecordingPage {
+            events: vec![
+                raw(
+                    r#"{"type":4,"data":{"href":"https://example.com/","width":800,"height":600},"timestamp":1,"pageId":"P1"}"#,
+                ),
+                raw(
+                    r#"{"type":2,"data":{"node":{"type":0,"childNodes":[],"id":1},"initialOffset":{"left":0,"top":0}},"timestamp":2,"pageId":"P1"}"#,
+                ),
+            ],
+            next: Some(1),
+        },
+        _ => RecordingPage {
+            events: vec![raw(
+                r#"{"type":3,"data":{"source":0},"timestamp":3,"pageId":"P1"}"#,
+            )],
+            next: None,
+        },
     }
 }

@@ -1,0 +1,388 @@
+//! Recordings on disk: the rrweb events of a session, one JSON object a line, in
+//! `<data dir>/recordings/<session id>.ndjson` (0600 in a 0700 dir), apart from the session
+//! dir, which goes when the session stops. A recording stays after its session for the
+//! daemon's `retention` and is removed by [`RecordingStore::sweep`] after it.
+//!
+//! A page decides what it records, so every bound is here: a line is at most
+//! [`MAX_EVENT_BYTES`], a recording at most the store's cap (`record_max_bytes`); the line
+//! that would pass the cap is replaced by a [`CUT_TAG`] marker and nothing is written after
+//! it. A line is checked to be one JSON object with a numeric `type` and `timestamp`, its
+//! `data` kept as the page wrote it (never built into a tree).
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub use crate::host::RecordingPage;
+use crate::protocol::session::SessionId;
+
+/// The largest event a page may record, in bytes: a bigger one (a full snapshot of a huge
+/// page) is dropped, and the page's emitter drops it before it leaves the page.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+/// The rrweb custom-event tag of the last line of a recording that reached its cap.
+pub const CUT_TAG: &str = "bro.recording-cut";
+/// Room kept below the cap for the [`CUT_TAG`] line.
+const CUT_RESERVE: u64 = 256;
+/// The most events one read returns, and what it returns when the caller does not say.
+pub const MAX_READ_EVENTS: usize = 10_000;
+/// The most bytes of events one read returns (a single bigger event is returned alone).
+pub const MAX_READ_BYTES: usize = 16 << 20;
+
+/// Where a session's recording is kept, how large it may grow.
+#[derive(Debug, Clone)]
+pub struct RecordingStore {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// An rrweb event as a page sends it: checked, its `data` left as written.
+#[derive(Deserialize)]
+struct PageEvent<'a> {
+    #[serde(rename = "type")]
+    kind: u8,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    timestamp: serde_json::Number,
+}
+
+/// A checked event as it is stored, with the page it came from.
+#[derive(Serialize)]
+struct StoredEvent<'a> {
+    #[serde(rename = "type")]
+    kind: u8,
+    data: &'a RawValue,
+    timestamp: &'a serde_json::Number,
+    #[serde(rename = "pageId")]
+    page_id: &'a str,
+}
+
+impl RecordingStore {
+    /// Recordings under `dir`, each at most `max_bytes`.
+    pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
+        RecordingStore { dir, max_bytes }
+    }
+
+    /// The file of session `id` (an id is a canonical UUID, so the name stays in the dir).
+    pub fn path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{}.ndjson", id.as_str()))
+    }
+
+    /// A writer appending to session `id`'s recording (a resumed session goes on where it
+    /// stopped).
+    pub fn writer(&self, id: &SessionId) -> io::Result<Recorder> {
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::paths::create_private_dir(&self.dir)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(self.path(id))?;
+        let written = file.metadata()?.len();
+        let cut = written + CUT_RESERVE >= self.max_bytes || ends_cut(&self.path(id), written);
+        Ok(Recorder {
+            file,
+            written,
+            max_bytes: self.max_bytes,
+            cut,
+        })
+    }
+
+    /// Up to `limit` events of session `id` from byte `from` on (at most [`MAX_READ_BYTES`]);
+    /// an empty page when it recorded nothing. `from` comes from a previous page's `next`:
+    /// one that is not at a line's start gives an error.
+    pub fn read(&self, id: &SessionId, from: u64, limit: usize) -> io::Result<RecordingPage> {
+        let file = match File::open(self.path(id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(RecordingPage {
+                    events: Vec::new(),
+                    next: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        let mut reader = BufReader::new(file);
+        if from > 0 {
+            if from > len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "pointer past the end",
+                ));
+            }
+            reader.seek(SeekFrom::Start(from - 1))?;
+            let mut before = [0u8];
+            std::io::Read::read_exact(&mut reader, &mut before)?;
+            if before[0] != b'\n' {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a pointer"));
+            }
+        }
+        let limit = limit.clamp(1, MAX_READ_EVENTS);
+        let (mut events, mut bytes, mut at) = (Vec::new(), 0usize, from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            // A line is bounded by what the writer took.
+            let n = io::Read::take(&mut reader, MAX_EVENT_BYTES as u64 + 1024)
+                .read_until(b'\n', &mut line)?;
+            // The last line may be half written: left for the next read.
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            if !events.is_empty() && (events.len() >= limit || bytes + n > MAX_READ_BYTES) {
+                break;
+            }
+            at += n as u64;
+            bytes += n;
+            if let Ok(text) = std::str::from_utf8(&line[..n - 1])
+                && let Ok(raw) = RawValue::from_string(text.to_string())
+            {
+                events.push(raw);
+            }
+        }
+        let next = (at < len).then_some(at);
+        Ok(RecordingPage { events, next })
+    }
+
+    /// Removes the recordings last written more than `retention` ago, except those `keep`
+    /// names (sessions still recording: an idle page writes nothing); how many.
+    pub fn sweep(&self, retention: Duration, keep: &dyn Fn(&SessionId) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".ndjson"))
+                .and_then(|n| SessionId::parse(n).ok())
+            else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > retention);
+            if old && !keep(&id) && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The dir recordings are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Appends one session's events, up to its cap.
+pub struct Recorder {
+    file: File,
+    written: u64,
+    max_bytes: u64,
+    cut: bool,
+}
+
+impl Recorder {
+    /// Appends the event `payload` (a page's JSON text) of page `page_id`. A payload that is
+    /// not an rrweb event or is too large is dropped; false once the recording reached its
+    /// cap (nothing more is written).
+    pub fn append(&mut self, page_id: &str, payload: &str) -> io::Result<bool> {
+        if self.cut {
+            return Ok(false);
+        }
+        if payload.len() > MAX_EVENT_BYTES {
+            return Ok(true);
+        }
+        let Ok(ev) = serde_json::from_str::<PageEvent<'_>>(payload) else {
+            return Ok(true);
+        };
+        let stored = StoredEvent {
+            kind: ev.kind,
+            data: ev.data,
+            timestamp: &ev.timestamp,
+            page_id: truncate(page_id, 64),
+        };
+        let mut line = serde_json::to_vec(&stored).map_err(io::Error::other)?;
+        line.push(b'\n');
+        if self.written + line.len() as u64 + CUT_RESERVE > self.max_bytes {
+            self.cut = true;
+            let marker = cut_marker(self.max_bytes, &ev.timestamp);
+            self.file.write_all(marker.as_bytes())?;
+            self.written += marker.len() as u64;
+            return Ok(false);
+        }
+        self.file.write_all(&line)?;
+        self.written += line.len() as u64;
+        Ok(true)
+    }
+
+    /// True once the recording reached its cap.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+}
+
+/// The rrweb custom event (type 5) that ends a recording cut at `max_bytes`.
+fn cut_marker(max_bytes: u64, timestamp: &serde_json::Number) -> String {
+    let event = serde_json::json!({
+        "type": 5,
+        "data": {"tag": CUT_TAG, "payload": {"maxBytes": max_bytes,
+            "message": "the recording reached its size cap (record_max_bytes) and stopped here"}},
+        "timestamp": timestamp,
+    });
+    format!("{event}\n")
+}
+
+/// True when the recording at `path` (`len` bytes) ends with the [`CUT_TAG`] line.
+fn ends_cut(path: &Path, len: u64) -> bool {
+    let tail = || -> io::Result<Vec<u8>> {
+        let mut file = File::open(path)?;
+        let start = len.saturating_sub(CUT_RESERVE);
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        io::Read::take(file, CUT_RESERVE).read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    tail().is_ok_and(|t| t.windows(CUT_TAG.len()).any(|w| w == CUT_TAG.as_bytes()))
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> SessionId {
+        SessionId::parse("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69").unwrap()
+    }
+
+    fn event(i: usize, pad: usize) -> String {
+        format!(
+            r#"{{"type":3,"data":{{"source":0,"i":{i},"pad":"{}"}},"timestamp":{}}}"#,
+            "x".repeat(pad),
+            1000 + i
+        )
+    }
+
+    #[test]
+    fn events_are_kept_and_read_in_pages() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().join("recordings"), 1 << 20);
+        let mut rec = store.writer(&id()).unwrap();
+        for i in 0..25 {
+            assert!(rec.append("T1", &event(i, 10)).unwrap());
+        }
+        // Not events: dropped, the recording goes on.
+        for junk in [
+            "",
+            "null",
+            "[1]",
+            "{\"type\":\"x\"}",
+            "{\"type\":2,\"data\":{",
+            "\u{0}",
+        ] {
+            assert!(rec.append("T1", junk).unwrap());
+        }
+        let mode = std::fs::metadata(store.path(&id())).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+
+        let page = store.read(&id(), 0, 10).unwrap();
+        assert_eq!(page.events.len(), 10);
+        let first: serde_json::Value = serde_json::from_str(page.events[0].get()).unwrap();
+        assert_eq!(first["type"], 3);
+        assert_eq!(first["pageId"], "T1");
+        assert_eq!(first["data"]["i"], 0);
+        let mut all = page.events.len();
+        let mut next = page.next;
+        while let Some(from) = next {
+            let page = store.read(&id(), from, 10).unwrap();
+            all += page.events.len();
+            next = page.next;
+        }
+        assert_eq!(all, 25);
+        // A pointer that is not one, and an unknown session.
+        assert!(store.read(&id(), 3, 10).is_err());
+        assert!(store.read(&id(), 1 << 40, 10).is_err());
+        let other = SessionId::random();
+        assert!(store.read(&other, 0, 10).unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_cap_and_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cap = 64 << 10;
+        let store = RecordingStore::new(tmp.path().to_path_buf(), cap);
+        let mut rec = store.writer(&id()).unwrap();
+        let mut i = 0;
+        while rec.append("T", &event(i, 1000)).unwrap() {
+            i += 1;
+            assert!(i < 1000);
+        }
+        assert!(rec.is_cut());
+        // Huge payloads after the cut change nothing.
+        let huge = event(0, MAX_EVENT_BYTES * 2);
+        for _ in 0..3 {
+            assert!(!rec.append("T", &huge).unwrap());
+        }
+        let len = std::fs::metadata(store.path(&id())).unwrap().len();
+        assert!(len <= cap, "{len} > {cap}");
+        let page = store.read(&id(), 0, MAX_READ_EVENTS).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_str(page.events.last().unwrap().get()).unwrap();
+        assert_eq!(last["data"]["tag"], CUT_TAG);
+        // A writer reopened on a full recording writes nothing more.
+        let mut again = store.writer(&id()).unwrap();
+        assert!(!again.append("T", &event(1, 1)).unwrap());
+        assert_eq!(std::fs::metadata(store.path(&id())).unwrap().len(), len);
+    }
+
+    #[test]
+    fn an_oversized_event_is_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 20);
+        let mut rec = store.writer(&id()).unwrap();
+        assert!(rec.append("T", &event(0, MAX_EVENT_BYTES)).unwrap());
+        assert!(rec.append("T", &event(1, 10)).unwrap());
+        let page = store.read(&id(), 0, 10).unwrap();
+        assert_eq!(page.events.len(), 1);
+    }
+
+    #[test]
+    fn old_recordings_are_swept_unless_still_recording() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20);
+        let (a, b) = (SessionId::random(), SessionId::random());
+        for s in [&a, &b] {
+            store.writer(s).unwrap().append("T", &event(0, 1)).unwrap();
+        }
+        std::fs::write(tmp.path().join("not-a-recording.ndjson"), "").unwrap();
+        assert_eq!(store.sweep(Duration::from_secs(3600), &|_| false), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        let keep_b = |s: &SessionId| *s == b;
+        assert_eq!(store.sweep(Duration::from_millis(1), &keep_b), 1);
+        assert!(!store.path(&a).exists());
+        assert!(store.path(&b).exists());
+        assert!(tmp.path().join("not-a-recording.ndjson").exists());
+    }
+}
