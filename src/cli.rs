@@ -279,7 +279,8 @@ pub enum SessionCommand {
     ///
     /// Example: bro session list --status live
     List {
-        /// Only sessions with this status.
+        /// Only sessions with this status (live also lists those starting, released those
+        /// releasing, as steel clients see them).
         #[arg(long, value_parser = clap::value_parser!(SessionStatus))]
         status: Option<SessionStatus>,
         /// Print the steel-browser JSON ({"sessions": [...]}).

@@ -37,7 +37,7 @@ pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Ne
     let Some(key) = st.api_key.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/v1/health" || presented_key(&req).is_some_and(|k| same(k, key)) {
+    if req.uri().path() == "/v1/health" || is_artifact(req.uri().path()) || presents(&req, key) {
         return next.run(req).await;
     }
     // Another node of the cluster, forwarding a client's request for a session of this node
@@ -59,6 +59,34 @@ pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Ne
     }
     ApiError::Unauthorized("missing or wrong API key: send it in the steel-api-key header".into())
         .into_response()
+}
+
+/// A screenshot or PDF handed out by URL (`/v1/artifacts/<uuid>.<ext>`): like Steel Cloud's,
+/// the URL is the credential (122 random bits, kept for the retention), so a client fetches
+/// it as it got it, without the key. The Host and Origin checks still apply.
+fn is_artifact(path: &str) -> bool {
+    path.strip_prefix("/v1/artifacts/")
+        .is_some_and(|name| crate::artifacts::ArtifactName::parse(name).is_some())
+}
+
+/// True when the request carries `key`: in the header, or in the `apiKey` query parameter
+/// as sent or percent-decoded (a browser's `URLSearchParams` writes `%2B`, `%2F`, `%3D` for
+/// the `+`, `/`, `=` of a key from `openssl rand -base64`; `+` stays `+`, as keys hold no
+/// spaces).
+fn presents(req: &Request, key: &str) -> bool {
+    if let Some(k) = presented_key(req) {
+        if same(k, key) {
+            return true;
+        }
+        if req.headers().contains_key("steel-api-key") {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+        if same(&decoded, key) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The key a request carries, header first.
@@ -105,6 +133,29 @@ mod tests {
         }
         assert!(check_key("sixteen-chars-xx").is_ok());
         assert!(check_key("").unwrap_err().contains("at least 16"));
+    }
+
+    #[test]
+    fn a_percent_encoded_key_in_the_query_is_the_key() {
+        let key = "abc+def/ghi=jkl0123";
+        for uri in [
+            "/?apiKey=abc%2Bdef%2Fghi%3Djkl0123",
+            "/?apiKey=abc+def/ghi=jkl0123",
+            "/?x=1&apiKey=abc%2bdef%2fghi%3djkl0123",
+        ] {
+            let req = Request::builder()
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            assert!(presents(&req, key), "{uri}");
+        }
+        for uri in ["/?apiKey=abc%20def%2Fghi%3Djkl0123", "/?apiKey=abc"] {
+            let req = Request::builder()
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            assert!(!presents(&req, key), "{uri}");
+        }
     }
 
     #[test]

@@ -108,7 +108,11 @@ for url, kind, magic in [
     assert url.startswith(base + "/v1/artifacts/"), url
     status, ctype, body = fetch(url)
     assert (status, ctype, body[: len(magic)]) == (200, kind, magic), (url, status, ctype)
-    assert fetch(url, with_key=False)[0] == 401, url
+    # The URL is the credential, as Steel Cloud's are: it works without the key.
+    assert fetch(url, with_key=False)[0] == 200, url
+    stem, ext = url.rsplit(".", 1)
+    guessed = stem[:-1] + ("0" if stem[-1] != "0" else "1") + "." + ext
+    assert fetch(guessed, with_key=False)[0] == 404, guessed
 # Asked for bytes, as steel-browser answers: the SDK's raw response.
 raw = client.with_raw_response.screenshot(url=PAGE, extra_headers={"Accept": "image/jpeg"})
 assert raw.headers["content-type"] == "image/jpeg" and raw.read()[:2] == b"\xff\xd8"

@@ -61,3 +61,22 @@ async fn health_is_open_and_the_unix_socket_needs_no_key() {
     assert_eq!(h.tcp(get("/v1/health")).await.status.as_u16(), 200);
     assert_eq!(h.unix(get("/v1/sessions")).await.status.as_u16(), 200);
 }
+
+#[tokio::test]
+async fn artifact_urls_need_no_key_but_nothing_else_under_them_passes() {
+    let h = Harness::with_key(KEY).await;
+    let name = format!("{}.jpg", uuid::Uuid::new_v4().hyphenated());
+    // Unknown, but past the key check: the store answers.
+    let reply = h.tcp(get(&format!("/v1/artifacts/{name}"))).await;
+    reply.assert_error(404, "");
+    for path in [
+        "/v1/artifacts/not-a-uuid.jpg".to_string(),
+        format!("/v1/artifacts/{name}/x"),
+        format!("/v1/artifacts/{}", name.to_uppercase()),
+        format!("/v1/artifacts/{name}.exe"),
+        "/v1/artifactsx".to_string(),
+    ] {
+        let reply = h.tcp(get(&path)).await;
+        assert_eq!(reply.status.as_u16(), 401, "{path}");
+    }
+}

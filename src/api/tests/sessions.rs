@@ -322,6 +322,66 @@ async fn the_list_pages_oldest_first_and_filters_by_status() {
 }
 
 #[tokio::test]
+async fn a_status_filter_agrees_with_the_statuses_shown() {
+    let h = Harness::new().await;
+    let mut put = |status: SessionStatus| {
+        let rec = crate::protocol::session::SessionRecord {
+            status,
+            ..live_record(&SessionId::random())
+        };
+        h.restate.put(rec.clone());
+        rec.id.to_string()
+    };
+    let starting = put(SessionStatus::Starting);
+    let live = put(SessionStatus::Live);
+    let releasing = put(SessionStatus::Releasing);
+    let failed = put(SessionStatus::Failed);
+    let ids = |query: &str| {
+        let query = query.to_string();
+        let h = &h;
+        async move {
+            let reply = h.tcp(get(&format!("/v1/sessions?status={query}"))).await;
+            let mut out: Vec<(String, String, String)> = reply.json()["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["id"].as_str().unwrap().to_string(),
+                        s["status"].as_str().unwrap().to_string(),
+                        s["broStatus"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        }
+    };
+    let mut want = vec![
+        (starting.clone(), "live".into(), "starting".into()),
+        (live.clone(), "live".into(), "live".into()),
+    ];
+    want.sort();
+    assert_eq!(ids("live").await, want);
+    assert_eq!(
+        ids("released").await,
+        vec![(releasing.clone(), "released".into(), "releasing".into())]
+    );
+    assert_eq!(
+        ids("starting").await,
+        vec![(starting, "live".into(), "starting".into())]
+    );
+    assert_eq!(
+        ids("releasing").await,
+        vec![(releasing, "released".into(), "releasing".into())]
+    );
+    assert_eq!(
+        ids("failed").await,
+        vec![(failed, "failed".into(), "failed".into())]
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_route_is_404_on_both_doors() {
     let h = Harness::new().await;
     let reply = h.tcp(get("/v1/nothing")).await;
