@@ -324,7 +324,7 @@ async fn the_list_pages_oldest_first_and_filters_by_status() {
 #[tokio::test]
 async fn a_status_filter_agrees_with_the_statuses_shown() {
     let h = Harness::new().await;
-    let mut put = |status: SessionStatus| {
+    let put = |status: SessionStatus| {
         let rec = crate::protocol::session::SessionRecord {
             status,
             ..live_record(&SessionId::random())
