@@ -279,8 +279,8 @@ pub enum SessionCommand {
     ///
     /// Example: bro session list --status live
     List {
-        /// Only sessions with this status (live also lists those starting, released those
-        /// releasing, as steel clients see them).
+        /// Only sessions with this status (the exact one: live leaves out those still
+        /// starting, which steel clients are shown as live).
         #[arg(long, value_parser = clap::value_parser!(SessionStatus))]
         status: Option<SessionStatus>,
         /// Print the steel-browser JSON ({"sessions": [...]}).

@@ -23,7 +23,7 @@ use crate::protocol::session::{
 use crate::protocol::steel::ErrorBody;
 use crate::protocol::steel::{
     CreateSessionRequest, MultipleSessions, NO_WAIT_HEADER, ReleaseAllResponse,
-    ReleaseSessionResponse, SessionContext, SessionDetails, SteelStatus,
+    ReleaseSessionResponse, SessionContext, SessionDetails,
 };
 use crate::telemetry;
 
@@ -209,19 +209,6 @@ struct ListQuery {
     limit: Option<String>,
 }
 
-/// True when a session in status `is` answers `?status=asked`. The steel statuses (`live`,
-/// `released`) take the passing status each one is shown as (`starting`, `releasing`), so a
-/// list filtered by a status agrees with the statuses it shows a steel client; bro's own
-/// passing statuses and `failed` match exactly.
-fn answers_filter(is: SessionStatus, asked: SessionStatus) -> bool {
-    match asked {
-        SessionStatus::Live | SessionStatus::Released => {
-            SteelStatus::from(is) == SteelStatus::from(asked)
-        }
-        SessionStatus::Starting | SessionStatus::Releasing | SessionStatus::Failed => is == asked,
-    }
-}
-
 /// `GET /v1/sessions[?status=live][&cursorId=ID][&limit=N]`, oldest first. A page after the
 /// last one is empty, which is what ends the SDKs' auto-pagination.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(("status" = Option<String>, Query, description = "starting, live, releasing, released or failed"), ("cursorId" = Option<String>, Query, description = "Start after this session id"), ("limit" = Option<u32>, Query, description = "Page size")), responses((status = 200, body = MultipleSessions), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "Missing or wrong API key", body = ErrorBody)))]
@@ -245,7 +232,9 @@ async fn list(
         None => usize::MAX,
     };
     let mut records = st.ingress.list().await?;
-    records.retain(|r| status.is_none_or(|s| answers_filter(r.status, s)));
+    // The exact status: `?status=live` lists sessions a client can connect to now, not
+    // those still starting (shown to steel clients as live, but not yet reachable).
+    records.retain(|r| status.is_none_or(|s| r.status == s));
     records.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
     let start = match q.cursor_id.as_deref().filter(|c| !c.is_empty()) {
         // An unknown cursor gives an empty page rather than the first one again.

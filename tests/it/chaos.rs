@@ -186,10 +186,10 @@ fn observe(home: &Path, list: &Value, status: &Value) -> Observed {
         .into_iter()
         .flatten()
         .filter_map(|s| {
-            Some((
-                s["id"].as_str()?.to_string(),
-                s["status"].as_str()?.to_string(),
-            ))
+            // `broStatus` is the exact status: steel's `status` shows a starting session as
+            // live and a releasing one as released, which would hide a stuck one.
+            let status = s.get("broStatus").unwrap_or(&s["status"]);
+            Some((s["id"].as_str()?.to_string(), status.as_str()?.to_string()))
         })
         .collect::<BTreeMap<_, _>>();
     let live = records
