@@ -8,6 +8,7 @@ pub mod cdp;
 pub mod control;
 pub mod error;
 pub mod files;
+mod html;
 pub mod openapi;
 pub mod recordings;
 pub mod replay;

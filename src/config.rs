@@ -43,6 +43,8 @@ pub const MIN_FILES_QUOTA: u64 = 1 << 20;
 pub const MAX_FILES_QUOTA: u64 = 16 << 40;
 /// Bytes the screenshots and PDFs handed out by URL may take on one node: 256 MiB.
 pub const DEFAULT_ARTIFACTS_QUOTA: u64 = 256 << 20;
+/// The default `recordings_quota`: sixteen recordings at the default cap.
+pub const DEFAULT_RECORDINGS_QUOTA: u64 = 1 << 30;
 /// Bytes a session's recording may take by default. Measured for one minute: a busy page
 /// (a dozen DOM changes 20 times a second, the mouse moving) recorded 1.8 MB; a page
 /// rewriting 50 table cells and a feed on every animation frame (60 a second) 22 MB. So
@@ -80,6 +82,7 @@ files_quota = "1GiB"        # bytes of uploads and downloads each session may ke
 artifacts_quota = "256MiB"  # bytes of screenshots and PDFs served by URL; oldest evicted past it
 record = false              # record sessions (rrweb) unless a create says otherwise
 record_max_bytes = "64MiB"  # past this a session's recording stops (and says it was cut)
+recordings_quota = "1GiB"   # all recordings on this node; the oldest ended ones evicted past it
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -122,6 +125,8 @@ pub struct Config {
     pub record: Option<bool>,
     /// Bytes per session's recording: `"64MiB"`, or a number of bytes.
     pub record_max_bytes: Option<Size>,
+    /// Bytes of all recordings on this node, written as `files_quota` is.
+    pub recordings_quota: Option<Size>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -236,6 +241,9 @@ impl Config {
         if let Some(size) = &self.artifacts_quota {
             size.bytes().map_err(|e| format!("artifacts_quota: {e}"))?;
         }
+        if let Some(size) = &self.recordings_quota {
+            size.bytes().map_err(|e| format!("recordings_quota: {e}"))?;
+        }
         if let Some(size) = &self.record_max_bytes {
             size.raw()
                 .and_then(check_record_max_bytes)
@@ -276,6 +284,11 @@ impl Config {
     /// `artifacts_quota` in bytes, if set.
     pub fn artifacts_quota(&self) -> Option<u64> {
         self.artifacts_quota.as_ref().and_then(|s| s.bytes().ok())
+    }
+
+    /// `recordings_quota` in bytes, if set.
+    pub fn recordings_quota(&self) -> Option<u64> {
+        self.recordings_quota.as_ref().and_then(|s| s.bytes().ok())
     }
 
     /// `record_max_bytes` in bytes, if set.

@@ -44,6 +44,10 @@ pub struct Settings {
     /// Bytes each session's recording may take; past it recording stops.
     #[serde(default = "default_record_max_bytes")]
     pub record_max_bytes: u64,
+    /// Bytes all recordings on this node may take together; past it the oldest ended ones
+    /// are evicted.
+    #[serde(default = "default_recordings_quota")]
+    pub recordings_quota: u64,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -60,6 +64,10 @@ pub struct Settings {
 
 fn default_record_max_bytes() -> u64 {
     config::DEFAULT_RECORD_MAX_BYTES
+}
+
+fn default_recordings_quota() -> u64 {
+    config::DEFAULT_RECORDINGS_QUOTA
 }
 
 /// The `[cluster]` table: the nodes that form one bro cluster on one Restate cluster.
@@ -157,6 +165,7 @@ pub struct Overrides {
     pub artifacts_quota: Option<u64>,
     pub record: Option<bool>,
     pub record_max_bytes: Option<u64>,
+    pub recordings_quota: Option<u64>,
     pub node: Option<String>,
     pub chromium: Option<PathBuf>,
     pub restate_server: Option<PathBuf>,
@@ -211,6 +220,10 @@ impl Settings {
                 .record_max_bytes
                 .or(file.record_max_bytes())
                 .unwrap_or(config::DEFAULT_RECORD_MAX_BYTES),
+            recordings_quota: over
+                .recordings_quota
+                .or(file.recordings_quota())
+                .unwrap_or(config::DEFAULT_RECORDINGS_QUOTA),
             node: over
                 .node
                 .or(file.node)
@@ -259,6 +272,8 @@ impl Settings {
             .map_err(|e| format!("artifacts_quota: {e}"))?;
         config::check_record_max_bytes(self.record_max_bytes)
             .map_err(|e| format!("record_max_bytes: {e}"))?;
+        config::check_files_quota(self.recordings_quota)
+            .map_err(|e| format!("recordings_quota: {e}"))?;
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;

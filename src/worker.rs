@@ -192,17 +192,21 @@ impl LocalWorkerHost {
     }
 
     /// Removes the recordings of sessions that ended more than `retention` ago, every
-    /// [`SWEEP_RECORDINGS_EVERY`] until `stop` (never with `retention` 0: kept forever).
+    /// [`SWEEP_RECORDINGS_EVERY`] until `stop`, and keeps them all within `recordings_quota`
+    /// (`retention` 0 keeps them forever, quota permitting).
     pub fn keep_recordings(
         self: &Arc<Self>,
         retention: Duration,
         stop: tokio_util::sync::CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let host = Arc::clone(self);
+        // Zero keeps recordings forever, but the quota still holds.
+        let retention = if retention.is_zero() {
+            Duration::MAX
+        } else {
+            retention
+        };
         async move {
-            if retention.is_zero() {
-                return;
-            }
             loop {
                 let h = Arc::clone(&host);
                 let removed = tokio::task::spawn_blocking(move || {
@@ -848,6 +852,7 @@ pub fn scratch_host(
     let store = recording::RecordingStore::new(
         scratch.join("recordings"),
         crate::config::DEFAULT_RECORD_MAX_BYTES,
+        crate::config::DEFAULT_RECORDINGS_QUOTA,
     );
     LocalWorkerHost::new(
         chromium,

@@ -16,6 +16,15 @@ use crate::node::auth::{self as node_auth, AuthError, Content};
 /// browsers (and the files they can read), so `""` or `"abc"` must not count as one.
 pub const MIN_API_KEY_LEN: usize = 16;
 
+/// The paths served without a key: the health check, and rrweb-player's files (public code,
+/// the same for every daemon; keyless, so their URLs never carry the key into a browser's
+/// cache or history). Exact paths only: anything else, the CDP fallback included, needs it.
+const OPEN_PATHS: [&str; 3] = [
+    "/v1/health",
+    "/v1/assets/rrweb-player.js",
+    "/v1/assets/rrweb-player.css",
+];
+
 /// Checks a configured API key: present means at least [`MIN_API_KEY_LEN`] characters, with
 /// no whitespace or control characters (which a header could not carry intact).
 pub fn check_key(key: &str) -> Result<(), String> {
@@ -32,12 +41,14 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Rejects requests without the daemon's key (when it has one); `/v1/health` stays open.
+/// Rejects requests without the daemon's key (when it has one). `/v1/health` stays open, and
+/// so do the replay page's static files ([`OPEN_PATHS`]) and artifact URLs ([`is_artifact`]).
 pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(key) = st.api_key.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/v1/health" || is_artifact(req.uri().path()) || presents(&req, key) {
+    let path = req.uri().path();
+    if OPEN_PATHS.contains(&path) || is_artifact(path) || presents(&req, key) {
         return next.run(req).await;
     }
     // Another node of the cluster, forwarding a client's request for a session of this node

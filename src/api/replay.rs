@@ -5,7 +5,9 @@
 //! it, pinned, in bro's data dir) and is read by the daemon at start, handed here as bytes:
 //! this module reads no files. The page asks `GET /v1/sessions/{id}/events` for the recording
 //! (a JSON array of rrweb events) and plays it; an API key in the page's URL (`apiKey`, where
-//! a browser cannot send a header) is passed on to what the page loads.
+//! a browser cannot send a header) goes with that request in the `steel-api-key` header. The
+//! player's files are the same public code for everyone and need no key (see
+//! [`auth`](super::auth)), so no key is ever put in their URLs.
 
 use std::sync::Arc;
 
@@ -23,16 +25,28 @@ use crate::api::{ApiError, AppState};
 /// The replay page: HTML, CSS and script in one file, no build step.
 const PAGE: &str = include_str!("replay/page.html");
 
-/// What the page may load and reach: its own origin only, but the recorded pages' pictures,
-/// styles and fonts (rrweb replays them from where they were), and no plugins or framing.
-const PAGE_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
-     style-src 'self' 'unsafe-inline' *; img-src * data: blob:; font-src * data:; \
-     media-src * data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-     frame-ancestors 'self'";
+/// What the page may load and reach. A recording is page-shaped DOM an attacker may have
+/// written, replayed in rrweb's iframe (sandboxed without scripts, and under this policy,
+/// which it inherits): scripts run only with the response's nonce (the page's own and the
+/// player it loads); pictures, styles, fonts and media come from bro, `https:`, `data:` or
+/// `blob:` only, so a replay never has the viewer's browser send requests to plain-http
+/// addresses of the viewer's LAN or loopback; no plugins, forms or framing by others.
+/// Styles stay `'unsafe-inline'`: recorded pages carry inline styles, and CSS runs no script.
+fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'nonce-{nonce}'; \
+         style-src 'self' 'unsafe-inline' https: data: blob:; img-src 'self' https: data: blob:; \
+         font-src 'self' https: data:; media-src 'self' https: data: blob:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'self'"
+    )
+}
 
 /// How long a browser may keep the player without asking again (a day; an upgrade of bro
-/// that pins another rrweb changes the `ETag`, and the browser asks again after this).
-const ASSET_MAX_AGE: &str = "public, max-age=86400";
+/// that pins another rrweb changes the `ETag`, and the browser asks again after this). The
+/// assets need no API key, but one may come along in an old link's URL: `private` keeps
+/// shared caches from storing such an answer.
+const ASSET_MAX_AGE: &str = "private, max-age=86400";
 
 /// The rrweb-player files the daemon serves, read from the install at start.
 #[derive(Debug, Clone)]
@@ -90,23 +104,9 @@ async fn page(
     if st.rrweb_player.is_none() {
         return Err(not_installed());
     }
-    let mut resp = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response();
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_CSP),
-    );
-    // The URL may carry the API key: never send it on as a referrer, never keep the page.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    Ok(resp)
+    let nonce = crate::api::html::nonce();
+    let html = PAGE.replace("{{nonce}}", &nonce);
+    Ok(crate::api::html::page(html, &page_csp(&nonce)))
 }
 
 /// `GET /v1/assets/rrweb-player.js`.

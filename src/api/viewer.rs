@@ -209,7 +209,7 @@ async fn page(st: &AppState, id: &SessionId, q: &ViewerQuery) -> Result<Response
         let to = format!("/v1/sessions/{id}/replay{key}");
         return Ok((StatusCode::FOUND, [(header::LOCATION, to)]).into_response());
     }
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let nonce = crate::api::html::nonce();
     let json = serde_json::to_string(&config)
         .map_err(|e| ApiError::Internal(format!("the viewer's config: {e}")))?
         // Inside a <script> block: no `</script>` may close it early.
@@ -227,14 +227,7 @@ async fn page(st: &AppState, id: &SessionId, q: &ViewerQuery) -> Result<Response
          form-action 'none'; frame-ancestors 'self' http://localhost:* http://127.0.0.1:* \
          http://[::1]:*"
     );
-    let headers = [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
-        (header::CONTENT_SECURITY_POLICY, csp),
-        (header::REFERRER_POLICY, "no-referrer".into()),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
-        (header::CACHE_CONTROL, "no-store".into()),
-    ];
-    Ok((headers, html).into_response())
+    Ok(crate::api::html::page(html, &csp))
 }
 
 /// `GET /v1/sessions/cast` (websocket): steel's cast protocol. With `pageId` or `pageIndex`

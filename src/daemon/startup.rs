@@ -564,7 +564,11 @@ fn worker_host(
     chromium: PathBuf,
     exits: mpsc::UnboundedSender<WorkerEvent>,
 ) -> Arc<LocalWorkerHost> {
-    let store = RecordingStore::new(paths.recordings_dir(), settings.record_max_bytes);
+    let store = RecordingStore::new(
+        paths.recordings_dir(),
+        settings.record_max_bytes,
+        settings.recordings_quota,
+    );
     LocalWorkerHost::new(
         chromium,
         settings.chromium_flags.clone(),

@@ -24,7 +24,12 @@
 //! for any Playwright or Puppeteer client; the agent never answers it.) If the agent's
 //! connection goes, Chromium releases what it held: waiting pages run, paused requests
 //! continue. The agent starts at launch, claim and resume, and ends at stop or when the
-//! browser goes.
+//! browser goes. It does not reconnect: if its connection ends while the browser lives (a
+//! page can end it, e.g. with a console message past [`MAX_MESSAGE`], as the Runtime domain
+//! is on), recording and blocking stop for the rest of the session. That is made visible
+//! rather than hidden: a warning in the log and a last `bro.recording-stopped` custom event
+//! (with the reason) in the recording. (Reconnecting would set every page up again while
+//! the old recorders still run in their worlds with a binding gone: not done.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -260,7 +265,15 @@ impl Agent {
             }
         };
         if let Err(err) = result {
-            tracing::debug!(session_id = %self.plan.session, %err, "page agent ended");
+            // Also what a browser that exits looks like: then no one replays past it anyway.
+            tracing::warn!(session_id = %self.plan.session, %err, blocking = self.plan.blocker.is_some(), recording = self.recorder.is_some(),
+                "the page agent lost its connection to the browser: recording and blocking stop for this session");
+            if let Some(rec) = &mut self.recorder {
+                let reason = format!("the page agent's connection to the browser ended: {err}");
+                if let Err(err) = rec.stop(&reason) {
+                    tracing::warn!(session_id = %self.plan.session, %err, "could not note the recording's end");
+                }
+            }
         }
     }
 

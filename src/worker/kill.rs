@@ -305,7 +305,11 @@ mod tests {
             tmp.path().join("quarantine"),
             crate::config::DEFAULT_FILES_QUOTA,
             crate::worker::agent::Agents::new(
-                crate::worker::recording::RecordingStore::new(tmp.path().join("rec"), 1 << 20),
+                crate::worker::recording::RecordingStore::new(
+                    tmp.path().join("rec"),
+                    1 << 20,
+                    1 << 30,
+                ),
                 None,
             ),
             tx,

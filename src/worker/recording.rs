@@ -1,7 +1,10 @@
 //! Recordings on disk: the rrweb events of a session, one JSON object a line, in
 //! `<data dir>/recordings/<session id>.ndjson` (0600 in a 0700 dir), apart from the session
 //! dir, which goes when the session stops. A recording stays after its session for the
-//! daemon's `retention` and is removed by [`RecordingStore::sweep`] after it.
+//! daemon's `retention` and is removed by [`RecordingStore::sweep`] after it. All of them
+//! together stay within the store's quota (`recordings_quota`): when a recording starts, and at
+//! each sweep, the ones last written longest ago are removed until the rest fit, never one
+//! still being written.
 //!
 //! A page decides what it records, so every bound is here: a line is at most
 //! [`MAX_EVENT_BYTES`], a recording at most the store's cap (`record_max_bytes`); the line
@@ -9,9 +12,11 @@
 //! it. A line is checked to be one JSON object with a numeric `type` and `timestamp`, its
 //! `data` kept as the page wrote it (never built into a tree).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +30,9 @@ use crate::protocol::session::SessionId;
 pub const MAX_EVENT_BYTES: usize = 4 << 20;
 /// The rrweb custom-event tag of the last line of a recording that reached its cap.
 pub const CUT_TAG: &str = "bro.recording-cut";
+/// The rrweb custom-event tag of the last line of a recording whose page agent lost the
+/// browser while it lived on: nothing after it was recorded.
+pub const STOPPED_TAG: &str = "bro.recording-stopped";
 /// Room kept below the cap for the [`CUT_TAG`] line.
 const CUT_RESERVE: u64 = 256;
 /// The most events one read returns, and what it returns when the caller does not say.
@@ -37,6 +45,10 @@ pub const MAX_READ_BYTES: usize = 16 << 20;
 pub struct RecordingStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// The most bytes all recordings together may hold.
+    quota: u64,
+    /// The sessions whose recording has a [`Recorder`] open: never evicted.
+    writing: Arc<Mutex<HashSet<SessionId>>>,
 }
 
 /// An rrweb event as a page sends it: checked, its `data` left as written.
@@ -61,9 +73,14 @@ struct StoredEvent<'a> {
 }
 
 impl RecordingStore {
-    /// Recordings under `dir`, each at most `max_bytes`.
-    pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
-        RecordingStore { dir, max_bytes }
+    /// Recordings under `dir`, each at most `max_bytes`, all together at most `quota`.
+    pub fn new(dir: PathBuf, max_bytes: u64, quota: u64) -> Self {
+        RecordingStore {
+            dir,
+            max_bytes,
+            quota,
+            writing: Arc::default(),
+        }
     }
 
     /// The file of session `id` (an id is a canonical UUID, so the name stays in the dir).
@@ -76,6 +93,15 @@ impl RecordingStore {
     pub fn writer(&self, id: &SessionId) -> io::Result<Recorder> {
         use std::os::unix::fs::OpenOptionsExt;
         crate::paths::create_private_dir(&self.dir)?;
+        // Room for this one to reach its cap.
+        let evicted = self.evict(self.quota.saturating_sub(self.max_bytes), &|s| s == id);
+        if evicted > 0 {
+            tracing::info!(
+                evicted,
+                quota = self.quota,
+                "recordings past the quota (recordings_quota): the oldest were removed"
+            );
+        }
         let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -83,11 +109,13 @@ impl RecordingStore {
             .open(self.path(id))?;
         let written = file.metadata()?.len();
         let cut = written + CUT_RESERVE >= self.max_bytes || ends_cut(&self.path(id), written);
+        lock(&self.writing).insert(id.clone());
         Ok(Recorder {
             file,
             written,
             max_bytes: self.max_bytes,
             cut,
+            writing: Some((Arc::clone(&self.writing), id.clone())),
         })
     }
 
@@ -172,11 +200,59 @@ impl RecordingStore {
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > retention);
-            if old && !keep(&id) && std::fs::remove_file(entry.path()).is_ok() {
+            if old
+                && !keep(&id)
+                && !self.is_writing(&id)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed + self.evict(self.quota, keep)
+    }
+
+    /// Removes recordings, those last written longest ago first, until all hold at most
+    /// `target` bytes; never one `keep` names or one being written. How many.
+    fn evict(&self, target: u64, keep: &dyn Fn(&SessionId) -> bool) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut all: Vec<(SystemTime, u64, SessionId, PathBuf)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                let id = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".ndjson"))
+                    .and_then(|n| SessionId::parse(n).ok())?;
+                let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
+                Some((meta.modified().ok()?, meta.len(), id, entry.path()))
+            })
+            .collect();
+        let mut total: u64 = all.iter().map(|r| r.1).sum();
+        if total <= target {
+            return 0;
+        }
+        all.sort_by_key(|r| r.0);
+        let mut removed = 0;
+        for (_, len, id, path) in all {
+            if total <= target {
+                break;
+            }
+            if keep(&id) || self.is_writing(&id) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(len);
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// True while a [`Recorder`] of session `id` is open.
+    fn is_writing(&self, id: &SessionId) -> bool {
+        lock(&self.writing).contains(id)
     }
 
     /// The dir recordings are kept in.
@@ -191,6 +267,16 @@ pub struct Recorder {
     written: u64,
     max_bytes: u64,
     cut: bool,
+    /// The store's set of recordings being written, and this one's id: left at drop.
+    writing: Option<(Arc<Mutex<HashSet<SessionId>>>, SessionId)>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some((writing, id)) = self.writing.take() {
+            lock(&writing).remove(&id);
+        }
+    }
 }
 
 impl Recorder {
@@ -227,6 +313,25 @@ impl Recorder {
         Ok(true)
     }
 
+    /// Ends the recording with a [`STOPPED_TAG`] event saying why (cut to 150 bytes), so a
+    /// replay shows where and why it stops; nothing is written after it.
+    pub fn stop(&mut self, reason: &str) -> io::Result<()> {
+        if self.cut {
+            return Ok(());
+        }
+        self.cut = true;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let event = serde_json::json!({
+            "type": 5,
+            "data": {"tag": STOPPED_TAG, "payload": {"reason": truncate(reason, 150)}},
+            "timestamp": now,
+        });
+        // Within the room kept for a marker.
+        self.file.write_all(format!("{event}\n").as_bytes())
+    }
+
     /// True once the recording reached its cap.
     pub fn is_cut(&self) -> bool {
         self.cut
@@ -257,6 +362,11 @@ fn ends_cut(path: &Path, len: u64) -> bool {
     tail().is_ok_and(|t| t.windows(CUT_TAG.len()).any(|w| w == CUT_TAG.as_bytes()))
 }
 
+/// Locks a std mutex, recovering the data if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -285,7 +395,7 @@ mod tests {
     #[test]
     fn events_are_kept_and_read_in_pages() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = RecordingStore::new(tmp.path().join("recordings"), 1 << 20);
+        let store = RecordingStore::new(tmp.path().join("recordings"), 1 << 20, 1 << 30);
         let mut rec = store.writer(&id()).unwrap();
         for i in 0..25 {
             assert!(rec.append("T1", &event(i, 10)).unwrap());
@@ -332,7 +442,7 @@ mod tests {
     fn a_recording_stops_at_its_cap_and_says_so() {
         let tmp = tempfile::tempdir().unwrap();
         let cap = 64 << 10;
-        let store = RecordingStore::new(tmp.path().to_path_buf(), cap);
+        let store = RecordingStore::new(tmp.path().to_path_buf(), cap, 1 << 30);
         let mut rec = store.writer(&id()).unwrap();
         let mut i = 0;
         while rec.append("T", &event(i, 1000)).unwrap() {
@@ -358,9 +468,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_recording_says_why_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20, 1 << 30);
+        let mut rec = store.writer(&id()).unwrap();
+        assert!(rec.append("T", &event(0, 1)).unwrap());
+        rec.stop(&"x".repeat(10_000)).unwrap();
+        assert!(!rec.append("T", &event(1, 1)).unwrap());
+        rec.stop("again").unwrap();
+        let page = store.read(&id(), 0, 10).unwrap();
+        assert_eq!(page.events.len(), 2);
+        let last: serde_json::Value = serde_json::from_str(page.events[1].get()).unwrap();
+        assert_eq!(last["data"]["tag"], STOPPED_TAG);
+        assert_eq!(
+            last["data"]["payload"]["reason"].as_str().unwrap().len(),
+            150
+        );
+    }
+
+    #[test]
     fn an_oversized_event_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 20);
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 20, 1 << 30);
         let mut rec = store.writer(&id()).unwrap();
         assert!(rec.append("T", &event(0, MAX_EVENT_BYTES)).unwrap());
         assert!(rec.append("T", &event(1, 10)).unwrap());
@@ -371,11 +500,14 @@ mod tests {
     #[test]
     fn old_recordings_are_swept_unless_still_recording() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20);
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20, 1 << 30);
         let (a, b) = (SessionId::random(), SessionId::random());
         for s in [&a, &b] {
             store.writer(s).unwrap().append("T", &event(0, 1)).unwrap();
         }
+        // One being written is never swept, however old.
+        let (c, mut open) = (SessionId::random(), None);
+        open.replace(store.writer(&c).unwrap());
         std::fs::write(tmp.path().join("not-a-recording.ndjson"), "").unwrap();
         assert_eq!(store.sweep(Duration::from_secs(3600), &|_| false), 0);
         std::thread::sleep(Duration::from_millis(20));
@@ -383,6 +515,50 @@ mod tests {
         assert_eq!(store.sweep(Duration::from_millis(1), &keep_b), 1);
         assert!(!store.path(&a).exists());
         assert!(store.path(&b).exists());
+        assert!(store.path(&c).exists());
         assert!(tmp.path().join("not-a-recording.ndjson").exists());
+        drop(open);
+        assert_eq!(store.sweep(Duration::from_millis(1), &keep_b), 1);
+        assert!(!store.path(&c).exists());
+    }
+
+    #[test]
+    fn past_the_quota_the_oldest_ended_recordings_go_never_one_being_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Each recording may reach 64 KiB; all together 200 KiB.
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 10, 200 << 10);
+        let fill = |rec: &mut Recorder| while rec.append("T", &event(0, 1000)).unwrap() {};
+        // The oldest of all is still being written (a long session).
+        let live = SessionId::random();
+        let mut live_rec = store.writer(&live).unwrap();
+        fill(&mut live_rec);
+        let ended: Vec<SessionId> = (0..4).map(|_| SessionId::random()).collect();
+        for id in &ended {
+            std::thread::sleep(Duration::from_millis(15));
+            fill(&mut store.writer(id).unwrap());
+        }
+        let total = |store: &RecordingStore| -> u64 {
+            std::fs::read_dir(store.dir())
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        // Starting ended[3] made room for it: ended[0] went, the live one stayed.
+        assert!(store.path(&live).exists());
+        assert!(!store.path(&ended[0]).exists());
+        assert!(total(&store) <= 200 << 10, "{}", total(&store));
+        // A sweep (nothing past its retention) keeps the total within the quota.
+        std::thread::sleep(Duration::from_millis(15));
+        let next = SessionId::random();
+        fill(&mut store.writer(&next).unwrap());
+        store.sweep(Duration::from_secs(3600), &|_| false);
+        assert!(total(&store) <= 200 << 10, "{}", total(&store));
+        assert!(store.path(&live).exists() && store.path(&next).exists());
+        // Once it ends, the long session's recording is the oldest and goes first.
+        drop(live_rec);
+        let newer = SessionId::random();
+        fill(&mut store.writer(&newer).unwrap());
+        assert!(!store.path(&live).exists());
+        assert!(store.path(&newer).exists() && store.path(&next).exists());
     }
 }

@@ -1,30 +1,34 @@
 // The replay page (GET /v1/sessions/{id}/replay) in Debian's chromium, driven by playwright-core:
-//   node replay.mjs drive WEBSOCKET_URL
-// drives a (recording) session's page through fixtures/replay_page.mjs, then
-//   node replay.mjs API KEY RECORDED_ID UNRECORDED_ID [EVENTS_FIXTURE]
-// Opens the recorded session's replay with the key in the URL, waits for rrweb-player to play
-// and prints one JSON line of facts: the page's state, the text inside the replayed page, and
-// how many colours a screenshot of the player has (a blank replay has one). Then opens the
-// replay of a session that did not record and reports the page's message.
-//
-// With EVENTS_FIXTURE, `GET /v1/sessions/{id}/events` is answered from that file in the
-// browser (page.route) instead of by bro.
-import { readFileSync } from 'node:fs';
+//   node replay.mjs drive WEBSOCKET_URL PAGE_URL
+// drives a (recording) session's page: loads PAGE_URL (served by tests/it/replay.rs), then
+// changes it as the replay must show; then
+//   node replay.mjs API KEY RECORDED_ID UNRECORDED_ID
+// opens the recorded session's viewer (/player, which answers 302 to /replay once the session
+// ended) with the key in the URL, waits for rrweb-player to play what the daemon recorded and
+// prints one JSON line of facts: the page's state, the text inside the replayed page, how many
+// colours a screenshot of the player has (a blank replay has one), whether the recorded page's
+// scripts ran in the replay. Then opens the replay of a session that did not record and
+// reports the page's message.
 import { chromium } from 'playwright-core';
-import { PAGE, change } from './fixtures/replay_page.mjs';
 
 if (process.argv[2] === 'drive') {
   const session = await chromium.connectOverCDP(process.argv[3]);
   const page = session.contexts()[0].pages()[0] ?? await session.contexts()[0].newPage();
-  await page.goto('data:text/html;base64,' + Buffer.from(PAGE).toString('base64'));
+  await page.goto(process.argv[4]);
   await page.waitForTimeout(300);
-  await page.evaluate(change);
-  await page.waitForTimeout(500);
+  await page.evaluate(() => {
+    document.getElementById('title').textContent = 'bro replay fixture: changed';
+    const p = document.createElement('p');
+    p.textContent = 'a paragraph added while recording';
+    document.body.appendChild(p);
+    document.querySelector('.box').style.background = '#859900';
+  });
+  await page.waitForTimeout(800);
   await session.close();
   process.exit(0);
 }
 
-const [api, key, recorded, unrecorded, fixture] = process.argv.slice(2);
+const [api, key, recorded, unrecorded] = process.argv.slice(2);
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
 const facts = {};
 try {
@@ -33,31 +37,36 @@ try {
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`error: ${e.message}`));
-  if (fixture) {
-    const body = readFileSync(fixture, 'utf8');
-    await page.route('**/v1/sessions/*/events*', (route) =>
-      route.fulfill({ status: 200, contentType: 'application/json', body }));
-  }
-  // Who asked for what, and whether the key went with it.
+  // Who asked for what, and how the key went with it.
   const requests = [];
   page.on('request', (r) => requests.push({
     path: new URL(r.url()).pathname,
-    keyed: new URL(r.url()).searchParams.get('apiKey') === key || r.headers()['steel-api-key'] === key,
+    host: new URL(r.url()).host,
+    keyInUrl: new URL(r.url()).searchParams.get('apiKey') === key,
+    keyInHeader: r.headers()['steel-api-key'] === key,
   }));
 
-  await page.goto(`${api}/v1/sessions/${recorded}/replay?apiKey=${encodeURIComponent(key)}`);
+  const viewer = `${api}/v1/sessions/${recorded}/player?apiKey=${encodeURIComponent(key)}`;
+  const answer = await page.goto(viewer);
+  facts.landedOn = new URL(page.url()).pathname;
+  facts.redirectedFrom = answer.request().redirectedFrom()?.url() ? new URL(answer.request().redirectedFrom().url()).pathname : null;
   await page.waitForSelector('body[data-state="playing"], body[data-state="message"]', { timeout: 20000 });
   facts.state = await page.getAttribute('body', 'data-state');
   facts.message = await page.textContent('#message');
-  facts.requests = requests;
   if (facts.state === 'playing') {
     // The replayed page lives in rrweb's iframe; wait until its last change is drawn.
     const frame = page.frameLocator('.replayer-wrapper iframe');
     await frame.locator('text=a paragraph added while recording').waitFor({ timeout: 20000 });
     facts.replayedTitle = await frame.locator('#title').textContent();
+    facts.sandbox = await page.getAttribute('.replayer-wrapper iframe', 'sandbox');
+    // Give recorded scripts and handlers (if any could run) time to act.
+    await page.waitForTimeout(1000);
+    facts.pageTitle = await page.title();
+    facts.hostile = await page.evaluate(() => window.__broPwned ?? null);
     const shot = await page.locator('.replayer-wrapper').screenshot();
     facts.colours = await countColours(context, shot);
   }
+  facts.requests = requests;
   facts.logs = logs;
 
   const other = await context.newPage();

@@ -6,12 +6,10 @@ JSON is typed: each fails here as it would for a user).
 
 Usage: python strict.py <api base URL> <api key>. Prints one JSON line; exits 1 on failure.
 Run by tests/it/compat.rs.
-
-TODO(issue 14): add `client.sessions.events(id)` once bro serves `GET /v1/sessions/{id}/events`
-(the recordings part of issue 14).
 """
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -118,6 +116,29 @@ raw = client.with_raw_response.screenshot(url=PAGE, extra_headers={"Accept": "im
 assert raw.headers["content-type"] == "image/jpeg" and raw.read()[:2] == b"\xff\xd8"
 facts["screenshotBytes"] = len(fetch(shot.url)[2])
 facts["pdfBytes"] = len(fetch(pdf.url)[2])
+
+# A recorded session: its rrweb events, also paged through the Next-Cursor header. Its page
+# is the browser's first (about:blank), which the recorder snapshots like any other.
+# (`record` is bro's; steel-sdk 0.19 has no parameter for it.)
+r = client.sessions.create(extra_body={"record": True})
+assert r.to_dict().get("record") is True, r
+events = []
+for _ in range(100):
+    events = client.sessions.events(r.id)
+    if len(events) >= 2:
+        break
+    time.sleep(0.1)
+assert isinstance(events, list) and len(events) >= 2, events
+assert all(isinstance(e, dict) and "type" in e and "timestamp" in e for e in events), events
+raw = client.sessions.with_raw_response.events(r.id, limit=1)
+first, cursor = raw.parse(), raw.headers.get("next-cursor")
+assert len(first) == 1 and first[0] == events[0] and cursor, (first, cursor)
+rest = client.sessions.events(r.id, pointer=cursor)
+assert rest[0] == events[1], rest[:1]
+client.sessions.release(r.id)
+assert len(client.sessions.events(r.id)) >= len(events)
+assert client.sessions.events(b.id) == []  # did not record
+facts["recordedEvents"] = len(events)
 
 # Release one, then the rest; both answer `message`.
 released = client.sessions.release(a.id)

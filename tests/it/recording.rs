@@ -108,7 +108,7 @@ fn get(api: &str, path: &str) -> (u16, String, Value) {
 }
 
 /// Waits until the warm pool holds a ready browser.
-fn wait_warm(d: &TestDaemon) {
+pub(crate) fn wait_warm(d: &TestDaemon) {
     let ready = crate::helper::wait_for(|| {
         let status = d.json(&["daemon", "status", "--json"]);
         status["pool"]["warm_ready"]

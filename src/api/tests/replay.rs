@@ -34,13 +34,46 @@ async fn the_replay_page_is_html_that_fetches_the_events_and_the_player() {
     assert_eq!(reply.headers["cache-control"], "no-store");
     let csp = reply.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("connect-src 'self'"), "{csp}");
+    // Script by nonce only; pictures, styles and fonts never from plain http (the LAN).
+    assert!(
+        !csp.contains("unsafe-inline'; img") && !csp.contains(" * "),
+        "{csp}"
+    );
+    let nonce = csp
+        .split("script-src 'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a script nonce");
+    assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
+    for directive in ["img-src", "style-src", "font-src", "media-src"] {
+        let sources = csp
+            .split(';')
+            .find(|d| d.trim().starts_with(directive))
+            .unwrap_or_else(|| panic!("{directive} missing: {csp}"));
+        assert!(
+            !sources.contains("http:") && !sources.contains(" *"),
+            "{sources}"
+        );
+    }
     let page = String::from_utf8_lossy(&reply.body);
+    assert!(
+        page.contains(&format!("<script nonce=\"{nonce}\">")),
+        "{page}"
+    );
+    assert!(!page.contains("{{nonce}}"));
+    // Each answer has its own nonce.
+    let again = h.tcp(get(&format!("/v1/sessions/{id}/replay"))).await;
+    assert_ne!(
+        again.headers["content-security-policy"],
+        reply.headers["content-security-policy"]
+    );
     for part in [
         "/events",
         "/v1/assets/rrweb-player.js",
         "/v1/assets/rrweb-player.css",
         "steel-api-key",
         "apiKey",
+        "nonce",
         "did not record",
     ] {
         assert!(page.contains(part), "the page lacks {part}");
@@ -53,7 +86,7 @@ async fn the_player_is_served_with_its_type_and_caching_headers() {
     let js = h.tcp(get("/v1/assets/rrweb-player.js")).await;
     assert_eq!(js.status, 200);
     assert_eq!(js.headers["content-type"], "text/javascript; charset=utf-8");
-    assert_eq!(js.headers["cache-control"], "public, max-age=86400");
+    assert_eq!(js.headers["cache-control"], "private, max-age=86400");
     assert_eq!(js.headers["x-content-type-options"], "nosniff");
     assert_eq!(js.body, PLAYER_JS.as_bytes());
     let css = h.tcp(get("/v1/assets/rrweb-player.css")).await;
@@ -88,23 +121,45 @@ async fn without_rrweb_installed_the_page_and_assets_say_to_run_install_sh() {
 }
 
 #[tokio::test]
-async fn the_api_key_may_come_in_the_url() {
+async fn the_api_key_may_come_in_the_url_and_the_player_needs_none() {
     let mut h = Harness::new().await;
     let key = "replay-secret-0123456789";
     state(&mut h).api_key = Some(key.into());
     let id = SessionId::random();
-    for path in [
-        format!("/v1/sessions/{id}/replay"),
-        "/v1/assets/rrweb-player.js".into(),
-        "/v1/assets/rrweb-player.css".into(),
-    ] {
-        let reply = h.tcp(get(&path)).await;
-        reply.assert_error(401, "API key");
-        let wrong = h.tcp(get(&format!("{path}?apiKey=nope"))).await;
-        wrong.assert_error(401, "API key");
-        let reply = h.tcp(get(&format!("{path}?apiKey={key}"))).await;
+    let path = format!("/v1/sessions/{id}/replay");
+    let reply = h.tcp(get(&path)).await;
+    reply.assert_error(401, "API key");
+    let wrong = h.tcp(get(&format!("{path}?apiKey=nope"))).await;
+    wrong.assert_error(401, "API key");
+    let reply = h.tcp(get(&format!("{path}?apiKey={key}"))).await;
+    assert_eq!(reply.status, 200, "{path}");
+    // The player is public code: served without the key, so no key goes in its URL.
+    for path in ["/v1/assets/rrweb-player.js", "/v1/assets/rrweb-player.css"] {
+        let reply = h.tcp(get(path)).await;
         assert_eq!(reply.status, 200, "{path}");
+        assert!(
+            reply.headers["cache-control"]
+                .to_str()
+                .unwrap()
+                .starts_with("private")
+        );
     }
+    // Only those exact paths: a neighbour, or a websocket upgrade there, needs the key.
+    for path in [
+        "/v1/assets/other.js",
+        "/v1/assets/rrweb-player.js/x",
+        "/v1/assets/",
+    ] {
+        h.tcp(get(path)).await.assert_error(401, "API key");
+    }
+    let upgrade = Request::get("/v1/assets/rrweb-player.js/../x")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.tcp(upgrade).await.status, 401);
 }
 
 #[tokio::test]
