@@ -54,16 +54,22 @@ else
   step "chromium: $(chromium --version 2>/dev/null | head -n1)"
 fi
 
+# npm_pinned WHAT DIR PACKAGE@VERSION...: installs pinned npm packages into DIR (its own
+# package.json; no install scripts run).
+npm_pinned() {
+  local what="$1" dir="$2"; shift 2
+  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install $what (apt-get install nodejs npm)" >&2; exit 1; }
+  step "$what: installing from npm into $dir"
+  mkdir -p "$dir"
+  [ -f "$dir/package.json" ] || echo "{\"name\":\"bro-$(basename "$dir")\",\"private\":true}" > "$dir/package.json"
+  (cd "$dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error "$@" >/dev/null)
+}
+
 # 2. restate-server (pinned; the native binary is called directly, not the node wrapper)
 if [ -x "$restate_bin" ] && "$restate_bin" --version 2>/dev/null | grep -q "$RESTATE_VERSION"; then
   step "restate-server $RESTATE_VERSION: already in $restate_dir"
 else
-  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install restate-server (apt-get install nodejs npm)" >&2; exit 1; }
-  step "restate-server $RESTATE_VERSION: installing from npm into $restate_dir"
-  mkdir -p "$restate_dir"
-  [ -f "$restate_dir/package.json" ] || echo '{"name":"bro-restate-server","private":true}' > "$restate_dir/package.json"
-  (cd "$restate_dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error \
-    "@restatedev/restate-server@$RESTATE_VERSION" >/dev/null)
+  npm_pinned "restate-server $RESTATE_VERSION" "$restate_dir" "@restatedev/restate-server@$RESTATE_VERSION"
   "$restate_bin" --version >/dev/null
 fi
 
@@ -76,12 +82,7 @@ rrweb_ok() {
 if rrweb_ok; then
   step "rrweb $RRWEB_VERSION: already in $rrweb_dir"
 else
-  command -v npm >/dev/null 2>&1 || { echo "install.sh: npm is needed to install rrweb (apt-get install nodejs npm)" >&2; exit 1; }
-  step "rrweb $RRWEB_VERSION: installing from npm into $rrweb_dir"
-  mkdir -p "$rrweb_dir"
-  [ -f "$rrweb_dir/package.json" ] || echo '{"name":"bro-rrweb","private":true}' > "$rrweb_dir/package.json"
-  (cd "$rrweb_dir" && npm install --no-fund --no-audit --save-exact --ignore-scripts --loglevel=error \
-    "rrweb@$RRWEB_VERSION" "rrweb-player@$RRWEB_VERSION" >/dev/null)
+  npm_pinned "rrweb $RRWEB_VERSION" "$rrweb_dir" "rrweb@$RRWEB_VERSION" "rrweb-player@$RRWEB_VERSION"
   rrweb_ok
 fi
 
