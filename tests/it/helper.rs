@@ -460,3 +460,54 @@ pub fn python_venv() -> PathBuf {
     );
     python
 }
+
+/// Requests a [`serve_http`] server got, by path (query cut).
+pub type Hits = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+/// A small HTTP server on a free port of 127.0.0.1 for the pages sessions load, until the test
+/// binary exits: `answer(path, port)` (the path without its query) gives the content type and
+/// body; requests are counted by path.
+pub fn serve_http(
+    answer: impl Fn(&str, u16) -> (&'static str, Vec<u8>) + Send + Sync + 'static,
+) -> (u16, Hits) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Hits::default();
+    let counted = std::sync::Arc::clone(&hits);
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (answer, counted) = (
+                std::sync::Arc::clone(&answer),
+                std::sync::Arc::clone(&counted),
+            );
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/").to_string();
+                *counted.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let (kind, body) = answer(&path, port);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            });
+        }
+    });
+    (port, hits)
+}
+
+/// A 2×2 red PNG.
+pub fn png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(2, 2, image::Rgb([200, 10, 10]))
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}

@@ -1,14 +1,12 @@
 //! Recordings (rrweb, `GET /v1/sessions/{id}/events`) and `optimizeBandwidth`, applied by the
 //! page agent, in real browsers driven by playwright-core (`tests/compat/recording.mjs`).
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helper::{TestDaemon, http, http_head, text};
+use crate::helper::{TestDaemon, http, http_head, png, serve_http, text};
 
 /// The pages the tests load, from a server of their own on 127.0.0.1 (its images are also
 /// reachable as `localhost`, a host the blocking test blocks).
@@ -26,43 +24,16 @@ fn images_page(port: u16) -> String {
     )
 }
 
-/// A 2×2 PNG.
-fn png() -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::RgbImage::from_pixel(2, 2, image::Rgb([200, 10, 10]))
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
-}
-
 /// Serves the test pages on a free port of 127.0.0.1 until the test binary exits.
 fn serve_pages() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
     let png = png();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let png = png.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let n = stream.read(&mut buf).unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (kind, body) = if path.ends_with(".png") {
-                    ("image/png", png)
-                } else if path.starts_with("/images") {
-                    ("text/html", images_page(port).into_bytes())
-                } else {
-                    ("text/html", CHURN_PAGE.as_bytes().to_vec())
-                };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            });
+    let (port, _) = serve_http(move |path, port| {
+        if path.ends_with(".png") {
+            ("image/png", png.clone())
+        } else if path.starts_with("/images") {
+            ("text/html", images_page(port).into_bytes())
+        } else {
+            ("text/html", CHURN_PAGE.as_bytes().to_vec())
         }
     });
     port

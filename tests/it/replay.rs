@@ -6,14 +6,10 @@
 //! page's title and call home if they ran in the replay, and its picture is on a plain-http
 //! loopback address the replay must not ask. For a session that did not record the page says so.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use crate::helper::{TestDaemon, http_with, text};
+use crate::helper::{Hits, TestDaemon, http_with, png, serve_http, text};
 use crate::recording::wait_warm;
 
 const KEY: &str = "replay-secret-0123456789";
@@ -40,43 +36,15 @@ const PAGE: &str = r#"<!doctype html><html><head><title>recorded</title><style>
 </body></html>"#;
 
 /// Serves [`PAGE`] (and a picture) on a free port of 127.0.0.1, counting requests by path.
-fn serve_page() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let counted = Arc::clone(&hits);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let path = path.split('?').next().unwrap_or("/").to_string();
-            *counted.lock().unwrap().entry(path.clone()).or_default() += 1;
-            let (kind, body) = if path == "/img.png" {
-                ("image/png", png())
-            } else {
-                ("text/html", PAGE.as_bytes().to_vec())
-            };
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
+fn serve_page() -> (u16, Hits) {
+    let png = png();
+    serve_http(move |path, _| {
+        if path == "/img.png" {
+            ("image/png", png.clone())
+        } else {
+            ("text/html", PAGE.as_bytes().to_vec())
         }
-    });
-    (port, hits)
-}
-
-/// A 2×2 PNG.
-fn png() -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::RgbImage::from_pixel(2, 2, image::Rgb([200, 10, 10]))
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap();
-    out.into_inner()
+    })
 }
 
 /// Creates a session (recording or not) over the TCP API, has playwright load `page` in it and
