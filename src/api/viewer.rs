@@ -82,6 +82,7 @@ struct ViewerQuery {
     page_index: Option<String>,
     api_key: Option<String>,
     tab_info: Option<String>,
+    activate: Option<String>,
     quality: Option<String>,
     max_width: Option<String>,
     max_height: Option<String>,
@@ -247,7 +248,7 @@ async fn page(st: &AppState, id: &SessionId, q: &ViewerQuery) -> Result<Response
 /// `GET /v1/sessions/cast` (websocket): steel's cast protocol. With `pageId` or `pageIndex`
 /// it screencasts that page (frames out, input in); with `tabInfo=true` or neither it sends
 /// the tab list as it changes.
-#[utoipa::path(get, path = "/v1/sessions/cast", tag = "viewer", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one"), ("pageId" = Option<String>, Query, description = "Screencast this page"), ("pageIndex" = Option<u32>, Query, description = "Screencast the page at this index"), ("tabInfo" = Option<bool>, Query, description = "Send the tab list instead of frames"), ("interactive" = Option<bool>, Query, description = "Take input (default true)"), ("quality" = Option<u32>, Query, description = "JPEG quality, 10..=90 (default 70)"), ("maxWidth" = Option<u32>, Query, description = "Largest frame width, 64..=3840 (default 1920)"), ("maxHeight" = Option<u32>, Query, description = "Largest frame height, 64..=2160 (default 1080)"), ("maxFps" = Option<u32>, Query, description = "Frames a second at most, 1..=30 (default 15)")), responses((status = 101, description = "The cast websocket"), (status = 400, description = "Bad input, or not a websocket upgrade", body = crate::protocol::steel::ErrorBody), (status = 401, description = "Missing or wrong API key", body = crate::protocol::steel::ErrorBody), (status = 404, description = "No such live session or page", body = crate::protocol::steel::ErrorBody), (status = 429, description = "The session has as many viewers as bro serves", body = crate::protocol::steel::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sessions/cast", tag = "viewer", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one"), ("pageId" = Option<String>, Query, description = "Screencast this page"), ("pageIndex" = Option<u32>, Query, description = "Screencast the page at this index"), ("tabInfo" = Option<bool>, Query, description = "Send the tab list instead of frames"), ("interactive" = Option<bool>, Query, description = "Take input (default true)"), ("activate" = Option<bool>, Query, description = "Bring the page to the front first (a user's tab switch; interactive only, default false): a page behind another sends no frames"), ("quality" = Option<u32>, Query, description = "JPEG quality, 10..=90 (default 70)"), ("maxWidth" = Option<u32>, Query, description = "Largest frame width, 64..=3840 (default 1920)"), ("maxHeight" = Option<u32>, Query, description = "Largest frame height, 64..=2160 (default 1080)"), ("maxFps" = Option<u32>, Query, description = "Frames a second at most, 1..=30 (default 15)")), responses((status = 101, description = "The cast websocket"), (status = 400, description = "Bad input, or not a websocket upgrade", body = crate::protocol::steel::ErrorBody), (status = 401, description = "Missing or wrong API key", body = crate::protocol::steel::ErrorBody), (status = 404, description = "No such live session or page", body = crate::protocol::steel::ErrorBody), (status = 429, description = "The session has as many viewers as bro serves", body = crate::protocol::steel::ErrorBody)))]
 async fn cast(
     State(st): State<Arc<AppState>>,
     Query(q): Query<ViewerQuery>,
@@ -263,6 +264,7 @@ async fn cast(
     let tab_info = ViewerQuery::flag("tabInfo", &q.tab_info, false)?;
     let page = if tab_info { None } else { q.page()? };
     let interactive = ViewerQuery::flag("interactive", &q.interactive, true)?;
+    let activate = ViewerQuery::flag("activate", &q.activate, false)?;
     let quality = clamp_u8(ViewerQuery::number("quality", &q.quality, 70)?);
     let max_width = ViewerQuery::number("maxWidth", &q.max_width, 1920)?;
     let max_height = ViewerQuery::number("maxHeight", &q.max_height, 1080)?;
@@ -283,6 +285,7 @@ async fn cast(
         max_height,
         max_fps,
         interactive,
+        activate: activate && interactive,
     }
     .clamped();
     let (tx, rx) = mpsc::channel::<CastInput>(INPUT_BUFFER);

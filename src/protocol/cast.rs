@@ -51,6 +51,12 @@ pub struct CastSpec {
     pub max_fps: u32,
     /// Mouse, key and navigation messages reach the page; when false they are dropped.
     pub interactive: bool,
+    /// Bring the page to the front first (`Target.activateTarget`), for a user's explicit
+    /// tab switch in an interactive viewer only: a page behind another sends no frames in
+    /// headless Chromium, but bringing it forward hides the one in front, and with it what
+    /// the client or another viewer watches there.
+    #[serde(default)]
+    pub activate: bool,
 }
 
 impl CastSpec {
@@ -432,6 +438,7 @@ mod tests {
             max_height: 0,
             max_fps: 1000,
             interactive: true,
+            activate: false,
         }
         .clamped();
         assert_eq!(

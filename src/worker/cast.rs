@@ -18,8 +18,8 @@ use chromiumoxide::cdp::browser_protocol::page::{
     StartScreencastFormat, StartScreencastParams, StopScreencastParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    CloseTargetParams, EventTargetCrashed, EventTargetCreated, EventTargetDestroyed,
-    EventTargetInfoChanged, SessionId, SetDiscoverTargetsParams, TargetId,
+    ActivateTargetParams, CloseTargetParams, EventTargetCrashed, EventTargetCreated,
+    EventTargetDestroyed, EventTargetInfoChanged, SessionId, SetDiscoverTargetsParams, TargetId,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -191,9 +191,14 @@ pub async fn start(
                 )
             })?;
             let target = TargetId::new(tab.id.clone());
-            // Not `Target.activateTarget`: a screencast runs on a background tab too, and
-            // activating would hide the tab another viewer or the client is looking at.
             let session = cdp.attach(&target).await.map_err(page_error)?;
+            // Only on a user's tab switch: bringing a page forward hides the one in front,
+            // throttling it for the client and freezing another viewer of it.
+            if spec.activate && spec.interactive {
+                cdp.call(ActivateTargetParams::new(target.clone()))
+                    .await
+                    .map_err(page_error)?;
+            }
             let start = StartScreencastParams {
                 format: Some(StartScreencastFormat::Jpeg),
                 quality: Some(i64::from(spec.quality)),

@@ -51,24 +51,26 @@
         el.append(img);
       }
       el.append(document.createTextNode(t.title || t.url || "New tab"));
-      el.onclick = () => activate(t.id);
+      el.onclick = () => activate(t.id, true);
       return el;
     }));
   }
 
-  // Switching tabs is a new page socket with its pageId, as steel's viewer does it.
-  function activate(pageId) {
+  // Switching tabs is a new page socket with its pageId, as steel's viewer does it. Only a
+  // user's click brings the page to the front (`activate`): that hides the tab in front,
+  // for the client too, so opening, reconnecting and following the tab list never do.
+  function activate(pageId, byUser) {
     if (pageId === active && pageWs) return;
     active = pageId;
     root.dataset.activePage = pageId;
     renderTabs();
-    openPage({ pageId });
+    openPage({ pageId }, byUser && cfg.interactive);
   }
 
-  function openPage(params) {
+  function openPage(params, front) {
     if (pageWs) { pageWs.onclose = null; pageWs.close(); }
     setStatus("connecting");
-    const ws = new WebSocket(castUrl(params));
+    const ws = new WebSocket(castUrl(front ? Object.assign({ activate: true }, params) : params));
     pageWs = ws;
     ws.onopen = () => { retries = 0; setStatus("live"); };
     ws.onmessage = (ev) => {
