@@ -64,7 +64,7 @@ fn a_viewer_does_not_keep_a_session_from_idling_out() {
     use tokio_tungstenite::tungstenite::connect;
     let d = TestDaemon::start_with(&["--api-key", KEY]);
     let api = d.status["api_url"].as_str().unwrap().to_string();
-    let s = d.create(&["--inactivity-timeout", "3s", "--timeout", "0"]);
+    let s = d.create(&["--inactivity-timeout", "8s", "--timeout", "0"]);
     let id = s["id"].as_str().unwrap().to_string();
     let url = format!(
         "{}/v1/sessions/cast?sessionId={id}&pageIndex=0&apiKey={KEY}",
@@ -100,7 +100,8 @@ fn a_viewer_does_not_keep_a_session_from_idling_out() {
         "{}",
         d.get(&id)
     );
-    assert_eq!(d.get(&id)["reason"], "inactivity timeout");
+    let rec = d.get(&id);
+    assert_eq!(rec["reason"], "inactivity timeout", "{rec}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !reader.is_finished() {
         assert!(
