@@ -54,6 +54,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `pageId` and `apiKey` a URL may carry.
 const MAX_PARAM: usize = 256;
+/// Messages a viewer may send that are not cast messages or out of bounds, within
+/// [`BAD_WINDOW`]: one is dropped (a viewer of another version, a fast triple click), a
+/// flood ends the socket.
+const MAX_BAD_MESSAGES: u32 = 20;
+const BAD_WINDOW: Duration = Duration::from_secs(10);
+/// Longest reason of a websocket close frame (125 bytes of payload less the code).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// The viewer's routes (TCP port only: a browser cannot open the Unix socket).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -75,6 +82,7 @@ struct ViewerQuery {
     page_index: Option<String>,
     api_key: Option<String>,
     tab_info: Option<String>,
+    activate: Option<String>,
     quality: Option<String>,
     max_width: Option<String>,
     max_height: Option<String>,
@@ -223,7 +231,7 @@ async fn page(st: &AppState, id: &SessionId, q: &ViewerQuery) -> Result<Response
         .replace("{{config}}", &json);
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-         img-src data: http: https:; connect-src 'self' ws: wss:; base-uri 'none'; \
+         img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; \
          form-action 'none'; frame-ancestors 'self' http://localhost:* http://127.0.0.1:* \
          http://[::1]:*"
     );
@@ -233,7 +241,7 @@ async fn page(st: &AppState, id: &SessionId, q: &ViewerQuery) -> Result<Response
 /// `GET /v1/sessions/cast` (websocket): steel's cast protocol. With `pageId` or `pageIndex`
 /// it screencasts that page (frames out, input in); with `tabInfo=true` or neither it sends
 /// the tab list as it changes.
-#[utoipa::path(get, path = "/v1/sessions/cast", tag = "viewer", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one"), ("pageId" = Option<String>, Query, description = "Screencast this page"), ("pageIndex" = Option<u32>, Query, description = "Screencast the page at this index"), ("tabInfo" = Option<bool>, Query, description = "Send the tab list instead of frames"), ("interactive" = Option<bool>, Query, description = "Take input (default true)"), ("quality" = Option<u32>, Query, description = "JPEG quality, 10..=90 (default 70)"), ("maxWidth" = Option<u32>, Query, description = "Largest frame width, 64..=3840 (default 1920)"), ("maxHeight" = Option<u32>, Query, description = "Largest frame height, 64..=2160 (default 1080)"), ("maxFps" = Option<u32>, Query, description = "Frames a second at most, 1..=30 (default 15)")), responses((status = 101, description = "The cast websocket"), (status = 400, description = "Bad input, or not a websocket upgrade", body = crate::protocol::steel::ErrorBody), (status = 401, description = "Missing or wrong API key", body = crate::protocol::steel::ErrorBody), (status = 404, description = "No such live session or page", body = crate::protocol::steel::ErrorBody), (status = 429, description = "The session has as many viewers as bro serves", body = crate::protocol::steel::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sessions/cast", tag = "viewer", params(("sessionId" = Option<String>, Query, description = "The session; without it, the only live one"), ("pageId" = Option<String>, Query, description = "Screencast this page"), ("pageIndex" = Option<u32>, Query, description = "Screencast the page at this index"), ("tabInfo" = Option<bool>, Query, description = "Send the tab list instead of frames"), ("interactive" = Option<bool>, Query, description = "Take input (default true)"), ("activate" = Option<bool>, Query, description = "Bring the page to the front first (a user's tab switch; interactive only, default false): a page behind another sends no frames"), ("quality" = Option<u32>, Query, description = "JPEG quality, 10..=90 (default 70)"), ("maxWidth" = Option<u32>, Query, description = "Largest frame width, 64..=3840 (default 1920)"), ("maxHeight" = Option<u32>, Query, description = "Largest frame height, 64..=2160 (default 1080)"), ("maxFps" = Option<u32>, Query, description = "Frames a second at most, 1..=30 (default 15)")), responses((status = 101, description = "The cast websocket"), (status = 400, description = "Bad input, or not a websocket upgrade", body = crate::protocol::steel::ErrorBody), (status = 401, description = "Missing or wrong API key", body = crate::protocol::steel::ErrorBody), (status = 404, description = "No such live session or page", body = crate::protocol::steel::ErrorBody), (status = 429, description = "The session has as many viewers as bro serves", body = crate::protocol::steel::ErrorBody)))]
 async fn cast(
     State(st): State<Arc<AppState>>,
     Query(q): Query<ViewerQuery>,
@@ -244,9 +252,17 @@ async fn cast(
         return Err(ApiError::BadRequest(msg.into()).into());
     }
     let accept = accept_key(&req)?;
+    // The whole query is checked here, on whichever node: a bad value is a 400 before any
+    // forwarding, not the owner's refusal seen through a splice.
     let tab_info = ViewerQuery::flag("tabInfo", &q.tab_info, false)?;
     let page = if tab_info { None } else { q.page()? };
     let interactive = ViewerQuery::flag("interactive", &q.interactive, true)?;
+    let activate = ViewerQuery::flag("activate", &q.activate, false)?;
+    let quality = clamp_u8(ViewerQuery::number("quality", &q.quality, 70)?);
+    let max_width = ViewerQuery::number("maxWidth", &q.max_width, 1920)?;
+    let max_height = ViewerQuery::number("maxHeight", &q.max_height, 1080)?;
+    let max_fps = ViewerQuery::number("maxFps", &q.max_fps, 15)?;
+    q.api_key()?;
     let id = session_of(&st, req.uri()).await?;
     let (rec, worker) = live_worker(&st, &id).await?;
     if rec.node != st.node {
@@ -257,11 +273,12 @@ async fn cast(
         session_id: id.clone(),
         worker,
         page,
-        quality: clamp_u8(ViewerQuery::number("quality", &q.quality, 70)?),
-        max_width: ViewerQuery::number("maxWidth", &q.max_width, 1920)?,
-        max_height: ViewerQuery::number("maxHeight", &q.max_height, 1080)?,
-        max_fps: ViewerQuery::number("maxFps", &q.max_fps, 15)?,
+        quality,
+        max_width,
+        max_height,
+        max_fps,
         interactive,
+        activate: activate && interactive,
     }
     .clamped();
     let (tx, rx) = mpsc::channel::<CastInput>(INPUT_BUFFER);
@@ -338,6 +355,7 @@ async fn serve<S>(
 {
     let (mut sink, mut stream) = ws.split();
     let mut heard = tokio::time::Instant::now();
+    let mut bad = BadMessages::default();
     let mut ping = tokio::time::interval(PING_EVERY);
     let close = loop {
         tokio::select! {
@@ -355,7 +373,12 @@ async fn serve<S>(
                     Some(Ok(Message::Text(text))) => match inbound(&text) {
                         // A viewer faster than the page loses input rather than queueing it.
                         Ok(input) => { let _ = tx.try_send(input); }
-                        Err(why) => break Some((CloseCode::Policy, why)),
+                        Err(why) => {
+                            tracing::debug!(%why, "a viewer message was dropped");
+                            if !bad.take() {
+                                break Some((CloseCode::Policy, format!("too many bad messages; the last: {why}")));
+                            }
+                        }
                     },
                     Some(Ok(Message::Binary(_))) => {
                         break Some((CloseCode::Unsupported, "messages are JSON text".into()));
@@ -382,7 +405,7 @@ async fn serve<S>(
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code,
-            reason: reason.into(),
+            reason: close_reason(&reason).into(),
         };
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
@@ -390,6 +413,36 @@ async fn serve<S>(
         )
         .await;
     }
+}
+
+/// Bad messages of one socket: each is dropped, more than [`MAX_BAD_MESSAGES`] within
+/// [`BAD_WINDOW`] end the socket.
+#[derive(Default)]
+struct BadMessages {
+    since: Option<tokio::time::Instant>,
+    count: u32,
+}
+
+impl BadMessages {
+    /// Counts one; false once they are a flood.
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        match self.since {
+            Some(at) if now.duration_since(at) < BAD_WINDOW => self.count += 1,
+            _ => (self.since, self.count) = (Some(now), 1),
+        }
+        self.count <= MAX_BAD_MESSAGES
+    }
+}
+
+/// `reason` cut to what a close frame carries, at a char boundary: a longer one makes the
+/// browser fail the socket (1006) and lose the reason and code.
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// A viewer's message, parsed and checked.
@@ -438,5 +491,26 @@ async fn forward(
         Ok(resp) => Ok(resp),
         Err(e @ ProxyError::NotUpgrade) => Err(ApiError::BadRequest(e.to_string()).into()),
         Err(e @ ProxyError::Upstream(_)) => Err(browser_failed(st, id, e.to_string()).await.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.len() >= MAX_CLOSE_REASON - 1);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_few_bad_messages_pass_a_flood_does_not() {
+        let mut bad = BadMessages::default();
+        assert!((0..MAX_BAD_MESSAGES).all(|_| bad.take()));
+        assert!(!bad.take());
     }
 }

@@ -51,6 +51,12 @@ pub struct CastSpec {
     pub max_fps: u32,
     /// Mouse, key and navigation messages reach the page; when false they are dropped.
     pub interactive: bool,
+    /// Bring the page to the front first (`Target.activateTarget`), for a user's explicit
+    /// tab switch in an interactive viewer only: a page behind another sends no frames in
+    /// headless Chromium, but bringing it forward hides the one in front, and with it what
+    /// the client or another viewer watches there.
+    #[serde(default)]
+    pub activate: bool,
 }
 
 impl CastSpec {
@@ -151,6 +157,10 @@ pub struct MouseInput {
     pub y: f64,
     #[serde(default)]
     pub button: Option<MouseButton>,
+    /// The buttons held, as the DOM's `MouseEvent.buttons` (and CDP's) bits: 1 left, 2 right,
+    /// 4 middle, 8 back, 16 forward. A move with a button held is a drag.
+    #[serde(default)]
+    pub buttons: Option<i64>,
     #[serde(default)]
     pub modifiers: Option<i64>,
     #[serde(default)]
@@ -177,6 +187,22 @@ pub enum MouseButton {
     Left,
     Middle,
     Right,
+    Back,
+    Forward,
+}
+
+impl MouseButton {
+    /// The button's bit in `buttons`.
+    pub fn bit(self) -> i64 {
+        match self {
+            MouseButton::None => 0,
+            MouseButton::Left => 1,
+            MouseButton::Right => 2,
+            MouseButton::Middle => 4,
+            MouseButton::Back => 8,
+            MouseButton::Forward => 16,
+        }
+    }
 }
 
 /// A key event; `text` on a `keyDown` types it into the focused input.
@@ -248,6 +274,9 @@ impl CastInput {
                 if event.click_count.is_some_and(|c| !(0..=3).contains(&c)) {
                     return Err("clickCount must be within 0..=3".into());
                 }
+                if event.buttons.is_some_and(|b| !(0..=31).contains(&b)) {
+                    return Err("buttons must be within 0..=31".into());
+                }
                 Ok(())
             }
             CastInput::KeyEvent { event } => {
@@ -280,7 +309,7 @@ impl CastInput {
 
 /// `http://…` or `https://…` (a bare host gets `https://` from the viewer): a viewer may not
 /// point the page at `file://` or `javascript:`.
-fn is_web_url(url: &str) -> bool {
+pub fn is_web_url(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
@@ -322,6 +351,7 @@ mod tests {
                 x,
                 y: 0.0,
                 button: None,
+                buttons: None,
                 modifiers: None,
                 click_count: Some(clicks),
                 delta_x: None,
@@ -338,8 +368,21 @@ mod tests {
             },
         };
         assert!(nav("https://example.com/").check().is_ok());
-        assert!(nav("file:///etc/passwd").check().is_err());
-        assert!(nav("javascript:alert(1)").check().is_err());
+        assert!(nav("HTTP://example.com/").check().is_ok());
+        for url in [
+            "file:///etc/passwd",
+            "FILE:///etc/passwd",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "chrome://settings",
+            "view-source:https://a/",
+            "about:blank",
+            "ws://a/",
+            "/etc/passwd",
+            " file:///etc/passwd",
+        ] {
+            assert!(nav(url).check().is_err(), "{url}");
+        }
         let key = CastInput::KeyEvent {
             event: KeyInput {
                 kind: KeyKind::KeyDown,
@@ -395,6 +438,7 @@ mod tests {
             max_height: 0,
             max_fps: 1000,
             interactive: true,
+            activate: false,
         }
         .clamped();
         assert_eq!(

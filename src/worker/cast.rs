@@ -18,8 +18,8 @@ use chromiumoxide::cdp::browser_protocol::page::{
     StartScreencastFormat, StartScreencastParams, StopScreencastParams,
 };
 use chromiumoxide::cdp::browser_protocol::target::{
-    ActivateTargetParams, CloseTargetParams, EventTargetCreated, EventTargetDestroyed,
-    EventTargetInfoChanged, SessionId, SetDiscoverTargetsParams, TargetId,
+    ActivateTargetParams, CloseTargetParams, EventTargetCrashed, EventTargetCreated,
+    EventTargetDestroyed, EventTargetInfoChanged, SessionId, SetDiscoverTargetsParams, TargetId,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -31,7 +31,7 @@ use crate::host::{HostError, HostErrorKind};
 use crate::protocol::cast::{
     CastEvent, CastFrame, CastInput, CastOutput, CastSpec, KeyKind, MAX_SCREENCASTS_PER_SESSION,
     MAX_TAB_WATCHERS_PER_SESSION, MouseButton, MouseInput, MouseKind, NavigationAction, PageRef,
-    TabInfo,
+    TabInfo, is_web_url,
 };
 use crate::protocol::session::WorkerInfo;
 use crate::worker::cdp::{Cdp, CdpError, Event};
@@ -48,6 +48,14 @@ const EVENT_WAIT: Duration = Duration::from_secs(30);
 const TAB_LIST_DEBOUNCE: Duration = Duration::from_millis(200);
 /// How long `getSelectedText` may take.
 const SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may take to go out to the browser, and stopping the screencast and
+/// detaching at the end: a hung browser must not keep a task (and its viewer slot) alive.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a control event (tab closed, target closed, an answer) may wait for room in
+/// the viewer's queue: frames may be dropped, these are not.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest favicon passed to a viewer, as a `data:` URL.
+const MAX_FAVICON: usize = 32 << 10;
 
 /// Screencasts and tab watchers open per session dir, for the bounds and for `viewers`.
 pub struct Casts {
@@ -184,9 +192,13 @@ pub async fn start(
             })?;
             let target = TargetId::new(tab.id.clone());
             let session = cdp.attach(&target).await.map_err(page_error)?;
-            cdp.call(ActivateTargetParams::new(target.clone()))
-                .await
-                .map_err(page_error)?;
+            // Only on a user's tab switch: bringing a page forward hides the one in front,
+            // throttling it for the client and freezing another viewer of it.
+            if spec.activate && spec.interactive {
+                cdp.call(ActivateTargetParams::new(target.clone()))
+                    .await
+                    .map_err(page_error)?;
+            }
             let start = StartScreencastParams {
                 format: Some(StartScreencastFormat::Jpeg),
                 quality: Some(i64::from(spec.quality)),
@@ -206,6 +218,7 @@ pub async fn start(
                 gap: Duration::from_millis(1000 / u64::from(spec.max_fps)),
                 scale: (1.0, 1.0),
                 tx,
+                hung: false,
             };
             tokio::spawn(tracing::Instrument::instrument(
                 cast.run(input, guard),
@@ -230,9 +243,21 @@ async fn tabs(http: &reqwest::Client, worker: &WorkerInfo) -> Result<Vec<TabInfo
             id: text(p, "id"),
             url: text(p, "url"),
             title: text(p, "title"),
-            favicon: p["faviconUrl"].as_str().map(str::to_string),
+            favicon: p["faviconUrl"].as_str().and_then(favicon),
         })
         .collect())
+}
+
+/// A page's favicon as a viewer may show it: only a `data:image/…` URL of at most
+/// [`MAX_FAVICON`] bytes. A URL to fetch is dropped: the viewer's browser would send a
+/// request wherever the page points (its LAN, say), and the viewer's CSP allows no such
+/// image anyway.
+fn favicon(url: &str) -> Option<String> {
+    let ok = url.len() <= MAX_FAVICON
+        && url
+            .get(..11)
+            .is_some_and(|p| p.eq_ignore_ascii_case("data:image/"));
+    ok.then(|| url.to_string())
 }
 
 fn find(tabs: &[TabInfo], page: &PageRef) -> Option<TabInfo> {
@@ -288,6 +313,8 @@ struct Screencast {
     /// CSS pixels per frame pixel, from the last frame.
     scale: (f64, f64),
     tx: mpsc::Sender<CastOutput>,
+    /// A command could not go out in time: the browser hangs, the task ends.
+    hung: bool,
 }
 
 impl Screencast {
@@ -298,7 +325,7 @@ impl Screencast {
             .checked_sub(self.gap)
             .unwrap_or_else(Instant::now);
         let mut budget = Budget::new();
-        loop {
+        while !self.hung {
             let due = ack.map(|(_, at)| at);
             match next_step(&mut self.cdp, &mut input, &self.tx, due).await {
                 Step::Gone => break,
@@ -341,17 +368,23 @@ impl Screencast {
                     } else if let Some(gone) = ev.decode::<EventTargetDestroyed>()
                         && gone.target_id == self.target
                     {
-                        let page_id = self.tab.id.clone();
-                        let closed = CastOutput::Event(CastEvent::TargetClosed { page_id });
-                        let _ = self.tx.try_send(closed);
+                        self.closed().await;
+                        break;
+                    } else if let Some(crash) = ev.decode::<EventTargetCrashed>()
+                        && crash.target_id == self.target
+                    {
+                        // A crashed renderer sends no more frames: end rather than hold a
+                        // frozen screen and a viewer slot.
+                        tracing::debug!(page = %self.tab.id, status = %crash.status, "screencast page crashed");
+                        self.closed().await;
                         break;
                     }
                 }
             }
         }
-        let s = Some(&self.session);
-        let _ = self.cdp.send_in(s, StopScreencastParams::default()).await;
-        let _ = self.cdp.detach(&self.session).await;
+        let _ = self.send(true, StopScreencastParams::default()).await;
+        let detach = self.cdp.detach(&self.session);
+        let _ = tokio::time::timeout(BROWSER_TIMEOUT, detach).await;
         drop(guard);
         tracing::debug!(page = %self.tab.id, "screencast stopped");
     }
@@ -372,29 +405,50 @@ impl Screencast {
             favicon: self.tab.favicon.clone(),
             data: data.to_string(),
         });
-        // A viewer that is behind misses this frame; a newer one follows.
-        let _ = self.tx.try_send(out);
+        // A viewer that is behind misses this frame; a newer one follows. The last slot is
+        // kept for control events, which are never dropped.
+        if self.tx.capacity() > 1 {
+            let _ = self.tx.try_send(out);
+        }
+    }
+
+    /// Tells the viewer its page is gone (closed or crashed).
+    async fn closed(&mut self) {
+        let page_id = self.tab.id.clone();
+        control(&self.tx, CastEvent::TargetClosed { page_id }).await;
     }
 
     async fn ack(&mut self, frame: i64) {
-        let s = Some(&self.session);
-        let _ = self
-            .cdp
-            .send_in(s, ScreencastFrameAckParams::new(frame))
-            .await;
+        let _ = self.send(true, ScreencastFrameAckParams::new(frame)).await;
+    }
+
+    /// Sends `cmd` in the page's session (or to the browser), giving up after
+    /// [`BROWSER_TIMEOUT`]; a browser that takes no more marks the screencast hung, which
+    /// ends it.
+    async fn send<C: chromiumoxide::types::Command>(
+        &mut self,
+        in_page: bool,
+        cmd: C,
+    ) -> Result<(), CdpError> {
+        let s = in_page.then_some(&self.session);
+        match tokio::time::timeout(BROWSER_TIMEOUT, self.cdp.send_in(s, cmd)).await {
+            Ok(sent) => sent.map(drop),
+            Err(_) => {
+                self.hung = true;
+                Err(CdpError::Timeout("sending to the page".into()))
+            }
+        }
     }
 
     /// Hands a viewer's message to the page. Input is sent without waiting for its answer: a
     /// click that opens an `alert` is answered only once the dialog goes.
     async fn input(&mut self, msg: CastInput) {
-        let s = Some(&self.session);
         let interactive = self.interactive;
         let sent = match msg {
-            CastInput::MouseEvent { event } if interactive => self
-                .cdp
-                .send_in(s, mouse(&event, self.scale))
-                .await
-                .map(drop),
+            CastInput::MouseEvent { event } if interactive => {
+                let params = mouse(&event, self.scale);
+                self.send(true, params).await
+            }
             CastInput::KeyEvent { event } if interactive => {
                 let kind = match (event.kind, &event.text) {
                     (KeyKind::KeyDown, None) if event.key.as_deref() != Some("Enter") => {
@@ -420,36 +474,33 @@ impl Screencast {
                 params.windows_virtual_key_code = event.key_code;
                 params.native_virtual_key_code = event.key_code;
                 params.modifiers = event.modifiers;
-                self.cdp.send_in(s, params).await.map(drop)
+                self.send(true, params).await
             }
             CastInput::Navigation { event } if interactive => match (event.url, event.action) {
-                (Some(url), _) => self
-                    .cdp
-                    .send_in(s, NavigateParams::new(url))
-                    .await
-                    .map(drop),
-                (None, Some(NavigationAction::Refresh)) => {
-                    self.cdp.send_in(s, ReloadParams::default()).await.map(drop)
+                // `file://` and every other scheme are the owner's only (checked before, and
+                // here again, at the one place a viewer's URL reaches the browser).
+                (Some(url), _) if is_web_url(&url) => {
+                    self.send(true, NavigateParams::new(url)).await
                 }
-                (None, Some(NavigationAction::Back)) => self
-                    .cdp
-                    .send_in(s, by_value("history.back()"))
-                    .await
-                    .map(drop),
-                (None, Some(NavigationAction::Forward)) => self
-                    .cdp
-                    .send_in(s, by_value("history.forward()"))
-                    .await
-                    .map(drop),
+                (Some(_), _) => Ok(()),
+                (None, Some(NavigationAction::Refresh)) => {
+                    self.send(true, ReloadParams::default()).await
+                }
+                (None, Some(NavigationAction::Back)) => {
+                    self.send(true, by_value("history.back()")).await
+                }
+                (None, Some(NavigationAction::Forward)) => {
+                    self.send(true, by_value("history.forward()")).await
+                }
                 (None, None) => Ok(()),
             },
             CastInput::CloseTab {} if interactive => {
                 let close = CloseTargetParams::new(self.target.clone());
-                self.cdp.send_in(None, close).await.map(drop)
+                self.send(false, close).await
             }
             CastInput::GetSelectedText {} => {
                 let read = by_value("String(window.getSelection() || '')");
-                let call = self.cdp.call_in(s, read);
+                let call = self.cdp.call_in(Some(&self.session), read);
                 let text = match tokio::time::timeout(SELECTION_TIMEOUT, call).await {
                     Ok(Ok(r)) => r.result.value.and_then(|v| v.as_str().map(str::to_string)),
                     _ => None,
@@ -458,7 +509,7 @@ impl Screencast {
                     page_id: self.tab.id.clone(),
                     text: text.unwrap_or_default(),
                 };
-                let _ = self.tx.try_send(CastOutput::Event(answer));
+                control(&self.tx, answer).await;
                 Ok(())
             }
             _ => Ok(()),
@@ -466,6 +517,18 @@ impl Screencast {
         if let Err(err) = sent {
             tracing::debug!(%err, "viewer input did not reach the page");
         }
+    }
+}
+
+/// Queues a control event for the viewer, waiting (up to [`CONTROL_TIMEOUT`]) for room
+/// rather than dropping it as a frame would be.
+async fn control(tx: &mpsc::Sender<CastOutput>, event: CastEvent) {
+    let send = tx.send(CastOutput::Event(event));
+    if !matches!(
+        tokio::time::timeout(CONTROL_TIMEOUT, send).await,
+        Ok(Ok(()))
+    ) {
+        tracing::debug!("a viewer did not take a control event");
     }
 }
 
@@ -477,20 +540,42 @@ fn mouse(event: &MouseInput, (sx, sy): (f64, f64)) -> DispatchMouseEventParams {
         MouseKind::MouseMoved => DispatchMouseEventType::MouseMoved,
         MouseKind::MouseWheel => DispatchMouseEventType::MouseWheel,
     };
-    let button = match event.button.unwrap_or(MouseButton::None) {
+    let named = event.button.unwrap_or(MouseButton::None);
+    // The buttons held: as the viewer says, else the named one (held after a press and during
+    // a move, not after its release).
+    let buttons = event.buttons.unwrap_or(match event.kind {
+        MouseKind::MouseReleased | MouseKind::MouseWheel => 0,
+        _ => named.bit(),
+    });
+    // A move names the button held (a drag), the first by DOM order; CDP needs both.
+    let named = match (event.kind, named) {
+        (MouseKind::MouseMoved, MouseButton::None) => [
+            MouseButton::Left,
+            MouseButton::Right,
+            MouseButton::Middle,
+            MouseButton::Back,
+            MouseButton::Forward,
+        ]
+        .into_iter()
+        .find(|b| buttons & b.bit() != 0)
+        .unwrap_or(MouseButton::None),
+        (_, b) => b,
+    };
+    let button = match named {
         MouseButton::None => CdpButton::None,
         MouseButton::Left => CdpButton::Left,
         MouseButton::Middle => CdpButton::Middle,
         MouseButton::Right => CdpButton::Right,
+        MouseButton::Back => CdpButton::Back,
+        MouseButton::Forward => CdpButton::Forward,
     };
-    let pressed = !matches!(button, CdpButton::None);
     let clicks = match event.kind {
         MouseKind::MousePressed | MouseKind::MouseReleased => event.click_count.unwrap_or(1).max(1),
         _ => 0,
     };
     let mut params = DispatchMouseEventParams::new(kind, event.x * sx, event.y * sy);
     params.button = Some(button);
-    params.buttons = Some(i64::from(pressed && event.kind != MouseKind::MouseReleased));
+    params.buttons = Some(buttons);
     params.click_count = Some(clicks);
     params.modifiers = event.modifiers;
     if event.kind == MouseKind::MouseWheel {
@@ -653,6 +738,7 @@ mod tests {
             x: 100.0,
             y: 50.0,
             button: Some(MouseButton::Left),
+            buttons: None,
             modifiers: None,
             click_count: None,
             delta_x: None,
@@ -663,5 +749,73 @@ mod tests {
             (p.x, p.y, p.click_count, p.buttons),
             (200.0, 100.0, Some(1), Some(1))
         );
+    }
+
+    #[test]
+    fn a_move_with_a_button_held_is_a_drag() {
+        let at = |kind, button, buttons| MouseInput {
+            kind,
+            x: 1.0,
+            y: 1.0,
+            button,
+            buttons,
+            modifiers: None,
+            click_count: None,
+            delta_x: None,
+            delta_y: None,
+        };
+        let cdp = |p: DispatchMouseEventParams| (p.button, p.buttons);
+        // bro's viewer sends the DOM's `buttons` on every event.
+        assert_eq!(
+            cdp(mouse(
+                &at(MouseKind::MouseMoved, Some(MouseButton::None), Some(1)),
+                (1.0, 1.0)
+            )),
+            (Some(CdpButton::Left), Some(1))
+        );
+        assert_eq!(
+            cdp(mouse(&at(MouseKind::MouseMoved, None, Some(6)), (1.0, 1.0))),
+            (Some(CdpButton::Right), Some(6))
+        );
+        assert_eq!(
+            cdp(mouse(&at(MouseKind::MouseMoved, None, Some(0)), (1.0, 1.0))),
+            (Some(CdpButton::None), Some(0))
+        );
+        // steel's viewer names the button held on a move and sends no `buttons`.
+        assert_eq!(
+            cdp(mouse(
+                &at(MouseKind::MouseMoved, Some(MouseButton::Left), None),
+                (1.0, 1.0)
+            )),
+            (Some(CdpButton::Left), Some(1))
+        );
+        assert_eq!(
+            cdp(mouse(
+                &at(MouseKind::MousePressed, Some(MouseButton::Back), None),
+                (1.0, 1.0)
+            )),
+            (Some(CdpButton::Back), Some(8))
+        );
+        // A release holds no more the button it releases.
+        assert_eq!(
+            cdp(mouse(
+                &at(MouseKind::MouseReleased, Some(MouseButton::Right), None),
+                (1.0, 1.0)
+            )),
+            (Some(CdpButton::Right), Some(0))
+        );
+    }
+
+    #[test]
+    fn only_small_data_favicons_reach_a_viewer() {
+        assert_eq!(favicon("http://192.168.1.1/favicon.ico"), None);
+        assert_eq!(favicon("https://example.com/favicon.ico"), None);
+        assert_eq!(favicon("data:text/html,<script>"), None);
+        assert_eq!(
+            favicon("DATA:IMAGE/png;base64,AA"),
+            Some("DATA:IMAGE/png;base64,AA".into())
+        );
+        let big = format!("data:image/png;base64,{}", "A".repeat(MAX_FAVICON));
+        assert_eq!(favicon(&big), None);
     }
 }

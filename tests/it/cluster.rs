@@ -558,7 +558,7 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
     let n3_home = n3.home.path().to_path_buf();
     n3.stop();
     for id in &on_n3 {
-        assert_eq!(c.nodes[1].get(id)["status"], "released");
+        assert_eq!(c.nodes[1].get(id)["broStatus"], "released");
     }
     for id in &others {
         assert_eq!(c.nodes[1].get(id)["status"], "live", "{id}");

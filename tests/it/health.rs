@@ -13,11 +13,7 @@ fn a_hung_browser_fails_its_session_and_frees_the_slot() {
     let pid = d.browser_pid(&id);
     kill(pid, "STOP");
     let stopped = Instant::now();
-    assert!(
-        wait_for(|| d.get(&id)["status"] == "failed"),
-        "{}",
-        d.get(&id)
-    );
+    assert!(wait_for(|| d.status_of(&id) == "failed"), "{}", d.get(&id));
     let took = stopped.elapsed();
     let rec = d.get(&id);
     assert!(
@@ -44,11 +40,7 @@ fn a_killed_browser_fails_its_session() {
     let s = d.create(&[]);
     let id = s["id"].as_str().unwrap().to_string();
     kill(d.browser_pid(&id), "KILL");
-    assert!(
-        wait_for(|| d.get(&id)["status"] == "failed"),
-        "{}",
-        d.get(&id)
-    );
+    assert!(wait_for(|| d.status_of(&id) == "failed"), "{}", d.get(&id));
     assert!(wait_for(|| !d.session_dir(&id).exists()));
     d.stop();
 }
@@ -59,7 +51,7 @@ fn idle_sessions_are_released_and_old_records_cleared() {
     let s = d.create(&["--inactivity-timeout", "1500ms", "--timeout", "0"]);
     let id = s["id"].as_str().unwrap().to_string();
     assert!(
-        wait_for(|| d.get(&id)["status"] == "released"),
+        wait_for(|| d.status_of(&id) == "released"),
         "{}",
         d.get(&id)
     );

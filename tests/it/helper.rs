@@ -94,6 +94,15 @@ impl TestDaemon {
         self.json(&["session", "get", id, "--json"])
     }
 
+    /// The session's exact status (`broStatus`: steel's `status` shows a starting session as
+    /// live and a releasing one as released, too early for a test waiting on the end).
+    pub fn status_of(&self, id: &str) -> String {
+        self.get(id)["broStatus"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn daemon_pid(&self) -> u32 {
         self.status["pid"].as_u64().expect("pid") as u32
     }

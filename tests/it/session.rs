@@ -51,7 +51,7 @@ fn a_timeout_releases_the_session_by_itself() {
     assert_eq!(s["timeout"], 2000);
     let pid = d.browser_pid(&id);
     assert!(
-        wait_for(|| d.get(&id)["status"] == "released"),
+        wait_for(|| d.status_of(&id) == "released"),
         "not released after its timeout"
     );
     assert!(group_members(pid).is_empty());
@@ -106,7 +106,7 @@ fn list_filters_by_status_and_kill_all_releases_everything() {
     );
     let all = d.json(&["session", "kill", "--all", "--json"]);
     assert_eq!(all["released"].as_array().unwrap().len(), 1);
-    assert_eq!(d.get(b["id"].as_str().unwrap())["status"], "released");
+    assert_eq!(d.status_of(b["id"].as_str().unwrap()), "released");
     d.stop();
 }
 

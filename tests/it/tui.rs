@@ -93,7 +93,7 @@ fn drive_the_dashboard_with_keys() {
     tmux(&["send-keys", "-t", &name, "n"]);
     let live = || {
         let list = d.json(&["session", "list", "--json"]);
-        list["sessions"][0]["status"] == "live"
+        list["sessions"][0]["broStatus"] == "live"
     };
     assert!(wait_for(live), "{}", screen());
     let list = d.json(&["session", "list", "--json"]);
@@ -120,7 +120,7 @@ fn drive_the_dashboard_with_keys() {
     assert!(shows("Kill session"), "{}", screen());
     tmux(&["send-keys", "-t", &name, "y"]);
     assert!(shows("released"), "{}", screen());
-    assert_eq!(d.get(&id)["status"], "released");
+    assert_eq!(d.status_of(&id), "released");
 
     tmux(&["send-keys", "-t", &name, "q"]);
     assert!(ends(&name), "bro tui did not quit on q");

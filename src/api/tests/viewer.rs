@@ -1,7 +1,7 @@
 //! The live viewer's routes: the page (statuses, key in the URL, redirect after the session,
 //! escaping), and the cast websocket over a real TCP socket in front of the fake host
-//! (input reaches the host; oversized, garbage and binary messages end the socket and its
-//! screencast).
+//! (input reaches the host; a bad message is dropped, while a flood of them, oversized and
+//! binary messages end the socket and its screencast).
 
 use std::time::Duration;
 
@@ -46,6 +46,10 @@ async fn the_player_page_is_served_with_its_config_and_guards() {
         csp.contains("script-src 'nonce-") && csp.contains("frame-ancestors"),
         "{csp}"
     );
+    // Images only from here or data: URLs: a page's favicon URL must not make the viewing
+    // browser fetch from its LAN.
+    let img = csp.split(';').find(|d| d.trim().starts_with("img-src"));
+    assert_eq!(img.map(str::trim), Some("img-src 'self' data:"), "{csp}");
     let body = String::from_utf8_lossy(&reply.body);
     assert!(body.contains(&format!("\"sessionId\":\"{id}\"")), "{body}");
     assert!(body.contains("\"theme\":\"light\"") && body.contains("\"interactive\":false"));
@@ -234,32 +238,77 @@ async fn hostile_messages_end_the_socket_and_its_screencast() {
     ws.close(None).await.unwrap();
     casts_reach(&h, 0).await;
 
-    // Garbage, out-of-bounds figures and binary end the socket with a reason.
-    let hostile = [
-        (Message::text("{not json"), CloseCode::Policy),
-        (
-            Message::text(
-                json!({"type": "mouseEvent", "event": {"type": "mouseMoved", "x": 1e300, "y": 0}})
-                    .to_string(),
-            ),
-            CloseCode::Policy,
-        ),
-        (Message::binary(vec![0u8; 16]), CloseCode::Unsupported),
+    // One bad message is dropped, the socket stays: garbage, out-of-bounds figures, a
+    // fast fourth click, a message of a newer viewer.
+    let mut ws = open().await;
+    let _frame = ws.next().await;
+    let bad = [
+        "{not json".to_string(),
+        json!({"type": "mouseEvent", "event": {"type": "mouseMoved", "x": 1e300, "y": 0}})
+            .to_string(),
+        json!({"type": "mouseEvent", "event": {"type": "mousePressed", "x": 1, "y": 1,
+            "button": "left", "clickCount": 4}})
+        .to_string(),
+        json!({"type": "mouseEvent", "event": {"type": "mousePressed", "x": 1, "y": 1,
+            "button": "sideways"}})
+        .to_string(),
     ];
-    for (msg, code) in hostile {
-        let mut ws = open().await;
-        let _frame = ws.next().await;
-        ws.send(msg).await.unwrap();
-        let closed = loop {
+    for msg in &bad {
+        ws.send(Message::text(msg.clone())).await.unwrap();
+    }
+    // steel's back button is a button, and still reaches the host after the bad ones.
+    let back = json!({"type": "mouseEvent", "event": {"type": "mousePressed", "x": 1, "y": 1,
+        "button": "back", "buttons": 8}});
+    ws.send(Message::text(back.to_string())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.host.cast_inputs().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the socket closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.host.casts_open(), 1);
+    // A flood of bad messages ends it, with a reason a close frame can carry.
+    // (serde names the unknown variant in its reason: 400 bytes of it.)
+    let long = json!({"type": "mouseEvent", "event": {"type": "é".repeat(200), "x": 1, "y": 1}})
+        .to_string();
+    let closed = loop {
+        if ws.send(Message::text(long.clone())).await.is_err() {
+            break None;
+        }
+        if let Ok(Some(Ok(Message::Close(frame)))) =
+            tokio::time::timeout(Duration::from_millis(5), ws.next()).await
+        {
+            break frame;
+        }
+    };
+    let closed = match closed {
+        Some(frame) => Some(frame),
+        None => loop {
             match ws.next().await {
                 Some(Ok(Message::Close(frame))) => break frame,
                 Some(Ok(_)) => {}
                 other => panic!("no close frame: {other:?}"),
             }
-        };
-        assert_eq!(closed.unwrap().code, code);
-        casts_reach(&h, 0).await;
+        },
     }
+    .expect("a close frame with a code");
+    assert_eq!(closed.code, CloseCode::Policy);
+    assert!(closed.reason.len() <= 123, "{}", closed.reason.len());
+    assert!(closed.reason.starts_with("too many bad messages"));
+    casts_reach(&h, 0).await;
+
+    // Binary ends the socket with a reason.
+    let mut ws = open().await;
+    let _frame = ws.next().await;
+    ws.send(Message::binary(vec![0u8; 16])).await.unwrap();
+    let closed = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed.unwrap().code, CloseCode::Unsupported);
+    casts_reach(&h, 0).await;
 
     // A message over the limit ends the socket (tungstenite refuses to read it).
     let mut ws = open().await;
@@ -271,5 +320,30 @@ async fn hostile_messages_end_the_socket_and_its_screencast() {
     let _ = ws.send(Message::text(big)).await;
     casts_reach(&h, 0).await;
     let inputs = h.host.cast_inputs();
-    assert_eq!(inputs.len(), 1, "only the click got through: {inputs:?}");
+    assert_eq!(inputs.len(), 2, "only the clicks got through: {inputs:?}");
+}
+
+#[tokio::test]
+async fn a_bad_query_for_another_nodes_session_is_400_not_a_forward() {
+    let h = Harness::new().await;
+    let rec = crate::protocol::session::SessionRecord {
+        node: "n2".into(),
+        ..super::fake_restate::live_record(&SessionId::random())
+    };
+    h.restate.put(rec.clone());
+    let id = rec.id.as_str();
+    for (bad, name) in [
+        ("quality=high", "quality"),
+        ("maxWidth=-1", "maxWidth"),
+        ("maxHeight=x", "maxHeight"),
+        ("maxFps=lots", "maxFps"),
+        ("pageId=%3Cscript%3E", "pageId"),
+        ("interactive=maybe", "interactive"),
+        ("tabInfo=2", "tabInfo"),
+    ] {
+        h.tcp(upgrade(&format!("/v1/sessions/cast?sessionId={id}&{bad}")))
+            .await
+            .assert_error(400, name);
+    }
+    assert!(h.host.calls().is_empty());
 }

@@ -31,8 +31,10 @@
     root.dataset.status = text;
   }
 
+  // Favicons come as data: URLs only (the host drops others, the CSP too): a page must not
+  // make this browser fetch from wherever it points.
   function safeIcon(url) {
-    return typeof url === "string" && /^(https?:|data:image\/)/.test(url) ? url : null;
+    return typeof url === "string" && /^data:image\//i.test(url) ? url : null;
   }
 
   function renderTabs() {
@@ -49,33 +51,31 @@
         el.append(img);
       }
       el.append(document.createTextNode(t.title || t.url || "New tab"));
-      el.onclick = () => activate(t.id);
+      el.onclick = () => activate(t.id, true);
       return el;
     }));
   }
 
-  // Switching tabs is a new page socket with its pageId, as steel's viewer does it.
-  function activate(pageId) {
+  // Switching tabs is a new page socket with its pageId, as steel's viewer does it. Only a
+  // user's click brings the page to the front (`activate`): that hides the tab in front,
+  // for the client too, so opening, reconnecting and following the tab list never do.
+  function activate(pageId, byUser) {
     if (pageId === active && pageWs) return;
     active = pageId;
     root.dataset.activePage = pageId;
     renderTabs();
-    openPage({ pageId });
+    openPage({ pageId }, byUser && cfg.interactive);
   }
 
-  function openPage(params) {
+  function openPage(params, front) {
     if (pageWs) { pageWs.onclose = null; pageWs.close(); }
     setStatus("connecting");
-    const ws = new WebSocket(castUrl(params));
+    const ws = new WebSocket(castUrl(front ? Object.assign({ activate: true }, params) : params));
     pageWs = ws;
     ws.onopen = () => { retries = 0; setStatus("live"); };
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "targetClosed") { setStatus("tab closed"); return; }
-      if (msg.type === "selectedTextResponse") {
-        if (msg.text && navigator.clipboard) navigator.clipboard.writeText(msg.text).catch(() => {});
-        return;
-      }
       if (typeof msg.data !== "string") return;
       screen.src = "data:image/jpeg;base64," + msg.data;
       frames += 1;
@@ -133,21 +133,31 @@
     return { x: Math.max(0, Math.round(x)), y: Math.max(0, Math.round(y)) };
   }
 
-  const BUTTONS = ["left", "middle", "right"];
+  // DOM button numbers to cast names; `buttons` (the ones held, as bits) is the DOM's and
+  // CDP's alike, so a move with a button held drags.
+  const BUTTONS = ["left", "middle", "right", "back", "forward"];
   const mods = (e) => (e.altKey ? 1 : 0) | (e.ctrlKey ? 2 : 0) | (e.metaKey ? 4 : 0) | (e.shiftKey ? 8 : 0);
+  // Fast clicking counts on (e.detail 4, 5, …); the page sees at most a triple click.
+  const clicks = (e) => Math.min(3, Math.max(1, e.detail || 1));
   function mouse(type, e, extra) {
     const p = point(e);
-    send({ type: "mouseEvent", event: Object.assign({ type, x: p.x, y: p.y, modifiers: mods(e) }, extra) });
+    const buttons = (e.buttons | 0) & 31;
+    send({ type: "mouseEvent", event: Object.assign({ type, x: p.x, y: p.y, buttons, modifiers: mods(e) }, extra) });
   }
 
   if (cfg.interactive) {
+    let held = false;
     screen.addEventListener("mousedown", (e) => {
       e.preventDefault();
       screen.focus();
-      mouse("mousePressed", e, { button: BUTTONS[e.button] || "left", clickCount: e.detail || 1 });
+      held = true;
+      mouse("mousePressed", e, { button: BUTTONS[e.button] || "left", clickCount: clicks(e) });
     });
-    screen.addEventListener("mouseup", (e) => {
-      mouse("mouseReleased", e, { button: BUTTONS[e.button] || "left", clickCount: e.detail || 1 });
+    // On the window: a drag released outside the screen still lets go in the page.
+    window.addEventListener("mouseup", (e) => {
+      if (!held && e.target !== screen) return;
+      held = e.buttons !== 0;
+      mouse("mouseReleased", e, { button: BUTTONS[e.button] || "left", clickCount: clicks(e) });
     });
     let moved = null;
     screen.addEventListener("mousemove", (e) => {
