@@ -27,6 +27,21 @@ fn ends(name: &str) -> bool {
     gone
 }
 
+/// Runs `cmd` in a detached tmux session `name` of 150×30 cells.
+fn start_in_tmux(name: &str, cmd: &str) {
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        name,
+        "-x",
+        "150",
+        "-y",
+        "30",
+        cmd,
+    ]);
+}
+
 /// Issue 14: the terminal-graphics query ate the first key (tmux does not answer it, and the
 /// query's reader thread outlived its deadline), so a single `q` did not quit. The query runs
 /// here (no `BRO_TUI_GRAPHICS`), and the key is sent before the TUI has even started.
@@ -39,17 +54,7 @@ fn r14_a_single_q_right_after_start_quits() {
         d.home.path().display(),
         env!("CARGO_BIN_EXE_bro")
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "150",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    start_in_tmux(&name, &cmd);
     tmux(&["send-keys", "-t", &name, "q"]);
     assert!(ends(&name), "bro tui did not quit on a single q");
     d.stop();
@@ -75,17 +80,7 @@ fn drive_the_dashboard_with_keys() {
         d.home.path().display(),
         env!("CARGO_BIN_EXE_bro")
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &name,
-        "-x",
-        "150",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    start_in_tmux(&name, &cmd);
     let screen = || tmux(&["capture-pane", "-p", "-t", &name]);
     let shows = |text: &str| wait_for(|| screen().contains(text));
 
