@@ -31,7 +31,7 @@
 //! (with the reason) in the recording. (Reconnecting would set every page up again while
 //! the old recorders still run in their worlds with a binding gone: not done.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,12 +119,14 @@ impl Agents {
 
     /// Starts the agent of `worker` for session `session` if its options ask for one (an
     /// agent already there is replaced); returns once every open page is set up, so a client
-    /// connecting afterwards finds its pages recorded and filtered.
+    /// connecting afterwards finds its pages recorded and filtered. `live` are the sessions
+    /// not over on this host, whose recordings making room for this one leaves alone.
     pub async fn start(
         &self,
         worker: &WorkerInfo,
         session: &SessionId,
         options: &SessionOptions,
+        live: HashSet<SessionId>,
     ) -> Result<(), CdpError> {
         let key = dir_key(worker);
         self.stop(&key);
@@ -138,7 +140,7 @@ impl Agents {
             return Ok(());
         }
         let recorder = match &script {
-            Some(_) => match self.store.writer(session) {
+            Some(_) => match self.store.writer(session, &|id| live.contains(id)) {
                 Ok(r) => Some(r),
                 Err(err) => {
                     tracing::warn!(session_id = %session, %err, "cannot open the recording; not recording");

@@ -4,7 +4,9 @@
 //! daemon's `retention` and is removed by [`RecordingStore::sweep`] after it. All of them
 //! together stay within the store's quota (`recordings_quota`): when a recording starts, and at
 //! each sweep, the ones last written longest ago are removed until the rest fit, never one
-//! still being written.
+//! still being written nor one of a session that is not over (the caller says which: a
+//! session dir still there, e.g. one not yet resumed after a `--keep-sessions` restart, or
+//! one whose recorder ended early).
 //!
 //! A page decides what it records, so every bound is here: a line is at most
 //! [`MAX_EVENT_BYTES`], a recording at most the store's cap (`record_max_bytes`); the line
@@ -12,7 +14,7 @@
 //! it. A line is checked to be one JSON object with a numeric `type` and `timestamp`, its
 //! `data` kept as the page wrote it (never built into a tree).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -47,8 +49,41 @@ pub struct RecordingStore {
     max_bytes: u64,
     /// The most bytes all recordings together may hold.
     quota: u64,
-    /// The sessions whose recording has a [`Recorder`] open: never evicted.
-    writing: Arc<Mutex<HashSet<SessionId>>>,
+    /// The sessions whose recording has a [`Recorder`] open (how many): never evicted. Held
+    /// while a file is checked and removed, so a writer starting then finds it gone, never
+    /// writes into a removed file.
+    writing: Writing,
+}
+
+/// How many recorders each recording has open.
+type Writing = Arc<Mutex<HashMap<SessionId, usize>>>;
+
+/// One count in [`Writing`], given back at drop.
+struct WritingMark {
+    writing: Writing,
+    id: SessionId,
+}
+
+impl WritingMark {
+    fn new(writing: &Writing, id: &SessionId) -> Self {
+        *lock(writing).entry(id.clone()).or_default() += 1;
+        WritingMark {
+            writing: Arc::clone(writing),
+            id: id.clone(),
+        }
+    }
+}
+
+impl Drop for WritingMark {
+    fn drop(&mut self) {
+        let mut writing = lock(&self.writing);
+        if let Some(n) = writing.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                writing.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// An rrweb event as a page sends it: checked, its `data` left as written.
@@ -89,12 +124,20 @@ impl RecordingStore {
     }
 
     /// A writer appending to session `id`'s recording (a resumed session goes on where it
-    /// stopped).
-    pub fn writer(&self, id: &SessionId) -> io::Result<Recorder> {
+    /// stopped). Making room for it never removes the recording of a session `live` names
+    /// (one not over).
+    pub fn writer(
+        &self,
+        id: &SessionId,
+        live: &dyn Fn(&SessionId) -> bool,
+    ) -> io::Result<Recorder> {
         use std::os::unix::fs::OpenOptionsExt;
         crate::paths::create_private_dir(&self.dir)?;
+        // Counted before anything is removed or opened: from here no sweep removes it.
+        let mark = WritingMark::new(&self.writing, id);
         // Room for this one to reach its cap.
-        let evicted = self.evict(self.quota.saturating_sub(self.max_bytes), &|s| s == id);
+        let keep = |s: &SessionId| s == id || live(s);
+        let evicted = self.evict(self.quota.saturating_sub(self.max_bytes), &keep);
         if evicted > 0 {
             tracing::info!(
                 evicted,
@@ -109,13 +152,12 @@ impl RecordingStore {
             .open(self.path(id))?;
         let written = file.metadata()?.len();
         let cut = written + CUT_RESERVE >= self.max_bytes || ends_cut(&self.path(id), written);
-        lock(&self.writing).insert(id.clone());
         Ok(Recorder {
             file,
             written,
             max_bytes: self.max_bytes,
             cut,
-            writing: Some((Arc::clone(&self.writing), id.clone())),
+            _mark: mark,
         })
     }
 
@@ -200,11 +242,7 @@ impl RecordingStore {
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > retention);
-            if old
-                && !keep(&id)
-                && !self.is_writing(&id)
-                && std::fs::remove_file(entry.path()).is_ok()
-            {
+            if old && !keep(&id) && self.remove_unless_writing(&id, &entry.path()) {
                 removed += 1;
             }
         }
@@ -239,10 +277,10 @@ impl RecordingStore {
             if total <= target {
                 break;
             }
-            if keep(&id) || self.is_writing(&id) {
+            if keep(&id) {
                 continue;
             }
-            if std::fs::remove_file(&path).is_ok() {
+            if self.remove_unless_writing(&id, &path) {
                 total = total.saturating_sub(len);
                 removed += 1;
             }
@@ -250,9 +288,11 @@ impl RecordingStore {
         removed
     }
 
-    /// True while a [`Recorder`] of session `id` is open.
-    fn is_writing(&self, id: &SessionId) -> bool {
-        lock(&self.writing).contains(id)
+    /// Removes recording `path` of session `id` unless a [`Recorder`] of it is open or
+    /// opening (checked and removed under the lock a starting writer takes); true if removed.
+    fn remove_unless_writing(&self, id: &SessionId, path: &Path) -> bool {
+        let writing = lock(&self.writing);
+        !writing.contains_key(id) && std::fs::remove_file(path).is_ok()
     }
 
     /// The dir recordings are kept in.
@@ -267,16 +307,8 @@ pub struct Recorder {
     written: u64,
     max_bytes: u64,
     cut: bool,
-    /// The store's set of recordings being written, and this one's id: left at drop.
-    writing: Option<(Arc<Mutex<HashSet<SessionId>>>, SessionId)>,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some((writing, id)) = self.writing.take() {
-            lock(&writing).remove(&id);
-        }
-    }
+    /// This recording's count among those being written: given back at drop.
+    _mark: WritingMark,
 }
 
 impl Recorder {
@@ -396,7 +428,7 @@ mod tests {
     fn events_are_kept_and_read_in_pages() {
         let tmp = tempfile::tempdir().unwrap();
         let store = RecordingStore::new(tmp.path().join("recordings"), 1 << 20, 1 << 30);
-        let mut rec = store.writer(&id()).unwrap();
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
         for i in 0..25 {
             assert!(rec.append("T1", &event(i, 10)).unwrap());
         }
@@ -443,7 +475,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cap = 64 << 10;
         let store = RecordingStore::new(tmp.path().to_path_buf(), cap, 1 << 30);
-        let mut rec = store.writer(&id()).unwrap();
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
         let mut i = 0;
         while rec.append("T", &event(i, 1000)).unwrap() {
             i += 1;
@@ -462,7 +494,7 @@ mod tests {
             serde_json::from_str(page.events.last().unwrap().get()).unwrap();
         assert_eq!(last["data"]["tag"], CUT_TAG);
         // A writer reopened on a full recording writes nothing more.
-        let mut again = store.writer(&id()).unwrap();
+        let mut again = store.writer(&id(), &|_| false).unwrap();
         assert!(!again.append("T", &event(1, 1)).unwrap());
         assert_eq!(std::fs::metadata(store.path(&id())).unwrap().len(), len);
     }
@@ -471,7 +503,7 @@ mod tests {
     fn a_stopped_recording_says_why_last() {
         let tmp = tempfile::tempdir().unwrap();
         let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20, 1 << 30);
-        let mut rec = store.writer(&id()).unwrap();
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
         assert!(rec.append("T", &event(0, 1)).unwrap());
         rec.stop(&"x".repeat(10_000)).unwrap();
         assert!(!rec.append("T", &event(1, 1)).unwrap());
@@ -490,7 +522,7 @@ mod tests {
     fn an_oversized_event_is_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 20, 1 << 30);
-        let mut rec = store.writer(&id()).unwrap();
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
         assert!(rec.append("T", &event(0, MAX_EVENT_BYTES)).unwrap());
         assert!(rec.append("T", &event(1, 10)).unwrap());
         let page = store.read(&id(), 0, 10).unwrap();
@@ -503,11 +535,15 @@ mod tests {
         let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20, 1 << 30);
         let (a, b) = (SessionId::random(), SessionId::random());
         for s in [&a, &b] {
-            store.writer(s).unwrap().append("T", &event(0, 1)).unwrap();
+            store
+                .writer(s, &|_| false)
+                .unwrap()
+                .append("T", &event(0, 1))
+                .unwrap();
         }
         // One being written is never swept, however old.
         let (c, mut open) = (SessionId::random(), None);
-        open.replace(store.writer(&c).unwrap());
+        open.replace(store.writer(&c, &|_| false).unwrap());
         std::fs::write(tmp.path().join("not-a-recording.ndjson"), "").unwrap();
         assert_eq!(store.sweep(Duration::from_secs(3600), &|_| false), 0);
         std::thread::sleep(Duration::from_millis(20));
@@ -530,12 +566,12 @@ mod tests {
         let fill = |rec: &mut Recorder| while rec.append("T", &event(0, 1000)).unwrap() {};
         // The oldest of all is still being written (a long session).
         let live = SessionId::random();
-        let mut live_rec = store.writer(&live).unwrap();
+        let mut live_rec = store.writer(&live, &|_| false).unwrap();
         fill(&mut live_rec);
         let ended: Vec<SessionId> = (0..4).map(|_| SessionId::random()).collect();
         for id in &ended {
             std::thread::sleep(Duration::from_millis(15));
-            fill(&mut store.writer(id).unwrap());
+            fill(&mut store.writer(id, &|_| false).unwrap());
         }
         let total = |store: &RecordingStore| -> u64 {
             std::fs::read_dir(store.dir())
@@ -550,15 +586,48 @@ mod tests {
         // A sweep (nothing past its retention) keeps the total within the quota.
         std::thread::sleep(Duration::from_millis(15));
         let next = SessionId::random();
-        fill(&mut store.writer(&next).unwrap());
+        fill(&mut store.writer(&next, &|_| false).unwrap());
         store.sweep(Duration::from_secs(3600), &|_| false);
         assert!(total(&store) <= 200 << 10, "{}", total(&store));
         assert!(store.path(&live).exists() && store.path(&next).exists());
         // Once it ends, the long session's recording is the oldest and goes first.
         drop(live_rec);
         let newer = SessionId::random();
-        fill(&mut store.writer(&newer).unwrap());
+        fill(&mut store.writer(&newer, &|_| false).unwrap());
         assert!(!store.path(&live).exists());
         assert!(store.path(&newer).exists() && store.path(&next).exists());
+    }
+
+    /// Making room for a new recording never removes one of a session that is not over (its
+    /// recorder gone: not yet resumed, or cut), and a recording with two recorders stays
+    /// protected until both are gone.
+    #[test]
+    fn making_room_never_removes_a_live_sessions_recording() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 10, 128 << 10);
+        let fill = |rec: &mut Recorder| while rec.append("T", &event(0, 1000)).unwrap() {};
+        let (paused, ended) = (SessionId::random(), SessionId::random());
+        fill(&mut store.writer(&paused, &|_| false).unwrap());
+        std::thread::sleep(Duration::from_millis(15));
+        fill(&mut store.writer(&ended, &|_| false).unwrap());
+        // `paused` is the oldest but its session lives on: `ended` goes instead.
+        let live = |s: &SessionId| *s == paused;
+        let new = SessionId::random();
+        let _rec = store.writer(&new, &live).unwrap();
+        assert!(store.path(&paused).exists());
+        assert!(!store.path(&ended).exists());
+
+        // Two recorders of one id: dropping one leaves it protected.
+        let twice = SessionId::random();
+        let first = store.writer(&twice, &|_| false).unwrap();
+        let second = store.writer(&twice, &|_| false).unwrap();
+        drop(first);
+        std::thread::sleep(Duration::from_millis(15));
+        assert_eq!(store.sweep(Duration::from_millis(1), &live), 0);
+        assert!(store.path(&twice).exists());
+        drop(second);
+        assert!(!lock(&store.writing).contains_key(&twice));
+        assert_eq!(store.sweep(Duration::from_millis(1), &live), 1);
+        assert!(!store.path(&twice).exists());
     }
 }
