@@ -35,6 +35,8 @@ pub const CUT_TAG: &str = "bro.recording-cut";
 /// The rrweb custom-event tag of the last line of a recording whose page agent lost the
 /// browser while it lived on: nothing after it was recorded.
 pub const STOPPED_TAG: &str = "bro.recording-stopped";
+/// The longest line a reader takes: any the writer writes fits; a longer one is skipped.
+const MAX_LINE_BYTES: u64 = MAX_EVENT_BYTES as u64 + 1024;
 /// Room kept below the cap for the [`CUT_TAG`] line.
 const CUT_RESERVE: u64 = 256;
 /// The most events one read returns, and what it returns when the caller does not say.
@@ -146,11 +148,14 @@ impl RecordingStore {
             );
         }
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .append(true)
             .create(true)
             .mode(0o600)
             .open(self.path(id))?;
-        let written = file.metadata()?.len();
+        // A line half written when the disk filled or the daemon was killed is cut off, so
+        // the next one starts a line of its own.
+        let written = drop_partial_line(&file)?;
         let cut = written + CUT_RESERVE >= self.max_bytes || ends_cut(&self.path(id), written);
         Ok(Recorder {
             file,
@@ -193,17 +198,32 @@ impl RecordingStore {
         }
         let limit = limit.clamp(1, MAX_READ_EVENTS);
         let (mut events, mut bytes, mut at) = (Vec::new(), 0usize, from);
+        // True when this page stopped before the last whole line.
+        let mut more = false;
         let mut line = Vec::new();
         loop {
             line.clear();
             // A line is bounded by what the writer took.
-            let n = io::Read::take(&mut reader, MAX_EVENT_BYTES as u64 + 1024)
-                .read_until(b'\n', &mut line)?;
-            // The last line may be half written: left for the next read.
-            if n == 0 || line.last() != Some(&b'\n') {
+            let n = io::Read::take(&mut reader, MAX_LINE_BYTES).read_until(b'\n', &mut line)?;
+            if n == 0 {
                 break;
             }
+            if line.last() != Some(&b'\n') {
+                // The last line, half written: no event, and no page after it.
+                if (n as u64) < MAX_LINE_BYTES {
+                    break;
+                }
+                // A line the writer did not write (longer than any it does): skipped.
+                match skip_line(&mut reader)? {
+                    Some(rest) => {
+                        at += n as u64 + rest;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
             if !events.is_empty() && (events.len() >= limit || bytes + n > MAX_READ_BYTES) {
+                more = true;
                 break;
             }
             at += n as u64;
@@ -214,7 +234,7 @@ impl RecordingStore {
                 events.push(raw);
             }
         }
-        let next = (at < len).then_some(at);
+        let next = more.then_some(at);
         Ok(RecordingPage { events, next })
     }
 
@@ -392,6 +412,51 @@ fn ends_cut(path: &Path, len: u64) -> bool {
         Ok(buf)
     };
     tail().is_ok_and(|t| t.windows(CUT_TAG.len()).any(|w| w == CUT_TAG.as_bytes()))
+}
+
+/// Cuts `file` back to just after its last `\n` when it does not end with one (a line half
+/// written); its length after.
+fn drop_partial_line(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                file.set_len(keep)?;
+            }
+            return Ok(keep);
+        }
+        end = start;
+    }
+    if len > 0 {
+        file.set_len(0)?;
+    }
+    Ok(0)
+}
+
+/// Reads past the rest of a line; the bytes skipped with its `\n`, or `None` at the end
+/// before one.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<Option<u64>> {
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            reader.consume(i + 1);
+            return Ok(Some(skipped + i as u64 + 1));
+        }
+        let n = buf.len();
+        reader.consume(n);
+        skipped += n as u64;
+    }
 }
 
 /// Locks a std mutex, recovering the data if a holder panicked.
@@ -629,5 +694,42 @@ mod tests {
         assert!(!lock(&store.writing).contains_key(&twice));
         assert_eq!(store.sweep(Duration::from_millis(1), &live), 1);
         assert!(!store.path(&twice).exists());
+    }
+
+    /// A line half written (disk full, daemon killed) neither stops the reading nor spoils
+    /// the next line: a writer cuts it off, a reader gives no page after it, and a line too
+    /// long for any writer is skipped.
+    #[test]
+    fn a_half_written_or_overlong_line_does_not_stop_paging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 64 << 20, 1 << 30);
+        let line = |i: usize| {
+            let mut l = event(i, 10);
+            l.push('\n');
+            l
+        };
+        let overlong = format!("{{\"pad\":\"{}\"}}\n", "y".repeat(MAX_LINE_BYTES as usize));
+        let text = format!("{}{overlong}{}{{\"type\":3,\"da", line(0), line(1));
+        std::fs::write(store.path(&id()), &text).unwrap();
+        // A reader skips the overlong line and gives no pointer to the partial one.
+        let page = store.read(&id(), 0, 10).unwrap();
+        assert_eq!(page.events.len(), 2);
+        assert_eq!(page.next, None);
+        let page = store.read(&id(), 0, 1).unwrap();
+        assert_eq!(page.events.len(), 1);
+        let rest = store.read(&id(), page.next.unwrap(), 10).unwrap();
+        assert_eq!((rest.events.len(), rest.next), (1, None));
+        // A writer cuts the partial line off and goes on on a line of its own.
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
+        assert!(rec.append("T", &event(2, 10)).unwrap());
+        let page = store.read(&id(), 0, 10).unwrap();
+        assert_eq!(page.events.len(), 3);
+        let last: serde_json::Value = serde_json::from_str(page.events[2].get()).unwrap();
+        assert_eq!(last["data"]["i"], 2);
+        // A file with no whole line at all is emptied.
+        let other = SessionId::random();
+        std::fs::write(store.path(&other), "{\"type\"").unwrap();
+        drop(store.writer(&other, &|_| false).unwrap());
+        assert_eq!(std::fs::metadata(store.path(&other)).unwrap().len(), 0);
     }
 }
