@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -401,17 +401,44 @@ fn cut_marker(max_bytes: u64, timestamp: &serde_json::Number) -> String {
     format!("{event}\n")
 }
 
-/// True when the recording at `path` (`len` bytes) ends with the [`CUT_TAG`] line.
+/// True when the recording at `path` (`len` bytes, ending in a whole line) ends with the
+/// [`CUT_TAG`] line bro wrote: its last line is parsed, so a page event that merely holds
+/// the text (a page keeping it in its DOM) is not taken for it; a page's events carry a
+/// `pageId`, bro's markers none.
 fn ends_cut(path: &Path, len: u64) -> bool {
-    let tail = || -> io::Result<Vec<u8>> {
-        let mut file = File::open(path)?;
-        let start = len.saturating_sub(CUT_RESERVE);
-        file.seek(SeekFrom::Start(start))?;
-        let mut buf = Vec::new();
-        io::Read::take(file, CUT_RESERVE).read_to_end(&mut buf)?;
-        Ok(buf)
+    use std::os::unix::fs::FileExt;
+    /// bro's marker line, as far as it is read here.
+    #[derive(Deserialize)]
+    struct Marker {
+        #[serde(rename = "type")]
+        kind: u8,
+        data: MarkerData,
+        #[serde(rename = "pageId")]
+        page_id: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(Deserialize)]
+    struct MarkerData {
+        tag: Option<String>,
+    }
+    // A marker is shorter than the room kept for it; a longer last line is not one.
+    let start = len.saturating_sub(CUT_RESERVE + 1);
+    let mut tail = vec![0u8; (len - start) as usize];
+    let Ok(file) = File::open(path) else {
+        return false;
     };
-    tail().is_ok_and(|t| t.windows(CUT_TAG.len()).any(|w| w == CUT_TAG.as_bytes()))
+    if file.read_exact_at(&mut tail, start).is_err() {
+        return false;
+    }
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return false;
+    };
+    let last = match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &body[i + 1..],
+        None if start == 0 => body,
+        None => return false,
+    };
+    serde_json::from_slice::<Marker>(last)
+        .is_ok_and(|m| m.kind == 5 && m.page_id.is_none() && m.data.tag.as_deref() == Some(CUT_TAG))
 }
 
 /// Cuts `file` back to just after its last `\n` when it does not end with one (a line half
@@ -731,5 +758,34 @@ mod tests {
         std::fs::write(store.path(&other), "{\"type\"").unwrap();
         drop(store.writer(&other, &|_| false).unwrap());
         assert_eq!(std::fs::metadata(store.path(&other)).unwrap().len(), 0);
+    }
+
+    /// Only bro's own last marker line ends a recording for good, not a page event that
+    /// holds its text.
+    #[test]
+    fn a_page_holding_the_cut_tag_does_not_end_its_recording() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordingStore::new(tmp.path().to_path_buf(), 1 << 20, 1 << 30);
+        let mut rec = store.writer(&id(), &|_| false).unwrap();
+        let fake =
+            format!(r#"{{"type":5,"data":{{"tag":"{CUT_TAG}","payload":{{}}}},"timestamp":1}}"#);
+        assert!(rec.append("T", &fake).unwrap());
+        let text = format!(r#"{{"type":3,"data":{{"text":"{CUT_TAG}"}},"timestamp":2}}"#);
+        assert!(rec.append("T", &text).unwrap());
+        drop(rec);
+        let mut again = store.writer(&id(), &|_| false).unwrap();
+        assert!(!again.is_cut());
+        assert!(again.append("T", &fake).unwrap());
+        drop(again);
+        assert!(!store.writer(&id(), &|_| false).unwrap().is_cut());
+        // bro's own marker does.
+        let marker = cut_marker(1 << 20, &serde_json::Number::from(3));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(store.path(&id()))
+            .unwrap()
+            .write_all(marker.as_bytes())
+            .unwrap();
+        assert!(store.writer(&id(), &|_| false).unwrap().is_cut());
     }
 }
