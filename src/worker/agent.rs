@@ -39,7 +39,7 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
-use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
+use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::{
     self as cdp_page, AddScriptToEvaluateOnNewDocumentParams,
 };
@@ -280,11 +280,18 @@ impl Agent {
     }
 
     async fn on_event(&mut self, ev: &Event) -> Result<(), CdpError> {
-        if let Some(attached) = ev.decode::<EventAttachedToTarget>() {
-            return self.attached(attached).await;
+        if ev.is::<EventAttachedToTarget>() {
+            // A target Chromium holds must be let run even when chromiumoxide cannot decode
+            // the event (an enum value newer than it): then the raw fields are used.
+            return match attached_target(ev) {
+                Some(target) => self.attached(target).await,
+                None => Ok(()),
+            };
         }
-        if let Some(gone) = ev.decode::<EventDetachedFromTarget>() {
-            self.pages.remove(gone.session_id.as_ref());
+        if ev.is::<EventDetachedFromTarget>() {
+            if let Some(gone) = raw_str(&ev.params, "sessionId") {
+                self.pages.remove(gone);
+            }
             return Ok(());
         }
         let Some(session) = ev.session_id.as_deref() else {
@@ -309,18 +316,23 @@ impl Agent {
             }
             return Ok(());
         }
-        if let Some(paused) = ev.decode::<EventRequestPaused>() {
+        if ev.is::<EventRequestPaused>() {
+            // A paused request must be answered even when chromiumoxide cannot decode the
+            // event (a `resourceType` newer than it): then it is decided on its URL alone.
+            let Some((request_id, url, kind)) = paused_request(ev) else {
+                return Ok(());
+            };
             let s = Some(CdpSession::new(session));
             let blocked = self
                 .plan
                 .blocker
                 .as_ref()
-                .is_some_and(|b| b.blocks(&paused.request.url, &paused.resource_type));
+                .is_some_and(|b| b.blocks(&url, &kind));
             if blocked {
-                let fail = FailRequestParams::new(paused.request_id, ErrorReason::BlockedByClient);
+                let fail = FailRequestParams::new(request_id, ErrorReason::BlockedByClient);
                 self.cdp.send_in(s.as_ref(), fail).await?;
             } else {
-                let go = ContinueRequestParams::new(paused.request_id);
+                let go = ContinueRequestParams::new(request_id);
                 self.cdp.send_in(s.as_ref(), go).await?;
             }
         }
@@ -329,15 +341,13 @@ impl Agent {
 
     /// Sets up a page Chromium attached the agent to, then lets it run; leaves other targets
     /// (workers) at once.
-    async fn attached(&mut self, ev: EventAttachedToTarget) -> Result<(), CdpError> {
-        let session = ev.session_id;
+    async fn attached(&mut self, ev: Attached) -> Result<(), CdpError> {
+        let session = CdpSession::new(ev.session_id);
         let s = Some(&session);
-        let is_page = ev.target_info.r#type == "page" && self.pages.len() < MAX_PAGES;
+        let is_page = ev.target_info.kind == "page" && self.pages.len() < MAX_PAGES;
         if is_page {
-            self.pages.insert(
-                session.as_ref().to_string(),
-                ev.target_info.target_id.as_ref().to_string(),
-            );
+            self.pages
+                .insert(session.as_ref().to_string(), ev.target_info.target_id);
             if let Some(script) = &self.plan.script {
                 // Chromium runs a world's new-document scripts only with the Page domain on,
                 // and puts bindings into new contexts only with the Runtime domain on.
@@ -378,6 +388,61 @@ impl Agent {
     }
 }
 
+/// The fields of `Target.attachedToTarget` the agent acts on, read from the raw event when
+/// chromiumoxide cannot decode it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attached {
+    session_id: String,
+    target_info: RawTargetInfo,
+    #[serde(default)]
+    waiting_for_debugger: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTargetInfo {
+    target_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The target of a `Target.attachedToTarget` event `ev`: decoded, or read from its raw
+/// params when chromiumoxide cannot decode it.
+fn attached_target(ev: &Event) -> Option<Attached> {
+    match ev.decode::<EventAttachedToTarget>() {
+        Some(a) => Some(Attached {
+            session_id: a.session_id.as_ref().to_string(),
+            target_info: RawTargetInfo {
+                target_id: a.target_info.target_id.as_ref().to_string(),
+                kind: a.target_info.r#type,
+            },
+            waiting_for_debugger: a.waiting_for_debugger,
+        }),
+        None => serde_json::from_value::<Attached>(ev.params.clone()).ok(),
+    }
+}
+
+/// The request id, URL and type of a `Fetch.requestPaused` event `ev`: decoded, or its raw
+/// `requestId` and `request.url` (type `Other`) when chromiumoxide cannot decode it.
+fn paused_request(ev: &Event) -> Option<(fetch::RequestId, String, ResourceType)> {
+    if let Some(p) = ev.decode::<EventRequestPaused>() {
+        return Some((p.request_id, p.request.url, p.resource_type));
+    }
+    let id = raw_str(&ev.params, "requestId")?;
+    let url = ev.params.get("request").and_then(|r| raw_str(r, "url"));
+    Some((
+        fetch::RequestId::new(id),
+        url.unwrap_or_default().to_string(),
+        ResourceType::Other,
+    ))
+}
+
+/// The string field `key` of a raw event's params.
+fn raw_str<'a>(params: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    params.get(key).and_then(serde_json::Value::as_str)
+}
+
 /// Locks a std mutex, recovering the data if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -395,5 +460,42 @@ mod tests {
         // The bundle's last line comment does not swallow the emitter.
         assert!(script.contains("x.map\n;(function"));
         assert!(script.contains(&format!("const MAX = {EMIT_MAX_CHARS};")));
+    }
+
+    /// Events chromiumoxide cannot decode (an enum value newer than it) still give what the
+    /// agent needs to let the page run and answer the request.
+    #[test]
+    fn undecodable_events_fail_open_on_their_raw_ids() {
+        let paused = Event {
+            method: "Fetch.requestPaused".into(),
+            session_id: Some("S1".into()),
+            params: serde_json::json!({
+                "requestId": "interception-7",
+                "request": {"url": "https://ads.example.com/x", "method": "GET",
+                    "headers": {}, "initialPriority": "Brand-New", "referrerPolicy": "new"},
+                "frameId": "F", "resourceType": "BrandNewType"}),
+        };
+        assert!(paused.decode::<EventRequestPaused>().is_none());
+        let (id, url, kind) = paused_request(&paused).unwrap();
+        assert_eq!(id.as_ref(), "interception-7");
+        assert_eq!(url, "https://ads.example.com/x");
+        assert_eq!(kind, ResourceType::Other);
+
+        let attached = Event {
+            method: "Target.attachedToTarget".into(),
+            session_id: None,
+            params: serde_json::json!({
+                "sessionId": "S2", "waitingForDebugger": true,
+                "targetInfo": {"targetId": "T2", "type": "page", "title": "", "url": "",
+                    "attached": true, "canAccessOpener": false, "subtype": 7,
+                    "openerFrameId": {}}}),
+        };
+        assert!(attached.decode::<EventAttachedToTarget>().is_none());
+        let a = attached_target(&attached).unwrap();
+        assert_eq!(
+            (a.session_id.as_str(), a.target_info.target_id.as_str()),
+            ("S2", "T2")
+        );
+        assert!(a.waiting_for_debugger && a.target_info.kind == "page");
     }
 }
