@@ -13,8 +13,10 @@
 //!   rrweb's bundle plus an emitter that drops events past [`EMIT_MAX_CHARS`]; each event
 //!   arrives as `Runtime.bindingCalled` and is appended to the session's recording
 //!   ([`recording`](super::recording)), which bounds it again;
-//! - to block: `Fetch.enable` with the [`Blocker`]'s patterns; each paused request is failed
-//!   (`BlockedByClient`) or continued.
+//! - to block: `Fetch.enable` with the [`Blocker`]'s patterns and
+//!   `Network.setBypassServiceWorker` (a service worker's own fetches are not paused, so it
+//!   must not serve the page); each paused request is failed (`BlockedByClient`) or
+//!   continued.
 //!
 //! Recording needs the Page and Runtime domains on in the agent's own session (Chromium runs
 //! a world's new-document scripts and puts bindings into new contexts only then); blocking
@@ -39,7 +41,9 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
-use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use chromiumoxide::cdp::browser_protocol::network::{
+    ErrorReason, ResourceType, SetBypassServiceWorkerParams,
+};
 use chromiumoxide::cdp::browser_protocol::page::{
     self as cdp_page, AddScriptToEvaluateOnNewDocumentParams,
 };
@@ -371,6 +375,11 @@ impl Agent {
                     handle_auth_requests: None,
                 };
                 self.cdp.send_in(s, enable).await?;
+                // A service worker's fetches are not the page's: without this one could
+                // answer the page's blocked requests from the network itself.
+                self.cdp
+                    .send_in(s, SetBypassServiceWorkerParams::new(true))
+                    .await?;
             }
         }
         if ev.waiting_for_debugger {
