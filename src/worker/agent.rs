@@ -67,12 +67,15 @@ pub const WORLD: &str = "bro-recorder";
 /// The binding the recorder calls, in [`WORLD`] only.
 pub const BINDING: &str = "__broRecord";
 /// Events whose JSON is longer than this (UTF-16 units) are dropped in the page; a note of
-/// the drop is recorded instead.
-pub const EMIT_MAX_CHARS: usize = 1 << 20;
-/// The biggest CDP message the agent reads: an event of [`EMIT_MAX_CHARS`] escaped (at most
-/// 6 bytes a unit) with room to spare. A bigger one ends the connection (and so the agent),
-/// never the daemon's memory.
+/// the drop is recorded instead. As large as the agent's connection carries (a unit takes at
+/// most 6 bytes escaped in a CDP message, and 4 KiB is kept for the message around it), so
+/// a CSS-heavy full snapshot (some MiB) is kept; the daemon's per-event cap
+/// ([`MAX_EVENT_BYTES`](super::recording::MAX_EVENT_BYTES)) takes any such event.
+pub const EMIT_MAX_CHARS: usize = (MAX_MESSAGE - 4096) / 6;
+/// The biggest CDP message the agent reads: an event of [`EMIT_MAX_CHARS`] escaped. A bigger
+/// one ends the connection (and so the agent), never the daemon's memory.
 const MAX_MESSAGE: usize = 16 << 20;
+const _: () = assert!(EMIT_MAX_CHARS * 6 + 4096 <= MAX_MESSAGE);
 /// The most pages one agent follows at once.
 const MAX_PAGES: usize = 4096;
 

@@ -27,9 +27,11 @@ use serde_json::value::RawValue;
 pub use crate::host::RecordingPage;
 use crate::protocol::session::SessionId;
 
-/// The largest event a page may record, in bytes: a bigger one (a full snapshot of a huge
-/// page) is dropped, and the page's emitter drops it before it leaves the page.
-pub const MAX_EVENT_BYTES: usize = 4 << 20;
+/// The largest event a page may record, in bytes: a bigger one is dropped. Every event the
+/// page's emitter lets through fits (its [`EMIT_MAX_CHARS`](super::agent::EMIT_MAX_CHARS)
+/// UTF-16 units take at most 3 bytes each in UTF-8), so a page is never cut here without the
+/// note of the drop the emitter records.
+pub const MAX_EVENT_BYTES: usize = 3 * super::agent::EMIT_MAX_CHARS;
 /// The rrweb custom-event tag of the last line of a recording that reached its cap.
 pub const CUT_TAG: &str = "bro.recording-cut";
 /// The rrweb custom-event tag of the last line of a recording whose page agent lost the
