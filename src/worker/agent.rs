@@ -156,6 +156,9 @@ impl Agents {
             },
             None => None,
         };
+        // A recording already at its cap (a resumed session) records nothing more: its pages
+        // get no recorder.
+        let recorder = recorder.filter(|r| !r.is_cut());
         let plan = Plan {
             session: session.clone(),
             script: recorder.as_ref().and(script),
@@ -309,16 +312,20 @@ impl Agent {
                 && call.name == BINDING
             {
                 let page = self.pages.get(session).map_or("", String::as_str);
-                match rec.append(page, &call.payload) {
-                    Ok(true) => {}
+                let ended = match rec.append(page, &call.payload) {
+                    Ok(true) => false,
                     Ok(false) => {
                         tracing::info!(session_id = %self.plan.session, "the recording reached its cap (record_max_bytes) and stopped");
-                        self.recorder = None;
+                        true
                     }
                     Err(err) => {
                         tracing::warn!(session_id = %self.plan.session, %err, "writing the recording failed; recording stops");
-                        self.recorder = None;
+                        true
                     }
+                };
+                if ended {
+                    self.recorder = None;
+                    self.stop_recording().await?;
                 }
             }
             return Ok(());
@@ -342,6 +349,25 @@ impl Agent {
                 let go = ContinueRequestParams::new(request_id);
                 self.cdp.send_in(s.as_ref(), go).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Ends the recording work once nothing more is recorded: new pages get no recorder, and
+    /// the pages followed stop running it in new documents and sending it events (the Page
+    /// and Runtime domains, on for recording only, go off in the agent's sessions).
+    async fn stop_recording(&mut self) -> Result<(), CdpError> {
+        if self.plan.script.take().is_none() {
+            return Ok(());
+        }
+        for session in self.pages.keys() {
+            let s = Some(CdpSession::new(session.as_str()));
+            self.cdp
+                .send_in(s.as_ref(), runtime::DisableParams::default())
+                .await?;
+            self.cdp
+                .send_in(s.as_ref(), cdp_page::DisableParams::default())
+                .await?;
         }
         Ok(())
     }
