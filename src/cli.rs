@@ -201,8 +201,9 @@ pub struct DaemonArgs {
     /// its last event says it was cut [default: 64MiB].
     #[arg(long, env = "BRO_RECORD_MAX_BYTES", value_name = "SIZE", value_parser = crate::config::parse_record_max_bytes)]
     pub record_max_bytes: Option<u64>,
-    /// Bytes all recordings on this node may take together, e.g. 4GiB; past it the ones of
-    /// sessions that ended longest ago are removed (never one still recording) [default: 1GiB].
+    /// Bytes all recordings on this node may take together, e.g. 4GiB, at least
+    /// --record-max-bytes; past it the ones of sessions that ended longest ago are removed
+    /// (never one of a session not over) [default: 1GiB].
     #[arg(long, env = "BRO_RECORDINGS_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
     pub recordings_quota: Option<u64>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].

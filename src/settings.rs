@@ -274,6 +274,16 @@ impl Settings {
             .map_err(|e| format!("record_max_bytes: {e}"))?;
         config::check_files_quota(self.recordings_quota)
             .map_err(|e| format!("recordings_quota: {e}"))?;
+        // Below the cap, making room for one recording would remove every ended one.
+        if self.recordings_quota < self.record_max_bytes {
+            return Err(format!(
+                "recordings_quota ({}) is below record_max_bytes ({}): all recordings together \
+                 must hold at least one whole recording; raise recordings_quota or lower \
+                 record_max_bytes",
+                config::format_size(self.recordings_quota),
+                config::format_size(self.record_max_bytes)
+            ));
+        }
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;
@@ -527,6 +537,27 @@ mod tests {
             let err = settings.check().unwrap_err();
             assert!(err.contains(want), "{want}: {err}");
         }
+    }
+
+    /// A quota below the cap would wipe every ended recording each time one starts.
+    #[test]
+    fn a_recordings_quota_below_the_cap_is_refused() {
+        let over = Overrides {
+            record_max_bytes: Some(64 << 20),
+            recordings_quota: Some(32 << 20),
+            ..Overrides::default()
+        };
+        let err = Settings::merge(over, Config::default()).unwrap_err();
+        assert!(
+            err.contains("recordings_quota (32 MiB)") && err.contains("record_max_bytes (64 MiB)"),
+            "{err}"
+        );
+        let equal = Overrides {
+            record_max_bytes: Some(64 << 20),
+            recordings_quota: Some(64 << 20),
+            ..Overrides::default()
+        };
+        Settings::merge(equal, Config::default()).unwrap();
     }
 
     #[test]

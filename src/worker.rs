@@ -210,9 +210,11 @@ impl LocalWorkerHost {
             loop {
                 let h = Arc::clone(&host);
                 let removed = tokio::task::spawn_blocking(move || {
+                    // A session not over keeps its recording, recorder or not.
+                    let live = h.live_sessions();
                     h.agents
                         .store()
-                        .sweep(retention, &|id| h.agents.records(id))
+                        .sweep(retention, &|id| h.agents.records(id) || live.contains(id))
                 })
                 .await
                 .unwrap_or_default();
@@ -234,8 +236,9 @@ impl LocalWorkerHost {
         session: &SessionId,
         options: &SessionOptions,
     ) -> Result<(), WorkerError> {
+        let live = self.live_sessions();
         self.agents
-            .start(worker, session, options)
+            .start(worker, session, options, live)
             .await
             .map_err(WorkerError::Agent)
     }
@@ -269,6 +272,22 @@ impl LocalWorkerHost {
     /// state, so it is checked where it is acted on).
     fn own_dir(&self, dir: &Path) -> Result<(), WorkerError> {
         owned_session_dir(&self.sessions_dir, dir)
+    }
+
+    /// The sessions not over on this host: those with a session dir (named by it, or a warm
+    /// dir that serves it). A recording of one of them is never evicted.
+    pub fn live_sessions(&self) -> HashSet<SessionId> {
+        self.dirs()
+            .into_iter()
+            .flat_map(|(name, dir)| {
+                let served = match dir_owner(&dir) {
+                    DirOwner::Session(id) => SessionId::parse(&id).ok(),
+                    _ => None,
+                };
+                [SessionId::parse(&name).ok(), served]
+            })
+            .flatten()
+            .collect()
     }
 
     /// Every entry of the sessions dir, as (name, path).

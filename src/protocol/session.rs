@@ -267,7 +267,8 @@ impl OptimizeBandwidth {
     }
 
     /// Bounds: at most [`MAX_BLOCK_ENTRIES`] hosts and patterns, each non-empty and at most
-    /// [`MAX_BLOCK_ENTRY_LEN`] bytes with no control characters.
+    /// [`MAX_BLOCK_ENTRY_LEN`] bytes with no control characters; each host a host name (or
+    /// IP address), not a URL, pattern or `host:port`.
     pub fn check(&self) -> Result<(), String> {
         for (name, list) in [
             ("optimizeBandwidth.blockHosts", &self.block_hosts),
@@ -289,7 +290,45 @@ impl OptimizeBandwidth {
                 check_text(&format!("{name}[{i}]"), entry, MAX_BLOCK_ENTRY_LEN)?;
             }
         }
+        for (i, entry) in self.block_hosts.iter().enumerate() {
+            check_block_host(entry).map_err(|why| {
+                format!(
+                    "optimizeBandwidth.blockHosts[{i}] must be a host name such as \
+                     ads.example.com (it also blocks its subdomains; use blockUrlPatterns for \
+                     URLs and wildcards): {entry:?} {why}"
+                )
+            })?;
+        }
         Ok(())
+    }
+}
+
+/// Why `entry` is not a host name (or IP address) a block can match: a scheme, path, port,
+/// wildcard or space would make it match nothing.
+fn check_block_host(entry: &str) -> Result<(), &'static str> {
+    if entry.contains("://") {
+        return Err("has a scheme");
+    }
+    if entry.contains(char::is_whitespace) {
+        return Err("has a space");
+    }
+    if entry.contains('*') {
+        return Err("has a wildcard");
+    }
+    if entry.contains(['/', '?', '#', '\\']) {
+        return Err("has a path");
+    }
+    if entry.contains('@') {
+        return Err("has a user name");
+    }
+    // Only an IPv6 address in brackets holds a colon.
+    if entry.contains(':') && !(entry.starts_with('[') && entry.ends_with(']')) {
+        return Err("has a port");
+    }
+    let host = entry.strip_suffix('.').unwrap_or(entry);
+    match url::Host::parse(host) {
+        Ok(_) if !host.is_empty() && !host.starts_with('.') => Ok(()),
+        _ => Err("is not a valid host name"),
     }
 }
 
@@ -495,5 +534,42 @@ mod tests {
         };
         assert_eq!(ended.duration_ms(10_000), 3_000);
         assert_eq!(ended.time_left_ms(3_000), None);
+    }
+
+    /// `blockHosts` takes host names only: a URL, pattern or `host:port` would match
+    /// nothing, so it is refused rather than silently let through.
+    #[test]
+    fn block_hosts_must_be_host_names() {
+        let with = |host: &str| OptimizeBandwidth {
+            block_hosts: vec!["ok.example".into(), host.into()],
+            ..OptimizeBandwidth::default()
+        };
+        for good in [
+            "ads.example.com",
+            "ads.example.com.",
+            "Bücher.example",
+            "localhost",
+            "10.0.0.7",
+            "[::1]",
+        ] {
+            with(good).check().unwrap();
+        }
+        for (bad, why) in [
+            ("https://ads.example.com", "has a scheme"),
+            ("ads.example.com/x", "has a path"),
+            ("ads.example.com:8080", "has a port"),
+            ("*.ads.example.com", "has a wildcard"),
+            ("ads example.com", "has a space"),
+            ("user@ads.example.com", "has a user name"),
+            (".", "is not a valid host name"),
+            ("[nope]", "is not a valid host name"),
+        ] {
+            let err = with(bad).check().unwrap_err();
+            assert!(
+                err.starts_with("optimizeBandwidth.blockHosts[1] must be a host name")
+                    && err.ends_with(why),
+                "{bad}: {err}"
+            );
+        }
     }
 }

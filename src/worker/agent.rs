@@ -13,8 +13,10 @@
 //!   rrweb's bundle plus an emitter that drops events past [`EMIT_MAX_CHARS`]; each event
 //!   arrives as `Runtime.bindingCalled` and is appended to the session's recording
 //!   ([`recording`](super::recording)), which bounds it again;
-//! - to block: `Fetch.enable` with the [`Blocker`]'s patterns; each paused request is failed
-//!   (`BlockedByClient`) or continued.
+//! - to block: `Fetch.enable` with the [`Blocker`]'s patterns and
+//!   `Network.setBypassServiceWorker` (a service worker's own fetches are not paused, so it
+//!   must not serve the page); each paused request is failed (`BlockedByClient`) or
+//!   continued.
 //!
 //! Recording needs the Page and Runtime domains on in the agent's own session (Chromium runs
 //! a world's new-document scripts and puts bindings into new contexts only then); blocking
@@ -31,7 +33,7 @@
 //! (with the reason) in the recording. (Reconnecting would set every page up again while
 //! the old recorders still run in their worlds with a binding gone: not done.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,7 +41,9 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
-use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
+use chromiumoxide::cdp::browser_protocol::network::{
+    ErrorReason, ResourceType, SetBypassServiceWorkerParams,
+};
 use chromiumoxide::cdp::browser_protocol::page::{
     self as cdp_page, AddScriptToEvaluateOnNewDocumentParams,
 };
@@ -63,12 +67,15 @@ pub const WORLD: &str = "bro-recorder";
 /// The binding the recorder calls, in [`WORLD`] only.
 pub const BINDING: &str = "__broRecord";
 /// Events whose JSON is longer than this (UTF-16 units) are dropped in the page; a note of
-/// the drop is recorded instead.
-pub const EMIT_MAX_CHARS: usize = 1 << 20;
-/// The biggest CDP message the agent reads: an event of [`EMIT_MAX_CHARS`] escaped (at most
-/// 6 bytes a unit) with room to spare. A bigger one ends the connection (and so the agent),
-/// never the daemon's memory.
+/// the drop is recorded instead. As large as the agent's connection carries (a unit takes at
+/// most 6 bytes escaped in a CDP message, and 4 KiB is kept for the message around it), so
+/// a CSS-heavy full snapshot (some MiB) is kept; the daemon's per-event cap
+/// ([`MAX_EVENT_BYTES`](super::recording::MAX_EVENT_BYTES)) takes any such event.
+pub const EMIT_MAX_CHARS: usize = (MAX_MESSAGE - 4096) / 6;
+/// The biggest CDP message the agent reads: an event of [`EMIT_MAX_CHARS`] escaped. A bigger
+/// one ends the connection (and so the agent), never the daemon's memory.
 const MAX_MESSAGE: usize = 16 << 20;
+const _: () = assert!(EMIT_MAX_CHARS * 6 + 4096 <= MAX_MESSAGE);
 /// The most pages one agent follows at once.
 const MAX_PAGES: usize = 4096;
 
@@ -119,12 +126,14 @@ impl Agents {
 
     /// Starts the agent of `worker` for session `session` if its options ask for one (an
     /// agent already there is replaced); returns once every open page is set up, so a client
-    /// connecting afterwards finds its pages recorded and filtered.
+    /// connecting afterwards finds its pages recorded and filtered. `live` are the sessions
+    /// not over on this host, whose recordings making room for this one leaves alone.
     pub async fn start(
         &self,
         worker: &WorkerInfo,
         session: &SessionId,
         options: &SessionOptions,
+        live: HashSet<SessionId>,
     ) -> Result<(), CdpError> {
         let key = dir_key(worker);
         self.stop(&key);
@@ -138,7 +147,7 @@ impl Agents {
             return Ok(());
         }
         let recorder = match &script {
-            Some(_) => match self.store.writer(session) {
+            Some(_) => match self.store.writer(session, &|id| live.contains(id)) {
                 Ok(r) => Some(r),
                 Err(err) => {
                     tracing::warn!(session_id = %session, %err, "cannot open the recording; not recording");
@@ -147,6 +156,9 @@ impl Agents {
             },
             None => None,
         };
+        // A recording already at its cap (a resumed session) records nothing more: its pages
+        // get no recorder.
+        let recorder = recorder.filter(|r| !r.is_cut());
         let plan = Plan {
             session: session.clone(),
             script: recorder.as_ref().and(script),
@@ -278,11 +290,18 @@ impl Agent {
     }
 
     async fn on_event(&mut self, ev: &Event) -> Result<(), CdpError> {
-        if let Some(attached) = ev.decode::<EventAttachedToTarget>() {
-            return self.attached(attached).await;
+        if ev.is::<EventAttachedToTarget>() {
+            // A target Chromium holds must be let run even when chromiumoxide cannot decode
+            // the event (an enum value newer than it): then the raw fields are used.
+            return match attached_target(ev) {
+                Some(target) => self.attached(target).await,
+                None => Ok(()),
+            };
         }
-        if let Some(gone) = ev.decode::<EventDetachedFromTarget>() {
-            self.pages.remove(gone.session_id.as_ref());
+        if ev.is::<EventDetachedFromTarget>() {
+            if let Some(gone) = raw_str(&ev.params, "sessionId") {
+                self.pages.remove(gone);
+            }
             return Ok(());
         }
         let Some(session) = ev.session_id.as_deref() else {
@@ -293,49 +312,75 @@ impl Agent {
                 && call.name == BINDING
             {
                 let page = self.pages.get(session).map_or("", String::as_str);
-                match rec.append(page, &call.payload) {
-                    Ok(true) => {}
+                let ended = match rec.append(page, &call.payload) {
+                    Ok(true) => false,
                     Ok(false) => {
                         tracing::info!(session_id = %self.plan.session, "the recording reached its cap (record_max_bytes) and stopped");
-                        self.recorder = None;
+                        true
                     }
                     Err(err) => {
                         tracing::warn!(session_id = %self.plan.session, %err, "writing the recording failed; recording stops");
-                        self.recorder = None;
+                        true
                     }
+                };
+                if ended {
+                    self.recorder = None;
+                    self.stop_recording().await?;
                 }
             }
             return Ok(());
         }
-        if let Some(paused) = ev.decode::<EventRequestPaused>() {
+        if ev.is::<EventRequestPaused>() {
+            // A paused request must be answered even when chromiumoxide cannot decode the
+            // event (a `resourceType` newer than it): then it is decided on its URL alone.
+            let Some((request_id, url, kind)) = paused_request(ev) else {
+                return Ok(());
+            };
             let s = Some(CdpSession::new(session));
             let blocked = self
                 .plan
                 .blocker
                 .as_ref()
-                .is_some_and(|b| b.blocks(&paused.request.url, &paused.resource_type));
+                .is_some_and(|b| b.blocks(&url, &kind));
             if blocked {
-                let fail = FailRequestParams::new(paused.request_id, ErrorReason::BlockedByClient);
+                let fail = FailRequestParams::new(request_id, ErrorReason::BlockedByClient);
                 self.cdp.send_in(s.as_ref(), fail).await?;
             } else {
-                let go = ContinueRequestParams::new(paused.request_id);
+                let go = ContinueRequestParams::new(request_id);
                 self.cdp.send_in(s.as_ref(), go).await?;
             }
         }
         Ok(())
     }
 
+    /// Ends the recording work once nothing more is recorded: new pages get no recorder, and
+    /// the pages followed stop running it in new documents and sending it events (the Page
+    /// and Runtime domains, on for recording only, go off in the agent's sessions).
+    async fn stop_recording(&mut self) -> Result<(), CdpError> {
+        if self.plan.script.take().is_none() {
+            return Ok(());
+        }
+        for session in self.pages.keys() {
+            let s = Some(CdpSession::new(session.as_str()));
+            self.cdp
+                .send_in(s.as_ref(), runtime::DisableParams::default())
+                .await?;
+            self.cdp
+                .send_in(s.as_ref(), cdp_page::DisableParams::default())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Sets up a page Chromium attached the agent to, then lets it run; leaves other targets
     /// (workers) at once.
-    async fn attached(&mut self, ev: EventAttachedToTarget) -> Result<(), CdpError> {
-        let session = ev.session_id;
+    async fn attached(&mut self, ev: Attached) -> Result<(), CdpError> {
+        let session = CdpSession::new(ev.session_id);
         let s = Some(&session);
-        let is_page = ev.target_info.r#type == "page" && self.pages.len() < MAX_PAGES;
+        let is_page = ev.target_info.kind == "page" && self.pages.len() < MAX_PAGES;
         if is_page {
-            self.pages.insert(
-                session.as_ref().to_string(),
-                ev.target_info.target_id.as_ref().to_string(),
-            );
+            self.pages
+                .insert(session.as_ref().to_string(), ev.target_info.target_id);
             if let Some(script) = &self.plan.script {
                 // Chromium runs a world's new-document scripts only with the Page domain on,
                 // and puts bindings into new contexts only with the Runtime domain on.
@@ -359,6 +404,11 @@ impl Agent {
                     handle_auth_requests: None,
                 };
                 self.cdp.send_in(s, enable).await?;
+                // A service worker's fetches are not the page's: without this one could
+                // answer the page's blocked requests from the network itself.
+                self.cdp
+                    .send_in(s, SetBypassServiceWorkerParams::new(true))
+                    .await?;
             }
         }
         if ev.waiting_for_debugger {
@@ -374,6 +424,61 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// The fields of `Target.attachedToTarget` the agent acts on, read from the raw event when
+/// chromiumoxide cannot decode it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attached {
+    session_id: String,
+    target_info: RawTargetInfo,
+    #[serde(default)]
+    waiting_for_debugger: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawTargetInfo {
+    target_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The target of a `Target.attachedToTarget` event `ev`: decoded, or read from its raw
+/// params when chromiumoxide cannot decode it.
+fn attached_target(ev: &Event) -> Option<Attached> {
+    match ev.decode::<EventAttachedToTarget>() {
+        Some(a) => Some(Attached {
+            session_id: a.session_id.as_ref().to_string(),
+            target_info: RawTargetInfo {
+                target_id: a.target_info.target_id.as_ref().to_string(),
+                kind: a.target_info.r#type,
+            },
+            waiting_for_debugger: a.waiting_for_debugger,
+        }),
+        None => serde_json::from_value::<Attached>(ev.params.clone()).ok(),
+    }
+}
+
+/// The request id, URL and type of a `Fetch.requestPaused` event `ev`: decoded, or its raw
+/// `requestId` and `request.url` (type `Other`) when chromiumoxide cannot decode it.
+fn paused_request(ev: &Event) -> Option<(fetch::RequestId, String, ResourceType)> {
+    if let Some(p) = ev.decode::<EventRequestPaused>() {
+        return Some((p.request_id, p.request.url, p.resource_type));
+    }
+    let id = raw_str(&ev.params, "requestId")?;
+    let url = ev.params.get("request").and_then(|r| raw_str(r, "url"));
+    Some((
+        fetch::RequestId::new(id),
+        url.unwrap_or_default().to_string(),
+        ResourceType::Other,
+    ))
+}
+
+/// The string field `key` of a raw event's params.
+fn raw_str<'a>(params: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    params.get(key).and_then(serde_json::Value::as_str)
 }
 
 /// Locks a std mutex, recovering the data if a holder panicked.
@@ -393,5 +498,42 @@ mod tests {
         // The bundle's last line comment does not swallow the emitter.
         assert!(script.contains("x.map\n;(function"));
         assert!(script.contains(&format!("const MAX = {EMIT_MAX_CHARS};")));
+    }
+
+    /// Events chromiumoxide cannot decode (an enum value newer than it) still give what the
+    /// agent needs to let the page run and answer the request.
+    #[test]
+    fn undecodable_events_fail_open_on_their_raw_ids() {
+        let paused = Event {
+            method: "Fetch.requestPaused".into(),
+            session_id: Some("S1".into()),
+            params: serde_json::json!({
+                "requestId": "interception-7",
+                "request": {"url": "https://ads.example.com/x", "method": "GET",
+                    "headers": {}, "initialPriority": "Brand-New", "referrerPolicy": "new"},
+                "frameId": "F", "resourceType": "BrandNewType"}),
+        };
+        assert!(paused.decode::<EventRequestPaused>().is_none());
+        let (id, url, kind) = paused_request(&paused).unwrap();
+        assert_eq!(id.as_ref(), "interception-7");
+        assert_eq!(url, "https://ads.example.com/x");
+        assert_eq!(kind, ResourceType::Other);
+
+        let attached = Event {
+            method: "Target.attachedToTarget".into(),
+            session_id: None,
+            params: serde_json::json!({
+                "sessionId": "S2", "waitingForDebugger": true,
+                "targetInfo": {"targetId": "T2", "type": "page", "title": "", "url": "",
+                    "attached": true, "canAccessOpener": false, "subtype": 7,
+                    "openerFrameId": {}}}),
+        };
+        assert!(attached.decode::<EventAttachedToTarget>().is_none());
+        let a = attached_target(&attached).unwrap();
+        assert_eq!(
+            (a.session_id.as_str(), a.target_info.target_id.as_str()),
+            ("S2", "T2")
+        );
+        assert!(a.waiting_for_debugger && a.target_info.kind == "page");
     }
 }

@@ -16,7 +16,7 @@ use crate::protocol::session::OptimizeBandwidth;
 #[derive(Debug, Clone, Default)]
 pub struct Blocker {
     types: Vec<ResourceType>,
-    /// Lower case, no trailing dot.
+    /// Lower case, IDNs in punycode, no trailing dot.
     hosts: Vec<String>,
     patterns: Vec<String>,
 }
@@ -40,8 +40,7 @@ impl Blocker {
         let hosts = opt
             .block_hosts
             .iter()
-            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
-            .filter(|h| !h.is_empty())
+            .filter_map(|h| canonical_host(h))
             .collect();
         Some(Blocker {
             types,
@@ -69,15 +68,18 @@ impl Blocker {
             request_stage: stage.clone(),
         };
         for host in &self.hosts {
-            // With and without a port, the host itself and its subdomains.
+            // With and without a port and a trailing dot (`ads.example.com.` is the same
+            // host), the host itself and its subdomains.
             let h = escape(host);
-            for p in [
-                format!("*://{h}/*"),
-                format!("*://{h}:*"),
-                format!("*://*.{h}/*"),
-                format!("*://*.{h}:*"),
-            ] {
-                out.push(url(p));
+            for dot in ["", "."] {
+                for p in [
+                    format!("*://{h}{dot}/*"),
+                    format!("*://{h}{dot}:*"),
+                    format!("*://*.{h}{dot}/*"),
+                    format!("*://*.{h}{dot}:*"),
+                ] {
+                    out.push(url(p));
+                }
             }
         }
         for p in &self.patterns {
@@ -94,8 +96,9 @@ impl Blocker {
         }
         if !self.hosts.is_empty()
             && let Some(host) = url::Url::parse(url).ok().and_then(|u| {
+                // The URL parser gives a domain in punycode, lower case.
                 u.host_str()
-                    .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                    .map(|h| h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase())
             })
             && self.hosts.iter().any(|b| host_within(&host, b))
         {
@@ -103,6 +106,15 @@ impl Blocker {
         }
         self.patterns.iter().any(|p| glob(p, url))
     }
+}
+
+/// A `blockHosts` entry as the URL parser writes a host: lower case, an IDN in punycode, an
+/// IPv6 address in brackets, without its trailing dot; `None` if it is not a host.
+fn canonical_host(entry: &str) -> Option<String> {
+    let entry = entry.trim();
+    let entry = entry.strip_suffix('.').unwrap_or(entry);
+    let host = url::Host::parse(entry).ok()?.to_string();
+    (!host.is_empty()).then_some(host)
 }
 
 /// True when `host` is `blocked` or one of its subdomains.
@@ -232,5 +244,32 @@ mod tests {
         assert!(pats.contains(&"*://h.com/*".to_string()));
         assert!(pats.contains(&"*://*.h.com:*".to_string()));
         assert!(pats.contains(&"a\\?b\\\\c*".to_string()));
+        // A host spelt with its trailing dot is paused too.
+        assert!(pats.contains(&"*://h.com./*".to_string()));
+        assert!(pats.contains(&"*://*.h.com.:*".to_string()));
+    }
+
+    /// An IDN blocks its punycode form (what a request's URL holds), and a host with one
+    /// trailing dot is the same host.
+    #[test]
+    fn idns_and_trailing_dots_are_matched_as_the_browser_spells_them() {
+        let b = blocker(&["Bücher.example", "10.0.0.7", "[::1]"], &[]);
+        let doc = ResourceType::Document;
+        for url in [
+            "https://xn--bcher-kva.example/a",
+            "https://bücher.example/a",
+            "https://cdn.xn--bcher-kva.example./a",
+            "http://10.0.0.7:8080/",
+            "http://[::1]:9/",
+        ] {
+            assert!(b.blocks(url, &doc), "{url}");
+        }
+        assert!(!b.blocks("https://bucher.example/", &doc));
+        let pats: Vec<String> = b
+            .patterns()
+            .into_iter()
+            .filter_map(|p| p.url_pattern)
+            .collect();
+        assert!(pats.contains(&"*://xn--bcher-kva.example/*".to_string()));
     }
 }

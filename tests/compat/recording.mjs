@@ -79,6 +79,21 @@ if (mode === 'churn') {
     });
   }
   out.rounds = rounds;
+  // Whether a tab runs bro's recorder (its isolated world), as any CDP client sees it.
+  const worlds = async (tab) => {
+    const cdp = await context.newCDPSession(tab);
+    const names = [];
+    cdp.on('Runtime.executionContextCreated', (e) => names.push(e.context.name));
+    await cdp.send('Runtime.enable');
+    await tab.waitForTimeout(300);
+    await cdp.detach();
+    return names.includes('bro-recorder');
+  };
+  out.recorderBefore = await worlds(page);
+  // Past the cap, a new tab gets no recorder.
+  const tab = await context.newPage();
+  await tab.goto(pageUrl);
+  out.recorderAfter = await worlds(tab);
 }
 
 await browser.close();

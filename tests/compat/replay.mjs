@@ -24,6 +24,13 @@ if (process.argv[2] === 'drive') {
     document.querySelector('.box').style.background = '#859900';
   });
   await page.waitForTimeout(800);
+  // A second tab: recorded apart (its own node ids), played on its own.
+  const second = await session.contexts()[0].newPage();
+  await second.goto(process.argv[4] + '?second');
+  await second.evaluate(() => {
+    document.getElementById('title').textContent = 'bro replay fixture: second tab';
+  });
+  await second.waitForTimeout(800);
   await session.close();
   process.exit(0);
 }
@@ -65,6 +72,14 @@ try {
     facts.hostile = await page.evaluate(() => window.__broPwned ?? null);
     const shot = await page.locator('.replayer-wrapper').screenshot();
     facts.colours = await countColours(context, shot);
+    // The second tab plays on its own from the picker.
+    facts.tabs = await page.locator('#tabs button').count();
+    if (facts.tabs > 1) {
+      await page.locator('#tabs button').nth(1).click();
+      await frame.locator('text=bro replay fixture: second tab').waitFor({ timeout: 20000 });
+      facts.secondTitle = await frame.locator('#title').textContent();
+      facts.secondTab = await page.getAttribute('body', 'data-tab');
+    }
   }
   facts.requests = requests;
   facts.logs = logs;

@@ -270,6 +270,9 @@ fn a_page_flooding_its_recorder_stays_within_the_cap() {
     let page = format!("http://127.0.0.1:{port}/churn");
     let facts = drive(&["flood", s["websocketUrl"].as_str().unwrap(), &page, "8"]);
     assert!(facts["rounds"].as_u64().unwrap() > 5, "{facts}");
+    // The tab recorded runs the recorder; one opened past the cap does not.
+    assert_eq!(facts["recorderBefore"], true, "{facts}");
+    assert_eq!(facts["recorderAfter"], false, "{facts}");
     let after = rss_kib(d.daemon_pid());
     assert!(
         after < before + 64 * 1024,

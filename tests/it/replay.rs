@@ -92,7 +92,8 @@ fn the_viewer_of_an_ended_session_plays_its_recording_in_chromium() {
     let recorded = ended_session(&d, &dir, true, &page);
     let unrecorded = ended_session(&d, &dir, false, &page);
     let before = hits.lock().unwrap().clone();
-    assert_eq!(before.get("/img.png"), Some(&2), "{before:?}");
+    // Two tabs in each session.
+    assert_eq!(before.get("/img.png"), Some(&4), "{before:?}");
     let out = Command::new("node")
         .arg("replay.mjs")
         .args([&api, KEY, &recorded, &unrecorded])
@@ -125,6 +126,14 @@ fn the_viewer_of_an_ended_session_plays_its_recording_in_chromium() {
     assert_eq!(facts["sandbox"], "allow-same-origin", "{facts}");
     assert_eq!(facts["hostile"], serde_json::Value::Null, "{facts}");
     assert_eq!(facts["pageTitle"], "bro · replay", "{facts}");
+    // The first tab plays by default (the title above is its own), the second from the
+    // picker: each on its own, never mixed.
+    assert_eq!(facts["tabs"], 2, "{facts}");
+    assert_eq!(
+        facts["secondTitle"], "bro replay fixture: second tab",
+        "{facts}"
+    );
+    assert_eq!(facts["secondTab"], "1", "{facts}");
     // The replay asked nothing of the recorded page's plain-http loopback server.
     assert_eq!(*hits.lock().unwrap(), before, "the replay reached the LAN");
     let requests = facts["requests"].as_array().unwrap();

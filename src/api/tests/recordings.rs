@@ -88,3 +88,24 @@ async fn the_daemon_default_applies_unless_the_create_says() {
     assert_eq!(calls[0].body["options"]["record"], true);
     assert_eq!(calls[1].body["options"].get("record"), None);
 }
+
+/// `blockHosts` takes host names: a URL, wildcard or `host:port` would block nothing, so a
+/// create with one is a 400 that says so, and nothing is created.
+#[tokio::test]
+async fn a_create_blocking_a_host_that_is_no_host_name_is_400() {
+    let h = Harness::new().await;
+    for bad in [
+        "https://ads.example.com",
+        "*.ads.example.com",
+        "ads.example.com:443",
+        "ads.example.com/path",
+        "ads example.com",
+    ] {
+        let body = json!({"optimizeBandwidth": {"blockHosts": [bad]}});
+        let reply = h.tcp(post("/v1/sessions", body)).await;
+        reply.assert_error(400, "optimizeBandwidth.blockHosts[0] must be a host name");
+    }
+    assert!(h.restate.calls().is_empty());
+    let body = json!({"optimizeBandwidth": {"blockHosts": ["ads.example.com.", "Bücher.example"]}});
+    assert_eq!(h.tcp(post("/v1/sessions", body)).await.status, 200);
+}

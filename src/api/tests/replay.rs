@@ -75,6 +75,12 @@ async fn the_replay_page_is_html_that_fetches_the_events_and_the_player() {
         "apiKey",
         "nonce",
         "did not record",
+        // Every page of events, bounded, and one tab at a time.
+        "headers.get('Next-Cursor')",
+        "?pointer=",
+        "const MAX_PAGES = 200;",
+        "event.pageId",
+        "id=\"tabs\"",
     ] {
         assert!(page.contains(part), "the page lacks {part}");
     }
