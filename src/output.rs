@@ -124,6 +124,7 @@ pub fn session_created(d: &SessionDetails, as_json: bool) {
     let rows = vec![
         vec!["session".into(), d.id.clone()],
         vec!["cdp".into(), d.websocket_url.clone()],
+        vec!["viewer".into(), d.session_viewer_url.clone()],
         vec!["expires in".into(), expires_in(d)],
     ];
     key_values(&rows);
@@ -153,6 +154,11 @@ pub fn session(d: &SessionDetails, as_json: bool) {
             format!("{}x{}", d.dimensions.width, d.dimensions.height),
         ],
         vec!["cdp".into(), d.websocket_url.clone()],
+        vec!["viewer".into(), d.session_viewer_url.clone()],
+        vec![
+            "recording".into(),
+            if d.record { "yes" } else { "no" }.into(),
+        ],
     ];
     if let Some(ua) = &d.user_agent {
         rows.push(vec!["user agent".into(), ua.clone()]);
