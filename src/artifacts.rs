@@ -221,14 +221,9 @@ impl ArtifactStore {
             id: Uuid::new_v4(),
             kind,
         };
-        // Written whole under a hidden name, then renamed: a reader never sees half of it.
-        let tmp = self.dir.join(format!(".{}.tmp", name.id));
-        let written = crate::paths::write_new_private(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(name.to_string())));
-        if let Err(err) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(err.into());
-        }
+        // Written whole under a temporary name (not an artifact's, so a restart removes one a
+        // crash left), then renamed: a reader never sees half of it.
+        crate::paths::replace_private(&self.dir.join(name.to_string()), bytes)?;
         self.sweep(now_ms());
         let stored = Stored {
             created_ms: now_ms(),
