@@ -458,16 +458,12 @@ pub fn parse_record_max_bytes(s: &str) -> Result<u64, String> {
 
 /// A recording cap within [`MIN_RECORD_MAX_BYTES`]..=[`MAX_RECORD_MAX_BYTES`].
 pub fn check_record_max_bytes(bytes: u64) -> Result<u64, String> {
-    if (MIN_RECORD_MAX_BYTES..=MAX_RECORD_MAX_BYTES).contains(&bytes) {
-        Ok(bytes)
-    } else {
-        Err(format!(
-            "a recording cap of {} is out of range ({} to {})",
-            format_size(bytes),
-            format_size(MIN_RECORD_MAX_BYTES),
-            format_size(MAX_RECORD_MAX_BYTES)
-        ))
-    }
+    check_size_in(
+        "recording cap",
+        bytes,
+        MIN_RECORD_MAX_BYTES,
+        MAX_RECORD_MAX_BYTES,
+    )
 }
 
 /// A files quota from its text, within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
@@ -477,14 +473,19 @@ pub fn parse_files_quota(s: &str) -> Result<u64, String> {
 
 /// A files quota within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
 pub fn check_files_quota(bytes: u64) -> Result<u64, String> {
-    if (MIN_FILES_QUOTA..=MAX_FILES_QUOTA).contains(&bytes) {
+    check_size_in("files quota", bytes, MIN_FILES_QUOTA, MAX_FILES_QUOTA)
+}
+
+/// `bytes` when within `min..=max`; otherwise a message naming `what` and the range.
+fn check_size_in(what: &str, bytes: u64, min: u64, max: u64) -> Result<u64, String> {
+    if (min..=max).contains(&bytes) {
         Ok(bytes)
     } else {
         Err(format!(
-            "a files quota of {} is out of range: it must be between {} and {}",
+            "a {what} of {} is out of range: it must be between {} and {}",
             format_size(bytes),
-            format_size(MIN_FILES_QUOTA),
-            format_size(MAX_FILES_QUOTA)
+            format_size(min),
+            format_size(max)
         ))
     }
 }
