@@ -7,9 +7,10 @@
 #   3. the bro binary (cargo, --locked) into ~/.cargo/bin (or $BRO_BIN_DIR);
 #   4. shell completions where bash, zsh and fish look for them;
 #   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
-#      (the completions), python3's venv (the Python steel-sdk, schemathesis), node and npm
-#      (the JS clients), curl (the cluster test's TLS probes of Restate's fabric). Each is
-#      installed with apt only when it is missing.
+#      (the completions), python3's venv (the Python steel-sdk, schemathesis, the OTLP
+#      receiver's opentelemetry-proto and grpcio), node and npm (the JS clients), curl (the
+#      cluster test's TLS probes of Restate's fabric). Each is installed with apt only when
+#      it is missing.
 #
 # Flags: --no-bro      install only what bro runs on (chromium, restate-server), not bro itself.
 #        --test-deps   also install what `cargo test --locked` needs.

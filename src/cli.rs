@@ -226,6 +226,15 @@ pub struct DaemonArgs {
     /// needed to bind a non-loopback address.
     #[arg(long, env = "BRO_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Export traces over OTLP/gRPC to this receiver, e.g. http://127.0.0.1:4317 (an
+    /// OpenTelemetry Collector, Jaeger, ...); restate-server exports its own there too, so a
+    /// create is one trace from the API request to the browser's launch. "" = off [default: off].
+    #[arg(long, env = "BRO_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+}
+
+fn parse_otlp_endpoint(text: &str) -> Result<String, String> {
+    crate::config::check_otlp_endpoint(text).map(|()| text.to_string())
 }
 
 impl DaemonArgs {
@@ -264,6 +273,7 @@ impl From<DaemonArgs> for Overrides {
             restate_admin_url: a.restate_admin_url,
             restate_ingress_url: a.restate_ingress_url,
             api_key: a.api_key,
+            otlp_endpoint: a.otlp_endpoint,
         }
     }
 }

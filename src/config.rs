@@ -83,6 +83,7 @@ artifacts_quota = "256MiB"  # bytes of screenshots and PDFs served by URL; oldes
 record = false              # record sessions (rrweb) unless a create says otherwise
 record_max_bytes = "64MiB"  # past this a session's recording stops (and says it was cut)
 recordings_quota = "1GiB"   # all recordings on this node; the oldest ended ones evicted past it
+otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (bro's and restate-server's)
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -127,6 +128,8 @@ pub struct Config {
     pub record_max_bytes: Option<Size>,
     /// Bytes of all recordings on this node, written as `files_quota` is.
     pub recordings_quota: Option<Size>,
+    /// Where to export traces (OTLP/gRPC); `""` = off.
+    pub otlp_endpoint: Option<String>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -248,6 +251,9 @@ impl Config {
             size.raw()
                 .and_then(check_record_max_bytes)
                 .map_err(|e| format!("record_max_bytes: {e}"))?;
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            check_otlp_endpoint(endpoint)?;
         }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
@@ -379,6 +385,41 @@ pub fn check_secret_file(path: Option<&Path>) -> Result<(), String> {
                 .into(),
         ),
     }
+}
+
+/// The longest `otlp_endpoint`.
+pub const MAX_OTLP_ENDPOINT_LEN: usize = 256;
+
+/// An OTLP/gRPC endpoint: `http(s)://HOST:PORT` and nothing more (no user, path or query),
+/// since it is also written into restate-server's config; `""` turns traces off.
+pub fn check_otlp_endpoint(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| {
+        let shown: String = text.chars().take(MAX_OTLP_ENDPOINT_LEN).collect();
+        Err(format!(
+            "otlp_endpoint: '{shown}' {why}: expected http://HOST:PORT or https://HOST:PORT \
+             (an OTLP/gRPC receiver, e.g. http://127.0.0.1:4317), or \"\" for none"
+        ))
+    };
+    if text.len() > MAX_OTLP_ENDPOINT_LEN {
+        return bad(&format!("is longer than {MAX_OTLP_ENDPOINT_LEN} bytes"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._:/[]".contains(c);
+    if !text.chars().all(allowed) {
+        return bad("has characters a host and port do not");
+    }
+    let Ok(url) = url::Url::parse(text) else {
+        return bad("is not a URL");
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return bad("is not an http(s) URL with a host");
+    }
+    if url.port().is_none() || !matches!(url.path(), "" | "/") {
+        return bad("needs a port and no path");
+    }
+    Ok(())
 }
 
 /// Restate's cluster name: the same characters as a node name (it is written into
@@ -892,5 +933,37 @@ mod tests {
                 .to_string()
                 .contains("not a flag")
         );
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_a_host_and_port_and_nothing_else() {
+        for ok in [
+            "",
+            "http://127.0.0.1:4317",
+            "https://collector.example:4317/",
+            "http://[::1]:4317",
+        ] {
+            assert_eq!(check_otlp_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:4317",
+            "ftp://127.0.0.1:4317",
+            "http://127.0.0.1",
+            "http://127.0.0.1:4317/v1/traces",
+            "http://user:pw@127.0.0.1:4317",
+            "http://127.0.0.1:4317?x=1",
+            "http://127.0.0.1:4317\"\nbind-address = \"0.0.0.0:1\"",
+        ] {
+            let err = check_otlp_endpoint(bad).unwrap_err();
+            assert!(err.starts_with("otlp_endpoint: "), "{bad}: {err}");
+        }
+        let long = format!("http://{}.example:4317", "a".repeat(MAX_OTLP_ENDPOINT_LEN));
+        assert!(
+            check_otlp_endpoint(&long)
+                .unwrap_err()
+                .contains("longer than 256")
+        );
+        let file: Config = toml::from_str("otlp_endpoint = \"http://x:1/v1\"").unwrap();
+        assert!(file.check().unwrap_err().contains("no path"));
     }
 }

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
         (_, 1) => "info",
         _ => "debug",
     };
-    bro::telemetry::init(level);
+    // The daemon sets up its logging once its settings are read: they may add trace export.
+    if !daemon {
+        bro::telemetry::init(level);
+    }
     let runtime = if daemon {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
             .build()
     };
     let result = match runtime {
-        Ok(rt) => rt.block_on(run(cli)),
+        Ok(rt) => rt.block_on(run(cli, level)),
         Err(e) => Err(e.into()),
     };
     match result {
@@ -42,10 +45,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, level: &str) -> anyhow::Result<()> {
     let paths = Paths::from_env()?;
     match cli.command {
-        Command::Daemon(cmd) => cli::daemon::run(paths, *cmd).await,
+        Command::Daemon(cmd) => cli::daemon::run(paths, *cmd, level).await,
         Command::Session(cmd) => cli::session::run(paths, cmd).await,
         Command::Cluster(cmd) => cli::cluster::run(paths, cmd).await,
         Command::Doctor { args, json } => cli::doctor::run(paths, *args, json).await,

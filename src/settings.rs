@@ -60,6 +60,9 @@ pub struct Settings {
     /// This node's part in a cluster of nodes (`[cluster]` in `config.toml`); `None` on a
     /// single machine.
     pub cluster: Option<ClusterSettings>,
+    /// The OTLP/gRPC receiver bro and restate-server export traces to; `None` = no traces.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn default_record_max_bytes() -> u64 {
@@ -172,6 +175,7 @@ pub struct Overrides {
     pub restate_admin_url: Option<String>,
     pub restate_ingress_url: Option<String>,
     pub api_key: Option<String>,
+    pub otlp_endpoint: Option<String>,
 }
 
 fn default_artifacts_quota() -> u64 {
@@ -235,6 +239,11 @@ impl Settings {
             restate_ingress_url: over.restate_ingress_url,
             api_key: over.api_key.or(file.api_key).map(Secret),
             cluster: file.cluster.map(ClusterSettings::from_config),
+            // `""` (flag, variable or file) turns traces off.
+            otlp_endpoint: over
+                .otlp_endpoint
+                .or(file.otlp_endpoint)
+                .filter(|e| !e.is_empty()),
         };
         settings.check()?;
         Ok(settings)
@@ -285,6 +294,9 @@ impl Settings {
             ));
         }
         config::check_chromium_flags(&self.chromium_flags)?;
+        if let Some(endpoint) = &self.otlp_endpoint {
+            config::check_otlp_endpoint(endpoint)?;
+        }
         if let Some(cluster) = &self.cluster {
             cluster.check(self.bind, &self.node)?;
             if self.warm > 0 {
@@ -583,5 +595,35 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
         assert!(!format!("{s:?}").contains("sixteen"));
+    }
+
+    #[test]
+    fn otlp_endpoint_from_flag_or_file_and_empty_is_off() {
+        let file = |text: &str| toml::from_str::<Config>(text).unwrap();
+        let merged = |over: Option<&str>, text: &str| {
+            let over = Overrides {
+                otlp_endpoint: over.map(str::to_string),
+                ..Overrides::default()
+            };
+            Settings::merge(over, file(text)).map(|s| s.otlp_endpoint)
+        };
+        assert_eq!(merged(None, ""), Ok(None));
+        let in_file = "otlp_endpoint = \"http://127.0.0.1:4317\"";
+        assert_eq!(
+            merged(None, in_file),
+            Ok(Some("http://127.0.0.1:4317".into()))
+        );
+        assert_eq!(
+            merged(Some("http://10.0.0.1:4317"), in_file),
+            Ok(Some("http://10.0.0.1:4317".into()))
+        );
+        // An empty flag turns off what the file set.
+        assert_eq!(merged(Some(""), in_file), Ok(None));
+        let ok = Settings::merge(Overrides::default(), Config::default()).unwrap();
+        let bad = Settings {
+            otlp_endpoint: Some("http://x:1/\"".into()),
+            ..ok
+        };
+        assert!(bad.check().unwrap_err().starts_with("otlp_endpoint: "));
     }
 }

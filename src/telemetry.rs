@@ -1,14 +1,18 @@
 //! Tracing setup: the CLI logs warnings to stderr (more with `-v`); the daemon logs info.
 //! `RUST_LOG` overrides both. Also the spans that put a session's id on every line logged for
-//! it, and the filter that keeps a Restate replay from logging a handler's lines again.
+//! it, and the filter that keeps a Restate replay from logging a handler's lines again. With
+//! `otlp_endpoint` set, the daemon also exports its spans ([`otlp`]).
+
+pub mod otlp;
 
 use std::fmt::{Debug, Display};
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Record};
 use tracing::{Event, Id, Metadata, Span, Subscriber};
-use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -17,14 +21,50 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// Installs the global subscriber writing to stderr at `default` level unless `RUST_LOG` says
 /// otherwise; lines logged while Restate replays a handler are dropped ([`ReplayAware`]).
 pub fn init(default: &str) {
+    let _ = tracing_subscriber::registry()
+        .with(log_lines(default))
+        .try_init();
+}
+
+/// The daemon's [`init`], plus, with `otlp_endpoint` set, the layer exporting bro's spans
+/// (and the Restate SDK's) to it. Call inside the tokio runtime. The exporter comes back to
+/// be flushed on exit; an exporter that cannot be built is an error (the endpoint was
+/// checked, so this is rare).
+pub fn init_daemon(
+    default: &str,
+    otlp_endpoint: Option<&str>,
+    node: &str,
+) -> Result<Option<otlp::Export>, String> {
+    let Some(endpoint) = otlp_endpoint else {
+        init(default);
+        return Ok(None);
+    };
+    let (tracer, export) = otlp::start(endpoint, node)?;
+    // Spans of bro and of the SDK (its span around each attempt of a handler), not of the
+    // HTTP and gRPC libraries (the exporter's own calls among them). A replay's log lines are
+    // left out of the spans' events as they are of the log.
+    let spans = Targets::new()
+        .with_target("bro", LevelFilter::INFO)
+        .with_target("restate_sdk", LevelFilter::INFO);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(spans.and(ReplayAware));
+    let _ = tracing_subscriber::registry()
+        .with(log_lines(default))
+        .with(otel)
+        .try_init();
+    Ok(Some(export))
+}
+
+/// The log's layer: lines on stderr at `default` level unless `RUST_LOG` says otherwise,
+/// none of a replay's.
+fn log_lines<S: Subscriber + for<'a> LookupSpan<'a>>(default: &str) -> impl Layer<S> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let fmt = tracing_subscriber::fmt::layer()
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter.and(ReplayAware)))
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter.and(ReplayAware))
 }
 
 /// The field the Restate SDK sets on the current span as a handler starts and stops

@@ -29,6 +29,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::host::{
     BrowserPages, ByteStream, CastInput, CastOutput, CastSpec, Claim, DirOwner, FileEntry,
@@ -590,7 +591,12 @@ impl LocalWorkerHost {
 impl WorkerHost for LocalWorkerHost {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
         let id = spec.session_id.to_string();
-        Box::pin(async move { Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?) })
+        // The launch's own span in the create's trace, when traces are exported.
+        let span = crate::telemetry::otlp::span(|| tracing::info_span!("launch", session_id = %id));
+        Box::pin(
+            async move { Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?) }
+                .instrument(span),
+        )
     }
 
     fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>> {

@@ -53,6 +53,23 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<SessionDetails>, ApiError> {
+    // The root of the create's trace when traces are exported (or a part of the client's,
+    // when it sends a `traceparent`): the Restate invocation and the launch join it.
+    let span = telemetry::otlp::continue_from(&headers, || {
+        tracing::info_span!("create_session", session_id = tracing::field::Empty)
+    });
+    create_in(st, headers, body, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// [`create`], inside its span.
+async fn create_in(
+    st: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    span: &tracing::Span,
+) -> Result<Json<SessionDetails>, ApiError> {
     let req: CreateSessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateSessionRequest::default()
     } else {
@@ -63,6 +80,7 @@ async fn create(
         Some(id) => parse_id(id)?,
         None => SessionId::random(),
     };
+    span.record("session_id", tracing::field::display(&id));
     let context = req.session_context.clone();
     if let Some(ctx) = &context {
         ctx.check().map_err(ApiError::BadRequest)?;

@@ -11,10 +11,12 @@ use crate::daemon::{self, lifecycle};
 use crate::output;
 use crate::paths::Paths;
 use crate::settings::Settings;
+use crate::telemetry;
 use crate::worker::process;
 
-/// Runs `bro daemon ...`.
-pub async fn run(paths: Paths, cmd: DaemonCommand) -> Result<()> {
+/// Runs `bro daemon ...`; the daemon itself logs at `level` (unless `RUST_LOG` says
+/// otherwise) and sets up its logging here, once its settings say whether to export traces.
+pub async fn run(paths: Paths, cmd: DaemonCommand, level: &str) -> Result<()> {
     match cmd.action {
         None => {
             let settings = if cmd.settings_stdin {
@@ -22,7 +24,15 @@ pub async fn run(paths: Paths, cmd: DaemonCommand) -> Result<()> {
             } else {
                 settings(&paths, cmd.args)?
             };
-            daemon::run(paths, settings).await
+            let export =
+                telemetry::init_daemon(level, settings.otlp_endpoint.as_deref(), &settings.node)
+                    .map_err(anyhow::Error::msg)?;
+            let result = daemon::run(paths, settings).await;
+            if let Some(export) = export {
+                // Blocking, bounded: the last spans (the shutdown's among them) go out.
+                let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+            }
+            result
         }
         Some(DaemonAction::Start(args)) => start(&paths, *args).await,
         Some(DaemonAction::Stop { keep_sessions }) => stop(&paths, keep_sessions).await,

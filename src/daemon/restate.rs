@@ -317,6 +317,20 @@ request-identity-private-key-pem-file = {key}
     )
 }
 
+/// restate-server's config exporting its spans to `endpoint` (bro's `otlp_endpoint`): an
+/// `http(s)://` URL is OTLP/gRPC to restate-server as to bro, so both go to one receiver, and
+/// restate-server continues the trace of the `traceparent` bro sends to its ingress. A
+/// top-level key, so it goes first, before any table.
+pub fn with_tracing(config: String, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => format!(
+            "tracing-endpoint = {}\n{config}",
+            toml::Value::String(endpoint.to_string())
+        ),
+        None => config,
+    }
+}
+
 /// A cluster node's top-level keys and its tables, for [`render`].
 fn cluster_parts(node: &ClusterNode) -> (String, String) {
     let fabric = SocketAddr::new(node.bind, node.cluster.fabric_port);
@@ -423,6 +437,7 @@ pub async fn start(
     paths: &Paths,
     identity: &Identity,
     cluster: Option<ClusterNode>,
+    tracing_endpoint: Option<&str>,
 ) -> Result<Supervised, RestateError> {
     let dir = paths.restate_dir();
     crate::paths::create_private_dir(&dir).map_err(io_err("create restate dir"))?;
@@ -438,6 +453,7 @@ pub async fn start(
         ),
         Some(node) => cluster_config_toml(&layout.base_dir, node, &identity.private_key_file),
     };
+    let config = with_tracing(config, tracing_endpoint);
     std::fs::write(dir.join("restate.toml"), config).map_err(io_err("write restate.toml"))?;
     let runner = Runner {
         binary,
@@ -848,6 +864,20 @@ mod tests {
             sockets.admin,
             Path::new("/tmp/bro/data/restate/data/bro/admin.sock")
         );
+    }
+
+    /// The endpoint is a top-level key of restate-server's config, the rest unchanged.
+    #[test]
+    fn tracing_goes_to_bros_endpoint_as_a_top_level_key() {
+        let plain = config_toml(Path::new("/d"), "bro-x", Path::new("/k/identity.pem"));
+        assert_eq!(with_tracing(plain.clone(), None), plain);
+        let traced = with_tracing(plain.clone(), Some("http://127.0.0.1:4317"));
+        let parsed: toml::Table = traced.parse().unwrap();
+        assert_eq!(
+            parsed["tracing-endpoint"].as_str(),
+            Some("http://127.0.0.1:4317")
+        );
+        assert!(traced.ends_with(&plain));
     }
 
     /// The single machine's file, byte for byte as before clusters existed.

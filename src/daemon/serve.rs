@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::pin::Pin;
+use std::task::Poll;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -12,8 +14,14 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::paths::Paths;
+use crate::telemetry::otlp;
 
 /// Serves the SDK endpoint: every path goes to the Restate endpoint.
+///
+/// When traces are exported, each request restate-server sends (one attempt of an
+/// invocation) gets a span continuing the `traceparent` it carries, and the response body,
+/// where the SDK runs the handler, is polled inside it: the SDK's span of the attempt, the
+/// handler's and the launch's join the trace of the create that caused them.
 pub(super) async fn serve_sdk(
     listener: TcpListener,
     endpoint: restate_sdk::endpoint::Endpoint,
@@ -21,9 +29,52 @@ pub(super) async fn serve_sdk(
 ) {
     let app = Router::new().fallback(move |req: Request| {
         let endpoint = endpoint.clone();
-        async move { endpoint.handle(req).map(axum::body::Body::new) }
+        async move {
+            let span = otlp::continue_from(
+                req.headers(),
+                || tracing::info_span!("restate_attempt", path = %req.uri().path()),
+            );
+            if span.is_none() {
+                return endpoint.handle(req).map(axum::body::Body::new);
+            }
+            let response = span.in_scope(|| endpoint.handle(req));
+            response.map(|body| {
+                axum::body::Body::new(InSpan {
+                    body: axum::body::Body::new(body),
+                    span,
+                })
+            })
+        }
     });
     serve(listener.tap_io(nodelay), app, stop).await;
+}
+
+/// A response body polled inside `span`, so what the SDK does while streaming it is there.
+struct InSpan {
+    body: axum::body::Body,
+    span: tracing::Span,
+}
+
+impl http_body::Body for InSpan {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let _entered = this.span.enter();
+        Pin::new(&mut this.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Listens on `127.0.0.1:<port>` with SO_REUSEPORT: other daemons of the same user (cluster

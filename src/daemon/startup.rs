@@ -159,7 +159,14 @@ pub(super) async fn restate(
             ),
             (None, None) => {
                 let binary = restate::find_binary(settings.restate_server.as_deref(), paths)?;
-                let sup = restate::start(binary, paths, &identity, cluster_node).await?;
+                let sup = restate::start(
+                    binary,
+                    paths,
+                    &identity,
+                    cluster_node,
+                    settings.otlp_endpoint.as_deref(),
+                )
+                .await?;
                 let admin = RestateAddr::Unix(sup.sockets.admin.clone());
                 let ingress = RestateAddr::Unix(sup.sockets.ingress.clone());
                 (Some(sup), admin, ingress)

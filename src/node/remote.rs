@@ -206,6 +206,10 @@ impl RemoteWorkerHost {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        // The owning node continues the caller's trace (when traces are exported).
+        let mut trace = http::HeaderMap::new();
+        crate::telemetry::otlp::inject(&mut trace);
+        request = request.headers(trace);
         if let Some(upload) = upload {
             request = request.header(FILES_OF_HEADER, upload.files_of.as_str());
             if let Some(size) = &upload.min_size {

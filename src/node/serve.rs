@@ -24,6 +24,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::host::{
     Claim, FileRead, FilesOf, HostError, HostErrorKind, LaunchSpec, RecordingQuery, Usage,
@@ -37,6 +38,7 @@ use crate::node::wire::{
     ResumeRequest, UsageRequest, host_path,
 };
 use crate::protocol::session::WorkerInfo;
+use crate::telemetry::otlp;
 
 type Host = Arc<dyn WorkerHost>;
 
@@ -152,11 +154,23 @@ pub fn routes(host: Arc<dyn WorkerHost>, verifier: Arc<NodeVerifier>) -> Router 
             }),
         )
         .merge(file_routes())
+        // Inside the check: only a verified node's request joins a trace.
+        .route_layer(axum::middleware::from_fn(in_callers_trace))
         .route_layer(axum::middleware::from_fn_with_state(
             verifier,
             require_node_auth,
         ))
         .with_state(host)
+}
+
+/// Runs a node's call in a span continuing the calling node's trace (its `traceparent`),
+/// when traces are exported: a launch on another node stays in the create's trace.
+async fn in_callers_trace(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = otlp::continue_from(
+        req.headers(),
+        || tracing::info_span!("node_call", path = %req.uri().path()),
+    );
+    next.run(req).instrument(span).await
 }
 
 /// The routes of a session's files.

@@ -57,8 +57,10 @@ impl restate_sdk::ingress::RequestExecutor for Http {
 
     async fn execute(
         &self,
-        request: http::Request<bytes::Bytes>,
+        mut request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, reqwest::Error> {
+        // restate-server continues the caller's trace (when traces are exported).
+        crate::telemetry::otlp::inject(request.headers_mut());
         let request = reqwest::Request::try_from(request)?;
         let response = self.0.execute(request).await?;
         let mut out = http::Response::builder()

@@ -425,7 +425,8 @@ pub fn restate_server_path() -> PathBuf {
 static VENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A venv under `target/` with the pinned Python packages of `tests/compat/requirements.txt`
-/// (steel-sdk, schemathesis); returns its python.
+/// (steel-sdk, schemathesis, and opentelemetry-proto + grpcio for the OTLP receiver); returns
+/// its python.
 pub fn python_venv() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compat-venv");
@@ -433,7 +434,10 @@ pub fn python_venv() -> PathBuf {
     let _guard = VENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let python = venv.join("bin/python");
     let ready = Command::new(&python)
-        .args(["-c", "import steel, schemathesis"])
+        .args([
+            "-c",
+            "import steel, schemathesis, grpc, opentelemetry.proto.collector.trace.v1",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if ready {

@@ -25,6 +25,7 @@ mod recovery;
 mod replay;
 mod session;
 mod tools;
+mod traces;
 mod tui;
 mod viewer;
 mod warm;

@@ -1,0 +1,248 @@
+//! OTLP trace export (`otlp_endpoint`): bro's spans go over OTLP/gRPC to the receiver that
+//! restate-server exports its own spans to, and W3C `traceparent` headers carry the trace
+//! across the hops (API → Restate ingress → restate-server → SDK endpoint), so a create is one
+//! trace from its API request to the browser's launch.
+//!
+//! Off (no endpoint) costs nothing: no layer is installed, and every helper here returns at
+//! once on one atomic load. On, export never blocks the daemon: spans go into a bounded queue
+//! that a background thread sends in batches, each export is bounded by a timeout, spans past
+//! the queue's bound are dropped, and an unreachable receiver is logged once (again once it
+//! answers), not per batch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Whether spans are exported: set once, when the daemon installs the exporter.
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// How long one export may take before it is given up (its spans dropped).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most spans waiting for export; past it new ones are dropped.
+const MAX_QUEUE: usize = 4096;
+/// Most spans in one export.
+const MAX_BATCH: usize = 512;
+/// How long a span may wait before its batch is sent.
+const BATCH_DELAY: Duration = Duration::from_millis(500);
+/// How long the daemon waits, as it exits, for the last spans to be sent.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether spans are exported (`otlp_endpoint` is set).
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// The exporter, flushed and stopped by [`Export::shutdown`] as the daemon exits.
+pub struct Export {
+    provider: SdkTracerProvider,
+}
+
+impl Export {
+    /// Sends the spans still queued, waiting at most [`FLUSH_TIMEOUT`]; blocking, so call it
+    /// off the async workers (`spawn_blocking`), which the gRPC client needs to make progress.
+    pub fn shutdown(self) {
+        ON.store(false, Ordering::Relaxed);
+        if let Err(err) = self.provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
+            tracing::warn!(%err, "traces: the last spans were not all sent");
+        }
+    }
+}
+
+/// Builds the exporter to `endpoint` (checked by `config::check_otlp_endpoint`) and the
+/// tracer bro's spans go to. Call inside the tokio runtime: the gRPC client is made there. It
+/// connects lazily, so an unreachable receiver is no error here.
+pub(super) fn start(endpoint: &str, node: &str) -> Result<(SdkTracer, Export), String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| format!("otlp_endpoint {endpoint}: {e}"))?;
+    let exporter = LogOnce {
+        inner: exporter,
+        endpoint: endpoint.to_string(),
+        failing: AtomicBool::new(false),
+    };
+    let batch = BatchConfigBuilder::default()
+        .with_max_queue_size(MAX_QUEUE)
+        .with_max_export_batch_size(MAX_BATCH)
+        .with_scheduled_delay(BATCH_DELAY)
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        )
+        .with_resource(resource(node))
+        .build();
+    let tracer = provider.tracer("bro");
+    ON.store(true, Ordering::Relaxed);
+    Ok((tracer, Export { provider }))
+}
+
+/// Who the spans are from: service `bro`, its version, and this daemon's node name.
+fn resource(node: &str) -> Resource {
+    Resource::builder()
+        .with_service_name("bro")
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", node.to_string()),
+            KeyValue::new("bro.node", node.to_string()),
+        ])
+        .build()
+}
+
+/// The exporter, logging a failure once per outage instead of once per batch.
+#[derive(Debug)]
+struct LogOnce<E> {
+    inner: E,
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl<E: SpanExporter> SpanExporter for LogOnce<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(err) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
+                endpoint = %self.endpoint, %err,
+                "traces: the OTLP receiver did not take spans; dropping them until it does"
+            ),
+            Ok(()) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!(endpoint = %self.endpoint, "traces: the OTLP receiver takes spans again");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Adds the current span's `traceparent` to an outgoing request's headers (none when off).
+pub fn inject(headers: &mut http::HeaderMap) {
+    if !on() {
+        return;
+    }
+    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut Headers(headers));
+}
+
+/// A span for a request the daemon serves, continuing the trace of its `traceparent` header
+/// (a new trace without one); `Span::none()` when off, so nothing is built then.
+pub fn continue_from(headers: &http::HeaderMap, make: impl FnOnce() -> Span) -> Span {
+    if !on() {
+        return Span::none();
+    }
+    let span = make();
+    let parent: Context = TraceContextPropagator::new().extract(&HeadersRef(headers));
+    // Set before the span is first entered, when its parent can still change.
+    let _ = span.set_parent(parent);
+    span
+}
+
+/// A span of its own when exporting (`make`), else `Span::none()`: for work worth a span in
+/// a trace but not a prefix on every log line of a daemon that exports nothing.
+pub fn span(make: impl FnOnce() -> Span) -> Span {
+    if on() { make() } else { Span::none() }
+}
+
+/// Outgoing headers, written by the propagator.
+struct Headers<'a>(&'a mut http::HeaderMap);
+
+impl Injector for Headers<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Incoming headers, read by the propagator (which checks what it reads).
+struct HeadersRef<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeadersRef<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt;
+
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_through_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+        );
+        let cx = TraceContextPropagator::new().extract(&HeadersRef(&headers));
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        let mut out = http::HeaderMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut Headers(&mut out));
+        assert_eq!(out.get("traceparent"), headers.get("traceparent"));
+    }
+
+    /// A hostile or broken header is no parent: the span starts a trace of its own.
+    #[test]
+    fn a_bad_traceparent_is_ignored() {
+        for bad in [
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "zz-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c",
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", http::HeaderValue::from_static(bad));
+            let cx = TraceContextPropagator::new().extract(&HeadersRef(&headers));
+            assert!(!cx.span().span_context().is_valid(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn off_builds_no_span_and_injects_nothing() {
+        assert!(!on());
+        let mut headers = http::HeaderMap::new();
+        inject(&mut headers);
+        assert!(headers.is_empty());
+        assert!(span(|| tracing::error_span!("x")).is_none());
+        assert!(continue_from(&headers, || tracing::error_span!("x")).is_none());
+    }
+}
