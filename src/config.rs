@@ -642,6 +642,7 @@ mod tests {
         assert_eq!(c.default_timeout_ms(), Some(300_000));
         assert_eq!(c.chromium_flags, vec!["--lang=en-US"]);
         assert_eq!(c.files_quota(), Some(DEFAULT_FILES_QUOTA));
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
         c.check().unwrap();
     }
 
