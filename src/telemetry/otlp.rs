@@ -236,6 +236,64 @@ mod tests {
         }
     }
 
+    /// An exporter answering with the results it is given, one per export.
+    #[derive(Debug)]
+    struct Scripted(std::sync::Mutex<Vec<OTelSdkResult>>);
+
+    impl SpanExporter for Scripted {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    /// Log lines written by a test subscriber.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A receiver down for three batches, back for two, down again: two warnings and one
+    /// "again", not one line per batch.
+    #[tokio::test]
+    async fn a_failing_receiver_is_logged_once_per_outage() {
+        use opentelemetry_sdk::error::OTelSdkError;
+        let down = || Err(OTelSdkError::InternalFailure("connection refused".into()));
+        let exporter = LogOnce {
+            inner: Scripted(std::sync::Mutex::new(vec![
+                down(),
+                down(),
+                down(),
+                Ok(()),
+                Ok(()),
+                down(),
+            ])),
+            endpoint: "http://127.0.0.1:1".into(),
+            failing: AtomicBool::new(false),
+        };
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        for _ in 0..6 {
+            let _ = exporter.export(Vec::new()).await;
+        }
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        assert_eq!(text.matches("did not take spans").count(), 2, "{text}");
+        assert_eq!(text.matches("takes spans again").count(), 1, "{text}");
+    }
+
     #[test]
     fn off_builds_no_span_and_injects_nothing() {
         assert!(!on());
