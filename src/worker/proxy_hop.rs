@@ -262,23 +262,25 @@ async fn relay(
     let _ = server.set_nodelay(true);
     server.write_all(&head).await?;
     server.write_all(&buf[head_len..]).await?;
-    counters.tx.fetch_add(
-        (head.len() + buf.len() - head_len) as u64,
-        Ordering::Relaxed,
-    );
+    let sent = (head.len() + buf.len() - head_len) as u64;
+    counters.tx.fetch_add(sent, Ordering::Relaxed);
+    metrics::counter!(crate::prometheus::PROXY_BYTES, "direction" => "tx").increment(sent);
 
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
-    let up = pump(&mut client_rx, &mut server_tx, counting(&counters.tx));
-    let down = pump(&mut server_rx, &mut client_tx, counting(&counters.rx));
+    let up = pump(&mut client_rx, &mut server_tx, counting(&counters.tx, "tx"));
+    let down = pump(&mut server_rx, &mut client_tx, counting(&counters.rx, "rx"));
     let (up, down) = tokio::join!(up, down);
     up.and(down)
 }
 
-/// Adds every chunk a pump passes to `counter`.
-fn counting(counter: &AtomicU64) -> impl FnMut(usize) + '_ {
+/// Adds every chunk a pump passes to `counter`, and to the node's `bro_proxy_bytes_total` of
+/// `direction` (a handle taken once: one atomic add more per chunk).
+fn counting<'a>(counter: &'a AtomicU64, direction: &'static str) -> impl FnMut(usize) + 'a {
+    let metric = metrics::counter!(crate::prometheus::PROXY_BYTES, "direction" => direction);
     move |n| {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        metric.increment(n as u64);
     }
 }
 
