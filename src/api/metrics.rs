@@ -24,12 +24,13 @@ use crate::host::Usage;
 use crate::orchestrator::ingress::{Ingress, RestateAddr};
 use crate::prometheus::{self, Exposition, Kind};
 use crate::protocol::session::{SessionRecord, SessionStatus};
+use crate::protocol::steel::ErrorBody;
 
 /// How long each read of a scrape may take.
 pub const PART_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Scrapes served at once: each costs Restate two queries and the node a pass over `/proc`,
-/// so a flood of scrapes waits here (then gets 503) instead of piling work up.
+/// so a flood of scrapes waits here (then gets 429) instead of piling work up.
 static SCRAPES: Semaphore = Semaphore::const_new(2);
 
 /// Linux's clock ticks per second (`getconf CLK_TCK`), to turn CPU ticks into seconds.
@@ -45,10 +46,11 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(metrics))
 }
 
-/// `GET /metrics`.
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: 429 when other scrapes held the way for [`PART_TIMEOUT`].
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "This node's metrics in the Prometheus text format (version 0.0.4)", content_type = "text/plain"), (status = 401, description = "Missing or wrong API key", body = ErrorBody), (status = 429, description = "Too many scrapes at once", body = ErrorBody)))]
+pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     let Ok(Ok(_permit)) = tokio::time::timeout(PART_TIMEOUT, SCRAPES.acquire()).await else {
-        return ApiError::Unavailable("too many scrapes at once; try again".into()).into_response();
+        return ApiError::AtCapacity("too many scrapes at once; try again".into()).into_response();
     };
     let body = scrape(&st).await;
     ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response()

@@ -11,12 +11,17 @@ use crate::protocol::session::SessionStatus;
 
 const KEY: &str = "0123456789abcdef-test-key";
 
+/// Held by each test here: scrapes share the process's limit of scrapes at once, which one
+/// test's flood must not take from another's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn text(reply: &super::Reply) -> String {
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
 
 #[tokio::test]
 async fn metrics_need_the_key_when_one_is_set() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let h = Harness::with_key(KEY).await;
     for req in [
         get("/metrics"),
@@ -46,6 +51,7 @@ async fn metrics_need_the_key_when_one_is_set() {
 
 #[tokio::test]
 async fn a_scrape_is_the_text_format_with_this_nodes_sessions_and_browsers() {
+    let _one = ONE_AT_A_TIME.lock().await;
     crate::prometheus::install("local");
     let h = Harness::new().await;
     let live = h.live();
@@ -96,6 +102,7 @@ async fn a_scrape_is_the_text_format_with_this_nodes_sessions_and_browsers() {
 
 #[tokio::test]
 async fn a_create_moves_the_counters() {
+    let _one = ONE_AT_A_TIME.lock().await;
     crate::prometheus::install("local");
     let h = Harness::new().await;
     let before = creates_live(&text(&h.tcp(get("/metrics")).await));
@@ -110,6 +117,7 @@ async fn a_create_moves_the_counters() {
 
 #[tokio::test]
 async fn without_restate_a_scrape_answers_at_once_with_restate_down() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let h = Harness::without_restate();
     let started = std::time::Instant::now();
     let reply = h.tcp(get("/metrics")).await;
@@ -122,6 +130,55 @@ async fn without_restate_a_scrape_answers_at_once_with_restate_down() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A Restate that accepts connections and never answers: its admin socket, held open.
+fn hanging_restate(dir: &std::path::Path) -> (std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    let path = dir.join("admin.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    (path, task)
+}
+
+#[tokio::test]
+async fn a_hanging_restate_cannot_hold_a_scrape_and_a_flood_gets_429() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, task) = hanging_restate(dir.path());
+    let mut h = Harness::without_restate();
+    let addr = crate::orchestrator::ingress::RestateAddr::Unix(socket);
+    std::sync::Arc::get_mut(&mut h.state).unwrap().ingress =
+        crate::orchestrator::ingress::Ingress::new(addr.clone(), addr).unwrap();
+    let limit = crate::api::metrics::PART_TIMEOUT;
+
+    let started = std::time::Instant::now();
+    let reply = h.tcp(get("/metrics")).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status.as_u16(), 200);
+    assert!(text(&reply).contains("bro_restate_up{node=\"local\"} 0"));
+    assert!(took < limit + std::time::Duration::from_secs(1), "{took:?}");
+
+    // Eight at once: two are served (Restate late in each), the others wait their turn for
+    // as long as one read may take and are told to come back; none takes much longer.
+    let started = std::time::Instant::now();
+    let replies = futures_util::future::join_all((0..8).map(|_| h.tcp(get("/metrics")))).await;
+    let took = started.elapsed();
+    let served = replies.iter().filter(|r| r.status.as_u16() == 200).count();
+    let refused = replies.iter().filter(|r| r.status.as_u16() == 429).count();
+    assert!(
+        served >= 2 && served + refused == 8,
+        "{served} served, {refused} refused"
+    );
+    assert!(
+        took < limit * 2 + std::time::Duration::from_secs(1),
+        "{took:?}"
+    );
+    task.abort();
 }
 
 fn creates_live(body: &str) -> u64 {
