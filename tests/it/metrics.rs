@@ -1,6 +1,7 @@
 //! `GET /metrics` scraped by a real Prometheus (Debian's package, run as a child with its own
 //! config, storage and loopback port): the scrape parses (`up` is 1, restate-server's own
-//! families came along), and creating a session moves bro's figures as Prometheus sees them.
+//! families came along), and creating a session, using it over CDP and releasing it move
+//! bro's figures as Prometheus sees them.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -88,10 +89,12 @@ impl Prometheus {
     /// Waits until `expr`'s value passes `test`; the last value and the log's tail otherwise.
     fn wait(&self, expr: &str, test: impl Fn(f64) -> bool) -> Result<f64, String> {
         let mut last = None;
+        let started = std::time::Instant::now();
         if wait_for(|| {
             last = self.value(expr);
             last.is_some_and(&test)
         }) {
+            eprintln!("{expr} = {last:?} after {:?}", started.elapsed());
             return Ok(last.unwrap_or_default());
         }
         let log =
@@ -159,6 +162,23 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
         |v| v == 1.0,
     )
     .unwrap();
+    // A CDP client through bro: the socket and its bytes are counted.
+    let ws_url = format!("{}&apiKey={KEY}", s["websocketUrl"].as_str().unwrap());
+    let (mut ws, _) = tokio_tungstenite::tungstenite::connect(&ws_url).unwrap();
+    let ask = r#"{"id":1,"method":"Browser.getVersion"}"#;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(ask))
+        .unwrap();
+    ws.read().unwrap();
+    prom.wait(r#"bro_cdp_connections{job="bro"}"#, |v| v == 1.0)
+        .unwrap();
+    let to_client = r#"bro_cdp_bytes_total{job="bro",direction="to_client"}"#;
+    prom.wait(to_client, |v| v > 0.0).unwrap();
+    let to_browser = r#"bro_cdp_bytes_total{job="bro",direction="to_browser"}"#;
+    prom.wait(to_browser, |v| v >= ask.len() as f64).unwrap();
+    drop(ws);
+    prom.wait(r#"bro_cdp_connections{job="bro"}"#, |v| v == 0.0)
+        .unwrap();
+
     let memory = format!(r#"bro_browser_memory_bytes{{job="bro",session="{id}"}}"#);
     let bytes = prom.wait(&memory, |v| v > 0.0).unwrap();
     eprintln!(

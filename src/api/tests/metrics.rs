@@ -182,9 +182,61 @@ async fn a_hanging_restate_cannot_hold_a_scrape_and_a_flood_gets_429() {
 }
 
 fn creates_live(body: &str) -> u64 {
+    value(body, "bro_session_creates_total{", "outcome=\"live\"")
+}
+
+/// The value of the first sample of `body` that starts with `name` and holds `label`.
+fn value(body: &str, name: &str, label: &str) -> u64 {
     body.lines()
-        .find(|l| l.starts_with("bro_session_creates_total{") && l.contains("outcome=\"live\""))
+        .find(|l| l.starts_with(name) && l.contains(label))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_warm_create_and_a_full_node_are_told_apart() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    crate::prometheus::install("local");
+    let h = Harness::new().await;
+    let warm = "bro_session_create_seconds_count{";
+    let full = "bro_session_creates_total{";
+    let scrape = async || text(&h.tcp(get("/metrics")).await);
+    let before = scrape().await;
+
+    // A warm browser keeps the dir (and id) it was launched under.
+    let id = crate::protocol::session::SessionId::random();
+    let mut rec = super::fake_restate::live_record(&id);
+    let warm_id = crate::protocol::session::SessionId::random();
+    rec.worker.as_mut().unwrap().dir =
+        std::path::PathBuf::from("/nonexistent/sessions").join(warm_id.as_str());
+    h.restate
+        .script("create", super::fake_restate::Answer::record(rec));
+    let body = serde_json::json!({ "sessionId": id.as_str() });
+    assert_eq!(
+        h.tcp(super::post("/v1/sessions", body))
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    h.restate.script(
+        "create",
+        super::fake_restate::Answer::Error(429, "at capacity".into()),
+    );
+    let reply = h
+        .tcp(super::post("/v1/sessions", serde_json::json!({})))
+        .await;
+    assert_eq!(reply.status.as_u16(), 429);
+
+    let after = scrape().await;
+    assert!(
+        value(&after, warm, "kind=\"warm\"") > value(&before, warm, "kind=\"warm\""),
+        "{after}"
+    );
+    let at_capacity = "outcome=\"at_capacity\"";
+    assert!(
+        value(&after, full, at_capacity) > value(&before, full, at_capacity),
+        "{after}"
+    );
 }
