@@ -578,7 +578,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_reaches_the_upstream_with_credentials_and_is_counted() {
+        crate::prometheus::install("local");
+        let node_bytes = |dir: &str| {
+            let text = crate::prometheus::render_recorded();
+            let label = format!("direction=\"{dir}\"}}");
+            text.lines()
+                .find(|l| l.starts_with("bro_proxy_bytes_total{") && l.contains(&label))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (tx_before, rx_before) = (node_bytes("tx"), node_bytes("rx"));
         let (head, answer, bytes, port, dir) = through_a_hop("http://user:pw@127.0.0.1").await;
+        // The node's counters (which other tests add to as well) took these bytes too.
+        assert!(node_bytes("tx") >= tx_before + bytes.tx, "tx");
+        assert!(node_bytes("rx") >= rx_before + bytes.rx, "rx");
         assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
         assert!(
             head.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"),
