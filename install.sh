@@ -9,8 +9,10 @@
 #   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
 #      (the completions), python3's venv (the Python steel-sdk, schemathesis, the OTLP
 #      receiver's opentelemetry-proto and grpcio), node and npm (the JS clients), curl (the
-#      cluster test's TLS probes of Restate's fabric). Each is installed with apt only when
-#      it is missing.
+#      cluster test's TLS probes of Restate's fabric), Debian's prometheus (the metrics test
+#      runs its own, on a free port). Each is installed with apt only when it is missing; a
+#      prometheus service the package starts is stopped and disabled (it would listen on
+#      every address, port 9090).
 #
 # Flags: --no-bro      install only what bro runs on (chromium, restate-server), not bro itself.
 #        --test-deps   also install what `cargo test --locked` needs.
@@ -121,10 +123,16 @@ if [ "$test_deps" -eq 1 ]; then
   fi
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+  new_prometheus=0
+  command -v prometheus >/dev/null 2>&1 || { missing+=(prometheus); new_prometheus=1; }
   if [ "${#missing[@]}" -gt 0 ]; then
     step "test tools: installing ${missing[*]} with apt"
     apt_install "${missing[@]}"
   fi
-  step "test tools: tmux, zsh, fish, curl, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null)"
+  if [ "$new_prometheus" -eq 1 ] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl is-enabled prometheus >/dev/null 2>&1; then
+    sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  step "test tools: tmux, zsh, fish, curl, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null), $(prometheus --version 2>/dev/null | head -n1)"
 fi
 step "done"

@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod files;
 mod html;
+pub mod metrics;
 pub mod openapi;
 pub mod recordings;
 pub mod replay;
@@ -117,6 +118,7 @@ pub fn tcp_router(state: Arc<AppState>) -> Router {
         .merge(cdp::routes())
         .merge(replay::routes())
         .merge(viewer::routes())
+        .merge(metrics::routes())
         .fallback(cdp::upgrade_or_not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -163,6 +165,7 @@ pub fn unix_router(state: Arc<AppState>) -> Router {
         .merge(actions::routes())
         .merge(files::routes())
         .merge(control::routes())
+        .merge(metrics::routes())
         .fallback(sessions::not_found)
         .layer(axum::Extension(Caller::Owner))
         .layer(axum::extract::DefaultBodyLimit::max(

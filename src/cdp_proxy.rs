@@ -17,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::prometheus;
+
 /// Headers of the websocket handshake passed through in each direction.
 const REQUEST_HEADERS: [HeaderName; 4] = [
     header::SEC_WEBSOCKET_KEY,
@@ -204,29 +206,38 @@ pub async fn splice(
         let (upstream_rx, upstream_tx) = tokio::io::split(TokioIo::new(upstream));
         let activity = &link.last_activity;
         link.open.fetch_add(1, Ordering::Relaxed);
+        let open = metrics::gauge!(prometheus::CDP_CONNECTIONS);
+        open.increment(1.0);
+        // Handles taken once: a chunk costs one atomic add more.
+        let to_browser = metrics::counter!(prometheus::CDP_BYTES, "direction" => "to_browser");
+        let to_client = metrics::counter!(prometheus::CDP_BYTES, "direction" => "to_client");
         let both = async {
             tokio::join!(
-                pump(client_rx, upstream_tx, activity),
-                pump(upstream_rx, client_tx, activity)
+                pump(client_rx, upstream_tx, activity, to_browser),
+                pump(upstream_rx, client_tx, activity, to_client)
             )
         };
         tokio::select! {
             _ = both => {}
             _ = link.closed.cancelled() => {}
         }
+        open.decrement(1.0);
         link.open.fetch_sub(1, Ordering::Relaxed);
     });
     resp.body(Body::empty()).map_err(|e| upstream_err(&e))
 }
 
-/// Copies bytes from `r` to `w` until either side ends, stamping `activity` on every chunk,
-/// and then closes `w`. No framing (see [`crate::pump`]).
-async fn pump<R, W>(mut r: R, mut w: W, activity: &AtomicU64)
+/// Copies bytes from `r` to `w` until either side ends, stamping `activity` and counting
+/// `bytes` on every chunk, and then closes `w`. No framing (see [`crate::pump`]).
+async fn pump<R, W>(mut r: R, mut w: W, activity: &AtomicU64, bytes: metrics::Counter)
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let stamp = |_| activity.store(crate::now_ms(), Ordering::Relaxed);
+    let stamp = |n: usize| {
+        activity.store(crate::now_ms(), Ordering::Relaxed);
+        bytes.increment(n as u64);
+    };
     if crate::pump::pump(&mut r, &mut w, stamp).await.is_err() {
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
     }

@@ -54,6 +54,7 @@ pub(crate) enum Stop {
 
 async fn start(paths: Paths, settings: Settings, stop: Stop) -> Result<()> {
     settings.check().map_err(anyhow::Error::msg)?;
+    crate::prometheus::install(&settings.node);
     paths.create_all().context("creating bro's directories")?;
     // Held until the undo of a failed start is done, so no other daemon of this home can
     // adopt the restate-server or the browsers the undo is about to stop.

@@ -20,6 +20,7 @@ pub mod node;
 pub mod orchestrator;
 pub mod output;
 pub mod paths;
+pub mod prometheus;
 pub mod protocol;
 pub mod pump;
 pub mod settings;

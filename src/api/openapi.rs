@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::api::{actions, cdp, files, recordings, sessions, viewer};
+use crate::api::{actions, cdp, files, metrics, recordings, sessions, viewer};
 use crate::protocol::actions::{ActionRequest, ArtifactUrl};
 use crate::protocol::files::FileDetails;
 use crate::protocol::session::Dimensions;
@@ -45,6 +45,7 @@ use crate::protocol::steel::{
         viewer::debug,
         viewer::player,
         viewer::cast,
+        metrics::metrics,
     ),
     components(schemas(
         CreateSessionRequest,
@@ -84,6 +85,7 @@ mod tests {
             "/v1/scrape",
             "/v1/sessions/{id}/files",
             "/json/version",
+            "/metrics",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use std::time::Duration;
 
 use crate::api::{ApiError, AppState};
-use crate::orchestrator::ingress::Ingress;
+use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::orchestrator::now_ms;
 use crate::protocol::cluster::NODE_HEADER;
 use crate::protocol::live::LiveDetails;
@@ -58,22 +58,26 @@ async fn create(
     let span = telemetry::otlp::continue_from(&headers, || {
         tracing::info_span!("create_session", session_id = tracing::field::Empty)
     });
-    create_in(st, headers, body, &span)
+    let (started, start_ms) = (std::time::Instant::now(), now_ms());
+    let rec = create_session(&st, &headers, &body, &span)
         .instrument(span.clone())
-        .await
+        .await;
+    observe_create(&rec, started.elapsed(), start_ms);
+    Ok(Json(details(&st, &rec?)))
 }
 
-/// [`create`], inside its span.
-async fn create_in(
-    st: Arc<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+/// The create behind `POST /v1/sessions`, inside its span: the session's record once it is
+/// live.
+async fn create_session(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
     span: &tracing::Span,
-) -> Result<Json<SessionDetails>, ApiError> {
+) -> Result<SessionRecord, ApiError> {
     let req: CreateSessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateSessionRequest::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?
     };
     let id = match &req.session_id {
@@ -112,7 +116,47 @@ async fn create_in(
         .create(&id, options, context, wait, Some(node))
         .await;
     leave.disarm();
-    Ok(Json(details(&st, &rec?)))
+    Ok(rec?)
+}
+
+/// Counts a create by outcome; a live one's latency (cold launch or warm browser) and how long
+/// it waited for its slot (until its record's creation), a refused one's wait until refusal.
+fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_ms: u64) {
+    use crate::prometheus::{CREATE_SECONDS, CREATES, QUEUE_WAIT_SECONDS};
+    let outcome = match rec {
+        Ok(rec) if rec.status == SessionStatus::Live => "live",
+        // The id named a session that is over: it is returned as it is.
+        Ok(_) => "ended",
+        Err(ApiError::Internal(_)) => "failed",
+        Err(ApiError::Unprocessable(_)) => "refused",
+        Err(ApiError::AtCapacity(_)) => "at_capacity",
+        Err(ApiError::BadRequest(_) | ApiError::NotFound(_)) => "bad_request",
+        Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(_) => "error",
+    };
+    metrics::counter!(CREATES, "outcome" => outcome).increment(1);
+    match rec {
+        Ok(rec) if rec.status == SessionStatus::Live => {
+            // A warm browser keeps the dir it was launched in; a cold one's is the session's.
+            let cold = rec
+                .worker
+                .as_ref()
+                .is_none_or(|w| w.dir.file_name() == Some(rec.id.as_str().as_ref()));
+            let kind = if cold { "cold" } else { "warm" };
+            metrics::histogram!(CREATE_SECONDS, "kind" => kind).record(took.as_secs_f64());
+            // An existing session, returned as it is, waited for nothing now.
+            if rec.created_at_ms >= start_ms {
+                let waited = Duration::from_millis(rec.created_at_ms - start_ms).min(took);
+                metrics::histogram!(QUEUE_WAIT_SECONDS).record(waited.as_secs_f64());
+            }
+        }
+        Err(ApiError::AtCapacity(_)) => {
+            metrics::histogram!(QUEUE_WAIT_SECONDS).record(took.as_secs_f64());
+        }
+        _ => {}
+    }
+    // Folds the samples into the histograms, so a daemon nobody scrapes keeps none pending.
+    crate::prometheus::upkeep();
 }
 
 /// Sends `Pool/leave` for the session unless disarmed: dropped with the request's future when
@@ -289,7 +333,14 @@ async fn release(
     Path(id): Path<String>,
 ) -> Result<Json<ReleaseSessionResponse>, ApiError> {
     let id = parse_id(&id)?;
-    let rec = st.ingress.release(&id).await?;
+    let rec = st.ingress.release(&id).await;
+    let outcome = match &rec {
+        Ok(_) => "released",
+        Err(IngressError::NotFound(_)) => "not_found",
+        Err(_) => "error",
+    };
+    metrics::counter!(crate::prometheus::RELEASES, "outcome" => outcome).increment(1);
+    let rec = rec?;
     let message = match rec.status {
         SessionStatus::Failed => format!("Session {id} had failed: nothing left to release"),
         status => format!("Session {id} {status}"),
@@ -317,6 +368,8 @@ async fn release_all(
         futures_util::future::join_all(open.iter().map(|r| st.ingress.release(&r.id))).await;
     let mut released = Vec::new();
     for (rec, result) in open.iter().zip(results) {
+        let outcome = if result.is_ok() { "released" } else { "error" };
+        metrics::counter!(crate::prometheus::RELEASES, "outcome" => outcome).increment(1);
         match result {
             Ok(_) => released.push(rec.id.to_string()),
             Err(e) => return Err(ApiError::Internal(format!("releasing {}: {e}", rec.id))),

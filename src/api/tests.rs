@@ -11,6 +11,7 @@ mod control;
 mod fake_host;
 mod fake_restate;
 mod files;
+mod metrics;
 mod recordings;
 mod replay;
 mod sessions;

@@ -528,10 +528,11 @@ impl SessionObject {
         let events = Arc::clone(&self.deps.events);
         let node = rec.node.clone();
         let (id, worker) = (rec.id.clone(), rec.worker.clone().filter(|_| stop));
+        let ending = status.as_str();
         let stopped = ctx
             .run(|| async move {
                 events.ended(&id);
-                match worker {
+                let stopped = match worker {
                     Some(w) => {
                         let host = hosts.of(&node).map_err(worker_error)?;
                         timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
@@ -539,7 +540,12 @@ impl SessionObject {
                             .map(Json)
                     }
                     None => Ok(Json(None)),
+                };
+                // Counted in the side effect, which a replay does not run again.
+                if stopped.is_ok() {
+                    metrics::counter!(crate::prometheus::ENDS, "status" => ending).increment(1);
                 }
+                stopped
             })
             .name("stop_chromium")
             .retry_policy(stop_policy())

@@ -262,23 +262,25 @@ async fn relay(
     let _ = server.set_nodelay(true);
     server.write_all(&head).await?;
     server.write_all(&buf[head_len..]).await?;
-    counters.tx.fetch_add(
-        (head.len() + buf.len() - head_len) as u64,
-        Ordering::Relaxed,
-    );
+    let sent = (head.len() + buf.len() - head_len) as u64;
+    counters.tx.fetch_add(sent, Ordering::Relaxed);
+    metrics::counter!(crate::prometheus::PROXY_BYTES, "direction" => "tx").increment(sent);
 
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
-    let up = pump(&mut client_rx, &mut server_tx, counting(&counters.tx));
-    let down = pump(&mut server_rx, &mut client_tx, counting(&counters.rx));
+    let up = pump(&mut client_rx, &mut server_tx, counting(&counters.tx, "tx"));
+    let down = pump(&mut server_rx, &mut client_tx, counting(&counters.rx, "rx"));
     let (up, down) = tokio::join!(up, down);
     up.and(down)
 }
 
-/// Adds every chunk a pump passes to `counter`.
-fn counting(counter: &AtomicU64) -> impl FnMut(usize) + '_ {
+/// Adds every chunk a pump passes to `counter`, and to the node's `bro_proxy_bytes_total` of
+/// `direction` (a handle taken once: one atomic add more per chunk).
+fn counting<'a>(counter: &'a AtomicU64, direction: &'static str) -> impl FnMut(usize) + 'a {
+    let metric = metrics::counter!(crate::prometheus::PROXY_BYTES, "direction" => direction);
     move |n| {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        metric.increment(n as u64);
     }
 }
 
@@ -576,7 +578,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_reaches_the_upstream_with_credentials_and_is_counted() {
+        crate::prometheus::install("local");
+        let node_bytes = |dir: &str| {
+            let text = crate::prometheus::render_recorded();
+            let label = format!("direction=\"{dir}\"}}");
+            text.lines()
+                .find(|l| l.starts_with("bro_proxy_bytes_total{") && l.contains(&label))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (tx_before, rx_before) = (node_bytes("tx"), node_bytes("rx"));
         let (head, answer, bytes, port, dir) = through_a_hop("http://user:pw@127.0.0.1").await;
+        // The node's counters (which other tests add to as well) took these bytes too.
+        assert!(node_bytes("tx") >= tx_before + bytes.tx, "tx");
+        assert!(node_bytes("rx") >= rx_before + bytes.rx, "rx");
         assert!(answer.ends_with("\r\n\r\nhi"), "{answer}");
         assert!(
             head.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"),

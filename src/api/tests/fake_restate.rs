@@ -262,6 +262,18 @@ async fn query(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Js
     };
     let rows: Vec<Value> = if !sql.contains("service_name = 'Session'") {
         Vec::new()
+    } else if sql.contains("COUNT(*)") {
+        // The metrics' count of records by status and node.
+        let mut counts: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for rec in records.values() {
+            *counts
+                .entry((rec.status.as_str().to_string(), rec.node.clone()))
+                .or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((status, node), n)| json!({ "status": status, "node": node, "n": n }))
+            .collect()
     } else if let Some((_, rest)) = sql.split_once("service_key = '") {
         let key = rest.split('\'').next().unwrap_or_default();
         records.get(key).map(row).into_iter().collect()
