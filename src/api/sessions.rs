@@ -67,7 +67,7 @@ async fn create(
     if let Some(ctx) = &context {
         ctx.check().map_err(ApiError::BadRequest)?;
     }
-    let options = options_of(req, st.default_timeout_ms, st.recording)?;
+    let options = options_of(req, st.default_timeout_ms, st.recording, st.limits)?;
     let no_wait = headers
         .get(NO_WAIT_HEADER)
         .is_some_and(|v| !matches!(v.as_bytes(), b"0" | b"false" | b""));
@@ -136,7 +136,10 @@ fn options_of(
     req: CreateSessionRequest,
     default_timeout_ms: u64,
     recording: crate::api::RecordingDefaults,
+    limits: crate::api::LimitDefaults,
 ) -> Result<SessionOptions, ApiError> {
+    let mut limit_ignored = Vec::new();
+    let (memory_limit, cpu_share) = limits_of(&req, limits, &mut limit_ignored)?;
     if req.record == Some(true) && !recording.installed {
         return Err(ApiError::BadRequest(
             "record: rrweb (the recorder) is not installed on this daemon's machine; run \
@@ -193,11 +196,58 @@ fn options_of(
         optimize_bandwidth: req.optimize_bandwidth.clone().unwrap_or_default(),
         // The daemon's default (`--record`) when the client does not say.
         record: req.record.unwrap_or(recording.record),
-        ignored,
+        memory_limit,
+        cpu_share,
+        ignored: ignored.into_iter().chain(limit_ignored).collect(),
     };
     // Every option within the bounds bro can honour (timeouts, sizes, lengths).
     options.check().map_err(ApiError::BadRequest)?;
     Ok(options)
+}
+
+/// A create's memory limit and CPU share with the daemon's defaults applied; the ones asked
+/// for that this daemon does not enforce go to `ignored` (`ignoredOptions`). Asking for more
+/// memory than `--max-session-memory` is refused: the daemon's value is a cap.
+fn limits_of(
+    req: &CreateSessionRequest,
+    limits: crate::api::LimitDefaults,
+    ignored: &mut Vec<String>,
+) -> Result<(Option<u64>, Option<u32>), ApiError> {
+    let asked = match &req.memory_limit {
+        Some(m) => Some(
+            m.bytes()
+                .map_err(|e| ApiError::BadRequest(format!("memoryLimit: {e}")))?,
+        ),
+        None => None,
+    };
+    if let (Some(asked), Some(cap)) = (asked, limits.max_memory)
+        && asked > cap
+    {
+        return Err(ApiError::BadRequest(format!(
+            "memoryLimit: {} is over this daemon's max_session_memory ({})",
+            crate::config::format_size(asked),
+            crate::config::format_size(cap)
+        )));
+    }
+    let memory = match limits.memory {
+        true => asked.or(limits.max_memory),
+        false => {
+            if asked.is_some() {
+                ignored.push("memoryLimit (limits_mode = off)".to_string());
+            }
+            None
+        }
+    };
+    let cpu = match limits.cpu {
+        true => req.cpu_share.or(limits.cpu_share),
+        false => {
+            if req.cpu_share.is_some() {
+                ignored.push("cpuShare (needs a cgroup limits mode)".to_string());
+            }
+            None
+        }
+    };
+    Ok((memory, cpu))
 }
 
 #[derive(Debug, Deserialize)]

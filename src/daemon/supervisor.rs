@@ -19,6 +19,7 @@ use crate::host::{WorkerEvent, WorkerExit, WorkerHost};
 use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionId, SessionOptions, SessionStatus, WorkerInfo};
 use crate::telemetry;
+use crate::worker::limits::MEMORY_LIMIT_REASON;
 use crate::worker::quarantine;
 
 /// Why a watched session ends.
@@ -165,9 +166,11 @@ impl Supervisor {
         Ok(done)
     }
 
-    /// Checks every watched browser: gone, hung (three missed CDP probes) or idle past its
-    /// `inactivityTimeout`.
+    /// Checks every watched browser: over its memory limit, gone, hung (three missed CDP
+    /// probes) or idle past its `inactivityTimeout`.
     async fn check_watched(&mut self) {
+        let workers = self.watched.values().map(|w| w.worker.clone()).collect();
+        let over = self.host.over_limit(workers).await;
         let probes = self.watched.iter().map(|(id, w)| {
             let probe = self.host.probe(w.worker.clone(), PROBE_TIMEOUT);
             async move { (id.clone(), probe.await) }
@@ -188,7 +191,9 @@ impl Supervisor {
             if self.host.is_stopping(w.worker.pid) {
                 continue; // its session is ending it
             }
-            if !self.host.alive(&w.worker) {
+            if over.contains(&w.worker.pid) {
+                ended.push((id, Ending::Exited(MEMORY_LIMIT_REASON.into())));
+            } else if !self.host.alive(&w.worker) {
                 ended.push((id, Ending::Exited("browser exited".into())));
             } else if w.misses >= MAX_MISSES {
                 ended.push((
