@@ -336,6 +336,9 @@ pub(super) async fn recovery(
         stop,
     ));
     let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
+    if let Some(floor) = settings.min_free_memory {
+        tasks.push(memory_floor(settings, ingress, floor, started).await?);
+    }
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
@@ -362,6 +365,35 @@ pub(super) async fn recovery(
         )));
     }
     Ok(tasks)
+}
+
+/// The free memory floor: the room measured and sent once before the API serves (so no
+/// create slips past it), then kept up to date by a task.
+async fn memory_floor(
+    settings: &Settings,
+    ingress: &Ingress,
+    floor: u64,
+    started: &Started,
+) -> Result<JoinHandle<()>> {
+    let cost = settings
+        .max_session_memory
+        .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
+    if let Some(free) = limits::free_memory(&limits::Sys::here()) {
+        let room = super::memory_floor::room(free, floor, cost);
+        tracing::info!(free_bytes = free, floor_bytes = floor, room, "free memory floor");
+        when_cluster_answers(settings, || {
+            ingress.pool_memory_room(&settings.node, Some(room))
+        })
+        .await
+        .context("setting this node's free memory room")?;
+    }
+    Ok(tokio::spawn(super::memory_floor::run(
+        ingress.clone(),
+        settings.node.clone(),
+        floor,
+        cost,
+        started.background.clone(),
+    )))
 }
 
 /// What this node tells the cluster about itself.

@@ -76,6 +76,20 @@ pub struct Detected {
     layout: Option<Layout>,
 }
 
+impl Detected {
+    /// Removes bro's parent cgroups again when empty (`bro doctor` probes without a daemon).
+    pub fn remove_parents(&self) {
+        let parents = match &self.layout {
+            Some(Layout::V2(parent)) => vec![parent.clone()],
+            Some(Layout::V1 { memory, cpu }) => vec![memory.clone(), cpu.clone()],
+            None => Vec::new(),
+        };
+        for parent in parents {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 /// The machine's cgroup facts: `/proc/self/cgroup`, `/proc/self/mountinfo`, and a root that
 /// prefixes every path (a temp dir in tests).
 pub struct Sys {
