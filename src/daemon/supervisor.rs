@@ -206,10 +206,24 @@ impl Supervisor {
                 ended.push((id, Ending::Idle));
             }
         }
-        for (id, ending) in ended {
+        // A browser found dead or hung may have been killed by its memory limit since the
+        // check above (an OOM kill is counted before the process dies): say so.
+        let dead: Vec<WorkerInfo> = ended
+            .iter()
+            .filter(|(_, e)| matches!(e, Ending::Exited(r) if r != MEMORY_LIMIT_REASON))
+            .filter_map(|(id, _)| self.watched.get(id).map(|w| w.worker.clone()))
+            .collect();
+        let oom = match dead.is_empty() {
+            true => Vec::new(),
+            false => self.host.over_limit(dead).await,
+        };
+        for (id, mut ending) in ended {
             let Some(w) = self.watched.remove(&id) else {
                 continue;
             };
+            if oom.contains(&w.worker.pid) {
+                ending = Ending::Exited(MEMORY_LIMIT_REASON.into());
+            }
             match ending {
                 Ending::Exited(reason) => {
                     let exit = WorkerExit {

@@ -17,6 +17,7 @@ mod files;
 mod health;
 mod hostile;
 mod in_process;
+mod limits;
 mod private;
 mod proxy;
 mod queue;
