@@ -26,13 +26,7 @@ pub fn room(free: u64, floor: u64, cost: u64) -> u32 {
 
 /// Measures every [`MEASURE_EVERY`] until `stop`, and sends `Pool/memory_room` when the room
 /// changes (and every [`RESEND_EVERY`]).
-pub async fn run(
-    ingress: Ingress,
-    node: String,
-    floor: u64,
-    cost: u64,
-    stop: CancellationToken,
-) {
+pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: CancellationToken) {
     let mut sent: Option<(u32, Instant)> = None;
     loop {
         let free = tokio::task::spawn_blocking(|| limits::free_memory(&limits::Sys::here()))

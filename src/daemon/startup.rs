@@ -380,7 +380,12 @@ async fn memory_floor(
         .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
     if let Some(free) = limits::free_memory(&limits::Sys::here()) {
         let room = super::memory_floor::room(free, floor, cost);
-        tracing::info!(free_bytes = free, floor_bytes = floor, room, "free memory floor");
+        tracing::info!(
+            free_bytes = free,
+            floor_bytes = floor,
+            room,
+            "free memory floor"
+        );
         when_cluster_answers(settings, || {
             ingress.pool_memory_room(&settings.node, Some(room))
         })

@@ -491,7 +491,11 @@ impl Ingress {
 
     /// `Pool/memory_room`: how many more sessions `node`'s free memory allows (`None`: no
     /// floor), sent by that node's daemon.
-    pub async fn pool_memory_room(&self, node: &str, room: Option<u32>) -> Result<(), IngressError> {
+    pub async fn pool_memory_room(
+        &self,
+        node: &str,
+        room: Option<u32>,
+    ) -> Result<(), IngressError> {
         let call = self.pool_of(node).memory_room(Json(room)).call();
         self.call(Duration::from_secs(10), call).await
     }

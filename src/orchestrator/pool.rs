@@ -246,7 +246,11 @@ impl PoolObject {
     /// no room is full: creates queue or get 429 as at capacity. Measured outside the
     /// handler, so it stays deterministic.
     #[handler(name = "memory_room")]
-    async fn memory_room(&self, ctx: ObjectContext<'_>, room: Json<Option<u32>>) -> HandlerResult<()> {
+    async fn memory_room(
+        &self,
+        ctx: ObjectContext<'_>,
+        room: Json<Option<u32>>,
+    ) -> HandlerResult<()> {
         let mut state = State::load(&ctx).await?;
         match room.0 {
             Some(room) => ctx.set(
@@ -299,7 +303,10 @@ impl PoolObject {
             .map(|j| j.0)
             .unwrap_or_default();
         let config = self.config(&ctx).await?;
-        let configured = ctx.config().await?.map_or(self.deps.max_sessions, |c| c.capacity);
+        let configured = ctx
+            .config()
+            .await?
+            .map_or(self.deps.max_sessions, |c| c.capacity);
         Ok(Json(PoolStatus {
             memory_bound: config.capacity < configured,
             lost: ctx.get::<bool>(LOST).await?.unwrap_or(false),

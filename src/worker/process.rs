@@ -39,7 +39,13 @@ fn field(pid: u32, file: &str, key: &str) -> Option<String> {
 
 /// A size in KiB from a `/proc/PID/<file>` line such as `VmRSS:  1234 kB` (key `VmRSS`).
 pub fn kib(pid: u32, file: &str, key: &str) -> Option<u64> {
-    field(pid, file, key)?
+    parse_kib(&read(pid, file)?, key)
+}
+
+/// The KiB of line `key` in the text of a `Key:  value kB` file (`status`, `smaps_rollup`).
+pub fn parse_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()
@@ -241,6 +247,22 @@ mod tests {
         let inside = b"tail\0-f\0x--user-data-dir=/s/1/profile\0";
         assert!(!cmdline_has(inside, "--user-data-dir=/s/1/profile", true));
         assert!(!cmdline_has(b"", "--x", false));
+    }
+
+    #[test]
+    fn reads_pss_from_smaps_rollup() {
+        let rollup = "55d0c8e1b000-7ffd2a5f3000 ---p 00000000 00:00 0                  [rollup]\n\
+                      Rss:              198712 kB\n\
+                      Pss:               61234 kB\n\
+                      Pss_Dirty:         40000 kB\n\
+                      Pss_Anon:          39000 kB\n\
+                      Shared_Clean:     120000 kB\n";
+        assert_eq!(parse_kib(rollup, "Pss"), Some(61234));
+        assert_eq!(parse_kib(rollup, "Rss"), Some(198712));
+        assert_eq!(parse_kib(rollup, "Swap"), None);
+        assert_eq!(parse_kib("Pss: lots kB\n", "Pss"), None);
+        // A live process of this test has a PSS.
+        assert!(kib(std::process::id(), "smaps_rollup", "Pss").is_some_and(|k| k > 0));
     }
 
     #[test]
