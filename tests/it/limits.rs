@@ -89,7 +89,11 @@ fn over_the_limit_fails(mode: &str, expect_mode: &str) {
         roomy["id"].as_str().unwrap().to_string(),
     );
     assert_eq!(small["memoryLimit"], 300u64 << 20, "{small}");
-    assert_eq!(roomy["memoryLimit"], 1u64 << 30, "the daemon's default: {roomy}");
+    assert_eq!(
+        roomy["memoryLimit"],
+        1u64 << 30,
+        "the daemon's default: {roomy}"
+    );
     let pid = d.browser_pid(&small_id);
     let cgroups = cgroups_named(&small_id);
     if expect_mode.starts_with("cgroup") {
@@ -103,7 +107,10 @@ fn over_the_limit_fails(mode: &str, expect_mode: &str) {
             );
         }
     } else {
-        assert!(cgroups.is_empty(), "measurement mode made cgroups: {cgroups:?}");
+        assert!(
+            cgroups.is_empty(),
+            "measurement mode made cgroups: {cgroups:?}"
+        );
     }
     eprintln!("[{mode}] idle browser PSS: {} MiB", group_pss_mib(pid));
 
@@ -115,9 +122,15 @@ fn over_the_limit_fails(mode: &str, expect_mode: &str) {
         "the session over its limit did not fail: {}",
         d.get(&small_id)
     );
-    eprintln!("[{mode}] over-limit page caught after {:?}", began.elapsed());
+    eprintln!(
+        "[{mode}] over-limit page caught after {:?}",
+        began.elapsed()
+    );
     assert_eq!(d.get(&small_id)["reason"], "memory limit");
-    assert!(wait_for(|| cgroups.iter().all(|c| !c.exists())), "{cgroups:?} left");
+    assert!(
+        wait_for(|| cgroups.iter().all(|c| !c.exists())),
+        "{cgroups:?} left"
+    );
     // A cgroup whose session dir is gone (its daemon was killed mid-teardown) is swept.
     let orphans: Vec<PathBuf> = cgroups
         .iter()
@@ -127,14 +140,20 @@ fn over_the_limit_fails(mode: &str, expect_mode: &str) {
     for o in &orphans {
         std::fs::create_dir(o).unwrap();
     }
-    assert!(wait_for(|| orphans.iter().all(|o| !o.exists())), "{orphans:?} left");
+    assert!(
+        wait_for(|| orphans.iter().all(|o| !o.exists())),
+        "{orphans:?} left"
+    );
     assert!(wait_for(|| !crate::helper::is_live(pid)));
     assert!(!d.session_dir(&small_id).exists());
     // The session under its limit lives on.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(d.status_of(&roomy_id), "live");
     let shown = d.ok(&["session", "get", &roomy_id]);
-    assert!(shown.contains("memory limit") && shown.contains("1 GiB"), "{shown}");
+    assert!(
+        shown.contains("memory limit") && shown.contains("1 GiB"),
+        "{shown}"
+    );
     d.stop();
 }
 
