@@ -447,3 +447,56 @@ pub(crate) fn parse_id(id: &str) -> Result<SessionId, ApiError> {
 pub(crate) fn details(st: &AppState, rec: &SessionRecord) -> SessionDetails {
     SessionDetails::from_record(rec, &st.api_base, now_ms())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LimitDefaults;
+    use crate::protocol::steel::MemoryLimit;
+
+    fn req(memory: Option<MemoryLimit>, cpu: Option<u32>) -> CreateSessionRequest {
+        CreateSessionRequest {
+            memory_limit: memory,
+            cpu_share: cpu,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn limits_take_the_daemons_defaults_and_cap() {
+        let cgroup = LimitDefaults {
+            max_memory: Some(1 << 30),
+            cpu_share: Some(50),
+            memory: true,
+            cpu: true,
+        };
+        let mut ignored = Vec::new();
+        let asked = req(Some(MemoryLimit::Text("512MiB".into())), Some(200));
+        assert_eq!(
+            limits_of(&asked, cgroup, &mut ignored).unwrap(),
+            (Some(512 << 20), Some(200))
+        );
+        assert_eq!(
+            limits_of(&req(None, None), cgroup, &mut ignored).unwrap(),
+            (Some(1 << 30), Some(50))
+        );
+        let over = req(Some(MemoryLimit::Bytes(2 << 30)), None);
+        assert!(limits_of(&over, cgroup, &mut ignored).is_err());
+        let tiny = req(Some(MemoryLimit::Text("1KiB".into())), None);
+        assert!(limits_of(&tiny, cgroup, &mut ignored).is_err());
+        assert!(ignored.is_empty());
+
+        // Measurement: no CPU share; off: nothing, and what was asked is listed as ignored.
+        let measure = LimitDefaults {
+            cpu: false,
+            ..cgroup
+        };
+        assert_eq!(
+            limits_of(&asked, measure, &mut ignored).unwrap(),
+            (Some(512 << 20), None)
+        );
+        let off = LimitDefaults::default();
+        assert_eq!(limits_of(&asked, off, &mut ignored).unwrap(), (None, None));
+        assert_eq!(ignored.len(), 3, "{ignored:?}");
+    }
+}
