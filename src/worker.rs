@@ -838,13 +838,32 @@ impl WorkerHost for LocalWorkerHost {
             if limited.is_empty() {
                 return Vec::new();
             }
-            // Measurement reads every process's PSS: one pass over /proc, off the runtime.
+            // Measurement reads PSS, off the runtime: only of the groups whose resident memory
+            // (cheap, never below their PSS) is past their limit.
             let pss = match limits.mode() {
                 limits::Mode::Measure => {
-                    let pgids: Vec<u32> = limited.iter().map(|(pid, _)| *pid).collect();
-                    tokio::task::spawn_blocking(move || process::usage_by_group(&pgids))
-                        .await
-                        .unwrap_or_default()
+                    let groups: Vec<(u32, u64)> = limited
+                        .iter()
+                        .map(|(pid, name)| {
+                            let limit = limits.limits_of(name).and_then(|l| l.memory);
+                            (*pid, limit.unwrap_or(u64::MAX))
+                        })
+                        .collect();
+                    tokio::task::spawn_blocking(move || {
+                        let pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
+                        let rss = process::rss_by_group(&pgids);
+                        let near: Vec<u32> = groups
+                            .iter()
+                            .filter(|(pid, limit)| {
+                                rss.get(pid)
+                                    .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
+                            })
+                            .map(|(pid, _)| *pid)
+                            .collect();
+                        process::usage_by_group(&near)
+                    })
+                    .await
+                    .unwrap_or_default()
                 }
                 _ => HashMap::new(),
             };

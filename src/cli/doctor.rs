@@ -102,7 +102,8 @@ fn check_limits(
         }
     };
     let detail = format!("{mode}: {why}");
-    if mode == limits::Mode::Measure.label() && wanted == crate::config::LimitsMode::Auto {
+    // Measurement a setting asked for is no fault; one picked for want of cgroups is.
+    if mode == limits::Mode::Measure.label() && !why.starts_with("limits_mode") {
         return warn(
             "limits",
             detail,

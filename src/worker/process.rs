@@ -127,6 +127,24 @@ pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, (u64, u64
     out
 }
 
+/// Resident memory (KiB, `VmRSS`) of the live processes of each group in `pgids`: kernel
+/// counters, cheap to read, and never below the group's PSS, so a group whose RSS is under a
+/// limit needs no PSS reading (which walks every page table).
+pub fn rss_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, u64> {
+    let wanted: std::collections::HashSet<u32> = pgids.iter().copied().collect();
+    let mut out = std::collections::HashMap::new();
+    for pid in pids() {
+        let Some(st) = stat(pid) else {
+            continue;
+        };
+        if !wanted.contains(&st.pgrp) || st.state == 'Z' {
+            continue;
+        }
+        *out.entry(st.pgrp).or_insert(0) += kib(pid, "status", "VmRSS").unwrap_or(0);
+    }
+    out
+}
+
 /// Pids of live processes with an argument starting with `prefix`, and that argument.
 pub fn with_arg_prefix(prefix: &str) -> Vec<(u32, String)> {
     pids()
@@ -261,8 +279,12 @@ mod tests {
         assert_eq!(parse_kib(rollup, "Rss"), Some(198712));
         assert_eq!(parse_kib(rollup, "Swap"), None);
         assert_eq!(parse_kib("Pss: lots kB\n", "Pss"), None);
-        // A live process of this test has a PSS.
-        assert!(kib(std::process::id(), "smaps_rollup", "Pss").is_some_and(|k| k > 0));
+        // A live process of this test has a PSS, and its group's RSS is not below it.
+        let me = std::process::id();
+        let pss = kib(me, "smaps_rollup", "Pss").unwrap();
+        assert!(pss > 0);
+        let pgrp = stat(me).unwrap().pgrp;
+        assert!(rss_by_group(&[pgrp])[&pgrp] >= pss);
     }
 
     #[test]
