@@ -11,9 +11,9 @@ use crate::orchestrator::ingress::Ingress;
 use crate::worker::limits;
 
 /// How often free memory is measured.
-const MEASURE_EVERY: Duration = Duration::from_secs(1);
+pub const MEASURE_EVERY: Duration = Duration::from_secs(1);
 /// The room is sent again this often even when unchanged (a `Pool` state lost or reset).
-const RESEND_EVERY: Duration = Duration::from_secs(30);
+pub const RESEND_EVERY: Duration = Duration::from_secs(30);
 /// What one more session is expected to cost without `--max-session-memory`: an idle browser
 /// takes ~150 MB (DESIGN.md), and a page more.
 pub const DEFAULT_SESSION_COST: u64 = 256 << 20;
