@@ -61,6 +61,8 @@ pub struct AppState {
     pub default_timeout_ms: u64,
     /// Whether sessions record when their create does not say, and whether they can.
     pub recording: RecordingDefaults,
+    /// The daemon's session limits, as the create route applies them.
+    pub limits: LimitDefaults,
     /// The address the TCP port is bound to (for the `Host` check).
     pub bind: std::net::IpAddr,
     /// rrweb-player for the replay page, read from the install at start; `None` when rrweb is
@@ -97,6 +99,20 @@ impl AppState {
             },
         }
     }
+}
+
+/// The daemon's session limits, as the create route applies them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitDefaults {
+    /// `--max-session-memory`: the limit of a session that does not ask, and the most one
+    /// may ask for.
+    pub max_memory: Option<u64>,
+    /// `--cpu-share`: the CPU weight of a session that does not ask.
+    pub cpu_share: Option<u32>,
+    /// Memory limits are enforced here (not `limits_mode = off`).
+    pub memory: bool,
+    /// CPU shares are enforced here (a cgroup mode).
+    pub cpu: bool,
 }
 
 /// The daemon's recording defaults, as the create route applies them.

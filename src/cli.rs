@@ -206,6 +206,25 @@ pub struct DaemonArgs {
     /// (never one of a session not over) [default: 1GiB].
     #[arg(long, env = "BRO_RECORDINGS_QUOTA", value_name = "SIZE", value_parser = crate::config::parse_files_quota)]
     pub recordings_quota: Option<u64>,
+    /// Bytes of memory each session's browser may use, e.g. 1GiB (64MiB to 1TiB): a session
+    /// past it fails with reason "memory limit". Also the most a create may ask for with
+    /// memoryLimit [default: none].
+    #[arg(long, env = "BRO_MAX_SESSION_MEMORY", value_name = "SIZE", value_parser = crate::config::parse_memory_limit)]
+    pub max_session_memory: Option<u64>,
+    /// CPU weight of each session's browser against the others' (1 to 10000; 100 is an even
+    /// share) unless its create says; needs a cgroup mode (bro doctor) [default: none].
+    #[arg(long, env = "BRO_CPU_SHARE", value_name = "WEIGHT", value_parser = crate::config::parse_cpu_share)]
+    pub cpu_share: Option<u32>,
+    /// Refuse creates (429, as a full node) while free memory minus one more session's
+    /// expected cost (--max-session-memory, else 256MiB) is below this, e.g. 1GiB
+    /// [default: none].
+    #[arg(long, env = "BRO_MIN_FREE_MEMORY", value_name = "SIZE", value_parser = crate::config::parse_min_free_memory)]
+    pub min_free_memory: Option<u64>,
+    /// How session limits are enforced: auto (cgroup v2 or v1 when this machine lets bro
+    /// create cgroups, else measurement of each browser's memory), cgroup (or refuse to
+    /// start), measure, or off. `bro doctor` shows which one auto picks [default: auto].
+    #[arg(long, env = "BRO_LIMITS_MODE", value_name = "MODE")]
+    pub limits_mode: Option<crate::config::LimitsMode>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -267,6 +286,10 @@ impl From<DaemonArgs> for Overrides {
             record: a.record,
             record_max_bytes: a.record_max_bytes,
             recordings_quota: a.recordings_quota,
+            max_session_memory: a.max_session_memory,
+            cpu_share: a.cpu_share,
+            min_free_memory: a.min_free_memory,
+            limits_mode: a.limits_mode,
             node: a.node,
             chromium: a.chromium,
             restate_server: a.restate_server,
@@ -422,6 +445,14 @@ pub struct CreateArgs {
     /// Do not record, whatever the daemon's --record.
     #[arg(long)]
     pub no_record: bool,
+    /// Memory the browser may use, e.g. 512MiB; past it the session fails with reason
+    /// "memory limit" [default: the daemon's --max-session-memory, also the most allowed].
+    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_memory_limit)]
+    pub memory_limit: Option<u64>,
+    /// CPU weight of the browser against other sessions' (1 to 10000; 100 is even)
+    /// [default: the daemon's --cpu-share].
+    #[arg(long, value_name = "WEIGHT", value_parser = crate::config::parse_cpu_share)]
+    pub cpu_share: Option<u32>,
     /// Use this id (a UUID); creating twice with one id returns the same session.
     #[arg(long, value_parser = parse_uuid)]
     pub session_id: Option<String>,

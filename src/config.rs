@@ -84,6 +84,10 @@ record = false              # record sessions (rrweb) unless a create says other
 record_max_bytes = "64MiB"  # past this a session's recording stops (and says it was cut)
 recordings_quota = "1GiB"   # all recordings on this node; the oldest ended ones evicted past it
 otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (bro's and restate-server's)
+max_session_memory = "1GiB" # memory each browser may use (and the most a create may ask); unset = none
+cpu_share = 100             # each browser's CPU weight (1-10000) unless its create says
+min_free_memory = "512MiB"  # no create when free memory would drop below this; unset = none
+limits_mode = "auto"        # auto (cgroup, else measurement), cgroup, measure or off
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -96,6 +100,34 @@ otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (bro's a
 # fabric_port = 5122          # restate-server's node-to-node port, on <bind>
 # sdk_port = 9081             # the daemon's SDK endpoint on 127.0.0.1, the same on every node
 "#;
+
+/// The `limits_mode` setting: which enforcement to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitsMode {
+    /// A cgroup mode when the machine allows one, else measurement.
+    #[default]
+    Auto,
+    /// A cgroup mode, or the daemon does not start.
+    Cgroup,
+    Measure,
+    Off,
+}
+
+impl std::str::FromStr for LimitsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(LimitsMode::Auto),
+            "cgroup" => Ok(LimitsMode::Cgroup),
+            "measure" | "measurement" => Ok(LimitsMode::Measure),
+            "off" => Ok(LimitsMode::Off),
+            _ => Err(format!(
+                "'{s}' is not a limits mode (auto, cgroup, measure or off)"
+            )),
+        }
+    }
+}
 
 /// The settings a `config.toml` may hold; unknown keys are an error, so typos do not pass.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -130,6 +162,15 @@ pub struct Config {
     pub recordings_quota: Option<Size>,
     /// Where to export traces (OTLP/gRPC); `""` = off.
     pub otlp_endpoint: Option<String>,
+    /// Bytes of memory each session's browser may use, and the most a create may ask for,
+    /// written as `files_quota` is.
+    pub max_session_memory: Option<Size>,
+    /// Each session's CPU weight when its create does not say (1–10000, 100 = even).
+    pub cpu_share: Option<u32>,
+    /// No create when free memory would drop below this, written as `files_quota` is.
+    pub min_free_memory: Option<Size>,
+    /// How limits are enforced: `auto`, `cgroup`, `measure` or `off`.
+    pub limits_mode: Option<LimitsMode>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -255,10 +296,39 @@ impl Config {
         if let Some(endpoint) = &self.otlp_endpoint {
             check_otlp_endpoint(endpoint)?;
         }
+        if let Some(size) = &self.max_session_memory {
+            size.raw()
+                .and_then(crate::protocol::session::check_memory_limit)
+                .map_err(|e| format!("max_session_memory: {e}"))?;
+        }
+        if let Some(size) = &self.min_free_memory {
+            size.raw()
+                .and_then(check_min_free_memory)
+                .map_err(|e| format!("min_free_memory: {e}"))?;
+        }
+        if let Some(share) = self.cpu_share {
+            check_cpu_share(share)?;
+        }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
         }
         Ok(())
+    }
+
+    /// `max_session_memory` in bytes, if set.
+    pub fn max_session_memory(&self) -> Option<u64> {
+        self.max_session_memory.as_ref().and_then(|s| {
+            s.raw()
+                .and_then(crate::protocol::session::check_memory_limit)
+                .ok()
+        })
+    }
+
+    /// `min_free_memory` in bytes, if set.
+    pub fn min_free_memory(&self) -> Option<u64> {
+        self.min_free_memory
+            .as_ref()
+            .and_then(|s| s.raw().and_then(check_min_free_memory).ok())
     }
 
     /// `retention` in milliseconds, if set.
@@ -505,6 +575,45 @@ pub fn check_record_max_bytes(bytes: u64) -> Result<u64, String> {
         MIN_RECORD_MAX_BYTES,
         MAX_RECORD_MAX_BYTES,
     )
+}
+
+/// The largest `min_free_memory` (16 TiB).
+pub const MAX_MIN_FREE_MEMORY: u64 = 16 << 40;
+
+/// A session memory limit from its text (`--max-session-memory`), 64 MiB to 1 TiB.
+pub fn parse_memory_limit(s: &str) -> Result<u64, String> {
+    crate::protocol::session::check_memory_limit(parse_size(s)?)
+}
+
+/// A free memory floor from its text (`--min-free-memory`), at most 16 TiB.
+pub fn parse_min_free_memory(s: &str) -> Result<u64, String> {
+    check_min_free_memory(parse_size(s)?)
+}
+
+/// A free memory floor within 0..=[`MAX_MIN_FREE_MEMORY`].
+pub fn check_min_free_memory(bytes: u64) -> Result<u64, String> {
+    check_size_in("free memory floor", bytes, 0, MAX_MIN_FREE_MEMORY)
+}
+
+/// A CPU share (`cpu_share`) within 1..=10000.
+pub fn check_cpu_share(share: u32) -> Result<u32, String> {
+    use crate::protocol::session::{MAX_CPU_SHARE, MIN_CPU_SHARE};
+    if (MIN_CPU_SHARE..=MAX_CPU_SHARE).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!(
+            "cpu_share must be between {MIN_CPU_SHARE} and {MAX_CPU_SHARE}, got {share}"
+        ))
+    }
+}
+
+/// A CPU share from its text (`--cpu-share`).
+pub fn parse_cpu_share(s: &str) -> Result<u32, String> {
+    let share = s
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{s}' is not a CPU share (a whole number, 1 to 10000)"))?;
+    check_cpu_share(share)
 }
 
 /// A files quota from its text, within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].

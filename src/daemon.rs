@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod fabric_tls;
 pub mod identity;
 pub mod lifecycle;
+pub mod memory_floor;
 pub mod restate;
 mod serve;
 mod shutdown;

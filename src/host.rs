@@ -97,7 +97,8 @@ pub enum WorkerEvent {
     Launched {
         session_id: SessionId,
         worker: WorkerInfo,
-        options: SessionOptions,
+        /// Boxed: the options are most of the event's size.
+        options: Box<SessionOptions>,
     },
     /// A browser exited while it was not being stopped.
     Exited(WorkerExit),
@@ -353,6 +354,14 @@ pub trait WorkerHost: Send + Sync + 'static {
     /// Kills the browsers whose session dir is gone unless `keep` names their id, and removes
     /// browser temp dirs whose session dir is gone; how many of both.
     fn sweep_strays(&self, keep: Vec<String>) -> usize;
+
+    /// The pids of the browsers among `workers` that their memory limit stopped or that are
+    /// over it (an OOM kill in their cgroup, or their measured PSS past it): their sessions
+    /// end with reason `memory limit`. A host that enforces no limits has none.
+    fn over_limit(&self, workers: Vec<WorkerInfo>) -> BoxFuture<'_, Vec<u32>> {
+        let _ = workers;
+        Box::pin(async { Vec::new() })
+    }
 
     /// The files of session `of`. A session that ended is [`HostErrorKind::NotFound`].
     fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>>;

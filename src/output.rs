@@ -166,6 +166,15 @@ pub fn session(d: &SessionDetails, as_json: bool) {
     if let Some(proxy) = proxy(d) {
         rows.push(vec!["proxy".into(), proxy]);
     }
+    if let Some(bytes) = d.memory_limit {
+        rows.push(vec![
+            "memory limit".into(),
+            crate::config::format_size(bytes),
+        ]);
+    }
+    if let Some(share) = d.cpu_share {
+        rows.push(vec!["cpu share".into(), share.to_string()]);
+    }
     if let Some(reason) = &d.reason {
         rows.push(vec!["reason".into(), reason.clone()]);
     }

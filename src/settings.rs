@@ -48,6 +48,19 @@ pub struct Settings {
     /// are evicted.
     #[serde(default = "default_recordings_quota")]
     pub recordings_quota: u64,
+    /// Bytes of memory each session's browser may use, and the most a create may ask for;
+    /// `None` = no limit unless a create asks.
+    #[serde(default)]
+    pub max_session_memory: Option<u64>,
+    /// CPU weight of sessions whose create does not say (cgroup modes only).
+    #[serde(default)]
+    pub cpu_share: Option<u32>,
+    /// No create when free memory would drop below this many bytes.
+    #[serde(default)]
+    pub min_free_memory: Option<u64>,
+    /// How limits are enforced.
+    #[serde(default)]
+    pub limits_mode: config::LimitsMode,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -169,6 +182,10 @@ pub struct Overrides {
     pub record: Option<bool>,
     pub record_max_bytes: Option<u64>,
     pub recordings_quota: Option<u64>,
+    pub max_session_memory: Option<u64>,
+    pub cpu_share: Option<u32>,
+    pub min_free_memory: Option<u64>,
+    pub limits_mode: Option<config::LimitsMode>,
     pub node: Option<String>,
     pub chromium: Option<PathBuf>,
     pub restate_server: Option<PathBuf>,
@@ -228,6 +245,10 @@ impl Settings {
                 .recordings_quota
                 .or(file.recordings_quota())
                 .unwrap_or(config::DEFAULT_RECORDINGS_QUOTA),
+            max_session_memory: over.max_session_memory.or(file.max_session_memory()),
+            cpu_share: over.cpu_share.or(file.cpu_share),
+            min_free_memory: over.min_free_memory.or(file.min_free_memory()),
+            limits_mode: over.limits_mode.or(file.limits_mode).unwrap_or_default(),
             node: over
                 .node
                 .or(file.node)
@@ -292,6 +313,16 @@ impl Settings {
                 config::format_size(self.recordings_quota),
                 config::format_size(self.record_max_bytes)
             ));
+        }
+        if let Some(bytes) = self.max_session_memory {
+            crate::protocol::session::check_memory_limit(bytes)
+                .map_err(|e| format!("max_session_memory: {e}"))?;
+        }
+        if let Some(bytes) = self.min_free_memory {
+            config::check_min_free_memory(bytes).map_err(|e| format!("min_free_memory: {e}"))?;
+        }
+        if let Some(share) = self.cpu_share {
+            config::check_cpu_share(share)?;
         }
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(endpoint) = &self.otlp_endpoint {

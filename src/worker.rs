@@ -13,6 +13,7 @@ pub mod chromium;
 pub mod downloads;
 pub mod files;
 pub mod kill;
+pub mod limits;
 pub mod page;
 pub mod process;
 pub mod proxy_hop;
@@ -143,6 +144,9 @@ pub struct LocalWorkerHost {
     casts: Arc<cast::Casts>,
     /// The page agents of the browsers that record or block, and the recordings.
     agents: agent::Agents,
+    /// The sessions' memory limits and CPU shares ([`LocalWorkerHost::set_limits`]); none
+    /// until set.
+    limits: std::sync::OnceLock<Arc<limits::Limits>>,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -189,7 +193,32 @@ impl LocalWorkerHost {
             files_quota,
             casts: Arc::new(cast::Casts::new()),
             agents,
+            limits: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Enforces `limits` on the browsers launched from now on: set once, at start, before any
+    /// launch (later calls are ignored).
+    pub fn set_limits(&self, limits: Arc<limits::Limits>) {
+        let _ = self.limits.set(limits);
+    }
+
+    /// The limits in force (none before [`LocalWorkerHost::set_limits`]).
+    pub fn limits(&self) -> Arc<limits::Limits> {
+        static OFF: std::sync::LazyLock<Arc<limits::Limits>> =
+            std::sync::LazyLock::new(|| Arc::new(limits::Limits::off()));
+        Arc::clone(self.limits.get().unwrap_or(&OFF))
+    }
+
+    /// Removes the cgroup of session dir `dir` once its browser is gone. A failure is logged,
+    /// not returned: the sweep removes the cgroup later.
+    async fn release_limits(&self, dir: &Path) {
+        let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        if let Err(err) = self.limits().release(name).await {
+            tracing::warn!(dir = %dir.display(), %err, "could not remove a session's cgroup");
+        }
     }
 
     /// Removes the recordings of sessions that ended more than `retention` ago, every
@@ -334,6 +363,7 @@ impl LocalWorkerHost {
             });
             kill::kill_browser(recorded, dir).await?;
         }
+        self.release_limits(dir).await;
         Ok(())
     }
 
@@ -362,7 +392,11 @@ impl LocalWorkerHost {
                 .map_err(|e| WorkerError::io("open the local proxy hop", e))?;
             options.proxy_url = Some(format!("http://127.0.0.1:{port}"));
         }
-        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options)?;
+        let limits = self.limits();
+        let procs = limits
+            .prepare(&dir_name(&dir), limits.of(&spec.options))
+            .map_err(|e| WorkerError::io("set up the session's cgroup", e))?;
+        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options, &procs)?;
         let pid = child.id().ok_or_else(|| WorkerError::Exited {
             status: "before its pid was read".into(),
             log: chromium::log_tail(&dir),
@@ -404,12 +438,12 @@ impl LocalWorkerHost {
         };
         match ready {
             Ok(worker) => {
-                self.watch_child(spec.session_id.clone(), pid, child);
+                self.watch_child(spec.session_id.clone(), pid, dir_name(&dir), child);
                 if !spec.warm {
                     let _ = self.events.send(WorkerEvent::Launched {
                         session_id: spec.session_id,
                         worker: worker.clone(),
-                        options: spec.options,
+                        options: Box::new(spec.options),
                     });
                 }
                 Ok(worker)
@@ -419,15 +453,24 @@ impl LocalWorkerHost {
                 self.agents.stop(&agent::dir_key_of(&dir));
                 let recorded = kill::Recorded { pid, start_time };
                 kill::kill_browser(Some(recorded), &dir).await?;
+                self.release_limits(&dir).await;
                 remove_dir(&self.sessions_dir, &dir).await?;
                 Err(err)
             }
         }
     }
 
-    /// Reaps the child when it exits and reports the exit unless it was stopped on purpose.
-    fn watch_child(&self, session_id: SessionId, pid: u32, mut child: tokio::process::Child) {
+    /// Reaps the child when it exits and reports the exit unless it was stopped on purpose;
+    /// one killed by its memory limit (an OOM kill in its cgroup) ends with that reason.
+    fn watch_child(
+        &self,
+        session_id: SessionId,
+        pid: u32,
+        name: String,
+        mut child: tokio::process::Child,
+    ) {
         let events = self.events.clone();
+        let limits = self.limits();
         let stopping = Arc::clone(&self.stopping);
         let children = Arc::clone(&self.children);
         lock(&children).insert(pid);
@@ -437,6 +480,7 @@ impl LocalWorkerHost {
             if !lock(&stopping).remove(&pid) {
                 let clean = status.as_ref().is_ok_and(|s| s.success());
                 let reason = match status {
+                    _ if limits.over(&name, None) => limits::MEMORY_LIMIT_REASON.to_string(),
                     Ok(s) if s.success() => "browser closed by the client".to_string(),
                     Ok(s) => format!("browser exited ({s})"),
                     Err(e) => format!("browser lost: {e}"),
@@ -497,6 +541,7 @@ impl LocalWorkerHost {
             lock(&self.stopping).remove(&worker.pid);
         }
         result?;
+        self.release_limits(&worker.dir).await;
         let bytes = worker
             .dir
             .file_name()
@@ -516,6 +561,11 @@ impl LocalWorkerHost {
             session: Some(claim.session_id.to_string()),
         };
         write_pid_file(&claim.worker.dir, &pf)?;
+        // The session's own limits, in place of the node's defaults it was launched with.
+        let limits = self.limits();
+        limits
+            .apply(&dir_name(&claim.worker.dir), limits.of(&claim.options))
+            .map_err(|e| WorkerError::io("apply the session's limits", e))?;
         let timeout = Duration::from_secs(2);
         if !self.answers(&claim.worker, timeout).await {
             return Err(WorkerError::NotReady(timeout));
@@ -530,7 +580,7 @@ impl LocalWorkerHost {
         let _ = self.events.send(WorkerEvent::Launched {
             session_id: claim.session_id,
             worker: claim.worker.clone(),
-            options: claim.options,
+            options: Box::new(claim.options),
         });
         Ok(claim.worker)
     }
@@ -627,6 +677,11 @@ impl WorkerHost for LocalWorkerHost {
     ) -> BoxFuture<'_, Result<(), HostError>> {
         Box::pin(async move {
             self.resume_hop(&worker, &options).await?;
+            // Adopted after a restart: its limits are known again (measurement needs them).
+            let limits = self.limits();
+            limits
+                .apply(&dir_name(&worker.dir), limits.of(&options))
+                .map_err(|e| WorkerError::io("apply the session's limits", e))?;
             // The session the browser serves: the claiming one for a warm browser.
             let session = read_pid_file(&worker.dir)
                 .and_then(|pf| pf.session)
@@ -770,7 +825,60 @@ impl WorkerHost for LocalWorkerHost {
 
     fn sweep_strays(&self, keep: Vec<String>) -> usize {
         let keep: HashSet<String> = keep.into_iter().collect();
-        self.kill_strays(&keep) + chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE)
+        let cgroups = self.limits().sweep(|name| {
+            keep.contains(name) || self.is_busy(name) || self.sessions_dir.join(name).exists()
+        });
+        self.kill_strays(&keep)
+            + cgroups
+            + chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE)
+    }
+
+    fn over_limit(&self, workers: Vec<WorkerInfo>) -> BoxFuture<'_, Vec<u32>> {
+        let limits = self.limits();
+        Box::pin(async move {
+            let limited: Vec<(u32, String)> = workers
+                .iter()
+                .map(|w| (w.pid, dir_name(&w.dir)))
+                .filter(|(_, name)| limits.limits_of(name).is_some_and(|l| l.memory.is_some()))
+                .collect();
+            if limited.is_empty() {
+                return Vec::new();
+            }
+            // Measurement reads PSS, off the runtime: only of the groups whose resident memory
+            // (cheap, never below their PSS) is past their limit.
+            let pss = match limits.mode() {
+                limits::Mode::Measure => {
+                    let groups: Vec<(u32, u64)> = limited
+                        .iter()
+                        .map(|(pid, name)| {
+                            let limit = limits.limits_of(name).and_then(|l| l.memory);
+                            (*pid, limit.unwrap_or(u64::MAX))
+                        })
+                        .collect();
+                    tokio::task::spawn_blocking(move || {
+                        let pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
+                        let rss = process::rss_by_group(&pgids);
+                        let near: Vec<u32> = groups
+                            .iter()
+                            .filter(|(pid, limit)| {
+                                rss.get(pid)
+                                    .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
+                            })
+                            .map(|(pid, _)| *pid)
+                            .collect();
+                        process::usage_by_group(&near)
+                    })
+                    .await
+                    .unwrap_or_default()
+                }
+                _ => HashMap::new(),
+            };
+            limited
+                .into_iter()
+                .filter(|(pid, name)| limits.over(name, pss.get(pid).map(|u| u.0)))
+                .map(|(pid, _)| pid)
+                .collect()
+        })
     }
 
     fn files(&self, of: FilesOf) -> BoxFuture<'_, Result<FileListing, HostError>> {
@@ -901,6 +1009,13 @@ fn younger_than(path: &Path, age: Duration) -> bool {
         .ok()
         .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
         .is_some_and(|elapsed| elapsed < age)
+}
+
+/// The name of a session dir: its session or warm browser id.
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Whom session dir `dir` says it belongs to.

@@ -89,7 +89,7 @@ async fn create_session(
     if let Some(ctx) = &context {
         ctx.check().map_err(ApiError::BadRequest)?;
     }
-    let options = options_of(req, st.default_timeout_ms, st.recording)?;
+    let options = options_of(req, st.default_timeout_ms, st.recording, st.limits)?;
     let no_wait = headers
         .get(NO_WAIT_HEADER)
         .is_some_and(|v| !matches!(v.as_bytes(), b"0" | b"false" | b""));
@@ -198,7 +198,10 @@ fn options_of(
     req: CreateSessionRequest,
     default_timeout_ms: u64,
     recording: crate::api::RecordingDefaults,
+    limits: crate::api::LimitDefaults,
 ) -> Result<SessionOptions, ApiError> {
+    let mut limit_ignored = Vec::new();
+    let (memory_limit, cpu_share) = limits_of(&req, limits, &mut limit_ignored)?;
     if req.record == Some(true) && !recording.installed {
         return Err(ApiError::BadRequest(
             "record: rrweb (the recorder) is not installed on this daemon's machine; run \
@@ -255,11 +258,58 @@ fn options_of(
         optimize_bandwidth: req.optimize_bandwidth.clone().unwrap_or_default(),
         // The daemon's default (`--record`) when the client does not say.
         record: req.record.unwrap_or(recording.record),
-        ignored,
+        memory_limit,
+        cpu_share,
+        ignored: ignored.into_iter().chain(limit_ignored).collect(),
     };
     // Every option within the bounds bro can honour (timeouts, sizes, lengths).
     options.check().map_err(ApiError::BadRequest)?;
     Ok(options)
+}
+
+/// A create's memory limit and CPU share with the daemon's defaults applied; the ones asked
+/// for that this daemon does not enforce go to `ignored` (`ignoredOptions`). Asking for more
+/// memory than `--max-session-memory` is refused: the daemon's value is a cap.
+fn limits_of(
+    req: &CreateSessionRequest,
+    limits: crate::api::LimitDefaults,
+    ignored: &mut Vec<String>,
+) -> Result<(Option<u64>, Option<u32>), ApiError> {
+    let asked = match &req.memory_limit {
+        Some(m) => Some(
+            m.bytes()
+                .map_err(|e| ApiError::BadRequest(format!("memoryLimit: {e}")))?,
+        ),
+        None => None,
+    };
+    if let (Some(asked), Some(cap)) = (asked, limits.max_memory)
+        && asked > cap
+    {
+        return Err(ApiError::BadRequest(format!(
+            "memoryLimit: {} is over this daemon's max_session_memory ({})",
+            crate::config::format_size(asked),
+            crate::config::format_size(cap)
+        )));
+    }
+    let memory = match limits.memory {
+        true => asked.or(limits.max_memory),
+        false => {
+            if asked.is_some() {
+                ignored.push("memoryLimit (limits_mode = off)".to_string());
+            }
+            None
+        }
+    };
+    let cpu = match limits.cpu {
+        true => req.cpu_share.or(limits.cpu_share),
+        false => {
+            if req.cpu_share.is_some() {
+                ignored.push("cpuShare (needs a cgroup limits mode)".to_string());
+            }
+            None
+        }
+    };
+    Ok((memory, cpu))
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,4 +517,57 @@ pub(crate) fn parse_id(id: &str) -> Result<SessionId, ApiError> {
 
 pub(crate) fn details(st: &AppState, rec: &SessionRecord) -> SessionDetails {
     SessionDetails::from_record(rec, &st.api_base, now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LimitDefaults;
+    use crate::protocol::steel::MemoryLimit;
+
+    fn req(memory: Option<MemoryLimit>, cpu: Option<u32>) -> CreateSessionRequest {
+        CreateSessionRequest {
+            memory_limit: memory,
+            cpu_share: cpu,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn limits_take_the_daemons_defaults_and_cap() {
+        let cgroup = LimitDefaults {
+            max_memory: Some(1 << 30),
+            cpu_share: Some(50),
+            memory: true,
+            cpu: true,
+        };
+        let mut ignored = Vec::new();
+        let asked = req(Some(MemoryLimit::Text("512MiB".into())), Some(200));
+        assert_eq!(
+            limits_of(&asked, cgroup, &mut ignored).unwrap(),
+            (Some(512 << 20), Some(200))
+        );
+        assert_eq!(
+            limits_of(&req(None, None), cgroup, &mut ignored).unwrap(),
+            (Some(1 << 30), Some(50))
+        );
+        let over = req(Some(MemoryLimit::Bytes(2 << 30)), None);
+        assert!(limits_of(&over, cgroup, &mut ignored).is_err());
+        let tiny = req(Some(MemoryLimit::Text("1KiB".into())), None);
+        assert!(limits_of(&tiny, cgroup, &mut ignored).is_err());
+        assert!(ignored.is_empty());
+
+        // Measurement: no CPU share; off: nothing, and what was asked is listed as ignored.
+        let measure = LimitDefaults {
+            cpu: false,
+            ..cgroup
+        };
+        assert_eq!(
+            limits_of(&asked, measure, &mut ignored).unwrap(),
+            (Some(512 << 20), None)
+        );
+        let off = LimitDefaults::default();
+        assert_eq!(limits_of(&asked, off, &mut ignored).unwrap(), (None, None));
+        assert_eq!(ignored.len(), 3, "{ignored:?}");
+    }
 }

@@ -99,6 +99,7 @@ impl Harness {
             http: reqwest::Client::new(),
             node_http: crate::node::remote::node_client().unwrap(),
             default_timeout_ms: 300_000,
+            limits: crate::api::LimitDefaults::default(),
             recording: crate::api::RecordingDefaults {
                 record: false,
                 installed: true,
@@ -142,6 +143,7 @@ impl Harness {
 /// The daemon's status as of start.
 fn status() -> DaemonStatus {
     DaemonStatus {
+        limits: None,
         pid: 4000,
         version: env!("CARGO_PKG_VERSION").into(),
         protocol: 1,

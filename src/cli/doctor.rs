@@ -73,6 +73,47 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     }
 }
 
+/// How session limits are enforced: the running daemon's mode, else the mode a daemon would
+/// pick now (its probe cgroups removed again).
+fn check_limits(
+    paths: &Paths,
+    wanted: crate::config::LimitsMode,
+    status: Option<&crate::protocol::control::DaemonStatus>,
+) -> Check {
+    use crate::worker::limits;
+    let (mode, why) = match status.and_then(|s| s.limits.as_ref()) {
+        Some(l) => (l.mode.clone(), l.why.clone()),
+        None => {
+            let name = limits::parent_name(&paths.sessions_dir());
+            match limits::detect(&limits::Sys::here(), wanted, &name) {
+                Ok(d) => {
+                    d.remove_parents();
+                    (d.mode.label().to_string(), d.why)
+                }
+                Err(e) => {
+                    return fail(
+                        "limits",
+                        e,
+                        "set limits_mode = auto (or measure), or run bro where it may create \
+                         cgroups (root, or a delegated cgroup: systemd Delegate=yes)",
+                    );
+                }
+            }
+        }
+    };
+    let detail = format!("{mode}: {why}");
+    // Measurement a setting asked for is no fault; one picked for want of cgroups is.
+    if mode == limits::Mode::Measure.label() && !why.starts_with("limits_mode") {
+        return warn(
+            "limits",
+            detail,
+            "memory limits are measured (PSS) and CPU shares not enforced; run bro where it may \
+             create cgroups (root, or a delegated cgroup: systemd Delegate=yes) to enforce both",
+        );
+    }
+    pass("limits", detail)
+}
+
 /// Runs every check; fails (exit 1) when one fails.
 pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     let mut checks = Vec::new();
@@ -117,6 +158,9 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     checks.push(check_private_dir(&paths.runtime_dir));
     checks.push(check_disk(&paths));
     checks.extend(check_daemon(status.as_ref()).await);
+    if let Some(o) = &opts {
+        checks.push(check_limits(&paths, o.limits_mode, status.as_ref()));
+    }
     let daemon = status.is_some().then(|| DaemonClient::new(paths.socket()));
     checks.extend(check_cluster(&paths, &cluster_args, daemon.as_ref()).await);
     checks.extend(check_quarantine(&paths));

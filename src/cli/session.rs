@@ -7,7 +7,7 @@ use crate::client::{self, ClientError};
 use crate::output;
 use crate::paths::Paths;
 use crate::protocol::session::Dimensions;
-use crate::protocol::steel::CreateSessionRequest;
+use crate::protocol::steel::{CreateSessionRequest, MemoryLimit};
 
 /// Runs `bro session ...`, starting the daemon when none runs.
 pub async fn run(paths: Paths, cmd: SessionCommand) -> Result<()> {
@@ -63,6 +63,8 @@ fn request(args: CreateArgs) -> CreateSessionRequest {
             (_, true) => Some(false),
             _ => None,
         },
+        memory_limit: args.memory_limit.map(MemoryLimit::Bytes),
+        cpu_share: args.cpu_share,
         ..Default::default()
     }
 }

@@ -63,6 +63,10 @@ pub(super) async fn shutdown(
             );
         }
     }
+    if let Some(host) = &started.host {
+        // bro's parent cgroups go with the last session (kept sessions keep them).
+        host.limits().detected().remove_parents();
+    }
     started.stop_restate().await;
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.daemon_info());

@@ -21,7 +21,7 @@ use super::started::{RestateHandle, Started};
 use super::supervisor::Supervisor;
 use super::{Stop, lifecycle, restate, sweep};
 use crate::api::replay::{Asset, PlayerAssets};
-use crate::api::{self, AppState, RecordingDefaults, control::ControlState};
+use crate::api::{self, AppState, LimitDefaults, RecordingDefaults, control::ControlState};
 use crate::artifacts::ArtifactStore;
 use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
@@ -32,11 +32,11 @@ use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::cluster::NodeBeat;
-use crate::protocol::control::{DaemonStatus, RestateStatus};
+use crate::protocol::control::{DaemonStatus, LimitsStatus, RestateStatus};
 use crate::settings::{Settings, millis};
 use crate::worker::agent::Agents;
 use crate::worker::recording::RecordingStore;
-use crate::worker::{LocalWorkerHost, chromium};
+use crate::worker::{LocalWorkerHost, chromium, limits};
 
 /// What the checks before anything starts leave: the browser to launch, the token that
 /// stops the daemon, and the API port, bound first so a port in use fails the start at once.
@@ -220,7 +220,7 @@ pub(super) async fn orchestrator(
     started: &mut Started,
 ) -> Result<(OrchestratorPhase, mpsc::UnboundedReceiver<WorkerEvent>)> {
     let (exit_tx, exits) = mpsc::unbounded_channel();
-    let host = worker_host(paths, settings, chromium, exit_tx);
+    let host = worker_host(paths, settings, chromium, exit_tx)?;
     started.host = Some(Arc::clone(&host));
     let sockets = Arc::new(Sockets::default());
     let cluster = Cluster::new(
@@ -343,6 +343,9 @@ pub(super) async fn recovery(
         stop,
     ));
     let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
+    if let Some(floor) = settings.min_free_memory {
+        tasks.push(memory_floor(settings, ingress, floor, started).await?);
+    }
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
@@ -369,6 +372,40 @@ pub(super) async fn recovery(
         )));
     }
     Ok(tasks)
+}
+
+/// The free memory floor: the room measured and sent once before the API serves (so no
+/// create slips past it), then kept up to date by a task.
+async fn memory_floor(
+    settings: &Settings,
+    ingress: &Ingress,
+    floor: u64,
+    started: &Started,
+) -> Result<JoinHandle<()>> {
+    let cost = settings
+        .max_session_memory
+        .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
+    if let Some(free) = limits::free_memory(&limits::Sys::here()) {
+        let room = super::memory_floor::room(free, floor, cost);
+        tracing::info!(
+            free_bytes = free,
+            floor_bytes = floor,
+            room,
+            "free memory floor"
+        );
+        when_cluster_answers(settings, || {
+            ingress.pool_memory_room(&settings.node, Some(room))
+        })
+        .await
+        .context("setting this node's free memory room")?;
+    }
+    Ok(tokio::spawn(super::memory_floor::run(
+        ingress.clone(),
+        settings.node.clone(),
+        floor,
+        cost,
+        started.background.clone(),
+    )))
 }
 
 /// What this node tells the cluster about itself.
@@ -508,6 +545,7 @@ pub(super) fn api(
             endpoint_url: orch.endpoint_url.clone(),
         },
         pool: None,
+        limits: Some(limits_status(&orch.host.limits(), settings)),
     };
     // Screenshots and PDFs handed out by URL, kept as long as ended sessions.
     let artifacts = Arc::new(
@@ -564,8 +602,49 @@ pub(super) fn api(
     })
 }
 
-/// The host that launches and stops this machine's browsers.
+/// The host that launches and stops this machine's browsers, enforcing the session limits
+/// in the mode chosen here (a forced cgroup mode this machine does not allow fails the start).
 fn worker_host(
+    paths: &Paths,
+    settings: &Settings,
+    chromium: PathBuf,
+    exits: mpsc::UnboundedSender<WorkerEvent>,
+) -> Result<Arc<LocalWorkerHost>> {
+    let name = limits::parent_name(&paths.sessions_dir());
+    let detected = limits::detect(&limits::Sys::here(), settings.limits_mode, &name)
+        .map_err(|e| anyhow::anyhow!("session limits: {e}"))?;
+    tracing::info!(mode = detected.mode.label(), why = %detected.why, "session limits");
+    let host = local_host(paths, settings, chromium, exits);
+    host.set_limits(Arc::new(limits::Limits::new(
+        detected,
+        settings.max_session_memory,
+        settings.cpu_share,
+    )));
+    Ok(host)
+}
+
+/// How this node enforces session limits, for its status.
+fn limits_status(limits: &limits::Limits, settings: &Settings) -> LimitsStatus {
+    LimitsStatus {
+        mode: limits.mode().label().to_string(),
+        why: limits.detected().why.clone(),
+        max_session_memory: settings.max_session_memory,
+        cpu_share: settings.cpu_share,
+        min_free_memory: settings.min_free_memory,
+    }
+}
+
+/// The session limits the create route applies, as this node enforces them.
+fn limit_defaults(limits: &limits::Limits, settings: &Settings) -> LimitDefaults {
+    LimitDefaults {
+        max_memory: settings.max_session_memory,
+        cpu_share: settings.cpu_share,
+        memory: limits.mode() != limits::Mode::Off,
+        cpu: limits.mode().shares_cpu(),
+    }
+}
+
+fn local_host(
     paths: &Paths,
     settings: &Settings,
     chromium: PathBuf,
@@ -679,6 +758,7 @@ fn app_state(
         node_http,
         default_timeout_ms: millis(settings.default_timeout),
         recording: served.recording,
+        limits: limit_defaults(&orch.host.limits(), settings),
         bind: settings.bind,
         rrweb_player: served.rrweb_player,
         artifacts: served.artifacts,

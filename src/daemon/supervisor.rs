@@ -19,6 +19,7 @@ use crate::host::{WorkerEvent, WorkerExit, WorkerHost};
 use crate::orchestrator::ingress::{Ingress, IngressError};
 use crate::protocol::session::{SessionId, SessionOptions, SessionStatus, WorkerInfo};
 use crate::telemetry;
+use crate::worker::limits::MEMORY_LIMIT_REASON;
 use crate::worker::quarantine;
 
 /// Why a watched session ends.
@@ -165,9 +166,11 @@ impl Supervisor {
         Ok(done)
     }
 
-    /// Checks every watched browser: gone, hung (three missed CDP probes) or idle past its
-    /// `inactivityTimeout`.
+    /// Checks every watched browser: over its memory limit, gone, hung (three missed CDP
+    /// probes) or idle past its `inactivityTimeout`.
     async fn check_watched(&mut self) {
+        let workers = self.watched.values().map(|w| w.worker.clone()).collect();
+        let over = self.host.over_limit(workers).await;
         let probes = self.watched.iter().map(|(id, w)| {
             let probe = self.host.probe(w.worker.clone(), PROBE_TIMEOUT);
             async move { (id.clone(), probe.await) }
@@ -188,7 +191,9 @@ impl Supervisor {
             if self.host.is_stopping(w.worker.pid) {
                 continue; // its session is ending it
             }
-            if !self.host.alive(&w.worker) {
+            if over.contains(&w.worker.pid) {
+                ended.push((id, Ending::Exited(MEMORY_LIMIT_REASON.into())));
+            } else if !self.host.alive(&w.worker) {
                 ended.push((id, Ending::Exited("browser exited".into())));
             } else if w.misses >= MAX_MISSES {
                 ended.push((
@@ -201,10 +206,24 @@ impl Supervisor {
                 ended.push((id, Ending::Idle));
             }
         }
-        for (id, ending) in ended {
+        // A browser found dead or hung may have been killed by its memory limit since the
+        // check above (an OOM kill is counted before the process dies): say so.
+        let dead: Vec<WorkerInfo> = ended
+            .iter()
+            .filter(|(_, e)| matches!(e, Ending::Exited(r) if r != MEMORY_LIMIT_REASON))
+            .filter_map(|(id, _)| self.watched.get(id).map(|w| w.worker.clone()))
+            .collect();
+        let oom = match dead.is_empty() {
+            true => Vec::new(),
+            false => self.host.over_limit(dead).await,
+        };
+        for (id, mut ending) in ended {
             let Some(w) = self.watched.remove(&id) else {
                 continue;
             };
+            if oom.contains(&w.worker.pid) {
+                ending = Ending::Exited(MEMORY_LIMIT_REASON.into());
+            }
             match ending {
                 Ending::Exited(reason) => {
                     let exit = WorkerExit {

@@ -44,12 +44,16 @@ struct Entry {
 }
 
 impl Entry {
+    /// Its slots: its `Pool`'s capacity, lowered by its free memory floor (a node short of
+    /// memory is placed on as a full one).
     fn capacity(&self) -> u32 {
-        self.state
+        let configured = self
+            .state
             .config
             .map(|c| c.capacity)
             .or(self.state.record.as_ref().map(|r| r.beat.capacity))
-            .unwrap_or(0)
+            .unwrap_or(0);
+        configured.min(self.state.memory_cap.unwrap_or(u32::MAX))
     }
 
     fn free(&self) -> u32 {
@@ -274,6 +278,7 @@ mod tests {
                 used,
                 queued: 0,
                 sessions: (0..used).map(|i| format!("{name}-{i}")).collect(),
+                memory_cap: None,
             },
             seen_here_ms: seen_ms,
             placed: Vec::new(),
@@ -303,6 +308,16 @@ mod tests {
         assert_eq!(picks, ["n1", "n2", "n3", "n1", "n2", "n3"]);
         // A full cluster queues on this node.
         assert_eq!(v.place_now(None, "s6", now).unwrap(), "n1");
+    }
+
+    #[test]
+    fn a_node_short_of_memory_is_placed_on_as_a_full_one() {
+        let mut short = node("a", 8, 1, 0, false);
+        short.state.memory_cap = Some(1);
+        assert_eq!(short.capacity(), 1);
+        assert_eq!(short.free(), 0);
+        short.state.memory_cap = Some(20);
+        assert_eq!(short.capacity(), 8, "the floor never raises the capacity");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::orchestrator::node::NodeObjectIngressClient;
-use crate::orchestrator::pool::{PoolConfig, PoolObjectIngressClient, Waiter};
+use crate::orchestrator::pool::{MEMORY_CAP, PoolConfig, PoolObjectIngressClient, Waiter};
 use crate::orchestrator::session::{
     CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CODE_REFUSED, CreateCommand,
     SessionObjectIngressClient, WorkerExited,
@@ -213,6 +213,8 @@ pub struct NodeState {
     pub queued: u32,
     /// The sessions holding or waiting for its slots.
     pub sessions: Vec<String>,
+    /// The most sessions its free memory allows (`--min-free-memory`), when it has a floor.
+    pub memory_cap: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -489,6 +491,17 @@ impl Ingress {
         self.call(Duration::from_secs(10), call).await
     }
 
+    /// `Pool/memory_room`: how many more sessions `node`'s free memory allows (`None`: no
+    /// floor), sent by that node's daemon.
+    pub async fn pool_memory_room(
+        &self,
+        node: &str,
+        room: Option<u32>,
+    ) -> Result<(), IngressError> {
+        let call = self.pool_of(node).memory_room(Json(room)).call();
+        self.call(Duration::from_secs(10), call).await
+    }
+
     /// `Pool/configure`: the bounds of `node`'s `Pool`, set by that node.
     pub async fn configure_pool(&self, node: &str, config: PoolConfig) -> Result<(), IngressError> {
         let call = self.pool_of(node).configure(Json(config)).call();
@@ -530,6 +543,7 @@ impl Ingress {
                     n.sessions.extend(waiters.into_iter().map(|w| w.session_id));
                 }
                 ("Pool", "config") => n.config = serde_json::from_str(value).ok(),
+                ("Pool", MEMORY_CAP) => n.memory_cap = serde_json::from_str(value).ok(),
                 _ => {}
             }
         }

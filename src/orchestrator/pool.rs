@@ -16,6 +16,9 @@ const QUEUE: &str = "queue";
 const CONFIG: &str = "config";
 /// Set while the node is lost: no slot of it is handed out.
 const LOST: &str = "lost";
+/// The most sessions the node's free memory allows (`--min-free-memory`): the sessions held
+/// when its daemon last measured, plus how many more fit above the floor. Unset: no bound.
+pub const MEMORY_CAP: &str = "memory_cap";
 
 /// The bounds of one node's `Pool`, set by that node's daemon at every start
 /// (`Pool/configure`): in a cluster a node's `Pool` may run on any node's daemon, so its
@@ -70,6 +73,9 @@ pub struct PoolStatus {
     pub sessions: Vec<String>,
     pub max_queue: u32,
     pub queue: Vec<String>,
+    /// `capacity` is lowered by the node's free memory floor (`--min-free-memory`).
+    #[serde(default)]
+    pub memory_bound: bool,
 }
 
 /// The `Pool` object; capacity and queue bounds come from its state ([`PoolConfig`]), or,
@@ -79,30 +85,42 @@ pub struct PoolObject {
 }
 
 impl PoolObject {
-    /// The bounds in force: the node's own, else this daemon's.
+    /// The bounds in force: the node's own, else this daemon's; the capacity lowered to what
+    /// the node's free memory allows, if that is less.
     async fn config(&self, ctx: &impl SharedObjectContextLike) -> HandlerResult<PoolConfig> {
-        Ok(ctx.config().await?.unwrap_or(PoolConfig {
+        let mut config = ctx.config().await?.unwrap_or(PoolConfig {
             capacity: self.deps.max_sessions,
             max_queue: self.deps.max_queue,
             queue_timeout_ms: self.deps.queue_timeout_ms,
-        }))
+        });
+        if let Some(cap) = ctx.memory_cap().await? {
+            config.capacity = config.capacity.min(cap);
+        }
+        Ok(config)
     }
 }
 
-/// Reads a `Pool`'s [`PoolConfig`] from either kind of object context.
+/// Reads a `Pool`'s [`PoolConfig`] and memory cap from either kind of object context.
 trait SharedObjectContextLike {
     async fn config(&self) -> Result<Option<PoolConfig>, TerminalError>;
+    async fn memory_cap(&self) -> Result<Option<u32>, TerminalError>;
 }
 
 impl SharedObjectContextLike for ObjectContext<'_> {
     async fn config(&self) -> Result<Option<PoolConfig>, TerminalError> {
         Ok(self.get::<Json<PoolConfig>>(CONFIG).await?.map(|j| j.0))
     }
+    async fn memory_cap(&self) -> Result<Option<u32>, TerminalError> {
+        self.get::<u32>(MEMORY_CAP).await
+    }
 }
 
 impl SharedObjectContextLike for SharedObjectContext<'_> {
     async fn config(&self) -> Result<Option<PoolConfig>, TerminalError> {
         Ok(self.get::<Json<PoolConfig>>(CONFIG).await?.map(|j| j.0))
+    }
+    async fn memory_cap(&self) -> Result<Option<u32>, TerminalError> {
+        self.get::<u32>(MEMORY_CAP).await
     }
 }
 
@@ -215,8 +233,34 @@ impl PoolObject {
     ) -> HandlerResult<()> {
         ctx.set(CONFIG, Json(config.0));
         ctx.clear(LOST);
+        // A floor of the previous daemon no longer holds; this one measures again.
+        ctx.clear(MEMORY_CAP);
         let mut state = State::load(&ctx).await?;
         state.drain(&ctx, config.0.capacity);
+        state.save(&ctx);
+        Ok(())
+    }
+
+    /// Sent by the node's daemon as its free memory changes (`--min-free-memory`): `room` more
+    /// sessions fit above the floor than the node holds now (`None`: no floor). A node with
+    /// no room is full: creates queue or get 429 as at capacity. Measured outside the
+    /// handler, so it stays deterministic.
+    #[handler(name = "memory_room")]
+    async fn memory_room(
+        &self,
+        ctx: ObjectContext<'_>,
+        room: Json<Option<u32>>,
+    ) -> HandlerResult<()> {
+        let mut state = State::load(&ctx).await?;
+        match room.0 {
+            Some(room) => ctx.set(
+                MEMORY_CAP,
+                (state.sessions.len() as u32).saturating_add(room),
+            ),
+            None => ctx.clear(MEMORY_CAP),
+        }
+        let capacity = self.config(&ctx).await?.capacity;
+        state.drain(&ctx, capacity);
         state.save(&ctx);
         Ok(())
     }
@@ -259,7 +303,12 @@ impl PoolObject {
             .map(|j| j.0)
             .unwrap_or_default();
         let config = self.config(&ctx).await?;
+        let configured = ctx
+            .config()
+            .await?
+            .map_or(self.deps.max_sessions, |c| c.capacity);
         Ok(Json(PoolStatus {
+            memory_bound: config.capacity < configured,
             lost: ctx.get::<bool>(LOST).await?.unwrap_or(false),
             capacity: config.capacity,
             sessions,

@@ -187,6 +187,16 @@ impl SessionObject {
                         )
                         .into());
                     }
+                    if pool.memory_bound && pool.sessions.len() as u32 >= pool.capacity {
+                        return Err(TerminalError::new_with_code(
+                            CODE_AT_CAPACITY,
+                            format!(
+                                "at capacity: node {node} has too little free memory for one \
+                                 more session (its min_free_memory floor); try again later"
+                            ),
+                        )
+                        .into());
+                    }
                     return Err(TerminalError::new_with_code(
                         CODE_AT_CAPACITY,
                         format!(

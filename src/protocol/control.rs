@@ -30,6 +30,24 @@ pub struct DaemonStatus {
     /// Restate does not answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolUsage>,
+    /// How this node enforces session limits, and its settings (absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsStatus>,
+}
+
+/// How a node enforces per-session limits (`bro doctor`, `bro status --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsStatus {
+    /// `cgroup v2`, `cgroup v1`, `measurement` or `off`.
+    pub mode: String,
+    /// Why this mode: what was found, and why not a cgroup mode.
+    pub why: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_session_memory: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_memory: Option<u64>,
 }
 
 /// Answer of `GET /bro/v1/dashboard`: everything `bro tui` shows, in one snapshot.

@@ -186,6 +186,13 @@ pub struct SessionOptions {
     /// Record the session's pages (rrweb), served at `GET /v1/sessions/{id}/events`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// Bytes of memory the browser may use; past them the session fails with reason
+    /// `memory limit`. Filled with the daemon's `max_session_memory` when not asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// The browser's CPU weight against other sessions' (1–10000; 100 is an even share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<u32>,
     /// Options the client sent that bro accepted but does not act on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
@@ -201,6 +208,13 @@ pub const MAX_DIMENSION: u32 = 10_000;
 /// The longest `userAgent` and `proxyUrl`, in bytes.
 pub const MAX_USER_AGENT_LEN: usize = 1024;
 pub const MAX_PROXY_URL_LEN: usize = 2048;
+/// Bounds of a session's `memoryLimit`: below 64 MiB Chromium does not start; 1 TiB catches
+/// a typo of a few zeros.
+pub const MIN_MEMORY_LIMIT: u64 = 64 << 20;
+pub const MAX_MEMORY_LIMIT: u64 = 1 << 40;
+/// Bounds of a session's `cpuShare` (cgroup v2's `cpu.weight`).
+pub const MIN_CPU_SHARE: u32 = 1;
+pub const MAX_CPU_SHARE: u32 = 10_000;
 
 impl SessionOptions {
     /// Checks every option against the bound bro can honour; the message names the option
@@ -222,6 +236,16 @@ impl SessionOptions {
         }
         if let Some(proxy) = &self.proxy_url {
             check_text("proxyUrl", proxy, MAX_PROXY_URL_LEN)?;
+        }
+        if let Some(bytes) = self.memory_limit {
+            check_memory_limit(bytes).map_err(|e| format!("memoryLimit: {e}"))?;
+        }
+        if let Some(share) = self.cpu_share
+            && !(MIN_CPU_SHARE..=MAX_CPU_SHARE).contains(&share)
+        {
+            return Err(format!(
+                "cpuShare must be between {MIN_CPU_SHARE} and {MAX_CPU_SHARE}, got {share}"
+            ));
         }
         self.optimize_bandwidth.check()
     }
@@ -355,6 +379,18 @@ pub fn check_dimension(name: &str, px: u64) -> Result<(), String> {
 
 /// A string option must be at most `max` bytes and free of control characters (it ends up on
 /// the browser's command line).
+/// A memory limit within [`MIN_MEMORY_LIMIT`]..=[`MAX_MEMORY_LIMIT`] bytes.
+pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
+    if (MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "a memory limit of {bytes} bytes is out of range: it must be between 64 MiB and \
+             1 TiB"
+        ))
+    }
+}
+
 fn check_text(name: &str, text: &str, max: usize) -> Result<(), String> {
     if text.len() > max {
         return Err(format!(

@@ -75,10 +75,39 @@ pub struct CreateSessionRequest {
     /// bro's addition: record the session's pages (absent: the daemon's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<bool>,
+    /// bro's addition: bytes of memory the browser may use, a number or a size such as
+    /// `"512MiB"` (64 MiB to 1 TiB, and at most the daemon's `max_session_memory`); past it
+    /// the session fails with reason `memory limit`. Absent: the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub memory_limit: Option<MemoryLimit>,
+    /// bro's addition: the browser's CPU weight against other sessions' (1 to 10000; 100 is
+    /// an even share). Absent: the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<u32>,
     /// Every other field: accepted, and reported back in `ignoredOptions` unless it is off.
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
     #[schema(ignore)]
     pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A create's `memoryLimit`: bytes, or a size such as `"512MiB"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MemoryLimit {
+    Bytes(u64),
+    Text(String),
+}
+
+impl MemoryLimit {
+    /// The bytes, checked against the bounds of a memory limit.
+    pub fn bytes(&self) -> Result<u64, String> {
+        let bytes = match self {
+            MemoryLimit::Bytes(n) => *n,
+            MemoryLimit::Text(s) => crate::config::parse_size(s)?,
+        };
+        crate::protocol::session::check_memory_limit(bytes)
+    }
 }
 
 /// `optimizeBandwidth`: a boolean (`true` blocks images, media and stylesheets, `false`
@@ -352,6 +381,13 @@ pub struct SessionDetails {
     /// bro's addition: the session records its pages.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub record: bool,
+    /// bro's addition: bytes of memory the browser may use (past them it fails with reason
+    /// `memory limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// bro's addition: the browser's CPU weight (100 is an even share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<u32>,
     /// bro's addition: the exact status, `starting` and `releasing` included (what bro's CLI
     /// and TUI show).
     #[serde(rename = "broStatus")]
@@ -417,6 +453,8 @@ impl SessionDetails {
             ignored_options: rec.options.ignored.clone(),
             node: rec.node.clone(),
             record: rec.options.record,
+            memory_limit: rec.options.memory_limit,
+            cpu_share: rec.options.cpu_share,
             status: rec.status,
         }
     }

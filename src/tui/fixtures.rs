@@ -136,6 +136,7 @@ pub fn empty() -> Dashboard {
 
 fn status(used: u32) -> DaemonStatus {
     DaemonStatus {
+        limits: None,
         pid: 4000,
         version: "0.1.0".into(),
         protocol: 1,

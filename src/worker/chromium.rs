@@ -286,12 +286,15 @@ fn write_preferences(dir: &Path) -> Result<(), WorkerError> {
 
 /// Spawns the browser in its own process group with its home and config dirs inside `dir`
 /// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
-/// never land in the user's home or stay in `/tmp`.
+/// never land in the user's home or stay in `/tmp`. With `cgroup_procs`, a shell first moves
+/// itself into those cgroups and then execs the browser (same pid), so not one of the
+/// browser's processes runs outside its limits.
 pub fn spawn(
     chromium: &Path,
     extra_flags: &[String],
     dir: &Path,
     opts: &SessionOptions,
+    cgroup_procs: &[PathBuf],
 ) -> Result<Child, WorkerError> {
     for sub in ["profile", "home", "home/.config", "home/.cache"] {
         std::fs::create_dir_all(dir.join(sub))
@@ -302,7 +305,16 @@ pub fn spawn(
     let log = std::fs::File::create(dir.join("chromium.log"))
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();
-    let mut cmd = Command::new(chromium);
+    let mut cmd = if cgroup_procs.is_empty() {
+        Command::new(chromium)
+    } else {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", crate::worker::limits::JOIN_SCRIPT, "sh"])
+            .arg(cgroup_procs.len().to_string())
+            .args(cgroup_procs)
+            .arg(chromium);
+        sh
+    };
     // The API key is the daemon's (an auto-started daemon may have it in its environment):
     // a page's processes never get it.
     cmd.env_remove("BRO_API_KEY");

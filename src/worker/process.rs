@@ -39,7 +39,13 @@ fn field(pid: u32, file: &str, key: &str) -> Option<String> {
 
 /// A size in KiB from a `/proc/PID/<file>` line such as `VmRSS:  1234 kB` (key `VmRSS`).
 pub fn kib(pid: u32, file: &str, key: &str) -> Option<u64> {
-    field(pid, file, key)?
+    parse_kib(&read(pid, file)?, key)
+}
+
+/// The KiB of line `key` in the text of a `Key:  value kB` file (`status`, `smaps_rollup`).
+pub fn parse_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()
@@ -117,6 +123,24 @@ pub fn usage_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, (u64, u64
         let pss = kib(pid, "smaps_rollup", "Pss").unwrap_or(0);
         let entry = out.entry(pgrp).or_insert((0, 0, 0));
         *entry = (entry.0 + pss, entry.1 + ticks, entry.2 + 1);
+    }
+    out
+}
+
+/// Resident memory (KiB, `VmRSS`) of the live processes of each group in `pgids`: kernel
+/// counters, cheap to read, and never below the group's PSS, so a group whose RSS is under a
+/// limit needs no PSS reading (which walks every page table).
+pub fn rss_by_group(pgids: &[u32]) -> std::collections::HashMap<u32, u64> {
+    let wanted: std::collections::HashSet<u32> = pgids.iter().copied().collect();
+    let mut out = std::collections::HashMap::new();
+    for pid in pids() {
+        let Some(st) = stat(pid) else {
+            continue;
+        };
+        if !wanted.contains(&st.pgrp) || st.state == 'Z' {
+            continue;
+        }
+        *out.entry(st.pgrp).or_insert(0) += kib(pid, "status", "VmRSS").unwrap_or(0);
     }
     out
 }
@@ -241,6 +265,26 @@ mod tests {
         let inside = b"tail\0-f\0x--user-data-dir=/s/1/profile\0";
         assert!(!cmdline_has(inside, "--user-data-dir=/s/1/profile", true));
         assert!(!cmdline_has(b"", "--x", false));
+    }
+
+    #[test]
+    fn reads_pss_from_smaps_rollup() {
+        let rollup = "55d0c8e1b000-7ffd2a5f3000 ---p 00000000 00:00 0                  [rollup]\n\
+                      Rss:              198712 kB\n\
+                      Pss:               61234 kB\n\
+                      Pss_Dirty:         40000 kB\n\
+                      Pss_Anon:          39000 kB\n\
+                      Shared_Clean:     120000 kB\n";
+        assert_eq!(parse_kib(rollup, "Pss"), Some(61234));
+        assert_eq!(parse_kib(rollup, "Rss"), Some(198712));
+        assert_eq!(parse_kib(rollup, "Swap"), None);
+        assert_eq!(parse_kib("Pss: lots kB\n", "Pss"), None);
+        // A live process of this test has a PSS, and its group's RSS is not below it.
+        let me = std::process::id();
+        let pss = kib(me, "smaps_rollup", "Pss").unwrap();
+        assert!(pss > 0);
+        let pgrp = stat(me).unwrap().pgrp;
+        assert!(rss_by_group(&[pgrp])[&pgrp] >= pss);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod health;
 mod hostile;
 mod in_process;
 mod metrics;
+mod limits;
 mod private;
 mod proxy;
 mod queue;

@@ -1,0 +1,74 @@
+//! The node's free memory floor (`--min-free-memory`): measures the memory this daemon may
+//! still use and tells the node's `Pool` how many more sessions fit above the floor, so a
+//! node short of memory answers creates as a full one (queue, then 429) and placement skips
+//! it. Measured here, outside any handler, so the `Pool` stays deterministic.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::orchestrator::ingress::Ingress;
+use crate::worker::limits;
+
+/// How often free memory is measured.
+pub const MEASURE_EVERY: Duration = Duration::from_secs(1);
+/// The room is sent again this often even when unchanged (a `Pool` state lost or reset).
+pub const RESEND_EVERY: Duration = Duration::from_secs(30);
+/// What one more session is expected to cost without `--max-session-memory`: an idle browser
+/// takes ~150 MB (DESIGN.md), and a page more.
+pub const DEFAULT_SESSION_COST: u64 = 256 << 20;
+
+/// How many more sessions of `cost` bytes fit in `free` bytes above `floor`.
+pub fn room(free: u64, floor: u64, cost: u64) -> u32 {
+    let above = free.saturating_sub(floor);
+    u32::try_from(above / cost.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Measures every [`MEASURE_EVERY`] until `stop`, and sends `Pool/memory_room` when the room
+/// changes (and every [`RESEND_EVERY`]).
+pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: CancellationToken) {
+    let mut sent: Option<(u32, Instant)> = None;
+    loop {
+        let free = tokio::task::spawn_blocking(|| limits::free_memory(&limits::Sys::here()))
+            .await
+            .ok()
+            .flatten();
+        if let Some(free) = free {
+            let now = room(free, floor, cost);
+            let stale = sent.is_none_or(|(last, at)| last != now || at.elapsed() > RESEND_EVERY);
+            if stale {
+                match ingress.pool_memory_room(&node, Some(now)).await {
+                    Ok(()) => {
+                        if now == 0 && sent.is_none_or(|(last, _)| last != 0) {
+                            tracing::warn!(
+                                free_bytes = free,
+                                floor_bytes = floor,
+                                "free memory is at the min_free_memory floor: no more creates"
+                            );
+                        }
+                        sent = Some((now, Instant::now()));
+                    }
+                    Err(err) => tracing::warn!(%err, "could not send the memory room to the Pool"),
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(MEASURE_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_counts_whole_sessions_above_the_floor() {
+        let gib = 1u64 << 30;
+        assert_eq!(room(4 * gib, gib, gib), 3);
+        assert_eq!(room(2 * gib - 1, gib, gib), 0);
+        assert_eq!(room(gib, 2 * gib, gib), 0);
+        assert_eq!(room(u64::MAX, 0, 1), u32::MAX);
+    }
+}

@@ -1,0 +1,231 @@
+use super::*;
+
+const ID: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+
+/// mountinfo of a hybrid machine like the CI one: v1 controllers, and a unified hierarchy
+/// without any.
+const HYBRID_MOUNTS: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+const HYBRID_SELF: &str = "\
+4:memory:/process_api/abc
+2:cpuacct:/
+1:cpu:/
+0::/
+";
+
+fn fake(mountinfo: &str, self_cgroup: &str) -> (tempfile::TempDir, Sys) {
+    let root = tempfile::tempdir().unwrap();
+    let sys = Sys {
+        self_cgroup: self_cgroup.into(),
+        mountinfo: mountinfo.into(),
+        root: root.path().to_path_buf(),
+    };
+    (root, sys)
+}
+
+fn touch(path: PathBuf, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    // The unified hierarchy has no controllers.
+    touch(r.join("sys/fs/cgroup/unified/cgroup.controllers"), "");
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024\n");
+    let d = detect(&sys, LimitsMode::Auto, "bro-1").unwrap();
+    assert_eq!(d.mode, Mode::CgroupV1, "{}", d.why);
+    assert!(d.why.contains("no memory controller"), "{}", d.why);
+    let mem_parent = r.join("sys/fs/cgroup/memory/process_api/abc/bro-1");
+    assert!(mem_parent.is_dir());
+    assert!(r.join("sys/fs/cgroup/cpu/bro-1").is_dir());
+
+    // A session's cgroup: its limits written, its procs files handed to the wrapper.
+    let limits = Limits::new(d, Some(200 << 20), Some(50));
+    let asked = SessionOptions {
+        memory_limit: Some(100 << 20),
+        ..Default::default()
+    };
+    let l = limits.of(&asked);
+    assert_eq!(l.memory, Some(100 << 20));
+    assert_eq!(l.cpu_share, Some(50));
+    let procs = limits.prepare(ID, l).unwrap();
+    assert_eq!(procs.len(), 2);
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    assert_eq!(
+        read(mem_parent.join(ID).join("memory.limit_in_bytes")),
+        "104857600"
+    );
+    assert_eq!(
+        read(
+            r.join("sys/fs/cgroup/cpu/bro-1")
+                .join(ID)
+                .join("cpu.shares")
+        ),
+        "512"
+    );
+
+    // An OOM kill in it is seen.
+    assert!(!limits.over(ID, None));
+    touch(
+        mem_parent.join(ID).join("memory.oom_control"),
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+    );
+    assert!(limits.over(ID, None));
+}
+
+#[test]
+fn a_delegated_unified_hierarchy_gets_cgroup_v2() {
+    let mounts = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+    let (root, sys) = fake(mounts, "0::/user.slice/bro.service\n");
+    let own = root.path().join("sys/fs/cgroup/user.slice/bro.service");
+    touch(
+        own.join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    );
+    touch(own.join("cgroup.subtree_control"), "");
+    let d = detect(&sys, LimitsMode::Cgroup, "bro-2").unwrap();
+    assert_eq!(d.mode, Mode::CgroupV2, "{}", d.why);
+    let limits = Limits::new(d, Some(300 << 20), None);
+    let l = limits.of(&SessionOptions::default());
+    assert_eq!((l.memory, l.cpu_share), (Some(300 << 20), None));
+    limits.prepare(ID, l).unwrap();
+    let dir = own.join("bro-2").join(ID);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("memory.max")).unwrap(),
+        "314572800"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cpu.weight")).unwrap(),
+        "100"
+    );
+    touch(
+        dir.join("memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+    );
+    assert!(limits.over(ID, None));
+}
+
+#[test]
+fn no_usable_cgroup_falls_back_to_measurement_unless_forced() {
+    // The unified hierarchy without controllers, and no v1 memory mount.
+    let mounts = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    let (root, sys) = fake(mounts, "0::/\n");
+    touch(
+        root.path().join("sys/fs/cgroup/unified/cgroup.controllers"),
+        "",
+    );
+    let d = detect(&sys, LimitsMode::Auto, "bro-3").unwrap();
+    assert_eq!(d.mode, Mode::Measure);
+    assert!(d.why.contains("no v1 memory mount"), "{}", d.why);
+    let err = detect(&sys, LimitsMode::Cgroup, "bro-3").unwrap_err();
+    assert!(err.contains("limits_mode = cgroup"), "{err}");
+    assert_eq!(detect(&sys, LimitsMode::Off, "x").unwrap().mode, Mode::Off);
+
+    // Measurement: over when the PSS passes the limit; no CPU share.
+    let limits = Limits::new(d, Some(200 << 20), Some(50));
+    let l = limits.of(&SessionOptions::default());
+    assert_eq!(l.cpu_share, None);
+    assert!(limits.prepare(ID, l).unwrap().is_empty());
+    assert!(!limits.over(ID, Some(100 << 10)));
+    assert!(limits.over(ID, Some(201 << 10)));
+}
+
+#[test]
+fn a_processes_own_v2_cgroup_cannot_delegate() {
+    let mounts = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+    let (root, sys) = fake(mounts, "0::/busy\n");
+    let own = root.path().join("sys/fs/cgroup/busy");
+    touch(own.join("cgroup.controllers"), "cpu memory\n");
+    // A directory where the file should be: the write fails as the kernel's EBUSY would.
+    std::fs::create_dir_all(own.join("cgroup.subtree_control")).unwrap();
+    let d = detect(&sys, LimitsMode::Auto, "bro-4").unwrap();
+    assert_eq!(d.mode, Mode::Measure);
+    assert!(d.why.contains("delegated"), "{}", d.why);
+}
+
+#[test]
+fn names_other_than_session_ids_are_refused() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    touch(
+        root.path()
+            .join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(root.path().join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let limits = Limits::new(detect(&sys, LimitsMode::Auto, "bro-5").unwrap(), None, None);
+    for bad in ["../x", "/etc", "", "a/b"] {
+        assert!(
+            limits.prepare(bad, SessionLimits::default()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn release_and_sweep_remove_cgroups_whose_dir_is_gone() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let limits = Limits::new(
+        detect(&sys, LimitsMode::Auto, "bro-6").unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    let other = "0b1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+    // Plain dirs stand in for cgroups (a real cgroup dir's files go with rmdir).
+    for id in [ID, other] {
+        for d in limits.cgroups(id) {
+            std::fs::create_dir_all(d).unwrap();
+        }
+    }
+    limits.release(ID).await.unwrap();
+    assert!(limits.cgroups(ID).iter().all(|d| !d.exists()));
+    // Kept while its dir is there, removed once it is not; other names are left alone.
+    let stranger = r.join("sys/fs/cgroup/cpu/bro-6/not-a-session");
+    std::fs::create_dir_all(&stranger).unwrap();
+    assert_eq!(limits.sweep(|id| id == other), 0);
+    assert_eq!(limits.sweep(|_| false), 2);
+    assert!(limits.cgroups(other).iter().all(|d| !d.exists()));
+    assert!(stranger.exists());
+}
+
+#[test]
+fn free_memory_is_the_lesser_of_meminfo_and_the_cgroup_room() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("proc/meminfo"),
+        "MemTotal:       24684084 kB\nMemFree: 1 kB\nMemAvailable:   23896828 kB\n",
+    );
+    assert_eq!(free_memory(&sys), Some(23896828 * 1024));
+    let own = r.join("sys/fs/cgroup/memory/process_api/abc");
+    touch(own.join("memory.limit_in_bytes"), "1073741824\n");
+    touch(own.join("memory.usage_in_bytes"), "73741824\n");
+    assert_eq!(free_memory(&sys), Some(1_000_000_000));
+}
+
+#[test]
+fn limits_modes_parse() {
+    assert_eq!("auto".parse::<LimitsMode>(), Ok(LimitsMode::Auto));
+    assert_eq!("Measure".parse::<LimitsMode>(), Ok(LimitsMode::Measure));
+    assert_eq!("cgroup".parse::<LimitsMode>(), Ok(LimitsMode::Cgroup));
+    assert!("v3".parse::<LimitsMode>().is_err());
+    assert_eq!(v1_shares(100), 1024);
+    assert_eq!(v1_shares(1), 10);
+}

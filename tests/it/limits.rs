@@ -1,0 +1,228 @@
+//! Per-session memory limits (cgroup and measurement modes) and the free memory floor.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::helper::{TestDaemon, http, http_with, serve_http, text, wait_for};
+
+/// A page that takes memory fast: 32 MiB typed arrays, each written so its pages are real,
+/// up to 2 GiB.
+const HOG: &str = "<!doctype html><title>hog</title><script>\
+    const keep = [];\
+    function more() {\
+      for (let i = 0; i < 4; i++) { const b = new Uint8Array(32 << 20); b.fill(7); keep.push(b); }\
+      if (keep.length < 64) setTimeout(more, 20);\
+    }\
+    more();\
+    </script>";
+
+/// Serves the hog page and a calm one; their URLs.
+fn pages() -> (String, String) {
+    let (port, _) = serve_http(|path, _| match path {
+        "/hog" => ("text/html", HOG.as_bytes().to_vec()),
+        _ => ("text/html", b"<!doctype html><title>calm</title>".to_vec()),
+    });
+    (
+        format!("http://127.0.0.1:{port}/hog"),
+        format!("http://127.0.0.1:{port}/calm"),
+    )
+}
+
+/// Opens `url` in a new tab through the session's CDP websocket.
+fn open_tab(ws_url: &str, url: &str) {
+    use tokio_tungstenite::tungstenite::{Message, connect};
+    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
+    let call =
+        serde_json::json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
+    ws.send(Message::text(call.to_string())).unwrap();
+    loop {
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == 1 {
+                assert!(v.get("error").is_none(), "{v}");
+                return;
+            }
+        }
+    }
+}
+
+/// The cgroup dirs named `id` under `/sys/fs/cgroup` (bro's are a few levels down).
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name() == id {
+                out.push(path);
+            } else if depth > 0 {
+                walk(&path, id, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 5, &mut out);
+    out
+}
+
+/// Sum of the PSS of a process group, in MiB (what measurement mode compares).
+fn group_pss_mib(pgid: u32) -> u64 {
+    bro::worker::process::group_usage(pgid).0 / 1024
+}
+
+/// In `mode` (`auto` picks cgroup v1 on the CI machine), a session limited to 450 MiB that
+/// loads a page taking 2 GiB ends `failed` with reason `memory limit`, its cgroup removed and
+/// nothing of it left; a session under its limit stays live.
+fn over_the_limit_fails(mode: &str, expect_mode: &str) {
+    let (hog, calm) = pages();
+    let d = TestDaemon::start_with(&["--limits-mode", mode, "--max-session-memory", "1GiB"]);
+    assert_eq!(d.status["limits"]["mode"], expect_mode, "{}", d.status);
+    // An idle browser's PSS is ~190-250 MiB here (more while it starts): room for a small page.
+    let small = d.create(&["--memory-limit", "450MiB"]);
+    let roomy = d.create(&[]);
+    let (small_id, roomy_id) = (
+        small["id"].as_str().unwrap().to_string(),
+        roomy["id"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(small["memoryLimit"], 450u64 << 20, "{small}");
+    assert_eq!(
+        roomy["memoryLimit"],
+        1u64 << 30,
+        "the daemon's default: {roomy}"
+    );
+    let pid = d.browser_pid(&small_id);
+    let cgroups = cgroups_named(&small_id);
+    if expect_mode.starts_with("cgroup") {
+        assert!(!cgroups.is_empty(), "no cgroup named {small_id}");
+        for dir in &cgroups {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+            assert!(
+                procs.lines().any(|l| l.trim() == pid.to_string()),
+                "browser {pid} not in {}: {procs}",
+                dir.display()
+            );
+        }
+    } else {
+        assert!(
+            cgroups.is_empty(),
+            "measurement mode made cgroups: {cgroups:?}"
+        );
+    }
+    eprintln!("[{mode}] idle browser PSS: {} MiB", group_pss_mib(pid));
+
+    open_tab(small["websocketUrl"].as_str().unwrap(), &hog);
+    open_tab(roomy["websocketUrl"].as_str().unwrap(), &calm);
+    let began = Instant::now();
+    assert!(
+        wait_for(|| d.status_of(&small_id) == "failed"),
+        "the session over its limit did not fail: {}",
+        d.get(&small_id)
+    );
+    eprintln!(
+        "[{mode}] over-limit page caught after {:?}",
+        began.elapsed()
+    );
+    assert_eq!(d.get(&small_id)["reason"], "memory limit");
+    assert!(
+        wait_for(|| cgroups.iter().all(|c| !c.exists())),
+        "{cgroups:?} left"
+    );
+    // A cgroup whose session dir is gone (its daemon was killed mid-teardown) is swept.
+    let orphans: Vec<PathBuf> = cgroups
+        .iter()
+        .filter_map(|c| c.parent())
+        .map(|parent| parent.join("0b1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b"))
+        .collect();
+    for o in &orphans {
+        std::fs::create_dir(o).unwrap();
+    }
+    assert!(
+        wait_for(|| orphans.iter().all(|o| !o.exists())),
+        "{orphans:?} left"
+    );
+    assert!(wait_for(|| !crate::helper::is_live(pid)));
+    assert!(!d.session_dir(&small_id).exists());
+    // The session under its limit lives on.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.status_of(&roomy_id), "live");
+    let shown = d.ok(&["session", "get", &roomy_id]);
+    assert!(
+        shown.contains("memory limit") && shown.contains("1 GiB"),
+        "{shown}"
+    );
+    let parents: Vec<PathBuf> = cgroups_named(&roomy_id)
+        .iter()
+        .filter_map(|c| c.parent().map(Path::to_path_buf))
+        .collect();
+    d.stop();
+    // The sessions' cgroups went with them, and bro's parents with the daemon.
+    assert!(cgroups_named(&roomy_id).is_empty());
+    for p in &parents {
+        assert!(!p.exists(), "{} left", p.display());
+    }
+}
+
+#[test]
+fn over_its_memory_limit_a_session_fails_in_a_cgroup() {
+    over_the_limit_fails("auto", "cgroup v1");
+}
+
+#[test]
+fn over_its_memory_limit_a_session_fails_by_measurement() {
+    over_the_limit_fails("measure", "measurement");
+}
+
+/// Limits a create may not ask for are refused with 400, naming the option.
+#[test]
+fn limits_past_their_bounds_are_refused() {
+    let d = TestDaemon::start_with(&["--max-session-memory", "512MiB"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    for (body, names) in [
+        (r#"{"memoryLimit":"1GiB"}"#, "max_session_memory"),
+        (r#"{"memoryLimit":1024}"#, "memoryLimit"),
+        (r#"{"memoryLimit":"lots"}"#, "memoryLimit"),
+        (r#"{"memoryLimit":-1}"#, "memoryLimit"),
+        (r#"{"cpuShare":0}"#, "cpuShare"),
+        (r#"{"cpuShare":10001}"#, "cpuShare"),
+    ] {
+        let (status, resp) = http(&api, "POST", "/v1/sessions", body);
+        let resp = String::from_utf8_lossy(&resp);
+        assert_eq!(status, 400, "{body}: {resp}");
+        assert!(
+            resp.to_lowercase().contains(&names.to_lowercase()),
+            "{body}: {resp}"
+        );
+    }
+    let out = d.bro(&["session", "create", "--memory-limit", "2GiB"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    d.stop();
+}
+
+/// With a free memory floor far above this machine's memory, a create is answered as by a
+/// full node: 429 at once with `x-bro-no-wait`, 429 after the queue timeout without.
+#[test]
+fn below_the_free_memory_floor_creates_get_429() {
+    let d = TestDaemon::start_with(&["--min-free-memory", "15TiB", "--queue-timeout", "1s"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let host = api.trim_start_matches("http://").to_string();
+    let (status, body) = http_with(
+        &api,
+        "POST",
+        "/v1/sessions",
+        &[("Host", &host), ("x-bro-no-wait", "1")],
+        b"{}",
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("free memory"), "{body}");
+    let (status, _) = http(&api, "POST", "/v1/sessions", "{}");
+    assert_eq!(status, 429);
+    let doctor = d.bro(&["doctor", "--json"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.contains("cgroup v1"), "{doctor}");
+    d.stop();
+}
