@@ -3,7 +3,8 @@
 #
 #   1. Debian's chromium (apt) when no Chromium is found;
 #   2. restate-server, pinned, from npm (native binary, --ignore-scripts) into bro's data dir,
-#      and rrweb with its player, pinned, from npm (the recorder and the replay page);
+#      and rrweb with its player, pinned, from npm (the recorder and the replay page), and
+#      playwright-core, pinned, from npm (`bro bench` drives its job benchmark with it);
 #   3. the bro binary (cargo, --locked) into ~/.cargo/bin (or $BRO_BIN_DIR);
 #   4. shell completions where bash, zsh and fish look for them;
 #   5. with --test-deps, what the test suite drives besides: tmux (bro tui), zsh and fish
@@ -25,6 +26,9 @@ restate_dir="$data_dir/restate-server"
 restate_bin="$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server"
 RRWEB_VERSION="2.1.6"
 rrweb_dir="$data_dir/rrweb"
+# The version tests/compat/package.json pins (src/cli/bench/jobs.rs says it too).
+PLAYWRIGHT_VERSION="1.65.1"
+playwright_dir="$data_dir/playwright"
 install_bro=1
 test_deps=0
 for arg in "$@"; do
@@ -87,6 +91,13 @@ if rrweb_ok; then
 else
   npm_pinned "rrweb $RRWEB_VERSION" "$rrweb_dir" "rrweb@$RRWEB_VERSION" "rrweb-player@$RRWEB_VERSION"
   rrweb_ok
+fi
+
+# 2c. playwright-core (pinned; never a browser: --ignore-scripts, and bench passes Chromium's path)
+if grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$playwright_dir/node_modules/playwright-core/package.json" 2>/dev/null; then
+  step "playwright-core $PLAYWRIGHT_VERSION: already in $playwright_dir"
+else
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_pinned "playwright-core $PLAYWRIGHT_VERSION" "$playwright_dir" "playwright-core@$PLAYWRIGHT_VERSION"
 fi
 
 # 3. bro itself

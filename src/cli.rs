@@ -55,11 +55,14 @@ pub enum Command {
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Measure a session's cost over a raw Chromium launch, the proxy's over direct CDP,
-    /// and bro's memory; starts its own daemon in a temporary home
+    /// bro's memory, and jobs per second through bro against Playwright's own launch of the
+    /// same Chromium; starts its own daemon in a temporary home
     ///
     /// Examples:
     ///   bro bench
     ///   bro bench --runs 20 --concurrency 10 --sessions 100 --json
+    ///   bro bench --jobs 24 --job-concurrency 1 --warm 4
+    ///   bro bench --jobs 0          (no job benchmark: needs no node or playwright-core)
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
     /// A live dashboard: sessions, their browsers, Restate invocations, the cluster's nodes.

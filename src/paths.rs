@@ -157,6 +157,21 @@ impl Paths {
         out
     }
 
+    /// Where `install.sh` puts playwright-core (pinned, from npm; `bro bench` drives its job
+    /// benchmark with it), first match wins: bro's data dir, then the default one. Each is
+    /// the package's own dir.
+    pub fn playwright_install_candidates(&self) -> Vec<PathBuf> {
+        const PKG: &str = "playwright/node_modules/playwright-core";
+        let mut out = vec![self.data_dir.join(PKG)];
+        if let Ok(dirs) = project_dirs() {
+            let default = dirs.data_local_dir().join(PKG);
+            if !out.contains(&default) {
+                out.push(default);
+            }
+        }
+        out
+    }
+
     /// The first of [`rrweb_install_candidates`](Self::rrweb_install_candidates) that holds
     /// every file bro serves from it.
     pub fn rrweb_dir(&self) -> Option<PathBuf> {

@@ -3,6 +3,7 @@
 //! weigh. It starts its own daemon in a temporary home (or uses `--home`).
 
 mod cluster;
+mod jobs;
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -55,6 +56,19 @@ pub struct BenchArgs {
     /// the daemon has any.
     #[arg(long, default_value_t = 2)]
     pub warm: u32,
+    /// Jobs each side runs in the job benchmark: a fresh browser opens a local page, reads its
+    /// title, takes a screenshot and closes, through bro and with Playwright's own launch of
+    /// the same Chromium, in turns; cold, and warm with a warm pool. Needs node and
+    /// playwright-core (install.sh installs it). 0 skips it.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=jobs::MAX_JOBS as i64))]
+    pub jobs: u32,
+    /// Jobs running at once in the job benchmark.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=jobs::MAX_CONCURRENCY as i64))]
+    pub job_concurrency: u32,
+    /// playwright-core for the job benchmark: its package dir, or a dir with
+    /// node_modules/playwright-core [default: where install.sh puts it]
+    #[arg(long, env = "BRO_PLAYWRIGHT", value_name = "DIR")]
+    pub playwright: Option<std::path::PathBuf>,
     /// Use the daemon of this bro home instead of starting one.
     #[arg(long, value_name = "DIR", conflicts_with = "cluster")]
     pub home: Option<std::path::PathBuf>,
@@ -118,21 +132,29 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         _ => bail!("no home"),
     };
     let started_here = temp.is_some();
+    // Before any daemon starts: a missing node or playwright-core is said at once.
+    let driver = match args.jobs {
+        0 => None,
+        _ => Some(jobs::driver(args.playwright.as_deref(), &paths)?),
+    };
     if started_here {
         paths.create_all()?;
         output::progress("starting a daemon in a temporary home");
         // bench's own choices over the `BRO_*` variables, over the (empty) home's file.
         let mut over: Overrides = DaemonArgs::from_env()?.into();
         over.port = Some(0);
-        over.max_sessions =
-            Some(u32::try_from(args.sessions.max(args.live) + 2).unwrap_or(u32::MAX));
+        let most = args
+            .sessions
+            .max(args.live)
+            .max(args.job_concurrency as usize);
+        over.max_sessions = Some(u32::try_from(most + 2).unwrap_or(u32::MAX));
         over.warm = Some(args.warm);
         over.default_timeout = Some(Duration::from_secs(600));
         let file = config::Config::load(&config::path(&paths.config_dir))?;
         let settings = Settings::merge(over, file).map_err(anyhow::Error::msg)?;
         client::start_daemon(&paths, Some(&settings)).await?;
     }
-    let result = measure(&paths, &args).await;
+    let result = measure(&paths, &args, driver.as_ref()).await;
     if started_here {
         let _ = DaemonClient::new(paths.socket()).shutdown(false).await;
         let gone = crate::wait::wait_for(Duration::from_secs(30), process::EXIT_POLL, || {
@@ -165,7 +187,7 @@ pub(crate) fn private_temp_dir(prefix: &str) -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
+async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>) -> Result<Value> {
     let status = DaemonClient::new(paths.socket())
         .status()
         .await
@@ -288,6 +310,23 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         .send()
         .await?;
 
+    let jobs = match driver {
+        Some(driver) => {
+            // After the release above: the jobs start on a quiet daemon with a full pool.
+            let b = jobs::Bench {
+                driver,
+                daemon: &daemon,
+                api: &api,
+                chromium: &chromium_path,
+                jobs: args.jobs,
+                concurrency: args.job_concurrency,
+                warm: status.warm,
+            };
+            jobs::measure(&b).await?
+        }
+        None => Value::Null,
+    };
+
     let raw_p50 = raw.p50.max(0.001);
     let create_s = Stats::of(create);
     Ok(json!({
@@ -303,6 +342,7 @@ async fn measure(paths: &Paths, args: &BenchArgs) -> Result<Value> {
         "memory_kib": { "daemon_idle": idle_daemon, "restate_idle": idle_restate,
                         "live_sessions": all_live, "daemon_busy": busy_daemon, "restate_busy": busy_restate,
                         "browsers_pss": browsers_kib, "per_session_pss": browsers_kib / live.len().max(1) as u64 },
+        "jobs": jobs,
         "ratios": { "create_p50_over_raw_p50": create_s.p50 / raw_p50,
                     "warm_create_p50_over_raw_p50": warm.map(|w| w.p50 / raw_p50),
                     "proxy_p50_minus_direct_p50_ms": proxied.p50 - direct.p50,
@@ -468,27 +508,7 @@ async fn warm_creates(
 ) -> Result<Stats> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let full = wait_until(
-            Duration::from_secs(30),
-            Duration::from_millis(50),
-            || async move {
-                let ready = daemon
-                    .status()
-                    .await
-                    .ok()
-                    .and_then(|s| s.pool)
-                    .is_some_and(|p| p.warm_ready.len() >= target as usize);
-                if ready {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            },
-        )
-        .await;
-        if full.is_continue() {
-            bail!("the warm pool did not refill within 30 s");
-        }
+        wait_pool_full(daemon, target).await?;
         // A browser that has just come up still starts its helper processes: measure against
         // a settled pool, as a pool between bursts of creates is.
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -498,6 +518,32 @@ async fn warm_creates(
         release_session(http, api, &s).await?;
     }
     Ok(Stats::of(samples))
+}
+
+/// Waits (up to 30 s) until the daemon's warm pool holds `target` ready browsers.
+async fn wait_pool_full(daemon: &DaemonClient, target: u32) -> Result<()> {
+    let full = wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async move {
+            let ready = daemon
+                .status()
+                .await
+                .ok()
+                .and_then(|s| s.pool)
+                .is_some_and(|p| p.warm_ready.len() >= target as usize);
+            if ready {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .await;
+    if full.is_continue() {
+        bail!("the warm pool did not refill within 30 s");
+    }
+    Ok(())
 }
 
 /// Throughput of large CDP messages: full-page PNG screenshots of a page of noise.
@@ -605,4 +651,5 @@ fn print_table(r: &Value) {
         ratio("proxy_p50_minus_direct_p50_ms"),
         ratio("screenshot_proxy_over_direct_throughput"),
     ));
+    jobs::print(&r["jobs"]);
 }

@@ -127,6 +127,11 @@ impl SessionObject {
         cmd: Json<CreateCommand>,
     ) -> HandlerResult<Json<SessionRecord>> {
         let span = telemetry::session_span(&ctx.key());
+        // The warm pool's refills wait while creates are under way (`crate::load`).
+        let _create = crate::load::Create::start();
+        // Where a create's time goes, at debug level (RUST_LOG=bro=debug): wall clock of this
+        // attempt, so a replay's figures are its own.
+        let began = std::time::Instant::now();
         async {
             if let Some(Json(existing)) = ctx.get::<Json<SessionRecord>>(RECORD_KEY).await? {
                 return Ok(Json(existing));
@@ -229,7 +234,15 @@ impl SessionObject {
 
             // The session holds a slot from here: whatever goes wrong ends it `failed` with its
             // reason and its slot freed, never an invocation failing with it left `starting`.
-            match self.start_browser(&ctx, &rec, cmd.0.context).await {
+            let slot_ms = began.elapsed().as_millis();
+            let started = self.start_browser(&ctx, &rec, cmd.0.context).await;
+            tracing::debug!(
+                slot_ms,
+                browser_ms = began.elapsed().as_millis() - slot_ms,
+                ok = started.is_ok(),
+                "create: slot, then browser"
+            );
+            match started {
                 Ok(worker) => {
                     rec.worker = Some(worker);
                     rec.status = SessionStatus::Live;

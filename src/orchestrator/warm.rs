@@ -58,7 +58,8 @@ pub struct WarmObject {
 impl WarmObject {
     /// Hands out the oldest ready browser (its dir touched first, so the reaper leaves it
     /// alone until the session that takes it is recorded). The taker asks for the refill once
-    /// its session is live, so the next launch does not compete with its create for the CPU.
+    /// its browser is claimed, and the refill's launch waits for CPU to spare (see
+    /// `WarmLauncher/launch`), so the pool never competes with the sessions for the CPU.
     #[handler(name = "take")]
     async fn take(&self, ctx: ObjectContext<'_>) -> HandlerResult<Json<Option<WarmEntry>>> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
@@ -244,6 +245,20 @@ impl WarmLauncherService {
                 warm: true,
             };
             let stopping = self.deps.stopping_for(&node);
+            // A refill takes CPU the sessions being created and used could have: on its own
+            // node it waits for CPU to spare (`crate::load`), at most REFILL_WAIT, so a
+            // machine that is never idle still refills. (Another node's refill runs there.)
+            if node == self.deps.node {
+                let spare = ctx
+                    .run(|| async { Ok(crate::load::wait_for_spare_cpu(REFILL_WAIT).await) })
+                    .name("wait_for_spare_cpu")
+                    .await?;
+                if !spare {
+                    tracing::debug!(
+                        "warm refill launching on a busy machine after {REFILL_WAIT:?}"
+                    );
+                }
+            }
             let launched = ctx
                 .run(|| async move {
                     let host = hosts.of(&on).map_err(worker_error)?;
@@ -275,6 +290,9 @@ impl WarmLauncherService {
         .await
     }
 }
+
+/// Longest a refill waits for CPU to spare before it launches anyway.
+const REFILL_WAIT: Duration = Duration::from_secs(10);
 
 /// How long one warm launch may take inside its `ctx.run`.
 const LAUNCH_LIMIT: Duration = Duration::from_secs(60);

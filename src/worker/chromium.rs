@@ -13,7 +13,13 @@ use crate::wait::Poll;
 use crate::worker::WorkerError;
 
 /// Flags every browser gets (see DESIGN.md): headless, quiet on a closed network, no first-run
-/// UI, DevTools on a loopback port the browser picks itself.
+/// UI, DevTools on a loopback port the browser picks itself. The second group is the part of
+/// Playwright's default switches (playwright-core's `chromiumSwitches`) that costs a page
+/// nothing a user sees and saves each browser start-up work: no extensions or field trials,
+/// no optimization-hint, network-time or search-preconnect fetches, no keychain, no crash
+/// uploads. (Debian's build starts its two crashpad handlers all the same: no flag stops
+/// them, measured.) Switches that change what a page does (back-forward cache, popups,
+/// timer and renderer backgrounding) are left out. `bro bench`'s job benchmark measures them.
 const BASE_FLAGS: &[&str] = &[
     "--headless",
     "--disable-gpu",
@@ -25,6 +31,32 @@ const BASE_FLAGS: &[&str] = &[
     "--disable-sync",
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
+    // What Debian's wrapper adds that matters when it is skipped (see `direct`).
+    "--disable-pings",
+    "--media-router=0",
+    // From Playwright's defaults.
+    "--disable-breakpad",
+    "--disable-field-trial-config",
+    "--disable-extensions",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-default-apps",
+    "--disable-search-engine-choice-screen",
+    "--no-service-autorun",
+    "--password-store=basic",
+    "--use-mock-keychain",
+    "--metrics-recording-only",
+];
+
+/// Features every browser runs without (one `--disable-features`, merged with any the
+/// configured flags add): start-up fetches and UI a headless session never uses.
+const DISABLED_FEATURES: &[&str] = &[
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "MediaRouter",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "LensOverlay",
+    "Translate",
 ];
 
 /// How long a browser may take from spawn to answering `/json/version`. Cold starts on a busy
@@ -72,6 +104,10 @@ pub fn args(dir: &Path, opts: &SessionOptions, as_root: bool) -> Vec<String> {
         // Chromium refuses to run as root with its sandbox (chromium-notes §5.1).
         args.push("--no-sandbox".into());
     }
+    args.push(format!(
+        "--disable-features={}",
+        DISABLED_FEATURES.join(",")
+    ));
     args.push(format!("--user-data-dir={}", dir.join("profile").display()));
     let Dimensions { width, height } = opts.dimensions.unwrap_or_default();
     args.push(format!("--window-size={width},{height}"));
@@ -305,6 +341,14 @@ pub fn spawn(
     let log = std::fs::File::create(dir.join("chromium.log"))
         .map_err(|e| WorkerError::io("create chromium.log", e))?;
     let as_root = nix::unistd::geteuid().is_root();
+    let mut argv = args(dir, opts, as_root);
+    // Extra flags go before the initial URL, which must stay last.
+    let url = argv.pop();
+    argv.extend(extra_flags.iter().cloned());
+    let mut argv = merge_feature_lists(argv);
+    argv.extend(url);
+    let (chromium, more) = direct(chromium);
+    argv.splice(0..0, more);
     let mut cmd = if cgroup_procs.is_empty() {
         Command::new(chromium)
     } else {
@@ -318,11 +362,6 @@ pub fn spawn(
     // The API key is the daemon's (an auto-started daemon may have it in its environment):
     // a page's processes never get it.
     cmd.env_remove("BRO_API_KEY");
-    let mut argv = args(dir, opts, as_root);
-    // Extra flags go before the initial URL, which must stay last.
-    let url = argv.pop();
-    argv.extend(extra_flags.iter().cloned());
-    argv.extend(url);
     cmd.args(argv)
         .env("TMPDIR", tmp)
         .env("HOME", dir.join("home"))
@@ -337,6 +376,58 @@ pub fn spawn(
         .kill_on_drop(false);
     cmd.spawn()
         .map_err(|e| WorkerError::io("spawn chromium", e))
+}
+
+/// Chromium honours one `--disable-features` and one `--enable-features` (the last): each
+/// list is merged into the first of its kind, in order, so a configured flag adds to bro's
+/// list instead of replacing it.
+fn merge_feature_lists(argv: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(argv.len());
+    for arg in argv {
+        let kind = ["--disable-features=", "--enable-features="]
+            .into_iter()
+            .find(|k| arg.starts_with(k));
+        let first = kind.and_then(|k| out.iter().position(|a| a.starts_with(k)).map(|i| (k, i)));
+        match first {
+            Some((k, i)) => {
+                let more = &arg[k.len()..];
+                if !more.is_empty() {
+                    out[i] = format!("{},{more}", out[i]);
+                }
+            }
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+/// The real binary behind Debian's `/usr/bin/chromium` wrapper, and the flags of the
+/// wrapper's that bro keeps. The wrapper is a shell script that sources `/etc/chromium.d/*`
+/// and `exec`s `/usr/lib/chromium/chromium`: a shell per launch, and flags bro does not want
+/// (extensions, GPU rasterization, Debian's API keys). Kept: `--disable-dev-shm-usage` when
+/// `/dev/shm` has under 3.8 GB free, as the wrapper decides; `--disable-pings` and
+/// `--media-router=0` are in every launch's flags. Any other path is used as it is.
+pub fn direct(chromium: &Path) -> (PathBuf, Vec<String>) {
+    const REAL: &str = "/usr/lib/chromium/chromium";
+    let is_wrapper = std::fs::read(chromium).is_ok_and(|text| {
+        text.len() < 64 * 1024
+            && text.starts_with(b"#!")
+            && String::from_utf8_lossy(&text).contains("exec $LIBDIR/$APPNAME")
+    });
+    if !is_wrapper || executable(Path::new(REAL)).is_none() {
+        return (chromium.to_path_buf(), Vec::new());
+    }
+    let mut flags = Vec::new();
+    if shm_free_bytes().is_some_and(|free| free < 4_080_218_931) {
+        flags.push("--disable-dev-shm-usage".to_string());
+    }
+    (PathBuf::from(REAL), flags)
+}
+
+/// Free bytes in `/dev/shm`, when it can be read.
+fn shm_free_bytes() -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs("/dev/shm").ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
 /// True when the DevTools endpoint at `port` answers `GET /json/version` with a success
@@ -474,6 +565,57 @@ mod tests {
             !args(Path::new("/s"), &SessionOptions::default(), false)
                 .contains(&"--no-sandbox".into())
         );
+    }
+
+    #[test]
+    fn feature_lists_are_merged_into_one() {
+        let argv: Vec<String> = [
+            "--headless",
+            "--disable-features=A,B",
+            "--enable-features=X",
+            "--lang=de",
+            "--disable-features=C",
+            "--enable-features=",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            merge_feature_lists(argv),
+            [
+                "--headless",
+                "--disable-features=A,B,C",
+                "--enable-features=X",
+                "--lang=de"
+            ]
+            .map(String::from)
+        );
+        let ours = args(Path::new("/s"), &SessionOptions::default(), false);
+        let lists = ours
+            .iter()
+            .filter(|a| a.starts_with("--disable-features="))
+            .count();
+        assert_eq!(lists, 1, "{ours:?}");
+        assert!(ours.iter().any(|a| a == "--disable-breakpad"), "{ours:?}");
+    }
+
+    #[test]
+    fn only_debians_wrapper_is_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("chrome");
+        std::fs::write(&plain, "#!/bin/sh\nexec /opt/chrome \"$@\"\n").unwrap();
+        assert_eq!(direct(&plain), (plain.clone(), Vec::new()));
+        let wrapper = tmp.path().join("chromium");
+        std::fs::write(
+            &wrapper,
+            "#!/bin/sh\nLIBDIR=/usr/lib/$APPNAME\nexec $LIBDIR/$APPNAME $CHROMIUM_FLAGS \"$@\"\n",
+        )
+        .unwrap();
+        let (bin, _) = direct(&wrapper);
+        if executable(Path::new("/usr/lib/chromium/chromium")).is_some() {
+            assert_eq!(bin, PathBuf::from("/usr/lib/chromium/chromium"));
+        } else {
+            assert_eq!(bin, wrapper);
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `bro doctor`, `bro daemon logs`, config precedence, completions.
 
+use std::path::Path;
+
 use crate::helper::{TestDaemon, bro_in, text};
 
 #[test]
@@ -150,6 +152,17 @@ fn tab_completes_live_session_ids() {
 #[test]
 fn bench_runs_and_cleans_up() {
     let home = tempfile::tempdir().unwrap();
+    // No playwright-core: said before any daemon starts, with what to install.
+    let out = bro_in(home.path(), &["bench", "--playwright", "/nonexistent"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("install.sh") && text(&out).contains("--jobs 0"),
+        "{}",
+        text(&out)
+    );
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    crate::compat::npm_ci(&compat);
+    let playwright = compat.join("node_modules/playwright-core");
     let out = bro_in(
         home.path(),
         &[
@@ -164,6 +177,12 @@ fn bench_runs_and_cleans_up() {
             "2",
             "--round-trips",
             "20",
+            "--jobs",
+            "2",
+            "--job-concurrency",
+            "1",
+            "--playwright",
+            playwright.to_str().unwrap(),
             "--json",
         ],
     );
@@ -173,6 +192,24 @@ fn bench_runs_and_cleans_up() {
     assert!(r["create_ms"]["p50"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["concurrent"]["failures"], 0, "{r}");
     assert!(r["memory_kib"]["restate_idle"].as_u64().unwrap() > 0, "{r}");
+    // The job benchmark: both sides ran every job, cold and warm (the default pool), and
+    // each has its rate and the ratio (no timing is asserted).
+    let jobs = &r["jobs"];
+    assert_eq!(jobs["n"], 2, "{r}");
+    assert_eq!(jobs["concurrency"], 1, "{r}");
+    for pass in ["cold", "warm"] {
+        for side in ["bro", "playwright"] {
+            let s = &jobs[pass][side];
+            assert_eq!(s["jobs"], 2, "{pass} {side}: {r}");
+            assert_eq!(s["failures"], 0, "{pass} {side}: {r}");
+            assert!(s["jobs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(s["steps_p50_ms"]["work"].as_f64().is_some(), "{r}");
+        }
+        assert!(
+            jobs[pass]["bro_over_playwright"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
     // Its own daemon, restate-server and browsers are gone, and so is its home.
     let stray = || {
         std::fs::read_dir(std::env::temp_dir())

@@ -1,0 +1,99 @@
+// bro bench's job driver (run by `node -e`, config in BRO_BENCH_JOBS): runs `jobs` jobs,
+// `concurrency` at a time, each "fresh browser, open the page, read its title, take a
+// screenshot, close", either through bro (create a session, connectOverCDP, release) or
+// with Playwright's own launch of the same Chromium. Prints one JSON object: the wall time
+// and each job's steps in milliseconds. Never downloads a browser.
+'use strict';
+const cfg = JSON.parse(process.env.BRO_BENCH_JOBS);
+const { chromium } = require(cfg.playwright);
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const TIMEOUT = 60000;
+
+async function broJob(steps) {
+  let t = now();
+  const created = await fetch(`${cfg.api}/v1/sessions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(cfg.body),
+    signal: AbortSignal.timeout(TIMEOUT),
+  });
+  if (!created.ok) throw new Error(`create: HTTP ${created.status} ${await created.text()}`);
+  const session = await created.json();
+  steps.start = now() - t;
+  try {
+    t = now();
+    const browser = await chromium.connectOverCDP(session.websocketUrl, { timeout: TIMEOUT });
+    const context = browser.contexts()[0];
+    const page = context.pages()[0] ?? (await context.newPage());
+    steps.page = now() - t;
+    await work(page, steps);
+    t = now();
+    await browser.close();
+  } finally {
+    const released = await fetch(`${cfg.api}/v1/sessions/${session.id}/release`, {
+      method: 'POST',
+      signal: AbortSignal.timeout(TIMEOUT),
+    });
+    steps.close = now() - t;
+    if (!released.ok) throw new Error(`release: HTTP ${released.status}`);
+  }
+}
+
+async function playwrightJob(steps) {
+  let t = now();
+  const browser = await chromium.launch({ executablePath: cfg.chromium, timeout: TIMEOUT });
+  steps.start = now() - t;
+  try {
+    t = now();
+    const page = await browser.newPage();
+    steps.page = now() - t;
+    await work(page, steps);
+  } finally {
+    t = now();
+    await browser.close();
+    steps.close = now() - t;
+  }
+}
+
+async function work(page, steps) {
+  const t = now();
+  await page.goto(cfg.page, { timeout: TIMEOUT });
+  const title = await page.title();
+  if (title !== cfg.title) throw new Error(`title ${JSON.stringify(title)}`);
+  await page.screenshot({ timeout: TIMEOUT });
+  steps.work = now() - t;
+}
+
+async function main() {
+  const job = cfg.mode === 'bro' ? broJob : playwrightJob;
+  const done = [];
+  const errors = [];
+  let next = 0;
+  const t0 = now();
+  const worker = async () => {
+    while (next < cfg.jobs) {
+      next += 1;
+      const steps = {};
+      const t = now();
+      try {
+        await job(steps);
+        steps.total = now() - t;
+        done.push(steps);
+      } catch (e) {
+        errors.push(String(e && e.message ? e.message : e).slice(0, 300));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: cfg.concurrency }, worker));
+  const wall = now() - t0;
+  process.stdout.write(JSON.stringify({ wall_ms: wall, done, errors: errors.slice(0, 5), failures: errors.length }) + '\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(String(e && e.stack ? e.stack : e) + '\n');
+    process.exit(1);
+  },
+);
