@@ -250,7 +250,8 @@ pub struct DaemonArgs {
     pub api_key: Option<String>,
     /// Export traces over OTLP/gRPC to this receiver, e.g. http://127.0.0.1:4317 (an
     /// OpenTelemetry Collector, Jaeger, ...); restate-server exports its own there too, so a
-    /// create is one trace from the API request to the browser's launch. "" = off [default: off].
+    /// create is one trace from the API request to the browser's launch. Plain http:// only
+    /// (no TLS: put a local Collector in front of a remote one). "" = off [default: off].
     #[arg(long, env = "BRO_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
     pub otlp_endpoint: Option<String>,
 }

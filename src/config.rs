@@ -83,11 +83,11 @@ artifacts_quota = "256MiB"  # bytes of screenshots and PDFs served by URL; oldes
 record = false              # record sessions (rrweb) unless a create says otherwise
 record_max_bytes = "64MiB"  # past this a session's recording stops (and says it was cut)
 recordings_quota = "1GiB"   # all recordings on this node; the oldest ended ones evicted past it
-otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (bro's and restate-server's)
 max_session_memory = "1GiB" # memory each browser may use (and the most a create may ask); unset = none
 cpu_share = 100             # each browser's CPU weight (1-10000) unless its create says
 min_free_memory = "512MiB"  # no create when free memory would drop below this; unset = none
 limits_mode = "auto"        # auto (cgroup, else measurement), cgroup, measure or off
+# otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (default: none)
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
 # (not "local") and `bind` (one of `members`, so not 127.0.0.1 and an api_key is needed).
@@ -460,8 +460,10 @@ pub fn check_secret_file(path: Option<&Path>) -> Result<(), String> {
 /// The longest `otlp_endpoint`.
 pub const MAX_OTLP_ENDPOINT_LEN: usize = 256;
 
-/// An OTLP/gRPC endpoint: `http(s)://HOST:PORT` and nothing more (no user, path or query),
-/// since it is also written into restate-server's config; `""` turns traces off.
+/// An OTLP/gRPC endpoint: `http://HOST:PORT` and nothing more (no user, path or query),
+/// since it is also written into restate-server's config, and written in its plain form, so
+/// bro and restate-server read the same receiver from it; `""` turns traces off. Not
+/// `https://`: bro's exporter is built without TLS, and would fail only at daemon start.
 pub fn check_otlp_endpoint(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Ok(());
@@ -469,8 +471,8 @@ pub fn check_otlp_endpoint(text: &str) -> Result<(), String> {
     let bad = |why: &str| {
         let shown: String = text.chars().take(MAX_OTLP_ENDPOINT_LEN).collect();
         Err(format!(
-            "otlp_endpoint: '{shown}' {why}: expected http://HOST:PORT or https://HOST:PORT \
-             (an OTLP/gRPC receiver, e.g. http://127.0.0.1:4317), or \"\" for none"
+            "otlp_endpoint: '{shown}' {why}: expected http://HOST:PORT (an OTLP/gRPC \
+             receiver, e.g. http://127.0.0.1:4317), or \"\" for none"
         ))
     };
     if text.len() > MAX_OTLP_ENDPOINT_LEN {
@@ -483,11 +485,21 @@ pub fn check_otlp_endpoint(text: &str) -> Result<(), String> {
     let Ok(url) = url::Url::parse(text) else {
         return bad("is not a URL");
     };
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return bad("is not an http(s) URL with a host");
+    if url.scheme() == "https" {
+        return bad("uses TLS, which bro's exporter does not have (use a local Collector)");
     }
-    if url.port().is_none() || !matches!(url.path(), "" | "/") {
-        return bad("needs a port and no path");
+    if url.scheme() != "http" || url.host().is_none() {
+        return bad("is not an http URL with a host");
+    }
+    if matches!(url.port(), None | Some(0)) || !matches!(url.path(), "" | "/") {
+        return bad("needs a port (not 0) and no path");
+    }
+    let plain = url.as_str();
+    if text != plain && format!("{text}/") != plain {
+        return bad(&format!(
+            "is not written plainly (write {})",
+            plain.trim_end_matches('/')
+        ));
     }
     Ok(())
 }
@@ -751,6 +763,14 @@ mod tests {
         assert_eq!(c.default_timeout_ms(), Some(300_000));
         assert_eq!(c.chromium_flags, vec!["--lang=en-US"]);
         assert_eq!(c.files_quota(), Some(DEFAULT_FILES_QUOTA));
+        assert_eq!(c.otlp_endpoint, None);
+        c.check().unwrap();
+        // Its commented otlp_endpoint line is one that passes the check once uncommented.
+        let line = EXAMPLE
+            .lines()
+            .find_map(|l| l.strip_prefix("# otlp_endpoint"))
+            .unwrap();
+        let c: Config = toml::from_str(&format!("otlp_endpoint{line}")).unwrap();
         assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
         c.check().unwrap();
     }
@@ -1050,7 +1070,7 @@ mod tests {
         for ok in [
             "",
             "http://127.0.0.1:4317",
-            "https://collector.example:4317/",
+            "http://collector.example:4317/",
             "http://[::1]:4317",
         ] {
             assert_eq!(check_otlp_endpoint(ok), Ok(()), "{ok}");
@@ -1063,6 +1083,11 @@ mod tests {
             "http://user:pw@127.0.0.1:4317",
             "http://127.0.0.1:4317?x=1",
             "http://127.0.0.1:4317\"\nbind-address = \"0.0.0.0:1\"",
+            "https://collector.example:4317",
+            "http://127.0.0.1:0",
+            "http://127.1:4317",
+            "http://LOCALHOST:4317",
+            "http://[0:0::1]:4317",
         ] {
             let err = check_otlp_endpoint(bad).unwrap_err();
             assert!(err.starts_with("otlp_endpoint: "), "{bad}: {err}");

@@ -49,10 +49,18 @@ pub fn init_daemon(
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(spans.and(ReplayAware));
-    let _ = tracing_subscriber::registry()
+    if let Err(err) = tracing_subscriber::registry()
         .with(log_lines(default))
         .with(otel)
-        .try_init();
+        .try_init()
+    {
+        // Another subscriber is installed (this process set up tracing already): nothing
+        // would reach the exporter, so say so rather than claim traces are on.
+        export.shutdown();
+        return Err(format!(
+            "otlp_endpoint: cannot install the span exporter: {err}"
+        ));
+    }
     Ok(Some(export))
 }
 

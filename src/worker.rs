@@ -659,7 +659,11 @@ impl WorkerHost for LocalWorkerHost {
     }
 
     fn claim(&self, claim: Claim) -> BoxFuture<'_, Result<WorkerInfo, HostError>> {
-        Box::pin(async move { Ok(self.claim_inner(claim).await?) })
+        // A warm create's stand-in for `launch` in its trace, when traces are exported.
+        let span = crate::telemetry::otlp::span(
+            || tracing::info_span!("claim_warm", session_id = %claim.session_id),
+        );
+        Box::pin(async move { Ok(self.claim_inner(claim).await?) }.instrument(span))
     }
 
     fn probe(&self, worker: WorkerInfo, timeout: Duration) -> BoxFuture<'_, bool> {

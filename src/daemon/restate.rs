@@ -284,7 +284,7 @@ node-name = "{node_name}"
 cluster-name = "{cluster}"
 base-dir = {base}
 {cluster_keys}disable-telemetry = true
-log-filter = "warn,restate=info"
+log-filter = "{LOG_FILTER}"
 log-disable-ansi-codes = true
 default-num-partitions = 2
 rocksdb-total-memory-size = "128 MiB"
@@ -317,15 +317,29 @@ request-identity-private-key-pem-file = {key}
     )
 }
 
+/// restate-server's log filter.
+const LOG_FILTER: &str = "warn,restate=info";
+
+/// [`LOG_FILTER`] when restate-server exports spans: its exporter logs an error for every
+/// batch a receiver did not take (every few seconds while it is down), so its lines are off.
+/// bro's own exporter says once that the receiver is down, and once that it is back.
+const TRACED_LOG_FILTER: &str = "warn,restate=info,opentelemetry_sdk=off,opentelemetry_otlp=off";
+
 /// restate-server's config exporting its spans to `endpoint` (bro's `otlp_endpoint`): an
-/// `http(s)://` URL is OTLP/gRPC to restate-server as to bro, so both go to one receiver, and
+/// `http://` URL is OTLP/gRPC to restate-server as to bro, so both go to one receiver, and
 /// restate-server continues the trace of the `traceparent` bro sends to its ingress. A
-/// top-level key, so it goes first, before any table.
+/// top-level key, so it goes first, before any table; and its exporter's errors are not
+/// logged ([`TRACED_LOG_FILTER`]).
 pub fn with_tracing(config: String, endpoint: Option<&str>) -> String {
     match endpoint {
         Some(endpoint) => format!(
-            "tracing-endpoint = {}\n{config}",
-            toml::Value::String(endpoint.to_string())
+            "tracing-endpoint = {}\n{}",
+            toml::Value::String(endpoint.to_string()),
+            config.replacen(
+                &format!("log-filter = \"{LOG_FILTER}\"\n"),
+                &format!("log-filter = \"{TRACED_LOG_FILTER}\"\n"),
+                1
+            )
         ),
         None => config,
     }
@@ -866,7 +880,8 @@ mod tests {
         );
     }
 
-    /// The endpoint is a top-level key of restate-server's config, the rest unchanged.
+    /// The endpoint is a top-level key of restate-server's config, the rest unchanged but
+    /// the log filter, which keeps out the exporter's error per failed batch.
     #[test]
     fn tracing_goes_to_bros_endpoint_as_a_top_level_key() {
         let plain = config_toml(Path::new("/d"), "bro-x", Path::new("/k/identity.pem"));
@@ -877,7 +892,11 @@ mod tests {
             parsed["tracing-endpoint"].as_str(),
             Some("http://127.0.0.1:4317")
         );
-        assert!(traced.ends_with(&plain));
+        assert_eq!(
+            parsed["log-filter"].as_str(),
+            Some("warn,restate=info,opentelemetry_sdk=off,opentelemetry_otlp=off")
+        );
+        assert!(traced.ends_with(&plain.replace(LOG_FILTER, TRACED_LOG_FILTER)));
     }
 
     /// The single machine's file, byte for byte as before clusters existed.

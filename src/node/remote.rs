@@ -206,7 +206,9 @@ impl RemoteWorkerHost {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        // The owning node continues the caller's trace (when traces are exported).
+        // The owning node continues the caller's trace (when traces are exported). Not
+        // covered by the signature: it only places the node's spans in a trace, and a
+        // forged one can do no more than that (the owner resamples and drops tracestate).
         let mut trace = http::HeaderMap::new();
         crate::telemetry::otlp::inject(&mut trace);
         request = request.headers(trace);

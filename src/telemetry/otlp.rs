@@ -8,19 +8,26 @@
 //! that a background thread sends in batches, each export is bounded by a timeout, spans past
 //! the queue's bound are dropped, and an unreachable receiver is logged once (again once it
 //! answers), not per batch.
+//!
+//! A caller's `traceparent` chooses the trace a request's spans join and nothing more: every
+//! span is sampled (the caller's flags cannot turn bro's spans off) and its `tracestate` is
+//! dropped (it would be copied into every span and header).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{
+    SpanContext, TraceContextExt as _, TraceFlags, TraceState, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
+    SpanExporter,
 };
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -86,6 +93,8 @@ pub(super) fn start(endpoint: &str, node: &str) -> Result<(SdkTracer, Export), S
                 .with_batch_config(batch)
                 .build(),
         )
+        // Not the default ParentBased: a caller's "not sampled" flag would turn bro's spans off.
+        .with_sampler(Sampler::AlwaysOn)
         .with_resource(resource(node))
         .build();
     let tracer = provider.tracer("bro");
@@ -93,13 +102,18 @@ pub(super) fn start(endpoint: &str, node: &str) -> Result<(SdkTracer, Export), S
     Ok((tracer, Export { provider }))
 }
 
-/// Who the spans are from: service `bro`, its version, and this daemon's node name.
+/// Who the spans are from: service `bro`, its version, and this daemon (node name and pid:
+/// nodes of separate clusters may all be named `local`). Built from these alone, not from
+/// `OTEL_*` variables a daemon may happen to inherit.
 fn resource(node: &str) -> Resource {
-    Resource::builder()
+    Resource::builder_empty()
         .with_service_name("bro")
         .with_attributes([
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-            KeyValue::new("service.instance.id", node.to_string()),
+            KeyValue::new(
+                "service.instance.id",
+                format!("{node}/{}", std::process::id()),
+            ),
             KeyValue::new("bro.node", node.to_string()),
         ])
         .build()
@@ -153,11 +167,43 @@ pub fn inject(headers: &mut http::HeaderMap) {
 /// A span for a request the daemon serves, continuing the trace of its `traceparent` header
 /// (a new trace without one); `Span::none()` when off, so nothing is built then.
 pub fn continue_from(headers: &http::HeaderMap, make: impl FnOnce() -> Span) -> Span {
-    if !on() {
-        return Span::none();
+    match remote_parent(headers) {
+        Some(parent) => child_of(parent, make),
+        None => Span::none(),
     }
+}
+
+/// The trace a request's `traceparent` header places it in (an empty context without a
+/// valid one), or `None` when off. Only the trace and parent span ids are taken: the span
+/// is sampled whatever the caller's flags say, and its `tracestate` is dropped.
+pub fn remote_parent(headers: &http::HeaderMap) -> Option<Context> {
+    if !on() {
+        return None;
+    }
+    Some(sanitized(
+        &TraceContextPropagator::new().extract(&HeadersRef(headers)),
+    ))
+}
+
+/// `cx`'s remote span as a sampled parent with no `tracestate`; an empty context when it
+/// has no valid span.
+fn sanitized(cx: &Context) -> Context {
+    let remote = cx.span().span_context().clone();
+    if !remote.is_valid() {
+        return Context::new();
+    }
+    Context::new().with_remote_span_context(SpanContext::new(
+        remote.trace_id(),
+        remote.span_id(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    ))
+}
+
+/// `make`'s span, a child of `parent` (from [`remote_parent`]).
+pub fn child_of(parent: Context, make: impl FnOnce() -> Span) -> Span {
     let span = make();
-    let parent: Context = TraceContextPropagator::new().extract(&HeadersRef(headers));
     // Set before the span is first entered, when its parent can still change.
     let _ = span.set_parent(parent);
     span
@@ -219,6 +265,33 @@ mod tests {
         let mut out = http::HeaderMap::new();
         TraceContextPropagator::new().inject_context(&cx, &mut Headers(&mut out));
         assert_eq!(out.get("traceparent"), headers.get("traceparent"));
+    }
+
+    /// A caller picks the trace and parent, not whether bro samples, nor a `tracestate`
+    /// copied into every span and header.
+    #[test]
+    fn a_callers_flags_and_tracestate_are_not_kept() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            http::HeaderValue::from_static(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            ),
+        );
+        let state = format!("a={}", "x".repeat(200));
+        headers.insert("tracestate", http::HeaderValue::from_str(&state).unwrap());
+        let extracted = TraceContextPropagator::new().extract(&HeadersRef(&headers));
+        assert!(!extracted.span().span_context().is_sampled());
+        let cx = sanitized(&extracted);
+        let parent = cx.span().span_context().clone();
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(parent.span_id().to_string(), "b7ad6b7169203331");
+        assert!(parent.is_sampled() && parent.is_remote());
+        assert_eq!(parent.trace_state().header(), "");
+        assert!(!sanitized(&Context::new()).has_active_span());
     }
 
     /// A hostile or broken header is no parent: the span starts a trace of its own.
@@ -302,5 +375,6 @@ mod tests {
         assert!(headers.is_empty());
         assert!(span(|| tracing::error_span!("x")).is_none());
         assert!(continue_from(&headers, || tracing::error_span!("x")).is_none());
+        assert!(remote_parent(&headers).is_none());
     }
 }

@@ -1,10 +1,11 @@
 """A real OTLP/gRPC trace receiver for the traces test: opentelemetry-proto's TraceService.
 
-Usage: otlp_receiver.py PORT OUT
+Usage: otlp_receiver.py OUT
 
-Listens on 127.0.0.1:PORT and appends one JSON line per span received to OUT:
+Listens on a free port of 127.0.0.1 (picked by the kernel, so no other process can take it
+first) and appends one JSON line per span received to OUT:
 {"trace_id", "span_id", "parent_id", "name", "service"} (ids in lowercase hex, "" for a root's
-parent). Prints "ready" once listening. Runs until killed.
+parent). Prints "ready PORT" once listening. Runs until killed.
 """
 
 import json
@@ -52,13 +53,14 @@ class Traces(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 def main():
-    port, out = int(sys.argv[1]), sys.argv[2]
+    out = sys.argv[1]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(out), server)
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
-        sys.exit(f"cannot listen on 127.0.0.1:{port}")
+    port = server.add_insecure_port("127.0.0.1:0")
+    if port == 0:
+        sys.exit("cannot listen on 127.0.0.1")
     server.start()
-    print("ready", flush=True)
+    print(f"ready {port}", flush=True)
     server.wait_for_termination()
 
 

@@ -198,8 +198,15 @@ pub fn bro_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         "BRO_API_KEY",
         "BRO_BIND",
         "BRO_NODE",
+        "BRO_OTLP_ENDPOINT",
     ] {
         cmd.env_remove(var);
+    }
+    // The OpenTelemetry SDK's own settings would change what a traced daemon exports.
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(var);
+        }
     }
     cmd.envs(env.iter().copied()).output().expect("run bro")
 }

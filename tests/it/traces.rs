@@ -7,13 +7,14 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helper::{self, TestDaemon, text, wait_for};
 
-/// `tests/compat/otlp_receiver.py` on a free loopback port, writing the spans it gets as
+/// `tests/compat/otlp_receiver.py` on a loopback port it picks, writing the spans it gets as
 /// JSON lines; killed (by pid) on drop.
 struct Receiver {
     child: Child,
@@ -27,26 +28,37 @@ impl Receiver {
         let python = helper::python_venv();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("spans.jsonl");
-        let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/otlp_receiver.py");
-        let mut child = Command::new(python)
+        let child = Command::new(python)
             .arg(script)
-            .arg(port.to_string())
             .arg(&out)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the OTLP receiver did not start");
-        Receiver {
+        // Owned from here, so a failure below kills it (Drop).
+        let mut receiver = Receiver {
             child,
-            port,
+            port: 0,
             out,
             _dir: dir,
-        }
+        };
+        let stdout = receiver.child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(helper::TIMEOUT)
+            .expect("the OTLP receiver did not start in time");
+        receiver.port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the OTLP receiver did not start: {line:?}"));
+        receiver
     }
 
     fn endpoint(&self) -> String {
@@ -85,11 +97,6 @@ struct Span {
     service: String,
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// The spans of one trace as an indented tree (`service: name`), roots first.
 fn tree(spans: &[Span]) -> String {
     let mut children: HashMap<&str, Vec<&Span>> = HashMap::new();
@@ -115,6 +122,31 @@ fn tree(spans: &[Span]) -> String {
     out
 }
 
+/// The spans of the trace `trace` if it is one whole create: a single root, the
+/// `create_session` API span (under `parent`: "" for none), and restate-server's, the
+/// handler's and the launch's spans in it. Checked as one, since restate-server sends its
+/// spans in batches of its own and the last may come later than bro's.
+fn whole_create(spans: &[Span], trace: &str, parent: &str) -> Result<Vec<Span>, String> {
+    let trace: Vec<Span> = spans.iter().filter(|s| s.trace == trace).cloned().collect();
+    let has =
+        |service: &str, name: &str| trace.iter().any(|s| s.service == service && s.name == name);
+    // One trace: every span of it hangs under the create's API span.
+    let roots: Vec<&Span> = trace
+        .iter()
+        .filter(|s| !trace.iter().any(|p| p.id == s.parent))
+        .collect();
+    let whole = roots.len() == 1
+        && roots[0].name == "create_session"
+        && roots[0].parent == parent
+        // restate-server (1.7) exports its spans as service `Restate`.
+        && has("Restate", "ingress Session/{key}/create")
+        && has("Restate", "invocation-attempt Session/{key}/create")
+        && has("bro", "restate_attempt")
+        && has("bro", "session")
+        && has("bro", "launch");
+    if whole { Ok(trace) } else { Err(tree(&trace)) }
+}
+
 #[test]
 fn a_create_is_one_trace_from_the_api_through_restate_to_the_launch() {
     let receiver = Receiver::start();
@@ -125,44 +157,55 @@ fn a_create_is_one_trace_from_the_api_through_restate_to_the_launch() {
 
     // The create's trace: its API span, restate-server's spans of the invocation, and the
     // handler's and the launch's back in bro.
-    let mut trace = Vec::new();
+    let mut last = Err(String::new());
     let complete = wait_for(|| {
         let spans = receiver.spans();
-        let Some(create) = spans.iter().find(|s| s.name == "create_session") else {
-            return false;
+        last = match spans.iter().find(|s| s.name == "create_session") {
+            Some(create) => whole_create(&spans, &create.trace, ""),
+            None => Err("no create_session span".into()),
         };
-        trace = spans
-            .iter()
-            .filter(|s| s.trace == create.trace)
-            .cloned()
-            .collect();
-        let has = |service: &str, name: &str| {
-            trace.iter().any(|s| s.service == service && s.name == name)
-        };
-        // restate-server (1.7) exports its spans as service `Restate`.
-        has("Restate", "invocation-attempt Session/{key}/create")
-            && has("bro", "restate_attempt")
-            && has("bro", "session")
-            && has("bro", "launch")
+        last.is_ok()
     });
-    let all = receiver.spans();
     assert!(
         complete,
         "the create's trace is not whole:\n{}\nall spans:\n{}",
-        tree(&trace),
-        tree(&all)
+        last.unwrap_err(),
+        tree(&receiver.spans())
     );
-    eprintln!("the create's trace:\n{}", tree(&trace));
-    // One trace: every span of it hangs under the create's API span.
-    let roots: Vec<&Span> = trace
-        .iter()
-        .filter(|s| !trace.iter().any(|p| p.id == s.parent))
-        .collect();
-    assert_eq!(roots.len(), 1, "{}", tree(&trace));
-    assert_eq!(roots[0].name, "create_session", "{}", tree(&trace));
-    assert_eq!(roots[0].parent, "", "{}", tree(&trace));
+    eprintln!("the create's trace:\n{}", tree(&last.unwrap()));
+
+    // A caller's traceparent places the create in the caller's trace, under the caller's
+    // span; its "not sampled" flag and its tracestate do not turn bro's or Restate's spans
+    // off.
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let traceparent = format!("00-{trace}-{parent}-00");
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let host = api.trim_start_matches("http://").to_string();
+    let headers = [
+        ("Host", host.as_str()),
+        ("traceparent", traceparent.as_str()),
+        ("tracestate", "caller=chosen"),
+    ];
+    let (status, body) = helper::http_with(&api, "POST", "/v1/sessions", &headers, b"{}");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let created: Value = serde_json::from_slice(&body).unwrap();
+    d.ok(&["session", "kill", created["id"].as_str().unwrap()]);
+    let mut last = Err(String::new());
+    let joined = wait_for(|| {
+        last = whole_create(&receiver.spans(), trace, parent);
+        last.is_ok()
+    });
+    assert!(
+        joined,
+        "the create is not whole in the caller's trace:\n{}\nall spans:\n{}",
+        last.unwrap_err(),
+        tree(&receiver.spans())
+    );
     d.stop();
 }
+
+/// How long bro gives one export (`otlp::EXPORT_TIMEOUT`).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A receiver that accepts connections and never answers: creates and releases go on as
 /// usual, the failure is logged once, and the daemon stops within its bound.
@@ -172,17 +215,22 @@ fn a_receiver_that_never_answers_does_not_wedge_the_daemon() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
     let d = TestDaemon::start_with(&["--otlp-endpoint", &endpoint]);
-    let started = Instant::now();
-    for _ in 0..3 {
+    // A create that waited for an export would take at least EXPORT_TIMEOUT, every one of
+    // them: the fastest is under it. Each is under the tests' TIMEOUT, whatever the load of
+    // the machine (a create takes 1 to 2 s here, more while other tests start daemons).
+    let mut took = Vec::new();
+    let mut create_and_kill = || {
+        let started = Instant::now();
         let created = d.create(&[]);
         d.ok(&["session", "kill", created["id"].as_str().unwrap()]);
+        took.push(started.elapsed());
+        eprintln!("a create and release took {:?}", started.elapsed());
+        assert!(started.elapsed() < helper::TIMEOUT, "{took:?}");
+    };
+    for _ in 0..3 {
+        create_and_kill();
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "3 creates and releases took {:?}",
-        started.elapsed()
-    );
-    // Each export gives up after 5 s; the first failure is logged, the next ones are not.
+    // The first failure is logged, the next ones are not.
     let logged = |d: &TestDaemon| {
         let out = d.bro(&["daemon", "logs", "-n", "1000"]);
         text(&out)
@@ -190,8 +238,17 @@ fn a_receiver_that_never_answers_does_not_wedge_the_daemon() {
             .count()
     };
     assert!(wait_for(|| logged(&d) >= 1), "no failure logged");
-    std::thread::sleep(Duration::from_secs(6));
+    // Spans made after that warning, so at least one more export fails before the count:
+    // sent within the batch delay, given up after EXPORT_TIMEOUT.
+    create_and_kill();
+    let after = Instant::now();
+    while after.elapsed() < EXPORT_TIMEOUT + Duration::from_secs(2) {
+        assert!(logged(&d) <= 1, "logged more than once");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(logged(&d), 1, "logged more than once");
+    let fastest = took.iter().min().unwrap();
+    assert!(*fastest < EXPORT_TIMEOUT, "creates took {took:?}");
     let stopping = Instant::now();
     d.stop();
     assert!(
