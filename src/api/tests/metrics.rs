@@ -15,6 +15,13 @@ const KEY: &str = "0123456789abcdef-test-key";
 /// test's flood must not take from another's.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn bearer(value: &str) -> Request<Body> {
+    Request::get("/metrics")
+        .header("authorization", value)
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn text(reply: &super::Reply) -> String {
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
@@ -30,6 +37,12 @@ async fn metrics_need_the_key_when_one_is_set() {
             .header("steel-api-key", "nope")
             .body(Body::empty())
             .unwrap(),
+        // Prometheus' `authorization`: a wrong token, another scheme, a malformed one.
+        bearer("Bearer 0123456789abcdef-test-kez"),
+        bearer(&format!("Basic {KEY}")),
+        bearer(&format!("Bearer  {KEY}")),
+        bearer(&format!("Bearer{KEY}")),
+        bearer("Bearer"),
     ] {
         let reply = h.tcp(req).await;
         reply.assert_error(401, "API key");
@@ -44,6 +57,8 @@ async fn metrics_need_the_key_when_one_is_set() {
         .await;
     assert_eq!(reply.status.as_u16(), 200);
     let reply = h.tcp(get(&format!("/metrics?apiKey={KEY}"))).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let reply = h.tcp(bearer(&format!("Bearer {KEY}"))).await;
     assert_eq!(reply.status.as_u16(), 200);
     // The owner's socket needs no key.
     assert_eq!(h.unix(get("/metrics")).await.status.as_u16(), 200);
