@@ -35,8 +35,9 @@ pub const CDP_BYTES: &str = "bro_cdp_bytes_total";
 pub const PROXY_BYTES: &str = "bro_proxy_bytes_total";
 
 /// Every `outcome` of [`CREATES`].
-pub const CREATE_OUTCOMES: [&str; 8] = [
+pub const CREATE_OUTCOMES: [&str; 9] = [
     "live",
+    "existing",
     "ended",
     "failed",
     "refused",
@@ -46,7 +47,7 @@ pub const CREATE_OUTCOMES: [&str; 8] = [
     "error",
 ];
 /// Every `outcome` of [`RELEASES`].
-pub const RELEASE_OUTCOMES: [&str; 3] = ["released", "not_found", "error"];
+pub const RELEASE_OUTCOMES: [&str; 4] = ["released", "ended", "not_found", "error"];
 
 /// Buckets of the latency histograms, in seconds: a warm create takes tens of ms, a cold one
 /// hundreds, a queued one up to the queue timeout.
@@ -57,7 +58,8 @@ const BUCKETS: [f64; 14] = [
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder, every series labelled `node=<node>`; the first call
-/// wins (one daemon per process). Series of known labels start at 0, so a rate or a `0 → 1`
+/// wins (one daemon per process): the `node` label stays the first call's for the process's
+/// life. Series of known labels start at 0, so a rate or a `0 → 1`
 /// is visible from the first scrape.
 pub fn install(node: &str) -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
@@ -98,18 +100,24 @@ pub fn upkeep() {
 }
 
 fn describe() {
-    metrics::describe_counter!(CREATES, "Session creates answered by the API, by outcome");
+    metrics::describe_counter!(
+        CREATES,
+        "Session creates answered by the API (quick actions' own sessions too), by outcome"
+    );
     metrics::describe_histogram!(
         CREATE_SECONDS,
         metrics::Unit::Seconds,
-        "Seconds from a create request to its live session, by kind (cold launch or warm pool)"
+        "Seconds from a create's slot to its live session (queue wait excluded), by kind (cold launch or warm pool)"
     );
     metrics::describe_histogram!(
         QUEUE_WAIT_SECONDS,
         metrics::Unit::Seconds,
         "Seconds creates waited for a session slot (until granted or refused)"
     );
-    metrics::describe_counter!(RELEASES, "Session releases asked of the API, by outcome");
+    metrics::describe_counter!(
+        RELEASES,
+        "Session releases asked of the API (quick actions' own too), by outcome"
+    );
     metrics::describe_counter!(
         ENDS,
         "Sessions ended by this daemon's handlers (release, timeout, browser exit), by status"

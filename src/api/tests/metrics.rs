@@ -104,6 +104,12 @@ async fn a_scrape_is_the_text_format_with_this_nodes_sessions_and_browsers() {
         USAGE.mem_kib * 1024
     );
     assert!(body.contains(&memory), "{memory} missing in:\n{body}");
+    // The node's total over its live browsers (the one live session here).
+    let total = format!(
+        "bro_browsers_memory_bytes{{node=\"local\"}} {}",
+        USAGE.mem_kib * 1024
+    );
+    assert!(body.contains(&total), "{total} missing in:\n{body}");
     // Another node's session is that node's to report.
     assert!(!body.contains(elsewhere.id.as_str()), "{body}");
     assert!(!body.contains("status=\"live\"} 2"), "{body}");
@@ -225,6 +231,8 @@ async fn a_warm_create_and_a_full_node_are_told_apart() {
     let warm_id = crate::protocol::session::SessionId::random();
     rec.worker.as_mut().unwrap().dir =
         std::path::PathBuf::from("/nonexistent/sessions").join(warm_id.as_str());
+    // Created by this request (a record from before it is a session that was there).
+    rec.created_at_ms = crate::now_ms() + 20;
     h.restate
         .script("create", super::fake_restate::Answer::record(rec));
     let body = serde_json::json!({ "sessionId": id.as_str() });
@@ -252,6 +260,30 @@ async fn a_warm_create_and_a_full_node_are_told_apart() {
     let at_capacity = "outcome=\"at_capacity\"";
     assert!(
         value(&after, full, at_capacity) > value(&before, full, at_capacity),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_of_an_existing_session_counts_as_existing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    crate::prometheus::install("local");
+    let h = Harness::new().await;
+    let scrape = async || text(&h.tcp(get("/metrics")).await);
+    let before = scrape().await;
+    let id = crate::protocol::session::SessionId::random();
+    let mut rec = super::fake_restate::live_record(&id);
+    rec.created_at_ms = crate::now_ms() - 60_000;
+    h.restate
+        .script("create", super::fake_restate::Answer::record(rec));
+    let body = serde_json::json!({ "sessionId": id.as_str() });
+    let reply = h.tcp(super::post("/v1/sessions", body)).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let after = scrape().await;
+    let creates = "bro_session_creates_total{";
+    let existing = "outcome=\"existing\"";
+    assert!(
+        value(&after, creates, existing) > value(&before, creates, existing),
         "{after}"
     );
 }
