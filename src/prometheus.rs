@@ -244,13 +244,18 @@ pub fn restate_lines(text: &str) -> String {
             (rest.split(' ').next().unwrap_or_default(), 1)
         } else if line.starts_with("restate_") && is_sample(line) {
             let own = line.split(['{', ' ']).next().unwrap_or_default();
-            // A histogram's `_bucket`/`_sum`/`_count` belong to the family typed before them.
-            let family = current.filter(|c| own.starts_with(c)).unwrap_or(own);
+            // A histogram's or summary's `_bucket`/`_sum`/`_count`/`_created` belong to the
+            // family typed before them; another family sharing its prefix does not.
+            let family = current
+                .filter(|c| own == *c || family_part(own, c))
+                .unwrap_or(own);
             (family, 2)
         } else {
             continue;
         };
         if !name.starts_with("restate_") {
+            // A `# HELP`/`# TYPE` of a family not kept: no sample after it is the last one's.
+            current = None;
             continue;
         }
         let family = families.entry(name).or_insert_with(|| {
@@ -285,6 +290,12 @@ pub fn restate_lines(text: &str) -> String {
         }
     }
     out
+}
+
+/// True when the sample name `own` is one of family `family`'s parts.
+fn family_part(own: &str, family: &str) -> bool {
+    own.strip_prefix(family)
+        .is_some_and(|rest| ["_bucket", "_sum", "_count", "_created"].contains(&rest))
 }
 
 /// True when `line` looks like a sample: one line, a name (and labels), then a number (the
@@ -356,6 +367,21 @@ mod tests {
         restate_h_sum 2
         restate_h_count 1
         restate_c +Inf 1700000000
+        "#);
+    }
+
+    #[test]
+    fn a_sample_sharing_a_familys_prefix_is_its_own_family() {
+        let text = "# TYPE restate_h histogram\nrestate_h_bucket{le=\"+Inf\"} 1\n\
+                    restate_h_other 3\nrestate_h_count 1\n\
+                    # TYPE restate_x gauge\n# TYPE other_y gauge\nrestate_x_sum 7\n";
+        insta::assert_snapshot!(restate_lines(text), @r#"
+        # TYPE restate_h histogram
+        restate_h_bucket{le="+Inf"} 1
+        restate_h_count 1
+        restate_h_other 3
+        # TYPE restate_x gauge
+        restate_x_sum 7
         "#);
     }
 

@@ -541,7 +541,7 @@ impl SessionObject {
         let stopped = ctx
             .run(|| async move {
                 events.ended(&id);
-                let stopped = match worker {
+                match worker {
                     Some(w) => {
                         let host = hosts.of(&node).map_err(worker_error)?;
                         timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
@@ -549,8 +549,7 @@ impl SessionObject {
                             .map(Json)
                     }
                     None => Ok(Json(None)),
-                };
-                stopped
+                }
             })
             .name("stop_chromium")
             .retry_policy(stop_policy())
