@@ -198,6 +198,8 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
 
     let memory = format!(r#"bro_browser_memory_bytes{{job="bro",session="{id}"}}"#);
     let bytes = prom.wait(&memory, |v| v > 0.0).unwrap();
+    prom.wait(r#"bro_browsers_memory_bytes{job="bro"}"#, |v| v > 0.0)
+        .unwrap();
     eprintln!(
         "Prometheus saw the session's browser at {:.0} MiB",
         bytes / 1048576.0
@@ -207,6 +209,12 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
     prom.wait(live, |v| v == 0.0).unwrap();
     prom.wait(
         r#"bro_session_releases_total{job="bro",outcome="released"}"#,
+        |v| v == 1.0,
+    )
+    .unwrap();
+    // The end is counted once, with its final status.
+    prom.wait(
+        r#"bro_session_ends_total{job="bro",status="released"}"#,
         |v| v == 1.0,
     )
     .unwrap();
