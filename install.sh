@@ -11,9 +11,9 @@
 #      (the completions), python3's venv (the Python steel-sdk, schemathesis, the OTLP
 #      receiver's opentelemetry-proto and grpcio), node and npm (the JS clients), curl (the
 #      cluster test's TLS probes of Restate's fabric), Debian's prometheus (the metrics test
-#      runs its own, on a free port). Each is installed with apt only when it is missing; a
-#      prometheus service the package starts is stopped and disabled (it would listen on
-#      every address, port 9090).
+#      runs its own, on a free port). Each is installed with apt only when it is missing;
+#      prometheus without recommends and with its service never started, then disabled (it
+#      would listen on every address, port 9090), again on every rerun.
 #
 # Flags: --no-bro      install only what bro runs on (chromium, restate-server), not bro itself.
 #        --test-deps   also install what `cargo test --locked` needs.
@@ -49,6 +49,44 @@ apt_install() {
   command -v apt-get >/dev/null 2>&1 || { echo "install.sh: please install: $*" >&2; exit 1; }
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# apt packages without their recommends, their services kept from starting meanwhile by a
+# policy-rc.d that refuses every start (removed after, and only when this script made it).
+apt_install_no_start() {
+  command -v apt-get >/dev/null 2>&1 || { echo "install.sh: please install: $*" >&2; exit 1; }
+  local policy=/usr/sbin/policy-rc.d made=0 rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee "$policy" >/dev/null
+    sudo_if_needed chmod 755 "$policy"
+    made=1
+    trap 'sudo_if_needed rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  sudo_if_needed apt-get update -qq || rc=$?
+  [ "$rc" -ne 0 ] || sudo_if_needed env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  if [ "$made" -eq 1 ]; then
+    sudo_if_needed rm -f "$policy"
+    trap - EXIT
+  fi
+  return "$rc"
+}
+
+# Stops a package's service and keeps it from starting at boot, under systemd or sysv init;
+# nothing when it is stopped and disabled already.
+quiet_service() {
+  local name="$1"
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    if systemctl is-enabled "$name" >/dev/null 2>&1 || systemctl is-active "$name" >/dev/null 2>&1; then
+      sudo_if_needed systemctl disable --now "$name" >/dev/null 2>&1 \
+        || echo "install.sh: could not stop the $name service: systemctl disable --now $name" >&2
+    fi
+  elif [ -x "/etc/init.d/$name" ]; then
+    sudo_if_needed "/etc/init.d/$name" stop >/dev/null 2>&1 || true
+    if command -v update-rc.d >/dev/null 2>&1; then
+      sudo_if_needed update-rc.d "$name" disable >/dev/null 2>&1 || true
+    fi
+  fi
 }
 
 # 1. Chromium
@@ -134,16 +172,21 @@ if [ "$test_deps" -eq 1 ]; then
   fi
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
-  new_prometheus=0
-  command -v prometheus >/dev/null 2>&1 || { missing+=(prometheus); new_prometheus=1; }
   if [ "${#missing[@]}" -gt 0 ]; then
     step "test tools: installing ${missing[*]} with apt"
     apt_install "${missing[@]}"
   fi
-  if [ "$new_prometheus" -eq 1 ] && command -v systemctl >/dev/null 2>&1 \
-    && systemctl is-enabled prometheus >/dev/null 2>&1; then
-    sudo_if_needed systemctl disable --now prometheus >/dev/null 2>&1 || true
+  # The metrics test runs /usr/bin/prometheus (or $BRO_PROMETHEUS) itself: the package's
+  # service must not run. Installed without recommends (prometheus-node-exporter would listen
+  # on *:9100) and with services kept from starting; then its service is stopped and
+  # disabled, on this run and every later one while the marker says bro installed it.
+  prometheus_marker="$data_dir/prometheus-installed-by-bro"
+  if [ ! -x /usr/bin/prometheus ]; then
+    step "test tools: installing Debian's prometheus with apt (its service not started)"
+    apt_install_no_start prometheus
+    mkdir -p "$data_dir" && touch "$prometheus_marker"
   fi
-  step "test tools: tmux, zsh, fish, curl, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null), $(prometheus --version 2>/dev/null | head -n1)"
+  if [ -e "$prometheus_marker" ]; then quiet_service prometheus; fi
+  step "test tools: tmux, zsh, fish, curl, python3 venv, node $(node --version 2>/dev/null), npm $(npm --version 2>/dev/null), $(/usr/bin/prometheus --version 2>/dev/null | head -n1)"
 fi
 step "done"

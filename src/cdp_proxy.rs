@@ -205,9 +205,9 @@ pub async fn splice(
         let (client_rx, client_tx) = tokio::io::split(TokioIo::new(client));
         let (upstream_rx, upstream_tx) = tokio::io::split(TokioIo::new(upstream));
         let activity = &link.last_activity;
-        link.open.fetch_add(1, Ordering::Relaxed);
-        let open = metrics::gauge!(prometheus::CDP_CONNECTIONS);
-        open.increment(1.0);
+        // Counted open until dropped: a task cut short (a panic, the runtime's shutdown)
+        // leaves no socket counted forever.
+        let _open = OpenSocket::new(&link.open);
         // Handles taken once: a chunk costs one atomic add more.
         let to_browser = metrics::counter!(prometheus::CDP_BYTES, "direction" => "to_browser");
         let to_client = metrics::counter!(prometheus::CDP_BYTES, "direction" => "to_client");
@@ -221,10 +221,31 @@ pub async fn splice(
             _ = both => {}
             _ = link.closed.cancelled() => {}
         }
-        open.decrement(1.0);
-        link.open.fetch_sub(1, Ordering::Relaxed);
     });
     resp.body(Body::empty()).map_err(|e| upstream_err(&e))
+}
+
+/// One spliced socket in the link's count and in [`prometheus::CDP_CONNECTIONS`], until it
+/// is dropped.
+struct OpenSocket<'a> {
+    count: &'a AtomicU64,
+    gauge: metrics::Gauge,
+}
+
+impl<'a> OpenSocket<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        let gauge = metrics::gauge!(prometheus::CDP_CONNECTIONS);
+        gauge.increment(1.0);
+        OpenSocket { count, gauge }
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Copies bytes from `r` to `w` until either side ends, stamping `activity` and counting

@@ -35,8 +35,9 @@ pub const CDP_BYTES: &str = "bro_cdp_bytes_total";
 pub const PROXY_BYTES: &str = "bro_proxy_bytes_total";
 
 /// Every `outcome` of [`CREATES`].
-pub const CREATE_OUTCOMES: [&str; 8] = [
+pub const CREATE_OUTCOMES: [&str; 9] = [
     "live",
+    "existing",
     "ended",
     "failed",
     "refused",
@@ -46,7 +47,7 @@ pub const CREATE_OUTCOMES: [&str; 8] = [
     "error",
 ];
 /// Every `outcome` of [`RELEASES`].
-pub const RELEASE_OUTCOMES: [&str; 3] = ["released", "not_found", "error"];
+pub const RELEASE_OUTCOMES: [&str; 4] = ["released", "ended", "not_found", "error"];
 
 /// Buckets of the latency histograms, in seconds: a warm create takes tens of ms, a cold one
 /// hundreds, a queued one up to the queue timeout.
@@ -57,7 +58,8 @@ const BUCKETS: [f64; 14] = [
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder, every series labelled `node=<node>`; the first call
-/// wins (one daemon per process). Series of known labels start at 0, so a rate or a `0 → 1`
+/// wins (one daemon per process): the `node` label stays the first call's for the process's
+/// life. Series of known labels start at 0, so a rate or a `0 → 1`
 /// is visible from the first scrape.
 pub fn install(node: &str) -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
@@ -98,18 +100,24 @@ pub fn upkeep() {
 }
 
 fn describe() {
-    metrics::describe_counter!(CREATES, "Session creates answered by the API, by outcome");
+    metrics::describe_counter!(
+        CREATES,
+        "Session creates answered by the API (quick actions' own sessions too), by outcome"
+    );
     metrics::describe_histogram!(
         CREATE_SECONDS,
         metrics::Unit::Seconds,
-        "Seconds from a create request to its live session, by kind (cold launch or warm pool)"
+        "Seconds from a create's slot to its live session (queue wait excluded), by kind (cold launch or warm pool)"
     );
     metrics::describe_histogram!(
         QUEUE_WAIT_SECONDS,
         metrics::Unit::Seconds,
         "Seconds creates waited for a session slot (until granted or refused)"
     );
-    metrics::describe_counter!(RELEASES, "Session releases asked of the API, by outcome");
+    metrics::describe_counter!(
+        RELEASES,
+        "Session releases asked of the API (quick actions' own too), by outcome"
+    );
     metrics::describe_counter!(
         ENDS,
         "Sessions ended by this daemon's handlers (release, timeout, browser exit), by status"
@@ -236,13 +244,18 @@ pub fn restate_lines(text: &str) -> String {
             (rest.split(' ').next().unwrap_or_default(), 1)
         } else if line.starts_with("restate_") && is_sample(line) {
             let own = line.split(['{', ' ']).next().unwrap_or_default();
-            // A histogram's `_bucket`/`_sum`/`_count` belong to the family typed before them.
-            let family = current.filter(|c| own.starts_with(c)).unwrap_or(own);
+            // A histogram's or summary's `_bucket`/`_sum`/`_count`/`_created` belong to the
+            // family typed before them; another family sharing its prefix does not.
+            let family = current
+                .filter(|c| own == *c || family_part(own, c))
+                .unwrap_or(own);
             (family, 2)
         } else {
             continue;
         };
         if !name.starts_with("restate_") {
+            // A `# HELP`/`# TYPE` of a family not kept: no sample after it is the last one's.
+            current = None;
             continue;
         }
         let family = families.entry(name).or_insert_with(|| {
@@ -277,6 +290,12 @@ pub fn restate_lines(text: &str) -> String {
         }
     }
     out
+}
+
+/// True when the sample name `own` is one of family `family`'s parts.
+fn family_part(own: &str, family: &str) -> bool {
+    own.strip_prefix(family)
+        .is_some_and(|rest| ["_bucket", "_sum", "_count", "_created"].contains(&rest))
 }
 
 /// True when `line` looks like a sample: one line, a name (and labels), then a number (the
@@ -348,6 +367,21 @@ mod tests {
         restate_h_sum 2
         restate_h_count 1
         restate_c +Inf 1700000000
+        "#);
+    }
+
+    #[test]
+    fn a_sample_sharing_a_familys_prefix_is_its_own_family() {
+        let text = "# TYPE restate_h histogram\nrestate_h_bucket{le=\"+Inf\"} 1\n\
+                    restate_h_other 3\nrestate_h_count 1\n\
+                    # TYPE restate_x gauge\n# TYPE other_y gauge\nrestate_x_sum 7\n";
+        insta::assert_snapshot!(restate_lines(text), @r#"
+        # TYPE restate_h histogram
+        restate_h_bucket{le="+Inf"} 1
+        restate_h_count 1
+        restate_h_other 3
+        # TYPE restate_x gauge
+        restate_x_sum 7
         "#);
     }
 

@@ -194,19 +194,21 @@ async fn with_page(
                 ..Default::default()
             };
             // Quick actions do not queue: a full node answers 429 at once.
-            let rec = match st
+            let (started, start_ms) = (std::time::Instant::now(), crate::orchestrator::now_ms());
+            let created = st
                 .ingress
                 .create(&id, options, None, None, Some(st.place(None, &id).await?))
                 .await
-            {
-                Ok(rec) => rec,
-                Err(IngressError::Failed(reason) | IngressError::Refused(reason)) => {
-                    return Err(ApiError::Internal(format!(
-                        "the action's session failed: {reason}"
-                    )));
-                }
-                Err(err) => return Err(err.into()),
-            };
+                .map_err(|err| match err {
+                    IngressError::Failed(reason) | IngressError::Refused(reason) => {
+                        ApiError::Internal(format!("the action's session failed: {reason}"))
+                    }
+                    err => err.into(),
+                });
+            // Counted like the API's creates (and its release below like theirs), so the
+            // session's end, counted too, has its start.
+            crate::api::sessions::observe_create(&created, started.elapsed(), start_ms);
+            let rec = created?;
             let Some(worker) = rec.worker else {
                 let reason = rec.reason.unwrap_or_default();
                 return Err(ApiError::Internal(format!(
@@ -230,10 +232,13 @@ async fn with_page(
         }),
         Err(err) => Err(err),
     };
-    if let Some(id) = &own_session
-        && let Err(err) = st.ingress.release(id).await
-    {
-        tracing::warn!(session_id = %id, %err, "releasing a quick action's session failed");
+    if let Some(id) = &own_session {
+        let start_ms = crate::orchestrator::now_ms();
+        let released = st.ingress.release(id).await;
+        crate::api::sessions::observe_release(&released, start_ms);
+        if let Err(err) = released {
+            tracing::warn!(session_id = %id, %err, "releasing a quick action's session failed");
+        }
     }
     // In a client's live session that ended meanwhile, the browser's failure is a 404.
     match (result, &req.session_id) {

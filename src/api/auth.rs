@@ -1,5 +1,6 @@
-//! The API key check of the TCP port: the `steel-api-key` header, or the `apiKey` query
-//! parameter that steel's examples append to websocket and `/json/version` URLs. Off unless
+//! The API key check of the TCP port: the `steel-api-key` header, an `Authorization: Bearer`
+//! token, or the `apiKey` query parameter that steel's examples append to websocket and
+//! `/json/version` URLs. Off unless
 //! the daemon has a key; the Unix socket is guarded by its file mode instead.
 
 use std::sync::Arc;
@@ -68,8 +69,12 @@ pub async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Ne
             Err(err) => tracing::debug!(path, error = %err, "refused a node signature"),
         }
     }
-    ApiError::Unauthorized("missing or wrong API key: send it in the steel-api-key header".into())
-        .into_response()
+    ApiError::Unauthorized(
+        "missing or wrong API key: send it in the steel-api-key header (or as \
+         `Authorization: Bearer KEY`)"
+            .into(),
+    )
+    .into_response()
 }
 
 /// A screenshot or PDF handed out by URL (`/v1/artifacts/<uuid>.<ext>`): like Steel Cloud's,
@@ -80,35 +85,55 @@ fn is_artifact(path: &str) -> bool {
         .is_some_and(|name| crate::artifacts::ArtifactName::parse(name).is_some())
 }
 
-/// True when the request carries `key`: in the header, or in the `apiKey` query parameter
-/// as sent or percent-decoded (a browser's `URLSearchParams` writes `%2B`, `%2F`, `%3D` for
-/// the `+`, `/`, `=` of a key from `openssl rand -base64`; `+` stays `+`, as keys hold no
-/// spaces).
+/// True when the request carries `key`: in the `steel-api-key` header, as an
+/// `Authorization: Bearer` token (what Prometheus sends from `authorization.credentials_file`,
+/// so the key never shows in its scrape URLs), or in the `apiKey` query parameter as sent or
+/// percent-decoded (a browser's `URLSearchParams` writes `%2B`, `%2F`, `%3D` for the `+`,
+/// `/`, `=` of a key from `openssl rand -base64`; `+` stays `+`, as keys hold no spaces).
+/// Any one of them carrying the key lets the request through: a client may send its own
+/// `Authorization` for something else beside a right `apiKey`.
 fn presents(req: &Request, key: &str) -> bool {
-    if let Some(k) = presented_key(req) {
-        if same(k, key) {
-            return true;
-        }
-        if req.headers().contains_key("steel-api-key") {
-            return false;
-        }
-        let decoded = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
-        if same(&decoded, key) {
-            return true;
-        }
-    }
-    false
+    let in_header = header_key(req).is_some_and(|k| same(k, key));
+    let as_bearer = bearer_key(req).is_some_and(|k| same(k, key));
+    let in_query = header_key(req).is_none()
+        && query_key(req).is_some_and(|k| {
+            same(k, key)
+                || same(
+                    &percent_encoding::percent_decode_str(k).decode_utf8_lossy(),
+                    key,
+                )
+        });
+    in_header || as_bearer || in_query
 }
 
-/// The key a request carries, header first.
+/// The key a request carries, header first, then the bearer token, then the query.
+#[cfg(test)]
 fn presented_key(req: &Request) -> Option<&str> {
-    if let Some(v) = req
-        .headers()
+    header_key(req)
+        .or_else(|| bearer_key(req))
+        .or_else(|| query_key(req))
+}
+
+fn header_key(req: &Request) -> Option<&str> {
+    req.headers()
         .get("steel-api-key")
         .and_then(|v| v.to_str().ok())
-    {
-        return Some(v);
-    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive, one space, RFC
+/// 6750); `None` for any other scheme or shape.
+fn bearer_key(req: &Request) -> Option<&str> {
+    let value = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+fn query_key(req: &Request) -> Option<&str> {
     req.uri()
         .query()?
         .split('&')
@@ -183,5 +208,39 @@ mod tests {
             .unwrap();
         assert_eq!(presented_key(&req), Some("k2"));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+
+    fn with_auth(value: &str) -> Request {
+        Request::builder()
+            .uri("/metrics")
+            .header("Authorization", value)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bearer_token_is_the_key_and_nothing_else_shaped_like_it() {
+        let key = "0123456789abcdef-test-key";
+        for ok in [format!("Bearer {key}"), format!("bearer {key}")] {
+            assert!(presents(&with_auth(&ok), key), "{ok}");
+        }
+        for bad in [
+            "Bearer 0123456789abcdef-test-kez".to_string(),
+            format!("Basic {key}"),
+            format!("Bearer  {key}"),
+            format!("Bearer {key} x"),
+            format!("Bearer{key}"),
+            "Bearer ".to_string(),
+            key.to_string(),
+        ] {
+            assert!(!presents(&with_auth(&bad), key), "{bad}");
+        }
+        // Another `Authorization` beside a right `apiKey` is fine.
+        let req = Request::builder()
+            .uri(format!("/?apiKey={key}"))
+            .header("Authorization", "Bearer something-else")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(presents(&req, key));
     }
 }

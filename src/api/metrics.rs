@@ -33,8 +33,16 @@ pub const PART_TIMEOUT: Duration = Duration::from_secs(2);
 /// so a flood of scrapes waits here (then gets 429) instead of piling work up.
 static SCRAPES: Semaphore = Semaphore::const_new(2);
 
-/// Linux's clock ticks per second (`getconf CLK_TCK`), to turn CPU ticks into seconds.
+/// Linux's clock ticks per second in `/proc/<pid>/stat` (`getconf CLK_TCK`), to turn CPU
+/// ticks into seconds. The kernel reports these in `USER_HZ`, which is 100 on every
+/// architecture bro runs on (x86-64, arm64) whatever its internal `HZ`; `tui` reads it the
+/// same way.
 const TICKS_PER_SECOND: f64 = 100.0;
+
+/// One `/proc` pass of the live browsers at a time: held by the pass itself (a spawned task),
+/// not by the scrape, so a pass still running after its scrape gave up keeps the next one
+/// waiting instead of a second pass piling onto the first.
+static USAGE_PASS: Semaphore = Semaphore::const_new(1);
 
 /// A record's status and node, read by Restate's SQL engine from the record's JSON. The JSON
 /// escapes every `"` inside a string, so these can only match the record's own keys.
@@ -59,21 +67,39 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 /// The whole exposition of this node.
 pub async fn scrape(st: &AppState) -> String {
     let status = st.control.status();
-    let (counts, pool, live, restate) = tokio::join!(
-        within("session counts", session_counts(&st.ingress, &st.node)),
-        within(
+    let deadline = tokio::time::Instant::now() + PART_TIMEOUT;
+    // The live browsers are the pool's sessions (bounded by its slots): read after it, by the
+    // same deadline.
+    let pool_and_live = async {
+        let pool = within(
             "pool",
+            deadline,
             st.ingress
-                .pool_and_warm(&st.node, status.max_sessions, status.max_queue)
+                .pool_and_warm(&st.node, status.max_sessions, status.max_queue),
+        )
+        .await;
+        let live = match &pool {
+            Some((pool, _)) => {
+                within("live browsers", deadline, live_usage(st, &pool.sessions)).await
+            }
+            None => None,
+        };
+        (pool, live)
+    };
+    let (counts, (pool, live), restate) = tokio::join!(
+        within(
+            "session counts",
+            deadline,
+            session_counts(&st.ingress, &st.node)
         ),
-        within("live browsers", live_usage(st)),
-        within("restate metrics", restate_text(&st.ingress.admin)),
+        pool_and_live,
+        within("restate metrics", deadline, restate_text(&st.ingress.admin)),
     );
     let mut e = Exposition::default();
     e.family(
         "bro_restate_up",
         Kind::Gauge,
-        "1 when Restate answered this scrape's state query in time, else 0",
+        "1 when Restate answered this scrape's count of sessions within 2 s, else 0",
     );
     e.sample(
         "bro_restate_up",
@@ -143,12 +169,14 @@ pub async fn scrape(st: &AppState) -> String {
     out
 }
 
-/// Runs one read of a scrape within [`PART_TIMEOUT`]; `None` when it failed or was late.
+/// Runs one read of a scrape until `deadline` (the scrape's start and [`PART_TIMEOUT`]);
+/// `None` when it failed or was late.
 async fn within<T, E: std::fmt::Display>(
     what: &str,
+    deadline: tokio::time::Instant,
     read: impl Future<Output = Result<T, E>>,
 ) -> Option<T> {
-    match tokio::time::timeout(PART_TIMEOUT, read).await {
+    match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(value)) => Some(value),
         Ok(Err(err)) => {
             tracing::debug!(what, error = %err, "a metrics read failed");
@@ -185,7 +213,8 @@ async fn session_counts(
          regexp_match(value_utf8, '{NODE_RE}')[1] AS node, COUNT(*) AS n \
          FROM state WHERE service_name = 'Session' AND key = 'record' GROUP BY 1, 2"
     );
-    let rows: Vec<CountRow> = ingress.query(&sql).await?;
+    // One attempt: a Restate that is down is said by `bro_restate_up`, not waited for.
+    let rows: Vec<CountRow> = ingress.query_attempts(&sql, 1).await?;
     Ok(counts_of(rows, node))
 }
 
@@ -223,23 +252,30 @@ struct RecordRow {
     value_utf8: Option<String>,
 }
 
-/// This node's live sessions and their browsers' usage: live sessions are bounded by the
-/// node's slots, so this is bounded too.
+/// This node's live sessions and their browsers' usage: the records of the pool's sessions
+/// (`ids`, bounded by the node's slots), by key, and one `/proc` pass over their browsers.
 async fn live_usage(
     st: &AppState,
+    ids: &[String],
 ) -> Result<Vec<(SessionRecord, Usage)>, crate::orchestrator::ingress::IngressError> {
-    // Node names are checked at start (letters, digits, `-_.`): nothing in one ends the string.
-    let node = &st.node;
-    if crate::config::check_node(node).is_err() {
+    // Only ids that parse as session ids (UUIDs) go into the query: nothing in one ends the
+    // string.
+    let keys: Vec<String> = ids
+        .iter()
+        .filter_map(|id| crate::protocol::session::SessionId::parse(id).ok())
+        .take(crate::config::MAX_SESSIONS_LIMIT as usize)
+        .map(|id| format!("'{id}'"))
+        .collect();
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let node = &st.node;
     let sql = format!(
         "SELECT value_utf8 FROM state WHERE service_name = 'Session' AND key = 'record' \
-         AND regexp_match(value_utf8, '{STATUS_RE}')[1] = 'live' \
-         AND regexp_match(value_utf8, '{NODE_RE}')[1] = '{node}' LIMIT {}",
-        crate::config::MAX_SESSIONS_LIMIT
+         AND service_key IN ({})",
+        keys.join(", ")
     );
-    let rows: Vec<RecordRow> = st.ingress.query(&sql).await?;
+    let rows: Vec<RecordRow> = st.ingress.query_attempts(&sql, 1).await?;
     let records: Vec<SessionRecord> = rows
         .into_iter()
         .filter_map(|r| serde_json::from_str(r.value_utf8.as_deref()?).ok())
@@ -250,7 +286,7 @@ async fn live_usage(
         .filter_map(|r| r.worker.as_ref().map(|w| w.pid))
         .collect();
     let usage = match st.host_of(node) {
-        Ok(host) => host.usage(pids).await,
+        Ok(host) => usage_pass(host, pids).await,
         Err(_) => Default::default(),
     };
     Ok(records
@@ -266,10 +302,45 @@ async fn live_usage(
         .collect())
 }
 
+/// The browsers' usage, read by a task that holds [`USAGE_PASS`] until its read ends, however
+/// long after its scrape gave up that is.
+async fn usage_pass(
+    host: Arc<dyn crate::host::WorkerHost>,
+    pids: Vec<u32>,
+) -> std::collections::HashMap<u32, Usage> {
+    let Ok(permit) = USAGE_PASS.acquire().await else {
+        return Default::default();
+    };
+    let pass = tokio::spawn(async move {
+        let usage = host.usage(pids).await;
+        drop(permit);
+        usage
+    });
+    pass.await.unwrap_or_default()
+}
+
 /// A per-browser family: name, kind, help, and its value from a browser's usage.
 type BrowserFamily = (&'static str, Kind, &'static str, fn(&Usage) -> f64);
 
+/// The node's totals over its live browsers (one series each, for dashboards and alerts that
+/// should not follow per-session series), then the per-session ones (a `session` label each:
+/// a new series per session, which Prometheus keeps until its retention).
 fn write_browsers(e: &mut Exposition, st: &AppState, live: &[(SessionRecord, Usage)]) {
+    let node = [("node", st.node.as_str())];
+    e.family(
+        "bro_browsers_memory_bytes",
+        Kind::Gauge,
+        "Memory (PSS) of this node's live sessions' browsers, all together",
+    );
+    let memory: u64 = live.iter().map(|(_, u)| u.mem_kib * 1024).sum();
+    e.sample("bro_browsers_memory_bytes", &node, memory as f64);
+    e.family(
+        "bro_browsers_processes",
+        Kind::Gauge,
+        "Processes of this node's live sessions' browsers, all together",
+    );
+    let processes: u64 = live.iter().map(|(_, u)| u.processes as u64).sum();
+    e.sample("bro_browsers_processes", &node, processes as f64);
     let families: [BrowserFamily; 3] = [
         (
             "bro_browser_memory_bytes",

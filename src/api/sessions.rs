@@ -119,11 +119,19 @@ async fn create_session(
     Ok(rec?)
 }
 
-/// Counts a create by outcome; a live one's latency (cold launch or warm browser) and how long
-/// it waited for its slot (until its record's creation), a refused one's wait until refusal.
-fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_ms: u64) {
+/// Counts a create by outcome (quick actions' own sessions too, `api::actions`); a new live
+/// one's latency from its slot (cold launch or warm browser, the queue wait left out) and how
+/// long it waited for that slot (until its record's creation), a refused one's wait until
+/// refusal. A create naming a session that already exists is `existing` (or `ended`), in no
+/// histogram: nothing was launched or waited for.
+pub(crate) fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_ms: u64) {
     use crate::prometheus::{CREATE_SECONDS, CREATES, QUEUE_WAIT_SECONDS};
+    // A record created before this request began is a session that was there already. The
+    // record's time is taken by the Session handler on this host or, in a cluster, on the node
+    // that owns it: clocks apart by more than the create took count a new one as existing.
+    let existing = |rec: &SessionRecord| rec.created_at_ms < start_ms;
     let outcome = match rec {
+        Ok(rec) if rec.status == SessionStatus::Live && existing(rec) => "existing",
         Ok(rec) if rec.status == SessionStatus::Live => "live",
         // The id named a session that is over: it is returned as it is.
         Ok(_) => "ended",
@@ -136,19 +144,12 @@ fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_m
     };
     metrics::counter!(CREATES, "outcome" => outcome).increment(1);
     match rec {
-        Ok(rec) if rec.status == SessionStatus::Live => {
-            // A warm browser keeps the dir it was launched in; a cold one's is the session's.
-            let cold = rec
-                .worker
-                .as_ref()
-                .is_none_or(|w| w.dir.file_name() == Some(rec.id.as_str().as_ref()));
-            let kind = if cold { "cold" } else { "warm" };
-            metrics::histogram!(CREATE_SECONDS, "kind" => kind).record(took.as_secs_f64());
-            // An existing session, returned as it is, waited for nothing now.
-            if rec.created_at_ms >= start_ms {
-                let waited = Duration::from_millis(rec.created_at_ms - start_ms).min(took);
-                metrics::histogram!(QUEUE_WAIT_SECONDS).record(waited.as_secs_f64());
-            }
+        Ok(rec) if rec.status == SessionStatus::Live && !existing(rec) => {
+            let waited = Duration::from_millis(rec.created_at_ms - start_ms).min(took);
+            metrics::histogram!(QUEUE_WAIT_SECONDS).record(waited.as_secs_f64());
+            let kind = if warm_claimed(rec) { "warm" } else { "cold" };
+            metrics::histogram!(CREATE_SECONDS, "kind" => kind)
+                .record(took.saturating_sub(waited).as_secs_f64());
         }
         Err(ApiError::AtCapacity(_)) => {
             metrics::histogram!(QUEUE_WAIT_SECONDS).record(took.as_secs_f64());
@@ -157,6 +158,27 @@ fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_m
     }
     // Folds the samples into the histograms, so a daemon nobody scrapes keeps none pending.
     crate::prometheus::upkeep();
+}
+
+/// Whether a live session's browser came from the warm pool. A warm browser keeps the dir it
+/// was launched in (named by the warm slot's own id), a cold one's is the session's; the
+/// record carries no flag of it, and adding one would change its stored and wire shape.
+fn warm_claimed(rec: &SessionRecord) -> bool {
+    rec.worker
+        .as_ref()
+        .is_some_and(|w| w.dir.file_name() != Some(rec.id.as_str().as_ref()))
+}
+
+/// Counts a release by outcome: `released` when this release ended the session, `ended` when
+/// it was over before (`start_ms`, when the release was asked).
+pub(crate) fn observe_release(rec: &Result<SessionRecord, IngressError>, start_ms: u64) {
+    let outcome = match rec {
+        Ok(rec) if rec.ended_at_ms.is_some_and(|at| at < start_ms) => "ended",
+        Ok(_) => "released",
+        Err(IngressError::NotFound(_)) => "not_found",
+        Err(_) => "error",
+    };
+    metrics::counter!(crate::prometheus::RELEASES, "outcome" => outcome).increment(1);
 }
 
 /// Sends `Pool/leave` for the session unless disarmed: dropped with the request's future when
@@ -383,13 +405,9 @@ async fn release(
     Path(id): Path<String>,
 ) -> Result<Json<ReleaseSessionResponse>, ApiError> {
     let id = parse_id(&id)?;
+    let start_ms = now_ms();
     let rec = st.ingress.release(&id).await;
-    let outcome = match &rec {
-        Ok(_) => "released",
-        Err(IngressError::NotFound(_)) => "not_found",
-        Err(_) => "error",
-    };
-    metrics::counter!(crate::prometheus::RELEASES, "outcome" => outcome).increment(1);
+    observe_release(&rec, start_ms);
     let rec = rec?;
     let message = match rec.status {
         SessionStatus::Failed => format!("Session {id} had failed: nothing left to release"),
@@ -414,12 +432,15 @@ async fn release_all(
         .into_iter()
         .filter(|r| !r.status.is_final())
         .collect();
+    let start_ms = now_ms();
     let results =
         futures_util::future::join_all(open.iter().map(|r| st.ingress.release(&r.id))).await;
+    // Every release is counted before the first error is answered.
+    for result in &results {
+        observe_release(result, start_ms);
+    }
     let mut released = Vec::new();
     for (rec, result) in open.iter().zip(results) {
-        let outcome = if result.is_ok() { "released" } else { "error" };
-        metrics::counter!(crate::prometheus::RELEASES, "outcome" => outcome).increment(1);
         match result {
             Ok(_) => released.push(rec.id.to_string()),
             Err(e) => return Err(ApiError::Internal(format!("releasing {}: {e}", rec.id))),

@@ -631,7 +631,8 @@ impl Ingress {
         self.query_attempts(sql, 10).await
     }
 
-    async fn query_attempts<T: DeserializeOwned>(
+    /// [`Ingress::query`] with at most `attempts` tries (1: an answer now or none).
+    pub async fn query_attempts<T: DeserializeOwned>(
         &self,
         sql: &str,
         attempts: u64,

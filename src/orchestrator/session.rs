@@ -551,11 +551,10 @@ impl SessionObject {
         let events = Arc::clone(&self.deps.events);
         let node = rec.node.clone();
         let (id, worker) = (rec.id.clone(), rec.worker.clone().filter(|_| stop));
-        let ending = status.as_str();
         let stopped = ctx
             .run(|| async move {
                 events.ended(&id);
-                let stopped = match worker {
+                match worker {
                     Some(w) => {
                         let host = hosts.of(&node).map_err(worker_error)?;
                         timed(STOP_LIMIT, "stopping Chromium", host.stop(w))
@@ -563,12 +562,7 @@ impl SessionObject {
                             .map(Json)
                     }
                     None => Ok(Json(None)),
-                };
-                // Counted in the side effect, which a replay does not run again.
-                if stopped.is_ok() {
-                    metrics::counter!(crate::prometheus::ENDS, "status" => ending).increment(1);
                 }
-                stopped
             })
             .name("stop_chromium")
             .retry_policy(stop_policy())
@@ -594,10 +588,17 @@ impl SessionObject {
         rec.status = status;
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
-        // Journaled with the end time: a replay may run on another node's daemon.
+        // Journaled with the end time: a replay may run on another node's daemon. The end is
+        // counted in the same side effect, with the final status whether the stop worked or
+        // not: a replay does not run it again, so it is counted once unless the daemon dies
+        // before Restate journals it (at least once), by the daemon that ran it.
         let retention_ms = self.deps.retention_ms;
+        let ending = rec.status.as_str();
         let retention_ms = ctx
-            .run(|| async move { Ok(retention_ms) })
+            .run(|| async move {
+                metrics::counter!(crate::prometheus::ENDS, "status" => ending).increment(1);
+                Ok(retention_ms)
+            })
             .name("retention")
             .await?;
         if retention_ms > 0 {

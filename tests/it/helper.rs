@@ -286,6 +286,14 @@ pub fn kill(pid: u32, signal: &str) {
         .status();
 }
 
+/// A loopback port free now (another process may take it before it is bound again).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// Polls `cond` every 50 ms until it holds or `TIMEOUT` passes.
 pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + TIMEOUT;
@@ -328,6 +336,9 @@ pub fn http_head(
     use std::io::{Read, Write};
     let addr = base.trim_start_matches("http://");
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
+    // A server that takes the connection and never answers fails the test, not hangs it.
+    let _ = tcp.set_read_timeout(Some(TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(TIMEOUT));
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helper::{TestDaemon, http, http_with, wait_for};
+use crate::helper::{TestDaemon, free_port, http, http_with, wait_for};
 
 const KEY: &str = "metrics-secret-0123456789";
 
@@ -28,8 +28,10 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Scrapes `target` (`127.0.0.1:PORT`) every second, with the API key as `apiKey`
-    /// (Debian's Prometheus 2.42 sends no custom headers).
+    /// Scrapes `target` (`127.0.0.1:PORT`) every 3 s, sending the API key as a bearer token
+    /// read from a file (`authorization.credentials_file`, as the README says), so the key
+    /// never shows in Prometheus' scrape URLs. The scrape timeout stays above the daemon's
+    /// own 2 s bound on a read, on a loaded machine too.
     fn start(target: &str) -> Prometheus {
         let bin = prometheus_path();
         assert!(
@@ -41,11 +43,14 @@ impl Prometheus {
             .prefix("bro-it-prom-")
             .tempdir()
             .unwrap();
+        let key_file = dir.path().join("bro.key");
+        std::fs::write(&key_file, KEY).unwrap();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+            "global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\n\
              scrape_configs:\n  - job_name: bro\n    metrics_path: /metrics\n\
-             \x20   params:\n      apiKey: ['{KEY}']\n\
-             \x20   static_configs:\n      - targets: ['{target}']\n"
+             \x20   authorization:\n      credentials_file: '{}'\n\
+             \x20   static_configs:\n      - targets: ['{target}']\n",
+            key_file.display()
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let port = free_port();
@@ -114,12 +119,24 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A CDP websocket whose connect, handshake and reads are bounded (a hang fails the test).
+fn cdp_connect(
+    url: &str,
+) -> (
+    tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+) {
+    let bound = std::time::Duration::from_secs(30);
+    let host = url
+        .trim_start_matches("ws://")
+        .split(['/', '?'])
+        .next()
+        .unwrap();
+    let addr: std::net::SocketAddr = host.parse().unwrap();
+    let tcp = std::net::TcpStream::connect_timeout(&addr, bound).unwrap();
+    tcp.set_read_timeout(Some(bound)).unwrap();
+    tcp.set_write_timeout(Some(bound)).unwrap();
+    tokio_tungstenite::tungstenite::client(url, tcp).unwrap()
 }
 
 /// Percent-encodes a PromQL expression for a query string.
@@ -164,7 +181,7 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
     .unwrap();
     // A CDP client through bro: the socket and its bytes are counted.
     let ws_url = format!("{}&apiKey={KEY}", s["websocketUrl"].as_str().unwrap());
-    let (mut ws, _) = tokio_tungstenite::tungstenite::connect(&ws_url).unwrap();
+    let (mut ws, _) = cdp_connect(&ws_url);
     let ask = r#"{"id":1,"method":"Browser.getVersion"}"#;
     ws.send(tokio_tungstenite::tungstenite::Message::text(ask))
         .unwrap();
@@ -181,6 +198,8 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
 
     let memory = format!(r#"bro_browser_memory_bytes{{job="bro",session="{id}"}}"#);
     let bytes = prom.wait(&memory, |v| v > 0.0).unwrap();
+    prom.wait(r#"bro_browsers_memory_bytes{job="bro"}"#, |v| v > 0.0)
+        .unwrap();
     eprintln!(
         "Prometheus saw the session's browser at {:.0} MiB",
         bytes / 1048576.0
@@ -190,6 +209,12 @@ fn prometheus_scrapes_the_daemon_and_sees_a_create() {
     prom.wait(live, |v| v == 0.0).unwrap();
     prom.wait(
         r#"bro_session_releases_total{job="bro",outcome="released"}"#,
+        |v| v == 1.0,
+    )
+    .unwrap();
+    // The end is counted once, with its final status.
+    prom.wait(
+        r#"bro_session_ends_total{job="bro",status="released"}"#,
         |v| v == 1.0,
     )
     .unwrap();

@@ -244,8 +244,9 @@ fn error(code: u16, message: &str) -> Response {
     (status, Json(json!({ "message": message }))).into_response()
 }
 
-/// `POST /query`: the introspection reads, told apart by their SQL. The `Pool`/`Warm` state
-/// and the invocations are empty; session records come from the map.
+/// `POST /query`: the introspection reads, told apart by their SQL. The `Pool` holds the
+/// sessions of the map that are not over, the `Warm` state and the invocations are empty;
+/// session records come from the map.
 async fn query(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Json<Value> {
     let sql = body["query"].as_str().unwrap_or_default().to_string();
     shared.calls.lock().unwrap().push(Call {
@@ -260,7 +261,23 @@ async fn query(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Js
             "value_utf8": serde_json::to_string(rec).unwrap(),
         })
     };
-    let rows: Vec<Value> = if !sql.contains("service_name = 'Session'") {
+    let rows: Vec<Value> = if sql.contains("service_name IN ('Pool', 'Warm')") {
+        // The node's pool holds a slot for each of its sessions that is not over.
+        let node = sql
+            .split_once("service_key = '")
+            .and_then(|(_, rest)| rest.split('\'').next())
+            .unwrap_or_default();
+        let held: Vec<&str> = records
+            .values()
+            .filter(|r| r.node == node && !r.status.is_final())
+            .map(|r| r.id.as_str())
+            .collect();
+        vec![json!({
+            "service_name": "Pool",
+            "key": "sessions",
+            "value_utf8": serde_json::to_string(&held).unwrap(),
+        })]
+    } else if !sql.contains("service_name = 'Session'") {
         Vec::new()
     } else if sql.contains("COUNT(*)") {
         // The metrics' count of records by status and node.
@@ -273,6 +290,11 @@ async fn query(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Js
         counts
             .into_iter()
             .map(|((status, node), n)| json!({ "status": status, "node": node, "n": n }))
+            .collect()
+    } else if let Some((_, rest)) = sql.split_once("service_key IN (") {
+        let list = rest.split(')').next().unwrap_or_default();
+        list.split(", ")
+            .filter_map(|k| records.get(k.trim_matches('\'')).map(row))
             .collect()
     } else if let Some((_, rest)) = sql.split_once("service_key = '") {
         let key = rest.split('\'').next().unwrap_or_default();

@@ -15,6 +15,13 @@ const KEY: &str = "0123456789abcdef-test-key";
 /// test's flood must not take from another's.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn bearer(value: &str) -> Request<Body> {
+    Request::get("/metrics")
+        .header("authorization", value)
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn text(reply: &super::Reply) -> String {
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
@@ -30,6 +37,12 @@ async fn metrics_need_the_key_when_one_is_set() {
             .header("steel-api-key", "nope")
             .body(Body::empty())
             .unwrap(),
+        // Prometheus' `authorization`: a wrong token, another scheme, a malformed one.
+        bearer("Bearer 0123456789abcdef-test-kez"),
+        bearer(&format!("Basic {KEY}")),
+        bearer(&format!("Bearer  {KEY}")),
+        bearer(&format!("Bearer{KEY}")),
+        bearer("Bearer"),
     ] {
         let reply = h.tcp(req).await;
         reply.assert_error(401, "API key");
@@ -44,6 +57,8 @@ async fn metrics_need_the_key_when_one_is_set() {
         .await;
     assert_eq!(reply.status.as_u16(), 200);
     let reply = h.tcp(get(&format!("/metrics?apiKey={KEY}"))).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let reply = h.tcp(bearer(&format!("Bearer {KEY}"))).await;
     assert_eq!(reply.status.as_u16(), 200);
     // The owner's socket needs no key.
     assert_eq!(h.unix(get("/metrics")).await.status.as_u16(), 200);
@@ -89,6 +104,12 @@ async fn a_scrape_is_the_text_format_with_this_nodes_sessions_and_browsers() {
         USAGE.mem_kib * 1024
     );
     assert!(body.contains(&memory), "{memory} missing in:\n{body}");
+    // The node's total over its live browsers (the one live session here).
+    let total = format!(
+        "bro_browsers_memory_bytes{{node=\"local\"}} {}",
+        USAGE.mem_kib * 1024
+    );
+    assert!(body.contains(&total), "{total} missing in:\n{body}");
     // Another node's session is that node's to report.
     assert!(!body.contains(elsewhere.id.as_str()), "{body}");
     assert!(!body.contains("status=\"live\"} 2"), "{body}");
@@ -210,6 +231,8 @@ async fn a_warm_create_and_a_full_node_are_told_apart() {
     let warm_id = crate::protocol::session::SessionId::random();
     rec.worker.as_mut().unwrap().dir =
         std::path::PathBuf::from("/nonexistent/sessions").join(warm_id.as_str());
+    // Created by this request (a record from before it is a session that was there).
+    rec.created_at_ms = crate::now_ms() + 20;
     h.restate
         .script("create", super::fake_restate::Answer::record(rec));
     let body = serde_json::json!({ "sessionId": id.as_str() });
@@ -237,6 +260,30 @@ async fn a_warm_create_and_a_full_node_are_told_apart() {
     let at_capacity = "outcome=\"at_capacity\"";
     assert!(
         value(&after, full, at_capacity) > value(&before, full, at_capacity),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_of_an_existing_session_counts_as_existing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    crate::prometheus::install("local");
+    let h = Harness::new().await;
+    let scrape = async || text(&h.tcp(get("/metrics")).await);
+    let before = scrape().await;
+    let id = crate::protocol::session::SessionId::random();
+    let mut rec = super::fake_restate::live_record(&id);
+    rec.created_at_ms = crate::now_ms() - 60_000;
+    h.restate
+        .script("create", super::fake_restate::Answer::record(rec));
+    let body = serde_json::json!({ "sessionId": id.as_str() });
+    let reply = h.tcp(super::post("/v1/sessions", body)).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let after = scrape().await;
+    let creates = "bro_session_creates_total{";
+    let existing = "outcome=\"existing\"";
+    assert!(
+        value(&after, creates, existing) > value(&before, creates, existing),
         "{after}"
     );
 }
