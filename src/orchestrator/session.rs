@@ -545,6 +545,7 @@ impl SessionObject {
         mut reason: String,
         stop: bool,
     ) -> HandlerResult<SessionRecord> {
+        let began = std::time::Instant::now();
         rec.status = SessionStatus::Releasing;
         ctx.set(RECORD_KEY, Json(rec.clone()));
         let hosts = Arc::clone(&self.deps.hosts);
@@ -573,6 +574,7 @@ impl SessionObject {
             .name("stop_chromium")
             .retry_policy(stop_policy())
             .await;
+        let stop_ms = began.elapsed().as_millis();
         match stopped {
             Ok(Json(proxy_bytes)) => rec.proxy_bytes = proxy_bytes,
             Err(err) => {
@@ -590,6 +592,7 @@ impl SessionObject {
             tracing::error!(error = %err.message(), "returning a slot failed");
             reason = format!("{reason}; returning its slot failed: {}", err.message());
         }
+        let slot_ms = began.elapsed().as_millis() - stop_ms;
         rec.ended_at_ms = Some(clock(ctx).await?);
         rec.status = status;
         rec.reason = Some(reason);
@@ -607,6 +610,13 @@ impl SessionObject {
                     retention_ms.min(crate::config::MAX_RETENTION_MS),
                 ));
         }
+        tracing::debug!(
+            stop_ms,
+            slot_ms,
+            rest_ms = began.elapsed().as_millis() - stop_ms - slot_ms,
+            status = rec.status.as_str(),
+            "end: browser stopped, slot returned, record written"
+        );
         Ok(rec)
     }
 }
