@@ -593,16 +593,18 @@ impl SessionObject {
             reason = format!("{reason}; returning its slot failed: {}", err.message());
         }
         let slot_ms = began.elapsed().as_millis() - stop_ms;
-        rec.ended_at_ms = Some(clock(ctx).await?);
+        // The end time and this daemon's retention in one journal entry (one round trip to
+        // Restate): a replay sees the same time, and may run on another node's daemon.
+        let retention_ms = self.deps.retention_ms;
+        let (ended_at_ms, retention_ms) = ctx
+            .run(|| async move { Ok(Json((now_ms(), retention_ms))) })
+            .name("ended")
+            .await?
+            .0;
+        rec.ended_at_ms = Some(ended_at_ms);
         rec.status = status;
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
-        // Journaled with the end time: a replay may run on another node's daemon.
-        let retention_ms = self.deps.retention_ms;
-        let retention_ms = ctx
-            .run(|| async move { Ok(retention_ms) })
-            .name("retention")
-            .await?;
         if retention_ms > 0 {
             ctx.object_client::<SessionObjectClient<'_>>(rec.id.to_string())
                 .forget()
