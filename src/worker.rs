@@ -527,6 +527,7 @@ impl LocalWorkerHost {
 
     async fn stop_inner(&self, worker: WorkerInfo) -> Result<Option<ProxyBytes>, WorkerError> {
         self.own_dir(&worker.dir)?;
+        let began = std::time::Instant::now();
         self.agents.stop(&agent::dir_key(&worker));
         lock(&self.stopping).insert(worker.pid);
         // Unwatched before it dies, so its death is not reported as a crash.
@@ -541,12 +542,20 @@ impl LocalWorkerHost {
             lock(&self.stopping).remove(&worker.pid);
         }
         result?;
+        let kill_ms = began.elapsed().as_millis();
         self.release_limits(&worker.dir).await;
+        let limits_ms = began.elapsed().as_millis() - kill_ms;
         let bytes = worker
             .dir
             .file_name()
             .and_then(|name| self.hops.close(&name.to_string_lossy()));
-        remove_dir(&self.sessions_dir, &worker.dir).await?;
+        discard_dir(&self.sessions_dir, &worker.dir).await?;
+        tracing::debug!(
+            kill_ms,
+            limits_ms,
+            dir_ms = began.elapsed().as_millis() - kill_ms - limits_ms,
+            "stop: browser killed, limits released, dir removed"
+        );
         Ok(bytes)
     }
 
@@ -835,6 +844,7 @@ impl WorkerHost for LocalWorkerHost {
         self.kill_strays(&keep)
             + cgroups
             + chromium::sweep_tmp_dirs(&chromium::tmp_base(), REAP_GRACE)
+            + sweep_trash(&trash_dir(&self.sessions_dir), REAP_GRACE)
     }
 
     fn over_limit(&self, workers: Vec<WorkerInfo>) -> BoxFuture<'_, Vec<u32>> {
@@ -1099,6 +1109,80 @@ async fn remove_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> 
     Ok(())
 }
 
+/// Where stopped sessions' dirs wait for their delete: beside the sessions dir, so on its
+/// file system (a rename moves a dir there at once).
+fn trash_dir(sessions_dir: &Path) -> PathBuf {
+    sessions_dir.with_file_name("trash")
+}
+
+/// Takes a stopped session's dir away at once and deletes it in the background: deleting a
+/// browser profile takes hundreds of milliseconds that a release need not wait for. The dir
+/// is renamed into [`trash_dir`] (one rename; the session dir is gone for everyone from
+/// here) and deleted there with its temp dir; should the daemon die first, the sweep
+/// ([`sweep_trash`], [`chromium::sweep_tmp_dirs`]) deletes them. When the rename fails (the
+/// trash cannot be made, another file system), the dir is removed in place.
+async fn discard_dir(sessions_dir: &Path, dir: &Path) -> Result<(), WorkerError> {
+    owned_session_dir(sessions_dir, dir)?;
+    let (Some(name), trash) = (dir.file_name(), trash_dir(sessions_dir)) else {
+        return remove_dir(sessions_dir, dir).await;
+    };
+    let to = trash.join(name);
+    let moved = crate::paths::create_private_dir(&trash).and_then(|()| std::fs::rename(dir, &to));
+    if moved.is_err() {
+        // Gone already (a retried stop) or not movable: removed here, as before.
+        return remove_dir(sessions_dir, dir).await;
+    }
+    let tmp = chromium::tmp_dir(dir);
+    let tmp = tmp
+        .parent()
+        .is_some_and(chromium::tmp_base_is_ours)
+        .then_some(tmp);
+    tokio::task::spawn_blocking(move || {
+        for path in tmp.iter().chain([&to]) {
+            if let Err(e) = std::fs::remove_dir_all(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %path.display(), error = %e, "could not delete a stopped session's dir; the sweep tries again");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Deletes what a stopped session left in the trash dir `trash` (see [`discard_dir`]) and
+/// that has been there for `grace` (its own delete may still run). Returns how many.
+fn sweep_trash(trash: &Path, grace: Duration) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(trash) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        // The rename set its ctime: the time it came into the trash.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let age = now.saturating_sub(u64::try_from(meta.ctime()).unwrap_or(0));
+        if age < grace.as_secs() {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if meta.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
+            tracing::info!(dir = %path.display(), "deleted a stopped session's dir left in the trash");
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The browser a session dir records: pid file and `DevToolsActivePort` (for tools such as
 /// `bro bench` that look at browsers from outside the daemon).
 pub fn worker_in(dir: &Path) -> Option<WorkerInfo> {
@@ -1166,5 +1250,46 @@ mod tests {
         remove_dir(&sessions, &sessions.join(id)).await.unwrap();
         assert!(!sessions.join(id).exists());
         assert!(victim.exists());
+    }
+
+    /// A stopped session's dir leaves the sessions dir at once, its delete ends in the
+    /// background, and what a daemon killed before that delete left in the trash is swept
+    /// once past the grace. The same checks as [`remove_dir`]: never a dir not bro's, never
+    /// through a symlink.
+    #[tokio::test]
+    async fn a_stopped_dir_is_trashed_then_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let sessions = root.path().join("sessions");
+        let victim = root.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        std::fs::create_dir_all(&sessions).unwrap();
+        std::os::unix::fs::symlink(&victim, sessions.join(id)).unwrap();
+        assert!(discard_dir(&sessions, &sessions.join(id)).await.is_err());
+        assert!(discard_dir(&sessions, &victim).await.is_err());
+        assert!(victim.exists());
+        std::fs::remove_file(sessions.join(id)).unwrap();
+
+        std::fs::create_dir_all(sessions.join(id).join("profile/Default")).unwrap();
+        std::fs::write(sessions.join(id).join("profile/Default/x"), "x").unwrap();
+        discard_dir(&sessions, &sessions.join(id)).await.unwrap();
+        assert!(!sessions.join(id).exists());
+        let trash = trash_dir(&sessions);
+        let emptied =
+            crate::wait::wait_for(Duration::from_secs(5), Duration::from_millis(10), || {
+                !trash.join(id).exists()
+            })
+            .await;
+        assert!(emptied, "the background delete did not end");
+        // A retried stop finds the dir gone: no error.
+        discard_dir(&sessions, &sessions.join(id)).await.unwrap();
+
+        // Left behind by a daemon killed before its delete: kept within the grace only.
+        std::fs::create_dir_all(trash.join(id).join("profile")).unwrap();
+        assert_eq!(sweep_trash(&trash, Duration::from_secs(3600)), 0);
+        assert!(trash.join(id).exists());
+        assert_eq!(sweep_trash(&trash, Duration::ZERO), 1);
+        assert!(!trash.join(id).exists());
+        assert_eq!(sweep_trash(&root.path().join("none"), Duration::ZERO), 0);
     }
 }

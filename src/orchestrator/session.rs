@@ -545,6 +545,7 @@ impl SessionObject {
         mut reason: String,
         stop: bool,
     ) -> HandlerResult<SessionRecord> {
+        let began = std::time::Instant::now();
         rec.status = SessionStatus::Releasing;
         ctx.set(RECORD_KEY, Json(rec.clone()));
         let hosts = Arc::clone(&self.deps.hosts);
@@ -567,6 +568,7 @@ impl SessionObject {
             .name("stop_chromium")
             .retry_policy(stop_policy())
             .await;
+        let stop_ms = began.elapsed().as_millis();
         match stopped {
             Ok(Json(proxy_bytes)) => rec.proxy_bytes = proxy_bytes,
             Err(err) => {
@@ -584,23 +586,26 @@ impl SessionObject {
             tracing::error!(error = %err.message(), "returning a slot failed");
             reason = format!("{reason}; returning its slot failed: {}", err.message());
         }
-        rec.ended_at_ms = Some(clock(ctx).await?);
+        let slot_ms = began.elapsed().as_millis() - stop_ms;
+        // The end time and this daemon's retention in one journal entry (one round trip to
+        // Restate): a replay sees the same time, and may run on another node's daemon. The
+        // end is counted in the same side effect, with the final status whether the stop
+        // worked or not: a replay does not run it again, so it is counted once unless the
+        // daemon dies before Restate journals it (at least once), by the daemon that ran it.
+        let retention_ms = self.deps.retention_ms;
+        let ending = status.as_str();
+        let (ended_at_ms, retention_ms) = ctx
+            .run(|| async move {
+                metrics::counter!(crate::prometheus::ENDS, "status" => ending).increment(1);
+                Ok(Json((now_ms(), retention_ms)))
+            })
+            .name("ended")
+            .await?
+            .0;
+        rec.ended_at_ms = Some(ended_at_ms);
         rec.status = status;
         rec.reason = Some(reason);
         ctx.set(RECORD_KEY, Json(rec.clone()));
-        // Journaled with the end time: a replay may run on another node's daemon. The end is
-        // counted in the same side effect, with the final status whether the stop worked or
-        // not: a replay does not run it again, so it is counted once unless the daemon dies
-        // before Restate journals it (at least once), by the daemon that ran it.
-        let retention_ms = self.deps.retention_ms;
-        let ending = rec.status.as_str();
-        let retention_ms = ctx
-            .run(|| async move {
-                metrics::counter!(crate::prometheus::ENDS, "status" => ending).increment(1);
-                Ok(retention_ms)
-            })
-            .name("retention")
-            .await?;
         if retention_ms > 0 {
             ctx.object_client::<SessionObjectClient<'_>>(rec.id.to_string())
                 .forget()
@@ -608,6 +613,13 @@ impl SessionObject {
                     retention_ms.min(crate::config::MAX_RETENTION_MS),
                 ));
         }
+        tracing::debug!(
+            stop_ms,
+            slot_ms,
+            rest_ms = began.elapsed().as_millis() - stop_ms - slot_ms,
+            status = rec.status.as_str(),
+            "end: browser stopped, slot returned, record written"
+        );
         Ok(rec)
     }
 }
