@@ -248,12 +248,8 @@ fn own_path(self_cgroup: &str, controller: &str) -> Option<String> {
 /// The directory of this process's cgroup in the mount `m`, given its path in the hierarchy.
 fn dir_in(sys: &Sys, m: &Mount, path: &str) -> Option<PathBuf> {
     // A mount of a subtree (a container's) shows paths below its root.
-    let rel = if m.root == "/" {
-        path
-    } else {
-        path.strip_prefix(m.root.as_str())?
-    };
-    let rel = rel.trim_start_matches('/');
+    // By components: a mount of /docker/abc is not one of /docker/abcdef.
+    let rel = Path::new(path).strip_prefix(&m.root).ok()?.to_str()?;
     // "/.." and such never come from the kernel; refuse them all the same.
     if rel.split('/').any(|c| c == "..") {
         return None;
@@ -656,8 +652,17 @@ impl Limits {
                 count(&events, "oom") > 0 && count(&events, "oom_kill") > 0
             }
             Some(Cgroup::V1 { memory, .. }) => {
-                count(&memory.join("memory.oom_control"), "oom_kill") > 0
-                    && read_u64(&memory.join("memory.failcnt")).is_some_and(|n| n > 0)
+                // The limit was reached: a failed charge (of memory, or of memory+swap), or
+                // (kernels that count no failcnt) the peak usage at the limit, within the
+                // kernel's per-CPU charge batches.
+                let read = |f: &str| read_u64(&memory.join(f));
+                let failed = ["memory.failcnt", "memory.memsw.failcnt"]
+                    .iter()
+                    .any(|f| read(f).is_some_and(|n| n > 0));
+                let peaked = read("memory.max_usage_in_bytes")
+                    .is_some_and(|peak| peak.saturating_add(2 << 20) >= limit);
+                let hit = failed || peaked;
+                count(&memory.join("memory.oom_control"), "oom_kill") > 0 && hit
             }
             None => pss_kib.is_some_and(|kib| kib.saturating_mul(1024) > limit),
         }

@@ -396,3 +396,21 @@ fn limits_modes_parse() {
     assert_eq!(v1_shares(100), 1024);
     assert_eq!(v1_shares(1), 10);
 }
+
+#[test]
+fn a_mounts_root_matches_whole_components() {
+    let (_root, sys) = fake("", "");
+    let m = Mount {
+        v2: true,
+        root: "/docker/abc".into(),
+        point: "/sys/fs/cgroup".into(),
+        options: Vec::new(),
+    };
+    assert!(dir_in(&sys, &m, "/docker/abcdef").is_none());
+    let inside = dir_in(&sys, &m, "/docker/abc/bro").unwrap();
+    assert!(
+        inside.ends_with("sys/fs/cgroup/bro"),
+        "{}",
+        inside.display()
+    );
+}
