@@ -162,11 +162,17 @@ pub struct Detected {
 }
 
 impl Detected {
-    /// Removes bro's parent cgroups again when empty (at the daemon's stop).
-    pub fn remove_parents(&self) {
-        for parent in self.layout.iter().flat_map(Layout::parents) {
-            let _ = std::fs::remove_dir(parent);
-        }
+    /// Removes bro's parent cgroups again when empty (at the daemon's stop); true when none
+    /// is left.
+    pub fn remove_parents(&self) -> bool {
+        self.layout
+            .iter()
+            .flat_map(Layout::parents)
+            .map(|parent| match std::fs::remove_dir(parent) {
+                Ok(()) => true,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            })
+            .fold(true, |all, gone| all && gone)
     }
 }
 
