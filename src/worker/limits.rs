@@ -165,14 +165,17 @@ impl Detected {
     /// Removes bro's parent cgroups again when empty (at the daemon's stop); true when none
     /// is left.
     pub fn remove_parents(&self) -> bool {
-        self.layout
+        // Every parent is tried, whether or not one before it went.
+        let gone: Vec<bool> = self
+            .layout
             .iter()
             .flat_map(Layout::parents)
             .map(|parent| match std::fs::remove_dir(parent) {
                 Ok(()) => true,
                 Err(e) => e.kind() == io::ErrorKind::NotFound,
             })
-            .fold(true, |all, gone| all && gone)
+            .collect();
+        gone.into_iter().all(|g| g)
     }
 }
 
