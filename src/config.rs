@@ -110,6 +110,8 @@ pub enum LimitsMode {
     Auto,
     /// A cgroup mode, or the daemon does not start.
     Cgroup,
+    /// (`measurement` too, as the CLI takes it.)
+    #[serde(alias = "measurement")]
     Measure,
     Off,
 }

@@ -91,6 +91,12 @@ impl Paths {
         self.runtime_dir.join("daemon.json")
     }
 
+    /// The parent cgroups every daemon of this home made (one a line), so a daemon started
+    /// in another cgroup still sweeps them.
+    pub fn cgroup_record(&self) -> PathBuf {
+        self.data_dir.join("cgroups")
+    }
+
     /// One directory per session: `profile/`, `tmp/`, `home/`, `worker.json`.
     pub fn sessions_dir(&self) -> PathBuf {
         self.data_dir.join("sessions")

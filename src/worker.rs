@@ -165,6 +165,10 @@ struct PidFile {
     /// warm browser. (Missing in unclaimed warm dirs and in dirs of older bros.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     session: Option<String>,
+    /// The browser's cgroup dirs (v1: memory, then cpu), so a daemon started later in
+    /// another cgroup still finds, enforces and removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    cgroups: Vec<PathBuf>,
 }
 
 impl LocalWorkerHost {
@@ -216,7 +220,8 @@ impl LocalWorkerHost {
         let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
             return;
         };
-        if let Err(err) = self.limits().release(name).await {
+        let recorded = read_pid_file(dir).map(|pf| pf.cgroups).unwrap_or_default();
+        if let Err(err) = self.limits().release(name, &recorded).await {
             tracing::warn!(dir = %dir.display(), %err, "could not remove a session's cgroup");
         }
     }
@@ -393,23 +398,52 @@ impl LocalWorkerHost {
             options.proxy_url = Some(format!("http://127.0.0.1:{port}"));
         }
         let limits = self.limits();
-        let procs = limits
-            .prepare(&dir_name(&dir), limits.of(&spec.options))
-            .map_err(|e| WorkerError::io("set up the session's cgroup", e))?;
-        let mut child = chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options, &procs)?;
-        let pid = child.id().ok_or_else(|| WorkerError::Exited {
-            status: "before its pid was read".into(),
-            log: chromium::log_tail(&dir),
-        })?;
-        // A zombie counts: a browser that died at once is still known by its start time.
-        let start_time = process::stat(pid).map(|s| s.start_time).unwrap_or_default();
-        let pf = PidFile {
-            pid,
-            start_time,
-            warm: spec.warm,
-            session: (!spec.warm).then(|| spec.session_id.to_string()),
+        let name = dir_name(&dir);
+        let spawned = limits
+            .prepare(&name, limits.of(&spec.options), spec.warm)
+            .map_err(|e| WorkerError::io("set up the session's cgroup", e))
+            .and_then(|procs| {
+                chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options, &procs)
+            });
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                // Nothing runs in the cgroup yet: it goes now.
+                self.release_limits(&dir).await;
+                return Err(err);
+            }
         };
-        write_pid_file(&dir, &pf)?;
+        // A zombie counts: a browser that died at once is still known by its start time.
+        let pid = child.id();
+        let start_time = pid
+            .and_then(|pid| process::stat(pid).map(|s| s.start_time))
+            .unwrap_or_default();
+        let written = match pid {
+            Some(pid) => {
+                let pf = PidFile {
+                    pid,
+                    start_time,
+                    warm: spec.warm,
+                    session: (!spec.warm).then(|| spec.session_id.to_string()),
+                    cgroups: limits.cgroup_dirs(&name),
+                };
+                write_pid_file(&dir, &pf).map(|()| pid)
+            }
+            None => Err(WorkerError::Exited {
+                status: "before its pid was read".into(),
+                log: chromium::log_tail(&dir),
+            }),
+        };
+        let pid = match written {
+            Ok(pid) => pid,
+            Err(err) => {
+                let recorded = pid.map(|pid| kill::Recorded { pid, start_time });
+                drop(child);
+                kill::kill_browser(recorded, &dir).await?;
+                self.release_limits(&dir).await;
+                return Err(err);
+            }
+        };
 
         let ready = match chromium::wait_ready(&mut child, &dir, &self.http).await {
             Ok((port, ws_path)) => {
@@ -563,17 +597,25 @@ impl LocalWorkerHost {
         self.own_dir(&claim.worker.dir)?;
         // The dir says whose it is before any client can use it, so the reaper never takes it
         // for an unused warm browser.
+        let cgroups = read_pid_file(&claim.worker.dir)
+            .map(|pf| pf.cgroups)
+            .unwrap_or_default();
         let pf = PidFile {
             pid: claim.worker.pid,
             start_time: claim.worker.start_time,
             warm: true,
             session: Some(claim.session_id.to_string()),
+            cgroups,
         };
         write_pid_file(&claim.worker.dir, &pf)?;
         // The session's own limits, in place of the node's defaults it was launched with.
         let limits = self.limits();
         limits
-            .apply(&dir_name(&claim.worker.dir), limits.of(&claim.options))
+            .apply(
+                &dir_name(&claim.worker.dir),
+                limits.of(&claim.options),
+                &pf.cgroups,
+            )
             .map_err(|e| WorkerError::io("apply the session's limits", e))?;
         let timeout = Duration::from_secs(2);
         if !self.answers(&claim.worker, timeout).await {
@@ -692,8 +734,11 @@ impl WorkerHost for LocalWorkerHost {
             self.resume_hop(&worker, &options).await?;
             // Adopted after a restart: its limits are known again (measurement needs them).
             let limits = self.limits();
+            let recorded = read_pid_file(&worker.dir)
+                .map(|pf| pf.cgroups)
+                .unwrap_or_default();
             limits
-                .apply(&dir_name(&worker.dir), limits.of(&options))
+                .apply(&dir_name(&worker.dir), limits.of(&options), &recorded)
                 .map_err(|e| WorkerError::io("apply the session's limits", e))?;
             // The session the browser serves: the claiming one for a warm browser.
             let session = read_pid_file(&worker.dir)
@@ -860,10 +905,11 @@ impl WorkerHost for LocalWorkerHost {
             }
             // Measurement reads PSS, off the runtime: only of the groups whose resident memory
             // (cheap, never below their PSS) is past their limit.
-            let pss = match limits.mode() {
-                limits::Mode::Measure => {
+            let pss = if limited.iter().any(|(_, name)| limits.measured(name)) {
+                {
                     let groups: Vec<(u32, u64)> = limited
                         .iter()
+                        .filter(|(_, name)| limits.measured(name))
                         .map(|(pid, name)| {
                             let limit = limits.limits_of(name).and_then(|l| l.memory);
                             (*pid, limit.unwrap_or(u64::MAX))
@@ -885,7 +931,8 @@ impl WorkerHost for LocalWorkerHost {
                     .await
                     .unwrap_or_default()
                 }
-                _ => HashMap::new(),
+            } else {
+                HashMap::new()
             };
             limited
                 .into_iter()

@@ -322,6 +322,17 @@ fn limits_of(
             None
         }
     };
+    // A session may weigh as much as an ordinary process (100) or the node's share, if more;
+    // never 10000 against its neighbours because a client asked.
+    let cpu_cap = limits.cpu_share.unwrap_or(100).max(100);
+    if let Some(share) = req.cpu_share
+        && limits.cpu
+        && share > cpu_cap
+    {
+        return Err(ApiError::BadRequest(format!(
+            "cpuShare: {share} is over this daemon's most ({cpu_cap}: its cpu_share, at least 100)"
+        )));
+    }
     let cpu = match limits.cpu {
         true => req.cpu_share.or(limits.cpu_share),
         false => {
@@ -563,11 +574,20 @@ mod tests {
             cpu: true,
         };
         let mut ignored = Vec::new();
-        let asked = req(Some(MemoryLimit::Text("512MiB".into())), Some(200));
+        let asked = req(Some(MemoryLimit::Text("512MiB".into())), Some(100));
         assert_eq!(
             limits_of(&asked, cgroup, &mut ignored).unwrap(),
-            (Some(512 << 20), Some(200))
+            (Some(512 << 20), Some(100))
         );
+        // A share over the node's (at least 100) is refused, like memory over its cap.
+        let greedy = req(None, Some(10_000));
+        assert!(limits_of(&greedy, cgroup, &mut ignored).is_err());
+        let generous = LimitDefaults {
+            cpu_share: Some(400),
+            ..cgroup
+        };
+        assert!(limits_of(&req(None, Some(400)), generous, &mut ignored).is_ok());
+        assert!(limits_of(&req(None, Some(401)), generous, &mut ignored).is_err());
         assert_eq!(
             limits_of(&req(None, None), cgroup, &mut ignored).unwrap(),
             (Some(1 << 30), Some(50))

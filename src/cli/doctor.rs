@@ -74,7 +74,7 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
 }
 
 /// How session limits are enforced: the running daemon's mode, else the mode a daemon would
-/// pick now (its probe cgroups removed again).
+/// pick now (probed read-only).
 fn check_limits(
     paths: &Paths,
     wanted: crate::config::LimitsMode,
@@ -85,17 +85,16 @@ fn check_limits(
         Some(l) => (l.mode.clone(), l.why.clone()),
         None => {
             let name = limits::parent_name(&paths.sessions_dir());
-            match limits::detect(&limits::Sys::here(), wanted, &name) {
-                Ok(d) => {
-                    d.remove_parents();
-                    (d.mode.label().to_string(), d.why)
-                }
+            // Read-only: a daemon of this home may be starting and own the parent.
+            match limits::detect(&limits::Sys::here(), wanted, &name, false) {
+                Ok(d) => (d.mode.label().to_string(), d.why),
                 Err(e) => {
                     return fail(
                         "limits",
                         e,
                         "set limits_mode = auto (or measure), or run bro where it may create \
-                         cgroups (root, or a delegated cgroup: systemd Delegate=yes)",
+                         cgroups (cgroup v1 as root, or a cgroup v2 with memory and cpu delegated: \
+                         systemd-run --scope -p Delegate=yes)",
                     );
                 }
             }
@@ -108,7 +107,8 @@ fn check_limits(
             "limits",
             detail,
             "memory limits are measured (PSS) and CPU shares not enforced; run bro where it may \
-             create cgroups (root, or a delegated cgroup: systemd Delegate=yes) to enforce both",
+             create cgroups (cgroup v1 as root, or a cgroup v2 with memory and cpu delegated: \
+             systemd-run --scope -p Delegate=yes) to enforce both",
         );
     }
     pass("limits", detail)

@@ -12,8 +12,12 @@ use crate::worker::limits;
 
 /// How often free memory is measured.
 pub const MEASURE_EVERY: Duration = Duration::from_secs(1);
-/// The room is sent again this often even when unchanged (a `Pool` state lost or reset).
-pub const RESEND_EVERY: Duration = Duration::from_secs(30);
+/// The room is sent again this often even when unchanged: the `Pool` keeps it as a cap of
+/// its sessions then plus the room, which goes stale as sessions end (or its state resets).
+pub const RESEND_EVERY: Duration = Duration::from_secs(5);
+/// After a failed send (Restate busy or down: the call may still be queued there), none is
+/// sent for this long, so calls never pile up behind a slow Restate.
+pub const BACKOFF: Duration = Duration::from_secs(30);
 /// What one more session is expected to cost without `--max-session-memory`: an idle browser
 /// takes ~150 MB (DESIGN.md), and a page more.
 pub const DEFAULT_SESSION_COST: u64 = 256 << 20;
@@ -28,6 +32,7 @@ pub fn room(free: u64, floor: u64, cost: u64) -> u32 {
 /// changes (and every [`RESEND_EVERY`]).
 pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: CancellationToken) {
     let mut sent: Option<(u32, Instant)> = None;
+    let mut failed: Option<Instant> = None;
     loop {
         let free = tokio::task::spawn_blocking(|| limits::free_memory(&limits::Sys::here()))
             .await
@@ -36,7 +41,8 @@ pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: Ca
         if let Some(free) = free {
             let now = room(free, floor, cost);
             let stale = sent.is_none_or(|(last, at)| last != now || at.elapsed() > RESEND_EVERY);
-            if stale {
+            let backing_off = failed.is_some_and(|at| at.elapsed() < BACKOFF);
+            if stale && !backing_off {
                 match ingress.pool_memory_room(&node, Some(now)).await {
                     Ok(()) => {
                         if now == 0 && sent.is_none_or(|(last, _)| last != 0) {
@@ -47,8 +53,12 @@ pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: Ca
                             );
                         }
                         sent = Some((now, Instant::now()));
+                        failed = None;
                     }
-                    Err(err) => tracing::warn!(%err, "could not send the memory room to the Pool"),
+                    Err(err) => {
+                        tracing::warn!(%err, "could not send the memory room to the Pool");
+                        failed = Some(Instant::now());
+                    }
                 }
             }
         }

@@ -64,8 +64,22 @@ pub(super) async fn shutdown(
         }
     }
     if let Some(host) = &started.host {
-        // bro's parent cgroups go with the last session (kept sessions keep them).
-        host.limits().detected().remove_parents();
+        // bro's parent cgroups go with the last session (kept sessions keep them); the
+        // sessions' cgroups are removed in the background as their processes leave.
+        let limits = host.limits();
+        let wait = if keep {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3)
+        };
+        let _ = crate::wait::wait_until(wait, Duration::from_millis(50), || async {
+            if limits.detected().remove_parents() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await;
     }
     started.stop_restate().await;
     let _ = std::fs::remove_file(paths.socket());

@@ -611,15 +611,15 @@ fn worker_host(
     exits: mpsc::UnboundedSender<WorkerEvent>,
 ) -> Result<Arc<LocalWorkerHost>> {
     let name = limits::parent_name(&paths.sessions_dir());
-    let detected = limits::detect(&limits::Sys::here(), settings.limits_mode, &name)
+    let detected = limits::detect(&limits::Sys::here(), settings.limits_mode, &name, true)
         .map_err(|e| anyhow::anyhow!("session limits: {e}"))?;
     tracing::info!(mode = detected.mode.label(), why = %detected.why, "session limits");
     let host = local_host(paths, settings, chromium, exits);
-    host.set_limits(Arc::new(limits::Limits::new(
-        detected,
-        settings.max_session_memory,
-        settings.cpu_share,
-    )));
+    let limits = limits::Limits::new(detected, settings.max_session_memory, settings.cpu_share);
+    if let Err(err) = limits.record_parents(&paths.cgroup_record()) {
+        tracing::warn!(%err, "could not record bro's cgroups");
+    }
+    host.set_limits(Arc::new(limits));
     Ok(host)
 }
 

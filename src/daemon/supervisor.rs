@@ -213,9 +213,10 @@ impl Supervisor {
             .filter(|(_, e)| matches!(e, Ending::Exited(r) if r != MEMORY_LIMIT_REASON))
             .filter_map(|(id, _)| self.watched.get(id).map(|w| w.worker.clone()))
             .collect();
-        let oom = match dead.is_empty() {
-            true => Vec::new(),
-            false => self.host.over_limit(dead).await,
+        let oom = if dead.is_empty() {
+            Vec::new()
+        } else {
+            self.host.over_limit(dead).await
         };
         for (id, mut ending) in ended {
             let Some(w) = self.watched.remove(&id) else {

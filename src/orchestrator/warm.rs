@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::host::LaunchSpec;
 use crate::orchestrator::Deps;
+use crate::orchestrator::pool::PoolObjectClient;
 use crate::orchestrator::session::{STOP_LIMIT, bounded, stop_policy, timed, worker_error};
 use crate::protocol::session::{SessionId, SessionOptions, WorkerInfo};
 use crate::telemetry;
@@ -94,7 +95,20 @@ impl WarmObject {
     async fn fill(&self, ctx: ObjectContext<'_>) -> HandlerResult<()> {
         let mut ready = load::<WarmEntry>(&ctx, READY).await?;
         let mut filling = load::<String>(&ctx, FILLING).await?;
-        let target = self.target(&ctx).await? as usize;
+        let mut target = self.target(&ctx).await? as usize;
+        // A node at its free memory floor launches no more warm browsers (ready ones stay);
+        // the next fill, at the next take, looks again.
+        if ready.len() + filling.len() < target {
+            let pool = ctx
+                .object_client::<PoolObjectClient<'_>>(ctx.key())
+                .status()
+                .call()
+                .await?
+                .0;
+            if pool.memory_bound && pool.sessions.len() >= pool.capacity as usize {
+                target = ready.len() + filling.len();
+            }
+        }
         while ready.len() + filling.len() < target {
             let id = ctx
                 .run(|| async { Ok(uuid::Uuid::new_v4().to_string()) })

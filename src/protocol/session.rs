@@ -377,8 +377,6 @@ pub fn check_dimension(name: &str, px: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// A string option must be at most `max` bytes and free of control characters (it ends up on
-/// the browser's command line).
 /// A memory limit within [`MIN_MEMORY_LIMIT`]..=[`MAX_MEMORY_LIMIT`] bytes.
 pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
     if (MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&bytes) {
@@ -391,6 +389,8 @@ pub fn check_memory_limit(bytes: u64) -> Result<u64, String> {
     }
 }
 
+/// A string option must be at most `max` bytes and free of control characters (it ends up on
+/// the browser's command line).
 fn check_text(name: &str, text: &str, max: usize) -> Result<(), String> {
     if text.len() > max {
         return Err(format!(

@@ -67,6 +67,91 @@ enum Layout {
     V1 { memory: PathBuf, cpu: PathBuf },
 }
 
+impl Layout {
+    /// bro's parent cgroups.
+    fn parents(&self) -> Vec<PathBuf> {
+        match self {
+            Layout::V2(parent) => vec![parent.clone()],
+            Layout::V1 { memory, cpu } => vec![memory.clone(), cpu.clone()],
+        }
+    }
+
+    /// The cgroup(s) of session dir `name`.
+    fn of(&self, name: &str) -> Cgroup {
+        match self {
+            Layout::V2(parent) => Cgroup::V2(parent.join(name)),
+            Layout::V1 { memory, cpu } => Cgroup::V1 {
+                memory: memory.join(name),
+                cpu: cpu.join(name),
+            },
+        }
+    }
+
+    /// Creates the parents when missing (a doctor or a removed parent): for v2 with the
+    /// controllers passed down to the sessions' cgroups.
+    fn ensure(&self) -> io::Result<()> {
+        for parent in self.parents() {
+            match std::fs::create_dir(&parent) {
+                Ok(()) => {
+                    if let Layout::V2(_) = self {
+                        std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu")?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cgroup(s) one session's browser runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cgroup {
+    V2(PathBuf),
+    V1 { memory: PathBuf, cpu: PathBuf },
+}
+
+impl Cgroup {
+    /// Its dirs, as the session's pid file records them (v1: memory, then cpu).
+    fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V2(dir) => vec![dir.clone()],
+            Cgroup::V1 { memory, cpu } => vec![memory.clone(), cpu.clone()],
+        }
+    }
+
+    /// The cgroup a pid file recorded for session dir `name`, when it has the shape bro
+    /// gives them (`<…>/bro-<hash>/<name>`, absolute, no `..`): the file is bro's, but a
+    /// path from it is still checked before anything is killed or removed there.
+    fn recorded(dirs: &[PathBuf], name: &str) -> Option<Cgroup> {
+        let ok = |d: &PathBuf| {
+            d.is_absolute()
+                && d.file_name().and_then(|n| n.to_str()) == Some(name)
+                && d.parent()
+                    .and_then(Path::file_name)
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("bro-"))
+                && !d.components().any(|c| c == std::path::Component::ParentDir)
+        };
+        if !dirs.iter().all(ok) {
+            return None;
+        }
+        match dirs {
+            [dir] => Some(Cgroup::V2(dir.clone())),
+            [memory, cpu] => Some(Cgroup::V1 {
+                memory: memory.clone(),
+                cpu: cpu.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn exists(&self) -> bool {
+        self.dirs().iter().all(|d| d.is_dir())
+    }
+}
+
 /// The mode chosen at start, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
@@ -77,16 +162,20 @@ pub struct Detected {
 }
 
 impl Detected {
-    /// Removes bro's parent cgroups again when empty (`bro doctor` probes without a daemon).
-    pub fn remove_parents(&self) {
-        let parents = match &self.layout {
-            Some(Layout::V2(parent)) => vec![parent.clone()],
-            Some(Layout::V1 { memory, cpu }) => vec![memory.clone(), cpu.clone()],
-            None => Vec::new(),
-        };
-        for parent in parents {
-            let _ = std::fs::remove_dir(parent);
-        }
+    /// Removes bro's parent cgroups again when empty (at the daemon's stop); true when none
+    /// is left.
+    pub fn remove_parents(&self) -> bool {
+        // Every parent is tried, whether or not one before it went.
+        let gone: Vec<bool> = self
+            .layout
+            .iter()
+            .flat_map(Layout::parents)
+            .map(|parent| match std::fs::remove_dir(parent) {
+                Ok(()) => true,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            })
+            .collect();
+        gone.into_iter().all(|g| g)
     }
 }
 
@@ -168,12 +257,8 @@ fn own_path(self_cgroup: &str, controller: &str) -> Option<String> {
 /// The directory of this process's cgroup in the mount `m`, given its path in the hierarchy.
 fn dir_in(sys: &Sys, m: &Mount, path: &str) -> Option<PathBuf> {
     // A mount of a subtree (a container's) shows paths below its root.
-    let rel = if m.root == "/" {
-        path
-    } else {
-        path.strip_prefix(m.root.as_str())?
-    };
-    let rel = rel.trim_start_matches('/');
+    // By components: a mount of /docker/abc is not one of /docker/abcdef.
+    let rel = Path::new(path).strip_prefix(&m.root).ok()?.to_str()?;
     // "/.." and such never come from the kernel; refuse them all the same.
     if rel.split('/').any(|c| c == "..") {
         return None;
@@ -186,10 +271,11 @@ pub fn parent_name(sessions_dir: &Path) -> String {
     format!("bro-{:016x}", crate::paths::path_hash(sessions_dir))
 }
 
-/// Chooses the mode as `wanted` says and this machine allows, creating bro's parent cgroup
-/// (`name`) where a cgroup mode is chosen. A forced cgroup mode the machine does not allow is
-/// an error naming why.
-pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str) -> Result<Detected, String> {
+/// Chooses the mode as `wanted` says and this machine allows. With `create` (the daemon), it
+/// creates bro's parent cgroup (`name`) where a cgroup mode is chosen; without (`bro
+/// doctor`), it only reads, so a probe never touches cgroups a running daemon uses. A forced
+/// cgroup mode the machine does not allow is an error naming why.
+pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str, create: bool) -> Result<Detected, String> {
     let plain = |mode, why: &str| Detected {
         mode,
         why: why.to_string(),
@@ -200,7 +286,7 @@ pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str) -> Result<Detected, Str
         LimitsMode::Measure => return Ok(plain(Mode::Measure, "limits_mode = measure")),
         LimitsMode::Auto | LimitsMode::Cgroup => {}
     }
-    let v2 = match try_v2(sys, name) {
+    let v2 = match try_v2(sys, name, create) {
         Ok(parent) => {
             return Ok(Detected {
                 mode: Mode::CgroupV2,
@@ -213,7 +299,7 @@ pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str) -> Result<Detected, Str
         }
         Err(why) => why,
     };
-    let v1 = match try_v1(sys, name) {
+    let v1 = match try_v1(sys, name, create) {
         Ok((memory, cpu)) => {
             return Ok(Detected {
                 mode: Mode::CgroupV1,
@@ -234,7 +320,12 @@ pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str) -> Result<Detected, Str
     }
 }
 
-fn try_v2(sys: &Sys, name: &str) -> Result<PathBuf, String> {
+/// bro's v2 parent below the daemon's own cgroup. The kernel passes controllers down only
+/// from a cgroup without processes of its own (the root aside), and the daemon is in its
+/// own: so bro never writes that cgroup's (or the root's) `cgroup.subtree_control`, and
+/// uses v2 only where the controllers are delegated to its children already (systemd's
+/// `Delegate=yes`).
+fn try_v2(sys: &Sys, name: &str, create: bool) -> Result<PathBuf, String> {
     let all = mounts(&sys.mountinfo);
     let m = all
         .iter()
@@ -251,29 +342,29 @@ fn try_v2(sys: &Sys, name: &str) -> Result<PathBuf, String> {
             return Err(format!("no {ctrl} controller in {}", controllers.display()));
         }
     }
-    // Children get the controllers only when this cgroup passes them down, which the kernel
-    // allows only to a cgroup without processes of its own (systemd's `Delegate=yes` gives
-    // a service such a subtree).
     let subtree = dir.join("cgroup.subtree_control");
     for ctrl in ["memory", "cpu"] {
         if !has(&subtree, ctrl) {
-            std::fs::write(&subtree, format!("+{ctrl}")).map_err(|e| {
-                format!(
-                    "cannot pass the {ctrl} controller down from {} ({e}); run bro in a \
-                     delegated cgroup",
-                    dir.display()
-                )
-            })?;
+            return Err(format!(
+                "the {ctrl} controller is not delegated below {} (its \
+                 cgroup.subtree_control); run bro in a delegated cgroup (e.g. systemd-run \
+                 --scope -p Delegate=yes) or on cgroup v1",
+                dir.display()
+            ));
         }
     }
     let parent = dir.join(name);
-    create(&parent)?;
-    std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu")
-        .map_err(|e| format!("cannot enable memory and cpu in {}: {e}", parent.display()))?;
+    if create {
+        Layout::V2(parent.clone())
+            .ensure()
+            .map_err(|e| format!("cannot set up {}: {e}", parent.display()))?;
+    } else {
+        writable(&dir)?;
+    }
     Ok(parent)
 }
 
-fn try_v1(sys: &Sys, name: &str) -> Result<(PathBuf, PathBuf), String> {
+fn try_v1(sys: &Sys, name: &str, create: bool) -> Result<(PathBuf, PathBuf), String> {
     let all = mounts(&sys.mountinfo);
     let mut dirs = Vec::new();
     for (ctrl, probe) in [("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares")] {
@@ -286,21 +377,28 @@ fn try_v1(sys: &Sys, name: &str) -> Result<(PathBuf, PathBuf), String> {
         if !dir.join(probe).exists() {
             return Err(format!("no {}", dir.join(probe).display()));
         }
-        let parent = dir.join(name);
-        create(&parent)?;
-        dirs.push(parent);
+        if !create {
+            writable(&dir)?;
+        }
+        dirs.push(dir.join(name));
     }
     let cpu = dirs.pop().unwrap_or_default();
     let memory = dirs.pop().unwrap_or_default();
+    if create {
+        Layout::V1 {
+            memory: memory.clone(),
+            cpu: cpu.clone(),
+        }
+        .ensure()
+        .map_err(|e| format!("cannot create bro's cgroups at {}: {e}", memory.display()))?;
+    }
     Ok((memory, cpu))
 }
 
-fn create(dir: &Path) -> Result<(), String> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
-    }
+/// A cgroup dir this process may create children in (a read-only probe).
+fn writable(dir: &Path) -> Result<(), String> {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(|e| format!("cannot create cgroups in {}: {e}", dir.display()))
 }
 
 /// One session's limits as enforced: bytes of memory and a CPU weight (1–10000, 100 is
@@ -322,6 +420,13 @@ fn v1_shares(weight: u32) -> u64 {
     (u64::from(weight) * 1024 / 100).max(2)
 }
 
+/// One session dir's limits, and the cgroup enforcing them (none: measured, if limited).
+#[derive(Debug, Clone)]
+struct Entry {
+    limits: SessionLimits,
+    cgroup: Option<Cgroup>,
+}
+
 /// The limits of this node: the mode, the node's cap and default, and the limits of each
 /// session dir with a browser.
 pub struct Limits {
@@ -331,7 +436,11 @@ pub struct Limits {
     /// `cpu_share`: the weight of a session that does not ask.
     cpu_share: Option<u32>,
     /// Limits per session dir name, for measurement and for reports.
-    dirs: Mutex<HashMap<String, SessionLimits>>,
+    dirs: Mutex<HashMap<String, Entry>>,
+    /// The file recording every parent cgroup of this home (see [`Limits::record_parents`]).
+    record: Mutex<Option<PathBuf>>,
+    /// Parents of earlier daemons of this home (another cgroup then), swept until empty.
+    old_parents: Mutex<Vec<PathBuf>>,
 }
 
 impl Limits {
@@ -341,6 +450,8 @@ impl Limits {
             max_memory,
             cpu_share,
             dirs: Mutex::new(HashMap::new()),
+            record: Mutex::new(None),
+            old_parents: Mutex::new(Vec::new()),
         }
     }
 
@@ -365,6 +476,51 @@ impl Limits {
         &self.detected
     }
 
+    /// Records this daemon's parent cgroups in `file` beside those of earlier daemons of the
+    /// same home, which may have run in another cgroup (started from another terminal or
+    /// unit): their sessions' cgroups are found again from their pid files, and the sweep
+    /// empties and removes those parents. Only paths with bro's shape are read back.
+    pub fn record_parents(&self, file: &Path) -> io::Result<()> {
+        let current: Vec<PathBuf> = self
+            .detected
+            .layout
+            .iter()
+            .flat_map(Layout::parents)
+            .collect();
+        let old: Vec<PathBuf> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .take(64)
+            .map(PathBuf::from)
+            .filter(|p| is_parent_path(p) && !current.contains(p) && p.is_dir())
+            .collect();
+        *lock(&self.old_parents) = old;
+        *lock(&self.record) = Some(file.to_path_buf());
+        self.save_record()
+    }
+
+    fn save_record(&self) -> io::Result<()> {
+        let Some(file) = lock(&self.record).clone() else {
+            return Ok(());
+        };
+        let mut all: Vec<PathBuf> = self
+            .detected
+            .layout
+            .iter()
+            .flat_map(Layout::parents)
+            .collect();
+        all.extend(lock(&self.old_parents).iter().cloned());
+        if all.is_empty() {
+            return match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        let text: String = all.iter().map(|p| format!("{}\n", p.display())).collect();
+        let tmp = file.with_extension("new");
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &file))
+    }
+
     /// What a session with `options` gets here: its own memory limit within this node's cap,
     /// else the cap; its own CPU share, else the node's. Nothing when the mode is off.
     pub fn of(&self, options: &SessionOptions) -> SessionLimits {
@@ -382,114 +538,186 @@ impl Limits {
         SessionLimits { memory, cpu_share }
     }
 
-    /// The cgroup dirs of session dir `name` (one, or two for v1).
-    fn cgroups(&self, name: &str) -> Vec<PathBuf> {
-        match &self.detected.layout {
-            Some(Layout::V2(parent)) => vec![parent.join(name)],
-            Some(Layout::V1 { memory, cpu }) => vec![memory.join(name), cpu.join(name)],
-            None => Vec::new(),
-        }
-    }
-
     /// Sets up the limits of the browser about to start for session dir `name` (a checked
     /// session id): in a cgroup mode, creates its cgroup and returns the `cgroup.procs` files
-    /// the browser must join before it runs.
-    pub fn prepare(&self, name: &str, limits: SessionLimits) -> io::Result<Vec<PathBuf>> {
+    /// the browser must join before it runs. A cold browser without any limit gets none (no
+    /// cgroup, no wrapper shell); a `warm` one always does, to take a session's at claim.
+    pub fn prepare(
+        &self,
+        name: &str,
+        limits: SessionLimits,
+        warm: bool,
+    ) -> io::Result<Vec<PathBuf>> {
         checked(name)?;
-        lock(&self.dirs).insert(name.to_string(), limits);
-        if self.detected.layout.is_none() {
-            return Ok(Vec::new());
-        }
-        let dirs = self.cgroups(name);
-        for dir in &dirs {
-            match std::fs::create_dir(dir) {
+        let layout = match &self.detected.layout {
+            Some(layout) if warm || limits.any() => layout,
+            _ => {
+                lock(&self.dirs).insert(
+                    name.to_string(),
+                    Entry {
+                        limits,
+                        cgroup: None,
+                    },
+                );
+                return Ok(Vec::new());
+            }
+        };
+        // A parent removed under a running daemon (an old doctor, a hand) comes back.
+        layout.ensure()?;
+        let cgroup = layout.of(name);
+        for dir in cgroup.dirs() {
+            match std::fs::create_dir(&dir) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                 _ => {}
             }
         }
-        self.write(name, limits)?;
-        Ok(dirs.iter().map(|d| d.join("cgroup.procs")).collect())
+        if let Cgroup::V2(dir) = &cgroup {
+            // An OOM kill takes the whole browser, not one renderer the session outlives.
+            let _ = std::fs::write(dir.join("memory.oom.group"), "1");
+        }
+        write(&cgroup, limits)?;
+        let procs = cgroup
+            .dirs()
+            .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect();
+        lock(&self.dirs).insert(
+            name.to_string(),
+            Entry {
+                limits,
+                cgroup: Some(cgroup),
+            },
+        );
+        Ok(procs)
+    }
+
+    /// Where session dir `name`'s cgroup is in this daemon's layout.
+    fn current(&self, name: &str) -> Option<Cgroup> {
+        self.detected.layout.as_ref().map(|l| l.of(name))
+    }
+
+    /// The cgroup dirs of session dir `name`, for its pid file.
+    pub fn cgroup_dirs(&self, name: &str) -> Vec<PathBuf> {
+        lock(&self.dirs)
+            .get(name)
+            .and_then(|e| e.cgroup.as_ref())
+            .map(Cgroup::dirs)
+            .unwrap_or_default()
     }
 
     /// Applies `limits` to session dir `name`'s browser, already running (a warm browser
-    /// taken by a session, or one adopted after a restart).
-    pub fn apply(&self, name: &str, limits: SessionLimits) -> io::Result<()> {
+    /// taken by a session, or one adopted after a restart), in the cgroup this daemon made or
+    /// its pid file `recorded`. When that cgroup is gone (removed by hand), its memory limit
+    /// is enforced by measurement instead of not at all.
+    pub fn apply(&self, name: &str, limits: SessionLimits, recorded: &[PathBuf]) -> io::Result<()> {
         checked(name)?;
-        lock(&self.dirs).insert(name.to_string(), limits);
-        if self.detected.layout.is_none() || !self.cgroups(name).iter().all(|d| d.exists()) {
-            return Ok(());
+        let known = lock(&self.dirs).get(name).and_then(|e| e.cgroup.clone());
+        // A pid file of an older bro records none: its cgroup is where this daemon's is.
+        let cgroup = known
+            .or_else(|| Cgroup::recorded(recorded, name))
+            .or_else(|| self.current(name).filter(|_| recorded.is_empty()))
+            .filter(Cgroup::exists);
+        if cgroup.is_none() && !recorded.is_empty() && limits.memory.is_some() {
+            tracing::warn!(
+                session_dir = name,
+                "the session's cgroup is gone: its memory limit is measured instead"
+            );
         }
-        self.write(name, limits)
-    }
-
-    fn write(&self, name: &str, limits: SessionLimits) -> io::Result<()> {
-        let mem = limits.memory.map_or("max".to_string(), |b| b.to_string());
-        match &self.detected.layout {
-            Some(Layout::V2(parent)) => {
-                let dir = parent.join(name);
-                std::fs::write(dir.join("memory.max"), &mem)?;
-                // No swap: over its limit a browser is stopped, not slowed to a crawl.
-                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
-                let weight = limits.cpu_share.unwrap_or(100);
-                std::fs::write(dir.join("cpu.weight"), weight.to_string())
-            }
-            Some(Layout::V1 { memory, cpu }) => {
-                // v1 takes -1 for no limit.
-                let mem = limits.memory.map_or("-1".to_string(), |b| b.to_string());
-                std::fs::write(memory.join(name).join("memory.limit_in_bytes"), mem)?;
-                let shares = v1_shares(limits.cpu_share.unwrap_or(100));
-                std::fs::write(cpu.join(name).join("cpu.shares"), shares.to_string())
-            }
-            None => Ok(()),
-        }
+        let result = cgroup.as_ref().map_or(Ok(()), |c| write(c, limits));
+        lock(&self.dirs).insert(name.to_string(), Entry { limits, cgroup });
+        result
     }
 
     /// The limits session dir `name` runs with, if any.
     pub fn limits_of(&self, name: &str) -> Option<SessionLimits> {
         lock(&self.dirs)
             .get(name)
-            .copied()
+            .map(|e| e.limits)
             .filter(SessionLimits::any)
     }
 
+    /// True when session dir `name`'s memory limit is enforced by measuring its browser's
+    /// PSS (the measurement mode, or a limited browser without a cgroup).
+    pub fn measured(&self, name: &str) -> bool {
+        lock(&self.dirs)
+            .get(name)
+            .is_some_and(|e| e.limits.memory.is_some() && e.cgroup.is_none())
+    }
+
     /// True when the browser of session dir `name` was stopped or is over by its memory
-    /// limit: an OOM kill in its cgroup, or (measurement) `pss_kib` past the limit.
+    /// limit: an OOM kill its own limit caused in its cgroup, or (measured) `pss_kib` past it.
     pub fn over(&self, name: &str, pss_kib: Option<u64>) -> bool {
-        let Some(limit) = self.limits_of(name).and_then(|l| l.memory) else {
+        let Some(entry) = lock(&self.dirs).get(name).cloned() else {
             return false;
         };
-        match &self.detected.layout {
-            Some(Layout::V2(parent)) => oom_kills(&parent.join(name).join("memory.events")) > 0,
-            Some(Layout::V1 { memory, .. }) => {
-                oom_kills(&memory.join(name).join("memory.oom_control")) > 0
+        let Some(limit) = entry.limits.memory else {
+            return false;
+        };
+        match &entry.cgroup {
+            // `oom` counts the cgroup's own limit being hit; `oom_kill` alone also counts
+            // kills of the machine's OOM killer.
+            Some(Cgroup::V2(dir)) => {
+                let events = dir.join("memory.events");
+                count(&events, "oom") > 0 && count(&events, "oom_kill") > 0
+            }
+            Some(Cgroup::V1 { memory, .. }) => {
+                // The limit was reached: a failed charge (of memory, or of memory+swap), or
+                // (kernels that count no failcnt) the peak usage at the limit, within the
+                // kernel's per-CPU charge batches.
+                let read = |f: &str| read_u64(&memory.join(f));
+                let failed = ["memory.failcnt", "memory.memsw.failcnt"]
+                    .iter()
+                    .any(|f| read(f).is_some_and(|n| n > 0));
+                let peaked = read("memory.max_usage_in_bytes")
+                    .is_some_and(|peak| peak.saturating_add(2 << 20) >= limit);
+                let hit = failed || peaked;
+                count(&memory.join("memory.oom_control"), "oom_kill") > 0 && hit
             }
             None => pss_kib.is_some_and(|kib| kib.saturating_mul(1024) > limit),
         }
     }
 
-    /// Forgets session dir `name` and removes its cgroup: SIGKILLs whatever is left in it
-    /// (only its browser's processes can be), then removes it, retrying while they exit.
-    pub async fn release(&self, name: &str) -> io::Result<()> {
+    /// Forgets session dir `name` and removes its cgroup (this daemon's, else the one its pid
+    /// file `recorded`): SIGKILLs whatever is left in it (only its browser's processes can
+    /// be) and removes it; when they have not left yet, a background task retries (the
+    /// sweep is the backstop), so no stop waits on it.
+    pub async fn release(&self, name: &str, recorded: &[PathBuf]) -> io::Result<()> {
         checked(name)?;
-        lock(&self.dirs).remove(name);
-        for dir in self.cgroups(name) {
-            remove_cgroup(&dir).await?;
+        let known = lock(&self.dirs).remove(name).and_then(|e| e.cgroup);
+        let Some(cgroup) = known
+            .or_else(|| Cgroup::recorded(recorded, name))
+            .or_else(|| self.current(name).filter(|_| recorded.is_empty()))
+        else {
+            return Ok(());
+        };
+        for dir in cgroup.dirs() {
+            if remove_once(&dir).is_err() {
+                tokio::spawn(async move {
+                    if let Err(err) = remove_cgroup(&dir).await {
+                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup");
+                    }
+                });
+            }
         }
         Ok(())
     }
 
-    /// Removes the cgroups under bro's parent whose session dir `keep` does not keep (their
-    /// dir is gone: a daemon killed between removing a dir and its cgroup). Returns how many.
-    /// One try each: a cgroup whose killed processes have not left yet goes on a later pass.
+    /// Removes the cgroups under bro's parents (this daemon's and earlier ones') whose session
+    /// dir `keep` does not keep (their dir is gone: a daemon killed between removing a dir
+    /// and its cgroup), and earlier daemons' parents once empty. Returns how many sessions'
+    /// cgroups. One try each: a cgroup whose killed processes have not left yet goes on a
+    /// later pass.
     pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let parents = match &self.detected.layout {
-            Some(Layout::V2(parent)) => vec![parent.clone()],
-            Some(Layout::V1 { memory, cpu }) => vec![memory.clone(), cpu.clone()],
-            None => return 0,
-        };
+        let current: Vec<PathBuf> = self
+            .detected
+            .layout
+            .iter()
+            .flat_map(Layout::parents)
+            .collect();
+        let old = lock(&self.old_parents).clone();
         let mut removed = 0;
-        for parent in parents {
-            let Ok(entries) = std::fs::read_dir(&parent) else {
+        for parent in current.iter().chain(&old) {
+            let Ok(entries) = std::fs::read_dir(parent) else {
                 continue;
             };
             for entry in entries.flatten() {
@@ -511,8 +739,72 @@ impl Limits {
                 }
             }
         }
+        // An earlier daemon's parent goes once empty (removal fails while it is not).
+        let gone: Vec<PathBuf> = old
+            .into_iter()
+            .filter(|p| match std::fs::remove_dir(p) {
+                Ok(()) => true,
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            })
+            .collect();
+        if !gone.is_empty() {
+            lock(&self.old_parents).retain(|p| !gone.contains(p));
+            if let Err(err) = self.save_record() {
+                tracing::warn!(%err, "could not update the record of bro's cgroups");
+            }
+        }
         removed
     }
+}
+
+/// A path of bro's parent-cgroup shape (absolute, `bro-…`, no `..`).
+fn is_parent_path(p: &Path) -> bool {
+    p.is_absolute()
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("bro-"))
+        && !p.components().any(|c| c == std::path::Component::ParentDir)
+}
+
+/// Writes `limits` into a session's cgroup.
+fn write(cgroup: &Cgroup, limits: SessionLimits) -> io::Result<()> {
+    match cgroup {
+        Cgroup::V2(dir) => {
+            let mem = limits.memory.map_or("max".to_string(), |b| b.to_string());
+            std::fs::write(dir.join("memory.max"), &mem)?;
+            // No swap: over its limit a browser is stopped, not slowed to a crawl.
+            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            let weight = limits.cpu_share.unwrap_or(100);
+            std::fs::write(dir.join("cpu.weight"), weight.to_string())
+        }
+        Cgroup::V1 { memory, cpu } => {
+            write_v1_memory(memory, limits.memory)?;
+            let shares = v1_shares(limits.cpu_share.unwrap_or(100));
+            std::fs::write(cpu.join("cpu.shares"), shares.to_string())
+        }
+    }
+}
+
+/// v1's memory limit (-1 for none), with swap held to it too: `memory.memsw.limit_in_bytes`
+/// (memory plus swap) where the kernel accounts swap, which must never be below the memory
+/// limit (so lowering writes the limit first, raising memsw first); else swappiness 0.
+fn write_v1_memory(dir: &Path, bytes: Option<u64>) -> io::Result<()> {
+    let value = bytes.map_or("-1".to_string(), |b| b.to_string());
+    let limit = dir.join("memory.limit_in_bytes");
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    if !memsw.exists() {
+        std::fs::write(&limit, &value)?;
+        let _ = std::fs::write(dir.join("memory.swappiness"), "0");
+        return Ok(());
+    }
+    // One order fails where the other works (the kernel refuses memsw < limit).
+    std::fs::write(&limit, &value)
+        .and_then(|()| std::fs::write(&memsw, &value))
+        .or_else(|_| std::fs::write(&memsw, &value).and_then(|()| std::fs::write(&limit, &value)))
+}
+
+fn read_u64(file: &Path) -> Option<u64> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
 }
 
 /// Refuses a name that is not a session id: cgroup paths are built only from those.
@@ -526,14 +818,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The `oom_kill` count of a `memory.events` (v2) or `memory.oom_control` (v1) file.
-pub fn oom_kills(file: &Path) -> u64 {
+/// The count `key` of a flat keyed file (`memory.events`, `memory.oom_control`); 0 if absent.
+pub fn count(file: &Path, key: &str) -> u64 {
     std::fs::read_to_string(file)
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
-                let (key, value) = l.split_once(' ')?;
-                (key == "oom_kill").then(|| value.trim().parse().ok())?
+                let (k, value) = l.split_once(' ')?;
+                (k == key).then(|| value.trim().parse().ok())?
             })
         })
         .unwrap_or(0)
@@ -587,7 +879,7 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
     meminfo.lines().find_map(|l| {
         let rest = l.strip_prefix("MemAvailable:")?;
         let kib: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        Some(kib * 1024)
+        Some(kib.saturating_mul(1024))
     })
 }
 

@@ -44,7 +44,7 @@ fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
         "9223372036854771712\n",
     );
     touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024\n");
-    let d = detect(&sys, LimitsMode::Auto, "bro-1").unwrap();
+    let d = detect(&sys, LimitsMode::Auto, "bro-1", true).unwrap();
     assert_eq!(d.mode, Mode::CgroupV1, "{}", d.why);
     assert!(d.why.contains("no memory controller"), "{}", d.why);
     let mem_parent = r.join("sys/fs/cgroup/memory/process_api/abc/bro-1");
@@ -60,7 +60,7 @@ fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
     let l = limits.of(&asked);
     assert_eq!(l.memory, Some(100 << 20));
     assert_eq!(l.cpu_share, Some(50));
-    let procs = limits.prepare(ID, l).unwrap();
+    let procs = limits.prepare(ID, l, false).unwrap();
     assert_eq!(procs.len(), 2);
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
     assert_eq!(
@@ -76,13 +76,37 @@ fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
         "512"
     );
 
-    // An OOM kill in it is seen.
+    // Swap is held to the limit too where the kernel accounts it; else swappiness 0.
+    assert_eq!(read(mem_parent.join(ID).join("memory.swappiness")), "0");
+
+    // An OOM kill in it is seen, but only one its own limit caused (a failcnt).
     assert!(!limits.over(ID, None));
     touch(
         mem_parent.join(ID).join("memory.oom_control"),
         "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
     );
+    touch(mem_parent.join(ID).join("memory.failcnt"), "0\n");
+    assert!(
+        !limits.over(ID, None),
+        "a global OOM kill is not the limit's"
+    );
+    touch(mem_parent.join(ID).join("memory.failcnt"), "12\n");
     assert!(limits.over(ID, None));
+
+    // With swap accounting both limits are written, in an order the kernel takes.
+    let memsw = mem_parent.join(ID).join("memory.memsw.limit_in_bytes");
+    touch(memsw.clone(), "9223372036854771712\n");
+    limits
+        .apply(
+            ID,
+            SessionLimits {
+                memory: Some(50 << 20),
+                cpu_share: None,
+            },
+            &[],
+        )
+        .unwrap();
+    assert_eq!(read(memsw), "52428800");
 }
 
 #[test]
@@ -94,13 +118,18 @@ fn a_delegated_unified_hierarchy_gets_cgroup_v2() {
         own.join("cgroup.controllers"),
         "cpuset cpu io memory pids\n",
     );
-    touch(own.join("cgroup.subtree_control"), "");
-    let d = detect(&sys, LimitsMode::Cgroup, "bro-2").unwrap();
+    // Delegated: the controllers already pass to its children.
+    touch(own.join("cgroup.subtree_control"), "cpu memory\n");
+    // A read-only probe (bro doctor) picks the mode but creates nothing.
+    let probe = detect(&sys, LimitsMode::Cgroup, "bro-2", false).unwrap();
+    assert_eq!(probe.mode, Mode::CgroupV2, "{}", probe.why);
+    assert!(!own.join("bro-2").exists());
+    let d = detect(&sys, LimitsMode::Cgroup, "bro-2", true).unwrap();
     assert_eq!(d.mode, Mode::CgroupV2, "{}", d.why);
     let limits = Limits::new(d, Some(300 << 20), None);
     let l = limits.of(&SessionOptions::default());
     assert_eq!((l.memory, l.cpu_share), (Some(300 << 20), None));
-    limits.prepare(ID, l).unwrap();
+    limits.prepare(ID, l, false).unwrap();
     let dir = own.join("bro-2").join(ID);
     assert_eq!(
         std::fs::read_to_string(dir.join("memory.max")).unwrap(),
@@ -110,6 +139,16 @@ fn a_delegated_unified_hierarchy_gets_cgroup_v2() {
         std::fs::read_to_string(dir.join("cpu.weight")).unwrap(),
         "100"
     );
+    assert_eq!(
+        std::fs::read_to_string(own.join("bro-2/cgroup.subtree_control")).unwrap(),
+        "+memory +cpu"
+    );
+    // A kill by the machine's OOM killer is not the session's limit.
+    touch(
+        dir.join("memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 0\noom_kill 1\n",
+    );
+    assert!(!limits.over(ID, None));
     touch(
         dir.join("memory.events"),
         "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
@@ -126,33 +165,153 @@ fn no_usable_cgroup_falls_back_to_measurement_unless_forced() {
         root.path().join("sys/fs/cgroup/unified/cgroup.controllers"),
         "",
     );
-    let d = detect(&sys, LimitsMode::Auto, "bro-3").unwrap();
+    let d = detect(&sys, LimitsMode::Auto, "bro-3", true).unwrap();
     assert_eq!(d.mode, Mode::Measure);
     assert!(d.why.contains("no v1 memory mount"), "{}", d.why);
-    let err = detect(&sys, LimitsMode::Cgroup, "bro-3").unwrap_err();
+    let err = detect(&sys, LimitsMode::Cgroup, "bro-3", true).unwrap_err();
     assert!(err.contains("limits_mode = cgroup"), "{err}");
-    assert_eq!(detect(&sys, LimitsMode::Off, "x").unwrap().mode, Mode::Off);
+    assert_eq!(
+        detect(&sys, LimitsMode::Off, "x", true).unwrap().mode,
+        Mode::Off
+    );
 
     // Measurement: over when the PSS passes the limit; no CPU share.
     let limits = Limits::new(d, Some(200 << 20), Some(50));
     let l = limits.of(&SessionOptions::default());
     assert_eq!(l.cpu_share, None);
-    assert!(limits.prepare(ID, l).unwrap().is_empty());
+    assert!(limits.prepare(ID, l, false).unwrap().is_empty());
     assert!(!limits.over(ID, Some(100 << 10)));
     assert!(limits.over(ID, Some(201 << 10)));
 }
 
 #[test]
-fn a_processes_own_v2_cgroup_cannot_delegate() {
+fn an_occupied_own_v2_cgroup_is_never_written() {
+    // The daemon's own cgroup has the controllers but does not pass them down (it holds
+    // processes, so the kernel would refuse with EBUSY): bro falls back, writing nothing.
     let mounts = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
     let (root, sys) = fake(mounts, "0::/busy\n");
     let own = root.path().join("sys/fs/cgroup/busy");
     touch(own.join("cgroup.controllers"), "cpu memory\n");
-    // A directory where the file should be: the write fails as the kernel's EBUSY would.
-    std::fs::create_dir_all(own.join("cgroup.subtree_control")).unwrap();
-    let d = detect(&sys, LimitsMode::Auto, "bro-4").unwrap();
+    touch(own.join("cgroup.subtree_control"), "");
+    let d = detect(&sys, LimitsMode::Auto, "bro-4", true).unwrap();
     assert_eq!(d.mode, Mode::Measure);
-    assert!(d.why.contains("delegated"), "{}", d.why);
+    assert!(d.why.contains("not delegated"), "{}", d.why);
+    assert!(d.why.contains("Delegate=yes"), "{}", d.why);
+    assert_eq!(
+        std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(),
+        ""
+    );
+    assert!(!own.join("bro-4").exists());
+}
+
+#[tokio::test]
+async fn a_daemon_in_another_cgroup_finds_and_sweeps_the_old_ones() {
+    let mounts = "41 31 0:38 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n";
+    let (root, old_sys) = fake(mounts, "0::/term1\n");
+    let r = root.path();
+    for scope in ["term1", "term2"] {
+        touch(
+            r.join("sys/fs/cgroup")
+                .join(scope)
+                .join("cgroup.controllers"),
+            "cpu memory\n",
+        );
+        touch(
+            r.join("sys/fs/cgroup")
+                .join(scope)
+                .join("cgroup.subtree_control"),
+            "cpu memory\n",
+        );
+    }
+    let record = r.join("cgroups");
+    let first = Limits::new(
+        detect(&old_sys, LimitsMode::Auto, "bro-7", true).unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    first.record_parents(&record).unwrap();
+    let other = "0b1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+    for id in [ID, other] {
+        first
+            .prepare(id, first.of(&SessionOptions::default()), false)
+            .unwrap();
+    }
+    let pid_file = first.cgroup_dirs(ID);
+    let old_dir = r.join("sys/fs/cgroup/term1/bro-7").join(ID);
+    assert_eq!(pid_file, vec![old_dir.clone()]);
+
+    // Restarted from another terminal: another cgroup, the same home.
+    let new_sys = Sys {
+        self_cgroup: "0::/term2\n".into(),
+        mountinfo: mounts.into(),
+        root: r.to_path_buf(),
+    };
+    let second = Limits::new(
+        detect(&new_sys, LimitsMode::Auto, "bro-7", true).unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    second.record_parents(&record).unwrap();
+    // The adopted session is enforced in the cgroup its pid file recorded.
+    let tighter = SessionLimits {
+        memory: Some(100 << 20),
+        cpu_share: None,
+    };
+    second.apply(ID, tighter, &pid_file).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(old_dir.join("memory.max")).unwrap(),
+        "104857600"
+    );
+    assert!(!second.measured(ID));
+    touch(old_dir.join("memory.events"), "oom 1\noom_kill 1\n");
+    assert!(second.over(ID, None));
+    // One whose recorded cgroup is gone is measured, not unenforced.
+    second
+        .apply(other, tighter, &[r.join("sys/fs/cgroup/term1/bro-7/gone")])
+        .unwrap();
+    assert!(second.measured(other));
+    // A recorded path of the wrong shape is never used.
+    second
+        .apply(other, tighter, &[PathBuf::from("/etc")])
+        .unwrap();
+    assert!(second.measured(other));
+
+    // Released through the record; the sweep takes the old parent's leftovers, then it.
+    // (A real cgroup's files go with its rmdir; these fakes' are removed first.)
+    for id in [ID, other] {
+        for f in std::fs::read_dir(old_dir.with_file_name(id)).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+    }
+    std::fs::remove_file(r.join("sys/fs/cgroup/term1/bro-7/cgroup.subtree_control")).unwrap();
+    second.release(ID, &pid_file).await.unwrap();
+    assert!(!old_dir.exists());
+    assert_eq!(second.sweep(|_| false), 1);
+    assert!(!r.join("sys/fs/cgroup/term1/bro-7").exists());
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    assert!(!recorded.contains("term1"), "{recorded}");
+    assert!(recorded.contains("term2/bro-7"), "{recorded}");
+}
+
+#[test]
+fn a_cold_browser_without_limits_gets_no_cgroup_and_a_missing_parent_comes_back() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let d = detect(&sys, LimitsMode::Auto, "bro-8", true).unwrap();
+    let limits = Limits::new(d, None, None);
+    let none = SessionLimits::default();
+    assert!(limits.prepare(ID, none, false).unwrap().is_empty());
+    assert!(limits.cgroup_dirs(ID).is_empty());
+    // A warm one does, to take a session's limits at claim; its parent is made again when
+    // something removed it.
+    std::fs::remove_dir(r.join("sys/fs/cgroup/cpu/bro-8")).unwrap();
+    assert_eq!(limits.prepare(ID, none, true).unwrap().len(), 2);
+    assert!(r.join("sys/fs/cgroup/cpu/bro-8").join(ID).is_dir());
 }
 
 #[test]
@@ -164,10 +323,14 @@ fn names_other_than_session_ids_are_refused() {
         "1",
     );
     touch(root.path().join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
-    let limits = Limits::new(detect(&sys, LimitsMode::Auto, "bro-5").unwrap(), None, None);
+    let limits = Limits::new(
+        detect(&sys, LimitsMode::Auto, "bro-5", true).unwrap(),
+        None,
+        None,
+    );
     for bad in ["../x", "/etc", "", "a/b"] {
         assert!(
-            limits.prepare(bad, SessionLimits::default()).is_err(),
+            limits.prepare(bad, SessionLimits::default(), true).is_err(),
             "{bad}"
         );
     }
@@ -183,26 +346,30 @@ async fn release_and_sweep_remove_cgroups_whose_dir_is_gone() {
     );
     touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
     let limits = Limits::new(
-        detect(&sys, LimitsMode::Auto, "bro-6").unwrap(),
+        detect(&sys, LimitsMode::Auto, "bro-6", true).unwrap(),
         Some(1 << 30),
         None,
     );
     let other = "0b1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
     // Plain dirs stand in for cgroups (a real cgroup dir's files go with rmdir).
     for id in [ID, other] {
-        for d in limits.cgroups(id) {
+        for d in dirs_of(&limits, id) {
             std::fs::create_dir_all(d).unwrap();
         }
     }
-    limits.release(ID).await.unwrap();
-    assert!(limits.cgroups(ID).iter().all(|d| !d.exists()));
+    limits.release(ID, &[]).await.unwrap();
+    assert!(dirs_of(&limits, ID).iter().all(|d| !d.exists()));
     // Kept while its dir is there, removed once it is not; other names are left alone.
     let stranger = r.join("sys/fs/cgroup/cpu/bro-6/not-a-session");
     std::fs::create_dir_all(&stranger).unwrap();
     assert_eq!(limits.sweep(|id| id == other), 0);
     assert_eq!(limits.sweep(|_| false), 2);
-    assert!(limits.cgroups(other).iter().all(|d| !d.exists()));
+    assert!(dirs_of(&limits, other).iter().all(|d| !d.exists()));
     assert!(stranger.exists());
+}
+
+fn dirs_of(limits: &Limits, id: &str) -> Vec<PathBuf> {
+    limits.current(id).map(|c| c.dirs()).unwrap_or_default()
 }
 
 #[test]
@@ -228,4 +395,22 @@ fn limits_modes_parse() {
     assert!("v3".parse::<LimitsMode>().is_err());
     assert_eq!(v1_shares(100), 1024);
     assert_eq!(v1_shares(1), 10);
+}
+
+#[test]
+fn a_mounts_root_matches_whole_components() {
+    let (_root, sys) = fake("", "");
+    let m = Mount {
+        v2: true,
+        root: "/docker/abc".into(),
+        point: "/sys/fs/cgroup".into(),
+        options: Vec::new(),
+    };
+    assert!(dir_in(&sys, &m, "/docker/abcdef").is_none());
+    let inside = dir_in(&sys, &m, "/docker/abc/bro").unwrap();
+    assert!(
+        inside.ends_with("sys/fs/cgroup/bro"),
+        "{}",
+        inside.display()
+    );
 }
