@@ -16,7 +16,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod host;
-pub mod load;
 pub mod node;
 pub mod orchestrator;
 pub mod output;

@@ -14,6 +14,7 @@ pub mod downloads;
 pub mod files;
 pub mod kill;
 pub mod limits;
+pub mod load;
 pub mod page;
 pub mod process;
 pub mod proxy_hop;
@@ -147,6 +148,8 @@ pub struct LocalWorkerHost {
     /// The sessions' memory limits and CPU shares ([`LocalWorkerHost::set_limits`]); none
     /// until set.
     limits: std::sync::OnceLock<Arc<limits::Limits>>,
+    /// Cold launches in flight and the warm refills' turn ([`load`]).
+    load: load::Load,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -198,6 +201,7 @@ impl LocalWorkerHost {
             casts: Arc::new(cast::Casts::new()),
             agents,
             limits: std::sync::OnceLock::new(),
+            load: load::Load::default(),
         })
     }
 
@@ -695,8 +699,26 @@ impl WorkerHost for LocalWorkerHost {
         // The launch's own span in the create's trace, when traces are exported.
         let span = crate::telemetry::otlp::span(|| tracing::info_span!("launch", session_id = %id));
         Box::pin(
-            async move { Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?) }
-                .instrument(span),
+            async move {
+                // A warm refill takes CPU the sessions being created and used could have:
+                // it waits for its turn and for CPU to spare (at most REFILL_WAIT, so a
+                // machine that is never idle still refills), holding the turn through its
+                // launch; a cold launch counts while it runs.
+                let (_turn, _launch) = if spec.warm {
+                    let (turn, spare) = self.load.refill_turn(load::REFILL_WAIT).await;
+                    if !spare {
+                        tracing::debug!(
+                            "warm refill launching on a busy machine after {:?}",
+                            load::REFILL_WAIT
+                        );
+                    }
+                    (Some(turn), None)
+                } else {
+                    (None, Some(self.load.launch()))
+                };
+                Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?)
+            }
+            .instrument(span),
         )
     }
 

@@ -59,9 +59,10 @@ pub struct BenchArgs {
     /// Jobs each side runs in the job benchmark: a fresh browser opens a local page, reads its
     /// title, takes a screenshot and closes, through bro and with Playwright's own launch of
     /// the same Chromium, in turns; cold, and warm with a warm pool. Needs node and
-    /// playwright-core (install.sh installs it). 0 skips it.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=jobs::MAX_JOBS as i64))]
-    pub jobs: u32,
+    /// playwright-core (install.sh installs it). 0 skips it. [default: 24; without --jobs
+    /// or --playwright, skipped with a notice when node or playwright-core is missing]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=jobs::MAX_JOBS as i64))]
+    pub jobs: Option<u32>,
     /// Jobs running at once in the job benchmark.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=jobs::MAX_CONCURRENCY as i64))]
     pub job_concurrency: u32,
@@ -133,8 +134,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let started_here = temp.is_some();
     // Before any daemon starts: a missing node or playwright-core is said at once.
-    let driver = match args.jobs {
-        0 => None,
+    // Asked for (--jobs or --playwright): a miss is an error; by default, a notice.
+    let driver = match (args.jobs, &args.playwright) {
+        (Some(0), _) => None,
+        (None, None) => match jobs::driver(None, &paths) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                output::progress(&format!("skipping the job benchmark: {e:#}"));
+                None
+            }
+        },
         _ => Some(jobs::driver(args.playwright.as_deref(), &paths)?),
     };
     if started_here {
@@ -318,7 +327,7 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
                 daemon: &daemon,
                 api: &api,
                 chromium: &chromium_path,
-                jobs: args.jobs,
+                jobs: args.jobs.unwrap_or(jobs::DEFAULT_JOBS),
                 concurrency: args.job_concurrency,
                 warm: status.warm,
             };
@@ -522,26 +531,25 @@ async fn warm_creates(
 
 /// Waits (up to 30 s) until the daemon's warm pool holds `target` ready browsers.
 async fn wait_pool_full(daemon: &DaemonClient, target: u32) -> Result<()> {
-    let full = wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        || async move {
-            let ready = daemon
-                .status()
-                .await
-                .ok()
-                .and_then(|s| s.pool)
-                .is_some_and(|p| p.warm_ready.len() >= target as usize);
-            if ready {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        },
-    )
+    // A refill may wait for spare CPU, then launch: each refill's longest, so a pool that
+    // is only slow to refill is not taken for a broken one.
+    let budget = crate::worker::load::REFILL_WAIT + crate::worker::chromium::READY_TIMEOUT;
+    let full = wait_until(budget, Duration::from_millis(50), || async move {
+        let ready = daemon
+            .status()
+            .await
+            .ok()
+            .and_then(|s| s.pool)
+            .is_some_and(|p| p.warm_ready.len() >= target as usize);
+        if ready {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
     .await;
     if full.is_continue() {
-        bail!("the warm pool did not refill within 30 s");
+        bail!("the warm pool did not refill within {} s", budget.as_secs());
     }
     Ok(())
 }

@@ -127,8 +127,6 @@ impl SessionObject {
         cmd: Json<CreateCommand>,
     ) -> HandlerResult<Json<SessionRecord>> {
         let span = telemetry::session_span(&ctx.key());
-        // The warm pool's refills wait while creates are under way (`crate::load`).
-        let _create = crate::load::Create::start();
         // Where a create's time goes, at debug level (RUST_LOG=bro=debug): wall clock of this
         // attempt, so a replay's figures are its own.
         let began = std::time::Instant::now();

@@ -259,20 +259,6 @@ impl WarmLauncherService {
                 warm: true,
             };
             let stopping = self.deps.stopping_for(&node);
-            // A refill takes CPU the sessions being created and used could have: on its own
-            // node it waits for CPU to spare (`crate::load`), at most REFILL_WAIT, so a
-            // machine that is never idle still refills. (Another node's refill runs there.)
-            if node == self.deps.node {
-                let spare = ctx
-                    .run(|| async { Ok(crate::load::wait_for_spare_cpu(REFILL_WAIT).await) })
-                    .name("wait_for_spare_cpu")
-                    .await?;
-                if !spare {
-                    tracing::debug!(
-                        "warm refill launching on a busy machine after {REFILL_WAIT:?}"
-                    );
-                }
-            }
             let launched = ctx
                 .run(|| async move {
                     let host = hosts.of(&on).map_err(worker_error)?;
@@ -305,10 +291,8 @@ impl WarmLauncherService {
     }
 }
 
-/// Longest a refill waits for CPU to spare before it launches anyway.
-const REFILL_WAIT: Duration = Duration::from_secs(10);
-
-/// How long one warm launch may take inside its `ctx.run`.
+/// How long one warm launch may take inside its `ctx.run` (the host's wait for CPU to spare
+/// included: `worker::load`).
 const LAUNCH_LIMIT: Duration = Duration::from_secs(60);
 
 /// Stops a warm browser without ceremony (no client ever saw it), inside `ctx.run`, with

@@ -320,6 +320,20 @@ fn write_preferences(dir: &Path) -> Result<(), WorkerError> {
         .map_err(|e| WorkerError::io("write Preferences", e))
 }
 
+/// Without the base flags that turn extensions off when the flags load one
+/// (`chromium_flags = ["--load-extension=…"]`): `--disable-extensions` would defeat it.
+fn allow_loaded_extensions(argv: Vec<String>) -> Vec<String> {
+    if !argv.iter().any(|a| a.starts_with("--load-extension")) {
+        return argv;
+    }
+    argv.into_iter()
+        .filter(|a| {
+            a != "--disable-extensions"
+                && a != "--disable-component-extensions-with-background-pages"
+        })
+        .collect()
+}
+
 /// Spawns the browser in its own process group with its home and config dirs inside `dir`
 /// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
 /// never land in the user's home or stay in `/tmp`. With `cgroup_procs`, a shell first moves
@@ -345,7 +359,7 @@ pub fn spawn(
     // Extra flags go before the initial URL, which must stay last.
     let url = argv.pop();
     argv.extend(extra_flags.iter().cloned());
-    let mut argv = merge_feature_lists(argv);
+    let mut argv = merge_feature_lists(allow_loaded_extensions(argv));
     argv.extend(url);
     let (chromium, more) = direct(chromium);
     argv.splice(0..0, more);
@@ -508,6 +522,27 @@ pub fn log_tail(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loaded_extension_keeps_extensions_on() {
+        let base = || {
+            vec![
+                "--disable-extensions".to_string(),
+                "--disable-component-extensions-with-background-pages".to_string(),
+                "--headless".to_string(),
+            ]
+        };
+        assert_eq!(allow_loaded_extensions(base()), base());
+        let mut loaded = base();
+        loaded.push("--load-extension=/opt/ext".to_string());
+        assert_eq!(
+            allow_loaded_extensions(loaded),
+            vec![
+                "--headless".to_string(),
+                "--load-extension=/opt/ext".to_string()
+            ]
+        );
+    }
 
     #[test]
     fn stale_temp_dirs_are_swept_and_live_ones_kept() {

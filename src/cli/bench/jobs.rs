@@ -22,6 +22,12 @@ use crate::paths::Paths;
 /// The playwright-core version `install.sh` installs (the one `tests/compat` pins).
 pub const PLAYWRIGHT_VERSION: &str = "1.65.1";
 
+/// Jobs each side runs when `--jobs` is not given.
+pub const DEFAULT_JOBS: u32 = 24;
+
+/// Oldest node playwright-core 1.65 runs on (its `engines`).
+const NODE_MAJOR: u32 = 20;
+
 /// Most jobs one side runs, and most at once.
 pub const MAX_JOBS: u32 = 1000;
 pub const MAX_CONCURRENCY: u32 = 32;
@@ -69,16 +75,37 @@ pub fn driver(flag: Option<&Path>, paths: &Paths) -> Result<Driver> {
         .arg("--version")
         .stdin(Stdio::null())
         .output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        bail!(
-            "node not found: the job benchmark runs playwright-core in node (apt-get install \
-             nodejs); --jobs 0 skips the job benchmark"
-        );
+    let major = node
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| node_major(&String::from_utf8_lossy(&o.stdout)));
+    match major {
+        None => bail!(
+            "node not found: the job benchmark runs playwright-core in node {NODE_MAJOR} or \
+             later (nodejs.org or your distribution's newer nodejs); --jobs 0 skips the job \
+             benchmark"
+        ),
+        Some(m) if m < NODE_MAJOR => bail!(
+            "node {m} is too old: playwright-core {PLAYWRIGHT_VERSION} needs node {NODE_MAJOR} or \
+             later (nodejs.org); --jobs 0 skips the job benchmark"
+        ),
+        Some(_) => {}
     }
     Ok(Driver {
         playwright: std::fs::canonicalize(&playwright).unwrap_or(playwright),
         version,
     })
+}
+
+/// The major version in `node --version`'s `v20.11.1`.
+fn node_major(version: &str) -> Option<u32> {
+    version
+        .trim()
+        .strip_prefix('v')?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The version in `dir/package.json` when `dir` is the playwright-core package.
@@ -153,6 +180,21 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
+/// Pause after the pool is full before a turn: the last refill's browser settles.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// A dir removed with everything in it when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How long node may take to close Playwright's browsers after SIGTERM.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
 /// Jobs per turn: half of `jobs` each (each side runs two turns), at least one.
 fn turn_jobs(jobs: u32) -> u32 {
     jobs.div_ceil(2).max(1)
@@ -191,15 +233,16 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         "jobs, cold: {} through bro and {} with Playwright's own launch, {} at a time, in turns",
         b.jobs, b.jobs, b.concurrency
     ));
-    let cold = pass(b, page, &cold_body, false).await?;
+    let cold = pass(b, page, &cold_body).await?;
     let warm = if b.warm > 0 {
         output::progress(&format!("jobs, warm pool of {}: the same", b.warm));
-        Some(pass(b, page, &json!({}), true).await?)
+        Some(pass(b, page, &json!({})).await?)
     } else {
         None
     };
     Ok(json!({
-        "n": b.jobs,
+        // What each side really ran: two turns of half the jobs each, rounded up.
+        "n": 2 * turn_jobs(b.jobs),
         "concurrency": b.concurrency,
         "playwright_core": b.driver.version,
         "cold": cold,
@@ -207,16 +250,18 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
     }))
 }
 
-/// bro, Playwright, Playwright, bro; each turn half the jobs. A warm turn starts with a
-/// full pool.
-async fn pass(b: &Bench<'_>, page: &str, body: &Value, warm: bool) -> Result<Value> {
+/// bro, Playwright, Playwright, bro; each turn half the jobs. With a warm pool every turn
+/// (either side's, cold or warm) starts with a full pool and a settled machine, so no
+/// refill of an earlier turn launches during it.
+async fn pass(b: &Bench<'_>, page: &str, body: &Value) -> Result<Value> {
     let n = turn_jobs(b.jobs);
     let (mut bro, mut pw) = (Vec::new(), Vec::new());
     for turn in ["bro", "playwright", "playwright", "bro"] {
+        if b.warm > 0 {
+            super::wait_pool_full(b.daemon, b.warm).await?;
+            tokio::time::sleep(SETTLE).await;
+        }
         if turn == "bro" {
-            if warm {
-                super::wait_pool_full(b.daemon, b.warm).await?;
-            }
             bro.push(drive(b, page, "bro", body, n).await?);
         } else {
             pw.push(drive(b, page, "playwright", body, n).await?);
@@ -253,21 +298,51 @@ async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child = cmd.spawn().context("cannot run node")?;
+    // Playwright's temporary profiles go inside a dir of the bench's, removed after the turn.
+    let tmp =
+        TempDir(std::env::temp_dir().join(format!("bro-bench-node-{}", uuid::Uuid::new_v4())));
+    crate::paths::create_private_dir(&tmp.0).context("cannot create the driver's temporary dir")?;
+    cmd.env("TMPDIR", &tmp.0);
+    let mut child = cmd.spawn().context("cannot run node")?;
     let pgid = child.id();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let read = async move {
+        use tokio::io::AsyncReadExt;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        if let Some(mut s) = stdout {
+            s.read_to_end(&mut out).await?;
+        }
+        if let Some(mut s) = stderr {
+            s.read_to_end(&mut err).await?;
+        }
+        std::io::Result::Ok((out, err))
+    };
     // Each job is bounded by the driver (60 s a step); this bounds the whole turn.
     let limit = Duration::from_secs(120 + 240 * u64::from(jobs.div_ceil(b.concurrency.max(1))));
-    let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
-        Ok(out) => out?,
-        Err(_) => {
-            if let Some(pgid) = pgid {
-                crate::worker::process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-            }
-            bail!(
-                "the job driver ({mode}) did not finish within {} s",
-                limit.as_secs()
-            );
+    let done = tokio::time::timeout(limit, async {
+        let (out, err) = read.await?;
+        std::io::Result::Ok((child.wait().await?, out, err))
+    })
+    .await;
+    let Ok(done) = done else {
+        // Playwright launches its browsers detached (their own process groups): SIGTERM
+        // lets node's Playwright kill them, then the group goes.
+        if let Some(pgid) = pgid {
+            let pid = nix::unistd::Pid::from_raw(pgid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+            crate::worker::process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
         }
+        bail!(
+            "the job driver ({mode}) did not finish within {} s",
+            limit.as_secs()
+        );
+    };
+    let (status, stdout, stderr) = done?;
+    let out = std::process::Output {
+        status,
+        stdout,
+        stderr,
     };
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -374,6 +449,14 @@ mod tests {
         assert_eq!(turn_jobs(3), 2);
         assert_eq!(turn_jobs(1), 1);
         assert_eq!(turn_jobs(0), 1);
+    }
+
+    #[test]
+    fn node_versions_are_read() {
+        assert_eq!(node_major("v20.11.1\n"), Some(20));
+        assert_eq!(node_major("v18.19.0"), Some(18));
+        assert_eq!(node_major("20.1.0"), None);
+        assert_eq!(node_major("vx"), None);
     }
 
     #[test]
