@@ -420,22 +420,63 @@ fn merge_feature_lists(argv: Vec<String>) -> Vec<String> {
 /// and `exec`s `/usr/lib/chromium/chromium`: a shell per launch, and flags bro does not want
 /// (extensions, GPU rasterization, Debian's API keys). Kept: `--disable-dev-shm-usage` when
 /// `/dev/shm` has under 3.8 GB free, as the wrapper decides; `--disable-pings` and
-/// `--media-router=0` are in every launch's flags. Any other path is used as it is.
+/// `--media-router=0` are in every launch's flags.
+///
+/// Only Debian's own wrapper is skipped: the path must be `/usr/bin/chromium` (after links),
+/// the script Debian's (`APPNAME=chromium`, `LIBDIR=/usr/lib/$APPNAME`), and
+/// `/etc/chromium.d` hold only Debian's own files, so an administrator's drop-in (a proxy, a
+/// flag) is never dropped silently: with one, the wrapper runs as before. Any other path is
+/// used as it is.
 pub fn direct(chromium: &Path) -> (PathBuf, Vec<String>) {
+    const WRAPPER: &str = "/usr/bin/chromium";
     const REAL: &str = "/usr/lib/chromium/chromium";
-    let is_wrapper = std::fs::read(chromium).is_ok_and(|text| {
-        text.len() < 64 * 1024
-            && text.starts_with(b"#!")
-            && String::from_utf8_lossy(&text).contains("exec $LIBDIR/$APPNAME")
-    });
-    if !is_wrapper || executable(Path::new(REAL)).is_none() {
-        return (chromium.to_path_buf(), Vec::new());
+    let as_is = (chromium.to_path_buf(), Vec::new());
+    let is_debians = std::fs::canonicalize(chromium).is_ok_and(|p| p == Path::new(WRAPPER))
+        && is_debian_wrapper(Path::new(WRAPPER))
+        && only_debian_drop_ins(Path::new("/etc/chromium.d"));
+    if !is_debians || executable(Path::new(REAL)).is_none() {
+        return as_is;
     }
     let mut flags = Vec::new();
     if shm_free_bytes().is_some_and(|free| free < 4_080_218_931) {
         flags.push("--disable-dev-shm-usage".to_string());
     }
     (PathBuf::from(REAL), flags)
+}
+
+/// Whether `path` is Debian's launcher script: read only when small (a browser binary is
+/// hundreds of MB and is never read).
+fn is_debian_wrapper(path: &Path) -> bool {
+    const MAX: u64 = 64 * 1024;
+    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() < MAX);
+    small
+        && std::fs::read(path).is_ok_and(|text| {
+            let text = String::from_utf8_lossy(&text);
+            text.starts_with("#!")
+                && text.contains("\nAPPNAME=chromium\n")
+                && text.contains("\nLIBDIR=/usr/lib/$APPNAME\n")
+                && text.contains("exec $LIBDIR/$APPNAME")
+        })
+}
+
+/// Whether `dir` holds nothing but the files Debian's package puts there (or does not exist).
+fn only_debian_drop_ins(dir: &Path) -> bool {
+    const DEBIANS: [&str; 5] = [
+        "README",
+        "apikeys",
+        "default-flags",
+        "dev-shm",
+        "extensions",
+    ];
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            entries
+                .take(64)
+                .all(|e| e.is_ok_and(|e| DEBIANS.iter().any(|d| e.file_name() == *d)))
+                && std::fs::read_dir(dir).is_ok_and(|e| e.count() <= DEBIANS.len())
+        }
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Free bytes in `/dev/shm`, when it can be read.
@@ -639,18 +680,44 @@ mod tests {
         let plain = tmp.path().join("chrome");
         std::fs::write(&plain, "#!/bin/sh\nexec /opt/chrome \"$@\"\n").unwrap();
         assert_eq!(direct(&plain), (plain.clone(), Vec::new()));
-        let wrapper = tmp.path().join("chromium");
+        // A copy of Debian's script elsewhere (pointing anywhere) is run as it is.
+        let copy = tmp.path().join("chromium");
+        let debians = "#!/bin/sh\nAPPNAME=chromium\nLIBDIR=/usr/lib/$APPNAME\nexec $LIBDIR/$APPNAME $CHROMIUM_FLAGS \"$@\"\n";
+        std::fs::write(&copy, debians).unwrap();
+        assert!(is_debian_wrapper(&copy));
+        assert_eq!(direct(&copy), (copy.clone(), Vec::new()));
+        // Another launcher script is not Debian's.
+        let other = tmp.path().join("other");
         std::fs::write(
-            &wrapper,
-            "#!/bin/sh\nLIBDIR=/usr/lib/$APPNAME\nexec $LIBDIR/$APPNAME $CHROMIUM_FLAGS \"$@\"\n",
+            &other,
+            "#!/bin/sh\nLIBDIR=/opt/beta\nexec $LIBDIR/$APPNAME\n",
         )
         .unwrap();
-        let (bin, _) = direct(&wrapper);
-        if executable(Path::new("/usr/lib/chromium/chromium")).is_some() {
-            assert_eq!(bin, PathBuf::from("/usr/lib/chromium/chromium"));
-        } else {
-            assert_eq!(bin, wrapper);
+        assert!(!is_debian_wrapper(&other));
+        // A big file (a browser binary) is not read, and is not the wrapper.
+        let big = tmp.path().join("big");
+        std::fs::write(&big, vec![b'#'; 70 * 1024]).unwrap();
+        assert!(!is_debian_wrapper(&big));
+    }
+
+    #[test]
+    fn an_administrators_drop_in_keeps_the_wrapper() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("chromium.d");
+        assert!(only_debian_drop_ins(&d), "absent");
+        std::fs::create_dir(&d).unwrap();
+        for f in [
+            "README",
+            "apikeys",
+            "default-flags",
+            "dev-shm",
+            "extensions",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
         }
+        assert!(only_debian_drop_ins(&d));
+        std::fs::write(d.join("proxy"), "export CHROMIUM_FLAGS=--proxy-server=x").unwrap();
+        assert!(!only_debian_drop_ins(&d));
     }
 
     #[test]

@@ -42,7 +42,11 @@ async function broJob(steps) {
 
 async function playwrightJob(steps) {
   let t = now();
-  const browser = await chromium.launch({ executablePath: cfg.chromium, timeout: TIMEOUT });
+  const browser = await chromium.launch({
+    executablePath: cfg.chromium,
+    args: cfg.chromium_args,
+    timeout: TIMEOUT,
+  });
   steps.start = now() - t;
   try {
     t = now();

@@ -245,6 +245,8 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         "n": 2 * turn_jobs(b.jobs),
         "concurrency": b.concurrency,
         "playwright_core": b.driver.version,
+        // Both sides run the same binary: the one bro execs (Debian's wrapper skipped).
+        "chromium": crate::worker::chromium::direct(b.chromium).0,
         "cold": cold,
         "warm": warm,
     }))
@@ -278,7 +280,10 @@ async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -
         "playwright": b.driver.playwright,
         "mode": mode,
         "api": b.api,
-        "chromium": b.chromium,
+        // Playwright launches what bro launches: the real binary and the wrapper's flags bro
+        // keeps, so neither side pays Debian's wrapper script.
+        "chromium": crate::worker::chromium::direct(b.chromium).0,
+        "chromium_args": crate::worker::chromium::direct(b.chromium).1,
         "page": page,
         "title": TITLE,
         "body": body,
@@ -392,10 +397,11 @@ pub fn print(r: &Value) {
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side, {} at a time (fresh browser, open a local page, title, screenshot, close; playwright-core {})",
+        "jobs: {} per side, {} at a time (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {})",
         r["n"],
         r["concurrency"],
-        r["playwright_core"].as_str().unwrap_or("?")
+        r["playwright_core"].as_str().unwrap_or("?"),
+        r["chromium"].as_str().unwrap_or("?")
     ));
     output::line(&output::table(
         &[
