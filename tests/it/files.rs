@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::helper::open_tab;
 use crate::helper::{TestDaemon, http, wait_for};
 
 const MIB: u64 = 1 << 20;
@@ -565,23 +566,6 @@ fn serve_download(mut conn: TcpStream, big_sent: &AtomicU64, big_done: &AtomicBo
     }
     if big {
         big_done.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Opens `url` in a new tab of the session's browser, through the session's CDP websocket.
-fn open_tab(ws_url: &str, url: &str) {
-    use tokio_tungstenite::tungstenite::{Message, connect};
-    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
-    let call = json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
-    ws.send(Message::text(call.to_string())).unwrap();
-    loop {
-        if let Message::Text(t) = ws.read().unwrap() {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["id"] == 1 {
-                assert!(v.get("error").is_none(), "{v}");
-                return;
-            }
-        }
     }
 }
 

@@ -542,3 +542,22 @@ pub fn png() -> Vec<u8> {
         .unwrap();
     out.into_inner()
 }
+
+/// Opens `url` in a new tab of the browser behind `ws_url` (a session's CDP websocket), and
+/// checks that the browser made the tab.
+pub fn open_tab(ws_url: &str, url: &str) {
+    use tokio_tungstenite::tungstenite::{Message, connect};
+    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
+    let call =
+        serde_json::json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
+    ws.send(Message::text(call.to_string())).unwrap();
+    loop {
+        if let Message::Text(t) = ws.read().unwrap() {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == 1 {
+                assert!(v["result"]["targetId"].is_string(), "{v}");
+                return;
+            }
+        }
+    }
+}

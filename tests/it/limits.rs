@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::helper::open_tab;
 use crate::helper::{TestDaemon, http, http_with, serve_http, text, wait_for};
 
 /// A page that takes memory fast: 32 MiB typed arrays, each written so its pages are real,
@@ -26,24 +27,6 @@ fn pages() -> (String, String) {
         format!("http://127.0.0.1:{port}/hog"),
         format!("http://127.0.0.1:{port}/calm"),
     )
-}
-
-/// Opens `url` in a new tab through the session's CDP websocket.
-fn open_tab(ws_url: &str, url: &str) {
-    use tokio_tungstenite::tungstenite::{Message, connect};
-    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
-    let call =
-        serde_json::json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
-    ws.send(Message::text(call.to_string())).unwrap();
-    loop {
-        if let Message::Text(t) = ws.read().unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["id"] == 1 {
-                assert!(v.get("error").is_none(), "{v}");
-                return;
-            }
-        }
-    }
 }
 
 /// The cgroup mode `auto` must pick here: these tests need root with writable cgroups (v1

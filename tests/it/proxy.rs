@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::helper::open_tab;
 use crate::helper::{TestDaemon, http, kill, wait_for};
 
 /// A fake upstream proxy on 127.0.0.1 that wants `Proxy-Authorization` and, once given it,
@@ -108,23 +109,6 @@ fn answer(
         "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"t\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
     };
     let _ = conn.write_all(reply.as_bytes());
-}
-
-/// Opens `url` in a new tab of the browser behind `ws_url` (a session's CDP websocket).
-fn open_tab(ws_url: &str, url: &str) {
-    use tokio_tungstenite::tungstenite::{Message, connect};
-    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
-    let cmd = serde_json::json!({"id": 1, "method": "Target.createTarget", "params": {"url": url}});
-    ws.send(Message::text(cmd.to_string())).unwrap();
-    loop {
-        if let Message::Text(t) = ws.read().unwrap() {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["id"] == 1 {
-                assert!(v["result"]["targetId"].is_string(), "{v}");
-                return;
-            }
-        }
-    }
 }
 
 /// Opens `url` in the session behind `ws_url` and waits until `up` answered it, authorized.

@@ -1,5 +1,6 @@
 //! Sessions end to end: create, CDP through the proxy, kill, timeout, idempotent ids.
 
+use crate::helper::open_tab;
 use crate::helper::{TestDaemon, cdp_browser_version, group_members, is_live, wait_for};
 
 #[test]
@@ -108,24 +109,6 @@ fn list_filters_by_status_and_kill_all_releases_everything() {
     assert_eq!(all["released"].as_array().unwrap().len(), 1);
     assert_eq!(d.status_of(b["id"].as_str().unwrap()), "released");
     d.stop();
-}
-
-/// Opens `url` in a new tab through the session's CDP websocket.
-fn open_tab(ws_url: &str, url: &str) {
-    use tokio_tungstenite::tungstenite::{Message, connect};
-    let (mut ws, _) = connect(ws_url).unwrap_or_else(|e| panic!("connect {ws_url}: {e}"));
-    let call =
-        serde_json::json!({ "id": 1, "method": "Target.createTarget", "params": { "url": url } });
-    ws.send(Message::text(call.to_string())).unwrap();
-    loop {
-        if let Message::Text(t) = ws.read().unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-            if v["id"] == 1 {
-                assert!(v.get("error").is_none(), "{v}");
-                return;
-            }
-        }
-    }
 }
 
 /// A `sessionContext` goes in (typed cookies, localStorage written from bro's own page) and
