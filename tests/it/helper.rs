@@ -160,6 +160,41 @@ impl Drop for TestDaemon {
         for pid in leftovers(self.home.path()) {
             kill(pid, "KILL");
         }
+        remove_cgroups(self.home.path());
+    }
+}
+
+/// Removes the cgroups a daemon of `home` made (its record, `data/cgroups`, lists their
+/// parents), which a daemon killed by a test leaves behind with no later daemon of that home
+/// to sweep them: each session's cgroup, then the parent. Only `bro-*` dirs in a cgroupfs, and
+/// only once their processes are gone (bounded retries).
+fn remove_cgroups(home: &Path) {
+    let record = std::fs::read_to_string(home.join("data/cgroups")).unwrap_or_default();
+    let parents: Vec<PathBuf> = record
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| {
+            p.starts_with("/sys/fs/cgroup")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("bro-"))
+        })
+        .collect();
+    for _ in 0..20 {
+        let mut left = false;
+        for parent in &parents {
+            if let Ok(children) = std::fs::read_dir(parent) {
+                for child in children.flatten() {
+                    if child.file_type().is_ok_and(|t| t.is_dir()) {
+                        left |= std::fs::remove_dir(child.path()).is_err();
+                    }
+                }
+            }
+            left |= parent.exists() && std::fs::remove_dir(parent).is_err();
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
