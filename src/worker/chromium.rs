@@ -49,6 +49,14 @@ const BASE_FLAGS: &[&str] = &[
 
 /// Features every browser runs without (one `--disable-features`, merged with any the
 /// configured flags add): start-up fetches and UI a headless session never uses.
+///
+/// The two `WebUIOmnibox…Popup` features are the largest part: without them every browser
+/// window loads `chrome://omnibox-popup.top-chrome/` (the address bar's drop-down, a WebUI
+/// app) in a renderer process of its own, which nobody sees in a headless browser. On the
+/// CI machine (Chromium 156) that renderer took more than half of a fresh browser's CPU time
+/// in its first seconds (`/proc` ticks of the browser's processes 4 s after spawn: 166–191
+/// with it, 63–92 without, five launches each), and one process of about 9. Playwright's own
+/// launch keeps it (checked: a `newPage` has the `top-chrome` renderer).
 const DISABLED_FEATURES: &[&str] = &[
     "OptimizationHints",
     "NetworkTimeServiceQuerying",
@@ -57,6 +65,8 @@ const DISABLED_FEATURES: &[&str] = &[
     "PreconnectToSearch",
     "LensOverlay",
     "Translate",
+    "WebUIOmniboxPopup",
+    "WebUIOmniboxAimPopup",
 ];
 
 /// How long a browser may take from spawn to answering `/json/version`. Cold starts on a busy
