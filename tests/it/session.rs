@@ -30,6 +30,19 @@ fn create_connect_kill_leaves_nothing() {
     let dir = d.session_dir(&id);
     assert!(dir.join("profile").is_dir());
     assert!(!group_members(pid).is_empty());
+    // No renderer for the address bar's WebUI drop-down (more than half of a fresh
+    // browser's CPU, invisible headless): without bro's flags it starts within a second.
+    for _ in 0..20 {
+        let webui: Vec<u32> = group_members(pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--top-chrome-webui"))
+            })
+            .collect();
+        assert!(webui.is_empty(), "top-chrome WebUI renderer(s) {webui:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     let out = d.ok(&["session", "kill", &id]);
     assert!(out.contains(&id), "{out}");
