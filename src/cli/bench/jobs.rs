@@ -694,6 +694,83 @@ mod tests {
         assert_eq!(Creates::parse(""), Creates::default());
     }
 
+    /// A playwright-core stand-in: connecting to bro fails when the websocket URL says so,
+    /// a launched browser's page fails or its close does, as the page URL says.
+    const FAKE_PLAYWRIGHT: &str = r#"
+        const page = { goto: async (u) => { if (u.includes('page-fails')) throw new Error('page boom'); },
+                       title: async () => 'bro bench job', screenshot: async () => {} };
+        const browser = (closeFails) => ({
+          contexts: () => [{ pages: () => [page] }], newPage: async () => page,
+          close: async () => { if (closeFails) throw new Error('close boom'); } });
+        exports.chromium = {
+          connectOverCDP: async (url) => { if (url.includes('refuse')) throw new Error('connect refused'); return browser(false); },
+          launch: async () => browser(process.env.BRO_BENCH_JOBS.includes('close-fails')),
+        };"#;
+
+    /// Runs the driver against a fake API whose release answers `release`, with the fake
+    /// playwright; each side's errors.
+    async fn errors_of(mode: &str, ws: &str, release: u16, page: &str) -> Vec<String> {
+        use axum::routing::post;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.js"), FAKE_PLAYWRIGHT).unwrap();
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"name":"playwright-core","version":"0","main":"index.js"}"#,
+        )
+        .unwrap();
+        let created = json!({ "id": "s1", "websocketUrl": ws });
+        let app = axum::Router::new()
+            .route(
+                "/v1/sessions",
+                post(move || async move { axum::Json(created) }),
+            )
+            .route(
+                "/v1/sessions/s1/release",
+                post(move || async move { axum::http::StatusCode::from_u16(release).unwrap() }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let driver = Driver {
+            playwright: dir.path().to_path_buf(),
+            version: "0".into(),
+        };
+        let daemon = DaemonClient::new(dir.path().join("none.sock"));
+        let b = Bench {
+            driver: &driver,
+            daemon: &daemon,
+            api: &api,
+            chromium: Path::new("/nonexistent/chromium"),
+            jobs: 1,
+            concurrency: vec![1],
+            warm: 0,
+        };
+        let run = drive(&b, page, mode, &json!({}), 1, 1).await.unwrap();
+        server.abort();
+        assert_eq!(run.failures, run.errors.len(), "{run:?}");
+        run.errors
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_failure_never_hides_the_jobs_own_error() {
+        let page = "http://127.0.0.1:9/";
+        // The job failed and so did the release: the job's error, the release's beside it.
+        let e = errors_of("bro", "ws://refuse", 500, page).await;
+        assert_eq!(e, ["connect refused (and then release: HTTP 500)"]);
+        // Only the job failed.
+        let e = errors_of("bro", "ws://refuse", 200, page).await;
+        assert_eq!(e, ["connect refused"]);
+        // Only the release failed.
+        let e = errors_of("bro", "ws://ok", 500, page).await;
+        assert_eq!(e, ["release: HTTP 500"]);
+        assert!(errors_of("bro", "ws://ok", 200, page).await.is_empty());
+        // Playwright's side: its browser's close.
+        let e = errors_of("playwright", "", 200, "http://x/page-fails/close-fails").await;
+        assert_eq!(e, ["page boom (and then close: close boom)"]);
+        let e = errors_of("playwright", "", 200, "http://x/close-fails").await;
+        assert_eq!(e, ["close: close boom"]);
+    }
+
     #[test]
     fn each_turn_runs_half_the_jobs_and_at_least_one() {
         assert_eq!(turn_jobs(24), 12);
