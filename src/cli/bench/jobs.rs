@@ -772,6 +772,30 @@ mod tests {
     }
 
     #[test]
+    fn the_playwright_version_is_the_one_install_sh_and_compat_pin() {
+        let install = include_str!("../../../install.sh");
+        assert!(
+            install.contains(&format!("\nPLAYWRIGHT_VERSION=\"{PLAYWRIGHT_VERSION}\"\n")),
+            "install.sh pins another playwright-core than {PLAYWRIGHT_VERSION}"
+        );
+        let package: Value =
+            serde_json::from_str(include_str!("../../../tests/compat/package.json")).unwrap();
+        assert_eq!(
+            package["devDependencies"]["playwright-core"]
+                .as_str()
+                .or(package["dependencies"]["playwright-core"].as_str()),
+            Some(PLAYWRIGHT_VERSION),
+            "tests/compat/package.json"
+        );
+        let lock: Value =
+            serde_json::from_str(include_str!("../../../tests/compat/package-lock.json")).unwrap();
+        assert_eq!(
+            lock["packages"]["node_modules/playwright-core"]["version"], PLAYWRIGHT_VERSION,
+            "tests/compat/package-lock.json"
+        );
+    }
+
+    #[test]
     fn each_turn_runs_half_the_jobs_and_at_least_one() {
         assert_eq!(turn_jobs(24), 12);
         assert_eq!(turn_jobs(3), 2);
