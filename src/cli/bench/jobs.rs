@@ -267,9 +267,14 @@ const CREATE_COUNT: &str = "bro_session_create_seconds_count";
 /// How long a scrape of `/metrics` may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The daemon's create counts now; `None` when its `/metrics` cannot be read.
+/// Most of a `/metrics` answer read (a daemon's is tens of KB, restate-server's lines
+/// included).
+const SCRAPE_MAX: usize = 8 << 20;
+
+/// The daemon's create counts now; `None` when its `/metrics` cannot be read, in time and
+/// within [`SCRAPE_MAX`].
 async fn creates(http: &reqwest::Client, api: &str) -> Option<Creates> {
-    let resp = http
+    let mut resp = http
         .get(format!("{api}/metrics"))
         .timeout(SCRAPE_TIMEOUT)
         .send()
@@ -277,7 +282,14 @@ async fn creates(http: &reqwest::Client, api: &str) -> Option<Creates> {
         .ok()?
         .error_for_status()
         .ok()?;
-    Some(Creates::parse(&resp.text().await.ok()?))
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.ok()? {
+        if body.len() + chunk.len() > SCRAPE_MAX {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(Creates::parse(&String::from_utf8_lossy(&body)))
 }
 
 /// Pause after the pool is full before a turn: the last refill's browser settles.
@@ -793,6 +805,27 @@ mod tests {
             lock["packages"]["node_modules/playwright-core"]["version"], PLAYWRIGHT_VERSION,
             "tests/compat/package-lock.json"
         );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_metrics_answer_is_not_read() {
+        async fn serve(body: String) -> Option<Creates> {
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(move || async move { body }));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let api = format!("http://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let got = creates(&reqwest::Client::new(), &api).await;
+            server.abort();
+            got
+        }
+        let line = "bro_session_create_seconds_count{node=\"local\",kind=\"warm\"} 3\n";
+        assert_eq!(
+            serve(line.to_string()).await,
+            Some(Creates { warm: 3, cold: 0 })
+        );
+        let huge = format!("{line}{}", "#".repeat(SCRAPE_MAX));
+        assert_eq!(serve(huge).await, None);
     }
 
     #[test]
