@@ -58,10 +58,14 @@ pub enum Command {
     /// bro's memory, and jobs per second through bro against Playwright's own launch of the
     /// same Chromium; starts its own daemon in a temporary home
     ///
+    /// Every figure comes from one run: the jobs table has a row per level of
+    /// --job-concurrency (default 1,4), cold and warm, with bro's warm hits; a row where a
+    /// side had failed jobs gives no ratio, and says why.
+    ///
     /// Examples:
-    ///   bro bench
+    ///   bro bench                   (jobs 1 and 4 at a time, cold and warm pool of 2)
     ///   bro bench --runs 20 --concurrency 10 --sessions 100 --json
-    ///   bro bench --jobs 24 --job-concurrency 1 --warm 4
+    ///   bro bench --jobs 24 --job-concurrency 1,4,8 --warm 4
     ///   bro bench --jobs 0          (no job benchmark: needs no node or playwright-core)
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),

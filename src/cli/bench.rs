@@ -56,16 +56,18 @@ pub struct BenchArgs {
     /// the daemon has any.
     #[arg(long, default_value_t = 2)]
     pub warm: u32,
-    /// Jobs each side runs in the job benchmark: a fresh browser opens a local page, reads its
-    /// title, takes a screenshot and closes, through bro and with Playwright's own launch of
-    /// the same Chromium, in turns; cold, and warm with a warm pool. Needs node and
+    /// Jobs each side runs in each row of the job benchmark: a fresh browser opens a local
+    /// page, reads its title, takes a screenshot and closes, through bro and with Playwright's
+    /// own launch of the same Chromium, in turns; cold, and warm with a warm pool. Needs node and
     /// playwright-core (install.sh installs it). 0 skips it. [default: 24; without --jobs
     /// or --playwright, skipped with a notice when node or playwright-core is missing]
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=jobs::MAX_JOBS as i64))]
     pub jobs: Option<u32>,
-    /// Jobs running at once in the job benchmark.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=jobs::MAX_CONCURRENCY as i64))]
-    pub job_concurrency: u32,
+    /// Jobs running at once in the job benchmark: a comma-separated list, each level measured
+    /// in the same run (cold, then warm), in the order given; repeats are dropped.
+    #[arg(long, value_name = "C,…", value_delimiter = ',', default_value = "1,4",
+          value_parser = clap::value_parser!(u32).range(1..=jobs::MAX_CONCURRENCY as i64))]
+    pub job_concurrency: Vec<u32>,
     /// playwright-core for the job benchmark: its package dir, or a dir with
     /// node_modules/playwright-core [default: where install.sh puts it]
     #[arg(long, env = "BRO_PLAYWRIGHT", value_name = "DIR")]
@@ -155,7 +157,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         let most = args
             .sessions
             .max(args.live)
-            .max(args.job_concurrency as usize);
+            .max(args.job_concurrency.iter().copied().max().unwrap_or(1) as usize);
         over.max_sessions = Some(u32::try_from(most + 2).unwrap_or(u32::MAX));
         over.warm = Some(args.warm);
         over.default_timeout = Some(Duration::from_secs(600));
@@ -328,7 +330,7 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
                 api: &api,
                 chromium: &chromium_path,
                 jobs: args.jobs.unwrap_or(jobs::DEFAULT_JOBS),
-                concurrency: args.job_concurrency,
+                concurrency: jobs::levels(&args.job_concurrency),
                 warm: status.warm,
             };
             jobs::measure(&b).await?

@@ -177,10 +177,12 @@ fn bench_runs_and_cleans_up() {
             "2",
             "--round-trips",
             "20",
+            "--screenshots",
+            "1",
             "--jobs",
             "2",
             "--job-concurrency",
-            "1",
+            "1,2,1",
             "--playwright",
             playwright.to_str().unwrap(),
             "--json",
@@ -192,23 +194,53 @@ fn bench_runs_and_cleans_up() {
     assert!(r["create_ms"]["p50"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["concurrent"]["failures"], 0, "{r}");
     assert!(r["memory_kib"]["restate_idle"].as_u64().unwrap() > 0, "{r}");
-    // The job benchmark: both sides ran every job, cold and warm (the default pool), and
-    // each has its rate and the ratio (no timing is asserted).
+    // The job benchmark, in the one run: each level once, in the order given, cold then warm
+    // (the default pool); both sides ran every job in each cell, and each cell says its
+    // concurrency and pass, each side's rate, the ratio and bro's creates by kind (no timing
+    // is asserted).
     let jobs = &r["jobs"];
     assert_eq!(jobs["n"], 2, "{r}");
-    assert_eq!(jobs["concurrency"], 1, "{r}");
-    for pass in ["cold", "warm"] {
+    assert_eq!(jobs["concurrency"], serde_json::json!([1, 2]), "{r}");
+    assert_eq!(jobs["warm_pool"], 2, "{r}");
+    let cells: Vec<(u64, &str)> = jobs["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["concurrency"].as_u64().unwrap(),
+                c["pass"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [(1, "cold"), (1, "warm"), (2, "cold"), (2, "warm")],
+        "{r}"
+    );
+    for cell in jobs["cells"].as_array().unwrap() {
         for side in ["bro", "playwright"] {
-            let s = &jobs[pass][side];
-            assert_eq!(s["jobs"], 2, "{pass} {side}: {r}");
-            assert_eq!(s["failures"], 0, "{pass} {side}: {r}");
-            assert!(s["jobs_per_s"].as_f64().unwrap() > 0.0, "{r}");
-            assert!(s["steps_p50_ms"]["work"].as_f64().is_some(), "{r}");
+            let s = &cell[side];
+            assert_eq!(s["jobs"], 2, "{side}: {cell}");
+            assert_eq!(s["failures"], 0, "{side}: {cell}");
+            assert!(s["jobs_per_s"].as_f64().unwrap() > 0.0, "{cell}");
+            assert!(s["steps_p50_ms"]["work"].as_f64().is_some(), "{cell}");
         }
         assert!(
-            jobs[pass]["bro_over_playwright"].as_f64().unwrap() > 0.0,
-            "{r}"
+            cell["bro_over_playwright"].as_f64().unwrap() > 0.0,
+            "{cell}"
         );
+        assert!(cell["ratio_invalid"].is_null(), "{cell}");
+        // Every bro create was counted, by kind; cold ones never take a warm browser.
+        let creates = &cell["bro_creates"];
+        let (warm, cold) = (
+            creates["warm"].as_u64().unwrap(),
+            creates["cold"].as_u64().unwrap(),
+        );
+        assert_eq!(warm + cold, 2, "{cell}");
+        if cell["pass"] == "cold" {
+            assert_eq!(warm, 0, "{cell}");
+        }
     }
     // Its own daemon, restate-server and browsers are gone, and so is its home.
     let stray = || {

@@ -10,6 +10,28 @@ const { chromium } = require(cfg.playwright);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const TIMEOUT = 60000;
 
+// An error's message, bounded.
+const message = (e, max = 300) => String(e && e.message ? e.message : e).slice(0, max);
+
+// Runs `job`, then `cleanup` whatever the job did; a cleanup's failure never hides the job's
+// own: the job's error is thrown with the cleanup's added, a cleanup's alone when the job
+// went well.
+async function withCleanup(job, cleanup) {
+  let failed = null;
+  try {
+    await job();
+  } catch (e) {
+    failed = e;
+  }
+  try {
+    await cleanup();
+  } catch (e) {
+    if (failed) throw new Error(`${message(failed)} (and then ${message(e)})`);
+    throw e;
+  }
+  if (failed) throw failed;
+}
+
 async function broJob(steps) {
   let t = now();
   const created = await fetch(`${cfg.api}/v1/sessions`, {
@@ -21,23 +43,31 @@ async function broJob(steps) {
   if (!created.ok) throw new Error(`create: HTTP ${created.status} ${await created.text()}`);
   const session = await created.json();
   steps.start = now() - t;
-  try {
-    t = now();
-    const browser = await chromium.connectOverCDP(session.websocketUrl, { timeout: TIMEOUT });
-    const context = browser.contexts()[0];
-    const page = context.pages()[0] ?? (await context.newPage());
-    steps.page = now() - t;
-    await work(page, steps);
-    t = now();
-    await browser.close();
-  } finally {
-    const released = await fetch(`${cfg.api}/v1/sessions/${session.id}/release`, {
-      method: 'POST',
-      signal: AbortSignal.timeout(TIMEOUT),
-    });
-    steps.close = now() - t;
-    if (!released.ok) throw new Error(`release: HTTP ${released.status}`);
-  }
+  await withCleanup(
+    async () => {
+      t = now();
+      const browser = await chromium.connectOverCDP(session.websocketUrl, { timeout: TIMEOUT });
+      const context = browser.contexts()[0];
+      const page = context.pages()[0] ?? (await context.newPage());
+      steps.page = now() - t;
+      await work(page, steps);
+      t = now();
+      await browser.close();
+    },
+    async () => {
+      let released;
+      try {
+        released = await fetch(`${cfg.api}/v1/sessions/${session.id}/release`, {
+          method: 'POST',
+          signal: AbortSignal.timeout(TIMEOUT),
+        });
+      } catch (e) {
+        throw new Error(`release: ${message(e)}`);
+      }
+      steps.close = now() - t;
+      if (!released.ok) throw new Error(`release: HTTP ${released.status}`);
+    },
+  );
 }
 
 async function playwrightJob(steps) {
@@ -48,16 +78,23 @@ async function playwrightJob(steps) {
     timeout: TIMEOUT,
   });
   steps.start = now() - t;
-  try {
-    t = now();
-    const page = await browser.newPage();
-    steps.page = now() - t;
-    await work(page, steps);
-  } finally {
-    t = now();
-    await browser.close();
-    steps.close = now() - t;
-  }
+  await withCleanup(
+    async () => {
+      t = now();
+      const page = await browser.newPage();
+      steps.page = now() - t;
+      await work(page, steps);
+    },
+    async () => {
+      t = now();
+      try {
+        await browser.close();
+      } catch (e) {
+        throw new Error(`close: ${message(e)}`);
+      }
+      steps.close = now() - t;
+    },
+  );
 }
 
 async function work(page, steps) {
@@ -85,7 +122,7 @@ async function main() {
         steps.total = now() - t;
         done.push(steps);
       } catch (e) {
-        errors.push(String(e && e.message ? e.message : e).slice(0, 300));
+        errors.push(message(e, 700));
       }
     }
   };

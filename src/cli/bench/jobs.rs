@@ -3,8 +3,9 @@
 //! playwright-core (pinned by `install.sh`) either through bro (create a session,
 //! `connectOverCDP`, release) or with Playwright's own `chromium.launch` of the same
 //! Chromium. Both run in one bench, in turns (bro, Playwright, Playwright, bro) so both see
-//! the same machine; cold (creates that never take a warm browser) and, with a warm pool,
-//! warm. The page is served by the bench itself on loopback.
+//! the same machine; at each level of concurrency asked, cold (creates that never take a warm
+//! browser) and, with a warm pool, warm: every figure of the table comes from one run. The
+//! page is served by the bench itself on loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -31,6 +32,25 @@ const NODE_MAJOR: u32 = 20;
 /// Most jobs one side runs, and most at once.
 pub const MAX_JOBS: u32 = 1000;
 pub const MAX_CONCURRENCY: u32 = 32;
+
+/// Levels of concurrency measured when `--job-concurrency` is not given: one job at a time
+/// (each job's own cost) and four (a machine kept busy).
+pub const DEFAULT_CONCURRENCY: [u32; 2] = [1, 4];
+
+/// The levels of `--job-concurrency` to measure: each once, in the order given (the default
+/// when none is).
+pub fn levels(asked: &[u32]) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::with_capacity(asked.len());
+    for &c in asked {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.extend(DEFAULT_CONCURRENCY);
+    }
+    out
+}
 
 /// Title of the bench's page; a job that reads another fails.
 const TITLE: &str = "bro bench job";
@@ -180,6 +200,98 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0).then(|| a / b)
 }
 
+/// bro's jobs/s over Playwright's, or why there is none. A side with failed jobs ran fewer
+/// jobs in its time (a job that fails early is quick): its rate is not comparable, so the
+/// ratio is withheld and the failures said, as a benchmark does with a run that erred.
+fn verdict(bro: &Side, pw: &Side) -> std::result::Result<f64, String> {
+    let failed = |n: usize, who: &str| match n {
+        0 => None,
+        1 => Some(format!("1 {who} job failed")),
+        n => Some(format!("{n} {who} jobs failed")),
+    };
+    let why: Vec<String> = [
+        failed(bro.failures, "bro"),
+        failed(pw.failures, "Playwright"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !why.is_empty() {
+        return Err(why.join(", "));
+    }
+    ratio(bro.jobs_per_s, pw.jobs_per_s).ok_or_else(|| "Playwright ran no job".to_string())
+}
+
+/// bro's creates that ended live, by where their browser came from, as the daemon counts
+/// them (`bro_session_create_seconds_count` by `kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+struct Creates {
+    warm: u64,
+    cold: u64,
+}
+
+impl Creates {
+    /// Reads the counts from a `/metrics` text (every node's lines summed).
+    fn parse(text: &str) -> Creates {
+        let mut c = Creates::default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(CREATE_COUNT) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.strip_prefix('{').and_then(|r| r.split_once('}'))
+            else {
+                continue;
+            };
+            let n = value.trim().parse::<f64>().unwrap_or(0.0).max(0.0) as u64;
+            if labels.split(',').any(|l| l == "kind=\"warm\"") {
+                c.warm = c.warm.saturating_add(n);
+            } else if labels.split(',').any(|l| l == "kind=\"cold\"") {
+                c.cold = c.cold.saturating_add(n);
+            }
+        }
+        c
+    }
+
+    /// The creates counted between `before` and `after`.
+    fn since(after: Creates, before: Creates) -> Creates {
+        Creates {
+            warm: after.warm.saturating_sub(before.warm),
+            cold: after.cold.saturating_sub(before.cold),
+        }
+    }
+}
+
+/// Sample count of the create latency histogram, labelled by kind.
+const CREATE_COUNT: &str = "bro_session_create_seconds_count";
+
+/// How long a scrape of `/metrics` may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most of a `/metrics` answer read (a daemon's is tens of KB, restate-server's lines
+/// included).
+const SCRAPE_MAX: usize = 8 << 20;
+
+/// The daemon's create counts now; `None` when its `/metrics` cannot be read, in time and
+/// within [`SCRAPE_MAX`].
+async fn creates(http: &reqwest::Client, api: &str) -> Option<Creates> {
+    let mut resp = http
+        .get(format!("{api}/metrics"))
+        .timeout(SCRAPE_TIMEOUT)
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.ok()? {
+        if body.len() + chunk.len() > SCRAPE_MAX {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(Creates::parse(&String::from_utf8_lossy(&body)))
+}
+
 /// Pause after the pool is full before a turn: the last refill's browser settles.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -207,7 +319,8 @@ pub struct Bench<'a> {
     pub api: &'a str,
     pub chromium: &'a Path,
     pub jobs: u32,
-    pub concurrency: u32,
+    /// Levels of concurrency, each measured cold and warm (see [`levels`]).
+    pub concurrency: Vec<u32>,
     /// The daemon's warm target (0: no warm pass).
     pub warm: u32,
 }
@@ -227,55 +340,104 @@ pub async fn measure(b: &Bench<'_>) -> Result<Value> {
 }
 
 async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
-    // Dimensions are a launch flag: these creates never take a warm browser.
-    let cold_body = json!({ "dimensions": { "width": 1280, "height": 720 } });
-    output::progress(&format!(
-        "jobs, cold: {} through bro and {} with Playwright's own launch, {} at a time, in turns",
-        b.jobs, b.jobs, b.concurrency
-    ));
-    let cold = pass(b, page, &cold_body).await?;
-    let warm = if b.warm > 0 {
-        output::progress(&format!("jobs, warm pool of {}: the same", b.warm));
-        Some(pass(b, page, &json!({})).await?)
-    } else {
-        None
-    };
+    let http = reqwest::Client::new();
+    let mut cells = Vec::new();
+    for &c in &b.concurrency {
+        output::progress(&format!(
+            "jobs, {c} at a time, cold: {} through bro and {} with Playwright's own launch, in turns",
+            b.jobs, b.jobs
+        ));
+        cells.push(pass(b, &http, page, c, false).await?);
+        if b.warm > 0 {
+            output::progress(&format!(
+                "jobs, {c} at a time, warm pool of {}: the same",
+                b.warm
+            ));
+            cells.push(pass(b, &http, page, c, true).await?);
+        }
+    }
     Ok(json!({
-        // What each side really ran: two turns of half the jobs each, rounded up.
+        // What each side really ran in each cell: two turns of half the jobs, rounded up.
         "n": 2 * turn_jobs(b.jobs),
         "concurrency": b.concurrency,
+        "warm_pool": b.warm,
         "playwright_core": b.driver.version,
         // Both sides run the same binary: the one bro execs (Debian's wrapper skipped).
         "chromium": crate::worker::chromium::direct(b.chromium).0,
-        "cold": cold,
-        "warm": warm,
+        "cells": cells,
     }))
 }
 
-/// bro, Playwright, Playwright, bro; each turn half the jobs. With a warm pool every turn
-/// (either side's, cold or warm) starts with a full pool and a settled machine, so no
-/// refill of an earlier turn launches during it.
-async fn pass(b: &Bench<'_>, page: &str, body: &Value) -> Result<Value> {
+/// One cell of the table: `concurrency` jobs at a time, cold or warm; bro, Playwright,
+/// Playwright, bro, each turn half the jobs. With a warm pool every turn (either side's, cold
+/// or warm) starts with a full pool and a settled machine, so no refill of an earlier turn
+/// launches during it. Around each bro turn the daemon's create counts are read: how many of
+/// its creates took a warm browser (with `--home`, other clients' creates count too).
+async fn pass(
+    b: &Bench<'_>,
+    http: &reqwest::Client,
+    page: &str,
+    concurrency: u32,
+    warm: bool,
+) -> Result<Value> {
+    // Dimensions are a launch flag: cold creates never take a warm browser.
+    let body = match warm {
+        true => json!({}),
+        false => json!({ "dimensions": { "width": 1280, "height": 720 } }),
+    };
     let n = turn_jobs(b.jobs);
     let (mut bro, mut pw) = (Vec::new(), Vec::new());
+    let mut counted = Some(Creates::default());
     for turn in ["bro", "playwright", "playwright", "bro"] {
         if b.warm > 0 {
             super::wait_pool_full(b.daemon, b.warm).await?;
             tokio::time::sleep(SETTLE).await;
         }
         if turn == "bro" {
-            bro.push(drive(b, page, "bro", body, n).await?);
+            let before = creates(http, b.api).await;
+            bro.push(drive(b, page, "bro", &body, n, concurrency).await?);
+            let after = creates(http, b.api).await;
+            counted = match (counted, before, after) {
+                (Some(sum), Some(before), Some(after)) => {
+                    let turn = Creates::since(after, before);
+                    Some(Creates {
+                        warm: sum.warm + turn.warm,
+                        cold: sum.cold + turn.cold,
+                    })
+                }
+                _ => None,
+            };
         } else {
-            pw.push(drive(b, page, "playwright", body, n).await?);
+            pw.push(drive(b, page, "playwright", &body, n, concurrency).await?);
         }
     }
     let (bro, pw) = (Side::of(&bro), Side::of(&pw));
-    let r = ratio(bro.jobs_per_s, pw.jobs_per_s);
-    Ok(json!({ "bro": bro, "playwright": pw, "bro_over_playwright": r }))
+    let (ratio, invalid) = match verdict(&bro, &pw) {
+        Ok(r) => (Some(r), None),
+        Err(why) => (None, Some(why)),
+    };
+    Ok(json!({
+        "concurrency": concurrency,
+        "pass": if warm { "warm" } else { "cold" },
+        "bro": bro,
+        "playwright": pw,
+        // null when a side had failures (or Playwright ran nothing); `ratio_invalid` says why.
+        "bro_over_playwright": ratio,
+        "ratio_invalid": invalid,
+        // null when the daemon's /metrics could not be read.
+        "bro_creates": counted,
+    }))
 }
 
 /// One turn: the driver in node, in its own process group, bounded in time.
-async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -> Result<Run> {
+async fn drive(
+    b: &Bench<'_>,
+    page: &str,
+    mode: &str,
+    body: &Value,
+    jobs: u32,
+    concurrency: u32,
+) -> Result<Run> {
     let config = json!({
         "playwright": b.driver.playwright,
         "mode": mode,
@@ -288,7 +450,7 @@ async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -
         "title": TITLE,
         "body": body,
         "jobs": jobs,
-        "concurrency": b.concurrency,
+        "concurrency": concurrency,
     });
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg("-e")
@@ -323,7 +485,7 @@ async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -
         std::io::Result::Ok((out, err))
     };
     // Each job is bounded by the driver (60 s a step); this bounds the whole turn.
-    let limit = Duration::from_secs(120 + 240 * u64::from(jobs.div_ceil(b.concurrency.max(1))));
+    let limit = Duration::from_secs(120 + 240 * u64::from(jobs.div_ceil(concurrency.max(1))));
     let done = tokio::time::timeout(limit, async {
         let (out, err) = read.await?;
         std::io::Result::Ok((child.wait().await?, out, err))
@@ -363,43 +525,67 @@ async fn drive(b: &Bench<'_>, page: &str, mode: &str, body: &Value, jobs: u32) -
     serde_json::from_str(line).with_context(|| format!("the job driver printed {line:?}"))
 }
 
-/// The rows of the human table: jobs/s of each side and the ratio, per pass.
+/// The rows of the human table: per cell, jobs/s of each side, the ratio (or why there is
+/// none), each side's step medians, failures and bro's warm hits; then each failed side's
+/// first error.
 pub fn print(r: &Value) {
     if r.is_null() {
         return;
     }
+    let cells = r["cells"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let f = |v: &Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.2}"));
+    let steps = |s: &Value| {
+        let ms = |k: &str| s["steps_p50_ms"][k].as_f64().unwrap_or(0.0);
+        format!(
+            "{:.0}/{:.0}/{:.0}/{:.0}",
+            ms("start"),
+            ms("page"),
+            ms("work"),
+            ms("close")
+        )
+    };
     let mut rows = Vec::new();
-    for pass in ["cold", "warm"] {
-        let p = &r[pass];
-        if p.is_null() {
-            continue;
-        }
-        let f = |v: &Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.2}"));
-        let steps = |side: &str| {
-            let s = &p[side]["steps_p50_ms"];
-            format!(
-                "{:.0}/{:.0}/{:.0}/{:.0}",
-                s["start"].as_f64().unwrap_or(0.0),
-                s["page"].as_f64().unwrap_or(0.0),
-                s["work"].as_f64().unwrap_or(0.0),
-                s["close"].as_f64().unwrap_or(0.0)
-            )
+    let mut notes = Vec::new();
+    for cell in cells {
+        let name = match cell["pass"].as_str() {
+            Some("warm") => format!(
+                "{} at a time, warm pool of {}",
+                cell["concurrency"], r["warm_pool"]
+            ),
+            _ => format!("{} at a time, cold", cell["concurrency"]),
+        };
+        let ratio = match cell["ratio_invalid"].as_str() {
+            Some(why) => format!("n/a: {why}"),
+            None => f(&cell["bro_over_playwright"]),
+        };
+        let c = &cell["bro_creates"];
+        let hits = match (c["warm"].as_u64(), c["cold"].as_u64()) {
+            (Some(w), Some(k)) => format!("{w}/{}", w + k),
+            _ => "?".to_string(),
         };
         rows.push(vec![
-            pass.to_string(),
-            f(&p["bro"]["jobs_per_s"]),
-            f(&p["playwright"]["jobs_per_s"]),
-            f(&p["bro_over_playwright"]),
-            steps("bro"),
-            steps("playwright"),
-            format!("{}/{}", p["bro"]["failures"], p["playwright"]["failures"]),
+            name.clone(),
+            f(&cell["bro"]["jobs_per_s"]),
+            f(&cell["playwright"]["jobs_per_s"]),
+            ratio,
+            steps(&cell["bro"]),
+            steps(&cell["playwright"]),
+            format!(
+                "{}/{}",
+                cell["bro"]["failures"], cell["playwright"]["failures"]
+            ),
+            hits,
         ]);
+        for side in ["bro", "playwright"] {
+            if let Some(e) = cell[side]["errors"].get(0).and_then(Value::as_str) {
+                notes.push(format!("{name}, {side}: first error: {e}"));
+            }
+        }
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side, {} at a time (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {})",
+        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {})",
         r["n"],
-        r["concurrency"],
         r["playwright_core"].as_str().unwrap_or("?"),
         r["chromium"].as_str().unwrap_or("?")
     ));
@@ -411,10 +597,14 @@ pub fn print(r: &Value) {
             "bro ÷ playwright",
             "bro p50 start/page/work/close ms",
             "playwright p50 ms",
-            "failed",
+            "failed bro/pw",
+            "warm hits",
         ],
         &rows,
     ));
+    for note in notes {
+        output::line(&note);
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +637,195 @@ mod tests {
         assert_eq!((idle.jobs, idle.jobs_per_s), (0, 0.0));
         assert_eq!(ratio(2.0, 1.0), Some(2.0));
         assert_eq!(ratio(2.0, 0.0), None);
+    }
+
+    #[test]
+    fn a_ratio_is_withheld_when_a_side_failed() {
+        let ok = Side::of(&[run(1000.0, &[100.0, 300.0])]);
+        let mut broken = ok.clone();
+        broken.failures = 2;
+        assert_eq!(verdict(&ok, &ok), Ok(1.0));
+        assert_eq!(verdict(&broken, &ok), Err("2 bro jobs failed".to_string()));
+        let mut one = ok.clone();
+        one.failures = 1;
+        assert_eq!(
+            verdict(&broken, &one),
+            Err("2 bro jobs failed, 1 Playwright job failed".to_string())
+        );
+        // A side that ran nothing, without a failure counted, gives no ratio either.
+        let idle = Side::of(&[]);
+        assert!(verdict(&ok, &idle).is_err());
+    }
+
+    #[test]
+    fn concurrency_levels_keep_their_order_once_each() {
+        assert_eq!(levels(&[4, 1, 4, 2, 1]), vec![4, 1, 2]);
+        assert_eq!(levels(&[1]), vec![1]);
+        assert_eq!(levels(&[]), DEFAULT_CONCURRENCY.to_vec());
+    }
+
+    #[test]
+    fn job_concurrency_takes_a_bounded_list() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: super::super::BenchArgs,
+        }
+        let parse = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
+                .map(|c| c.args.job_concurrency)
+        };
+        assert_eq!(parse(&[]).unwrap(), DEFAULT_CONCURRENCY.to_vec());
+        assert_eq!(
+            parse(&["--job-concurrency", "4,1,4"]).unwrap(),
+            vec![4, 1, 4]
+        );
+        assert_eq!(parse(&["--job-concurrency", "2"]).unwrap(), vec![2]);
+        for bad in ["0", "1,33", "1,,4", "", "-1", "x", "99999999999"] {
+            assert!(parse(&["--job-concurrency", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn warm_and_cold_creates_are_read_from_metrics() {
+        let text = "# TYPE bro_session_create_seconds histogram\n\
+            bro_session_create_seconds_bucket{node=\"local\",kind=\"warm\",le=\"0.5\"} 9\n\
+            bro_session_create_seconds_count{node=\"local\",kind=\"warm\"} 22\n\
+            bro_session_create_seconds_count{node=\"local\",kind=\"cold\"} 2\n\
+            bro_session_create_seconds_count{node=\"b\",kind=\"cold\"} 1\n\
+            bro_session_create_seconds_sum{node=\"local\",kind=\"cold\"} 7.5\n\
+            bro_session_create_seconds_count{node=\"local\",kind=\"warmish\"} 100\n\
+            bro_session_create_seconds_count{node=\"local\",kind=\"cold\"} NaN\n\
+            bro_session_create_seconds_count{node=\"local\",kind=\"cold\"} -5\n\
+            bro_session_create_seconds_count 3\n";
+        let c = Creates::parse(text);
+        assert_eq!(c, Creates { warm: 22, cold: 3 });
+        let before = Creates { warm: 20, cold: 5 };
+        assert_eq!(Creates::since(c, before), Creates { warm: 2, cold: 0 });
+        assert_eq!(Creates::parse(""), Creates::default());
+    }
+
+    /// A playwright-core stand-in: connecting to bro fails when the websocket URL says so,
+    /// a launched browser's page fails or its close does, as the page URL says.
+    const FAKE_PLAYWRIGHT: &str = r#"
+        const page = { goto: async (u) => { if (u.includes('page-fails')) throw new Error('page boom'); },
+                       title: async () => 'bro bench job', screenshot: async () => {} };
+        const browser = (closeFails) => ({
+          contexts: () => [{ pages: () => [page] }], newPage: async () => page,
+          close: async () => { if (closeFails) throw new Error('close boom'); } });
+        exports.chromium = {
+          connectOverCDP: async (url) => { if (url.includes('refuse')) throw new Error('connect refused'); return browser(false); },
+          launch: async () => browser(process.env.BRO_BENCH_JOBS.includes('close-fails')),
+        };"#;
+
+    /// Runs the driver against a fake API whose release answers `release`, with the fake
+    /// playwright; each side's errors.
+    async fn errors_of(mode: &str, ws: &str, release: u16, page: &str) -> Vec<String> {
+        use axum::routing::post;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.js"), FAKE_PLAYWRIGHT).unwrap();
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"name":"playwright-core","version":"0","main":"index.js"}"#,
+        )
+        .unwrap();
+        let created = json!({ "id": "s1", "websocketUrl": ws });
+        let app = axum::Router::new()
+            .route(
+                "/v1/sessions",
+                post(move || async move { axum::Json(created) }),
+            )
+            .route(
+                "/v1/sessions/s1/release",
+                post(move || async move { axum::http::StatusCode::from_u16(release).unwrap() }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let driver = Driver {
+            playwright: dir.path().to_path_buf(),
+            version: "0".into(),
+        };
+        let daemon = DaemonClient::new(dir.path().join("none.sock"));
+        let b = Bench {
+            driver: &driver,
+            daemon: &daemon,
+            api: &api,
+            chromium: Path::new("/nonexistent/chromium"),
+            jobs: 1,
+            concurrency: vec![1],
+            warm: 0,
+        };
+        let run = drive(&b, page, mode, &json!({}), 1, 1).await.unwrap();
+        server.abort();
+        assert_eq!(run.failures, run.errors.len(), "{run:?}");
+        run.errors
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_failure_never_hides_the_jobs_own_error() {
+        let page = "http://127.0.0.1:9/";
+        // The job failed and so did the release: the job's error, the release's beside it.
+        let e = errors_of("bro", "ws://refuse", 500, page).await;
+        assert_eq!(e, ["connect refused (and then release: HTTP 500)"]);
+        // Only the job failed.
+        let e = errors_of("bro", "ws://refuse", 200, page).await;
+        assert_eq!(e, ["connect refused"]);
+        // Only the release failed.
+        let e = errors_of("bro", "ws://ok", 500, page).await;
+        assert_eq!(e, ["release: HTTP 500"]);
+        assert!(errors_of("bro", "ws://ok", 200, page).await.is_empty());
+        // Playwright's side: its browser's close.
+        let e = errors_of("playwright", "", 200, "http://x/page-fails/close-fails").await;
+        assert_eq!(e, ["page boom (and then close: close boom)"]);
+        let e = errors_of("playwright", "", 200, "http://x/close-fails").await;
+        assert_eq!(e, ["close: close boom"]);
+    }
+
+    #[test]
+    fn the_playwright_version_is_the_one_install_sh_and_compat_pin() {
+        let install = include_str!("../../../install.sh");
+        assert!(
+            install.contains(&format!("\nPLAYWRIGHT_VERSION=\"{PLAYWRIGHT_VERSION}\"\n")),
+            "install.sh pins another playwright-core than {PLAYWRIGHT_VERSION}"
+        );
+        let package: Value =
+            serde_json::from_str(include_str!("../../../tests/compat/package.json")).unwrap();
+        assert_eq!(
+            package["devDependencies"]["playwright-core"]
+                .as_str()
+                .or(package["dependencies"]["playwright-core"].as_str()),
+            Some(PLAYWRIGHT_VERSION),
+            "tests/compat/package.json"
+        );
+        let lock: Value =
+            serde_json::from_str(include_str!("../../../tests/compat/package-lock.json")).unwrap();
+        assert_eq!(
+            lock["packages"]["node_modules/playwright-core"]["version"], PLAYWRIGHT_VERSION,
+            "tests/compat/package-lock.json"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_metrics_answer_is_not_read() {
+        async fn serve(body: String) -> Option<Creates> {
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(move || async move { body }));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let api = format!("http://{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let got = creates(&reqwest::Client::new(), &api).await;
+            server.abort();
+            got
+        }
+        let line = "bro_session_create_seconds_count{node=\"local\",kind=\"warm\"} 3\n";
+        assert_eq!(
+            serve(line.to_string()).await,
+            Some(Creates { warm: 3, cold: 0 })
+        );
+        let huge = format!("{line}{}", "#".repeat(SCRAPE_MAX));
+        assert_eq!(serve(huge).await, None);
     }
 
     #[test]
