@@ -83,6 +83,17 @@ pub const SPARE_IDLE: f64 = 0.25;
 /// How often the conditions are checked, and the window of one CPU sample.
 const SAMPLE: Duration = Duration::from_millis(250);
 
+/// CPU time the whole machine spent busy (all CPUs, everything but idle and iowait), in
+/// seconds since boot: the difference of two readings is the CPU a span of time took on
+/// this machine, whoever used it (`bro bench`'s job benchmark, on a machine left to it).
+pub fn machine_busy_seconds() -> Option<f64> {
+    /// `/proc/stat` counts in `USER_HZ`, 100 on every architecture bro runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let (idle, total) =
+        parse_cpu_line(std::fs::read_to_string("/proc/stat").ok()?.lines().next()?)?;
+    Some(total.saturating_sub(idle) as f64 / TICKS_PER_SECOND)
+}
+
 /// (idle, total) jiffies of all CPUs, from the first line of `/proc/stat` (read off the
 /// async runtime's threads).
 async fn cpu_times() -> Option<(u64, u64)> {

@@ -155,6 +155,11 @@ struct Run {
     done: Vec<Steps>,
     errors: Vec<String>,
     failures: usize,
+    /// CPU seconds the whole machine spent busy during the turn (measured by the bench, not
+    /// printed by the driver): the driver, the browsers, and for bro the daemon and
+    /// restate-server.
+    #[serde(skip)]
+    cpu_s: Option<f64>,
 }
 
 /// One side's figures over its turns.
@@ -164,6 +169,9 @@ pub struct Side {
     pub failures: usize,
     pub jobs_per_s: f64,
     pub job_ms: Stats,
+    /// The machine's busy CPU seconds over the side's turns per job done (everything that
+    /// ran counts: meaningful on a machine left to the bench); null when not measured.
+    pub cpu_s_per_job: Option<f64>,
     /// Median of each step, ms.
     pub steps_p50_ms: Value,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -181,6 +189,12 @@ impl Side {
             failures: runs.iter().map(|r| r.failures).sum(),
             jobs_per_s: per_second(done.len(), wall_s),
             job_ms: Stats::of(done.iter().map(|s| s.total).collect()),
+            cpu_s_per_job: runs
+                .iter()
+                .map(|r| r.cpu_s)
+                .sum::<Option<f64>>()
+                .filter(|_| !done.is_empty())
+                .map(|cpu| cpu / done.len() as f64),
             steps_p50_ms: json!({
                 "start": p50(|s| s.start), "page": p50(|s| s.page), "work": p50(|s| s.work),
                 "close": p50(|s| s.close),
@@ -395,8 +409,20 @@ async fn pass(
         }
         if turn == "bro" {
             let before = creates(http, b.api).await;
-            bro.push(drive(b, page, "bro", &body, n, concurrency).await?);
+            let mut run = drive(b, page, "bro", &body, n, concurrency).await?;
             let after = creates(http, b.api).await;
+            if b.warm > 0 {
+                // The refills of the browsers this turn took are part of its cost: its CPU
+                // runs until the pool is full again.
+                let refilling = crate::worker::load::machine_busy_seconds();
+                super::wait_pool_full(b.daemon, b.warm).await?;
+                let refilled = crate::worker::load::machine_busy_seconds();
+                run.cpu_s = run
+                    .cpu_s
+                    .zip(refilling.zip(refilled))
+                    .map(|(cpu, (a, b))| cpu + (b - a).max(0.0));
+            }
+            bro.push(run);
             counted = match (counted, before, after) {
                 (Some(sum), Some(before), Some(after)) => {
                     let turn = Creates::since(after, before);
@@ -470,6 +496,7 @@ async fn drive(
         TempDir(std::env::temp_dir().join(format!("bro-bench-node-{}", uuid::Uuid::new_v4())));
     crate::paths::create_private_dir(&tmp.0).context("cannot create the driver's temporary dir")?;
     cmd.env("TMPDIR", &tmp.0);
+    let busy_before = crate::worker::load::machine_busy_seconds();
     let mut child = cmd.spawn().context("cannot run node")?;
     let pgid = child.id();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -506,6 +533,7 @@ async fn drive(
         );
     };
     let (status, stdout, stderr) = done?;
+    let busy_after = crate::worker::load::machine_busy_seconds();
     let out = std::process::Output {
         status,
         stdout,
@@ -522,7 +550,10 @@ async fn drive(
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("the job driver printed {line:?}"))
+    let mut run: Run =
+        serde_json::from_str(line).with_context(|| format!("the job driver printed {line:?}"))?;
+    run.cpu_s = busy_before.zip(busy_after).map(|(a, b)| (b - a).max(0.0));
+    Ok(run)
 }
 
 /// The rows of the human table: per cell, jobs/s of each side, the ratio (or why there is
@@ -575,6 +606,11 @@ pub fn print(r: &Value) {
                 cell["bro"]["failures"], cell["playwright"]["failures"]
             ),
             hits,
+            format!(
+                "{}/{}",
+                f(&cell["bro"]["cpu_s_per_job"]),
+                f(&cell["playwright"]["cpu_s_per_job"])
+            ),
         ]);
         for side in ["bro", "playwright"] {
             if let Some(e) = cell[side]["errors"].get(0).and_then(Value::as_str) {
@@ -599,6 +635,7 @@ pub fn print(r: &Value) {
             "playwright p50 ms",
             "failed bro/pw",
             "warm hits",
+            "CPU s/job bro/pw",
         ],
         &rows,
     ));
@@ -635,6 +672,19 @@ mod tests {
         assert_eq!(side.steps_p50_ms["start"], 100.0);
         let idle = Side::of(&[]);
         assert_eq!((idle.jobs, idle.jobs_per_s), (0, 0.0));
+        assert_eq!(idle.cpu_s_per_job, None);
+        // CPU per job over both turns; one turn not measured leaves the side unmeasured.
+        let measured = |wall, totals: &[f64], cpu| Run {
+            cpu_s: Some(cpu),
+            ..run(wall, totals)
+        };
+        let side = Side::of(&[
+            measured(1000.0, &[100.0, 300.0], 1.0),
+            measured(1000.0, &[100.0, 300.0], 3.0),
+        ]);
+        assert_eq!(side.cpu_s_per_job, Some(1.0));
+        let side = Side::of(&[measured(1000.0, &[100.0], 1.0), run(1000.0, &[100.0])]);
+        assert_eq!(side.cpu_s_per_job, None);
         assert_eq!(ratio(2.0, 1.0), Some(2.0));
         assert_eq!(ratio(2.0, 0.0), None);
     }
