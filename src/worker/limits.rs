@@ -13,14 +13,17 @@
 //! Each session's cgroup is `<bro's cgroup>/bro-<hash of the sessions dir>/<dir name>`, below
 //! the daemon's own cgroup (never at the root of another tree), named after its session dir
 //! (a checked UUID, never a path from input). It is removed once its processes are gone; the
-//! sweep removes those whose dir is gone (a daemon killed mid-teardown). Nothing here spawns
-//! or kills a browser by itself except the leftover members of a cgroup being removed, which
-//! only bro's browsers can be in.
+//! sweep removes those whose dir is gone (a daemon killed mid-teardown). The parents
+//! (`bro-<hash>`) are made with the first cgroup a browser needs and removed with the last
+//! (the start only proves it can make them), so a daemon killed before any leaves none; the
+//! sweep removes empty ones a killed daemon left. Nothing here spawns or kills a browser by
+//! itself except the leftover members of a cgroup being removed, which only bro's browsers
+//! can be in.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +106,34 @@ impl Layout {
         }
         Ok(())
     }
+
+    /// Proves the parents can be made (the daemon's start) without leaving any: creates
+    /// those missing, then removes again the ones it made. A parent there already (the
+    /// sessions of an earlier daemon of this home) is left as it is; made by this, they would
+    /// outlive a daemon killed before any session used them.
+    fn prove(&self) -> io::Result<()> {
+        let missing: Vec<PathBuf> = self.parents().into_iter().filter(|p| !p.exists()).collect();
+        let made = self.ensure();
+        for parent in &missing {
+            let _ = remove_parent(parent);
+        }
+        made
+    }
+
+    /// Removes the parents that are empty (every one is tried); true when none is left.
+    fn remove_empty(&self) -> bool {
+        let gone: Vec<bool> = self.parents().iter().map(|p| remove_parent(p)).collect();
+        gone.into_iter().all(|g| g)
+    }
+}
+
+/// Removes a parent cgroup if it is empty (the kernel refuses one with children); true when
+/// it is gone.
+fn remove_parent(parent: &Path) -> bool {
+    match std::fs::remove_dir(parent) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
 }
 
 /// The cgroup(s) one session's browser runs in.
@@ -165,17 +196,7 @@ impl Detected {
     /// Removes bro's parent cgroups again when empty (at the daemon's stop); true when none
     /// is left.
     pub fn remove_parents(&self) -> bool {
-        // Every parent is tried, whether or not one before it went.
-        let gone: Vec<bool> = self
-            .layout
-            .iter()
-            .flat_map(Layout::parents)
-            .map(|parent| match std::fs::remove_dir(parent) {
-                Ok(()) => true,
-                Err(e) => e.kind() == io::ErrorKind::NotFound,
-            })
-            .collect();
-        gone.into_iter().all(|g| g)
+        self.layout.as_ref().is_none_or(Layout::remove_empty)
     }
 }
 
@@ -356,7 +377,7 @@ fn try_v2(sys: &Sys, name: &str, create: bool) -> Result<PathBuf, String> {
     let parent = dir.join(name);
     if create {
         Layout::V2(parent.clone())
-            .ensure()
+            .prove()
             .map_err(|e| format!("cannot set up {}: {e}", parent.display()))?;
     } else {
         writable(&dir)?;
@@ -389,7 +410,7 @@ fn try_v1(sys: &Sys, name: &str, create: bool) -> Result<(PathBuf, PathBuf), Str
             memory: memory.clone(),
             cpu: cpu.clone(),
         }
-        .ensure()
+        .prove()
         .map_err(|e| format!("cannot create bro's cgroups at {}: {e}", memory.display()))?;
     }
     Ok((memory, cpu))
@@ -441,6 +462,9 @@ pub struct Limits {
     record: Mutex<Option<PathBuf>>,
     /// Parents of earlier daemons of this home (another cgroup then), swept until empty.
     old_parents: Mutex<Vec<PathBuf>>,
+    /// Held while a parent is made and a session's cgroup created in it, and while an empty
+    /// parent is removed: a parent is never removed between the two.
+    parents: Arc<Mutex<()>>,
 }
 
 impl Limits {
@@ -452,6 +476,7 @@ impl Limits {
             dirs: Mutex::new(HashMap::new()),
             record: Mutex::new(None),
             old_parents: Mutex::new(Vec::new()),
+            parents: Arc::new(Mutex::new(())),
         }
     }
 
@@ -562,13 +587,18 @@ impl Limits {
                 return Ok(Vec::new());
             }
         };
-        // A parent removed under a running daemon (an old doctor, a hand) comes back.
-        layout.ensure()?;
         let cgroup = layout.of(name);
-        for dir in cgroup.dirs() {
-            match std::fs::create_dir(&dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
+        {
+            // The parents are made with the first cgroup that needs them (a daemon killed
+            // before any leaves none), and again when removed since (by the last session's
+            // release, a hand).
+            let _made = lock(&self.parents);
+            layout.ensure()?;
+            for dir in cgroup.dirs() {
+                match std::fs::create_dir(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
             }
         }
         if let Cgroup::V2(dir) = &cgroup {
@@ -691,13 +721,19 @@ impl Limits {
             return Ok(());
         };
         for dir in cgroup.dirs() {
-            if remove_once(&dir).is_err() {
-                tokio::spawn(async move {
-                    if let Err(err) = remove_cgroup(&dir).await {
-                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup");
-                    }
-                });
+            if remove_once(&dir).is_ok() {
+                remove_parent_of(&self.parents, &dir);
+                continue;
             }
+            let parents = self.parents.clone();
+            tokio::spawn(async move {
+                match remove_cgroup(&dir).await {
+                    Ok(()) => remove_parent_of(&parents, &dir),
+                    Err(err) => {
+                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup")
+                    }
+                }
+            });
         }
         Ok(())
     }
@@ -739,6 +775,12 @@ impl Limits {
                 }
             }
         }
+        // This daemon's parents go when empty (left by a daemon of this home killed in this
+        // cgroup, or emptied by hand), made again by the next session needing them.
+        if let Some(layout) = &self.detected.layout {
+            let _removing = lock(&self.parents);
+            layout.remove_empty();
+        }
         // An earlier daemon's parent goes once empty (removal fails while it is not).
         let gone: Vec<PathBuf> = old
             .into_iter()
@@ -755,6 +797,16 @@ impl Limits {
         }
         removed
     }
+}
+
+/// Removes the parent of session cgroup `dir` when that was its last child (best effort: the
+/// kernel refuses a parent with children, and the sweep and the daemon's stop try again).
+fn remove_parent_of(parents: &Mutex<()>, dir: &Path) {
+    let Some(parent) = dir.parent().filter(|p| is_parent_path(p)) else {
+        return;
+    };
+    let _removing = lock(parents);
+    remove_parent(parent);
 }
 
 /// A path of bro's parent-cgroup shape (absolute, `bro-…`, no `..`).
