@@ -211,6 +211,11 @@ impl LocalWorkerHost {
         let _ = self.limits.set(limits);
     }
 
+    /// Cold launches in flight here: browsers whose memory a measurement does not show yet.
+    pub fn launches_in_flight(&self) -> usize {
+        self.load.launches_in_flight()
+    }
+
     /// The limits in force (none before [`LocalWorkerHost::set_limits`]).
     pub fn limits(&self) -> Arc<limits::Limits> {
         static OFF: std::sync::LazyLock<Arc<limits::Limits>> =
