@@ -296,3 +296,32 @@ fn a_killed_daemon_without_limited_sessions_leaves_no_parent_cgroup() {
     let _guard = CgroupGuard(left.iter().map(|p| p.join("none")).collect());
     assert!(left.is_empty(), "parent cgroups left behind: {left:?}");
 }
+
+/// A memory limit too small for a browser to start (the smallest allowed, 64 MiB, is, here):
+/// the cgroup OOM-kills it during launch and the create says so (422, the client's limit),
+/// not "browser exited".
+#[test]
+fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
+    expected_cgroup_mode();
+    // Declared first, so it drops after the daemon.
+    let _guard = CgroupGuard(Vec::new());
+    let d = TestDaemon::start_with(&["--warm", "0"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let (status, resp) = http(&api, "POST", "/v1/sessions", r#"{"memoryLimit":"64MiB"}"#);
+    let resp = String::from_utf8_lossy(&resp);
+    assert_eq!(status, 422, "{resp}");
+    assert!(
+        resp.contains("killed at its memory limit (64 MiB) during launch"),
+        "{resp}"
+    );
+    // Nothing of it is left: no cgroup, and the daemon stops clean.
+    let sessions = d.json(&["session", "list", "--json"]);
+    for s in sessions.as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or_default();
+        assert!(
+            wait_for(|| cgroups_named(id).is_empty()),
+            "cgroup of {id} left"
+        );
+    }
+    d.stop();
+}
