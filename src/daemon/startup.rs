@@ -631,6 +631,7 @@ fn limits_status(limits: &limits::Limits, settings: &Settings) -> LimitsStatus {
     LimitsStatus {
         mode: limits.mode().label().to_string(),
         why: limits.detected().why.clone(),
+        forced: limits.detected().forced,
         max_session_memory: settings.max_session_memory,
         cpu_share: settings.cpu_share,
         min_free_memory: settings.min_free_memory,

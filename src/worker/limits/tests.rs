@@ -1,4 +1,7 @@
+use super::cgroup::v1_shares;
+use super::detect::{Mount, dir_in};
 use super::*;
+use crate::config::LimitsMode;
 
 const ID: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
 
@@ -175,9 +178,17 @@ fn no_usable_cgroup_falls_back_to_measurement_unless_forced() {
     );
     let d = detect(&sys, LimitsMode::Auto, "bro-3", true).unwrap();
     assert_eq!(d.mode, Mode::Measure);
+    assert!(!d.forced, "picked for want of cgroups");
     assert!(d.why.contains("no v1 memory mount"), "{}", d.why);
     let err = detect(&sys, LimitsMode::Cgroup, "bro-3", true).unwrap_err();
-    assert!(err.contains("limits_mode = cgroup"), "{err}");
+    assert!(err.to_string().contains("limits_mode = cgroup"), "{err}");
+    let DetectError::NoCgroup { v2, v1 } = err;
+    assert!(
+        matches!(v2, Unusable::NoController { ctrl: "memory", .. }),
+        "{v2}"
+    );
+    assert!(matches!(v1, Unusable::NoMount("v1 memory")), "{v1}");
+    assert!(detect(&sys, LimitsMode::Measure, "x", true).unwrap().forced);
     assert_eq!(
         detect(&sys, LimitsMode::Off, "x", true).unwrap().mode,
         Mode::Off
