@@ -942,33 +942,44 @@ impl WorkerHost for LocalWorkerHost {
                 return Vec::new();
             }
             // Measurement reads PSS, off the runtime: only of the groups whose resident memory
-            // (cheap, never below their PSS) is past their limit.
-            let pss = if limited.iter().any(|(_, name)| limits.measured(name)) {
-                {
-                    let groups: Vec<(u32, u64)> = limited
+            // (cheap, never below their PSS) is past their limit; and reads resident memory
+            // (a walk of /proc) less often while every group is far below its limit.
+            let groups: Vec<(u32, u64)> = limited
+                .iter()
+                .filter(|(_, name)| limits.measured(name))
+                .map(|(pid, name)| {
+                    let limit = limits.limits_of(name).and_then(|l| l.memory);
+                    (*pid, limit.unwrap_or(u64::MAX))
+                })
+                .collect();
+            let mut pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
+            pgids.sort_unstable();
+            let pss = if !groups.is_empty() && limits.measure_due(&pgids) {
+                let walked = pgids.clone();
+                let (nearest, usage) = tokio::task::spawn_blocking(move || {
+                    let rss = process::rss_by_group(&pgids);
+                    let nearest = groups
                         .iter()
-                        .filter(|(_, name)| limits.measured(name))
-                        .map(|(pid, name)| {
-                            let limit = limits.limits_of(name).and_then(|l| l.memory);
-                            (*pid, limit.unwrap_or(u64::MAX))
+                        .filter_map(|(pid, limit)| {
+                            rss.get(pid)
+                                .map(|kib| limits::measure::permille(*kib, *limit))
                         })
+                        .max()
+                        .unwrap_or(0);
+                    let near: Vec<u32> = groups
+                        .iter()
+                        .filter(|(pid, limit)| {
+                            rss.get(pid)
+                                .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
+                        })
+                        .map(|(pid, _)| *pid)
                         .collect();
-                    tokio::task::spawn_blocking(move || {
-                        let pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
-                        let rss = process::rss_by_group(&pgids);
-                        let near: Vec<u32> = groups
-                            .iter()
-                            .filter(|(pid, limit)| {
-                                rss.get(pid)
-                                    .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
-                            })
-                            .map(|(pid, _)| *pid)
-                            .collect();
-                        process::usage_by_group(&near)
-                    })
-                    .await
-                    .unwrap_or_default()
-                }
+                    (nearest, process::usage_by_group(&near))
+                })
+                .await
+                .unwrap_or_default();
+                limits.measured_now(walked, nearest);
+                usage
             } else {
                 HashMap::new()
             };

@@ -22,6 +22,7 @@
 
 mod cgroup;
 mod detect;
+pub mod measure;
 
 use std::collections::HashMap;
 use std::io;
@@ -105,6 +106,8 @@ pub struct Limits {
     /// Held while a parent is made and a session's cgroup created in it, and while an empty
     /// parent is removed: a parent is never removed between the two.
     parents: Arc<Mutex<()>>,
+    /// When measurement next walks `/proc`.
+    schedule: Mutex<measure::Schedule>,
 }
 
 impl Limits {
@@ -117,6 +120,7 @@ impl Limits {
             record: Mutex::new(None),
             old_parents: Mutex::new(Vec::new()),
             parents: Arc::new(Mutex::new(())),
+            schedule: Mutex::new(measure::Schedule::default()),
         }
     }
 
@@ -303,6 +307,18 @@ impl Limits {
         lock(&self.dirs)
             .get(name)
             .is_some_and(|e| e.limits.memory.is_some() && e.cgroup.is_none())
+    }
+
+    /// True when measured browser groups `groups` (sorted process group ids) are to be
+    /// measured now ([`measure::Schedule`]).
+    pub fn measure_due(&self, groups: &[u32]) -> bool {
+        lock(&self.schedule).due(std::time::Instant::now(), groups)
+    }
+
+    /// Records a measurement of `groups` (sorted), the nearest of which was at `permille`
+    /// thousandths of its limit.
+    pub fn measured_now(&self, groups: Vec<u32>, permille: u64) {
+        lock(&self.schedule).walked(std::time::Instant::now(), groups, permille);
     }
 
     /// True when the browser of session dir `name` was stopped or is over by its memory
