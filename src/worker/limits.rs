@@ -7,8 +7,12 @@
 //! - **cgroup v1**: writable v1 `memory` and `cpu` hierarchies (`memory.limit_in_bytes`,
 //!   `cpu.shares`; OOM kills counted in `memory.oom_control`).
 //! - **measurement**: the supervisor sums the PSS of the browser's process group and fails a
-//!   session over its limit. No CPU share.
+//!   session over its limit ([`measure`] spaces the scans out while all are far below). No
+//!   CPU share.
 //! - **off**: nothing is enforced.
+//!
+//! Here: [`Limits`], the node's limits and each session dir's. The mode's detection is in
+//! `detect`, the cgroups on disk in `cgroup`.
 //!
 //! Each session's cgroup is `<bro's cgroup>/bro-<hash of the sessions dir>/<dir name>`, below
 //! the daemon's own cgroup (never at the root of another tree), named after its session dir
