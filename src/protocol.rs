@@ -12,6 +12,7 @@ pub mod files;
 pub mod live;
 pub mod proxy_url;
 pub mod session;
+pub mod size;
 pub mod steel;
 
 /// Version of the control protocol between `bro` and `bro daemon`.

@@ -54,6 +54,14 @@ pub enum WorkerError {
     Exited { status: String, log: String },
     #[error("chromium did not answer on its DevTools port within {0:?}")]
     NotReady(Duration),
+    /// The browser's cgroup OOM-killed it before it was ready: its limit is too small for a
+    /// browser to start. The client's to fix when it `asked` for that limit (no retry helps).
+    #[error(
+        "browser killed at its {} ({} MiB) during launch; a browser needs more to start",
+        limits::MEMORY_LIMIT_REASON,
+        limit >> 20
+    )]
+    MemoryLimit { limit: u64, asked: bool },
     /// The page agent (recording, `optimizeBandwidth`) could not set up the browser.
     #[error("the page agent (recording, optimizeBandwidth) could not start: {0}")]
     Agent(crate::worker::cdp::CdpError),
@@ -100,6 +108,7 @@ impl WorkerError {
             self,
             WorkerError::ChromiumNotFound(_)
                 | WorkerError::ContextRefused(_)
+                | WorkerError::MemoryLimit { .. }
                 | WorkerError::NotOurs(_)
                 | WorkerError::Unkillable { .. }
                 | WorkerError::NotPermitted { .. }
@@ -209,6 +218,11 @@ impl LocalWorkerHost {
     /// launch (later calls are ignored).
     pub fn set_limits(&self, limits: Arc<limits::Limits>) {
         let _ = self.limits.set(limits);
+    }
+
+    /// Cold launches in flight here: browsers whose memory a measurement does not show yet.
+    pub fn launches_in_flight(&self) -> usize {
+        self.load.launches_in_flight()
     }
 
     /// The limits in force (none before [`LocalWorkerHost::set_limits`]).
@@ -488,6 +502,8 @@ impl LocalWorkerHost {
             }
             Err(err) => {
                 drop(child);
+                // Read before the cgroup goes: an OOM kill there says why it died.
+                let err = launch_error(&limits, &name, &spec.options, err);
                 self.agents.stop(&agent::dir_key_of(&dir));
                 let recorded = kill::Recorded { pid, start_time };
                 kill::kill_browser(Some(recorded), &dir).await?;
@@ -926,33 +942,44 @@ impl WorkerHost for LocalWorkerHost {
                 return Vec::new();
             }
             // Measurement reads PSS, off the runtime: only of the groups whose resident memory
-            // (cheap, never below their PSS) is past their limit.
-            let pss = if limited.iter().any(|(_, name)| limits.measured(name)) {
-                {
-                    let groups: Vec<(u32, u64)> = limited
+            // (cheap, never below their PSS) is past their limit; and reads resident memory
+            // (a walk of /proc) less often while every group is far below its limit.
+            let groups: Vec<(u32, u64)> = limited
+                .iter()
+                .filter(|(_, name)| limits.measured(name))
+                .map(|(pid, name)| {
+                    let limit = limits.limits_of(name).and_then(|l| l.memory);
+                    (*pid, limit.unwrap_or(u64::MAX))
+                })
+                .collect();
+            let mut pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
+            pgids.sort_unstable();
+            let pss = if !groups.is_empty() && limits.measure_due(&pgids) {
+                let walked = pgids.clone();
+                let (nearest, usage) = tokio::task::spawn_blocking(move || {
+                    let rss = process::rss_by_group(&pgids);
+                    let nearest = groups
                         .iter()
-                        .filter(|(_, name)| limits.measured(name))
-                        .map(|(pid, name)| {
-                            let limit = limits.limits_of(name).and_then(|l| l.memory);
-                            (*pid, limit.unwrap_or(u64::MAX))
+                        .filter_map(|(pid, limit)| {
+                            rss.get(pid)
+                                .map(|kib| limits::measure::permille(*kib, *limit))
                         })
+                        .max()
+                        .unwrap_or(0);
+                    let near: Vec<u32> = groups
+                        .iter()
+                        .filter(|(pid, limit)| {
+                            rss.get(pid)
+                                .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
+                        })
+                        .map(|(pid, _)| *pid)
                         .collect();
-                    tokio::task::spawn_blocking(move || {
-                        let pgids: Vec<u32> = groups.iter().map(|(pid, _)| *pid).collect();
-                        let rss = process::rss_by_group(&pgids);
-                        let near: Vec<u32> = groups
-                            .iter()
-                            .filter(|(pid, limit)| {
-                                rss.get(pid)
-                                    .is_some_and(|kib| kib.saturating_mul(1024) > *limit)
-                            })
-                            .map(|(pid, _)| *pid)
-                            .collect();
-                        process::usage_by_group(&near)
-                    })
-                    .await
-                    .unwrap_or_default()
-                }
+                    (nearest, process::usage_by_group(&near))
+                })
+                .await
+                .unwrap_or_default();
+                limits.measured_now(walked, nearest);
+                usage
             } else {
                 HashMap::new()
             };
@@ -1121,10 +1148,29 @@ pub(crate) fn page_error(err: crate::worker::cdp::CdpError) -> HostError {
     HostError::new(kind, err.to_string())
 }
 
+/// A failed launch's error: [`WorkerError::MemoryLimit`] when its cgroup shows an OOM kill by
+/// its own limit (the check the supervisor makes of a running browser), else `err`.
+fn launch_error(
+    limits: &limits::Limits,
+    name: &str,
+    options: &SessionOptions,
+    err: WorkerError,
+) -> WorkerError {
+    match limits.limits_of(name).and_then(|l| l.memory) {
+        Some(limit) if limits.over(name, None) => WorkerError::MemoryLimit {
+            limit,
+            asked: options.memory_limit.is_some(),
+        },
+        _ => err,
+    }
+}
+
 impl From<WorkerError> for HostError {
     fn from(err: WorkerError) -> Self {
         let kind = match &err {
-            WorkerError::ContextRefused(_) => HostErrorKind::Refused,
+            WorkerError::ContextRefused(_) | WorkerError::MemoryLimit { asked: true, .. } => {
+                HostErrorKind::Refused
+            }
             e if e.is_permanent() => HostErrorKind::Permanent,
             _ => HostErrorKind::Retryable,
         };
@@ -1289,6 +1335,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_launch_oom_killed_by_its_own_limit_says_memory_limit() {
+        // A cgroup v2 machine in a temp dir, bro's cgroup delegated.
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join("sys/fs/cgroup/bro.service");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("cgroup.controllers"), "cpu memory\n").unwrap();
+        std::fs::write(own.join("cgroup.subtree_control"), "cpu memory\n").unwrap();
+        let sys = limits::Sys {
+            self_cgroup: "0::/bro.service\n".into(),
+            mountinfo: "41 31 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n".into(),
+            root: root.path().to_path_buf(),
+        };
+        let detected =
+            limits::detect(&sys, crate::config::LimitsMode::Cgroup, "bro-x", true).unwrap();
+        let limits = limits::Limits::new(detected, None, None);
+        let id = "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69";
+        let asked = SessionOptions {
+            memory_limit: Some(64 << 20),
+            ..Default::default()
+        };
+        limits.prepare(id, limits.of(&asked), false).unwrap();
+        let exited = || WorkerError::Exited {
+            status: "signal: 9 (SIGKILL)".into(),
+            log: String::new(),
+        };
+        // No OOM kill in its cgroup: the error is what the launch saw.
+        let err = launch_error(&limits, id, &asked, exited());
+        assert!(matches!(err, WorkerError::Exited { .. }), "{err}");
+        std::fs::write(
+            own.join("bro-x").join(id).join("memory.events"),
+            "oom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        let err = launch_error(&limits, id, &asked, exited());
+        assert_eq!(
+            err.to_string(),
+            "browser killed at its memory limit (64 MiB) during launch; a browser needs more \
+             to start"
+        );
+        // The client's limit: refused (422), never retried.
+        assert_eq!(HostError::from(err).kind, HostErrorKind::Refused);
+        // The node's own cap: permanent, not the client's fault.
+        let err = launch_error(&limits, id, &SessionOptions::default(), exited());
+        assert!(err.is_permanent());
+        assert_eq!(HostError::from(err).kind, HostErrorKind::Permanent);
+    }
 
     #[tokio::test]
     async fn only_session_dirs_of_bros_are_removed() {

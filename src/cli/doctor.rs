@@ -81,17 +81,17 @@ fn check_limits(
     status: Option<&crate::protocol::control::DaemonStatus>,
 ) -> Check {
     use crate::worker::limits;
-    let (mode, why) = match status.and_then(|s| s.limits.as_ref()) {
-        Some(l) => (l.mode.clone(), l.why.clone()),
+    let (mode, why, forced) = match status.and_then(|s| s.limits.as_ref()) {
+        Some(l) => (l.mode.clone(), l.why.clone(), l.forced),
         None => {
             let name = limits::parent_name(&paths.sessions_dir());
             // Read-only: a daemon of this home may be starting and own the parent.
             match limits::detect(&limits::Sys::here(), wanted, &name, false) {
-                Ok(d) => (d.mode.label().to_string(), d.why),
+                Ok(d) => (d.mode.label().to_string(), d.why, d.forced),
                 Err(e) => {
                     return fail(
                         "limits",
-                        e,
+                        e.to_string(),
                         "set limits_mode = auto (or measure), or run bro where it may create \
                          cgroups (cgroup v1 as root, or a cgroup v2 with memory and cpu delegated: \
                          systemd-run --scope -p Delegate=yes)",
@@ -102,7 +102,7 @@ fn check_limits(
     };
     let detail = format!("{mode}: {why}");
     // Measurement a setting asked for is no fault; one picked for want of cgroups is.
-    if mode == limits::Mode::Measure.label() && !why.starts_with("limits_mode") {
+    if mode == limits::Mode::Measure.label() && !forced {
         return warn(
             "limits",
             detail,
@@ -465,6 +465,19 @@ fn check_quarantine(paths: &Paths) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_measurement_mode_the_setting_asked_for_is_no_warning() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Paths::under(tmp.path().to_path_buf());
+        for wanted in [
+            crate::config::LimitsMode::Measure,
+            crate::config::LimitsMode::Off,
+        ] {
+            let check = check_limits(&paths, wanted, None);
+            assert!(check.ok && !check.warn, "{check:?}");
+        }
+    }
 
     #[test]
     fn quoted_paths_stay_one_shell_word() {

@@ -22,15 +22,25 @@ pub const BACKOFF: Duration = Duration::from_secs(30);
 /// takes ~150 MB (DESIGN.md), and a page more.
 pub const DEFAULT_SESSION_COST: u64 = 256 << 20;
 
-/// How many more sessions of `cost` bytes fit in `free` bytes above `floor`.
-pub fn room(free: u64, floor: u64, cost: u64) -> u32 {
+/// How many more sessions of `cost` bytes fit in `free` bytes above `floor`, less the
+/// `launching` browsers whose memory `free` does not show yet (each takes one of the room the
+/// `Pool` gave it, and would be counted again as room the next measurement sends).
+pub fn room(free: u64, floor: u64, cost: u64, launching: usize) -> u32 {
     let above = free.saturating_sub(floor);
-    u32::try_from(above / cost.max(1)).unwrap_or(u32::MAX)
+    let fit = u32::try_from(above / cost.max(1)).unwrap_or(u32::MAX);
+    fit.saturating_sub(u32::try_from(launching).unwrap_or(u32::MAX))
 }
 
 /// Measures every [`MEASURE_EVERY`] until `stop`, and sends `Pool/memory_room` when the room
-/// changes (and every [`RESEND_EVERY`]).
-pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: CancellationToken) {
+/// changes (and every [`RESEND_EVERY`]). `launching` counts the cold launches in flight.
+pub async fn run(
+    ingress: Ingress,
+    node: String,
+    floor: u64,
+    cost: u64,
+    launching: impl Fn() -> usize + Send + 'static,
+    stop: CancellationToken,
+) {
     let mut sent: Option<(u32, Instant)> = None;
     let mut failed: Option<Instant> = None;
     loop {
@@ -39,7 +49,7 @@ pub async fn run(ingress: Ingress, node: String, floor: u64, cost: u64, stop: Ca
             .ok()
             .flatten();
         if let Some(free) = free {
-            let now = room(free, floor, cost);
+            let now = room(free, floor, cost, launching());
             let stale = sent.is_none_or(|(last, at)| last != now || at.elapsed() > RESEND_EVERY);
             let backing_off = failed.is_some_and(|at| at.elapsed() < BACKOFF);
             if stale && !backing_off {
@@ -76,9 +86,18 @@ mod tests {
     #[test]
     fn room_counts_whole_sessions_above_the_floor() {
         let gib = 1u64 << 30;
-        assert_eq!(room(4 * gib, gib, gib), 3);
-        assert_eq!(room(2 * gib - 1, gib, gib), 0);
-        assert_eq!(room(gib, 2 * gib, gib), 0);
-        assert_eq!(room(u64::MAX, 0, 1), u32::MAX);
+        assert_eq!(room(4 * gib, gib, gib, 0), 3);
+        assert_eq!(room(2 * gib - 1, gib, gib, 0), 0);
+        assert_eq!(room(gib, 2 * gib, gib, 0), 0);
+        assert_eq!(room(u64::MAX, 0, 1, 0), u32::MAX);
+    }
+
+    #[test]
+    fn browsers_still_launching_take_room_the_measurement_does_not_show() {
+        let gib = 1u64 << 30;
+        // Two granted browsers are starting: their memory is not taken yet, their room is.
+        assert_eq!(room(4 * gib, gib, gib, 2), 1);
+        assert_eq!(room(4 * gib, gib, gib, 5), 0);
+        assert_eq!(room(4 * gib, gib, gib, usize::MAX), 0);
     }
 }

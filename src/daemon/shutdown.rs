@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::started::Started;
+use super::started::{PARENTS_WAIT, Started};
 use super::startup::ApiPhase;
 use crate::orchestrator::ingress::Ingress;
 use crate::paths::Paths;
@@ -63,24 +63,10 @@ pub(super) async fn shutdown(
             );
         }
     }
-    if let Some(host) = &started.host {
-        // bro's parent cgroups go with the last session (kept sessions keep them); the
-        // sessions' cgroups are removed in the background as their processes leave.
-        let limits = host.limits();
-        let wait = if keep {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(3)
-        };
-        let _ = crate::wait::wait_until(wait, Duration::from_millis(50), || async {
-            if limits.detected().remove_parents() {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })
-        .await;
-    }
+    // bro's parent cgroups go with the last session (kept sessions keep them); the
+    // sessions' cgroups are removed in the background as their processes leave.
+    let wait = if keep { Duration::ZERO } else { PARENTS_WAIT };
+    started.remove_cgroup_parents(wait).await;
     started.stop_restate().await;
     let _ = std::fs::remove_file(paths.socket());
     let _ = std::fs::remove_file(paths.daemon_info());

@@ -15,6 +15,10 @@ use crate::worker::LocalWorkerHost;
 /// How long killing the browsers left in the sessions dir may take.
 const REAP_BUDGET: Duration = Duration::from_secs(6);
 
+/// How long a stop (or a failed start) waits for the sessions' cgroups to go, so bro's
+/// parent cgroups can go after them.
+pub(super) const PARENTS_WAIT: Duration = Duration::from_secs(3);
+
 /// What a start has brought up so far, undone when a later step fails.
 pub(super) struct Started {
     pub(super) restate: Option<restate::Supervised>,
@@ -104,9 +108,28 @@ impl Started {
         self.background.cancel();
         self.stop_restate().await;
         let stopped = self.stop_browsers(false).await;
+        // Its browsers' cgroups, then bro's parents, once those browsers have left them.
+        self.remove_cgroup_parents(PARENTS_WAIT).await;
         tracing::info!(
             browser_dirs = stopped,
             "the start failed; stopped what it had started"
         );
+    }
+
+    /// Removes bro's parent cgroups once empty, waiting up to `wait` for the sessions'
+    /// cgroups (removed in the background as their killed processes leave) to go first.
+    pub(super) async fn remove_cgroup_parents(&self, wait: Duration) {
+        let Some(host) = &self.host else {
+            return;
+        };
+        let limits = host.limits();
+        let _ = crate::wait::wait_until(wait, Duration::from_millis(50), || async {
+            if limits.detected().remove_parents() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await;
     }
 }

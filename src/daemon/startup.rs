@@ -344,7 +344,7 @@ pub(super) async fn recovery(
     ));
     let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
     if let Some(floor) = settings.min_free_memory {
-        tasks.push(memory_floor(settings, ingress, floor, started).await?);
+        tasks.push(memory_floor(settings, ingress, &orch.host, floor, started).await?);
     }
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
@@ -379,6 +379,7 @@ pub(super) async fn recovery(
 async fn memory_floor(
     settings: &Settings,
     ingress: &Ingress,
+    host: &Arc<LocalWorkerHost>,
     floor: u64,
     started: &Started,
 ) -> Result<JoinHandle<()>> {
@@ -386,7 +387,7 @@ async fn memory_floor(
         .max_session_memory
         .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
     if let Some(free) = limits::free_memory(&limits::Sys::here()) {
-        let room = super::memory_floor::room(free, floor, cost);
+        let room = super::memory_floor::room(free, floor, cost, host.launches_in_flight());
         tracing::info!(
             free_bytes = free,
             floor_bytes = floor,
@@ -399,11 +400,13 @@ async fn memory_floor(
         .await
         .context("setting this node's free memory room")?;
     }
+    let host = Arc::clone(host);
     Ok(tokio::spawn(super::memory_floor::run(
         ingress.clone(),
         settings.node.clone(),
         floor,
         cost,
+        move || host.launches_in_flight(),
         started.background.clone(),
     )))
 }
@@ -628,6 +631,7 @@ fn limits_status(limits: &limits::Limits, settings: &Settings) -> LimitsStatus {
     LimitsStatus {
         mode: limits.mode().label().to_string(),
         why: limits.detected().why.clone(),
+        forced: limits.detected().forced,
         max_session_memory: settings.max_session_memory,
         cpu_share: settings.cpu_share,
         min_free_memory: settings.min_free_memory,

@@ -18,6 +18,9 @@ const CONFIG: &str = "config";
 const LOST: &str = "lost";
 /// The most sessions the node's free memory allows (`--min-free-memory`): the sessions held
 /// when its daemon last measured, plus how many more fit above the floor. Unset: no bound.
+/// Each grant takes one of that room (the sessions held count against the cap), and a
+/// release gives none back (it lowers the cap): a released browser's memory is room only
+/// once the next measurement sees it gone.
 pub const MEMORY_CAP: &str = "memory_cap";
 
 /// The bounds of one node's `Pool`, set by that node's daemon at every start
@@ -88,15 +91,24 @@ impl PoolObject {
     /// The bounds in force: the node's own, else this daemon's; the capacity lowered to what
     /// the node's free memory allows, if that is less.
     async fn config(&self, ctx: &impl SharedObjectContextLike) -> HandlerResult<PoolConfig> {
-        let mut config = ctx.config().await?.unwrap_or(PoolConfig {
+        let (mut config, cap) = self.config_and_cap(ctx).await?;
+        if let Some(cap) = cap {
+            config.capacity = config.capacity.min(cap);
+        }
+        Ok(config)
+    }
+
+    /// The bounds in force and the memory cap apart (read in that order, as `config`).
+    async fn config_and_cap(
+        &self,
+        ctx: &impl SharedObjectContextLike,
+    ) -> HandlerResult<(PoolConfig, Option<u32>)> {
+        let config = ctx.config().await?.unwrap_or(PoolConfig {
             capacity: self.deps.max_sessions,
             max_queue: self.deps.max_queue,
             queue_timeout_ms: self.deps.queue_timeout_ms,
         });
-        if let Some(cap) = ctx.memory_cap().await? {
-            config.capacity = config.capacity.min(cap);
-        }
-        Ok(config)
+        Ok((config, ctx.memory_cap().await?))
     }
 }
 
@@ -180,11 +192,19 @@ impl PoolObject {
     /// Idempotent.
     #[handler(name = "release")]
     async fn release(&self, ctx: ObjectContext<'_>, session_id: String) -> HandlerResult<()> {
-        let capacity = self.config(&ctx).await?.capacity;
+        // The same reads in the same order as before the cap was lowered here, and its write
+        // last: an invocation journaled by an older bro replays the same prefix.
+        let (config, cap) = self.config_and_cap(&ctx).await?;
         let mut state = State::load(&ctx).await?;
+        let held = state.sessions.len();
         state.sessions.retain(|s| *s != session_id);
+        let cap = cap_after_release(cap, held - state.sessions.len());
+        let capacity = cap.map_or(config.capacity, |cap| config.capacity.min(cap));
         state.drain(&ctx, capacity);
         state.save(&ctx);
+        if let Some(cap) = cap {
+            ctx.set(MEMORY_CAP, cap);
+        }
         Ok(())
     }
 
@@ -384,6 +404,12 @@ impl State {
     }
 }
 
+/// The memory cap once `released` sessions gave their slots back: lowered as much, so their
+/// slots go to no one until the next measurement sets the room again.
+fn cap_after_release(cap: Option<u32>, released: usize) -> Option<u32> {
+    cap.map(|c| c.saturating_sub(u32::try_from(released).unwrap_or(u32::MAX)))
+}
+
 /// Moves waiters from the queue's head into `sessions` while slots are free; returns them.
 fn take_granted(sessions: &mut Vec<String>, queue: &mut Vec<Waiter>, capacity: u32) -> Vec<Waiter> {
     let free = (capacity as usize)
@@ -413,6 +439,26 @@ mod tests {
         assert_eq!(granted, vec![waiter("b"), waiter("c")]);
         assert_eq!(sessions, ["a", "b", "c"]);
         assert_eq!(queue, vec![waiter("d")]);
+    }
+
+    #[test]
+    fn under_a_memory_cap_grants_take_room_and_releases_give_none_back() {
+        // Measured with one session held and room for two more: cap 3.
+        let mut cap = Some(3);
+        let mut sessions = vec!["a".to_string()];
+        let mut queue = vec![waiter("b"), waiter("c"), waiter("d")];
+        // A burst takes the room, one grant each, and no more.
+        assert_eq!(take_granted(&mut sessions, &mut queue, 3).len(), 2);
+        assert_eq!(queue, vec![waiter("d")]);
+        // A release before the next measurement hands its slot to no one.
+        sessions.retain(|s| s != "a");
+        cap = cap_after_release(cap, 1);
+        assert_eq!(cap, Some(2));
+        assert!(take_granted(&mut sessions, &mut queue, 2).is_empty());
+        // Releasing a session it does not hold changes nothing; no cap stays none.
+        assert_eq!(cap_after_release(cap, 0), Some(2));
+        assert_eq!(cap_after_release(None, 1), None);
+        assert_eq!(cap_after_release(Some(0), 1), Some(0));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct LimitsStatus {
     pub mode: String,
     /// Why this mode: what was found, and why not a cgroup mode.
     pub why: String,
+    /// The mode is the one `limits_mode` named, not one picked for want of cgroups.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forced: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_session_memory: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -104,7 +104,7 @@ impl MemoryLimit {
     pub fn bytes(&self) -> Result<u64, String> {
         let bytes = match self {
             MemoryLimit::Bytes(n) => *n,
-            MemoryLimit::Text(s) => crate::config::parse_size(s)?,
+            MemoryLimit::Text(s) => crate::protocol::size::parse_size(s)?,
         };
         crate::protocol::session::check_memory_limit(bytes)
     }

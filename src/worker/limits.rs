@@ -7,26 +7,40 @@
 //! - **cgroup v1**: writable v1 `memory` and `cpu` hierarchies (`memory.limit_in_bytes`,
 //!   `cpu.shares`; OOM kills counted in `memory.oom_control`).
 //! - **measurement**: the supervisor sums the PSS of the browser's process group and fails a
-//!   session over its limit. No CPU share.
+//!   session over its limit ([`measure`] spaces the scans out while all are far below). No
+//!   CPU share.
 //! - **off**: nothing is enforced.
+//!
+//! Here: [`Limits`], the node's limits and each session dir's. The mode's detection is in
+//! `detect`, the cgroups on disk in `cgroup`.
 //!
 //! Each session's cgroup is `<bro's cgroup>/bro-<hash of the sessions dir>/<dir name>`, below
 //! the daemon's own cgroup (never at the root of another tree), named after its session dir
 //! (a checked UUID, never a path from input). It is removed once its processes are gone; the
-//! sweep removes those whose dir is gone (a daemon killed mid-teardown). Nothing here spawns
-//! or kills a browser by itself except the leftover members of a cgroup being removed, which
-//! only bro's browsers can be in.
+//! sweep removes those whose dir is gone (a daemon killed mid-teardown). The parents
+//! (`bro-<hash>`) are made with the first cgroup a browser needs and removed with the last
+//! (the start only proves it can make them), so a daemon killed before any leaves none; the
+//! sweep removes empty ones a killed daemon left. Nothing here spawns or kills a browser by
+//! itself except the leftover members of a cgroup being removed, which only bro's browsers
+//! can be in.
+
+mod cgroup;
+mod detect;
+pub mod measure;
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LimitsMode;
 use crate::protocol::session::{SessionId, SessionOptions};
+pub use cgroup::count;
+use cgroup::{Cgroup, is_parent_path, remove_cgroup, remove_once, remove_parent_of, write};
+pub use detect::{
+    DetectError, Detected, Sys, Unusable, detect, free_memory, mem_available, parent_name,
+};
 
 /// The reason of a session ended by its memory limit.
 pub const MEMORY_LIMIT_REASON: &str = "memory limit";
@@ -58,349 +72,6 @@ impl Mode {
     }
 }
 
-/// Where the cgroups of one bro home live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Layout {
-    /// The parent cgroup in the unified hierarchy.
-    V2(PathBuf),
-    /// The parent cgroups in the v1 `memory` and `cpu` hierarchies.
-    V1 { memory: PathBuf, cpu: PathBuf },
-}
-
-impl Layout {
-    /// bro's parent cgroups.
-    fn parents(&self) -> Vec<PathBuf> {
-        match self {
-            Layout::V2(parent) => vec![parent.clone()],
-            Layout::V1 { memory, cpu } => vec![memory.clone(), cpu.clone()],
-        }
-    }
-
-    /// The cgroup(s) of session dir `name`.
-    fn of(&self, name: &str) -> Cgroup {
-        match self {
-            Layout::V2(parent) => Cgroup::V2(parent.join(name)),
-            Layout::V1 { memory, cpu } => Cgroup::V1 {
-                memory: memory.join(name),
-                cpu: cpu.join(name),
-            },
-        }
-    }
-
-    /// Creates the parents when missing (a doctor or a removed parent): for v2 with the
-    /// controllers passed down to the sessions' cgroups.
-    fn ensure(&self) -> io::Result<()> {
-        for parent in self.parents() {
-            match std::fs::create_dir(&parent) {
-                Ok(()) => {
-                    if let Layout::V2(_) = self {
-                        std::fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu")?;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The cgroup(s) one session's browser runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cgroup {
-    V2(PathBuf),
-    V1 { memory: PathBuf, cpu: PathBuf },
-}
-
-impl Cgroup {
-    /// Its dirs, as the session's pid file records them (v1: memory, then cpu).
-    fn dirs(&self) -> Vec<PathBuf> {
-        match self {
-            Cgroup::V2(dir) => vec![dir.clone()],
-            Cgroup::V1 { memory, cpu } => vec![memory.clone(), cpu.clone()],
-        }
-    }
-
-    /// The cgroup a pid file recorded for session dir `name`, when it has the shape bro
-    /// gives them (`<…>/bro-<hash>/<name>`, absolute, no `..`): the file is bro's, but a
-    /// path from it is still checked before anything is killed or removed there.
-    fn recorded(dirs: &[PathBuf], name: &str) -> Option<Cgroup> {
-        let ok = |d: &PathBuf| {
-            d.is_absolute()
-                && d.file_name().and_then(|n| n.to_str()) == Some(name)
-                && d.parent()
-                    .and_then(Path::file_name)
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("bro-"))
-                && !d.components().any(|c| c == std::path::Component::ParentDir)
-        };
-        if !dirs.iter().all(ok) {
-            return None;
-        }
-        match dirs {
-            [dir] => Some(Cgroup::V2(dir.clone())),
-            [memory, cpu] => Some(Cgroup::V1 {
-                memory: memory.clone(),
-                cpu: cpu.clone(),
-            }),
-            _ => None,
-        }
-    }
-
-    fn exists(&self) -> bool {
-        self.dirs().iter().all(|d| d.is_dir())
-    }
-}
-
-/// The mode chosen at start, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detected {
-    pub mode: Mode,
-    /// Why this mode (and why not a cgroup mode), for `bro doctor` and the log.
-    pub why: String,
-    layout: Option<Layout>,
-}
-
-impl Detected {
-    /// Removes bro's parent cgroups again when empty (at the daemon's stop); true when none
-    /// is left.
-    pub fn remove_parents(&self) -> bool {
-        // Every parent is tried, whether or not one before it went.
-        let gone: Vec<bool> = self
-            .layout
-            .iter()
-            .flat_map(Layout::parents)
-            .map(|parent| match std::fs::remove_dir(parent) {
-                Ok(()) => true,
-                Err(e) => e.kind() == io::ErrorKind::NotFound,
-            })
-            .collect();
-        gone.into_iter().all(|g| g)
-    }
-}
-
-/// The machine's cgroup facts: `/proc/self/cgroup`, `/proc/self/mountinfo`, and a root that
-/// prefixes every path (a temp dir in tests).
-pub struct Sys {
-    pub self_cgroup: String,
-    pub mountinfo: String,
-    pub root: PathBuf,
-}
-
-impl Sys {
-    /// This process's view of the machine.
-    pub fn here() -> Sys {
-        Sys {
-            self_cgroup: std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
-            mountinfo: std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-            root: PathBuf::from("/"),
-        }
-    }
-
-    fn path(&self, p: &Path) -> PathBuf {
-        self.root.join(p.strip_prefix("/").unwrap_or(p))
-    }
-}
-
-/// One cgroup mount: its root within the hierarchy, where it is mounted, and for v1 the
-/// controllers it carries.
-struct Mount {
-    v2: bool,
-    root: String,
-    point: String,
-    options: Vec<String>,
-}
-
-fn mounts(mountinfo: &str) -> Vec<Mount> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let left: Vec<&str> = left.split_whitespace().collect();
-            let right: Vec<&str> = right.split_whitespace().collect();
-            let fstype = *right.first()?;
-            if fstype != "cgroup" && fstype != "cgroup2" {
-                return None;
-            }
-            Some(Mount {
-                v2: fstype == "cgroup2",
-                root: unescape(left.get(3)?),
-                point: unescape(left.get(4)?),
-                options: right.get(2)?.split(',').map(String::from).collect(),
-            })
-        })
-        .collect()
-}
-
-/// mountinfo escapes spaces and such as `\040`.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// This process's cgroup in the hierarchy with `controller` (`""` for the unified one).
-fn own_path(self_cgroup: &str, controller: &str) -> Option<String> {
-    self_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() {
-            ctrls.is_empty()
-        } else {
-            ctrls.split(',').any(|c| c == controller)
-        };
-        hit.then(|| path.to_string())
-    })
-}
-
-/// The directory of this process's cgroup in the mount `m`, given its path in the hierarchy.
-fn dir_in(sys: &Sys, m: &Mount, path: &str) -> Option<PathBuf> {
-    // A mount of a subtree (a container's) shows paths below its root.
-    // By components: a mount of /docker/abc is not one of /docker/abcdef.
-    let rel = Path::new(path).strip_prefix(&m.root).ok()?.to_str()?;
-    // "/.." and such never come from the kernel; refuse them all the same.
-    if rel.split('/').any(|c| c == "..") {
-        return None;
-    }
-    Some(sys.path(Path::new(&m.point)).join(rel))
-}
-
-/// The name of a bro home's parent cgroup: one per sessions dir, so two homes never share.
-pub fn parent_name(sessions_dir: &Path) -> String {
-    format!("bro-{:016x}", crate::paths::path_hash(sessions_dir))
-}
-
-/// Chooses the mode as `wanted` says and this machine allows. With `create` (the daemon), it
-/// creates bro's parent cgroup (`name`) where a cgroup mode is chosen; without (`bro
-/// doctor`), it only reads, so a probe never touches cgroups a running daemon uses. A forced
-/// cgroup mode the machine does not allow is an error naming why.
-pub fn detect(sys: &Sys, wanted: LimitsMode, name: &str, create: bool) -> Result<Detected, String> {
-    let plain = |mode, why: &str| Detected {
-        mode,
-        why: why.to_string(),
-        layout: None,
-    };
-    match wanted {
-        LimitsMode::Off => return Ok(plain(Mode::Off, "limits_mode = off")),
-        LimitsMode::Measure => return Ok(plain(Mode::Measure, "limits_mode = measure")),
-        LimitsMode::Auto | LimitsMode::Cgroup => {}
-    }
-    let v2 = match try_v2(sys, name, create) {
-        Ok(parent) => {
-            return Ok(Detected {
-                mode: Mode::CgroupV2,
-                why: format!(
-                    "memory and cpu controllers delegated at {}",
-                    parent.display()
-                ),
-                layout: Some(Layout::V2(parent)),
-            });
-        }
-        Err(why) => why,
-    };
-    let v1 = match try_v1(sys, name, create) {
-        Ok((memory, cpu)) => {
-            return Ok(Detected {
-                mode: Mode::CgroupV1,
-                why: format!(
-                    "writable v1 memory and cpu hierarchies at {} and {} (cgroup v2: {v2})",
-                    memory.display(),
-                    cpu.display()
-                ),
-                layout: Some(Layout::V1 { memory, cpu }),
-            });
-        }
-        Err(why) => why,
-    };
-    let why = format!("no usable cgroup: v2: {v2}; v1: {v1}");
-    match wanted {
-        LimitsMode::Cgroup => Err(format!("limits_mode = cgroup, but {why}")),
-        _ => Ok(plain(Mode::Measure, &why)),
-    }
-}
-
-/// bro's v2 parent below the daemon's own cgroup. The kernel passes controllers down only
-/// from a cgroup without processes of its own (the root aside), and the daemon is in its
-/// own: so bro never writes that cgroup's (or the root's) `cgroup.subtree_control`, and
-/// uses v2 only where the controllers are delegated to its children already (systemd's
-/// `Delegate=yes`).
-fn try_v2(sys: &Sys, name: &str, create: bool) -> Result<PathBuf, String> {
-    let all = mounts(&sys.mountinfo);
-    let m = all
-        .iter()
-        .find(|m| m.v2)
-        .ok_or("no cgroup2 mount".to_string())?;
-    let own = own_path(&sys.self_cgroup, "").ok_or("not in a cgroup v2 hierarchy")?;
-    let dir = dir_in(sys, m, &own).ok_or("its cgroup is outside the cgroup2 mount")?;
-    let has = |file: &Path, ctrl: &str| {
-        std::fs::read_to_string(file).is_ok_and(|t| t.split_whitespace().any(|c| c == ctrl))
-    };
-    let controllers = dir.join("cgroup.controllers");
-    for ctrl in ["memory", "cpu"] {
-        if !has(&controllers, ctrl) {
-            return Err(format!("no {ctrl} controller in {}", controllers.display()));
-        }
-    }
-    let subtree = dir.join("cgroup.subtree_control");
-    for ctrl in ["memory", "cpu"] {
-        if !has(&subtree, ctrl) {
-            return Err(format!(
-                "the {ctrl} controller is not delegated below {} (its \
-                 cgroup.subtree_control); run bro in a delegated cgroup (e.g. systemd-run \
-                 --scope -p Delegate=yes) or on cgroup v1",
-                dir.display()
-            ));
-        }
-    }
-    let parent = dir.join(name);
-    if create {
-        Layout::V2(parent.clone())
-            .ensure()
-            .map_err(|e| format!("cannot set up {}: {e}", parent.display()))?;
-    } else {
-        writable(&dir)?;
-    }
-    Ok(parent)
-}
-
-fn try_v1(sys: &Sys, name: &str, create: bool) -> Result<(PathBuf, PathBuf), String> {
-    let all = mounts(&sys.mountinfo);
-    let mut dirs = Vec::new();
-    for (ctrl, probe) in [("memory", "memory.limit_in_bytes"), ("cpu", "cpu.shares")] {
-        let m = all
-            .iter()
-            .find(|m| !m.v2 && m.options.iter().any(|o| o == ctrl))
-            .ok_or(format!("no v1 {ctrl} mount"))?;
-        let own = own_path(&sys.self_cgroup, ctrl).ok_or(format!("not in a v1 {ctrl} cgroup"))?;
-        let dir = dir_in(sys, m, &own).ok_or(format!("its {ctrl} cgroup is outside the mount"))?;
-        if !dir.join(probe).exists() {
-            return Err(format!("no {}", dir.join(probe).display()));
-        }
-        if !create {
-            writable(&dir)?;
-        }
-        dirs.push(dir.join(name));
-    }
-    let cpu = dirs.pop().unwrap_or_default();
-    let memory = dirs.pop().unwrap_or_default();
-    if create {
-        Layout::V1 {
-            memory: memory.clone(),
-            cpu: cpu.clone(),
-        }
-        .ensure()
-        .map_err(|e| format!("cannot create bro's cgroups at {}: {e}", memory.display()))?;
-    }
-    Ok((memory, cpu))
-}
-
-/// A cgroup dir this process may create children in (a read-only probe).
-fn writable(dir: &Path) -> Result<(), String> {
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
-        .map_err(|e| format!("cannot create cgroups in {}: {e}", dir.display()))
-}
-
 /// One session's limits as enforced: bytes of memory and a CPU weight (1–10000, 100 is
 /// an ordinary share).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -413,11 +84,6 @@ impl SessionLimits {
     fn any(&self) -> bool {
         self.memory.is_some() || self.cpu_share.is_some()
     }
-}
-
-/// `cpu.shares` (v1) for a weight: 100 is the default 1024.
-fn v1_shares(weight: u32) -> u64 {
-    (u64::from(weight) * 1024 / 100).max(2)
 }
 
 /// One session dir's limits, and the cgroup enforcing them (none: measured, if limited).
@@ -441,6 +107,11 @@ pub struct Limits {
     record: Mutex<Option<PathBuf>>,
     /// Parents of earlier daemons of this home (another cgroup then), swept until empty.
     old_parents: Mutex<Vec<PathBuf>>,
+    /// Held while a parent is made and a session's cgroup created in it, and while an empty
+    /// parent is removed: a parent is never removed between the two.
+    parents: Arc<Mutex<()>>,
+    /// When measurement next walks `/proc`.
+    schedule: Mutex<measure::Schedule>,
 }
 
 impl Limits {
@@ -452,6 +123,8 @@ impl Limits {
             dirs: Mutex::new(HashMap::new()),
             record: Mutex::new(None),
             old_parents: Mutex::new(Vec::new()),
+            parents: Arc::new(Mutex::new(())),
+            schedule: Mutex::new(measure::Schedule::default()),
         }
     }
 
@@ -461,6 +134,7 @@ impl Limits {
             Detected {
                 mode: Mode::Off,
                 why: "not a daemon".into(),
+                forced: true,
                 layout: None,
             },
             None,
@@ -481,12 +155,7 @@ impl Limits {
     /// unit): their sessions' cgroups are found again from their pid files, and the sweep
     /// empties and removes those parents. Only paths with bro's shape are read back.
     pub fn record_parents(&self, file: &Path) -> io::Result<()> {
-        let current: Vec<PathBuf> = self
-            .detected
-            .layout
-            .iter()
-            .flat_map(Layout::parents)
-            .collect();
+        let current: Vec<PathBuf> = self.detected.layout.iter().flat_map(Cgroup::dirs).collect();
         let old: Vec<PathBuf> = std::fs::read_to_string(file)
             .unwrap_or_default()
             .lines()
@@ -503,12 +172,7 @@ impl Limits {
         let Some(file) = lock(&self.record).clone() else {
             return Ok(());
         };
-        let mut all: Vec<PathBuf> = self
-            .detected
-            .layout
-            .iter()
-            .flat_map(Layout::parents)
-            .collect();
+        let mut all: Vec<PathBuf> = self.detected.layout.iter().flat_map(Cgroup::dirs).collect();
         all.extend(lock(&self.old_parents).iter().cloned());
         if all.is_empty() {
             return match std::fs::remove_file(&file) {
@@ -562,13 +226,18 @@ impl Limits {
                 return Ok(Vec::new());
             }
         };
-        // A parent removed under a running daemon (an old doctor, a hand) comes back.
-        layout.ensure()?;
-        let cgroup = layout.of(name);
-        for dir in cgroup.dirs() {
-            match std::fs::create_dir(&dir) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
+        let cgroup = layout.child(name);
+        {
+            // The parents are made with the first cgroup that needs them (a daemon killed
+            // before any leaves none), and again when removed since (by the last session's
+            // release, a hand).
+            let _made = lock(&self.parents);
+            layout.ensure()?;
+            for dir in cgroup.dirs() {
+                match std::fs::create_dir(&dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
             }
         }
         if let Cgroup::V2(dir) = &cgroup {
@@ -593,7 +262,7 @@ impl Limits {
 
     /// Where session dir `name`'s cgroup is in this daemon's layout.
     fn current(&self, name: &str) -> Option<Cgroup> {
-        self.detected.layout.as_ref().map(|l| l.of(name))
+        self.detected.layout.as_ref().map(|l| l.child(name))
     }
 
     /// The cgroup dirs of session dir `name`, for its pid file.
@@ -644,6 +313,18 @@ impl Limits {
             .is_some_and(|e| e.limits.memory.is_some() && e.cgroup.is_none())
     }
 
+    /// True when measured browser groups `groups` (sorted process group ids) are to be
+    /// measured now ([`measure::Schedule`]).
+    pub fn measure_due(&self, groups: &[u32]) -> bool {
+        lock(&self.schedule).due(std::time::Instant::now(), groups)
+    }
+
+    /// Records a measurement of `groups` (sorted), the nearest of which was at `permille`
+    /// thousandths of its limit.
+    pub fn measured_now(&self, groups: Vec<u32>, permille: u64) {
+        lock(&self.schedule).walked(std::time::Instant::now(), groups, permille);
+    }
+
     /// True when the browser of session dir `name` was stopped or is over by its memory
     /// limit: an OOM kill its own limit caused in its cgroup, or (measured) `pss_kib` past it.
     pub fn over(&self, name: &str, pss_kib: Option<u64>) -> bool {
@@ -654,25 +335,7 @@ impl Limits {
             return false;
         };
         match &entry.cgroup {
-            // `oom` counts the cgroup's own limit being hit; `oom_kill` alone also counts
-            // kills of the machine's OOM killer.
-            Some(Cgroup::V2(dir)) => {
-                let events = dir.join("memory.events");
-                count(&events, "oom") > 0 && count(&events, "oom_kill") > 0
-            }
-            Some(Cgroup::V1 { memory, .. }) => {
-                // The limit was reached: a failed charge (of memory, or of memory+swap), or
-                // (kernels that count no failcnt) the peak usage at the limit, within the
-                // kernel's per-CPU charge batches.
-                let read = |f: &str| read_u64(&memory.join(f));
-                let failed = ["memory.failcnt", "memory.memsw.failcnt"]
-                    .iter()
-                    .any(|f| read(f).is_some_and(|n| n > 0));
-                let peaked = read("memory.max_usage_in_bytes")
-                    .is_some_and(|peak| peak.saturating_add(2 << 20) >= limit);
-                let hit = failed || peaked;
-                count(&memory.join("memory.oom_control"), "oom_kill") > 0 && hit
-            }
+            Some(cgroup) => cgroup.oom_killed(limit),
             None => pss_kib.is_some_and(|kib| kib.saturating_mul(1024) > limit),
         }
     }
@@ -691,13 +354,19 @@ impl Limits {
             return Ok(());
         };
         for dir in cgroup.dirs() {
-            if remove_once(&dir).is_err() {
-                tokio::spawn(async move {
-                    if let Err(err) = remove_cgroup(&dir).await {
-                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup");
-                    }
-                });
+            if remove_once(&dir).is_ok() {
+                remove_parent_of(&self.parents, &dir);
+                continue;
             }
+            let parents = self.parents.clone();
+            tokio::spawn(async move {
+                match remove_cgroup(&dir).await {
+                    Ok(()) => remove_parent_of(&parents, &dir),
+                    Err(err) => {
+                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup")
+                    }
+                }
+            });
         }
         Ok(())
     }
@@ -708,12 +377,7 @@ impl Limits {
     /// cgroups. One try each: a cgroup whose killed processes have not left yet goes on a
     /// later pass.
     pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let current: Vec<PathBuf> = self
-            .detected
-            .layout
-            .iter()
-            .flat_map(Layout::parents)
-            .collect();
+        let current: Vec<PathBuf> = self.detected.layout.iter().flat_map(Cgroup::dirs).collect();
         let old = lock(&self.old_parents).clone();
         let mut removed = 0;
         for parent in current.iter().chain(&old) {
@@ -739,6 +403,12 @@ impl Limits {
                 }
             }
         }
+        // This daemon's parents go when empty (left by a daemon of this home killed in this
+        // cgroup, or emptied by hand), made again by the next session needing them.
+        if let Some(layout) = &self.detected.layout {
+            let _removing = lock(&self.parents);
+            layout.remove_empty();
+        }
         // An earlier daemon's parent goes once empty (removal fails while it is not).
         let gone: Vec<PathBuf> = old
             .into_iter()
@@ -757,56 +427,6 @@ impl Limits {
     }
 }
 
-/// A path of bro's parent-cgroup shape (absolute, `bro-…`, no `..`).
-fn is_parent_path(p: &Path) -> bool {
-    p.is_absolute()
-        && p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("bro-"))
-        && !p.components().any(|c| c == std::path::Component::ParentDir)
-}
-
-/// Writes `limits` into a session's cgroup.
-fn write(cgroup: &Cgroup, limits: SessionLimits) -> io::Result<()> {
-    match cgroup {
-        Cgroup::V2(dir) => {
-            let mem = limits.memory.map_or("max".to_string(), |b| b.to_string());
-            std::fs::write(dir.join("memory.max"), &mem)?;
-            // No swap: over its limit a browser is stopped, not slowed to a crawl.
-            let _ = std::fs::write(dir.join("memory.swap.max"), "0");
-            let weight = limits.cpu_share.unwrap_or(100);
-            std::fs::write(dir.join("cpu.weight"), weight.to_string())
-        }
-        Cgroup::V1 { memory, cpu } => {
-            write_v1_memory(memory, limits.memory)?;
-            let shares = v1_shares(limits.cpu_share.unwrap_or(100));
-            std::fs::write(cpu.join("cpu.shares"), shares.to_string())
-        }
-    }
-}
-
-/// v1's memory limit (-1 for none), with swap held to it too: `memory.memsw.limit_in_bytes`
-/// (memory plus swap) where the kernel accounts swap, which must never be below the memory
-/// limit (so lowering writes the limit first, raising memsw first); else swappiness 0.
-fn write_v1_memory(dir: &Path, bytes: Option<u64>) -> io::Result<()> {
-    let value = bytes.map_or("-1".to_string(), |b| b.to_string());
-    let limit = dir.join("memory.limit_in_bytes");
-    let memsw = dir.join("memory.memsw.limit_in_bytes");
-    if !memsw.exists() {
-        std::fs::write(&limit, &value)?;
-        let _ = std::fs::write(dir.join("memory.swappiness"), "0");
-        return Ok(());
-    }
-    // One order fails where the other works (the kernel refuses memsw < limit).
-    std::fs::write(&limit, &value)
-        .and_then(|()| std::fs::write(&memsw, &value))
-        .or_else(|_| std::fs::write(&memsw, &value).and_then(|()| std::fs::write(&limit, &value)))
-}
-
-fn read_u64(file: &Path) -> Option<u64> {
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
-}
-
 /// Refuses a name that is not a session id: cgroup paths are built only from those.
 fn checked(name: &str) -> io::Result<()> {
     SessionId::parse(name)
@@ -818,103 +438,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The count `key` of a flat keyed file (`memory.events`, `memory.oom_control`); 0 if absent.
-pub fn count(file: &Path, key: &str) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                let (k, value) = l.split_once(' ')?;
-                (k == key).then(|| value.trim().parse().ok())?
-            })
-        })
-        .unwrap_or(0)
-}
-
-/// How long removing a cgroup waits for its killed processes to leave.
-const REMOVE_WAIT: Duration = Duration::from_secs(5);
-
-async fn remove_cgroup(dir: &Path) -> io::Result<()> {
-    use std::ops::ControlFlow;
-    let done = crate::wait::wait_until(REMOVE_WAIT, Duration::from_millis(20), || async {
-        match remove_once(dir) {
-            Ok(()) => ControlFlow::Break(Ok(())),
-            Err(e) => ControlFlow::Continue(e),
-        }
-    })
-    .await;
-    match done {
-        ControlFlow::Break(r) => r,
-        ControlFlow::Continue(e) => Err(e),
-    }
-}
-
-/// SIGKILLs the processes left in cgroup `dir` and removes it; gone already is done.
-fn remove_once(dir: &Path) -> io::Result<()> {
-    for pid in members(dir) {
-        crate::worker::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
-    }
-    match std::fs::remove_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// The pids in a cgroup.
-fn members(dir: &Path) -> Vec<u32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
 /// The shell that puts a browser into its cgroups before it runs: it writes its own pid into
 /// each `cgroup.procs` given, then execs the browser, which keeps the pid (and so its start
 /// time) the daemon records. Arguments: the number of procs files, the files, the command.
 pub const JOIN_SCRIPT: &str = r#"n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 127; shift; n=$((n-1)); done; exec "$@""#;
-
-/// `MemAvailable` of `/proc/meminfo`, in bytes.
-pub fn mem_available(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| {
-        let rest = l.strip_prefix("MemAvailable:")?;
-        let kib: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        Some(kib.saturating_mul(1024))
-    })
-}
-
-/// Bytes this daemon may still use: `MemAvailable`, or less when the daemon's own memory
-/// cgroup is limited below it (its limit minus its usage).
-pub fn free_memory(sys: &Sys) -> Option<u64> {
-    let avail =
-        mem_available(&std::fs::read_to_string(sys.path(Path::new("/proc/meminfo"))).ok()?)?;
-    let all = mounts(&sys.mountinfo);
-    let cgroup_room = |m: &Mount, own: &str, limit: &str, usage: &str| -> Option<u64> {
-        let dir = dir_in(sys, m, own)?;
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-        let limit: u64 = read(limit)?.trim().parse().ok()?;
-        let usage: u64 = read(usage)?.trim().parse().ok()?;
-        Some(limit.saturating_sub(usage))
-    };
-    let v2 = all.iter().find(|m| m.v2).and_then(|m| {
-        let own = own_path(&sys.self_cgroup, "")?;
-        cgroup_room(m, &own, "memory.max", "memory.current")
-    });
-    let v1 = all
-        .iter()
-        .find(|m| !m.v2 && m.options.iter().any(|o| o == "memory"))
-        .and_then(|m| {
-            let own = own_path(&sys.self_cgroup, "memory")?;
-            cgroup_room(m, &own, "memory.limit_in_bytes", "memory.usage_in_bytes")
-        });
-    Some(
-        [Some(avail), v2, v1]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(avail),
-    )
-}
 
 #[cfg(test)]
 mod tests;

@@ -237,6 +237,13 @@ fn a_start_that_fails_leaves_no_process() {
     // (A warm browser's dir may stay, its browser stopped: the next start's reconciliation
     // removes it.)
     assert_nothing_left(home.path());
+    // Its cgroup and bro's parents do not: no later daemon of this home may come to sweep.
+    let record = std::fs::read_to_string(home.path().join("data/cgroups")).unwrap_or_default();
+    let left: Vec<&str> = record
+        .lines()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(left.is_empty(), "parent cgroups left behind: {left:?}");
 
     // A setting past its bound: refused, naming it, before anything starts.
     let home = fresh_home();

@@ -262,3 +262,66 @@ fn below_the_free_memory_floor_creates_get_429() {
     assert!(doctor.contains(expected_cgroup_mode()), "{doctor}");
     d.stop();
 }
+
+/// A daemon SIGKILLed before any session needed a cgroup leaves no parent cgroup behind: its
+/// start proves it can make them but makes them only for the first limited (or warm) browser.
+#[test]
+fn a_killed_daemon_without_limited_sessions_leaves_no_parent_cgroup() {
+    expected_cgroup_mode();
+    let d = TestDaemon::start_with(&["--warm", "0"]);
+    assert!(
+        d.status["limits"]["mode"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cgroup")),
+        "{}",
+        d.status
+    );
+    let record = std::fs::read_to_string(d.home.path().join("data/cgroups")).unwrap_or_default();
+    let parents: Vec<PathBuf> = record.lines().map(PathBuf::from).collect();
+    assert!(!parents.is_empty(), "the daemon recorded no parent cgroup");
+    let name = parents[0].file_name().unwrap().to_owned();
+    let pid = d.daemon_pid();
+    crate::helper::kill(pid, "KILL");
+    assert!(
+        wait_for(|| !crate::helper::is_live(pid)),
+        "daemon {pid} lives"
+    );
+    let mut left: Vec<PathBuf> = cgroups_named(&name.to_string_lossy())
+        .into_iter()
+        .chain(parents.into_iter().filter(|p| p.exists()))
+        .collect();
+    left.sort();
+    left.dedup();
+    // Removed here too, so the old code this test catches leaks nothing either.
+    let _guard = CgroupGuard(left.iter().map(|p| p.join("none")).collect());
+    assert!(left.is_empty(), "parent cgroups left behind: {left:?}");
+}
+
+/// A memory limit too small for a browser to start (the smallest allowed, 64 MiB, is, here):
+/// the cgroup OOM-kills it during launch and the create says so (422, the client's limit),
+/// not "browser exited".
+#[test]
+fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
+    expected_cgroup_mode();
+    // Declared first, so it drops after the daemon.
+    let _guard = CgroupGuard(Vec::new());
+    let d = TestDaemon::start_with(&["--warm", "0"]);
+    let api = d.status["api_url"].as_str().unwrap().to_string();
+    let (status, resp) = http(&api, "POST", "/v1/sessions", r#"{"memoryLimit":"64MiB"}"#);
+    let resp = String::from_utf8_lossy(&resp);
+    assert_eq!(status, 422, "{resp}");
+    assert!(
+        resp.contains("killed at its memory limit (64 MiB) during launch"),
+        "{resp}"
+    );
+    // Nothing of it is left: no cgroup, and the daemon stops clean.
+    let sessions = d.json(&["session", "list", "--json"]);
+    for s in sessions.as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or_default();
+        assert!(
+            wait_for(|| cgroups_named(id).is_empty()),
+            "cgroup of {id} left"
+        );
+    }
+    d.stop();
+}

@@ -1,4 +1,7 @@
+use super::cgroup::v1_shares;
+use super::detect::{Mount, dir_in};
 use super::*;
+use crate::config::LimitsMode;
 
 const ID: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
 
@@ -47,9 +50,10 @@ fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
     let d = detect(&sys, LimitsMode::Auto, "bro-1", true).unwrap();
     assert_eq!(d.mode, Mode::CgroupV1, "{}", d.why);
     assert!(d.why.contains("no memory controller"), "{}", d.why);
+    // Proved creatable, but not left behind: the first cgroup a session needs makes them.
     let mem_parent = r.join("sys/fs/cgroup/memory/process_api/abc/bro-1");
-    assert!(mem_parent.is_dir());
-    assert!(r.join("sys/fs/cgroup/cpu/bro-1").is_dir());
+    assert!(!mem_parent.exists());
+    assert!(!r.join("sys/fs/cgroup/cpu/bro-1").exists());
 
     // A session's cgroup: its limits written, its procs files handed to the wrapper.
     let limits = Limits::new(d, Some(200 << 20), Some(50));
@@ -62,6 +66,7 @@ fn a_hybrid_machine_gets_cgroup_v1_below_its_own_cgroups() {
     assert_eq!(l.cpu_share, Some(50));
     let procs = limits.prepare(ID, l, false).unwrap();
     assert_eq!(procs.len(), 2);
+    assert!(mem_parent.is_dir());
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
     assert_eq!(
         read(mem_parent.join(ID).join("memory.limit_in_bytes")),
@@ -126,6 +131,12 @@ fn a_delegated_unified_hierarchy_gets_cgroup_v2() {
     assert!(!own.join("bro-2").exists());
     let d = detect(&sys, LimitsMode::Cgroup, "bro-2", true).unwrap();
     assert_eq!(d.mode, Mode::CgroupV2, "{}", d.why);
+    // Proved with the controllers passed down, then removed (a real cgroup's rmdir takes
+    // its files; this fake keeps the one written).
+    let left: Vec<_> = std::fs::read_dir(own.join("bro-2")).unwrap().collect();
+    assert_eq!(left.len(), 1);
+    std::fs::remove_file(own.join("bro-2/cgroup.subtree_control")).unwrap();
+    std::fs::remove_dir(own.join("bro-2")).unwrap();
     let limits = Limits::new(d, Some(300 << 20), None);
     let l = limits.of(&SessionOptions::default());
     assert_eq!((l.memory, l.cpu_share), (Some(300 << 20), None));
@@ -167,9 +178,17 @@ fn no_usable_cgroup_falls_back_to_measurement_unless_forced() {
     );
     let d = detect(&sys, LimitsMode::Auto, "bro-3", true).unwrap();
     assert_eq!(d.mode, Mode::Measure);
+    assert!(!d.forced, "picked for want of cgroups");
     assert!(d.why.contains("no v1 memory mount"), "{}", d.why);
     let err = detect(&sys, LimitsMode::Cgroup, "bro-3", true).unwrap_err();
-    assert!(err.contains("limits_mode = cgroup"), "{err}");
+    assert!(err.to_string().contains("limits_mode = cgroup"), "{err}");
+    let DetectError::NoCgroup { v2, v1 } = err;
+    assert!(
+        matches!(v2, Unusable::NoController { ctrl: "memory", .. }),
+        "{v2}"
+    );
+    assert!(matches!(v1, Unusable::NoMount("v1 memory")), "{v1}");
+    assert!(detect(&sys, LimitsMode::Measure, "x", true).unwrap().forced);
     assert_eq!(
         detect(&sys, LimitsMode::Off, "x", true).unwrap().mode,
         Mode::Off
@@ -307,11 +326,66 @@ fn a_cold_browser_without_limits_gets_no_cgroup_and_a_missing_parent_comes_back(
     let none = SessionLimits::default();
     assert!(limits.prepare(ID, none, false).unwrap().is_empty());
     assert!(limits.cgroup_dirs(ID).is_empty());
-    // A warm one does, to take a session's limits at claim; its parent is made again when
-    // something removed it.
-    std::fs::remove_dir(r.join("sys/fs/cgroup/cpu/bro-8")).unwrap();
+    assert!(
+        !r.join("sys/fs/cgroup/cpu/bro-8").exists(),
+        "no parent either"
+    );
+    // A warm one does, to take a session's limits at claim; its parent is made with it.
     assert_eq!(limits.prepare(ID, none, true).unwrap().len(), 2);
     assert!(r.join("sys/fs/cgroup/cpu/bro-8").join(ID).is_dir());
+}
+
+#[tokio::test]
+async fn parents_are_made_on_use_and_go_with_their_last_session() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let parents = [
+        r.join("sys/fs/cgroup/memory/process_api/abc/bro-9"),
+        r.join("sys/fs/cgroup/cpu/bro-9"),
+    ];
+    // An earlier daemon of this home, killed with a session running, left its parents:
+    // the start's proof leaves them (and the session's cgroup) alone.
+    let earlier = parents[0].join(ID);
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::fs::create_dir_all(&parents[1]).unwrap();
+    let limits = Limits::new(
+        detect(&sys, LimitsMode::Auto, "bro-9", true).unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    assert!(earlier.is_dir());
+    // The sweep removes what no session keeps, then the parents left empty.
+    assert_eq!(limits.sweep(|_| false), 1);
+    assert!(parents.iter().all(|p| !p.exists()));
+
+    // Two sessions share the parents; they go with the last one's cgroup, not the first.
+    let other = "0b1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+    for id in [ID, other] {
+        let l = limits.of(&SessionOptions::default());
+        assert_eq!(limits.prepare(id, l, false).unwrap().len(), 2);
+    }
+    assert!(parents.iter().all(|p| p.is_dir()));
+    // (A real cgroup's files go with its rmdir; these fakes' are removed first.)
+    for id in [ID, other] {
+        for dir in dirs_of(&limits, id) {
+            for f in std::fs::read_dir(dir).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+            }
+        }
+    }
+    limits.release(ID, &[]).await.unwrap();
+    assert!(parents.iter().all(|p| p.is_dir()));
+    limits.release(other, &[]).await.unwrap();
+    assert!(parents.iter().all(|p| !p.exists()));
+    // Made again by the next session.
+    let l = limits.of(&SessionOptions::default());
+    limits.prepare(ID, l, false).unwrap();
+    assert!(parents[1].join(ID).is_dir());
 }
 
 #[test]
