@@ -33,6 +33,8 @@ pub const CDP_CONNECTIONS: &str = "bro_cdp_connections";
 pub const CDP_BYTES: &str = "bro_cdp_bytes_total";
 /// Bytes through the sessions' hops to their upstream proxies, by `direction` (`tx`, `rx`).
 pub const PROXY_BYTES: &str = "bro_proxy_bytes_total";
+/// Spans dropped, not exported, because the OTLP export queue was full (`otlp_endpoint`).
+pub const TRACE_SPANS_DROPPED: &str = "bro_trace_spans_dropped_total";
 
 /// Every `outcome` of [`CREATES`].
 pub const CREATE_OUTCOMES: [&str; 9] = [
@@ -133,6 +135,11 @@ fn describe() {
         metrics::Unit::Bytes,
         "Bytes between this node's browsers and their upstream proxies (tx: sent, rx: received)"
     );
+    metrics::describe_counter!(
+        TRACE_SPANS_DROPPED,
+        "Spans dropped, not exported, because the OTLP export queue was full (a slow or stuck receiver)"
+    );
+    metrics::counter!(TRACE_SPANS_DROPPED).absolute(0);
     for outcome in CREATE_OUTCOMES {
         metrics::counter!(CREATES, "outcome" => outcome).absolute(0);
     }
@@ -407,6 +414,10 @@ mod tests {
         );
         assert!(
             text.contains("bro_cdp_connections{node=\"local\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE bro_trace_spans_dropped_total counter"),
             "{text}"
         );
     }

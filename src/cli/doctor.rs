@@ -21,6 +21,8 @@ use crate::worker::quarantine;
 
 /// Free disk below which profiles may not fit (an idle profile is ~10 MB, a busy one far more).
 const MIN_FREE_BYTES: u64 = 1 << 30;
+/// How long the OTLP receiver check waits for a TCP connection (name lookup included).
+const OTLP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +162,9 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     checks.extend(check_daemon(status.as_ref()).await);
     if let Some(o) = &opts {
         checks.push(check_limits(&paths, o.limits_mode, status.as_ref()));
+    }
+    if let Some(endpoint) = opts.as_ref().and_then(|o| o.otlp_endpoint.as_deref()) {
+        checks.push(check_otlp(endpoint, OTLP_CONNECT_TIMEOUT).await);
     }
     let daemon = status.is_some().then(|| DaemonClient::new(paths.socket()));
     checks.extend(check_cluster(&paths, &cluster_args, daemon.as_ref()).await);
@@ -399,6 +404,43 @@ async fn check_daemon(status: Option<&crate::protocol::control::DaemonStatus>) -
     out
 }
 
+/// The OTLP receiver (`otlp_endpoint`) takes a TCP connection within `bound`; nothing is
+/// sent. A receiver that is down costs the traces, not bro's work: a warning, not a failure.
+async fn check_otlp(endpoint: &str, bound: Duration) -> Check {
+    const FIX: &str = "start the OTLP receiver (an OpenTelemetry Collector, Jaeger, Tempo) there, \
+                       or set otlp_endpoint to one that is up (\"\" for no traces)";
+    let target = url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
+    let Some(target) = target else {
+        return fail(
+            "otlp receiver",
+            format!("{endpoint}: not http://HOST:PORT"),
+            "set otlp_endpoint to http://HOST:PORT",
+        );
+    };
+    let started = Instant::now();
+    match tokio::time::timeout(bound, tokio::net::TcpStream::connect(&target)).await {
+        Ok(Ok(_stream)) => pass(
+            "otlp receiver",
+            format!(
+                "{endpoint} takes connections ({} ms)",
+                started.elapsed().as_millis()
+            ),
+        ),
+        Ok(Err(e)) => warn(
+            "otlp receiver",
+            format!("{endpoint}: cannot connect: {e} (spans are dropped)"),
+            FIX,
+        ),
+        Err(_) => warn(
+            "otlp receiver",
+            format!("{endpoint}: cannot connect: no answer within {bound:?} (spans are dropped)"),
+            FIX,
+        ),
+    }
+}
+
 /// `text` as one POSIX shell word: single-quoted, with each `'` written `'\''`.
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
@@ -465,6 +507,45 @@ fn check_quarantine(paths: &Paths) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listening receiver passes; a closed port and a silent (black-holed) address are
+    /// warnings saying why, each within the bound.
+    #[tokio::test]
+    async fn the_otlp_receiver_is_checked_by_connecting_within_a_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = format!("http://{}", listener.local_addr().unwrap());
+        let c = check_otlp(&open, Duration::from_secs(2)).await;
+        assert!(c.ok && !c.warn, "{c:?}");
+        assert!(c.detail.contains("takes connections"), "{c:?}");
+        // Nothing was sent: the accepted stream has no bytes and is closed.
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut accepted, &mut buf)
+            .await
+            .unwrap();
+        assert!(buf.is_empty());
+
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let c = check_otlp(&closed, Duration::from_secs(2)).await;
+        assert!(c.ok && c.warn, "{c:?}");
+        assert!(c.detail.contains("cannot connect"), "{c:?}");
+        assert!(c.fix.is_some(), "{c:?}");
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["check"], "otlp receiver");
+        assert_eq!(json["warn"], true);
+
+        // A non-routable address (TEST-NET-1) does not answer: given up at the bound.
+        let started = Instant::now();
+        let c = check_otlp("http://192.0.2.1:4317", Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "{c:?}");
+        assert!(
+            c.ok && c.warn && c.detail.contains("cannot connect"),
+            "{c:?}"
+        );
+    }
 
     #[test]
     fn a_measurement_mode_the_setting_asked_for_is_no_warning() {

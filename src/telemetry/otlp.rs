@@ -6,15 +6,17 @@
 //! Off (no endpoint) costs nothing: no layer is installed, and every helper here returns at
 //! once on one atomic load. On, export never blocks the daemon: spans go into a bounded queue
 //! that a background thread sends in batches, each export is bounded by a timeout, spans past
-//! the queue's bound are dropped, and an unreachable receiver is logged once (again once it
-//! answers), not per batch.
+//! the queue's bound are dropped (counted in `bro_trace_spans_dropped_total`, warned of at
+//! most once a minute), and an unreachable receiver is logged once (again once it answers),
+//! not per batch.
 //!
 //! A caller's `traceparent` chooses the trace a request's spans join and nothing more: every
 //! span is sampled (the caller's flags cannot turn bro's spans off) and its `tracestate` is
 //! dropped (it would be copied into every span and header).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
@@ -27,7 +29,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData,
-    SpanExporter,
+    SpanExporter, SpanProcessor,
 };
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -45,6 +47,8 @@ const MAX_BATCH: usize = 512;
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 /// How long the daemon waits, as it exits, for the last spans to be sent.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Least time between two warnings of spans dropped on a full queue.
+const DROP_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether spans are exported (`otlp_endpoint` is set).
 pub fn on() -> bool {
@@ -54,6 +58,7 @@ pub fn on() -> bool {
 /// The exporter, flushed and stopped by [`Export::shutdown`] as the daemon exits.
 pub struct Export {
     provider: SdkTracerProvider,
+    queue: Arc<Queue>,
 }
 
 impl Export {
@@ -64,6 +69,7 @@ impl Export {
         if let Err(err) = self.provider.shutdown_with_timeout(FLUSH_TIMEOUT) {
             tracing::warn!(%err, "traces: the last spans were not all sent");
         }
+        self.queue.warn_of_drops(true);
     }
 }
 
@@ -77,10 +83,12 @@ pub(super) fn start(endpoint: &str, node: &str) -> Result<(SdkTracer, Export), S
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| format!("otlp_endpoint {endpoint}: {e}"))?;
+    let queue = Arc::new(Queue::new(MAX_QUEUE));
     let exporter = LogOnce {
         inner: exporter,
         endpoint: endpoint.to_string(),
         failing: AtomicBool::new(false),
+        queue: Some(queue.clone()),
     };
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(MAX_QUEUE)
@@ -88,18 +96,19 @@ pub(super) fn start(endpoint: &str, node: &str) -> Result<(SdkTracer, Export), S
         .with_scheduled_delay(BATCH_DELAY)
         .build();
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(
-            BatchSpanProcessor::builder(exporter)
+        .with_span_processor(Bounded {
+            inner: BatchSpanProcessor::builder(exporter)
                 .with_batch_config(batch)
                 .build(),
-        )
+            queue: queue.clone(),
+        })
         // Not the default ParentBased: a caller's "not sampled" flag would turn bro's spans off.
         .with_sampler(Sampler::AlwaysOn)
         .with_resource(resource(node))
         .build();
     let tracer = provider.tracer("bro");
     ON.store(true, Ordering::Relaxed);
-    Ok((tracer, Export { provider }))
+    Ok((tracer, Export { provider, queue }))
 }
 
 /// Who the spans are from: service `bro`, its version, and this daemon (node name and pid:
@@ -119,16 +128,121 @@ fn resource(node: &str) -> Resource {
         .build()
 }
 
-/// The exporter, logging a failure once per outage instead of once per batch.
+/// The export queue's own count of the spans in it, so that spans past its bound are dropped
+/// here, where they can be counted: the SDK's batch processor drops them too, but keeps its
+/// count to itself.
+#[derive(Debug)]
+struct Queue {
+    /// Most spans waiting; the batch processor's queue holds as many, so it never drops.
+    max: usize,
+    /// Spans handed to the batch processor and not yet handed to the exporter (waiting in
+    /// its queue or in the batch it builds): never fewer than its queue holds.
+    pending: AtomicUsize,
+    /// Spans dropped on a full queue, in all.
+    dropped: AtomicU64,
+    /// How many of `dropped` were warned of, and when last.
+    warned: Mutex<(u64, Option<Instant>)>,
+}
+
+impl Queue {
+    fn new(max: usize) -> Self {
+        Queue {
+            max,
+            pending: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            warned: Mutex::new((0, None)),
+        }
+    }
+
+    /// Takes one span in, or counts it dropped (false) when the queue is full.
+    fn admit(&self) -> bool {
+        if self.pending.fetch_add(1, Ordering::AcqRel) < self.max {
+            return true;
+        }
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::prometheus::TRACE_SPANS_DROPPED).increment(1);
+        false
+    }
+
+    /// `n` spans left the queue for the exporter.
+    fn taken(&self, n: usize) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
+    }
+
+    /// Warns of the spans dropped since the last warning, at most once per
+    /// [`DROP_WARN_EVERY`] unless `now` (the daemon exits). Called from the exporter's
+    /// thread, not where spans end: logging from inside the span layer's callback would
+    /// re-enter it.
+    fn warn_of_drops(&self, now: bool) {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        let (told, at) = *warned;
+        let due = now || at.is_none_or(|at| at.elapsed() >= DROP_WARN_EVERY);
+        if dropped > told && due {
+            *warned = (dropped, Some(Instant::now()));
+            tracing::warn!(
+                dropped = dropped - told,
+                total = dropped,
+                "traces: the export queue was full; spans were dropped (a slow receiver?)"
+            );
+        }
+    }
+}
+
+/// The batch processor behind [`Queue`]'s bound: a span past it is counted and dropped.
+#[derive(Debug)]
+struct Bounded<P> {
+    inner: P,
+    queue: Arc<Queue>,
+}
+
+impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.queue.admit() {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The exporter, logging a failure once per outage instead of once per batch, and the
+/// [`Queue`]'s drops at most once a minute.
 #[derive(Debug)]
 struct LogOnce<E> {
     inner: E,
     endpoint: String,
     failing: AtomicBool,
+    queue: Option<Arc<Queue>>,
 }
 
 impl<E: SpanExporter> SpanExporter for LogOnce<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        if let Some(queue) = &self.queue {
+            queue.taken(batch.len());
+            queue.warn_of_drops(false);
+        }
         let result = self.inner.export(batch).await;
         match &result {
             Err(err) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
@@ -351,6 +465,7 @@ mod tests {
             ])),
             endpoint: "http://127.0.0.1:1".into(),
             failing: AtomicBool::new(false),
+            queue: None,
         };
         let lines = Lines::default();
         let sink = lines.clone();
@@ -365,6 +480,92 @@ mod tests {
         let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
         assert_eq!(text.matches("did not take spans").count(), 2, "{text}");
         assert_eq!(text.matches("takes spans again").count(), 1, "{text}");
+    }
+
+    /// A processor keeping the spans it is given (a queue nobody drains).
+    #[derive(Debug, Default)]
+    struct Keep(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Keep {
+        fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &Context) {}
+
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span);
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    /// The value of `bro_trace_spans_dropped_total` in the recorder's text.
+    fn dropped_metric() -> f64 {
+        crate::prometheus::render_recorded()
+            .lines()
+            .find(|l| l.starts_with("bro_trace_spans_dropped_total{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// A queue of 3 that nobody drains takes 3 spans and counts the next 2 dropped; once a
+    /// batch goes to the exporter there is room again, and the drops are warned of once,
+    /// not per batch.
+    #[tokio::test]
+    async fn spans_past_a_full_queue_are_counted_and_warned_of_once() {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+        crate::prometheus::install("local");
+        let before = dropped_metric();
+        let queue = Arc::new(Queue::new(3));
+        let kept = Keep::default();
+        let spans = kept.0.clone();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(Bounded {
+                inner: kept,
+                queue: queue.clone(),
+            })
+            .build();
+        let tracer = provider.tracer("t");
+        for _ in 0..5 {
+            tracer.start("s").end();
+        }
+        assert_eq!(spans.lock().unwrap().len(), 3);
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(dropped_metric() - before, 2.0);
+
+        let exporter = LogOnce {
+            inner: Scripted(Mutex::new(vec![Ok(()), Ok(())])),
+            endpoint: "http://127.0.0.1:1".into(),
+            failing: AtomicBool::new(false),
+            queue: Some(queue.clone()),
+        };
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let batch = std::mem::take(&mut *spans.lock().unwrap());
+        let _ = exporter.export(batch).await;
+        assert_eq!(queue.pending.load(Ordering::Relaxed), 0);
+        for _ in 0..4 {
+            tracer.start("s").end();
+        }
+        assert_eq!(spans.lock().unwrap().len(), 3);
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 3);
+        let _ = exporter.export(Vec::new()).await;
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        assert_eq!(text.matches("spans were dropped").count(), 1, "{text}");
+        assert!(text.contains("dropped=2"), "{text}");
+        // As the daemon exits, the drops not yet told are.
+        queue.warn_of_drops(true);
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        assert_eq!(text.matches("spans were dropped").count(), 2, "{text}");
+        assert!(text.contains("dropped=1 total=3"), "{text}");
     }
 
     #[test]

@@ -124,9 +124,15 @@ fn tree(spans: &[Span]) -> String {
 
 /// The spans of the trace `trace` if it is one whole create: a single root, the
 /// `create_session` API span (under `parent`: "" for none), and restate-server's, the
-/// handler's and the launch's spans in it. Checked as one, since restate-server sends its
+/// handler's and the browser's (`leaf`: `launch` cold, `claim_warm` warm) spans in it, the
+/// browser's under the handler's invocation. Checked as one, since restate-server sends its
 /// spans in batches of its own and the last may come later than bro's.
-fn whole_create(spans: &[Span], trace: &str, parent: &str) -> Result<Vec<Span>, String> {
+fn whole_create(
+    spans: &[Span],
+    trace: &str,
+    parent: &str,
+    leaf: &str,
+) -> Result<Vec<Span>, String> {
     let trace: Vec<Span> = spans.iter().filter(|s| s.trace == trace).cloned().collect();
     let has =
         |service: &str, name: &str| trace.iter().any(|s| s.service == service && s.name == name);
@@ -143,8 +149,29 @@ fn whole_create(spans: &[Span], trace: &str, parent: &str) -> Result<Vec<Span>, 
         && has("Restate", "invocation-attempt Session/{key}/create")
         && has("bro", "restate_attempt")
         && has("bro", "session")
-        && has("bro", "launch");
+        && chain(&trace, leaf).is_some_and(|up| {
+            up.contains(&"invocation-attempt Session/{key}/create")
+                && up.contains(&"restate_attempt")
+                && up.last() == Some(&"create_session")
+        });
     if whole { Ok(trace) } else { Err(tree(&trace)) }
+}
+
+/// The names of bro's span `name` in `trace` and of its ancestors, itself first (the first
+/// such span's; bounded by the trace's size, so a cycle cannot loop).
+fn chain<'a>(trace: &'a [Span], name: &str) -> Option<Vec<&'a str>> {
+    let mut at = trace
+        .iter()
+        .find(|s| s.service == "bro" && s.name == name)?;
+    let mut up = vec![at.name.as_str()];
+    while let Some(p) = trace.iter().find(|p| p.id == at.parent) {
+        if up.len() > trace.len() {
+            break;
+        }
+        up.push(p.name.as_str());
+        at = p;
+    }
+    Some(up)
 }
 
 #[test]
@@ -161,7 +188,7 @@ fn a_create_is_one_trace_from_the_api_through_restate_to_the_launch() {
     let complete = wait_for(|| {
         let spans = receiver.spans();
         last = match spans.iter().find(|s| s.name == "create_session") {
-            Some(create) => whole_create(&spans, &create.trace, ""),
+            Some(create) => whole_create(&spans, &create.trace, "", "launch"),
             None => Err("no create_session span".into()),
         };
         last.is_ok()
@@ -192,7 +219,7 @@ fn a_create_is_one_trace_from_the_api_through_restate_to_the_launch() {
     d.ok(&["session", "kill", created["id"].as_str().unwrap()]);
     let mut last = Err(String::new());
     let joined = wait_for(|| {
-        last = whole_create(&receiver.spans(), trace, parent);
+        last = whole_create(&receiver.spans(), trace, parent, "launch");
         last.is_ok()
     });
     assert!(
@@ -200,6 +227,51 @@ fn a_create_is_one_trace_from_the_api_through_restate_to_the_launch() {
         "the create is not whole in the caller's trace:\n{}\nall spans:\n{}",
         last.unwrap_err(),
         tree(&receiver.spans())
+    );
+    d.stop();
+}
+
+/// A create that takes a warm browser is one trace too, with `claim_warm` where a cold one
+/// has `launch`, under the create's invocation; the ready browser's own launch is in no
+/// create's trace.
+#[test]
+fn a_warm_create_is_one_trace_down_to_its_claim() {
+    let receiver = Receiver::start();
+    let d = TestDaemon::start_with(&["--otlp-endpoint", &receiver.endpoint(), "--warm", "1"]);
+    let ready = || {
+        let st = d.json(&["daemon", "status", "--json"]);
+        st["pool"]["warm_ready"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    };
+    assert!(wait_for(ready), "no warm browser got ready");
+    let created = d.create(&[]);
+    let id = created["id"].as_str().unwrap().to_string();
+    // A warm session has no dir of its own: it did not launch cold.
+    assert!(!d.session_dir(&id).exists(), "the create launched cold");
+    d.ok(&["session", "kill", &id]);
+
+    let mut last = Err(String::new());
+    let complete = wait_for(|| {
+        let spans = receiver.spans();
+        last = match spans.iter().find(|s| s.name == "create_session") {
+            Some(create) => whole_create(&spans, &create.trace, "", "claim_warm"),
+            None => Err("no create_session span".into()),
+        };
+        last.is_ok()
+    });
+    assert!(
+        complete,
+        "the warm create's trace is not whole:\n{}\nall spans:\n{}",
+        last.unwrap_err(),
+        tree(&receiver.spans())
+    );
+    let trace = last.unwrap();
+    eprintln!("the warm create's trace:\n{}", tree(&trace));
+    assert!(
+        !trace.iter().any(|s| s.name == "launch"),
+        "a launch in the warm create's trace:\n{}",
+        tree(&trace)
     );
     d.stop();
 }
