@@ -142,30 +142,19 @@ impl SessionObject {
             if let Err(message) = cmd.0.options.check() {
                 return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
             }
-            if let Some(node) = &cmd.0.node {
-                crate::config::check_node(node).map_err(|message| {
-                    TerminalError::new_with_code(CODE_BAD_INPUT, format!("node: {message}"))
-                })?;
-            }
-            // What this daemon knows, in one journal entry (one round trip to Restate on the
-            // create's path): its node, the time, and whether it keeps a warm pool. Journaled:
-            // a replay may run on another node's daemon, and sees the same values.
-            let facts = Facts {
-                node: self.deps.node.clone(),
-                now_ms: 0,
-                warm: self.deps.warm > 0,
+            let node = match cmd.0.node.clone() {
+                Some(node) => {
+                    crate::config::check_node(&node).map_err(|message| {
+                        TerminalError::new_with_code(CODE_BAD_INPUT, format!("node: {message}"))
+                    })?;
+                    node
+                }
+                // Journaled: a replay may run on another node's daemon.
+                None => {
+                    let own = self.deps.node.clone();
+                    ctx.run(|| async move { Ok(own) }).name("this_node").await?
+                }
             };
-            let facts = ctx
-                .run(|| async move {
-                    Ok(Json(Facts {
-                        now_ms: now_ms(),
-                        ..facts
-                    }))
-                })
-                .name("create_facts")
-                .await?
-                .0;
-            let node = cmd.0.node.clone().unwrap_or(facts.node);
             // A create that may wait parks on an awakeable the Pool resolves when a slot is its
             // (the Pool answers `Full` instead when it keeps no queue).
             let (awakeable_id, slot) = if cmd.0.wait {
@@ -182,13 +171,10 @@ impl SessionObject {
                 }))
                 .call()
                 .await?;
-            let mut created_at_ms = facts.now_ms;
             match (acquired.0, slot) {
                 (Acquired::Granted, _) => {}
                 (Acquired::Queued, Some(slot)) => {
                     slot.await?;
-                    // Created when its slot came, not when it began to wait.
-                    created_at_ms = clock(&ctx).await?;
                 }
                 (Acquired::Queued | Acquired::Full, _) => {
                     let pool = ctx
@@ -229,6 +215,7 @@ impl SessionObject {
                     .into());
                 }
             }
+            let created_at_ms = clock(&ctx).await?;
             let mut rec = SessionRecord {
                 id: id.clone(),
                 status: SessionStatus::Starting,
@@ -246,9 +233,7 @@ impl SessionObject {
             // The session holds a slot from here: whatever goes wrong ends it `failed` with its
             // reason and its slot freed, never an invocation failing with it left `starting`.
             let slot_ms = began.elapsed().as_millis();
-            let started = self
-                .start_browser(&ctx, &rec, facts.warm, cmd.0.context)
-                .await;
+            let started = self.start_browser(&ctx, &rec, cmd.0.context).await;
             tracing::debug!(
                 slot_ms,
                 browser_ms = began.elapsed().as_millis() - slot_ms,
@@ -490,15 +475,20 @@ impl SessionObject {
     /// The session's browser: a warm one when one fits, else a cold launch. `Err` says why
     /// there is none (the launch's bounded retries spent, the daemon stopping, a callee that
     /// failed for good); the caller ends the session with it.
-    /// `warm`: the daemon that began the create keeps a warm pool (journaled by the caller:
-    /// the nodes of a cluster are meant to share it; a node without a pool answers `None`).
     async fn start_browser(
         &self,
         ctx: &ObjectContext<'_>,
         rec: &SessionRecord,
-        warm: bool,
         context: Option<SessionContext>,
     ) -> Result<WorkerInfo, Failure> {
+        // This daemon's `--warm`, journaled: a replay may run on another node's daemon (the
+        // nodes of a cluster are meant to share it; a node without a pool answers `None`).
+        let warm = self.deps.warm > 0;
+        let warm = ctx
+            .run(|| async move { Ok(warm) })
+            .name("warm_enabled")
+            .await
+            .map_err(|err| Failure::of("reading the warm setting failed", &err))?;
         if warm && warm::fits(&rec.options) {
             match self.claim_warm(ctx, rec, context.clone()).await {
                 Ok(Some(worker)) => return Ok(worker),
@@ -653,14 +643,6 @@ async fn load(ctx: &ObjectContext<'_>) -> HandlerResult<SessionRecord> {
         Some(Json(rec)) => Ok(rec),
         None => Err(not_found(ctx.key())),
     }
-}
-
-/// What a create journals of the daemon that runs it, in one entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Facts {
-    node: String,
-    now_ms: u64,
-    warm: bool,
 }
 
 /// The wall clock, journaled so replays see the same time.

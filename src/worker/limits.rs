@@ -101,8 +101,9 @@ pub struct Limits {
     max_memory: Option<u64>,
     /// `cpu_share`: the weight of a session that does not ask.
     cpu_share: Option<u32>,
-    /// Limits per session dir name, for measurement and for reports.
-    dirs: Mutex<HashMap<String, Entry>>,
+    /// Limits per session dir name, for measurement and for reports. A name in here owns
+    /// its cgroup: a background removal of an earlier browser of that name stops.
+    dirs: Arc<Mutex<HashMap<String, Entry>>>,
     /// The file recording every parent cgroup of this home (see [`Limits::record_parents`]).
     record: Mutex<Option<PathBuf>>,
     /// Parents of earlier daemons of this home (another cgroup then), swept until empty.
@@ -120,7 +121,7 @@ impl Limits {
             detected,
             max_memory,
             cpu_share,
-            dirs: Mutex::new(HashMap::new()),
+            dirs: Arc::new(Mutex::new(HashMap::new())),
             record: Mutex::new(None),
             old_parents: Mutex::new(Vec::new()),
             parents: Arc::new(Mutex::new(())),
@@ -234,30 +235,38 @@ impl Limits {
             let _made = lock(&self.parents);
             layout.ensure()?;
             for dir in cgroup.dirs() {
-                match std::fs::create_dir(&dir) {
-                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-                    _ => {}
+                if let Err(e) = std::fs::create_dir(&dir) {
+                    if e.kind() != io::ErrorKind::AlreadyExists {
+                        return Err(e);
+                    }
+                    // An earlier browser of this name (a launch being retried) left its
+                    // cgroup: never reused, since its OOM counters would be read as this
+                    // browser's. Its processes were killed before this launch; once they are
+                    // gone it goes, else this attempt fails and a later one finds it gone.
+                    remove_once(&dir)?;
+                    std::fs::create_dir(&dir)?;
                 }
             }
+            // Recorded while the parents are held, so a background removal of the earlier
+            // cgroup of this name sees that it is taken (`release`).
+            lock(&self.dirs).insert(
+                name.to_string(),
+                Entry {
+                    limits,
+                    cgroup: Some(cgroup.clone()),
+                },
+            );
         }
         if let Cgroup::V2(dir) = &cgroup {
             // An OOM kill takes the whole browser, not one renderer the session outlives.
             let _ = std::fs::write(dir.join("memory.oom.group"), "1");
         }
         write(&cgroup, limits)?;
-        let procs = cgroup
+        Ok(cgroup
             .dirs()
             .iter()
             .map(|d| d.join("cgroup.procs"))
-            .collect();
-        lock(&self.dirs).insert(
-            name.to_string(),
-            Entry {
-                limits,
-                cgroup: Some(cgroup),
-            },
-        );
-        Ok(procs)
+            .collect())
     }
 
     /// Where session dir `name`'s cgroup is in this daemon's layout.
@@ -358,13 +367,15 @@ impl Limits {
                 remove_parent_of(&self.parents, &dir);
                 continue;
             }
-            let parents = self.parents.clone();
+            let (parents, dirs, name) = (self.parents.clone(), self.dirs.clone(), name.to_string());
             tokio::spawn(async move {
-                match remove_cgroup(&dir).await {
-                    Ok(()) => remove_parent_of(&parents, &dir),
-                    Err(err) => {
-                        tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup")
-                    }
+                // Each try holds the parents, as `prepare` does: a browser launched again
+                // under this name (a retried launch) takes the cgroup over, and from then on
+                // it is never killed or removed here.
+                let taken = || lock(&dirs).contains_key(&name);
+                let removed = remove_cgroup(&dir, &parents, taken).await;
+                if let Err(err) = removed {
+                    tracing::warn!(cgroup = %dir.display(), %err, "could not remove a session's cgroup")
                 }
             });
         }

@@ -215,11 +215,27 @@ pub fn count(file: &Path, key: &str) -> u64 {
 /// How long removing a cgroup waits for its killed processes to leave.
 const REMOVE_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) async fn remove_cgroup(dir: &Path) -> io::Result<()> {
+/// Removes session cgroup `dir` and then its parent when that was its last child, retrying
+/// while its killed processes leave; each try holds `parents`, and stops (done) as soon as
+/// `taken` says another browser of the same name owns the cgroup now.
+pub(super) async fn remove_cgroup(
+    dir: &Path,
+    parents: &Mutex<()>,
+    taken: impl Fn() -> bool,
+) -> io::Result<()> {
     use std::ops::ControlFlow;
     let done = crate::wait::wait_until(REMOVE_WAIT, Duration::from_millis(20), || async {
+        let _held = lock(parents);
+        if taken() {
+            return ControlFlow::Break(Ok(()));
+        }
         match remove_once(dir) {
-            Ok(()) => ControlFlow::Break(Ok(())),
+            Ok(()) => {
+                if let Some(parent) = dir.parent().filter(|p| is_parent_path(p)) {
+                    remove_parent(parent);
+                }
+                ControlFlow::Break(Ok(()))
+            }
             Err(e) => ControlFlow::Continue(e),
         }
     })

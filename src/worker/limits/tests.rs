@@ -388,6 +388,53 @@ async fn parents_are_made_on_use_and_go_with_their_last_session() {
     assert!(parents[1].join(ID).is_dir());
 }
 
+/// A launch retried under the same name never reuses the cgroup of the attempt before (its
+/// OOM counters would be read as the new browser's), and the background removal of that
+/// cgroup stops once the name is taken again instead of removing the new one.
+#[tokio::test]
+async fn a_relaunch_gets_a_fresh_cgroup_that_the_earlier_removal_leaves_alone() {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let limits = Limits::new(
+        detect(&sys, LimitsMode::Auto, "bro-9", true).unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    let clear = |limits: &Limits| {
+        for dir in dirs_of(limits, ID) {
+            for f in std::fs::read_dir(dir).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+            }
+        }
+    };
+    let l = limits.of(&SessionOptions::default());
+    limits.prepare(ID, l, false).unwrap();
+    let marker = dirs_of(&limits, ID)[0].join("from-the-first-attempt");
+    touch(marker.clone(), "x");
+    // The fake's files make the removal fail, as processes still leaving would: it goes on
+    // in the background.
+    limits.release(ID, &[]).await.unwrap();
+    assert!(marker.exists());
+    // Still busy: the relaunch fails (and is retried) rather than reuse it.
+    assert!(limits.prepare(ID, l, false).is_err());
+    // Gone busy: the relaunch removes it and makes a fresh one.
+    clear(&limits);
+    limits.prepare(ID, l, false).unwrap();
+    assert!(!marker.exists(), "the earlier cgroup was reused");
+    clear(&limits);
+    // The earlier removal, retrying every 20 ms, now finds the name taken and stops.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        dirs_of(&limits, ID).iter().all(|d| d.is_dir()),
+        "the new browser's cgroup was removed"
+    );
+}
+
 #[test]
 fn names_other_than_session_ids_are_refused() {
     let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
