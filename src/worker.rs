@@ -108,7 +108,6 @@ impl WorkerError {
             self,
             WorkerError::ChromiumNotFound(_)
                 | WorkerError::ContextRefused(_)
-                | WorkerError::MemoryLimit { .. }
                 | WorkerError::NotOurs(_)
                 | WorkerError::Unkillable { .. }
                 | WorkerError::NotPermitted { .. }
@@ -1159,7 +1158,9 @@ fn launch_error(
     match limits.limits_of(name).and_then(|l| l.memory) {
         Some(limit) if limits.over(name, None) => WorkerError::MemoryLimit {
             limit,
-            asked: options.memory_limit.is_some(),
+            // The client's own limit only when it was the one in force (a node's smaller
+            // cap is not the client's fault).
+            asked: options.memory_limit.is_some_and(|asked| asked <= limit),
         },
         _ => err,
     }
@@ -1378,10 +1379,11 @@ mod tests {
         );
         // The client's limit: refused (422), never retried.
         assert_eq!(HostError::from(err).kind, HostErrorKind::Refused);
-        // The node's own cap: permanent, not the client's fault.
+        // The node's own cap: not the client's fault, and retried within the launch's
+        // bounded attempts (a launch near its limit may fit on a quieter machine).
         let err = launch_error(&limits, id, &SessionOptions::default(), exited());
-        assert!(err.is_permanent());
-        assert_eq!(HostError::from(err).kind, HostErrorKind::Permanent);
+        assert!(!err.is_permanent());
+        assert_eq!(HostError::from(err).kind, HostErrorKind::Retryable);
     }
 
     #[tokio::test]

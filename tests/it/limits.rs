@@ -316,8 +316,11 @@ fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
     );
     // Nothing of it is left: no cgroup, and the daemon stops clean.
     let sessions = d.json(&["session", "list", "--json"]);
-    for s in sessions.as_array().into_iter().flatten() {
-        let id = s["id"].as_str().unwrap_or_default();
+    let sessions = sessions["sessions"].as_array().expect("a session list");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    for s in sessions {
+        assert_eq!(s["broStatus"], "failed", "{s}");
+        let id = s["id"].as_str().expect("an id");
         assert!(
             wait_for(|| cgroups_named(id).is_empty()),
             "cgroup of {id} left"
