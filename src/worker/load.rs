@@ -89,9 +89,19 @@ const SAMPLE: Duration = Duration::from_millis(250);
 pub fn machine_busy_seconds() -> Option<f64> {
     /// `/proc/stat` counts in `USER_HZ`, 100 on every architecture bro runs on.
     const TICKS_PER_SECOND: f64 = 100.0;
-    let (idle, total) =
-        parse_cpu_line(std::fs::read_to_string("/proc/stat").ok()?.lines().next()?)?;
-    Some(total.saturating_sub(idle) as f64 / TICKS_PER_SECOND)
+    let line = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = line
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(7)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user, nice, system, irq, softirq: not idle or iowait, nor steal (time the hypervisor
+    // gave to others, which grows with wall time, not with work).
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| v.get(i)).sum();
+    Some(busy as f64 / TICKS_PER_SECOND)
 }
 
 /// (idle, total) jiffies of all CPUs, from the first line of `/proc/stat` (read off the
