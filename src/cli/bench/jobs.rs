@@ -621,7 +621,7 @@ pub fn print(r: &Value) {
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {})",
+        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; CPU: the machine's busy seconds per job, so leave it to the bench)",
         r["n"],
         r["playwright_core"].as_str().unwrap_or("?"),
         r["chromium"].as_str().unwrap_or("?")
