@@ -23,6 +23,11 @@ fn main() -> ExitCode {
     if !daemon {
         bro::telemetry::init(level);
     }
+    // Capabilities are per thread, and threads inherit them: this one, before the runtime
+    // starts any, leaves no thread able to start a browser that could raise its priority.
+    let boost_kept = daemon
+        && nix::unistd::geteuid().is_root()
+        && !bro::worker::process::no_priority_boost_for_children();
     let runtime = if daemon {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -32,6 +37,9 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
     };
+    if boost_kept {
+        eprintln!("warning: could not keep the browsers from raising their threads' priority");
+    }
     let result = match runtime {
         Ok(rt) => rt.block_on(run(cli, level)),
         Err(e) => Err(e.into()),

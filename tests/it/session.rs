@@ -43,6 +43,32 @@ fn create_connect_kill_leaves_nothing() {
         assert!(webui.is_empty(), "top-chrome WebUI renderer(s) {webui:?}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // Run as root (as CI does), Chromium would put threads at nice -8, above the daemon and
+    // restate-server; bro's browsers cannot.
+    let boosted: Vec<String> = group_members(pid)
+        .into_iter()
+        .flat_map(|p| {
+            std::fs::read_dir(format!("/proc/{p}/task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let nice: i64 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(16)?
+                .parse()
+                .ok()?;
+            (nice < 0).then(|| format!("{} nice {nice}", task.path().display()))
+        })
+        .collect();
+    assert!(
+        boosted.is_empty(),
+        "browser threads above nice 0: {boosted:?}"
+    );
 
     let out = d.ok(&["session", "kill", &id]);
     assert!(out.contains(&id), "{out}");
