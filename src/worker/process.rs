@@ -226,6 +226,23 @@ pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno>
     }
 }
 
+/// Keeps every program this process starts from then on (browsers, restate-server) from
+/// raising its threads' priority: `CAP_SYS_NICE` leaves the capability bounding set, which
+/// a process cannot regain and its children inherit. Only root has the capability to lose:
+/// Chromium run as root puts its UI, IO and compositor threads at nice -8 in every one of its
+/// processes, above the daemon and restate-server, which then wait behind each browser's
+/// start (bro's traces: the create's Restate steps after a launch took a median 40–45 ms with
+/// the browsers boosted, 16–27 ms without). This process keeps what it has. Returns whether
+/// the capability is out of the bounding set.
+pub fn no_priority_boost_for_children() -> bool {
+    use caps::{CapSet, Capability};
+    match caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_NICE) {
+        Ok(false) => true,
+        Ok(true) => caps::drop(None, CapSet::Bounding, Capability::CAP_SYS_NICE).is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,22 +318,5 @@ mod tests {
         assert!(is_alive(me, st.start_time));
         assert!(!is_alive(me, st.start_time + 1));
         assert!(stat(u32::MAX - 1).is_none());
-    }
-}
-
-/// Keeps every program this process starts from then on (browsers, restate-server) from
-/// raising its threads' priority: `CAP_SYS_NICE` leaves the capability bounding set, which
-/// a process cannot regain and its children inherit. Only root has the capability to lose:
-/// Chromium run as root puts its UI, IO and compositor threads at nice -8 in every one of its
-/// processes, above the daemon and restate-server, which then wait behind each browser's
-/// start (bro's traces: the create's Restate steps after a launch took a median 40–45 ms with
-/// the browsers boosted, 16–27 ms without). This process keeps what it has. Returns whether
-/// the capability is out of the bounding set.
-pub fn no_priority_boost_for_children() -> bool {
-    use caps::{CapSet, Capability};
-    match caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_NICE) {
-        Ok(false) => true,
-        Ok(true) => caps::drop(None, CapSet::Bounding, Capability::CAP_SYS_NICE).is_ok(),
-        Err(_) => false,
     }
 }
