@@ -81,7 +81,7 @@ pub const REFILL_WAIT: Duration = Duration::from_secs(10);
 /// quarter, half a core on 2 cores.
 pub const SPARE_IDLE: f64 = 0.25;
 /// How often the conditions are checked, and the window of one CPU sample.
-const SAMPLE: Duration = Duration::from_millis(250);
+const SAMPLE: Duration = Duration::from_millis(100);
 
 /// CPU time the whole machine spent busy (all CPUs, everything but idle and iowait), in
 /// seconds since boot: the difference of two readings is the CPU a span of time took on
