@@ -31,6 +31,18 @@ fn fake(mountinfo: &str, self_cgroup: &str) -> (tempfile::TempDir, Sys) {
     (root, sys)
 }
 
+/// The hybrid fake machine with its v1 controllers' files, for detection to find.
+fn hybrid_v1() -> (tempfile::TempDir, Sys) {
+    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let r = root.path();
+    touch(
+        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
+        "1",
+    );
+    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    (root, sys)
+}
+
 fn touch(path: PathBuf, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -314,13 +326,8 @@ async fn a_daemon_in_another_cgroup_finds_and_sweeps_the_old_ones() {
 
 #[test]
 fn a_cold_browser_without_limits_gets_no_cgroup_and_a_missing_parent_comes_back() {
-    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let (root, sys) = hybrid_v1();
     let r = root.path();
-    touch(
-        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
-        "1",
-    );
-    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
     let d = detect(&sys, LimitsMode::Auto, "bro-8", true).unwrap();
     let limits = Limits::new(d, None, None);
     let none = SessionLimits::default();
@@ -337,13 +344,8 @@ fn a_cold_browser_without_limits_gets_no_cgroup_and_a_missing_parent_comes_back(
 
 #[tokio::test]
 async fn parents_are_made_on_use_and_go_with_their_last_session() {
-    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let (root, sys) = hybrid_v1();
     let r = root.path();
-    touch(
-        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
-        "1",
-    );
-    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
     let parents = [
         r.join("sys/fs/cgroup/memory/process_api/abc/bro-9"),
         r.join("sys/fs/cgroup/cpu/bro-9"),
@@ -393,13 +395,7 @@ async fn parents_are_made_on_use_and_go_with_their_last_session() {
 /// cgroup stops once the name is taken again instead of removing the new one.
 #[tokio::test]
 async fn a_relaunch_gets_a_fresh_cgroup_that_the_earlier_removal_leaves_alone() {
-    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
-    let r = root.path();
-    touch(
-        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
-        "1",
-    );
-    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
+    let (root, sys) = hybrid_v1();
     let limits = Limits::new(
         detect(&sys, LimitsMode::Auto, "bro-9", true).unwrap(),
         Some(1 << 30),
@@ -459,13 +455,8 @@ fn names_other_than_session_ids_are_refused() {
 
 #[tokio::test]
 async fn release_and_sweep_remove_cgroups_whose_dir_is_gone() {
-    let (root, sys) = fake(HYBRID_MOUNTS, HYBRID_SELF);
+    let (root, sys) = hybrid_v1();
     let r = root.path();
-    touch(
-        r.join("sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"),
-        "1",
-    );
-    touch(r.join("sys/fs/cgroup/cpu/cpu.shares"), "1024");
     let limits = Limits::new(
         detect(&sys, LimitsMode::Auto, "bro-6", true).unwrap(),
         Some(1 << 30),
