@@ -395,7 +395,7 @@ async fn parents_are_made_on_use_and_go_with_their_last_session() {
 /// cgroup stops once the name is taken again instead of removing the new one.
 #[tokio::test]
 async fn a_relaunch_gets_a_fresh_cgroup_that_the_earlier_removal_leaves_alone() {
-    let (root, sys) = hybrid_v1();
+    let (_root, sys) = hybrid_v1();
     let limits = Limits::new(
         detect(&sys, LimitsMode::Auto, "bro-9", true).unwrap(),
         Some(1 << 30),
