@@ -418,10 +418,19 @@ async fn a_relaunch_gets_a_fresh_cgroup_that_the_earlier_removal_leaves_alone() 
     assert!(marker.exists());
     // Still busy: the relaunch fails (and is retried) rather than reuse it.
     assert!(limits.prepare(ID, l, false).is_err());
-    // Gone busy: the relaunch removes it and makes a fresh one.
+    // Gone busy: the relaunch removes it and makes a fresh one (the earlier dirs, held open
+    // here, are unlinked).
+    use std::os::unix::fs::MetadataExt;
+    let earlier: Vec<std::fs::File> = dirs_of(&limits, ID)
+        .iter()
+        .map(|d| std::fs::File::open(d).unwrap())
+        .collect();
     clear(&limits);
     limits.prepare(ID, l, false).unwrap();
-    assert!(!marker.exists(), "the earlier cgroup was reused");
+    assert!(
+        earlier.iter().all(|d| d.metadata().unwrap().nlink() == 0),
+        "the earlier cgroup was reused"
+    );
     clear(&limits);
     // The earlier removal, retrying every 20 ms, now finds the name taken and stops.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
