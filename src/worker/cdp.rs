@@ -31,6 +31,22 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most handshakes tried within [`CONNECT_TIMEOUT`] (see [`Cdp::connect_with`]).
+const CONNECT_TRIES: u32 = 3;
+
+/// The peer closed or reset the connection before the handshake's answer.
+fn hung_up(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        Error::Protocol(ProtocolError::HandshakeIncomplete) => true,
+        Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
 /// How long a call may wait for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The biggest message (and frame: Chromium sends a message as one frame) a page connection
@@ -148,12 +164,26 @@ impl Cdp {
         Self::connect_with(url, config).await
     }
 
+    /// Connects within [`CONNECT_TIMEOUT`] in all; a handshake the browser closed or reset before it
+    /// answered (seen once under a loaded CI machine, right after a launch) is tried again
+    /// after a short pause, at most [`CONNECT_TRIES`] times. Any other failure is final.
     async fn connect_with(url: &str, config: WebSocketConfig) -> Result<Self, CdpError> {
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
-        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let attempts = async {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match tokio_tungstenite::connect_async_with_config(url, Some(config), false).await {
+                    Ok((ws, _)) => return Ok(ws),
+                    Err(e) if tries < CONNECT_TRIES && hung_up(&e) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(CdpError::Connect(e.to_string())),
+                }
+            }
+        };
+        let ws = tokio::time::timeout(CONNECT_TIMEOUT, attempts)
             .await
-            .map_err(|_| CdpError::Timeout("connect".into()))?
-            .map_err(|e| CdpError::Connect(e.to_string()))?;
+            .map_err(|_| CdpError::Timeout("connect".into()))??;
         Ok(Cdp {
             ws,
             next_id: 0,
@@ -365,6 +395,44 @@ impl Cdp {
 mod tests {
     use super::*;
     use chromiumoxide::Method;
+
+    /// A listener that hangs up on the first `hang_ups` connections, then speaks WebSocket.
+    async fn flaky_server(hang_ups: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/devtools/browser/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                if n < hang_ups {
+                    // Reads the request, then closes: the handshake's answer never comes.
+                    let mut conn = conn;
+                    let mut buf = [0u8; 1024];
+                    let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn).await;
+                } else {
+                    tokio::spawn(async move {
+                        let ws = tokio_tungstenite::accept_async(conn).await;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        drop(ws);
+                    });
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_handshake_closed_early_is_tried_again_a_bounded_number_of_times() {
+        let first = Cdp::connect(&flaky_server(2).await).await;
+        assert!(first.is_ok(), "{:?}", first.err());
+        let err = Cdp::connect(&flaky_server(usize::MAX).await)
+            .await
+            .err()
+            .expect("never answered");
+        assert!(matches!(err, CdpError::Connect(_)), "{err}");
+    }
     use chromiumoxide::cdp::browser_protocol::browser::{
         EventDownloadProgress, EventDownloadWillBegin,
     };
