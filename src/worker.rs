@@ -31,6 +31,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::host::{
@@ -92,6 +93,9 @@ pub enum WorkerError {
     /// deleted. Only a forged call can send one, so no retry can fix it.
     #[error("refusing to touch {0}: not a session dir of bro's (sessions/<uuid>)")]
     NotOurs(String),
+    /// The daemon is stopping: a launch under way gave up (and removed what it had made).
+    #[error("{0}: the daemon is stopping")]
+    Stopping(&'static str),
 }
 
 /// Start of the reason of a session whose `sessionContext` the browser refused.
@@ -111,6 +115,7 @@ impl WorkerError {
                 | WorkerError::NotOurs(_)
                 | WorkerError::Unkillable { .. }
                 | WorkerError::NotPermitted { .. }
+                | WorkerError::Stopping(_)
         )
     }
 
@@ -158,6 +163,10 @@ pub struct LocalWorkerHost {
     limits: std::sync::OnceLock<Arc<limits::Limits>>,
     /// Cold launches in flight and the warm refills' turn ([`load`]).
     load: load::Load,
+    /// Cancelled when the daemon stops: launches under way give up through their own error
+    /// path, so they kill their browser and remove their dir before they return
+    /// ([`LocalWorkerHost::stop_launches_on`]); never cancelled until set.
+    launches_stop: std::sync::OnceLock<CancellationToken>,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -210,7 +219,20 @@ impl LocalWorkerHost {
             agents,
             limits: std::sync::OnceLock::new(),
             load: load::Load::default(),
+            launches_stop: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes launches give up when `token` is cancelled (the daemon stopping): a launch
+    /// waiting for its turn returns at once; one whose browser is starting kills it and
+    /// removes its dir, then returns [`WorkerError::Stopping`]. Set once, at start.
+    pub fn stop_launches_on(&self, token: CancellationToken) {
+        let _ = self.launches_stop.set(token);
+    }
+
+    /// The token of [`LocalWorkerHost::stop_launches_on`] (one never cancelled before then).
+    fn launches_stop(&self) -> CancellationToken {
+        self.launches_stop.get().cloned().unwrap_or_default()
     }
 
     /// Enforces `limits` on the browsers launched from now on: set once, at start, before any
@@ -462,30 +484,14 @@ impl LocalWorkerHost {
             }
         };
 
-        let ready = match chromium::wait_ready(&mut child, &dir, &self.http).await {
-            Ok((port, ws_path)) => {
-                let worker = WorkerInfo {
-                    pid,
-                    start_time,
-                    port,
-                    ws_path,
-                    dir: dir.clone(),
-                };
-                let applied = match &spec.context {
-                    Some(ctx) => page::apply_context(&worker, ctx).await.map(|()| worker),
-                    None => Ok(worker),
-                }
-                .map_err(WorkerError::context);
-                match applied {
-                    // A warm browser serves no session yet: its agent starts at claim.
-                    Ok(worker) if !spec.warm => self
-                        .start_agent(&worker, &spec.session_id, &spec.options)
-                        .await
-                        .map(|()| worker),
-                    other => other,
-                }
-            }
-            Err(err) => Err(err),
+        // A stopping daemon ends the wait here, so the error path below kills the browser
+        // and removes its dir (a launch future dropped mid-way would leave both to the next
+        // start).
+        let stop = self.launches_stop();
+        let ready = tokio::select! {
+            biased;
+            ready = self.until_ready(&mut child, (pid, start_time), &dir, &spec) => ready,
+            () = stop.cancelled() => Err(WorkerError::Stopping("launching Chromium")),
         };
         match ready {
             Ok(worker) => {
@@ -511,6 +517,36 @@ impl LocalWorkerHost {
                 Err(err)
             }
         }
+    }
+
+    /// Waits for a spawned browser to answer on its DevTools port, then gives it the spec's
+    /// context and (for a session) its page agent: the launched browser as a worker.
+    async fn until_ready(
+        &self,
+        child: &mut tokio::process::Child,
+        (pid, start_time): (u32, u64),
+        dir: &Path,
+        spec: &LaunchSpec,
+    ) -> Result<WorkerInfo, WorkerError> {
+        let (port, ws_path) = chromium::wait_ready(child, dir, &self.http).await?;
+        let worker = WorkerInfo {
+            pid,
+            start_time,
+            port,
+            ws_path,
+            dir: dir.to_path_buf(),
+        };
+        if let Some(ctx) = &spec.context {
+            page::apply_context(&worker, ctx)
+                .await
+                .map_err(WorkerError::context)?;
+        }
+        // A warm browser serves no session yet: its agent starts at claim.
+        if !spec.warm {
+            self.start_agent(&worker, &spec.session_id, &spec.options)
+                .await?;
+        }
+        Ok(worker)
     }
 
     /// Reaps the child when it exits and reports the exit unless it was stopped on purpose;
@@ -719,8 +755,18 @@ impl WorkerHost for LocalWorkerHost {
                 // it waits for its turn and for CPU to spare (at most REFILL_WAIT, so a
                 // machine that is never idle still refills), holding the turn through its
                 // launch; a cold launch counts while it runs.
+                let stop = self.launches_stop();
+                if stop.is_cancelled() {
+                    return Err(WorkerError::Stopping("launching Chromium").into());
+                }
                 let (_turn, _launch) = if spec.warm {
-                    let (turn, spare) = self.load.refill_turn(load::REFILL_WAIT).await;
+                    let (turn, spare) = tokio::select! {
+                        biased;
+                        waited = self.load.refill_turn(load::REFILL_WAIT) => waited,
+                        () = stop.cancelled() => {
+                            return Err(WorkerError::Stopping("launching a warm browser").into());
+                        }
+                    };
                     if !spare {
                         tracing::debug!(
                             "warm refill launching on a busy machine after {:?}",
@@ -1456,5 +1502,77 @@ mod tests {
         assert_eq!(sweep_trash(&trash, Duration::ZERO), 1);
         assert!(!trash.join(id).exists());
         assert_eq!(sweep_trash(&root.path().join("none"), Duration::ZERO), 0);
+    }
+
+    /// A stopping daemon ends a launch whose browser is still starting through the launch's
+    /// own error path: the browser's processes are killed and its dir is removed before the
+    /// launch returns (a dropped launch future would leave both to the next start). Once
+    /// stopped, no launch starts.
+    #[tokio::test]
+    async fn a_stop_ends_a_starting_launch_and_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        // A "browser" that never opens its DevTools port (run by its shebang, its argv
+        // names its dir as Chromium's does, so the kill knows it for the dir's own).
+        let fake = root.path().join("chromium");
+        std::fs::write(&fake, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let sessions = root.path().join("sessions");
+        let (events, _rx) = mpsc::unbounded_channel();
+        let host = LocalWorkerHost::new(
+            fake,
+            Vec::new(),
+            sessions.clone(),
+            root.path().join("quarantine"),
+            crate::config::DEFAULT_FILES_QUOTA,
+            agent::Agents::new(
+                recording::RecordingStore::new(root.path().join("rec"), 1 << 20, 1 << 30),
+                None,
+            ),
+            events,
+        );
+        let stop = CancellationToken::new();
+        host.stop_launches_on(stop.clone());
+        let id = SessionId::parse("0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a69").unwrap();
+        let dir = sessions.join(id.to_string());
+        let spec = |warm| LaunchSpec {
+            session_id: id.clone(),
+            options: SessionOptions::default(),
+            context: None,
+            warm,
+        };
+        let launch = tokio::spawn({
+            let host = Arc::clone(&host);
+            let spec = spec(false);
+            async move { host.launch(spec).await }
+        });
+        // Stopped once the browser runs and its dir records it.
+        let spawned =
+            crate::wait::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+                read_pid_file(&dir).is_some()
+            })
+            .await;
+        assert!(spawned, "the fake browser never started");
+        let pid = read_pid_file(&dir).unwrap().pid;
+        stop.cancel();
+        let err = tokio::time::timeout(Duration::from_secs(10), launch)
+            .await
+            .expect("the launch ends at the stop")
+            .unwrap()
+            .unwrap_err();
+        assert!(err.message.contains("the daemon is stopping"), "{err}");
+        assert_eq!(err.kind, HostErrorKind::Permanent);
+        assert!(!dir.exists(), "the launch left its dir");
+        assert_eq!(
+            process::group_members(pid),
+            Vec::<u32>::new(),
+            "still running"
+        );
+        // No launch starts now, cold or warm.
+        for warm in [false, true] {
+            let err = host.launch(spec(warm)).await.unwrap_err();
+            assert!(err.message.contains("the daemon is stopping"), "{err}");
+        }
+        assert!(!dir.exists());
     }
 }

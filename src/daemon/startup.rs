@@ -221,6 +221,9 @@ pub(super) async fn orchestrator(
 ) -> Result<(OrchestratorPhase, mpsc::UnboundedReceiver<WorkerEvent>)> {
     let (exit_tx, exits) = mpsc::unbounded_channel();
     let host = worker_host(paths, settings, chromium, exit_tx)?;
+    // A stop ends the launches under way through their own error path (browser killed,
+    // dir removed), before the services give up on them.
+    host.stop_launches_on(started.stopping.clone());
     started.host = Some(Arc::clone(&host));
     let sockets = Arc::new(Sockets::default());
     let cluster = Cluster::new(

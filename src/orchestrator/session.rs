@@ -693,23 +693,38 @@ pub(crate) async fn timed<T>(
     }
 }
 
-/// [`timed`], and given up at once (for good: no retry) when the daemon stops.
+/// [`timed`], and given up (for good: no retry) when the daemon stops. The work gets
+/// [`STOPPING_GRACE`] to end by itself first: this node's host ends its launches at the same
+/// token through their own error path (browser killed, dir removed), which a future dropped
+/// mid-way would skip. A launch that still lands in the grace is returned as it is, so its
+/// browser is released with its session (or drained with the warm pool), not left behind.
 pub(crate) async fn bounded<T>(
     stopping: &CancellationToken,
     limit: Duration,
     what: &str,
     work: impl std::future::Future<Output = Result<T, HostError>>,
 ) -> Result<T, HandlerError> {
+    let gave_up =
+        || -> HandlerError { TerminalError::new(format!("{what}: the daemon is stopping")).into() };
     if stopping.is_cancelled() {
-        return Err(TerminalError::new(format!("{what}: the daemon is stopping")).into());
+        return Err(gave_up());
     }
+    let work = timed(limit, what, work);
+    tokio::pin!(work);
     tokio::select! {
+        biased;
+        result = &mut work => result,
         () = stopping.cancelled() => {
-            Err(TerminalError::new(format!("{what}: the daemon is stopping")).into())
+            match tokio::time::timeout(STOPPING_GRACE, work).await {
+                Ok(Ok(done)) => Ok(done),
+                Ok(Err(_)) | Err(_) => Err(gave_up()),
+            }
         }
-        result = timed(limit, what, work) => result,
     }
 }
+
+/// How long work under way gets to end by itself once the daemon stops (see [`bounded`]).
+pub(crate) const STOPPING_GRACE: Duration = Duration::from_secs(5);
 
 /// What no retry can fix (a missing binary, a refused context) is terminal; everything else is
 /// retried.
@@ -721,5 +736,64 @@ pub(crate) fn worker_error(err: HostError) -> HandlerError {
         | HostErrorKind::NotFound
         | HostErrorKind::BadInput
         | HostErrorKind::TooLarge => TerminalError::new(err.message).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(err: &HandlerError) -> String {
+        let err: &(dyn std::error::Error + Send + Sync) = err.as_ref();
+        err.to_string()
+    }
+
+    /// A stop lets the work under way end by itself (the host cleans up on the same token):
+    /// a launch that lands in the grace is kept, one that fails is given up for good, and
+    /// once stopped no work starts.
+    #[tokio::test]
+    async fn a_stop_gives_work_under_way_its_grace() {
+        let stopping = CancellationToken::new();
+        let token = stopping.clone();
+        let landed = bounded(
+            &stopping,
+            Duration::from_secs(60),
+            "launching",
+            async move {
+                token.cancel();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, HostError>(7)
+            },
+        )
+        .await;
+        assert_eq!(landed.ok(), Some(7));
+
+        let stopping = CancellationToken::new();
+        let token = stopping.clone();
+        let failed = bounded(
+            &stopping,
+            Duration::from_secs(60),
+            "launching",
+            async move {
+                token.cancel();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<u32, _>(HostError::new(HostErrorKind::Retryable, "busy"))
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            text(&failed),
+            "Terminal error [500]: launching: the daemon is stopping"
+        );
+
+        let polled = std::sync::atomic::AtomicBool::new(false);
+        let none = bounded(&stopping, Duration::from_secs(60), "launching", async {
+            polled.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, HostError>(1)
+        })
+        .await;
+        assert!(none.is_err());
+        assert!(!polled.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

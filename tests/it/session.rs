@@ -219,3 +219,30 @@ fn a_session_context_goes_in_and_comes_back_out() {
     }
     d.stop();
 }
+
+/// A stop that comes while a create's browser is starting ends that launch through its own
+/// error path: the create fails (it does not hang), and no process or session dir is left.
+#[test]
+fn a_stop_during_a_cold_launch_leaves_nothing() {
+    let d = TestDaemon::start();
+    let sessions = d.home.path().join("data/sessions");
+    let home = d.home.path().to_path_buf();
+    let create =
+        std::thread::spawn(move || crate::helper::bro_in(&home, &["session", "create", "--json"]));
+    let started = std::time::Instant::now();
+    let mut launching = false;
+    while !launching && started.elapsed() < std::time::Duration::from_secs(30) {
+        launching = std::fs::read_dir(&sessions).is_ok_and(|mut dir| dir.next().is_some());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(launching, "no launch began within 30 s");
+    d.stop();
+    let out = create.join().unwrap();
+    let said = crate::helper::text(&out);
+    // Either the create won the race with the stop (live, then released by it) or it
+    // failed saying why; it never hangs and never leaves its browser.
+    assert!(
+        said.contains("\"live\"") || said.contains("the daemon is stopping"),
+        "{said}"
+    );
+}

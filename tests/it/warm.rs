@@ -89,3 +89,34 @@ fn creates_take_ready_browsers_and_the_pool_survives_crashes() {
     // `daemon stop` releases the sessions and stops the ready browsers: nothing is left.
     d.stop();
 }
+
+/// CI saw a stop that came while a refill's browser was starting leave the refill's dir
+/// behind (the launch future was dropped after it made the dir). A stop now ends such a
+/// launch through its own error path: nothing is left, dir or process.
+#[test]
+fn a_stop_during_a_refill_launch_leaves_nothing() {
+    let d = TestDaemon::start_with(&["--warm", "1"]);
+    assert!(wait_for(|| warm_ready(&d) == 1));
+    let sessions = d.home.path().join("data/sessions");
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&sessions)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = names();
+    let s = d.create(&[]);
+    assert_eq!(s["status"], "live");
+    // The refill's dir appears as its launch begins: stop right then, while it starts.
+    let started = std::time::Instant::now();
+    let mut refill = None;
+    while refill.is_none() && started.elapsed() < std::time::Duration::from_secs(30) {
+        refill = names().into_iter().find(|n| !before.contains(n));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(refill.is_some(), "no refill began within 30 s");
+    // Stops the daemon and checks that no process and no session dir is left.
+    d.stop();
+}
