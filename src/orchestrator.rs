@@ -40,13 +40,14 @@ pub struct Deps {
     /// Told when a session ends, before its browser is stopped (the CDP proxy closes the
     /// session's client sockets).
     pub events: Arc<dyn SessionEvents>,
-    /// Cancelled when the daemon stops and releases its sessions: launches and claims under
-    /// way give up at once (their sessions end `failed`), and no new one starts.
+    /// Cancelled when the daemon stops and releases its sessions: no launch or claim starts,
+    /// and those under way get a short grace to end by themselves (this node's launches end
+    /// at once through their own error path; their sessions end `failed`).
     pub stopping: CancellationToken,
 }
 
 impl Deps {
-    /// What gives up the work of `node` at once: this daemon stopping, for its own node's
+    /// What gives up the work of `node`: this daemon stopping, for its own node's
     /// browsers; nothing for another node's (a handler that happens to run here while this
     /// daemon stops is retried by Restate elsewhere, and that node's work goes on).
     pub fn stopping_for(&self, node: &str) -> CancellationToken {

@@ -167,6 +167,11 @@ pub struct LocalWorkerHost {
     /// path, so they kill their browser and remove their dir before they return
     /// ([`LocalWorkerHost::stop_launches_on`]); never cancelled until set.
     launches_stop: std::sync::OnceLock<CancellationToken>,
+    /// The launches under way, each its own task ([`WorkerHost::launch`]), so a stop can
+    /// wait for them to end ([`LocalWorkerHost::settle_launches`]).
+    launches: tokio_util::task::TaskTracker,
+    /// This host, for the launch tasks.
+    me: std::sync::Weak<LocalWorkerHost>,
 }
 
 /// A session's turn-taking lock and how many launches or stops hold or wait for it.
@@ -203,7 +208,7 @@ impl LocalWorkerHost {
         agents: agent::Agents,
         events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Arc<Self> {
-        Arc::new(LocalWorkerHost {
+        Arc::new_cyclic(|me| LocalWorkerHost {
             chromium,
             extra_flags,
             sessions_dir,
@@ -220,6 +225,8 @@ impl LocalWorkerHost {
             limits: std::sync::OnceLock::new(),
             load: load::Load::default(),
             launches_stop: std::sync::OnceLock::new(),
+            launches: tokio_util::task::TaskTracker::new(),
+            me: me.clone(),
         })
     }
 
@@ -228,6 +235,17 @@ impl LocalWorkerHost {
     /// removes its dir, then returns [`WorkerError::Stopping`]. Set once, at start.
     pub fn stop_launches_on(&self, token: CancellationToken) {
         let _ = self.launches_stop.set(token);
+    }
+
+    /// Waits up to `within` for the launches under way to end (after a stop: they end through
+    /// their own error path, browser killed and dir removed); true when none is left.
+    pub async fn settle_launches(&self, within: Duration) -> bool {
+        self.launches.close();
+        let settled = tokio::time::timeout(within, self.launches.wait())
+            .await
+            .is_ok();
+        self.launches.reopen();
+        settled
     }
 
     /// The token of [`LocalWorkerHost::stop_launches_on`] (one never cancelled before then).
@@ -519,6 +537,38 @@ impl LocalWorkerHost {
         }
     }
 
+    /// [`WorkerHost::launch`]'s work, in its own task.
+    async fn launch_task(&self, spec: LaunchSpec) -> Result<WorkerInfo, HostError> {
+        let id = spec.session_id.to_string();
+        // A warm refill takes CPU the sessions being created and used could have:
+        // it waits for its turn and for CPU to spare (at most REFILL_WAIT, so a
+        // machine that is never idle still refills), holding the turn through its
+        // launch; a cold launch counts while it runs.
+        let stop = self.launches_stop();
+        if stop.is_cancelled() {
+            return Err(WorkerError::Stopping("launching Chromium").into());
+        }
+        let (_turn, _launch) = if spec.warm {
+            let (turn, spare) = tokio::select! {
+                biased;
+                waited = self.load.refill_turn(load::REFILL_WAIT) => waited,
+                () = stop.cancelled() => {
+                    return Err(WorkerError::Stopping("launching a warm browser").into());
+                }
+            };
+            if !spare {
+                tracing::debug!(
+                    "warm refill launching on a busy machine after {:?}",
+                    load::REFILL_WAIT
+                );
+            }
+            (Some(turn), None)
+        } else {
+            (None, Some(self.load.launch()))
+        };
+        Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?)
+    }
+
     /// Waits for a spawned browser to answer on its DevTools port, then gives it the spec's
     /// context and (for a session) its page agent: the launched browser as a worker.
     async fn until_ready(
@@ -749,38 +799,24 @@ impl WorkerHost for LocalWorkerHost {
         let id = spec.session_id.to_string();
         // The launch's own span in the create's trace, when traces are exported.
         let span = crate::telemetry::otlp::span(|| tracing::info_span!("launch", session_id = %id));
-        Box::pin(
-            async move {
-                // A warm refill takes CPU the sessions being created and used could have:
-                // it waits for its turn and for CPU to spare (at most REFILL_WAIT, so a
-                // machine that is never idle still refills), holding the turn through its
-                // launch; a cold launch counts while it runs.
-                let stop = self.launches_stop();
-                if stop.is_cancelled() {
-                    return Err(WorkerError::Stopping("launching Chromium").into());
-                }
-                let (_turn, _launch) = if spec.warm {
-                    let (turn, spare) = tokio::select! {
-                        biased;
-                        waited = self.load.refill_turn(load::REFILL_WAIT) => waited,
-                        () = stop.cancelled() => {
-                            return Err(WorkerError::Stopping("launching a warm browser").into());
-                        }
-                    };
-                    if !spare {
-                        tracing::debug!(
-                            "warm refill launching on a busy machine after {:?}",
-                            load::REFILL_WAIT
-                        );
-                    }
-                    (Some(turn), None)
-                } else {
-                    (None, Some(self.load.launch()))
-                };
-                Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?)
-            }
-            .instrument(span),
-        )
+        let Some(host) = self.me.upgrade() else {
+            return Box::pin(async { Err(WorkerError::Stopping("launching Chromium").into()) });
+        };
+        // Its own task: a caller that stops waiting (a stop's grace over, an attempt Restate
+        // abandoned, a cluster peer cut off) leaves the launch to end by itself, through its
+        // error path or landed (then reaped as an orphan), never half way with a browser
+        // running in a dir nothing records.
+        let task = self
+            .launches
+            .spawn(async move { host.launch_task(spec).await }.instrument(span));
+        Box::pin(async move {
+            task.await.unwrap_or_else(|err| {
+                Err(HostError::new(
+                    HostErrorKind::Retryable,
+                    format!("the launch task failed: {err}"),
+                ))
+            })
+        })
     }
 
     fn stop(&self, worker: WorkerInfo) -> BoxFuture<'_, Result<Option<ProxyBytes>, HostError>> {
@@ -1514,9 +1550,25 @@ mod tests {
         // A "browser" that never opens its DevTools port (run by its shebang, its argv
         // names its dir as Chromium's does, so the kill knows it for the dir's own).
         let fake = root.path().join("chromium");
-        std::fs::write(&fake, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$1\" = probe ] && exit 0\nwhile :; do sleep 1; done\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
+        // Another test's fork may hold the new file open for a moment (ETXTBSY): run it once.
+        let runs = (0..100).any(|_| {
+            std::process::Command::new(&fake)
+                .arg("probe")
+                .status()
+                .is_ok_and(|s| s.success())
+                || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    false
+                }
+        });
+        assert!(runs, "the fake browser does not run");
         let sessions = root.path().join("sessions");
         let (events, _rx) = mpsc::unbounded_channel();
         let host = LocalWorkerHost::new(
@@ -1554,6 +1606,20 @@ mod tests {
             .await;
         assert!(spawned, "the fake browser never started");
         let pid = read_pid_file(&dir).unwrap().pid;
+        /// Kills the fake browser's group if an assertion fails before the stop does.
+        struct Group(u32);
+        impl Drop for Group {
+            fn drop(&mut self) {
+                if process::group_members(self.0).is_empty() {
+                    return;
+                }
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(self.0 as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _group = Group(pid);
         stop.cancel();
         let err = tokio::time::timeout(Duration::from_secs(10), launch)
             .await

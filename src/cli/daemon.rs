@@ -86,7 +86,7 @@ async fn start(paths: &Paths, args: DaemonArgs) -> Result<()> {
 /// How long `bro daemon stop` waits for the daemon to answer on its socket.
 const STOP_ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long it waits for the daemon to exit. The daemon bounds its own shutdown at about
-/// 30 s: releases through Restate, then the browsers left directly, then restate-server.
+/// 50 s: releases through Restate, then the browsers left directly, then restate-server.
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
 async fn stop(paths: &Paths, keep_sessions: bool) -> Result<()> {

@@ -17,7 +17,9 @@ use crate::protocol::session::SessionStatus;
 
 /// How long a stopping daemon spends releasing its sessions through Restate before it stops
 /// their browsers itself.
-const RELEASE_BUDGET: Duration = Duration::from_secs(8);
+/// Covers a launch's [`STOPPING_GRACE`](crate::orchestrator::session::STOPPING_GRACE) and the
+/// stops after it.
+const RELEASE_BUDGET: Duration = Duration::from_secs(15);
 /// How long the servers and background tasks get to finish once told to stop.
 const TASKS_BUDGET: Duration = Duration::from_secs(3);
 
@@ -35,11 +37,15 @@ pub(super) async fn shutdown(
     // RELEASE_BUDGET, then every browser left is stopped directly by its pid.
     let keep = api.state.control.keep_sessions.load(Ordering::SeqCst);
     if !keep {
-        // Launches under way give up now (their sessions end `failed`); none starts.
+        // Launches under way end now through their own error path (their sessions end
+        // `failed`, the warm refills are forgotten); none starts.
         started.stopping.cancel();
         let released = tokio::time::timeout(RELEASE_BUDGET, async {
-            release_open_sessions(ingress, node).await;
-            stop_warm_pool(ingress, node).await;
+            // Side by side: a release that takes long does not keep the pool from draining.
+            tokio::join!(
+                release_open_sessions(ingress, node),
+                stop_warm_pool(ingress, node)
+            );
         })
         .await;
         if released.is_err() {
@@ -55,6 +61,7 @@ pub(super) async fn shutdown(
     tasks.extend(background);
     join_within(tasks, TASKS_BUDGET).await;
     if !keep {
+        started.settle_launches().await;
         let left = started.stop_browsers(true).await;
         if left > 0 {
             tracing::warn!(
@@ -88,26 +95,35 @@ async fn join_within(tasks: Vec<JoinHandle<()>>, budget: Duration) {
 }
 
 /// Releases every open session of this node, so a stopped daemon leaves no browser behind.
-/// (In a cluster, the other nodes' sessions are theirs: they stay live.)
+/// (In a cluster, the other nodes' sessions are theirs: they stay live.) Lists again until
+/// no open session is listed: one whose create landed after a listing (a launch that ended in
+/// its stop's grace, a record the listing did not show yet) is released too. The caller
+/// bounds it.
 async fn release_open_sessions(ingress: &Ingress, node: &str) {
-    let open = match ingress.list().await {
-        Ok(records) => records
-            .into_iter()
-            .filter(|r| !r.status.is_final() && r.node == node)
-            .collect::<Vec<_>>(),
-        Err(err) => {
-            tracing::error!(%err, "cannot list sessions to release them");
+    loop {
+        let open = match ingress.list().await {
+            Ok(records) => records
+                .into_iter()
+                .filter(|r| !r.status.is_final() && r.node == node)
+                .collect::<Vec<_>>(),
+            Err(err) => {
+                tracing::error!(%err, "cannot list sessions to release them");
+                return;
+            }
+        };
+        if open.is_empty() {
             return;
         }
-    };
-    let releases = open
-        .iter()
-        .filter(|r| r.status != SessionStatus::Releasing)
-        .map(|r| ingress.release(&r.id));
-    for result in futures_util::future::join_all(releases).await {
-        if let Err(err) = result {
-            tracing::error!(%err, "releasing a session at shutdown failed");
+        let releases = open
+            .iter()
+            .filter(|r| r.status != SessionStatus::Releasing)
+            .map(|r| ingress.release(&r.id));
+        for result in futures_util::future::join_all(releases).await {
+            if let Err(err) = result {
+                tracing::error!(%err, "releasing a session at shutdown failed");
+            }
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -15,6 +15,10 @@ use crate::worker::LocalWorkerHost;
 /// How long killing the browsers left in the sessions dir may take.
 const REAP_BUDGET: Duration = Duration::from_secs(6);
 
+/// How long a stop (or a failed start) waits for the launches under way to end: a kill
+/// (`KILL_WAIT`, 5 s) and the dir's removal, with room to spare.
+const SETTLE_BUDGET: Duration = Duration::from_secs(8);
+
 /// How long a stop (or a failed start) waits for the sessions' cgroups to go, so bro's
 /// parent cgroups can go after them.
 pub(super) const PARENTS_WAIT: Duration = Duration::from_secs(3);
@@ -106,6 +110,7 @@ impl Started {
         self.stopping.cancel();
         self.servers.cancel();
         self.background.cancel();
+        self.settle_launches().await;
         self.stop_restate().await;
         let stopped = self.stop_browsers(false).await;
         // Its browsers' cgroups, then bro's parents, once those browsers have left them.
@@ -114,6 +119,19 @@ impl Started {
             browser_dirs = stopped,
             "the start failed; stopped what it had started"
         );
+    }
+
+    /// Waits (up to [`SETTLE_BUDGET`]) for the launches under way, told to stop, to end
+    /// through their own error path: each kills its browser and removes its dir, which the
+    /// browsers' stop after this would otherwise find half made.
+    pub(super) async fn settle_launches(&self) {
+        if let Some(host) = &self.host
+            && !host.settle_launches(SETTLE_BUDGET).await
+        {
+            tracing::warn!(
+                "launches still under way after {SETTLE_BUDGET:?}; stopping their browsers"
+            );
+        }
     }
 
     /// Removes bro's parent cgroups once empty, waiting up to `wait` for the sessions'

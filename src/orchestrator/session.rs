@@ -695,9 +695,11 @@ pub(crate) async fn timed<T>(
 
 /// [`timed`], and given up (for good: no retry) when the daemon stops. The work gets
 /// [`STOPPING_GRACE`] to end by itself first: this node's host ends its launches at the same
-/// token through their own error path (browser killed, dir removed), which a future dropped
-/// mid-way would skip. A launch that still lands in the grace is returned as it is, so its
-/// browser is released with its session (or drained with the warm pool), not left behind.
+/// token through their own error path (browser killed, dir removed; each launch is its own
+/// task, so one that outlasts the grace still ends so). What ends in the grace is returned as
+/// it is: a landed launch's browser is released with its session (the stop lists the open
+/// sessions until none is left) or drained with the warm pool, not left behind. A claim is
+/// not cut short (it takes milliseconds), and another node's work is never stopped here.
 pub(crate) async fn bounded<T>(
     stopping: &CancellationToken,
     limit: Duration,
@@ -715,10 +717,12 @@ pub(crate) async fn bounded<T>(
         biased;
         result = &mut work => result,
         () = stopping.cancelled() => {
-            match tokio::time::timeout(STOPPING_GRACE, work).await {
-                Ok(Ok(done)) => Ok(done),
-                Ok(Err(_)) | Err(_) => Err(gave_up()),
-            }
+            // Its own answer when it ends in the grace: a landed launch, or its error as it is
+            // (a retry finds the daemon stopping and gives up for good; a refused context
+            // stays refused).
+            tokio::time::timeout(STOPPING_GRACE, work)
+                .await
+                .unwrap_or_else(|_| Err(gave_up()))
         }
     }
 }
@@ -749,46 +753,39 @@ mod tests {
     }
 
     /// A stop lets the work under way end by itself (the host cleans up on the same token):
-    /// a launch that lands in the grace is kept, one that fails is given up for good, and
-    /// once stopped no work starts.
-    #[tokio::test]
+    /// a launch that lands in the grace is kept, one that fails says its own error, one that
+    /// outlasts the grace is given up for good, and once stopped no work starts.
+    #[tokio::test(start_paused = true)]
     async fn a_stop_gives_work_under_way_its_grace() {
-        let stopping = CancellationToken::new();
-        let token = stopping.clone();
-        let landed = bounded(
-            &stopping,
-            Duration::from_secs(60),
-            "launching",
+        let limit = Duration::from_secs(60);
+        let stopped_after = |ms, answer: Result<u32, HostError>| {
+            let stopping = CancellationToken::new();
+            let token = stopping.clone();
             async move {
-                token.cancel();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok::<_, HostError>(7)
-            },
-        )
-        .await;
-        assert_eq!(landed.ok(), Some(7));
-
-        let stopping = CancellationToken::new();
-        let token = stopping.clone();
-        let failed = bounded(
-            &stopping,
-            Duration::from_secs(60),
-            "launching",
-            async move {
-                token.cancel();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Err::<u32, _>(HostError::new(HostErrorKind::Retryable, "busy"))
-            },
-        )
-        .await
-        .unwrap_err();
+                bounded(&stopping, limit, "launching", async move {
+                    token.cancel();
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    answer
+                })
+                .await
+            }
+        };
+        assert_eq!(stopped_after(50, Ok(7)).await.ok(), Some(7));
+        let busy = HostError::new(HostErrorKind::Retryable, "busy");
+        let failed = stopped_after(50, Err(busy)).await.unwrap_err();
+        assert_eq!(text(&failed), "Retryable error: busy");
+        let began = tokio::time::Instant::now();
+        let cut = stopped_after(3_600_000, Ok(1)).await.unwrap_err();
+        assert_eq!(began.elapsed(), STOPPING_GRACE);
         assert_eq!(
-            text(&failed),
+            text(&cut),
             "Terminal error [500]: launching: the daemon is stopping"
         );
 
+        let stopping = CancellationToken::new();
+        stopping.cancel();
         let polled = std::sync::atomic::AtomicBool::new(false);
-        let none = bounded(&stopping, Duration::from_secs(60), "launching", async {
+        let none = bounded(&stopping, limit, "launching", async {
             polled.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok::<_, HostError>(1)
         })
