@@ -437,6 +437,23 @@ mod tests {
     #[derive(Clone, Default)]
     struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+    impl Lines {
+        /// Captures this thread's log lines until the guard drops.
+        fn capture() -> (Lines, tracing::subscriber::DefaultGuard) {
+            let lines = Lines::default();
+            let sink = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || sink.clone())
+                .with_ansi(false)
+                .finish();
+            (lines, tracing::subscriber::set_default(subscriber))
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
     impl std::io::Write for Lines {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
@@ -467,17 +484,11 @@ mod tests {
             failing: AtomicBool::new(false),
             queue: None,
         };
-        let lines = Lines::default();
-        let sink = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (lines, _default) = Lines::capture();
         for _ in 0..6 {
             let _ = exporter.export(Vec::new()).await;
         }
-        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        let text = lines.text();
         assert_eq!(text.matches("did not take spans").count(), 2, "{text}");
         assert_eq!(text.matches("takes spans again").count(), 1, "{text}");
     }
@@ -542,13 +553,7 @@ mod tests {
             failing: AtomicBool::new(false),
             queue: Some(queue.clone()),
         };
-        let lines = Lines::default();
-        let sink = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (lines, _default) = Lines::capture();
         let batch = std::mem::take(&mut *spans.lock().unwrap());
         let _ = exporter.export(batch).await;
         assert_eq!(queue.pending.load(Ordering::Relaxed), 0);
@@ -558,12 +563,12 @@ mod tests {
         assert_eq!(spans.lock().unwrap().len(), 3);
         assert_eq!(queue.dropped.load(Ordering::Relaxed), 3);
         let _ = exporter.export(Vec::new()).await;
-        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        let text = lines.text();
         assert_eq!(text.matches("spans were dropped").count(), 1, "{text}");
         assert!(text.contains("dropped=2"), "{text}");
         // As the daemon exits, the drops not yet told are.
         queue.warn_of_drops(true);
-        let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+        let text = lines.text();
         assert_eq!(text.matches("spans were dropped").count(), 2, "{text}");
         assert!(text.contains("dropped=1 total=3"), "{text}");
     }
