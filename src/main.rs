@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let daemon = matches!(&cli.command, Command::Daemon(d) if d.action.is_none());
+    // The benchmark's browsers (raw launches, Playwright's) run as the daemon's do.
+    let bench = matches!(&cli.command, Command::Bench(_));
     let level = match (daemon, cli.verbose) {
         (true, 0) => "info",
         (false, 0) => "warn",
@@ -25,7 +27,10 @@ fn main() -> ExitCode {
     }
     // Capabilities are per thread, and threads inherit them: this one, before the runtime
     // starts any, leaves no thread able to start a browser that could raise its priority.
-    let boost_kept = daemon
+    // The daemon, for its browsers; the benchmark, so that the launches it compares bro's
+    // with (its raw launches, Playwright's own) are on the same terms, as they are for a user
+    // who is not root.
+    let boost_kept = (daemon || bench)
         && nix::unistd::geteuid().is_root()
         && !bro::worker::process::no_priority_boost_for_children();
     let runtime = if daemon {

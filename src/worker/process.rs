@@ -243,6 +243,15 @@ pub fn no_priority_boost_for_children() -> bool {
     }
 }
 
+/// True when the programs this process starts may raise their threads' priority: it has
+/// `CAP_SYS_NICE` (root, say) and has not dropped it from the bounding set
+/// ([`no_priority_boost_for_children`]).
+pub fn children_may_boost_priority() -> bool {
+    use caps::{CapSet, Capability};
+    let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_NICE).unwrap_or(false);
+    has(CapSet::Bounding) && has(CapSet::Permitted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,15 @@ fn bench_runs_and_cleans_up() {
     assert!(r["create_ms"]["p50"].as_f64().unwrap() > 0.0, "{r}");
     assert_eq!(r["concurrent"]["failures"], 0, "{r}");
     assert!(r["memory_kib"]["restate_idle"].as_u64().unwrap() > 0, "{r}");
+    // Each create paired with the raw launch before it.
+    assert!(
+        r["ratios"]["create_over_raw_paired_p50"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    // Every side on the daemon's terms: no browser of the run may raise its threads' priority
+    // (as root, the bench drops CAP_SYS_NICE as the daemon does).
+    assert_eq!(r["machine"]["priority_boost"], false, "{r}");
+    assert_eq!(r["jobs"]["priority_boost"], false, "{r}");
     // The job benchmark, in the one run: each level once, in the order given, cold then warm
     // (the default pool); both sides ran every job in each cell, and each cell says its
     // concurrency and pass, each side's rate, the ratio and bro's creates by kind (no timing

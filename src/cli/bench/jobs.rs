@@ -379,6 +379,9 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         "playwright_core": b.driver.version,
         // Both sides run the same binary: the one bro execs (Debian's wrapper skipped).
         "chromium": crate::worker::chromium::direct(b.chromium).0,
+        // Whether a side's browsers could raise their threads' priority (root keeping
+        // CAP_SYS_NICE); `bro bench` drops it, as the daemon does for its browsers.
+        "priority_boost": crate::worker::process::children_may_boost_priority(),
         "cells": cells,
     }))
 }
@@ -621,10 +624,15 @@ pub fn print(r: &Value) {
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; CPU: the machine's busy seconds per job, so leave it to the bench)",
+        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; {}; CPU: the machine's busy seconds per job, so leave it to the bench)",
         r["n"],
         r["playwright_core"].as_str().unwrap_or("?"),
-        r["chromium"].as_str().unwrap_or("?")
+        r["chromium"].as_str().unwrap_or("?"),
+        if r["priority_boost"].as_bool() == Some(true) {
+            "the browsers may raise their threads' priority (CAP_SYS_NICE)"
+        } else {
+            "no side's browsers may raise their threads' priority, as for a user who is not root"
+        }
     ));
     output::line(&output::table(
         &[
