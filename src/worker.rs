@@ -566,7 +566,15 @@ impl LocalWorkerHost {
         } else {
             (None, Some(self.load.launch()))
         };
-        Ok(self.one_at_a_time(id, self.launch_inner(spec)).await?)
+        // A launch that waited at the gate behind another of its id may find the daemon
+        // stopping by then: it starts nothing.
+        let launched = self.one_at_a_time(id, async {
+            if stop.is_cancelled() {
+                return Err(WorkerError::Stopping("launching Chromium"));
+            }
+            self.launch_inner(spec).await
+        });
+        Ok(launched.await?)
     }
 
     /// Waits for a spawned browser to answer on its DevTools port, then gives it the spec's
@@ -799,8 +807,14 @@ impl WorkerHost for LocalWorkerHost {
         let id = spec.session_id.to_string();
         // The launch's own span in the create's trace, when traces are exported.
         let span = crate::telemetry::otlp::span(|| tracing::info_span!("launch", session_id = %id));
+        // Always there: `self` is borrowed from the Arc `new` made.
         let Some(host) = self.me.upgrade() else {
-            return Box::pin(async { Err(WorkerError::Stopping("launching Chromium").into()) });
+            return Box::pin(async {
+                Err(HostError::new(
+                    HostErrorKind::Permanent,
+                    "launching Chromium: the worker host is gone",
+                ))
+            });
         };
         // Its own task: a caller that stops waiting (a stop's grace over, an attempt Restate
         // abandoned, a cluster peer cut off) leaves the launch to end by itself, through its

@@ -13,12 +13,12 @@ use super::started::{PARENTS_WAIT, Started};
 use super::startup::ApiPhase;
 use crate::orchestrator::ingress::Ingress;
 use crate::paths::Paths;
-use crate::protocol::session::SessionStatus;
 
 /// How long a stopping daemon spends releasing its sessions through Restate before it stops
 /// their browsers itself.
-/// Covers a launch's [`STOPPING_GRACE`](crate::orchestrator::session::STOPPING_GRACE) and the
-/// stops after it.
+///
+/// It covers a launch's [`STOPPING_GRACE`](crate::orchestrator::session::STOPPING_GRACE)
+/// and the stops after it.
 const RELEASE_BUDGET: Duration = Duration::from_secs(15);
 /// How long the servers and background tasks get to finish once told to stop.
 const TASKS_BUDGET: Duration = Duration::from_secs(3);
@@ -114,25 +114,25 @@ async fn release_open_sessions(ingress: &Ingress, node: &str) {
         if open.is_empty() {
             return;
         }
-        let releases = open
-            .iter()
-            .filter(|r| r.status != SessionStatus::Releasing)
-            .map(|r| ingress.release(&r.id));
+        // `releasing` ones too: a release waits behind one under way and ends one whose
+        // invocation was lost (idempotent either way).
+        let releases = open.iter().map(|r| ingress.release(&r.id));
         for result in futures_util::future::join_all(releases).await {
             if let Err(err) = result {
                 tracing::error!(%err, "releasing a session at shutdown failed");
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-/// Stops the warm browsers, once the launches under way have landed in the pool (up to 15 s),
+/// Stops the warm browsers, once the launches under way have landed in the pool (up to 12 s),
 /// so none is left running without a record.
 async fn stop_warm_pool(ingress: &Ingress, node: &str) {
+    // Within RELEASE_BUDGET, leaving the drain time to run.
     let (limit, every) = (
-        std::time::Duration::from_secs(15),
-        std::time::Duration::from_millis(100),
+        RELEASE_BUDGET.saturating_sub(Duration::from_secs(3)),
+        Duration::from_millis(100),
     );
     let landed = crate::wait::wait_until(limit, every, || async move {
         match ingress.warm(node).await {

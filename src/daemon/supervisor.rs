@@ -293,10 +293,13 @@ impl Supervisor {
                             .iter()
                             .find(|(_, w)| w.worker.pid == exit.pid)
                             .map(|(id, _)| id.clone());
+                        // Only the watch on this browser goes: an exit of another browser
+                        // of the session (an abandoned launch's, killed by the retry) leaves
+                        // the watch on the one that serves it.
                         if let Some(id) = owner {
+                            self.watched.remove(&id);
                             exit.session_id = id;
                         }
-                        self.watched.remove(&exit.session_id);
                         self.report(exit).await;
                     }
                 },
