@@ -545,9 +545,6 @@ impl LocalWorkerHost {
         // machine that is never idle still refills), holding the turn through its
         // launch; a cold launch counts while it runs.
         let stop = self.launches_stop();
-        if stop.is_cancelled() {
-            return Err(WorkerError::Stopping("launching Chromium").into());
-        }
         let (_turn, _launch) = if spec.warm {
             let (turn, spare) = tokio::select! {
                 biased;
@@ -566,8 +563,8 @@ impl LocalWorkerHost {
         } else {
             (None, Some(self.load.launch()))
         };
-        // A launch that waited at the gate behind another of its id may find the daemon
-        // stopping by then: it starts nothing.
+        // Once the daemon is stopping no launch starts: neither one that comes now nor one
+        // that waited at the gate behind another of its id.
         let launched = self.one_at_a_time(id, async {
             if stop.is_cancelled() {
                 return Err(WorkerError::Stopping("launching Chromium"));
