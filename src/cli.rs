@@ -130,7 +130,7 @@ pub enum DaemonAction {
     /// Start the daemon in the background; returns once it is healthy.
     Start(Box<DaemonArgs>),
     /// Stop the daemon: its sessions are released and every browser it started is stopped,
-    /// unless --keep-sessions. Done within about 30 s whatever state the sessions are in;
+    /// unless --keep-sessions. Done within about 50 s whatever state the sessions are in;
     /// this command gives up after 60 s, naming the daemon's pid.
     Stop {
         /// Leave the browsers running; the next daemon re-adopts them.
@@ -232,6 +232,13 @@ pub struct DaemonArgs {
     /// start), measure, or off. `bro doctor` shows which one auto picks [default: auto].
     #[arg(long, env = "BRO_LIMITS_MODE", value_name = "MODE")]
     pub limits_mode: Option<crate::config::LimitsMode>,
+    /// How much lower the browsers' priority is than the daemon's: their nice value over
+    /// the daemon's (0 to 19). The daemon and restate-server then run ahead of the browsers'
+    /// own work, so creates and the API answer promptly while browsers start or render;
+    /// the browsers keep even shares among themselves. 0 runs them at the daemon's priority
+    /// [default: 5].
+    #[arg(long, env = "BRO_BROWSER_NICE", value_name = "N", value_parser = crate::config::parse_browser_nice)]
+    pub browser_nice: Option<u32>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].
     #[arg(long, env = "BRO_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
@@ -298,6 +305,7 @@ impl From<DaemonArgs> for Overrides {
             cpu_share: a.cpu_share,
             min_free_memory: a.min_free_memory,
             limits_mode: a.limits_mode,
+            browser_nice: a.browser_nice,
             node: a.node,
             chromium: a.chromium,
             restate_server: a.restate_server,

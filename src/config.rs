@@ -89,6 +89,7 @@ max_session_memory = "1GiB" # memory each browser may use (and the most a create
 cpu_share = 100             # each browser's CPU weight (1-10000) unless its create says
 min_free_memory = "512MiB"  # no create when free memory would drop below this; unset = none
 limits_mode = "auto"        # auto (cgroup, else measurement), cgroup, measure or off
+browser_nice = 5            # browsers' nice over the daemon's (0-19): bro and Restate run first
 # otlp_endpoint = "http://127.0.0.1:4317"  # OTLP/gRPC receiver of traces (default: none)
 
 # Several machines as one cluster: uncomment on every node. Each node sets its own `node`
@@ -175,6 +176,8 @@ pub struct Config {
     pub min_free_memory: Option<Size>,
     /// How limits are enforced: `auto`, `cgroup`, `measure` or `off`.
     pub limits_mode: Option<LimitsMode>,
+    /// The browsers' nice value over the daemon's (0–19).
+    pub browser_nice: Option<u32>,
     /// The `[cluster]` table: this node is one of several forming one cluster.
     pub cluster: Option<ClusterConfig>,
 }
@@ -312,6 +315,9 @@ impl Config {
         }
         if let Some(share) = self.cpu_share {
             check_cpu_share(share)?;
+        }
+        if let Some(nice) = self.browser_nice {
+            check_browser_nice(nice)?;
         }
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
@@ -575,6 +581,30 @@ pub fn parse_min_free_memory(s: &str) -> Result<u64, String> {
 /// A free memory floor within 0..=[`MAX_MIN_FREE_MEMORY`].
 pub fn check_min_free_memory(bytes: u64) -> Result<u64, String> {
     check_size_in("free memory floor", bytes, 0, MAX_MIN_FREE_MEMORY)
+}
+
+/// `browser_nice` when not given: browsers a little below the daemon and restate-server.
+pub const DEFAULT_BROWSER_NICE: u32 = 5;
+/// The highest nice value over the daemon's (19 is the lowest priority there is).
+pub const MAX_BROWSER_NICE: u32 = 19;
+
+/// A `browser_nice` within 0..=19.
+pub fn check_browser_nice(nice: u32) -> Result<u32, String> {
+    if nice > MAX_BROWSER_NICE {
+        return Err(format!(
+            "browser_nice must be between 0 and {MAX_BROWSER_NICE}, got {nice}"
+        ));
+    }
+    Ok(nice)
+}
+
+/// `--browser-nice`: a number within 0..=19.
+pub fn parse_browser_nice(s: &str) -> Result<u32, String> {
+    let nice = s
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("'{s}' is not a nice value (a whole number from 0 to 19)"))?;
+    check_browser_nice(nice)
 }
 
 /// A CPU share (`cpu_share`) within 1..=10000.
@@ -960,6 +990,10 @@ mod tests {
                 "retention: '999999999999y'",
             ),
             ("node = \"a/b\"", "node: 'a/b' is not a node name"),
+            (
+                "browser_nice = 20",
+                "browser_nice must be between 0 and 19, got 20",
+            ),
         ] {
             std::fs::write(&file, format!("{text}\n")).unwrap();
             let err = Config::load(&file).unwrap_err().to_string();
@@ -976,9 +1010,16 @@ mod tests {
             "default_timeout = \"7d\"",
             "retention = \"90d\"",
             "node = \"rack-1.a_b\"",
+            "browser_nice = 19",
+            "browser_nice = 0",
         ] {
             std::fs::write(&file, format!("{text}\n")).unwrap();
             Config::load(&file).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        assert_eq!(parse_browser_nice("19"), Ok(19));
+        assert_eq!(parse_browser_nice(" 0 "), Ok(0));
+        for bad in ["20", "-1", "", "five", "4294967296"] {
+            assert!(parse_browser_nice(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_default_timeout("7d"), Ok(MAX_DEFAULT_TIMEOUT_MS));
         assert!(parse_default_timeout("7d 1ms").is_err());

@@ -61,6 +61,10 @@ pub struct Settings {
     /// How limits are enforced.
     #[serde(default)]
     pub limits_mode: config::LimitsMode,
+    /// The browsers' nice value over the daemon's: the daemon and restate-server run ahead
+    /// of them.
+    #[serde(default = "default_browser_nice")]
+    pub browser_nice: u32,
     pub node: String,
     pub chromium: Option<PathBuf>,
     /// Added to every browser's command line.
@@ -76,6 +80,10 @@ pub struct Settings {
     /// The OTLP/gRPC receiver bro and restate-server export traces to; `None` = no traces.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+}
+
+fn default_browser_nice() -> u32 {
+    config::DEFAULT_BROWSER_NICE
 }
 
 fn default_record_max_bytes() -> u64 {
@@ -186,6 +194,7 @@ pub struct Overrides {
     pub cpu_share: Option<u32>,
     pub min_free_memory: Option<u64>,
     pub limits_mode: Option<config::LimitsMode>,
+    pub browser_nice: Option<u32>,
     pub node: Option<String>,
     pub chromium: Option<PathBuf>,
     pub restate_server: Option<PathBuf>,
@@ -249,6 +258,10 @@ impl Settings {
             cpu_share: over.cpu_share.or(file.cpu_share),
             min_free_memory: over.min_free_memory.or(file.min_free_memory()),
             limits_mode: over.limits_mode.or(file.limits_mode).unwrap_or_default(),
+            browser_nice: over
+                .browser_nice
+                .or(file.browser_nice)
+                .unwrap_or(config::DEFAULT_BROWSER_NICE),
             node: over
                 .node
                 .or(file.node)
@@ -324,6 +337,7 @@ impl Settings {
         if let Some(share) = self.cpu_share {
             config::check_cpu_share(share)?;
         }
+        config::check_browser_nice(self.browser_nice)?;
         config::check_chromium_flags(&self.chromium_flags)?;
         if let Some(endpoint) = &self.otlp_endpoint {
             config::check_otlp_endpoint(endpoint)?;
@@ -375,6 +389,7 @@ mod tests {
         assert_eq!(s.files_quota, 1 << 30);
         assert_eq!(s.artifacts_quota, 256 << 20);
         assert_eq!(s.node, "local");
+        assert_eq!(s.browser_nice, 5);
         assert_eq!(
             (s.chromium, s.restate_server, s.api_key),
             (None, None, None)
@@ -397,7 +412,21 @@ mod tests {
             chromium: Some("/flag/chromium".into()),
             ..Overrides::default()
         };
-        let s = Settings::merge(over, f).unwrap();
+        let s = Settings::merge(over.clone(), f.clone()).unwrap();
+        let nice = |file: Option<u32>, flag: Option<u32>| {
+            let f = Config {
+                browser_nice: file,
+                ..f.clone()
+            };
+            let over = Overrides {
+                browser_nice: flag,
+                ..over.clone()
+            };
+            Settings::merge(over, f).unwrap().browser_nice
+        };
+        assert_eq!(nice(None, None), 5);
+        assert_eq!(nice(Some(9), None), 9);
+        assert_eq!(nice(Some(9), Some(0)), 0);
         assert_eq!(s.port, 5000);
         assert_eq!(s.max_sessions, 3);
         assert_eq!(s.max_queue, config::DEFAULT_MAX_QUEUE);
@@ -443,6 +472,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "warm: must be from 0 to 1000, got 1001",
+            ),
+            (
+                Settings {
+                    browser_nice: 20,
+                    ..ok.clone()
+                },
+                "browser_nice must be between 0 and 19, got 20",
             ),
             (
                 Settings {

@@ -24,6 +24,7 @@ pub mod recording;
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,6 +136,8 @@ pub struct LocalWorkerHost {
     chromium: PathBuf,
     /// Extra flags for every browser (`chromium_flags` in config.toml).
     extra_flags: Vec<String>,
+    /// The browsers' nice value over the daemon's (`browser_nice`).
+    browser_nice: AtomicU32,
     sessions_dir: PathBuf,
     /// Where session dirs nothing proves over are moved aside ([`quarantine`]).
     quarantine_dir: PathBuf,
@@ -211,6 +214,7 @@ impl LocalWorkerHost {
         Arc::new_cyclic(|me| LocalWorkerHost {
             chromium,
             extra_flags,
+            browser_nice: AtomicU32::new(crate::config::DEFAULT_BROWSER_NICE),
             sessions_dir,
             quarantine_dir,
             http: reqwest::Client::new(),
@@ -228,6 +232,12 @@ impl LocalWorkerHost {
             launches: tokio_util::task::TaskTracker::new(),
             me: me.clone(),
         })
+    }
+
+    /// Sets the nice value of the browsers launched from now on, over the daemon's
+    /// (`browser_nice`, 0–19; [`crate::config::DEFAULT_BROWSER_NICE`] until set).
+    pub fn set_browser_nice(&self, nice: u32) {
+        self.browser_nice.store(nice, Ordering::Relaxed);
     }
 
     /// Makes launches give up when `token` is cancelled (the daemon stopping): a launch
@@ -460,7 +470,15 @@ impl LocalWorkerHost {
             .prepare(&name, limits.of(&spec.options), spec.warm)
             .map_err(|e| WorkerError::io("set up the session's cgroup", e))
             .and_then(|procs| {
-                chromium::spawn(&self.chromium, &self.extra_flags, &dir, &options, &procs)
+                let nice = self.browser_nice.load(Ordering::Relaxed);
+                chromium::spawn(
+                    &self.chromium,
+                    &self.extra_flags,
+                    nice,
+                    &dir,
+                    &options,
+                    &procs,
+                )
             });
         let mut child = match spawned {
             Ok(child) => child,
@@ -1177,10 +1195,12 @@ impl WorkerHost for LocalWorkerHost {
 pub const SWEEP_RECORDINGS_EVERY: Duration = Duration::from_secs(600);
 
 /// A host for tools that launch browsers outside any daemon (`bro doctor`, `bro bench`): its
-/// dirs go under `scratch`, and nothing watches its browsers.
+/// dirs go under `scratch`, its browsers run at nice `browser_nice` over this process, and
+/// nothing watches them.
 pub fn scratch_host(
     chromium: PathBuf,
     extra_flags: Vec<String>,
+    browser_nice: u32,
     scratch: &Path,
 ) -> Arc<dyn WorkerHost> {
     let (events, _) = mpsc::unbounded_channel();
@@ -1189,7 +1209,7 @@ pub fn scratch_host(
         crate::config::DEFAULT_RECORD_MAX_BYTES,
         crate::config::DEFAULT_RECORDINGS_QUOTA,
     );
-    LocalWorkerHost::new(
+    let host = LocalWorkerHost::new(
         chromium,
         extra_flags,
         scratch.to_path_buf(),
@@ -1197,7 +1217,9 @@ pub fn scratch_host(
         crate::config::DEFAULT_FILES_QUOTA,
         agent::Agents::new(store, None),
         events,
-    )
+    );
+    host.set_browser_nice(browser_nice);
+    host
 }
 
 /// A session dir younger than this is never reaped: its session's state may not be visible

@@ -206,6 +206,12 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
     let api = status.api_url.clone();
     let http = reqwest::Client::new();
     let chromium_path = std::path::PathBuf::from(&status.chromium);
+    // The daemon's (an older one's: the default).
+    let browser_nice = status
+        .limits
+        .as_ref()
+        .and_then(|l| l.browser_nice)
+        .unwrap_or(crate::config::DEFAULT_BROWSER_NICE);
 
     // Dimensions are a launch flag: these creates never take a warm browser. The raw
     // launches get the same flag, so both launch the same browser.
@@ -219,7 +225,7 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
 
     // Raw launches and creates alternate, so both see the same machine.
     output::progress("raw Chromium launches and sequential creates, alternating");
-    let raw_host = RawHost::new(&chromium_path, paths)?;
+    let raw_host = RawHost::new(&chromium_path, browser_nice, paths)?;
     let (mut raw, mut create, mut release) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.runs {
         raw.push(raw_host.launch_and_stop().await?);
@@ -343,6 +349,7 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
                 jobs: args.jobs.unwrap_or(jobs::DEFAULT_JOBS),
                 concurrency: jobs::levels(&args.job_concurrency),
                 warm: status.warm,
+                browser_nice,
             };
             jobs::measure(&b).await?
         }
@@ -353,7 +360,8 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
     let create_s = Stats::of(create);
     Ok(json!({
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-                     "priority_boost": crate::worker::process::children_may_boost_priority() },
+                     "priority_boost": crate::worker::process::children_may_boost_priority(),
+                     "browser_nice": browser_nice },
         "raw_launch_ms": raw,
         "create_ms": create_s,
         "release_ms": Stats::of(release),
@@ -387,11 +395,13 @@ struct RawHost {
 }
 
 impl RawHost {
-    fn new(chromium_path: &std::path::Path, paths: &Paths) -> Result<RawHost> {
+    /// Its browsers run at the daemon's `browser_nice`, as the creates' do.
+    fn new(chromium_path: &std::path::Path, browser_nice: u32, paths: &Paths) -> Result<RawHost> {
         let scratch = paths.runtime_dir.join("bench-raw");
         let host = crate::worker::scratch_host(
             chromium::executable(chromium_path).context("chromium")?,
             Vec::new(),
+            browser_nice,
             &scratch,
         );
         Ok(RawHost { host, scratch })

@@ -76,14 +76,18 @@ fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
 }
 
 /// How session limits are enforced: the running daemon's mode, else the mode a daemon would
-/// pick now (probed read-only).
+/// pick now (probed read-only); and the browsers' priority (`browser_nice`: the daemon's, else
+/// `nice` from the settings).
 fn check_limits(
     paths: &Paths,
     wanted: crate::config::LimitsMode,
+    nice: u32,
     status: Option<&crate::protocol::control::DaemonStatus>,
 ) -> Check {
     use crate::worker::limits;
-    let (mode, why, forced) = match status.and_then(|s| s.limits.as_ref()) {
+    let running = status.and_then(|s| s.limits.as_ref());
+    let nice = running.and_then(|l| l.browser_nice).unwrap_or(nice);
+    let (mode, why, forced) = match running {
         Some(l) => (l.mode.clone(), l.why.clone(), l.forced),
         None => {
             let name = limits::parent_name(&paths.sessions_dir());
@@ -102,7 +106,11 @@ fn check_limits(
             }
         }
     };
-    let detail = format!("{mode}: {why}");
+    let priority = match nice {
+        0 => "browsers at the daemon's priority".to_string(),
+        n => format!("browsers at nice +{n} over the daemon's"),
+    };
+    let detail = format!("{mode}: {why}; {priority}");
     // Measurement a setting asked for is no fault; one picked for want of cgroups is.
     if mode == limits::Mode::Measure.label() && !forced {
         return warn(
@@ -161,7 +169,12 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
     checks.push(check_disk(&paths));
     checks.extend(check_daemon(status.as_ref()).await);
     if let Some(o) = &opts {
-        checks.push(check_limits(&paths, o.limits_mode, status.as_ref()));
+        checks.push(check_limits(
+            &paths,
+            o.limits_mode,
+            o.browser_nice,
+            status.as_ref(),
+        ));
     }
     if let Some(endpoint) = opts.as_ref().and_then(|o| o.otlp_endpoint.as_deref()) {
         checks.push(check_otlp(endpoint, OTLP_CONNECT_TIMEOUT).await);
@@ -222,7 +235,12 @@ async fn check_chromium(
     let scratch = paths
         .runtime_dir
         .join(format!("doctor-{}", std::process::id()));
-    let host = crate::worker::scratch_host(path, flags.unwrap_or_default(), &scratch);
+    let host = crate::worker::scratch_host(
+        path,
+        flags.unwrap_or_default(),
+        crate::config::DEFAULT_BROWSER_NICE,
+        &scratch,
+    );
     let spec = LaunchSpec {
         session_id: SessionId::random(),
         options: SessionOptions::default(),
@@ -555,8 +573,13 @@ mod tests {
             crate::config::LimitsMode::Measure,
             crate::config::LimitsMode::Off,
         ] {
-            let check = check_limits(&paths, wanted, None);
+            let check = check_limits(&paths, wanted, 5, None);
             assert!(check.ok && !check.warn, "{check:?}");
+            assert!(
+                check
+                    .detail
+                    .ends_with("; browsers at nice +5 over the daemon's")
+            );
         }
     }
 

@@ -638,6 +638,7 @@ fn limits_status(limits: &limits::Limits, settings: &Settings) -> LimitsStatus {
         max_session_memory: settings.max_session_memory,
         cpu_share: settings.cpu_share,
         min_free_memory: settings.min_free_memory,
+        browser_nice: Some(settings.browser_nice),
     }
 }
 
@@ -662,7 +663,7 @@ fn local_host(
         settings.record_max_bytes,
         settings.recordings_quota,
     );
-    LocalWorkerHost::new(
+    let host = LocalWorkerHost::new(
         chromium,
         settings.chromium_flags.clone(),
         paths.sessions_dir(),
@@ -670,7 +671,9 @@ fn local_host(
         settings.files_quota,
         Agents::new(store, paths.rrweb_dir()),
         exits,
-    )
+    );
+    host.set_browser_nice(settings.browser_nice);
+    host
 }
 
 /// Whether sessions record by default, and whether they can (rrweb installed).

@@ -51,6 +51,9 @@ pub struct LimitsStatus {
     pub cpu_share: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_memory: Option<u64>,
+    /// The browsers' nice value over the daemon's (`browser_nice`; absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_nice: Option<u32>,
 }
 
 /// Answer of `GET /bro/v1/dashboard`: everything `bro tui` shows, in one snapshot.

@@ -348,10 +348,12 @@ fn allow_loaded_extensions(argv: Vec<String>) -> Vec<String> {
 /// and its temp dir beside it ([`tmp_dir`]), so crash reports, caches and singleton sockets
 /// never land in the user's home or stay in `/tmp`. With `cgroup_procs`, a shell first moves
 /// itself into those cgroups and then execs the browser (same pid), so not one of the
-/// browser's processes runs outside its limits.
+/// browser's processes runs outside its limits. The browser's nice value is `nice` over the
+/// daemon's (`browser_nice`), from its first thread on.
 pub fn spawn(
     chromium: &Path,
     extra_flags: &[String],
+    nice: u32,
     dir: &Path,
     opts: &SessionOptions,
     cgroup_procs: &[PathBuf],
@@ -398,7 +400,7 @@ pub fn spawn(
         // not reach the browsers, which outlive a crashed daemon to be re-adopted.
         .process_group(0)
         .kill_on_drop(false);
-    cmd.spawn()
+    crate::worker::process::spawn_below(&mut cmd, nice)
         .map_err(|e| WorkerError::io("spawn chromium", e))
 }
 

@@ -226,6 +226,46 @@ pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno>
     }
 }
 
+/// Spawns `cmd` with its nice value `below` over this process's: from a short-lived thread
+/// of its own whose priority is lowered first, since a child takes the priority of the
+/// thread that forks it. So the program and every process and thread it starts run at that
+/// nice from their first instruction (a priority set after the spawn would miss the threads
+/// Chromium starts at once), and this process's threads keep theirs (an unprivileged thread
+/// cannot raise its priority back). Never past 19, the lowest; `below` 0 spawns here.
+pub fn spawn_below(
+    cmd: &mut tokio::process::Command,
+    below: u32,
+) -> std::io::Result<tokio::process::Child> {
+    if below == 0 {
+        return cmd.spawn();
+    }
+    // The child is reaped by this runtime, from whichever thread spawned it.
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("bro-spawn".into())
+            .spawn_scoped(scope, || {
+                let _runtime = runtime.enter();
+                lower_own_priority(below);
+                cmd.spawn()
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+    })
+}
+
+/// Lowers the calling thread's priority by `by` (its nice value, to at most 19). Lowering
+/// needs no privilege; a failure is logged and the thread keeps its priority.
+fn lower_own_priority(by: u32) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    // `None`: the calling thread (a nice value is per thread on Linux).
+    let lowered = getpriority_process(None)
+        .and_then(|own| setpriority_process(None, own.saturating_add_unsigned(by).min(19)));
+    if let Err(err) = lowered {
+        tracing::warn!(error = %err, "could not lower a browser's priority; it runs at the daemon's");
+    }
+}
+
 /// Keeps every program this process starts from then on (browsers, restate-server) from
 /// raising its threads' priority: `CAP_SYS_NICE` leaves the capability bounding set, which
 /// a process cannot regain and its children inherit. Only root has the capability to lose:
@@ -318,6 +358,36 @@ mod tests {
         assert!(is_mine(std::process::id()));
         assert!(cmdline(std::process::id()).is_some());
         assert!(!is_mine(u32::MAX - 1));
+    }
+
+    /// The nice value in a `/proc/…/stat` file.
+    fn nice_in(stat: &str) -> i32 {
+        let stat = std::fs::read_to_string(stat).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    /// A child spawned below this process runs at the lower priority from its start, and the
+    /// spawning thread keeps its own; 0 leaves the child at this process's priority.
+    #[tokio::test]
+    async fn a_child_spawned_below_runs_at_the_lower_priority() {
+        let own = nice_in("/proc/thread-self/stat");
+        for below in [0, 3, 40] {
+            let mut cmd = tokio::process::Command::new("sleep");
+            cmd.arg("30").kill_on_drop(true);
+            let mut child = spawn_below(&mut cmd, below).unwrap();
+            let pid = child.id().unwrap();
+            let nice = nice_in(&format!("/proc/{pid}/stat"));
+            let want = (own + below.min(19) as i32).min(19);
+            assert_eq!(nice, want, "below {below}");
+            assert_eq!(
+                nice_in("/proc/thread-self/stat"),
+                own,
+                "the spawning thread keeps its priority"
+            );
+            child.kill().await.unwrap();
+            child.wait().await.unwrap();
+        }
     }
 
     #[test]

@@ -328,3 +328,59 @@ fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
     }
     d.stop();
 }
+
+/// The nice value of every thread of `pid` (field 19 of each `/proc/PID/task/TID/stat`).
+fn thread_nices(pid: u32) -> Vec<i64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // After the command name, which may hold spaces: state is field 3, nice 19.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split_whitespace().nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+/// Every thread of every process of a session's browser runs `browser_nice` below the daemon
+/// (here 7), from the first: the daemon and restate-server keep their own priority, and
+/// `bro doctor` says what the browsers run at. Past the bound the setting is refused.
+#[test]
+fn browsers_run_below_the_daemon_and_restate() {
+    let d = TestDaemon::start_with(&["--browser-nice", "7"]);
+    let own = thread_nices(std::process::id())[0];
+    let s = d.create(&[]);
+    let id = s["id"].as_str().unwrap();
+    // A page: a renderer started after the launch runs below the daemon too.
+    open_tab(s["websocketUrl"].as_str().unwrap(), "about:blank");
+    let browser = d.browser_pid(id);
+    let members = crate::helper::group_members(browser);
+    assert!(members.len() > 1, "{members:?}");
+    for pid in &members {
+        let nices = thread_nices(*pid);
+        assert!(
+            !nices.is_empty() && nices.iter().all(|n| *n == (own + 7).min(19)),
+            "browser process {pid}: {nices:?}"
+        );
+    }
+    for pid in [d.daemon_pid(), d.restate_pid()] {
+        let nices = thread_nices(pid);
+        assert!(nices.iter().all(|n| *n == own), "{pid}: {nices:?}");
+    }
+    let doctor = d.bro(&["doctor", "--json"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        doctor.contains("browsers at nice +7 over the daemon's"),
+        "{doctor}"
+    );
+    let status = d.json(&["daemon", "status", "--json"]);
+    assert_eq!(status["limits"]["browser_nice"], 7, "{status}");
+    d.ok(&["session", "kill", id]);
+
+    let out = d.bro(&["daemon", "start", "--browser-nice", "20"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("between 0 and 19"), "{}", text(&out));
+    d.stop();
+}

@@ -338,6 +338,8 @@ pub struct Bench<'a> {
     pub concurrency: Vec<u32>,
     /// The daemon's warm target (0: no warm pass).
     pub warm: u32,
+    /// The daemon's `browser_nice`.
+    pub browser_nice: u32,
 }
 
 /// Runs the cold pass and, with a warm pool, the warm one; the `jobs` figures.
@@ -382,6 +384,9 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         // Whether a side's browsers could raise their threads' priority (root keeping
         // CAP_SYS_NICE); `bro bench` drops it, as the daemon does for its browsers.
         "priority_boost": crate::worker::process::children_may_boost_priority(),
+        // bro's browsers run this much below its daemon (`browser_nice`); Playwright's at
+        // its own default, the driver's priority.
+        "browser_nice": b.browser_nice,
         "cells": cells,
     }))
 }
@@ -624,7 +629,7 @@ pub fn print(r: &Value) {
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; {}; CPU: the machine's busy seconds per job, so leave it to the bench)",
+        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; {}; {}; CPU: the machine's busy seconds per job, so leave it to the bench)",
         r["n"],
         r["playwright_core"].as_str().unwrap_or("?"),
         r["chromium"].as_str().unwrap_or("?"),
@@ -632,6 +637,12 @@ pub fn print(r: &Value) {
             "the browsers may raise their threads' priority (CAP_SYS_NICE)"
         } else {
             "no side's browsers may raise their threads' priority, as for a user who is not root"
+        },
+        match r["browser_nice"].as_u64() {
+            Some(0) | None => "both sides' browsers at their driver's priority".to_string(),
+            Some(n) => format!(
+                "bro's browsers at nice +{n} over its daemon (browser_nice), Playwright's at its driver's priority"
+            ),
         }
     ));
     output::line(&output::table(
@@ -815,6 +826,7 @@ mod tests {
             jobs: 1,
             concurrency: vec![1],
             warm: 0,
+            browser_nice: 0,
         };
         let run = drive(&b, page, mode, &json!({}), 1, 1).await.unwrap();
         server.abort();
