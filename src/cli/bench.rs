@@ -206,12 +206,12 @@ async fn measure(paths: &Paths, args: &BenchArgs, driver: Option<&jobs::Driver>)
     let api = status.api_url.clone();
     let http = reqwest::Client::new();
     let chromium_path = std::path::PathBuf::from(&status.chromium);
-    // The daemon's (an older one's: the default).
+    // The daemon's (an older daemon does not say: its browsers ran at its own priority).
     let browser_nice = status
         .limits
         .as_ref()
         .and_then(|l| l.browser_nice)
-        .unwrap_or(crate::config::DEFAULT_BROWSER_NICE);
+        .unwrap_or(0);
 
     // Dimensions are a launch flag: these creates never take a warm browser. The raw
     // launches get the same flag, so both launch the same browser.

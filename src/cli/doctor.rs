@@ -86,7 +86,8 @@ fn check_limits(
 ) -> Check {
     use crate::worker::limits;
     let running = status.and_then(|s| s.limits.as_ref());
-    let nice = running.and_then(|l| l.browser_nice).unwrap_or(nice);
+    // A running daemon's, where an older one that does not say ran its browsers at its own.
+    let nice = running.map_or(nice, |l| l.browser_nice.unwrap_or(0));
     let (mode, why, forced) = match running {
         Some(l) => (l.mode.clone(), l.why.clone(), l.forced),
         None => {
@@ -155,6 +156,8 @@ pub async fn run(paths: Paths, args: DaemonArgs, json: bool) -> Result<()> {
             &paths,
             chromium_flag.as_deref(),
             opts.as_ref().map(|o| o.chromium_flags.clone()),
+            opts.as_ref()
+                .map_or(crate::config::DEFAULT_BROWSER_NICE, |o| o.browser_nice),
         )
         .await,
     );
@@ -213,6 +216,7 @@ async fn check_chromium(
     paths: &Paths,
     flag: Option<&std::path::Path>,
     flags: Option<Vec<String>>,
+    browser_nice: u32,
 ) -> Vec<Check> {
     let path = match chromium::find(flag) {
         Ok(p) => p,
@@ -235,12 +239,7 @@ async fn check_chromium(
     let scratch = paths
         .runtime_dir
         .join(format!("doctor-{}", std::process::id()));
-    let host = crate::worker::scratch_host(
-        path,
-        flags.unwrap_or_default(),
-        crate::config::DEFAULT_BROWSER_NICE,
-        &scratch,
-    );
+    let host = crate::worker::scratch_host(path, flags.unwrap_or_default(), browser_nice, &scratch);
     let spec = LaunchSpec {
         session_id: SessionId::random(),
         options: SessionOptions::default(),

@@ -520,6 +520,10 @@ pub async fn version(http: &reqwest::Client, port: u16) -> serde_json::Value {
     }
 }
 
+/// How often a starting browser's `DevToolsActivePort` file is looked for: a launch is ready
+/// at most this much after Chromium wrote it (a look is one failed `open`).
+const READY_POLL: Duration = Duration::from_millis(5);
+
 /// Waits for `DevToolsActivePort` (port and browser path) and then for `/json/version` to
 /// answer, which comes about 100 ms after the port is known (chromium-notes §5.3).
 pub async fn wait_ready(
@@ -529,7 +533,7 @@ pub async fn wait_ready(
 ) -> Result<(u16, String), WorkerError> {
     let port_file = dir.join("profile/DevToolsActivePort");
     let mut endpoint: Option<(u16, String)> = None;
-    let poll = Poll::new(READY_TIMEOUT, Duration::from_millis(10));
+    let poll = Poll::new(READY_TIMEOUT, READY_POLL);
     loop {
         if let Some(status) = child
             .try_wait()
@@ -540,13 +544,15 @@ pub async fn wait_ready(
                 log: log_tail(dir),
             });
         }
-        match &endpoint {
-            None => endpoint = read_port_file(&port_file),
-            Some((port, path)) => {
-                if answers(http, *port, Duration::from_secs(2)).await {
-                    return Ok((*port, path.clone()));
-                }
-            }
+        if endpoint.is_none() {
+            endpoint = read_port_file(&port_file);
+        }
+        // Chromium writes the file once its DevTools server listens: asked at once, not a
+        // poll later.
+        if let Some((port, path)) = &endpoint
+            && answers(http, *port, Duration::from_secs(2)).await
+        {
+            return Ok((*port, path.clone()));
         }
         if !poll.again().await {
             return Err(WorkerError::NotReady(READY_TIMEOUT));

@@ -63,6 +63,27 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
+/// The nice value of every thread of `pid` (none when it is gone): a nice value is per
+/// thread on Linux.
+pub fn thread_nices(pid: u32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| nice_in(&std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?))
+        .collect()
+}
+
+/// The nice value of thread `tid` of `pid` (`tid == pid`: its main thread).
+pub fn thread_nice(pid: u32, tid: u32) -> Option<i32> {
+    nice_in(&read(pid, &format!("task/{tid}/stat"))?)
+}
+
+/// The nice value (field 19) of a `/proc/…/stat` line.
+fn nice_in(text: &str) -> Option<i32> {
+    stat_fields(text)?.get(16)?.parse().ok()
+}
+
 /// The fields of a `/proc/PID/stat` line after the command name, from `state` (field 3) on.
 /// The name may hold spaces and parentheses, so they are counted from the last `)`.
 fn stat_fields(text: &str) -> Option<Vec<&str>> {
@@ -226,12 +247,13 @@ pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno>
     }
 }
 
-/// Spawns `cmd` with its nice value `below` over this process's: from a short-lived thread
-/// of its own whose priority is lowered first, since a child takes the priority of the
-/// thread that forks it. So the program and every process and thread it starts run at that
-/// nice from their first instruction (a priority set after the spawn would miss the threads
-/// Chromium starts at once), and this process's threads keep theirs (an unprivileged thread
-/// cannot raise its priority back). Never past 19, the lowest; `below` 0 spawns here.
+/// Spawns `cmd` with its nice value `below` over the calling thread's (the daemon's): from a
+/// short-lived thread of its own whose priority is lowered first, since a child takes the
+/// priority of the thread that forks it. So the program and every process and thread it
+/// starts run at that nice from their first instruction (a priority set after the spawn would
+/// miss the threads Chromium starts at once), and the calling thread keeps its own (without
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE`, which the daemon gives up at start, a thread cannot
+/// raise its priority back). Never past 19, the lowest; `below` 0 spawns here.
 pub fn spawn_below(
     cmd: &mut tokio::process::Command,
     below: u32,
@@ -250,7 +272,16 @@ pub fn spawn_below(
                 cmd.spawn()
             })?
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(std::io::Error::other(format!(
+                    "the spawning thread panicked: {what}"
+                )))
+            })
     })
 }
 
@@ -283,13 +314,29 @@ pub fn no_priority_boost_for_children() -> bool {
     }
 }
 
+/// Keeps this process and every program it starts from then on from raising a thread's
+/// priority by `RLIMIT_NICE` (which pam_limits or systemd's `LimitNICE=` may grant a user who
+/// is not root): the soft and hard limits go to 0, which no unprivileged process can raise
+/// again. Without it Chromium would put threads back at nice 0 (or -8) over `browser_nice`.
+/// Returns whether the limit is 0.
+pub fn no_nice_rlimit_for_children() -> bool {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    getrlimit(Resource::Nice).current == Some(0) || setrlimit(Resource::Nice, zero).is_ok()
+}
+
 /// True when the programs this process starts may raise their threads' priority: it has
 /// `CAP_SYS_NICE` (root, say) and has not dropped it from the bounding set
-/// ([`no_priority_boost_for_children`]).
+/// ([`no_priority_boost_for_children`]), or its `RLIMIT_NICE` lets them
+/// ([`no_nice_rlimit_for_children`]).
 pub fn children_may_boost_priority() -> bool {
     use caps::{CapSet, Capability};
     let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_NICE).unwrap_or(false);
-    has(CapSet::Bounding) && has(CapSet::Permitted)
+    let rlimit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
+    (has(CapSet::Bounding) && has(CapSet::Permitted)) || rlimit != Some(0)
 }
 
 #[cfg(test)]
@@ -360,30 +407,33 @@ mod tests {
         assert!(!is_mine(u32::MAX - 1));
     }
 
-    /// The nice value in a `/proc/…/stat` file.
-    fn nice_in(stat: &str) -> i32 {
-        let stat = std::fs::read_to_string(stat).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
-    }
-
-    /// A child spawned below this process runs at the lower priority from its start, and the
-    /// spawning thread keeps its own; 0 leaves the child at this process's priority.
+    /// A child spawned below the calling thread runs at the lower priority from its start, and
+    /// the calling thread keeps its own; 0 leaves the child at the caller's priority.
     #[tokio::test]
     async fn a_child_spawned_below_runs_at_the_lower_priority() {
-        let own = nice_in("/proc/thread-self/stat");
+        let me = std::process::id();
+        // The test's thread (a current-thread runtime: the one that calls `spawn_below`).
+        let tid: u32 = std::fs::read_link("/proc/thread-self")
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let own = thread_nice(me, tid).unwrap();
         for below in [0, 3, 40] {
             let mut cmd = tokio::process::Command::new("sleep");
             cmd.arg("30").kill_on_drop(true);
             let mut child = spawn_below(&mut cmd, below).unwrap();
             let pid = child.id().unwrap();
-            let nice = nice_in(&format!("/proc/{pid}/stat"));
+            let nice = thread_nice(pid, pid).unwrap();
             let want = (own + below.min(19) as i32).min(19);
             assert_eq!(nice, want, "below {below}");
             assert_eq!(
-                nice_in("/proc/thread-self/stat"),
-                own,
-                "the spawning thread keeps its priority"
+                thread_nice(me, tid),
+                Some(own),
+                "the caller keeps its priority"
             );
             child.kill().await.unwrap();
             child.wait().await.unwrap();

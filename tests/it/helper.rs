@@ -234,6 +234,7 @@ pub fn bro_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         "BRO_BIND",
         "BRO_NODE",
         "BRO_OTLP_ENDPOINT",
+        "BRO_BROWSER_NICE",
     ] {
         cmd.env_remove(var);
     }

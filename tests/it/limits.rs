@@ -329,45 +329,41 @@ fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
     d.stop();
 }
 
-/// The nice value of every thread of `pid` (field 19 of each `/proc/PID/task/TID/stat`).
-fn thread_nices(pid: u32) -> Vec<i64> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-        .filter_map(|stat| {
-            // After the command name, which may hold spaces: state is field 3, nice 19.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            rest.split_whitespace().nth(16)?.parse().ok()
-        })
-        .collect()
-}
-
-/// Every thread of every process of a session's browser runs `browser_nice` below the daemon
-/// (here 7), from the first: the daemon and restate-server keep their own priority, and
-/// `bro doctor` says what the browsers run at. Past the bound the setting is refused.
+/// Every thread of every process of a session's browser runs at least `browser_nice` below
+/// the daemon (here 7), from the first: a plain browser and one started in a cgroup (a memory
+/// limit: the `/bin/sh` that joins it, then Chromium). The daemon and restate-server keep their
+/// own priority, and `bro doctor` and the status say what the browsers run at. Past the bound
+/// the setting is refused.
 #[test]
 fn browsers_run_below_the_daemon_and_restate() {
+    use bro::worker::process::{thread_nice, thread_nices};
     let d = TestDaemon::start_with(&["--browser-nice", "7"]);
-    let own = thread_nices(std::process::id())[0];
-    let s = d.create(&[]);
-    let id = s["id"].as_str().unwrap();
-    // A page: a renderer started after the launch runs below the daemon too.
-    open_tab(s["websocketUrl"].as_str().unwrap(), "about:blank");
-    let browser = d.browser_pid(id);
-    let members = crate::helper::group_members(browser);
-    assert!(members.len() > 1, "{members:?}");
-    for pid in &members {
-        let nices = thread_nices(*pid);
-        assert!(
-            !nices.is_empty() && nices.iter().all(|n| *n == (own + 7).min(19)),
-            "browser process {pid}: {nices:?}"
-        );
+    let me = std::process::id();
+    let own = thread_nice(me, me).unwrap();
+    let want = (own + 7).min(19);
+    let plain = d.create(&[]);
+    let limited = d.create(&["--memory-limit", "1GiB"]);
+    for s in [&plain, &limited] {
+        let id = s["id"].as_str().unwrap();
+        // A page: a renderer started after the launch runs below the daemon too.
+        open_tab(s["websocketUrl"].as_str().unwrap(), "about:blank");
+        let browser = d.browser_pid(id);
+        assert_eq!(thread_nice(browser, browser), Some(want), "{id}");
+        let members = crate::helper::group_members(browser);
+        assert!(members.len() > 1, "{members:?}");
+        // Chromium may lower some threads further by itself (a background thread's nice 10);
+        // none runs above the setting. (A process gone meanwhile has no threads to read.)
+        for pid in &members {
+            let nices = thread_nices(*pid);
+            assert!(
+                nices.iter().all(|n| *n >= want),
+                "browser process {pid}: {nices:?}"
+            );
+        }
+        d.ok(&["session", "kill", id]);
     }
     for pid in [d.daemon_pid(), d.restate_pid()] {
-        let nices = thread_nices(pid);
-        assert!(nices.iter().all(|n| *n == own), "{pid}: {nices:?}");
+        assert_eq!(thread_nice(pid, pid), Some(own), "{pid}");
     }
     let doctor = d.bro(&["doctor", "--json"]);
     let doctor = String::from_utf8_lossy(&doctor.stdout);
@@ -377,7 +373,6 @@ fn browsers_run_below_the_daemon_and_restate() {
     );
     let status = d.json(&["daemon", "status", "--json"]);
     assert_eq!(status["limits"]["browser_nice"], 7, "{status}");
-    d.ok(&["session", "kill", id]);
 
     let out = d.bro(&["daemon", "start", "--browser-nice", "20"]);
     assert!(!out.status.success(), "{}", text(&out));
