@@ -600,11 +600,17 @@ pub fn check_browser_nice(nice: u32) -> Result<u32, String> {
 
 /// `--browser-nice`: a number within 0..=19.
 pub fn parse_browser_nice(s: &str) -> Result<u32, String> {
-    let nice = s
-        .trim()
+    check_browser_nice(parse_whole(
+        s,
+        "a nice value (a whole number from 0 to 19)",
+    )?)
+}
+
+/// A whole number from its text; the error says it is not `what`.
+fn parse_whole(s: &str, what: &str) -> Result<u32, String> {
+    s.trim()
         .parse::<u32>()
-        .map_err(|_| format!("'{s}' is not a nice value (a whole number from 0 to 19)"))?;
-    check_browser_nice(nice)
+        .map_err(|_| format!("'{s}' is not {what}"))
 }
 
 /// A CPU share (`cpu_share`) within 1..=10000.
@@ -621,11 +627,7 @@ pub fn check_cpu_share(share: u32) -> Result<u32, String> {
 
 /// A CPU share from its text (`--cpu-share`).
 pub fn parse_cpu_share(s: &str) -> Result<u32, String> {
-    let share = s
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("'{s}' is not a CPU share (a whole number, 1 to 10000)"))?;
-    check_cpu_share(share)
+    check_cpu_share(parse_whole(s, "a CPU share (a whole number, 1 to 10000)")?)
 }
 
 /// A files quota from its text, within [`MIN_FILES_QUOTA`]..=[`MAX_FILES_QUOTA`].
