@@ -234,9 +234,9 @@ pub struct DaemonArgs {
     pub limits_mode: Option<crate::config::LimitsMode>,
     /// How much lower the browsers' priority is than the daemon's: their nice value over
     /// the daemon's (0 to 19). The daemon and restate-server then run ahead of the browsers'
-    /// own work, so creates and the API answer promptly while browsers start or render;
-    /// the browsers keep even shares among themselves. 0 runs them at the daemon's priority
-    /// [default: 5].
+    /// own work (browsers outside a cgroup: in one, its weight decides), so creates and the
+    /// API answer promptly while browsers start or render; the browsers keep even shares among
+    /// themselves. 0 runs them at the daemon's priority [default: 5].
     #[arg(long, env = "BRO_BROWSER_NICE", value_name = "N", value_parser = crate::config::parse_browser_nice)]
     pub browser_nice: Option<u32>,
     /// Chromium to launch [default: /usr/bin/chromium, then PATH].

@@ -30,12 +30,7 @@ fn main() -> ExitCode {
     // The daemon, for its browsers; the benchmark, so that the launches it compares bro's
     // with (its raw launches, Playwright's own) are on the same terms, as they are for a user
     // who is not root. An `RLIMIT_NICE` above 0 would let them too, for any user: it goes to 0.
-    let boost_kept = (daemon || bench) && {
-        let cap_dropped = !nix::unistd::geteuid().is_root()
-            || bro::worker::process::no_priority_boost_for_children();
-        let rlimit_zero = bro::worker::process::no_nice_rlimit_for_children();
-        !(cap_dropped && rlimit_zero)
-    };
+    let boost_kept = (daemon || bench) && !bro::worker::process::no_priority_boost_for_children();
     let runtime = if daemon {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

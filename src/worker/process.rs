@@ -251,9 +251,9 @@ pub fn try_signal_group(pgid: u32, sig: Signal) -> Result<(), nix::errno::Errno>
 /// short-lived thread of its own whose priority is lowered first, since a child takes the
 /// priority of the thread that forks it. So the program and every process and thread it
 /// starts run at that nice from their first instruction (a priority set after the spawn would
-/// miss the threads Chromium starts at once), and the calling thread keeps its own (without
-/// `CAP_SYS_NICE` or an `RLIMIT_NICE`, which the daemon gives up at start, a thread cannot
-/// raise its priority back). Never past 19, the lowest; `below` 0 spawns here.
+/// miss the threads Chromium starts at once), and the calling thread keeps its own (a thread
+/// cannot raise its priority back without `CAP_SYS_NICE` or an `RLIMIT_NICE`, neither of which
+/// the daemon passes on: [`no_priority_boost_for_children`]). Never past 19, the lowest; `below` 0 spawns here.
 pub fn spawn_below(
     cmd: &mut tokio::process::Command,
     below: u32,
@@ -298,45 +298,51 @@ fn lower_own_priority(by: u32) {
 }
 
 /// Keeps every program this process starts from then on (browsers, restate-server) from
-/// raising its threads' priority: `CAP_SYS_NICE` leaves the capability bounding set, which
-/// a process cannot regain and its children inherit. Only root has the capability to lose:
-/// Chromium run as root puts its UI, IO and compositor threads at nice -8 in every one of its
-/// processes, above the daemon and restate-server, which then wait behind each browser's
-/// start (bro's traces: the create's Restate steps after a launch took a median 40–45 ms with
-/// the browsers boosted, 16–27 ms without). This process keeps what it has. Returns whether
-/// the capability is out of the bounding set.
+/// raising its threads' priority, for root and any other user. `CAP_SYS_NICE` leaves the
+/// inheritable and ambient sets (no privilege needed) and, for root, the bounding set too
+/// (a program root execs gets every capability of the bounding and inheritable sets; it
+/// cannot regain one dropped from both). `RLIMIT_NICE`, which pam_limits or systemd's
+/// `LimitNICE=` may grant any user, goes to 0, soft and hard: lowering a limit needs no
+/// privilege and no unprivileged process can raise it again. Chromium run as root puts its UI,
+/// IO and compositor threads at nice -8 in every one of its processes, above the daemon and
+/// restate-server, which then wait behind each browser's start (bro's traces: the create's
+/// Restate steps after a launch took a median 40–45 ms with the browsers boosted, 16–27 ms
+/// without); with either left, it would also put threads back above `browser_nice`. This
+/// process keeps its own effective and permitted capabilities. Returns whether the programs it
+/// starts can no longer raise a priority ([`children_may_boost_priority`]).
 pub fn no_priority_boost_for_children() -> bool {
     use caps::{CapSet, Capability};
-    match caps::has_cap(None, CapSet::Bounding, Capability::CAP_SYS_NICE) {
-        Ok(false) => true,
-        Ok(true) => caps::drop(None, CapSet::Bounding, Capability::CAP_SYS_NICE).is_ok(),
-        Err(_) => false,
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let nice = Capability::CAP_SYS_NICE;
+    // Each on its own: one that fails leaves the others to do their part. A set that does
+    // not hold the capability needs no drop (and a drop from the bounding set needs
+    // CAP_SETPCAP, which a user who is not root lacks).
+    for set in [CapSet::Inheritable, CapSet::Ambient, CapSet::Bounding] {
+        if caps::has_cap(None, set, nice).unwrap_or(false) {
+            let _ = caps::drop(None, set, nice);
+        }
     }
-}
-
-/// Keeps this process and every program it starts from then on from raising a thread's
-/// priority by `RLIMIT_NICE` (which pam_limits or systemd's `LimitNICE=` may grant a user who
-/// is not root): the soft and hard limits go to 0, which no unprivileged process can raise
-/// again. Without it Chromium would put threads back at nice 0 (or -8) over `browser_nice`.
-/// Returns whether the limit is 0.
-pub fn no_nice_rlimit_for_children() -> bool {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let zero = Rlimit {
         current: Some(0),
         maximum: Some(0),
     };
-    getrlimit(Resource::Nice).current == Some(0) || setrlimit(Resource::Nice, zero).is_ok()
+    let _ = setrlimit(Resource::Nice, zero);
+    !children_may_boost_priority()
 }
 
-/// True when the programs this process starts may raise their threads' priority: it has
-/// `CAP_SYS_NICE` (root, say) and has not dropped it from the bounding set
-/// ([`no_priority_boost_for_children`]), or its `RLIMIT_NICE` lets them
-/// ([`no_nice_rlimit_for_children`]).
+/// True when the programs this process starts (without file capabilities of their own) may
+/// raise a thread's priority: `CAP_SYS_NICE` in the ambient set, or, started by root, in the
+/// bounding or inheritable set; or an `RLIMIT_NICE` above 0, soft or hard (a child may raise
+/// its soft limit up to the hard one). See [`no_priority_boost_for_children`].
 pub fn children_may_boost_priority() -> bool {
     use caps::{CapSet, Capability};
     let has = |set| caps::has_cap(None, set, Capability::CAP_SYS_NICE).unwrap_or(false);
-    let rlimit = rustix::process::getrlimit(rustix::process::Resource::Nice).current;
-    (has(CapSet::Bounding) && has(CapSet::Permitted)) || rlimit != Some(0)
+    let root = nix::unistd::geteuid().is_root();
+    let rlimit = rustix::process::getrlimit(rustix::process::Resource::Nice);
+    let rlimit_zero = rlimit.current == Some(0) && rlimit.maximum == Some(0);
+    has(CapSet::Ambient)
+        || (root && (has(CapSet::Bounding) || has(CapSet::Inheritable)))
+        || !rlimit_zero
 }
 
 #[cfg(test)]

@@ -235,6 +235,11 @@ pub fn bro_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         "BRO_NODE",
         "BRO_OTLP_ENDPOINT",
         "BRO_BROWSER_NICE",
+        "BRO_WARM",
+        "BRO_LIMITS_MODE",
+        "BRO_CPU_SHARE",
+        "BRO_MAX_SESSION_MEMORY",
+        "BRO_MIN_FREE_MEMORY",
     ] {
         cmd.env_remove(var);
     }

@@ -329,26 +329,47 @@ fn a_browser_killed_at_its_limit_during_launch_says_memory_limit() {
     d.stop();
 }
 
+/// `RLIMIT_NICE` of `pid` (soft, hard), from the `Max nice priority` line of its limits.
+fn nice_rlimit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max nice priority"))?;
+    let mut fields = line["Max nice priority".len()..].split_whitespace();
+    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+}
+
 /// Every thread of every process of a session's browser runs at least `browser_nice` below
-/// the daemon (here 7), from the first: a plain browser and one started in a cgroup (a memory
-/// limit: the `/bin/sh` that joins it, then Chromium). The daemon and restate-server keep their
-/// own priority, and `bro doctor` and the status say what the browsers run at. Past the bound
-/// the setting is refused.
+/// the daemon (here 7), from the first: a plain browser and one started in its cgroup (a
+/// memory limit: the `/bin/sh` that joins it, then Chromium). The daemon's threads and
+/// restate-server keep their own priority; none of them, nor the browsers, may raise one
+/// (`RLIMIT_NICE` 0, soft and hard); `bro doctor` and the status say what the browsers run at.
+/// Past the bound the setting is refused.
 #[test]
 fn browsers_run_below_the_daemon_and_restate() {
     use bro::worker::process::{thread_nice, thread_nices};
-    let d = TestDaemon::start_with(&["--browser-nice", "7"]);
+    expected_cgroup_mode();
     let me = std::process::id();
     let own = thread_nice(me, me).unwrap();
-    let want = (own + 7).min(19);
+    // Further down, 7 below would be clamped at 19 and prove nothing.
+    assert!(
+        own <= 12,
+        "run this test at a nice value of 12 or less, not {own}"
+    );
+    let want = own + 7;
+    let d = TestDaemon::start_with(&["--browser-nice", "7"]);
     let plain = d.create(&[]);
     let limited = d.create(&["--memory-limit", "1GiB"]);
-    for s in [&plain, &limited] {
+    let zero = Some(("0".to_string(), "0".to_string()));
+    for (s, in_cgroup) in [(&plain, false), (&limited, true)] {
         let id = s["id"].as_str().unwrap();
         // A page: a renderer started after the launch runs below the daemon too.
         open_tab(s["websocketUrl"].as_str().unwrap(), "about:blank");
         let browser = d.browser_pid(id);
         assert_eq!(thread_nice(browser, browser), Some(want), "{id}");
+        assert_eq!(nice_rlimit(browser), zero, "{id}");
+        let cgroup = std::fs::read_to_string(format!("/proc/{browser}/cgroup")).unwrap();
+        assert_eq!(cgroup.contains(id), in_cgroup, "{id}: {cgroup}");
         let members = crate::helper::group_members(browser);
         assert!(members.len() > 1, "{members:?}");
         // Chromium may lower some threads further by itself (a background thread's nice 10);
@@ -362,8 +383,15 @@ fn browsers_run_below_the_daemon_and_restate() {
         }
         d.ok(&["session", "kill", id]);
     }
+    // No launch is under way: every thread of the daemon is at its own priority.
+    let daemon = thread_nices(d.daemon_pid());
+    assert!(
+        !daemon.is_empty() && daemon.iter().all(|n| *n == own),
+        "{daemon:?}"
+    );
+    assert_eq!(thread_nice(d.restate_pid(), d.restate_pid()), Some(own));
     for pid in [d.daemon_pid(), d.restate_pid()] {
-        assert_eq!(thread_nice(pid, pid), Some(own), "{pid}");
+        assert_eq!(nice_rlimit(pid), zero, "{pid}");
     }
     let doctor = d.bro(&["doctor", "--json"]);
     let doctor = String::from_utf8_lossy(&doctor.stdout);

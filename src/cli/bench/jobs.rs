@@ -382,7 +382,8 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         // Both sides run the same binary: the one bro execs (Debian's wrapper skipped).
         "chromium": crate::worker::chromium::direct(b.chromium).0,
         // Whether a side's browsers could raise their threads' priority (root keeping
-        // CAP_SYS_NICE); `bro bench` drops it, as the daemon does for its browsers.
+        // CAP_SYS_NICE, or an RLIMIT_NICE); `bro bench` drops both, as the daemon does for its
+        // browsers.
         "priority_boost": crate::worker::process::children_may_boost_priority(),
         // bro's browsers run this much below its daemon (`browser_nice`); Playwright's at
         // its own default, the driver's priority.
@@ -634,7 +635,7 @@ pub fn print(r: &Value) {
         r["playwright_core"].as_str().unwrap_or("?"),
         r["chromium"].as_str().unwrap_or("?"),
         if r["priority_boost"].as_bool() == Some(true) {
-            "the browsers may raise their threads' priority (CAP_SYS_NICE)"
+            "the browsers may raise their threads' priority (CAP_SYS_NICE or RLIMIT_NICE)"
         } else {
             "no side's browsers may raise their threads' priority, as for a user who is not root"
         },
