@@ -47,8 +47,16 @@ async function broJob(steps) {
     async () => {
       t = now();
       const browser = await chromium.connectOverCDP(session.websocketUrl, { timeout: TIMEOUT });
-      const context = browser.contexts()[0];
-      const page = context.pages()[0] ?? (await context.newPage());
+      let page;
+      if (cfg.bro_page === 'default') {
+        // The session's own first page (steel's examples): Playwright emulates no viewport
+        // in a connected browser's default context.
+        const context = browser.contexts()[0];
+        page = context.pages()[0] ?? (await context.newPage());
+      } else {
+        // The call Playwright's side makes: a page in a new context, 1280×720.
+        page = await browser.newPage();
+      }
       steps.page = now() - t;
       await work(page, steps);
       t = now();

@@ -336,10 +336,22 @@ pub struct Bench<'a> {
     pub jobs: u32,
     /// Levels of concurrency, each measured cold and warm (see [`levels`]).
     pub concurrency: Vec<u32>,
+    /// The page bro's jobs work in.
+    pub page: JobPage,
     /// The daemon's warm target (0: no warm pass).
     pub warm: u32,
     /// The daemon's `browser_nice`.
     pub browser_nice: u32,
+}
+
+/// The page a bro job works in (`--job-page`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPage {
+    /// The session's first page, in its default context.
+    Default,
+    /// `browser.newPage()`: a page in a new context, as Playwright's side opens.
+    New,
 }
 
 /// Runs the cold pass and, with a warm pool, the warm one; the `jobs` figures.
@@ -388,6 +400,9 @@ async fn passes(b: &Bench<'_>, page: &str) -> Result<Value> {
         // bro's browsers run this much below its daemon (`browser_nice`); Playwright's at
         // its own default, the driver's priority.
         "browser_nice": b.browser_nice,
+        // `new`: bro's jobs open their page with `browser.newPage()`, as Playwright's do;
+        // `default`: they use the session's first page.
+        "bro_page": b.page,
         "cells": cells,
     }))
 }
@@ -483,6 +498,7 @@ async fn drive(
         "chromium": crate::worker::chromium::direct(b.chromium).0,
         "chromium_args": crate::worker::chromium::direct(b.chromium).1,
         "page": page,
+        "bro_page": b.page,
         "title": TITLE,
         "body": body,
         "jobs": jobs,
@@ -630,10 +646,14 @@ pub fn print(r: &Value) {
     }
     output::line("");
     output::line(&format!(
-        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; {}; {}; CPU: the machine's busy seconds per job, so leave it to the bench)",
+        "jobs: {} per side in each row (fresh browser, open a local page, title, screenshot, close; playwright-core {}; both sides run {}, bro with its switches, Playwright with its own defaults; {}; {}; {}; CPU: the machine's busy seconds per job, so leave it to the bench)",
         r["n"],
         r["playwright_core"].as_str().unwrap_or("?"),
         r["chromium"].as_str().unwrap_or("?"),
+        match r["bro_page"].as_str() {
+            Some("new") => "both sides' jobs open their page with browser.newPage()",
+            _ => "bro's jobs use the session's first page, Playwright's browser.newPage()",
+        },
         if r["priority_boost"].as_bool() == Some(true) {
             "the browsers may raise their threads' priority (CAP_SYS_NICE or RLIMIT_NICE)"
         } else {
@@ -826,6 +846,7 @@ mod tests {
             chromium: Path::new("/nonexistent/chromium"),
             jobs: 1,
             concurrency: vec![1],
+            page: JobPage::Default,
             warm: 0,
             browser_nice: 0,
         };
