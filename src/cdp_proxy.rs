@@ -4,12 +4,12 @@
 //! spliced both ways untouched, so there is no frame parsing and no message-size limit (a
 //! full-page screenshot is one 30+ MB message). Ending a session closes its sockets.
 //!
-//! Compression is not passed on: a client's `permessage-deflate` offer is dropped, so the
-//! socket runs uncompressed. Playwright offers it on every `connectOverCDP`, and Chromium,
-//! once it is agreed, deflates every message it sends (each CDP event and screenshot, on the
-//! browser's IO thread) while the client inflates them all and deflates its large commands
-//! (Playwright's 340 KB injected script): CPU spent on both sides of the machine the browsers
-//! run on, to save bytes on a loopback or LAN hop.
+//! Compression is not passed on: a client's offer of extensions (`permessage-deflate`, the
+//! only one in use) is dropped, so the socket runs uncompressed. Playwright offers it on every `connectOverCDP`, and Chromium,
+//! once it is agreed, deflates every message it sends (each CDP event and screenshot, in the
+//! browser process) while the client inflates them all and deflates its large commands
+//! (Playwright's 340 KB utility script): CPU spent on both sides of the machine the browsers
+//! run on. It saves bytes on the wire, which only a client on a slow remote link would miss.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,20 +26,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::prometheus;
 
-/// Headers of the websocket handshake passed through in each direction. Not the client's
-/// `Sec-WebSocket-Extensions`: no compression is offered upstream (see the module's doc); an
-/// upstream's answer is still passed back, so one that agreed to what was never offered is
-/// refused by the client, not misread.
+/// Headers of the websocket handshake passed through in each direction. Not
+/// `Sec-WebSocket-Extensions`: no extension is offered upstream (see the module's doc), and an
+/// upstream that answers with one anyway is refused, as RFC 6455 (4.1) has a client do: its
+/// frames would not be what the client agreed to. (A subprotocol is the client's to check:
+/// its offer is passed on, and the answer back.)
 const REQUEST_HEADERS: [HeaderName; 3] = [
     header::SEC_WEBSOCKET_KEY,
     header::SEC_WEBSOCKET_VERSION,
     header::SEC_WEBSOCKET_PROTOCOL,
 ];
-const RESPONSE_HEADERS: [HeaderName; 5] = [
+const RESPONSE_HEADERS: [HeaderName; 4] = [
     header::UPGRADE,
     header::CONNECTION,
     header::SEC_WEBSOCKET_ACCEPT,
-    header::SEC_WEBSOCKET_EXTENSIONS,
     header::SEC_WEBSOCKET_PROTOCOL,
 ];
 
@@ -54,7 +54,7 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub enum ProxyError {
     #[error("not a websocket upgrade request")]
     NotUpgrade,
-    #[error("the session's browser is not reachable: {0}")]
+    #[error("the session's browser (or its node) failed the upgrade: {0}")]
     Upstream(String),
 }
 
@@ -198,6 +198,17 @@ pub async fn splice(
             up_resp.status()
         )));
     }
+    let agreed_to_an_extension = up_resp
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().is_empty());
+    if agreed_to_an_extension {
+        return Err(ProxyError::Upstream(format!(
+            "{} agreed to a websocket extension that was not offered",
+            up.addr
+        )));
+    }
 
     let mut resp = http::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
     for name in RESPONSE_HEADERS {
@@ -305,14 +316,13 @@ mod tests {
         assert_eq!(id("/?sessionId="), None);
     }
 
-    /// The upgrade request the proxy sends upstream for a client offering compression: a
-    /// fake upstream records it and answers `101`.
-    #[tokio::test]
-    async fn compression_is_not_offered_upstream() {
+    /// A fake upstream: records the upgrade request it gets and answers `101` with `extra`
+    /// headers. The recorded request, lowercased.
+    async fn fake_upstream(extra: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let upstream = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
             let mut head = Vec::new();
             let mut buf = [0u8; 1024];
@@ -321,15 +331,19 @@ mod tests {
                 assert!(n > 0, "the proxy closed before its request ended");
                 head.extend_from_slice(&buf[..n]);
             }
-            sock.write_all(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                  Connection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n",
-            )
-            .await
-            .unwrap();
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: abc\r\n{extra}\r\n"
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8(head).unwrap().to_ascii_lowercase()
         });
-        let req = http::Request::get("/devtools/browser/s1")
+        (port, task)
+    }
+
+    /// A client's upgrade offering compression.
+    fn deflating_upgrade() -> http::Request<Body> {
+        http::Request::get("/devtools/browser/s1")
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "Upgrade")
             .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
@@ -339,15 +353,18 @@ mod tests {
                 "permessage-deflate; client_max_window_bits",
             )
             .body(Body::empty())
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn compression_is_not_offered_upstream() {
+        let (port, upstream) = fake_upstream("").await;
         let up = Upstream::browser(port, "/devtools/browser/guid".into());
-        let resp = splice(req, up, Link::default()).await.unwrap();
+        let resp = splice(deflating_upgrade(), up, Link::default())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-        assert!(
-            !resp
-                .headers()
-                .contains_key(header::SEC_WEBSOCKET_EXTENSIONS)
-        );
+        assert_eq!(resp.headers()[header::SEC_WEBSOCKET_ACCEPT], "abc");
         let head = upstream.await.unwrap();
         assert!(
             head.starts_with("get /devtools/browser/guid http/1.1\r\n"),
@@ -359,6 +376,21 @@ mod tests {
         );
         assert!(!head.contains("sec-websocket-extensions"), "{head}");
         assert!(!head.contains("deflate"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_agreeing_to_an_extension_never_offered_is_refused() {
+        let (port, upstream) =
+            fake_upstream("Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
+        let up = Upstream::browser(port, "/devtools/browser/guid".into());
+        let err = splice(deflating_upgrade(), up, Link::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("extension that was not offered"),
+            "{err}"
+        );
+        assert!(!upstream.await.unwrap().contains("deflate"));
     }
 
     #[test]

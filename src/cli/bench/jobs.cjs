@@ -48,14 +48,14 @@ async function broJob(steps) {
       t = now();
       const browser = await chromium.connectOverCDP(session.websocketUrl, { timeout: TIMEOUT });
       let page;
-      if (cfg.bro_page === 'default') {
+      if (cfg.bro_page === 'new') {
+        // The call Playwright's side makes: a page in a new context, 1280×720.
+        page = await browser.newPage();
+      } else {
         // The session's own first page (steel's examples): Playwright emulates no viewport
         // in a connected browser's default context.
         const context = browser.contexts()[0];
         page = context.pages()[0] ?? (await context.newPage());
-      } else {
-        // The call Playwright's side makes: a page in a new context, 1280×720.
-        page = await browser.newPage();
       }
       steps.page = now() - t;
       await work(page, steps);

@@ -798,21 +798,36 @@ mod tests {
     }
 
     /// A playwright-core stand-in: connecting to bro fails when the websocket URL says so,
-    /// a launched browser's page fails or its close does, as the page URL says.
+    /// a launched browser's page fails or its close does, as the page URL says. Only a
+    /// connected browser's first page and a launched browser's `newPage` have the job's title,
+    /// so a job shows which page it used.
     const FAKE_PLAYWRIGHT: &str = r#"
-        const page = { goto: async (u) => { if (u.includes('page-fails')) throw new Error('page boom'); },
-                       title: async () => 'bro bench job', screenshot: async () => {} };
-        const browser = (closeFails) => ({
-          contexts: () => [{ pages: () => [page] }], newPage: async () => page,
+        const page = (title) => ({ goto: async (u) => { if (u.includes('page-fails')) throw new Error('page boom'); },
+                                   title: async () => title, screenshot: async () => {} });
+        const first = page('bro bench job');
+        const browser = (closeFails, connected) => ({
+          contexts: () => [{ pages: () => [connected ? first : page('not a new page')] }],
+          newPage: async () => connected ? page('a new page') : first,
           close: async () => { if (closeFails) throw new Error('close boom'); } });
         exports.chromium = {
-          connectOverCDP: async (url) => { if (url.includes('refuse')) throw new Error('connect refused'); return browser(false); },
-          launch: async () => browser(process.env.BRO_BENCH_JOBS.includes('close-fails')),
+          connectOverCDP: async (url) => { if (url.includes('refuse')) throw new Error('connect refused'); return browser(false, true); },
+          launch: async () => browser(process.env.BRO_BENCH_JOBS.includes('close-fails'), false),
         };"#;
 
     /// Runs the driver against a fake API whose release answers `release`, with the fake
     /// playwright; each side's errors.
     async fn errors_of(mode: &str, ws: &str, release: u16, page: &str) -> Vec<String> {
+        errors_in(JobPage::Default, mode, ws, release, page).await
+    }
+
+    /// [`errors_of`], bro's jobs working in `bro_page`.
+    async fn errors_in(
+        bro_page: JobPage,
+        mode: &str,
+        ws: &str,
+        release: u16,
+        page: &str,
+    ) -> Vec<String> {
         use axum::routing::post;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.js"), FAKE_PLAYWRIGHT).unwrap();
@@ -846,7 +861,7 @@ mod tests {
             chromium: Path::new("/nonexistent/chromium"),
             jobs: 1,
             concurrency: vec![1],
-            page: JobPage::Default,
+            page: bro_page,
             warm: 0,
             browser_nice: 0,
         };
@@ -878,6 +893,44 @@ mod tests {
         assert_eq!(e, ["page boom (and then close: close boom)"]);
         let e = errors_of("playwright", "", 200, "http://x/close-fails").await;
         assert_eq!(e, ["close: close boom"]);
+    }
+
+    #[tokio::test]
+    async fn bro_jobs_work_in_the_page_asked_for() {
+        if crate::worker::chromium::search_path("node").is_none() {
+            eprintln!("skipped: no node on PATH (the job driver's tests need it)");
+            return;
+        }
+        let page = "http://127.0.0.1:9/";
+        let first = errors_in(JobPage::Default, "bro", "ws://ok", 200, page).await;
+        assert!(first.is_empty(), "{first:?}");
+        let new = errors_in(JobPage::New, "bro", "ws://ok", 200, page).await;
+        assert_eq!(new, ["title \"a new page\""]);
+        // Playwright's side always opens a new page, whatever bro's use.
+        let pw = errors_in(JobPage::New, "playwright", "", 200, page).await;
+        assert!(pw.is_empty(), "{pw:?}");
+    }
+
+    #[test]
+    fn job_page_is_default_or_new() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: super::super::BenchArgs,
+        }
+        let parse = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
+                .map(|c| c.args.job_page)
+        };
+        assert_eq!(parse(&[]).unwrap(), JobPage::Default);
+        assert_eq!(parse(&["--job-page", "new"]).unwrap(), JobPage::New);
+        assert_eq!(parse(&["--job-page", "default"]).unwrap(), JobPage::Default);
+        for bad in ["", "first", "NEW ", "newPage"] {
+            assert!(parse(&["--job-page", bad]).is_err(), "{bad:?}");
+        }
+        assert_eq!(serde_json::to_value(JobPage::New).unwrap(), "new");
+        assert_eq!(serde_json::to_value(JobPage::Default).unwrap(), "default");
     }
 
     #[test]
