@@ -755,18 +755,20 @@ mod tests {
         assert_eq!(levels(&[]), DEFAULT_CONCURRENCY.to_vec());
     }
 
-    #[test]
-    fn job_concurrency_takes_a_bounded_list() {
+    /// `bro bench`'s arguments parsed from `args`.
+    fn bench_args(args: &[&str]) -> Result<super::super::BenchArgs, clap::Error> {
         use clap::Parser;
         #[derive(Parser)]
         struct Cli {
             #[command(flatten)]
             args: super::super::BenchArgs,
         }
-        let parse = |a: &[&str]| {
-            Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
-                .map(|c| c.args.job_concurrency)
-        };
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn job_concurrency_takes_a_bounded_list() {
+        let parse = |a: &[&str]| bench_args(a).map(|b| b.job_concurrency);
         assert_eq!(parse(&[]).unwrap(), DEFAULT_CONCURRENCY.to_vec());
         assert_eq!(
             parse(&["--job-concurrency", "4,1,4"]).unwrap(),
@@ -913,16 +915,7 @@ mod tests {
 
     #[test]
     fn job_page_is_default_or_new() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: super::super::BenchArgs,
-        }
-        let parse = |a: &[&str]| {
-            Cli::try_parse_from(std::iter::once("bench").chain(a.iter().copied()))
-                .map(|c| c.args.job_page)
-        };
+        let parse = |a: &[&str]| bench_args(a).map(|b| b.job_page);
         assert_eq!(parse(&[]).unwrap(), JobPage::Default);
         assert_eq!(parse(&["--job-page", "new"]).unwrap(), JobPage::New);
         assert_eq!(parse(&["--job-page", "default"]).unwrap(), JobPage::Default);
