@@ -5,11 +5,12 @@
 //! full-page screenshot is one 30+ MB message). Ending a session closes its sockets.
 //!
 //! Compression is not passed on: a client's offer of extensions (`permessage-deflate`, the
-//! only one in use) is dropped, so the socket runs uncompressed. Playwright offers it on every `connectOverCDP`, and Chromium,
-//! once it is agreed, deflates every message it sends (each CDP event and screenshot, in the
-//! browser process) while the client inflates them all and deflates its large commands
-//! (Playwright's 340 KB utility script): CPU spent on both sides of the machine the browsers
-//! run on. It saves bytes on the wire, which only a client on a slow remote link would miss.
+//! only one in use) is dropped, so the socket runs uncompressed. Playwright offers it on every
+//! `connectOverCDP`, and Chromium, once it is agreed, deflates every message it sends (each
+//! CDP event and screenshot, in the browser process) while the client inflates them all and
+//! deflates its large commands (Playwright's 340 KB utility script): CPU spent on both sides
+//! of the machine the browsers run on. It saves bytes on the wire, which only a client on a
+//! slow remote link would miss.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
