@@ -29,6 +29,20 @@ fn create_connect_kill_leaves_nothing() {
     let pid = d.browser_pid(&id);
     let dir = d.session_dir(&id);
     assert!(dir.join("profile").is_dir());
+    // Offered compression, Chromium agrees to it; through bro the offer is dropped, so the
+    // socket runs uncompressed (Chromium would deflate every message it sends).
+    let active = std::fs::read_to_string(dir.join("profile/DevToolsActivePort")).unwrap();
+    let (port, browser_path) = active.trim().split_once('\n').unwrap();
+    let direct = upgrade_offering_deflate(&format!("127.0.0.1:{port}"), browser_path);
+    assert!(direct.starts_with("http/1.1 101"), "{direct}");
+    assert!(
+        direct.contains("sec-websocket-extensions: permessage-deflate"),
+        "{direct}"
+    );
+    let api_addr = api.trim_start_matches("http://");
+    let proxied = upgrade_offering_deflate(api_addr, &format!("/?sessionId={id}"));
+    assert!(proxied.starts_with("http/1.1 101"), "{proxied}");
+    assert!(!proxied.contains("sec-websocket-extensions"), "{proxied}");
     assert!(!group_members(pid).is_empty());
     // No renderer for the address bar's WebUI drop-down (more than half of a fresh
     // browser's CPU, invisible headless): without bro's flags it starts within a second.
@@ -245,4 +259,28 @@ fn a_stop_during_a_cold_launch_leaves_nothing() {
         said.contains("\"live\"") || said.contains("the daemon is stopping"),
         "{said}"
     );
+}
+
+/// Sends a websocket upgrade offering `permessage-deflate` to `addr` for `path` and returns
+/// the answer's head, lowercased; the socket is closed after it.
+fn upgrade_offering_deflate(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(crate::helper::TIMEOUT)).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+        match tcp.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
 }
