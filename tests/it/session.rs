@@ -2,6 +2,7 @@
 
 use crate::helper::open_tab;
 use crate::helper::{TestDaemon, cdp_browser_version, group_members, is_live, wait_for};
+use bro::worker::process::thread_nices;
 
 #[test]
 fn create_connect_kill_leaves_nothing() {
@@ -62,21 +63,10 @@ fn create_connect_kill_leaves_nothing() {
     let boosted: Vec<String> = group_members(pid)
         .into_iter()
         .flat_map(|p| {
-            std::fs::read_dir(format!("/proc/{p}/task"))
+            thread_nices(p)
                 .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            let nice: i64 = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(16)?
-                .parse()
-                .ok()?;
-            (nice < 0).then(|| format!("{} nice {nice}", task.path().display()))
+                .filter(|nice| *nice < 0)
+                .map(move |nice| format!("process {p}: a thread at nice {nice}"))
         })
         .collect();
     assert!(
