@@ -197,7 +197,14 @@ async fn with_page(
             let (started, start_ms) = (std::time::Instant::now(), crate::orchestrator::now_ms());
             let created = st
                 .ingress
-                .create(&id, options, None, None, Some(st.place(None, &id).await?))
+                .create(
+                    &id,
+                    options,
+                    None,
+                    None,
+                    Some(st.place(None, &id).await?),
+                    st.control.base.warm > 0,
+                )
                 .await
                 .map_err(|err| match err {
                     IngressError::Failed(reason) | IngressError::Refused(reason) => {

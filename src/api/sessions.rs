@@ -113,7 +113,7 @@ async fn create_session(
     // context is 422, anything else 500.
     let rec = st
         .ingress
-        .create(&id, options, context, wait, Some(node))
+        .create(&id, options, context, wait, Some(node), base.warm > 0)
         .await;
     leave.disarm();
     Ok(rec?)
@@ -126,9 +126,10 @@ async fn create_session(
 /// histogram: nothing was launched or waited for.
 pub(crate) fn observe_create(rec: &Result<SessionRecord, ApiError>, took: Duration, start_ms: u64) {
     use crate::prometheus::{CREATE_SECONDS, CREATES, QUEUE_WAIT_SECONDS};
-    // A record created before this request began is a session that was there already. The
-    // record's time is taken by the Session handler on this host or, in a cluster, on the node
-    // that owns it: clocks apart by more than the create took count a new one as existing.
+    // A record created before this request began is a session that was there already. A
+    // create granted its slot at once is as old as its request, stamped by this daemon; after
+    // a wait the record's time is taken by the Session handler on this host or, in a cluster,
+    // on any node: clocks apart by more than the create took count a new one as existing.
     let existing = |rec: &SessionRecord| rec.created_at_ms < start_ms;
     let outcome = match rec {
         Ok(rec) if rec.status == SessionStatus::Live && existing(rec) => "existing",

@@ -5,10 +5,13 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::orchestrator::ingress::Ingress;
-use crate::worker::limits;
+use crate::orchestrator::pool::MemoryRoom;
+use crate::worker::{LocalWorkerHost, limits};
 
 /// How often free memory is measured.
 pub const MEASURE_EVERY: Duration = Duration::from_secs(1);
@@ -31,31 +34,46 @@ pub fn room(free: u64, floor: u64, cost: u64, launching: usize) -> u32 {
     fit.saturating_sub(u32::try_from(launching).unwrap_or(u32::MAX))
 }
 
+/// What `host` takes of this machine's memory now, as the node's `Pool` reads it: the room
+/// above `floor` for sessions of `cost` bytes, less the cold launches in flight, and the
+/// sessions whose browsers run or launch here (a session dir, or a warm dir serving one).
+/// Read in that order, then free memory: a launch that begins or ends between two reads
+/// is counted twice (held and launching, or launching and in the memory), never missed.
+/// `None` where free memory cannot be read.
+pub fn measure(host: &LocalWorkerHost, floor: u64, cost: u64) -> Option<(MemoryRoom, u64)> {
+    let held = u32::try_from(host.live_sessions().len()).unwrap_or(u32::MAX);
+    let launching = host.launches_in_flight();
+    let free = limits::free_memory(&limits::Sys::here())?;
+    let room = room(free, floor, cost, launching);
+    Some((MemoryRoom::Held { room, held }, free))
+}
+
 /// Measures every [`MEASURE_EVERY`] until `stop`, and sends `Pool/memory_room` when the room
-/// changes (and every [`RESEND_EVERY`]). `launching` counts the cold launches in flight.
+/// changes (and every [`RESEND_EVERY`]).
 pub async fn run(
     ingress: Ingress,
     node: String,
     floor: u64,
     cost: u64,
-    launching: impl Fn() -> usize + Send + 'static,
+    host: Arc<LocalWorkerHost>,
     stop: CancellationToken,
 ) {
-    let mut sent: Option<(u32, Instant)> = None;
+    let mut sent: Option<(MemoryRoom, Instant)> = None;
     let mut failed: Option<Instant> = None;
     loop {
-        let free = tokio::task::spawn_blocking(|| limits::free_memory(&limits::Sys::here()))
+        let host = Arc::clone(&host);
+        let measured = tokio::task::spawn_blocking(move || measure(&host, floor, cost))
             .await
             .ok()
             .flatten();
-        if let Some(free) = free {
-            let now = room(free, floor, cost, launching());
+        if let Some((now, free)) = measured {
             let stale = sent.is_none_or(|(last, at)| last != now || at.elapsed() > RESEND_EVERY);
             let backing_off = failed.is_some_and(|at| at.elapsed() < BACKOFF);
             if stale && !backing_off {
                 match ingress.pool_memory_room(&node, Some(now)).await {
                     Ok(()) => {
-                        if now == 0 && sent.is_none_or(|(last, _)| last != 0) {
+                        let full = |m: MemoryRoom| matches!(m, MemoryRoom::Held { room: 0, .. });
+                        if full(now) && sent.is_none_or(|(last, _)| !full(last)) {
                             tracing::warn!(
                                 free_bytes = free,
                                 floor_bytes = floor,

@@ -389,12 +389,11 @@ async fn memory_floor(
     let cost = settings
         .max_session_memory
         .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
-    if let Some(free) = limits::free_memory(&limits::Sys::here()) {
-        let room = super::memory_floor::room(free, floor, cost, host.launches_in_flight());
+    if let Some((room, free)) = super::memory_floor::measure(host, floor, cost) {
         tracing::info!(
             free_bytes = free,
             floor_bytes = floor,
-            room,
+            ?room,
             "free memory floor"
         );
         when_cluster_answers(settings, || {
@@ -403,13 +402,12 @@ async fn memory_floor(
         .await
         .context("setting this node's free memory room")?;
     }
-    let host = Arc::clone(host);
     Ok(tokio::spawn(super::memory_floor::run(
         ingress.clone(),
         settings.node.clone(),
         floor,
         cost,
-        move || host.launches_in_flight(),
+        Arc::clone(host),
         started.background.clone(),
     )))
 }

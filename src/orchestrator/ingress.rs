@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::orchestrator::node::NodeObjectIngressClient;
-use crate::orchestrator::pool::{MEMORY_CAP, PoolConfig, PoolObjectIngressClient, Waiter};
+use crate::orchestrator::pool::{
+    MEMORY_CAP, MemoryRoom, PoolConfig, PoolObjectIngressClient, Waiter,
+};
 use crate::orchestrator::session::{
     CODE_AT_CAPACITY, CODE_BAD_INPUT, CODE_NOT_FOUND, CODE_REFUSED, CreateCommand,
     SessionObjectIngressClient, WorkerExited,
@@ -296,6 +298,8 @@ impl Ingress {
 
     /// `Session/create`: launches the session's browser, or returns the existing session.
     /// With `wait`, a full node queues the create for up to that long; without, it is 429.
+    /// `warm`: whether this daemon keeps a warm pool (a browser is taken from the node's when
+    /// one fits).
     /// A session that ended `failed` is an error: [`IngressError::Refused`] when the browser
     /// refused the client's context, else [`IngressError::Failed`].
     pub async fn create(
@@ -305,12 +309,15 @@ impl Ingress {
         context: Option<SessionContext>,
         wait: Option<Duration>,
         node: Option<String>,
+        warm: bool,
     ) -> Result<SessionRecord, IngressError> {
         let cmd = CreateCommand {
             options,
             context,
             wait: wait.is_some(),
             node,
+            requested_at_ms: Some(crate::orchestrator::now_ms()),
+            warm: Some(warm),
         };
         let timeout = Duration::from_secs(180) + wait.unwrap_or_default();
         let rec = self
@@ -496,7 +503,7 @@ impl Ingress {
     pub async fn pool_memory_room(
         &self,
         node: &str,
-        room: Option<u32>,
+        room: Option<MemoryRoom>,
     ) -> Result<(), IngressError> {
         let call = self.pool_of(node).memory_room(Json(room)).call();
         self.call(Duration::from_secs(10), call).await

@@ -16,9 +16,10 @@ const QUEUE: &str = "queue";
 const CONFIG: &str = "config";
 /// Set while the node is lost: no slot of it is handed out.
 const LOST: &str = "lost";
-/// The most sessions the node's free memory allows (`--min-free-memory`): the sessions held
-/// when its daemon last measured, plus how many more fit above the floor. Unset: no bound.
-/// Each grant takes one of that room (the sessions held count against the cap), and a
+/// The most sessions the node's free memory allows (`--min-free-memory`): the sessions whose
+/// browsers the node ran or was launching when its daemon last measured, plus how many more
+/// fit above the floor ([`memory_cap`]). Unset: no bound. Each grant takes one of that room
+/// (the sessions held count against the cap, those granted but not launching yet too), and a
 /// release gives none back (it lowers the cap): a released browser's memory is room only
 /// once the next measurement sees it gone.
 pub const MEMORY_CAP: &str = "memory_cap";
@@ -57,6 +58,30 @@ pub enum Acquired {
     Queued,
     /// No slot and no room (or no wish) to wait.
     Full,
+}
+
+/// Input of `Pool/memory_room`, measured by the node's daemon (`--min-free-memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MemoryRoom {
+    /// `room` more sessions fit above the floor than the `held` ones whose browsers the node
+    /// runs or is launching (their memory is in the measurement, or taken off the room).
+    Held { room: u32, held: u32 },
+    /// An older daemon's: `room` more than the sessions the `Pool` holds.
+    Room(u32),
+}
+
+/// The cap of [`MEMORY_CAP`] from a measurement, with `holding` sessions in the `Pool`. A
+/// session granted its slot but whose launch has not begun is in `holding` and not in
+/// `held`: the measurement does not show its memory, so it takes one of the room. A browser
+/// left over by a session that is over (one that outlived its stop) is in `held` and not
+/// in `holding`: its memory is in the measurement already, so it gives no room.
+pub fn memory_cap(measured: MemoryRoom, holding: usize) -> u32 {
+    let holding = u32::try_from(holding).unwrap_or(u32::MAX);
+    match measured {
+        MemoryRoom::Held { room, held } => held.min(holding).saturating_add(room),
+        MemoryRoom::Room(room) => holding.saturating_add(room),
+    }
 }
 
 /// One create waiting for a slot, in arrival order.
@@ -261,22 +286,19 @@ impl PoolObject {
         Ok(())
     }
 
-    /// Sent by the node's daemon as its free memory changes (`--min-free-memory`): `room` more
-    /// sessions fit above the floor than the node holds now (`None`: no floor). A node with
-    /// no room is full: creates queue or get 429 as at capacity. Measured outside the
-    /// handler, so it stays deterministic.
+    /// Sent by the node's daemon as its free memory changes (`--min-free-memory`): how many
+    /// more sessions fit above the floor ([`MemoryRoom`]; `None`: no floor). A node with no
+    /// room is full: creates queue or get 429 as at capacity. Measured outside the handler,
+    /// so it stays deterministic.
     #[handler(name = "memory_room")]
     async fn memory_room(
         &self,
         ctx: ObjectContext<'_>,
-        room: Json<Option<u32>>,
+        room: Json<Option<MemoryRoom>>,
     ) -> HandlerResult<()> {
         let mut state = State::load(&ctx).await?;
         match room.0 {
-            Some(room) => ctx.set(
-                MEMORY_CAP,
-                (state.sessions.len() as u32).saturating_add(room),
-            ),
+            Some(room) => ctx.set(MEMORY_CAP, memory_cap(room, state.sessions.len())),
             None => ctx.clear(MEMORY_CAP),
         }
         let capacity = self.config(&ctx).await?.capacity;
@@ -459,6 +481,47 @@ mod tests {
         assert_eq!(cap_after_release(cap, 0), Some(2));
         assert_eq!(cap_after_release(None, 1), None);
         assert_eq!(cap_after_release(Some(0), 1), Some(0));
+    }
+
+    #[test]
+    fn granted_sessions_not_launching_yet_take_room_the_measurement_does_not_show() {
+        // The daemon saw 3 browsers and room for 2 more; the Pool holds 5: two were granted
+        // since, their launches not begun. They are the room: no third grant.
+        let measured = MemoryRoom::Held { room: 2, held: 3 };
+        assert_eq!(memory_cap(measured, 5), 5);
+        let mut sessions: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
+        let mut queue = vec![waiter("f")];
+        assert!(take_granted(&mut sessions, &mut queue, memory_cap(measured, 5)).is_empty());
+        // The same figures under the old rule (room over what the Pool holds) gave 7.
+        assert_eq!(memory_cap(MemoryRoom::Room(2), 5), 7);
+        // A browser outliving its session's stop is in the measurement, not in the Pool: it
+        // gives no room.
+        assert_eq!(memory_cap(MemoryRoom::Held { room: 1, held: 4 }, 3), 4);
+        assert_eq!(
+            memory_cap(
+                MemoryRoom::Held {
+                    room: u32::MAX,
+                    held: 9
+                },
+                9
+            ),
+            u32::MAX
+        );
+        assert_eq!(memory_cap(MemoryRoom::Room(u32::MAX), usize::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn memory_room_reads_this_daemons_and_older_daemons_input() {
+        let read = |json: &str| serde_json::from_str::<Option<MemoryRoom>>(json).unwrap();
+        assert_eq!(read("null"), None);
+        assert_eq!(read("4"), Some(MemoryRoom::Room(4)));
+        assert_eq!(
+            read(r#"{"room":4,"held":2}"#),
+            Some(MemoryRoom::Held { room: 4, held: 2 })
+        );
+        let sent = serde_json::to_string(&Some(MemoryRoom::Held { room: 4, held: 2 })).unwrap();
+        assert_eq!(sent, r#"{"room":4,"held":2}"#);
+        assert!(serde_json::from_str::<Option<MemoryRoom>>(r#"{"room":-1}"#).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::orchestrator::{Deps, now_ms};
 use crate::protocol::session::{
     MAX_TIMEOUT_MS, RECORD_KEY, SessionId, SessionOptions, SessionRecord, SessionStatus, WorkerInfo,
 };
-use crate::protocol::steel::SessionContext;
+use crate::protocol::steel::{MAX_TIME_MS, SessionContext};
 use crate::telemetry;
 
 /// Input of `Session/create`.
@@ -36,6 +36,29 @@ pub struct CreateCommand {
     /// node of the daemon serving the call.
     #[serde(default)]
     pub node: Option<String>,
+    /// When the serving daemon sent the create (its wall clock, ms since the epoch): the
+    /// session's `created_at` when a slot is free at once, so no step of the create's journal
+    /// is spent reading the clock. `None` (an older daemon's create): read in the handler.
+    #[serde(default)]
+    pub requested_at_ms: Option<u64>,
+    /// Whether the serving daemon keeps a warm pool (`--warm` above 0; the nodes of a cluster
+    /// are meant to share it), carried so no journal step is spent reading it. `None` (an
+    /// older daemon's create): read in the handler.
+    #[serde(default)]
+    pub warm: Option<bool>,
+}
+
+impl CreateCommand {
+    /// The command's bounds: its options', and a request time a clock can show.
+    pub fn check(&self) -> Result<(), String> {
+        self.options.check()?;
+        match self.requested_at_ms {
+            Some(at) if at > MAX_TIME_MS => Err(format!(
+                "requested_at_ms {at} is past the latest time bro shows ({MAX_TIME_MS})"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -139,7 +162,7 @@ impl SessionObject {
                 .map_err(|message| TerminalError::new_with_code(CODE_BAD_INPUT, message))?;
             // Input past a bound (a timer too far out, say) would fail on every retry while the
             // object is held: refuse it before anything is taken.
-            if let Err(message) = cmd.0.options.check() {
+            if let Err(message) = cmd.0.check() {
                 return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
             }
             let node = match cmd.0.node.clone() {
@@ -171,10 +194,13 @@ impl SessionObject {
                 }))
                 .call()
                 .await?;
-            match (acquired.0, slot) {
-                (Acquired::Granted, _) => {}
+            // Granted at once, the session is as old as its request; after a wait, as its
+            // slot (the queue wait is `created_at` less the request's start).
+            let granted_at_ms = match (acquired.0, slot) {
+                (Acquired::Granted, _) => cmd.0.requested_at_ms,
                 (Acquired::Queued, Some(slot)) => {
                     slot.await?;
+                    None
                 }
                 (Acquired::Queued | Acquired::Full, _) => {
                     let pool = ctx
@@ -214,8 +240,11 @@ impl SessionObject {
                     )
                     .into());
                 }
-            }
-            let created_at_ms = clock(&ctx).await?;
+            };
+            let created_at_ms = match granted_at_ms {
+                Some(at) => at,
+                None => clock(&ctx).await?,
+            };
             let mut rec = SessionRecord {
                 id: id.clone(),
                 status: SessionStatus::Starting,
@@ -233,7 +262,9 @@ impl SessionObject {
             // The session holds a slot from here: whatever goes wrong ends it `failed` with its
             // reason and its slot freed, never an invocation failing with it left `starting`.
             let slot_ms = began.elapsed().as_millis();
-            let started = self.start_browser(&ctx, &rec, cmd.0.context).await;
+            let started = self
+                .start_browser(&ctx, &rec, cmd.0.warm, cmd.0.context)
+                .await;
             tracing::debug!(
                 slot_ms,
                 browser_ms = began.elapsed().as_millis() - slot_ms,
@@ -479,16 +510,22 @@ impl SessionObject {
         &self,
         ctx: &ObjectContext<'_>,
         rec: &SessionRecord,
+        warm: Option<bool>,
         context: Option<SessionContext>,
     ) -> Result<WorkerInfo, Failure> {
-        // This daemon's `--warm`, journaled: a replay may run on another node's daemon (the
-        // nodes of a cluster are meant to share it; a node without a pool answers `None`).
-        let warm = self.deps.warm > 0;
-        let warm = ctx
-            .run(|| async move { Ok(warm) })
-            .name("warm_enabled")
-            .await
-            .map_err(|err| Failure::of("reading the warm setting failed", &err))?;
+        // The serving daemon's `--warm`, from the command; for an older daemon's command, this
+        // daemon's, journaled: a replay may run on another node's daemon (the nodes of a
+        // cluster are meant to share it; a node without a pool answers `None`).
+        let warm = match warm {
+            Some(warm) => warm,
+            None => {
+                let warm = self.deps.warm > 0;
+                ctx.run(|| async move { Ok(warm) })
+                    .name("warm_enabled")
+                    .await
+                    .map_err(|err| Failure::of("reading the warm setting failed", &err))?
+            }
+        };
         if warm && warm::fits(&rec.options) {
             match self.claim_warm(ctx, rec, context.clone()).await {
                 Ok(Some(worker)) => return Ok(worker),
@@ -746,6 +783,44 @@ pub(crate) fn worker_error(err: HostError) -> HandlerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An older daemon's create (no request time, no warm flag) still reads, and its handler
+    /// then reads both itself; a request time no clock can show is refused before anything
+    /// is taken.
+    #[test]
+    fn create_commands_of_older_daemons_read_and_request_times_are_bounded() {
+        let old: CreateCommand =
+            serde_json::from_str(r#"{"options":{"timeoutMs":0},"wait":false,"node":"local"}"#)
+                .unwrap();
+        assert_eq!((old.requested_at_ms, old.warm), (None, None));
+        assert_eq!(old.check(), Ok(()));
+        let now: CreateCommand = serde_json::from_str(
+            r#"{"options":{"timeoutMs":0},"requested_at_ms":1795768602668,"warm":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (now.requested_at_ms, now.warm),
+            (Some(1_795_768_602_668), Some(true))
+        );
+        assert_eq!(now.check(), Ok(()));
+        let far = CreateCommand {
+            requested_at_ms: Some(MAX_TIME_MS + 1),
+            ..now.clone()
+        };
+        assert!(
+            far.check().unwrap_err().contains("requested_at_ms"),
+            "{:?}",
+            far.check()
+        );
+        let bad = CreateCommand {
+            options: SessionOptions {
+                timeout_ms: u64::MAX,
+                ..Default::default()
+            },
+            ..now
+        };
+        assert!(bad.check().is_err(), "the options' own bounds still hold");
+    }
 
     fn text(err: &HandlerError) -> String {
         let err: &(dyn std::error::Error + Send + Sync) = err.as_ref();
