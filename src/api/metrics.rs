@@ -397,8 +397,9 @@ enum RestateTextError {
 }
 
 /// restate-server's own metrics text. bro's restate-server serves it on its fabric socket,
-/// `fabric.sock` beside `admin.sock` (its admin API has no `/metrics`); a cluster node's
-/// fabric is on TCP with mutual TLS, and an external Restate's is not known: neither is read.
+/// `fabric.sock` beside `admin.sock` (its admin API has no `/metrics`), a cluster node's too
+/// (its fabric listens there besides its TCP port, where mutual TLS is required); an
+/// external Restate's fabric is not known, and is not read.
 async fn restate_text(admin: &RestateAddr) -> Result<String, RestateTextError> {
     let RestateAddr::Unix(admin_socket) = admin else {
         return Err(RestateTextError::NotOurs);

@@ -356,8 +356,9 @@ fn cluster_parts(node: &ClusterNode) -> (String, String) {
         .collect();
     let keys = format!(
         r#"# One node of a cluster. Only the fabric (node to node) listens on TCP; admin and
-# ingress keep their Unix sockets (below), reached by this node's daemon alone.
-listen-mode = "tcp"
+# ingress keep their Unix sockets (below), reached by this node's daemon alone. The fabric
+# listens on a Unix socket too, for this node's daemon to read restate-server's metrics.
+listen-mode = "all"
 bind-address = "{fabric}"
 advertised-address = {advertised}
 # Only the first member provisions the cluster, so it is provisioned exactly once.
@@ -993,7 +994,7 @@ request-identity-private-key-pem-file = "/k/identity.pem"
         let parsed: toml::Table = toml.parse().unwrap();
         assert_eq!(parsed["node-name"].as_str(), Some("n2"));
         assert_eq!(parsed["cluster-name"].as_str(), Some("bro"));
-        assert_eq!(parsed["listen-mode"].as_str(), Some("tcp"));
+        assert_eq!(parsed["listen-mode"].as_str(), Some("all"));
         assert_eq!(parsed["bind-address"].as_str(), Some("10.0.0.2:5122"));
         assert_eq!(
             parsed["advertised-address"].as_str(),

@@ -250,6 +250,21 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
         .collect();
     assert!(cluster_checks.len() >= 5, "{checks}");
     assert!(cluster_checks.iter().all(|c| c["ok"] == true), "{checks}");
+    // A node's `/metrics` carries its own restate-server's metrics, read over the fabric's
+    // Unix socket (its TCP port answers members alone: checked below).
+    let (status, body) = http(&c.api(1), "GET", "/metrics", "");
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == r#"bro_restate_metrics_up{node="n2"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("restate_") && l.contains(r#"node_name="n2""#)),
+        "{text}"
+    );
 
     // Six creates through n2 fill all three nodes.
     let api2 = c.api(1);
