@@ -384,7 +384,8 @@ impl Limits {
 
     /// Removes the cgroups under bro's parents (this daemon's and earlier ones') whose session
     /// dir `keep` does not keep (their dir is gone: a daemon killed between removing a dir
-    /// and its cgroup), and earlier daemons' parents once empty. Returns how many sessions'
+    /// and its cgroup) and no session of this daemon uses, and earlier daemons' parents once
+    /// empty. Returns how many sessions'
     /// cgroups. One try each: a cgroup whose killed processes have not left yet goes on a
     /// later pass.
     pub fn sweep(&self, keep: impl Fn(&str) -> bool) -> usize {
@@ -400,7 +401,18 @@ impl Limits {
                     continue;
                 };
                 let dir = entry.path();
-                if SessionId::parse(&name).is_err() || !dir.is_dir() || keep(&name) {
+                if SessionId::parse(&name).is_err() || !dir.is_dir() {
+                    continue;
+                }
+                // Decided and done while the parents are held, as `prepare` makes and records
+                // a cgroup: a launch of this name (a retried one, after a killed daemon) that
+                // took the cgroup over is seen, and its browser never killed here.
+                let _held = lock(&self.parents);
+                let in_use = lock(&self.dirs)
+                    .get(&name)
+                    .and_then(|e| e.cgroup.as_ref())
+                    .is_some_and(|c| c.dirs().contains(&dir));
+                if in_use || keep(&name) {
                     continue;
                 }
                 match remove_once(&dir) {

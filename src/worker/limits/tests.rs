@@ -489,6 +489,35 @@ async fn release_and_sweep_remove_cgroups_whose_dir_is_gone() {
     assert!(stranger.exists());
 }
 
+#[tokio::test]
+async fn the_sweep_leaves_a_cgroup_a_launch_of_this_daemon_took_over() {
+    let (_root, sys) = hybrid_v1();
+    let limits = Limits::new(
+        detect(&sys, LimitsMode::Auto, "bro-7", true).unwrap(),
+        Some(1 << 30),
+        None,
+    );
+    // A retried launch after a killed daemon: its cgroup is made (and recorded) before its
+    // session dir, so the sweep's own test of the dir says nothing is kept.
+    let asked = SessionLimits {
+        memory: Some(1 << 30),
+        ..Default::default()
+    };
+    limits.prepare(ID, asked, false).unwrap();
+    assert!(!dirs_of(&limits, ID).is_empty());
+    for d in dirs_of(&limits, ID) {
+        // Only the dir stays (a real cgroup's files go with its rmdir).
+        for f in std::fs::read_dir(&d).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+    }
+    assert_eq!(limits.sweep(|_| false), 0);
+    assert!(dirs_of(&limits, ID).iter().all(|d| d.exists()));
+    // Once released, nothing holds it.
+    limits.release(ID, &[]).await.unwrap();
+    assert!(dirs_of(&limits, ID).iter().all(|d| !d.exists()));
+}
+
 fn dirs_of(limits: &Limits, id: &str) -> Vec<PathBuf> {
     limits.current(id).map(|c| c.dirs()).unwrap_or_default()
 }
