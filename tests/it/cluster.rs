@@ -14,6 +14,7 @@ use crate::files::{Framing, download, upload};
 use crate::helper::{
     TestDaemon, bro_in, cdp_browser_version, http, http_with, is_live, kill, leftovers, text,
 };
+use crate::traces::{Receiver, Span, chain, tree, whole_create};
 
 const ADDRS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 const NAMES: [&str; 3] = ["n1", "n2", "n3"];
@@ -43,8 +44,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Writes every node's config; starts nothing.
-    fn prepare() -> Self {
+    /// Writes every node's config, each exporting its traces to `otlp` (an OTLP endpoint);
+    /// starts nothing.
+    fn prepare(otlp: &str) -> Self {
         let secret_dir = tempfile::Builder::new()
             .prefix("bro-it-secret-")
             .tempdir()
@@ -58,7 +60,8 @@ impl Cluster {
             .map(|i| {
                 let d = TestDaemon::prepare();
                 let config = format!(
-                    "node = \"{}\"\nbind = \"{}\"\nmax_sessions = 2\nmax_queue = 4\n\n\
+                    "node = \"{}\"\nbind = \"{}\"\nmax_sessions = 2\nmax_queue = 4\n\
+                     otlp_endpoint = \"{otlp}\"\n\n\
                      [cluster]\nmembers = [{members}]\nsecret_file = {:?}\n\
                      fabric_port = {fabric}\nsdk_port = {sdk}\n",
                     NAMES[i],
@@ -228,7 +231,9 @@ fn no_leftovers(homes: &[&Path]) {
 
 #[test]
 fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
-    let mut c = Cluster::prepare();
+    // Dropped after the nodes: their exporters never lose it while they run.
+    let receiver = Receiver::start();
+    let mut c = Cluster::prepare(&receiver.endpoint());
     // A cold start in an order that does not begin with the node that provisions.
     c.start(&[2, 0, 1]);
     assert!(
@@ -288,6 +293,38 @@ fn three_nodes_share_sessions_and_survive_the_loss_of_one() {
         per_node[index_of(&node_of(&c, 1, id))] += 1;
     }
     assert_eq!(per_node, [2, 2, 2]);
+    // A create is one trace across the nodes: n2's API span, the restate-servers', the
+    // handler's on the daemon beside its partition's leader, and the launch on the owning
+    // node under its `node_call`. With two partitions, at most two daemons run handlers,
+    // so at least one node's two launches were asked of it by another.
+    let mut last = String::new();
+    let crossed = within(Duration::from_secs(60), || {
+        let spans = receiver.spans();
+        let creates: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.name == "create_session")
+            .collect();
+        creates.iter().any(
+            |create| match whole_create(&spans, &create.trace, "", "launch") {
+                Ok(trace) => {
+                    let remote =
+                        chain(&trace, "launch").is_some_and(|up| up.contains(&"node_call"));
+                    last = tree(&trace);
+                    remote
+                }
+                Err(tree) => {
+                    last = tree;
+                    false
+                }
+            },
+        )
+    });
+    assert!(
+        crossed,
+        "no create's trace reached a launch on another node:\n{last}\nall spans:\n{}",
+        tree(&receiver.spans())
+    );
+    eprintln!("a create's trace across the nodes:\n{last}");
     // `session get --json` names the node, from any node.
     assert!(NAMES.contains(&c.nodes[2].get(&ids[0])["node"].as_str().unwrap()));
 

@@ -16,7 +16,7 @@ use crate::helper::{self, TestDaemon, text, wait_for};
 
 /// `tests/compat/otlp_receiver.py` on a loopback port it picks, writing the spans it gets as
 /// JSON lines; killed (by pid) on drop.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     port: u16,
     out: PathBuf,
@@ -24,7 +24,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let python = helper::python_venv();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("spans.jsonl");
@@ -61,12 +61,12 @@ impl Receiver {
         receiver
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Every span received so far.
-    fn spans(&self) -> Vec<Span> {
+    pub(crate) fn spans(&self) -> Vec<Span> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -89,16 +89,16 @@ impl Drop for Receiver {
 }
 
 #[derive(Debug, Clone)]
-struct Span {
-    trace: String,
+pub(crate) struct Span {
+    pub(crate) trace: String,
     id: String,
     parent: String,
-    name: String,
+    pub(crate) name: String,
     service: String,
 }
 
 /// The spans of one trace as an indented tree (`service: name`), roots first.
-fn tree(spans: &[Span]) -> String {
+pub(crate) fn tree(spans: &[Span]) -> String {
     let mut children: HashMap<&str, Vec<&Span>> = HashMap::new();
     for s in spans {
         children.entry(s.parent.as_str()).or_default().push(s);
@@ -127,7 +127,7 @@ fn tree(spans: &[Span]) -> String {
 /// handler's and the browser's (`leaf`: `launch` cold, `claim_warm` warm) spans in it, the
 /// browser's under the handler's invocation. Checked as one, since restate-server sends its
 /// spans in batches of its own and the last may come later than bro's.
-fn whole_create(
+pub(crate) fn whole_create(
     spans: &[Span],
     trace: &str,
     parent: &str,
@@ -159,7 +159,7 @@ fn whole_create(
 
 /// The names of bro's span `name` in `trace` and of its ancestors, itself first (the first
 /// such span's; bounded by the trace's size, so a cycle cannot loop).
-fn chain<'a>(trace: &'a [Span], name: &str) -> Option<Vec<&'a str>> {
+pub(crate) fn chain<'a>(trace: &'a [Span], name: &str) -> Option<Vec<&'a str>> {
     let mut at = trace
         .iter()
         .find(|s| s.service == "bro" && s.name == name)?;
