@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::orchestrator::ingress::Ingress;
-use crate::orchestrator::pool::MemoryRoom;
+use crate::orchestrator::pool::{MAX_SERVING, MemoryRoom};
 use crate::worker::{LocalWorkerHost, limits};
 
 /// How often free memory is measured.
@@ -36,16 +36,23 @@ pub fn room(free: u64, floor: u64, cost: u64, launching: usize) -> u32 {
 
 /// What `host` takes of this machine's memory now, as the node's `Pool` reads it: the room
 /// above `floor` for sessions of `cost` bytes, less the cold launches in flight, and the
-/// sessions whose browsers run or launch here (a session dir, or a warm dir serving one).
-/// Read in that order, then free memory: a launch that begins or ends between two reads
-/// is counted twice (held and launching, or launching and in the memory), never missed.
-/// `None` where free memory cannot be read.
+/// sessions whose browsers run or launch here ([`LocalWorkerHost::live_sessions`]: the
+/// names of the session dirs, and the sessions warm dirs serve; sorted, so an unchanged
+/// measurement compares equal). Read in that order, then free memory: a launch that begins
+/// or ends between two reads is counted twice (seen and launching, or launching and in the
+/// memory), never missed. `None` where free memory cannot be read.
 pub fn measure(host: &LocalWorkerHost, floor: u64, cost: u64) -> Option<(MemoryRoom, u64)> {
-    let held = u32::try_from(host.live_sessions().len()).unwrap_or(u32::MAX);
+    let mut serving: Vec<String> = host
+        .live_sessions()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect();
+    serving.sort_unstable();
+    serving.truncate(MAX_SERVING);
     let launching = host.launches_in_flight();
     let free = limits::free_memory(&limits::Sys::here())?;
     let room = room(free, floor, cost, launching);
-    Some((MemoryRoom::Held { room, held }, free))
+    Some((MemoryRoom::Serving { room, serving }, free))
 }
 
 /// Measures every [`MEASURE_EVERY`] until `stop`, and sends `Pool/memory_room` when the room
@@ -67,13 +74,16 @@ pub async fn run(
             .ok()
             .flatten();
         if let Some((now, free)) = measured {
-            let stale = sent.is_none_or(|(last, at)| last != now || at.elapsed() > RESEND_EVERY);
+            let stale = sent
+                .as_ref()
+                .is_none_or(|(last, at)| *last != now || at.elapsed() > RESEND_EVERY);
             let backing_off = failed.is_some_and(|at| at.elapsed() < BACKOFF);
             if stale && !backing_off {
-                match ingress.pool_memory_room(&node, Some(now)).await {
+                match ingress.pool_memory_room(&node, Some(now.clone())).await {
                     Ok(()) => {
-                        let full = |m: MemoryRoom| matches!(m, MemoryRoom::Held { room: 0, .. });
-                        if full(now) && sent.is_none_or(|(last, _)| !full(last)) {
+                        let full =
+                            |m: &MemoryRoom| matches!(m, MemoryRoom::Serving { room: 0, .. });
+                        if full(&now) && sent.as_ref().is_none_or(|(last, _)| !full(last)) {
                             tracing::warn!(
                                 free_bytes = free,
                                 floor_bytes = floor,
@@ -108,6 +118,72 @@ mod tests {
         assert_eq!(room(2 * gib - 1, gib, gib, 0), 0);
         assert_eq!(room(gib, 2 * gib, gib, 0), 0);
         assert_eq!(room(u64::MAX, 0, 1, 0), u32::MAX);
+    }
+
+    /// What the daemon sends names the sessions its browsers serve, cold and warm, and the
+    /// Pool counts only those it holds: a warm browser no session took, or a session's dir
+    /// left after its end, gives no room; a session granted but not launching takes one.
+    #[tokio::test]
+    async fn the_pool_counts_the_sessions_it_holds_that_the_measurement_saw() {
+        use crate::orchestrator::pool::memory_cap;
+        let root = tempfile::tempdir().unwrap();
+        let sessions = root.path().join("sessions");
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let host = LocalWorkerHost::new(
+            "/nonexistent/chromium".into(),
+            Vec::new(),
+            sessions.clone(),
+            root.path().join("quarantine"),
+            crate::config::DEFAULT_FILES_QUOTA,
+            crate::worker::agent::Agents::new(
+                crate::worker::recording::RecordingStore::new(root.path().join("rec"), 1, 1),
+                None,
+            ),
+            events,
+        );
+        let [cold, served, granted, over, warm_claimed, warm_idle] = [
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a60",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a61",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a62",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a63",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a64",
+            "0b9c1c4e-7d2f-4a51-9b0e-3f1d2c4b5a65",
+        ];
+        let dir = |name: &str, pid_file: Option<String>| {
+            let d = sessions.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(json) = pid_file {
+                std::fs::write(d.join("worker.json"), json).unwrap();
+            }
+        };
+        // A cold session's dir (its pid file not written yet), a warm browser serving a
+        // session, one serving none, and the dir of a session that is over.
+        dir(cold, None);
+        dir(
+            warm_claimed,
+            Some(format!(
+                r#"{{"pid":1,"start_time":1,"warm":true,"session":"{served}"}}"#
+            )),
+        );
+        dir(
+            warm_idle,
+            Some(r#"{"pid":2,"start_time":2,"warm":true}"#.into()),
+        );
+        dir(over, None);
+        let (measured, _free) = measure(&host, 0, 1 << 30).unwrap();
+        let MemoryRoom::Serving { room, serving } = &measured else {
+            panic!("{measured:?}");
+        };
+        let mut sorted = serving.clone();
+        sorted.sort();
+        assert_eq!(
+            &sorted, serving,
+            "sorted, so an unchanged measurement compares equal"
+        );
+        assert!(serving.iter().any(|s| s == served) && serving.iter().any(|s| s == cold));
+        // The Pool holds the cold one, the warm-served one and one granted since.
+        let holding: Vec<String> = [cold, served, granted].map(String::from).into();
+        assert_eq!(memory_cap(&measured, &holding), 2 + room);
     }
 
     #[test]

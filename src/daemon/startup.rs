@@ -27,7 +27,7 @@ use crate::cdp_proxy::Sockets;
 use crate::host::{HostRouter, OneNode, WorkerEvent, WorkerHost};
 use crate::node::secret::ClusterSecret;
 use crate::orchestrator::ingress::{Ingress, RestateAddr};
-use crate::orchestrator::pool::PoolConfig;
+use crate::orchestrator::pool::{MemoryRoom, PoolConfig};
 use crate::orchestrator::{self, Deps};
 use crate::paths::Paths;
 use crate::protocol::PROTOCOL_VERSION;
@@ -389,15 +389,18 @@ async fn memory_floor(
     let cost = settings
         .max_session_memory
         .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
-    if let Some((room, free)) = super::memory_floor::measure(host, floor, cost) {
-        tracing::info!(
-            free_bytes = free,
-            floor_bytes = floor,
-            ?room,
-            "free memory floor"
-        );
+    if let Some((measured, free)) = super::memory_floor::measure(host, floor, cost) {
+        if let MemoryRoom::Serving { room, serving } = &measured {
+            tracing::info!(
+                free_bytes = free,
+                floor_bytes = floor,
+                room,
+                serving = serving.len(),
+                "free memory floor"
+            );
+        }
         when_cluster_answers(settings, || {
-            ingress.pool_memory_room(&settings.node, Some(room))
+            ingress.pool_memory_room(&settings.node, Some(measured.clone()))
         })
         .await
         .context("setting this node's free memory room")?;

@@ -162,7 +162,11 @@ impl Supervisor {
         let warm = warm_error.is_none().then_some(&warm);
         let ev = evidence::Evidence::new(records, &listing.unreadable, warm);
         self.judge_dirs(&ev, &mut done).await;
-        done.reaped += self.host.sweep_strays(ev.kept());
+        // Blocking work (a /proc scan, cgroup and dir removals under a lock): off the runtime.
+        let (host, kept) = (Arc::clone(&self.host), ev.kept());
+        done.reaped += tokio::task::spawn_blocking(move || host.sweep_strays(kept))
+            .await
+            .unwrap_or(0);
         Ok(done)
     }
 

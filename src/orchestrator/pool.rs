@@ -16,12 +16,12 @@ const QUEUE: &str = "queue";
 const CONFIG: &str = "config";
 /// Set while the node is lost: no slot of it is handed out.
 const LOST: &str = "lost";
-/// The most sessions the node's free memory allows (`--min-free-memory`): the sessions whose
-/// browsers the node ran or was launching when its daemon last measured, plus how many more
-/// fit above the floor ([`memory_cap`]). Unset: no bound. Each grant takes one of that room
-/// (the sessions held count against the cap, those granted but not launching yet too), and a
-/// release gives none back (it lowers the cap): a released browser's memory is room only
-/// once the next measurement sees it gone.
+/// The most sessions the node's free memory allows (`--min-free-memory`): the sessions held
+/// whose browsers the node ran or was launching when its daemon last measured, plus how many
+/// more fit above the floor ([`memory_cap`]). Unset: no bound. Each grant takes one of that
+/// room (the sessions held count against the cap, those granted but not launching yet too),
+/// and a release gives none back (it lowers the cap): a released browser's memory is room
+/// only once the next measurement sees it gone.
 pub const MEMORY_CAP: &str = "memory_cap";
 
 /// The bounds of one node's `Pool`, set by that node's daemon at every start
@@ -61,26 +61,42 @@ pub enum Acquired {
 }
 
 /// Input of `Pool/memory_room`, measured by the node's daemon (`--min-free-memory`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MemoryRoom {
-    /// `room` more sessions fit above the floor than the `held` ones whose browsers the node
-    /// runs or is launching (their memory is in the measurement, or taken off the room).
-    Held { room: u32, held: u32 },
+    /// `room` more sessions fit above the floor than the node serves: `serving` names the
+    /// sessions whose browsers run or launch on it (their memory is in the measurement, or
+    /// taken off the room), and may name more (a warm browser's own id, a session over whose
+    /// browser outlived its stop), which count for nothing. At most [`MAX_SERVING`] are read.
+    Serving { room: u32, serving: Vec<String> },
     /// An older daemon's: `room` more than the sessions the `Pool` holds.
     Room(u32),
 }
 
-/// The cap of [`MEMORY_CAP`] from a measurement, with `holding` sessions in the `Pool`. A
-/// session granted its slot but whose launch has not begun is in `holding` and not in
-/// `held`: the measurement does not show its memory, so it takes one of the room. A browser
-/// left over by a session that is over (one that outlived its stop) is in `held` and not
-/// in `holding`: its memory is in the measurement already, so it gives no room.
-pub fn memory_cap(measured: MemoryRoom, holding: usize) -> u32 {
-    let holding = u32::try_from(holding).unwrap_or(u32::MAX);
+/// The most names of a [`MemoryRoom::Serving`] read: every session a node may hold and as
+/// many again (warm browsers, leftovers). Past it the cap only comes out lower.
+pub const MAX_SERVING: usize = 2 * crate::config::MAX_SESSIONS_LIMIT as usize;
+
+/// The cap of [`MEMORY_CAP`] from a measurement, with the `Pool` holding `holding`: the
+/// sessions it holds whose browsers the measurement saw, plus the room. A session granted
+/// its slot whose launch has not begun is not seen: its memory is not in the measurement,
+/// so it takes one of the room. A name seen that the `Pool` does not hold gives nothing.
+pub fn memory_cap(measured: &MemoryRoom, holding: &[String]) -> u32 {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     match measured {
-        MemoryRoom::Held { room, held } => held.min(holding).saturating_add(room),
-        MemoryRoom::Room(room) => holding.saturating_add(room),
+        MemoryRoom::Serving { room, serving } => {
+            let serving: std::collections::HashSet<&str> = serving
+                .iter()
+                .take(MAX_SERVING)
+                .map(String::as_str)
+                .collect();
+            let seen = holding
+                .iter()
+                .filter(|s| serving.contains(s.as_str()))
+                .count();
+            count(seen).saturating_add(*room)
+        }
+        MemoryRoom::Room(room) => count(holding.len()).saturating_add(*room),
     }
 }
 
@@ -298,7 +314,7 @@ impl PoolObject {
     ) -> HandlerResult<()> {
         let mut state = State::load(&ctx).await?;
         match room.0 {
-            Some(room) => ctx.set(MEMORY_CAP, memory_cap(room, state.sessions.len())),
+            Some(room) => ctx.set(MEMORY_CAP, memory_cap(&room, &state.sessions)),
             None => ctx.clear(MEMORY_CAP),
         }
         let capacity = self.config(&ctx).await?.capacity;
@@ -483,31 +499,48 @@ mod tests {
         assert_eq!(cap_after_release(Some(0), 1), Some(0));
     }
 
+    fn names(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn granted_sessions_not_launching_yet_take_room_the_measurement_does_not_show() {
-        // The daemon saw 3 browsers and room for 2 more; the Pool holds 5: two were granted
-        // since, their launches not begun. They are the room: no third grant.
-        let measured = MemoryRoom::Held { room: 2, held: 3 };
-        assert_eq!(memory_cap(measured, 5), 5);
-        let mut sessions: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
+        // The daemon saw the browsers of a, b, c (and a warm one, w) and room for 2 more; the
+        // Pool holds five: d and e were granted since, their launches not begun. They are the
+        // room: no third grant.
+        let measured = MemoryRoom::Serving {
+            room: 2,
+            serving: names(&["a", "b", "c", "w"]),
+        };
+        let mut sessions = names(&["a", "b", "c", "d", "e"]);
+        assert_eq!(memory_cap(&measured, &sessions), 5);
         let mut queue = vec![waiter("f")];
-        assert!(take_granted(&mut sessions, &mut queue, memory_cap(measured, 5)).is_empty());
+        let cap = memory_cap(&measured, &sessions);
+        assert!(take_granted(&mut sessions, &mut queue, cap).is_empty());
         // The same figures under the old rule (room over what the Pool holds) gave 7.
-        assert_eq!(memory_cap(MemoryRoom::Room(2), 5), 7);
-        // A browser outliving its session's stop is in the measurement, not in the Pool: it
-        // gives no room.
-        assert_eq!(memory_cap(MemoryRoom::Held { room: 1, held: 4 }, 3), 4);
-        assert_eq!(
-            memory_cap(
-                MemoryRoom::Held {
-                    room: u32::MAX,
-                    held: 9
-                },
-                9
-            ),
-            u32::MAX
-        );
-        assert_eq!(memory_cap(MemoryRoom::Room(u32::MAX), usize::MAX), u32::MAX);
+        assert_eq!(memory_cap(&MemoryRoom::Room(2), &sessions), 7);
+        // Browsers the Pool holds no session of (warm ones, one that outlived its session's
+        // stop) are in the measurement already: they give no room, with or without grants
+        // pending.
+        let leftovers = MemoryRoom::Serving {
+            room: 1,
+            serving: names(&["a", "b", "x", "y", "w1", "w2"]),
+        };
+        assert_eq!(memory_cap(&leftovers, &names(&["a", "b"])), 3);
+        assert_eq!(memory_cap(&leftovers, &names(&["a", "b", "c"])), 3);
+        // Saturating, and bounded in what it reads.
+        let full = MemoryRoom::Serving {
+            room: u32::MAX,
+            serving: names(&["a"]),
+        };
+        assert_eq!(memory_cap(&full, &names(&["a"])), u32::MAX);
+        let mut many: Vec<String> = (0..MAX_SERVING).map(|i| format!("s{i}")).collect();
+        many.push("late".into());
+        let long = MemoryRoom::Serving {
+            room: 0,
+            serving: many,
+        };
+        assert_eq!(memory_cap(&long, &names(&["s0", "late"])), 1);
     }
 
     #[test]
@@ -515,12 +548,13 @@ mod tests {
         let read = |json: &str| serde_json::from_str::<Option<MemoryRoom>>(json).unwrap();
         assert_eq!(read("null"), None);
         assert_eq!(read("4"), Some(MemoryRoom::Room(4)));
-        assert_eq!(
-            read(r#"{"room":4,"held":2}"#),
-            Some(MemoryRoom::Held { room: 4, held: 2 })
-        );
-        let sent = serde_json::to_string(&Some(MemoryRoom::Held { room: 4, held: 2 })).unwrap();
-        assert_eq!(sent, r#"{"room":4,"held":2}"#);
+        let serving = MemoryRoom::Serving {
+            room: 4,
+            serving: names(&["a"]),
+        };
+        assert_eq!(read(r#"{"room":4,"serving":["a"]}"#), Some(serving.clone()));
+        let sent = serde_json::to_string(&Some(serving)).unwrap();
+        assert_eq!(sent, r#"{"room":4,"serving":["a"]}"#);
         assert!(serde_json::from_str::<Option<MemoryRoom>>(r#"{"room":-1}"#).is_err());
     }
 

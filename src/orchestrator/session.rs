@@ -38,7 +38,8 @@ pub struct CreateCommand {
     pub node: Option<String>,
     /// When the serving daemon sent the create (its wall clock, ms since the epoch): the
     /// session's `created_at` when a slot is free at once, so no step of the create's journal
-    /// is spent reading the clock. `None` (an older daemon's create): read in the handler.
+    /// is spent reading the clock. `None` (an older daemon's create), or a time no clock set
+    /// right could show ([`CreateCommand::request_time`]): read in the handler.
     #[serde(default)]
     pub requested_at_ms: Option<u64>,
     /// Whether the serving daemon keeps a warm pool (`--warm` above 0; the nodes of a cluster
@@ -48,16 +49,17 @@ pub struct CreateCommand {
     pub warm: Option<bool>,
 }
 
+/// The earliest request time taken as one (2020-01-01T00:00:00Z): before it, the sending
+/// daemon's clock is not set.
+const EARLIEST_REQUEST_MS: u64 = 1_577_836_800_000;
+
 impl CreateCommand {
-    /// The command's bounds: its options', and a request time a clock can show.
-    pub fn check(&self) -> Result<(), String> {
-        self.options.check()?;
-        match self.requested_at_ms {
-            Some(at) if at > MAX_TIME_MS => Err(format!(
-                "requested_at_ms {at} is past the latest time bro shows ({MAX_TIME_MS})"
-            )),
-            _ => Ok(()),
-        }
+    /// [`CreateCommand::requested_at_ms`] when a clock set right could show it (from 2020 to
+    /// the latest time bro shows); else `None`, and the handler reads its own clock. A session
+    /// dated 1970 would be overdue at the node's next sweep.
+    pub fn request_time(&self) -> Option<u64> {
+        self.requested_at_ms
+            .filter(|at| (EARLIEST_REQUEST_MS..=MAX_TIME_MS).contains(at))
     }
 }
 
@@ -162,7 +164,7 @@ impl SessionObject {
                 .map_err(|message| TerminalError::new_with_code(CODE_BAD_INPUT, message))?;
             // Input past a bound (a timer too far out, say) would fail on every retry while the
             // object is held: refuse it before anything is taken.
-            if let Err(message) = cmd.0.check() {
+            if let Err(message) = cmd.0.options.check() {
                 return Err(TerminalError::new_with_code(CODE_BAD_INPUT, message).into());
             }
             let node = match cmd.0.node.clone() {
@@ -197,7 +199,7 @@ impl SessionObject {
             // Granted at once, the session is as old as its request; after a wait, as its
             // slot (the queue wait is `created_at` less the request's start).
             let granted_at_ms = match (acquired.0, slot) {
-                (Acquired::Granted, _) => cmd.0.requested_at_ms,
+                (Acquired::Granted, _) => cmd.0.request_time(),
                 (Acquired::Queued, Some(slot)) => {
                     slot.await?;
                     None
@@ -785,41 +787,34 @@ mod tests {
     use super::*;
 
     /// An older daemon's create (no request time, no warm flag) still reads, and its handler
-    /// then reads both itself; a request time no clock can show is refused before anything
-    /// is taken.
+    /// then reads both itself; so does one whose request time no clock set right could show.
     #[test]
-    fn create_commands_of_older_daemons_read_and_request_times_are_bounded() {
+    fn create_commands_of_older_daemons_read_and_odd_request_times_are_not_used() {
         let old: CreateCommand =
             serde_json::from_str(r#"{"options":{"timeoutMs":0},"wait":false,"node":"local"}"#)
                 .unwrap();
         assert_eq!((old.requested_at_ms, old.warm), (None, None));
-        assert_eq!(old.check(), Ok(()));
+        assert_eq!(old.request_time(), None);
         let now: CreateCommand = serde_json::from_str(
             r#"{"options":{"timeoutMs":0},"requested_at_ms":1795768602668,"warm":true}"#,
         )
         .unwrap();
-        assert_eq!(
-            (now.requested_at_ms, now.warm),
-            (Some(1_795_768_602_668), Some(true))
-        );
-        assert_eq!(now.check(), Ok(()));
-        let far = CreateCommand {
-            requested_at_ms: Some(MAX_TIME_MS + 1),
-            ..now.clone()
-        };
-        assert!(
-            far.check().unwrap_err().contains("requested_at_ms"),
-            "{:?}",
-            far.check()
-        );
-        let bad = CreateCommand {
-            options: SessionOptions {
-                timeout_ms: u64::MAX,
-                ..Default::default()
-            },
-            ..now
-        };
-        assert!(bad.check().is_err(), "the options' own bounds still hold");
+        assert_eq!(now.warm, Some(true));
+        assert_eq!(now.request_time(), Some(1_795_768_602_668));
+        for (odd, used) in [
+            (0, None),
+            (EARLIEST_REQUEST_MS - 1, None),
+            (EARLIEST_REQUEST_MS, Some(EARLIEST_REQUEST_MS)),
+            (MAX_TIME_MS, Some(MAX_TIME_MS)),
+            (MAX_TIME_MS + 1, None),
+            (u64::MAX, None),
+        ] {
+            let cmd = CreateCommand {
+                requested_at_ms: Some(odd),
+                ..now.clone()
+            };
+            assert_eq!(cmd.request_time(), used, "{odd}");
+        }
     }
 
     fn text(err: &HandlerError) -> String {
