@@ -392,6 +392,27 @@ impl LocalWorkerHost {
             .collect()
     }
 
+    /// The sessions whose browsers run or launch on this host: a session dir's own (its
+    /// name, before its pid file says so), and the session a warm dir serves (a warm browser
+    /// no session took serves none; one still launching may be named by its own id, which
+    /// no session has). What the free memory floor counts as held ([`crate::daemon`]).
+    pub fn serving_sessions(&self) -> Vec<String> {
+        self.dirs()
+            .into_iter()
+            .filter_map(|(name, dir)| match dir_owner(&dir) {
+                DirOwner::Session(id) => Some(id),
+                DirOwner::Warm => None,
+                DirOwner::Unknown => Some(name),
+            })
+            .filter(|id| SessionId::parse(id).is_ok())
+            .collect()
+    }
+
+    /// Warm refills launching on this host now.
+    pub fn warm_launches_in_flight(&self) -> usize {
+        self.load.warm_launches_in_flight()
+    }
+
     /// Every entry of the sessions dir, as (name, path).
     pub fn dirs(&self) -> Vec<(String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.sessions_dir) else {
@@ -577,7 +598,7 @@ impl LocalWorkerHost {
                     load::REFILL_WAIT
                 );
             }
-            (Some(turn), None)
+            (Some((turn, self.load.warm_launch())), None)
         } else {
             (None, Some(self.load.launch()))
         };

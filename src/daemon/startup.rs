@@ -309,6 +309,13 @@ pub(super) async fn recovery(
     when_cluster_answers(settings, || ingress.configure_pool(&settings.node, bounds))
         .await
         .context("setting this node's capacity")?;
+    // Bounds set, free memory next: until its first measurement the `Pool` has no memory cap,
+    // and in a cluster other nodes may place creates here already (from this node's last
+    // beats before it restarted).
+    let floor_task = match settings.min_free_memory {
+        Some(floor) => Some(memory_floor(settings, ingress, &orch.host, floor, started).await?),
+        None => None,
+    };
     let mut sup = supervisor(
         paths,
         settings,
@@ -346,9 +353,7 @@ pub(super) async fn recovery(
         stop,
     ));
     let mut tasks = vec![sup_task, quota_task, recordings_task, sweep_task];
-    if let Some(floor) = settings.min_free_memory {
-        tasks.push(memory_floor(settings, ingress, &orch.host, floor, started).await?);
-    }
+    tasks.extend(floor_task);
     if let Some(cluster) = &orch.cluster {
         // The first beat before the API serves: the other nodes place creates here from
         // now on, and this node knows the others when its first create comes.
@@ -389,7 +394,13 @@ async fn memory_floor(
     let cost = settings
         .max_session_memory
         .unwrap_or(super::memory_floor::DEFAULT_SESSION_COST);
-    if let Some((measured, free)) = super::memory_floor::measure(host, floor, cost) {
+    let measuring = Arc::clone(host);
+    let measured =
+        tokio::task::spawn_blocking(move || super::memory_floor::measure(&measuring, floor, cost))
+            .await
+            .ok()
+            .flatten();
+    if let Some((measured, free)) = measured {
         if let MemoryRoom::Serving { room, serving } = &measured {
             tracing::info!(
                 free_bytes = free,

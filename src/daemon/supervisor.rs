@@ -164,9 +164,10 @@ impl Supervisor {
         self.judge_dirs(&ev, &mut done).await;
         // Blocking work (a /proc scan, cgroup and dir removals under a lock): off the runtime.
         let (host, kept) = (Arc::clone(&self.host), ev.kept());
-        done.reaped += tokio::task::spawn_blocking(move || host.sweep_strays(kept))
-            .await
-            .unwrap_or(0);
+        match tokio::task::spawn_blocking(move || host.sweep_strays(kept)).await {
+            Ok(reaped) => done.reaped += reaped,
+            Err(err) => tracing::error!(%err, "the sweep of stray browsers and dirs failed"),
+        }
         Ok(done)
     }
 

@@ -306,7 +306,9 @@ impl PoolObject {
     /// more sessions fit above the floor ([`MemoryRoom`]; `None`: no floor). A node with no
     /// room is full: creates queue or get 429 as at capacity. Measured outside the handler,
     /// so it stays deterministic.
-    #[handler(name = "memory_room")]
+    // Its input names up to MAX_SERVING sessions, sent as often as every second: Restate
+    // keeps no journal of it once done (`default-journal-retention` would keep an hour's).
+    #[handler(name = "memory_room", journal_retention = "0s")]
     async fn memory_room(
         &self,
         ctx: ObjectContext<'_>,

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Load {
     launches: AtomicUsize,
+    /// Warm refills launching (their turn taken): not a signal of load, but memory on its
+    /// way that no free-memory reading shows yet.
+    warm_launches: AtomicUsize,
     refill: tokio::sync::Mutex<()>,
 }
 
@@ -27,6 +30,16 @@ pub struct Launch<'a>(&'a Load);
 impl Drop for Launch<'_> {
     fn drop(&mut self) {
         self.0.launches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one warm refill launching while it lives.
+#[must_use = "the launch counts only while the guard lives"]
+pub struct WarmLaunch<'a>(&'a Load);
+
+impl Drop for WarmLaunch<'_> {
+    fn drop(&mut self) {
+        self.0.warm_launches.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -44,6 +57,17 @@ impl Load {
     /// Cold launches in flight on this host.
     pub fn launches_in_flight(&self) -> usize {
         self.launches.load(Ordering::Relaxed)
+    }
+
+    /// Counts a warm refill's launch (once its turn came) until the guard drops.
+    pub fn warm_launch(&self) -> WarmLaunch<'_> {
+        self.warm_launches.fetch_add(1, Ordering::Relaxed);
+        WarmLaunch(self)
+    }
+
+    /// Warm refills launching on this host.
+    pub fn warm_launches_in_flight(&self) -> usize {
+        self.warm_launches.load(Ordering::Relaxed)
     }
 
     /// Waits for this refill's turn, then for CPU to spare: no cold launch in flight and at
@@ -154,6 +178,18 @@ mod tests {
         assert!(parse_cpu_line("cpu0 1 2 3 4").is_none());
         assert!(parse_cpu_line("cpu  x 2 3 4").is_none());
         assert!(cpu_times().await.is_some(), "this machine has /proc/stat");
+    }
+
+    #[test]
+    fn warm_launches_count_apart_from_cold_ones() {
+        let load = Load::default();
+        let warm = load.warm_launch();
+        assert_eq!(
+            (load.launches_in_flight(), load.warm_launches_in_flight()),
+            (0, 1)
+        );
+        drop(warm);
+        assert_eq!(load.warm_launches_in_flight(), 0);
     }
 
     #[tokio::test]
