@@ -395,7 +395,7 @@ impl LocalWorkerHost {
     /// The sessions whose browsers run or launch on this host: a session dir's own (its
     /// name, before its pid file says so), and the session a warm dir serves (a warm browser
     /// no session took serves none; one still launching may be named by its own id, which
-    /// no session has). What the free memory floor counts as held ([`crate::daemon`]).
+    /// no session has). The free memory floor counts these as the node's sessions held.
     pub fn serving_sessions(&self) -> Vec<String> {
         self.dirs()
             .into_iter()

@@ -3,9 +3,8 @@
 //! node short of memory answers creates as a full one (queue, then 429) and placement skips
 //! it. Measured here, outside any handler, so the `Pool` stays deterministic.
 
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 

@@ -253,8 +253,9 @@ pub fn config_toml(base_dir: &Path, cluster: &str, identity_key: &Path) -> Strin
 
 /// The config file of a cluster node: named after bro's node, its fabric on
 /// `<bind>:<fabric_port>` over TCP (and on its Unix socket: `listen-mode = "all"`) while
-/// admin and ingress keep their Unix sockets only, the members' fabrics as the replicated metadata servers, replicated
-/// logs, and the first member alone allowed to provision the cluster.
+/// admin and ingress keep their Unix sockets only, the members' fabrics as the replicated
+/// metadata servers, replicated logs, and the first member alone allowed to provision the
+/// cluster.
 ///
 /// Exactly one node can ever provision, so the cluster is provisioned once, without a
 /// manual step, whatever order the nodes start in. That node must keep its data dir: a
